@@ -1,0 +1,73 @@
+"""Fixtures that start the stand-ins (store, mail catcher) on free loopback
+ports for one test and stop them afterwards, plus small sample deliveries."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from mailcatcher import MailCatcher
+from make_delivery import make_delivery
+from store import Faults, StoreServer
+
+
+@pytest.fixture
+def store_factory(tmp_path: Path) -> Iterator[Callable[..., StoreServer]]:
+    """Start a stand-in store: store_factory(token="t", drop_every=2, ...)."""
+    started: list[StoreServer] = []
+
+    def start(token: str = "", **faults: float) -> StoreServer:
+        data = tmp_path / f"store{len(started)}"
+        server = StoreServer(data, token=token, faults=Faults(**faults)).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def store(store_factory) -> StoreServer:
+    return store_factory()
+
+
+@pytest.fixture
+def catcher_factory(tmp_path: Path) -> Iterator[Callable[..., MailCatcher]]:
+    """Start a mail catcher: catcher_factory(tls="starttls", user="u", password="p")."""
+    started: list[MailCatcher] = []
+
+    def start(**options: str) -> MailCatcher:
+        folder = tmp_path / f"catcher{len(started)}"
+        catcher = MailCatcher(folder / "mail", **options).start()
+        started.append(catcher)
+        return catcher
+
+    yield start
+    for catcher in started:
+        catcher.stop()
+
+
+@pytest.fixture
+def mail_catcher(catcher_factory) -> MailCatcher:
+    return catcher_factory()
+
+
+@pytest.fixture
+def smtp_env(mail_catcher: MailCatcher, monkeypatch: pytest.MonkeyPatch) -> MailCatcher:
+    """Point emails.py at a plain mail catcher through the environment."""
+    for name in list(os.environ):
+        if name.startswith("SMTP_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("SMTP_HOST", mail_catcher.host)
+    monkeypatch.setenv("SMTP_PORT", str(mail_catcher.port))
+    return mail_catcher
+
+
+@pytest.fixture
+def delivery(tmp_path: Path) -> Path:
+    """A small sample delivery: tmp_path/supplier-data with 3 products."""
+    return make_delivery(tmp_path, count=3, size=(300, 200))
