@@ -4,6 +4,7 @@ ports for one test and stop them afterwards, plus small sample deliveries."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +13,14 @@ import pytest
 from mailcatcher import MailCatcher
 from make_delivery import make_delivery
 from store import Faults, StoreServer
+
+
+@pytest.fixture(autouse=True)
+def venv_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scripts run as users run them (`./run.py`, through `#!/usr/bin/env
+    python3`), with the virtualenv that runs the tests activated."""
+    bin_dir = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", bin_dir + os.pathsep + os.environ.get("PATH", ""))
 
 
 @pytest.fixture
