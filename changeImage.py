@@ -28,6 +28,7 @@ Exit status: 0 all converted or skipped, 1 some images failed, 2 usage error,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -527,12 +529,21 @@ def configure_logging(args: argparse.Namespace) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    configure_logging(args)
-    Image.MAX_IMAGE_PIXELS = args.max_pixels
-    # Pillow only warns between one and two times the limit; refuse those too.
-    warnings.simplefilter("error", Image.DecompressionBombWarning)
+@contextlib.contextmanager
+def bomb_limit(max_pixels: int) -> Iterator[None]:
+    """Refuse images over max_pixels for the duration (Pillow's limit is global)."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between one and two times the limit; refuse those too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def convert_all(args: argparse.Namespace) -> int:
     gap = BEST_REDUCING_GAP if args.best_quality else FAST_REDUCING_GAP
     options = Options(
         args.size, args.fit, args.rotate, args.background, args.format, args.quality, gap
@@ -547,7 +558,6 @@ def main(argv: list[str] | None = None) -> int:
         log.info("dry run: would convert %d, %s", len(tasks), summary(counts))
         return EXIT_OK
     tune_allocator()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         run_tasks(tasks, options, jobs, counts)
     except KeyboardInterrupt:
@@ -557,5 +567,14 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_FAILED if counts["failed"] else EXIT_OK
 
 
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging(args)
+    with bomb_limit(args.max_pixels):
+        return convert_all(args)
+
+
 if __name__ == "__main__":
+    # SIGTERM (kill, systemd, cron timeouts) stops like Ctrl-C: whole files only.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.exit(main())
