@@ -50,6 +50,7 @@ from urllib.parse import unquote, urlsplit
 TEXT_FIELDS = {"name": 100, "description": 5000, "image_name": 100}
 RANDOM_SUFFIX_CHARS = string.ascii_letters + string.digits
 # DRF's IntegerField strips a zero fraction before int(): "500.0" and 500.0 pass.
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 ZERO_FRACTION = re.compile(r"\.0*\s*$")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fruits (
@@ -92,6 +93,15 @@ def validate_integer(value: object) -> int:
     return int(text)
 
 
+def integer_range_errors(field: str, value: int) -> dict:
+    """Django's IntegerField range validators, which DRF applies."""
+    if value > INT_MAX:
+        return {field: [f"Ensure this value is less than or equal to {INT_MAX}."]}
+    if value < INT_MIN:
+        return {field: [f"Ensure this value is greater than or equal to {INT_MIN}."]}
+    return {}
+
+
 def validate_text(field: str, value: object, max_length: int) -> str:
     """Mirror DRF CharField: strings and numbers, trimmed, length-checked."""
     if isinstance(value, (bool, dict, list)):
@@ -130,6 +140,8 @@ def validate_fruit(data: object) -> dict:
             clean["weight"] = validate_integer(data["weight"])
         except ValueError:
             errors["weight"] = ["A valid integer is required."]
+        else:
+            errors.update(integer_range_errors("weight", clean["weight"]))
     if errors:
         raise ValidationError(errors)
     return clean

@@ -57,6 +57,13 @@ def test_non_integer_weight_is_rejected(store, weight):
     assert answer.json() == {"weight": ["A valid integer is required."]}
 
 
+def test_weight_out_of_the_integer_range_is_rejected(store):
+    answer = post_fruit(store, {"weight": 2**31})
+    message = "Ensure this value is less than or equal to 2147483647."
+    assert (answer.status_code, answer.json()) == (400, {"weight": [message]})
+    assert post_fruit(store, {"weight": 2**31 - 1}).status_code == 201
+
+
 def test_missing_weight_is_required(store):
     answer = post_fruit(store, {"name": "X"})
     assert (answer.status_code, answer.json()) == (400, {"weight": ["This field is required."]})
