@@ -227,6 +227,9 @@ def catalog_page(fruits: list[dict]) -> str:
 
 class StoreHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY the body waits
+    # for the client's delayed ACK (40 ms) on every kept-alive connection.
+    disable_nagle_algorithm = True
     server: StoreServer
 
     def log_message(self, format: str, *args: object) -> None:
