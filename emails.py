@@ -179,7 +179,8 @@ def explain(error: Exception, settings: SmtpSettings) -> str:
         return f"cannot reach SMTP server {where}: connection refused (set SMTP_HOST)"
     if isinstance(error, socket.gaierror):
         return f"cannot reach SMTP server {where}: host name not found (set SMTP_HOST)"
-    if isinstance(error, TimeoutError | socket.timeout):
+    # smtplib turns a read timeout into SMTPServerDisconnected; the cause tells.
+    if isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError):
         return f"SMTP server {where} did not answer within {settings.timeout:g} s (SMTP_TIMEOUT)"
     if isinstance(error, ssl.SSLCertVerificationError):
         return (

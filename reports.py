@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from PIL import Image as PILImage
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
@@ -99,9 +100,7 @@ def markup(text: str) -> str:
     """Supplier text as safe Paragraph markup: escaped, CJK runs in a CJK font."""
 
     def cjk(match: re.Match) -> str:
-        run = match.group(0)
-        language = "ja" if KANA.search(run) else "ko" if HANGUL.search(run) else "zh"
-        return f'<font name="{cjk_fonts()[language]}">{run}</font>'
+        return f'<font name="{cjk_font_for(match.group(0))}">{match.group(0)}</font>'
 
     return CJK_RUN.sub(cjk, escape(text))
 
@@ -127,15 +126,25 @@ def status_text(row: Row) -> str:
 
 
 @functools.cache
-def cjk_fonts() -> dict[str, str]:
-    """Font name per CJK language: an embedded system TrueType font, else CID fonts."""
-    for path in CJK_TRUETYPE:
-        if Path(path).is_file():
-            pdfmetrics.registerFont(TTFont(CJK_EMBEDDED, path, subfontIndex=0))
-            return dict.fromkeys(CJK_FONTS, CJK_EMBEDDED)
+def embedded_cjk_font() -> TTFont | None:
+    """A CJK TrueType font the system provides, registered; None when there is none."""
     for name in CJK_FONTS.values():
         pdfmetrics.registerFont(UnicodeCIDFont(name))
-    return CJK_FONTS
+    for path in CJK_TRUETYPE:
+        if Path(path).is_file():
+            font = TTFont(CJK_EMBEDDED, path, subfontIndex=0)
+            pdfmetrics.registerFont(font)
+            return font
+    return None
+
+
+def cjk_font_for(run: str) -> str:
+    """The embedded CJK font when it has every glyph of the run, else a CID font."""
+    font = embedded_cjk_font()
+    if font is not None and all(ord(c) in font.face.charToGlyph for c in run):
+        return CJK_EMBEDDED
+    language = "ja" if KANA.search(run) else "ko" if HANGUL.search(run) else "zh"
+    return CJK_FONTS[language]
 
 
 @functools.cache
@@ -202,13 +211,16 @@ def body_flowables(paragraph: str) -> list[Flowable]:
 
 
 def thumbnail(path: str | None) -> Flowable | str:
+    """A small picture of the product, or nothing when the file is gone or unreadable."""
     if not path or not Path(path).is_file():
         return ""
     try:
-        return Image(path, width=THUMBNAIL[0], height=THUMBNAIL[1], kind="proportional")
+        with PILImage.open(path):  # reads the header only; reportlab would fail mid-build
+            pass
     except OSError as error:
         log.warning("no thumbnail for %s: %s", path, error)
         return ""
+    return Image(path, width=THUMBNAIL[0], height=THUMBNAIL[1], kind="proportional")
 
 
 def table_flowables(rows: Sequence[Row], thumbnails: bool) -> list[Flowable]:

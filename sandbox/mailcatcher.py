@@ -72,10 +72,17 @@ def make_certificate(cert_path: Path, key_path: Path) -> None:
 class MaildirHandler:
     """aiosmtpd handler: one .eml file per accepted message."""
 
-    def __init__(self, maildir: Path):
+    def __init__(self, maildir: Path, refuse: frozenset[str] = frozenset()):
         self.maildir = maildir
+        self.refuse = refuse
         self.counter = itertools.count(1)
         self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+        if address.lower() in self.refuse:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
         with self.lock:
@@ -122,6 +129,7 @@ class MailCatcher:
         user: str = "",
         password: str = "",
         cert_out: Path | None = None,
+        refuse: tuple[str, ...] = (),
     ):
         if tls not in TLS_MODES:
             raise ValueError(f"tls must be one of {TLS_MODES}")
@@ -129,6 +137,7 @@ class MailCatcher:
         self.maildir.mkdir(parents=True, exist_ok=True)
         self.host, self.port, self.tls = host, port, tls
         self.user, self.password = user, password
+        self.refuse = frozenset(address.lower() for address in refuse)
         self.cert_path = cert_out or self.maildir.parent / "catcher-cert.pem"
         self.controller: Controller | None = None
 
@@ -145,13 +154,16 @@ class MailCatcher:
         if self.user:
             options["authenticator"] = PasswordAuthenticator(self.user, self.password)
             options["auth_required"] = True
+            # With STARTTLS, AUTH only after it. aiosmtpd does not count implicit
+            # TLS as TLS, and a plain test server may allow AUTH in the clear.
+            options["auth_require_tls"] = self.tls == "starttls"
         if self.tls == "starttls":
             options["tls_context"] = context
             options["require_starttls"] = True
         if self.port == 0:
             self.port = free_port(self.host)
         self.controller = Controller(
-            MaildirHandler(self.maildir),
+            MaildirHandler(self.maildir, self.refuse),
             hostname=self.host,
             port=self.port,
             ssl_context=context if self.tls == "ssl" else None,
@@ -182,13 +194,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--user", default="", help="require AUTH with this user")
     parser.add_argument("--password", default="", help="the password AUTH accepts")
     parser.add_argument("--cert-out", type=Path, help="where to write the certificate")
+    parser.add_argument("--refuse", action="append", default=[], help="recipient to refuse")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     catcher = MailCatcher(
-        args.maildir, args.host, args.port, args.tls, args.user, args.password, args.cert_out
+        args.maildir,
+        args.host,
+        args.port,
+        args.tls,
+        args.user,
+        args.password,
+        args.cert_out,
+        tuple(args.refuse),
     ).start()
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

@@ -1,0 +1,203 @@
+"""emails.py: real mail through the mail catcher, and errors a person can act on."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+
+import emails
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def received(catcher):
+    return [message_from_bytes(p.read_bytes(), policy=policy.default) for p in catcher.messages()]
+
+
+def environment(catcher, **extra: str) -> dict[str, str]:
+    return {"SMTP_HOST": catcher.host, "SMTP_PORT": str(catcher.port), **extra}
+
+
+def hello(attachment=None):
+    return emails.generate_email(
+        "automation@example.com", "alice@example.com", "Hello", "Body text.", attachment
+    )
+
+
+def test_message_has_the_lab_headers_and_body():
+    message = hello()
+    assert message["From"] == "automation@example.com"
+    assert message["To"] == "alice@example.com"
+    assert message["Subject"] == "Hello"
+    assert message.get_content().strip() == "Body text."
+    assert not message.is_multipart()
+
+
+def test_several_recipients():
+    message = emails.generate_email("a@example.com", ["b@example.com", "c@example.com"], "S", "B")
+    assert message["To"] == "b@example.com, c@example.com"
+
+
+@pytest.mark.parametrize(
+    "filename, content_type",
+    [("report.pdf", "application/pdf"), ("data.weird-ext", "application/octet-stream")],
+)
+def test_attachment_type_is_guessed_from_the_name(tmp_path, filename, content_type):
+    path = tmp_path / filename
+    path.write_bytes(b"%PDF-1.4 bytes")
+    [part] = list(hello(path).iter_attachments())
+    assert part.get_content_type() == content_type
+    assert part.get_filename() == filename
+    assert part.get_content() == b"%PDF-1.4 bytes"
+
+
+@pytest.mark.parametrize("field", ["sender", "recipient", "subject"])
+@pytest.mark.parametrize("line_break", ["\n", "\r", "\r\n"])
+def test_line_breaks_in_headers_are_refused(field, line_break):
+    values = {"sender": "a@example.com", "recipient": "b@example.com", "subject": "S"}
+    values[field] += f"{line_break}Bcc: victim@example.com"
+    with pytest.raises(ValueError, match=field):
+        emails.generate_email(values["sender"], values["recipient"], values["subject"], "B")
+
+
+def test_plain_smtp_delivers_with_the_attachment_intact(mail_catcher, tmp_path):
+    pdf = tmp_path / "processed.pdf"
+    pdf.write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 40)
+    assert emails.send_email(hello(pdf), environment(mail_catcher)) is None
+    [message] = received(mail_catcher)
+    assert (message["From"], message["To"], message["Subject"]) == (
+        "automation@example.com",
+        "alice@example.com",
+        "Hello",
+    )
+    [part] = list(message.iter_attachments())
+    assert part.get_content() == pdf.read_bytes()
+
+
+def test_starttls_verified_through_the_ca_file(catcher_factory):
+    catcher = catcher_factory(tls="starttls")
+    env = environment(catcher, SMTP_SECURITY="starttls", SMTP_CA_FILE=str(catcher.cert_path))
+    emails.send_email(hello(), env)
+    assert len(received(catcher)) == 1
+
+
+def test_implicit_tls_verified_through_the_ca_file(catcher_factory):
+    catcher = catcher_factory(tls="ssl")
+    env = environment(catcher, SMTP_SECURITY="ssl", SMTP_CA_FILE=str(catcher.cert_path))
+    emails.send_email(hello(), env)
+    assert len(received(catcher)) == 1
+
+
+def test_untrusted_certificate_is_refused_with_advice(catcher_factory):
+    catcher = catcher_factory(tls="starttls")
+    with pytest.raises(emails.EmailError, match=r"not trusted.*set SMTP_CA_FILE"):
+        emails.send_email(hello(), environment(catcher, SMTP_SECURITY="starttls"))
+    assert received(catcher) == []
+
+
+def test_auth_accepted_with_password_file(catcher_factory, tmp_path):
+    catcher = catcher_factory(tls="starttls", user="alice", password="pa55 word")
+    secret = tmp_path / "password"
+    secret.write_text("pa55 word\n")
+    env = environment(
+        catcher,
+        SMTP_SECURITY="starttls",
+        SMTP_CA_FILE=str(catcher.cert_path),
+        SMTP_USER="alice",
+        SMTP_PASSWORD_FILE=str(secret),
+    )
+    emails.send_email(hello(), env)
+    assert len(received(catcher)) == 1
+
+
+def test_auth_refused_names_the_user_not_the_password(catcher_factory):
+    catcher = catcher_factory(tls="ssl", user="alice", password="right")
+    env = environment(
+        catcher,
+        SMTP_SECURITY="ssl",
+        SMTP_CA_FILE=str(catcher.cert_path),
+        SMTP_USER="alice",
+        SMTP_PASSWORD="wrong-s3cret",
+    )
+    with pytest.raises(emails.EmailError) as caught:
+        emails.send_email(hello(), env)
+    assert str(caught.value) == "SMTP login refused for user alice"
+    assert "wrong-s3cret" not in repr(caught.value)
+
+
+def test_refused_recipient_is_named(catcher_factory):
+    catcher = catcher_factory(refuse=("bob@example.com",))
+    message = emails.generate_email("a@example.com", "bob@example.com", "S", "B")
+    with pytest.raises(emails.EmailError, match=r"^recipient refused: bob@example\.com$"):
+        emails.send_email(message, environment(catcher))
+
+
+def test_one_refused_recipient_of_two_is_still_an_error(catcher_factory):
+    catcher = catcher_factory(refuse=("bob@example.com",))
+    message = emails.generate_email("a@example.com", ["bob@example.com", "c@example.com"], "S", "B")
+    with pytest.raises(emails.EmailError, match=r"^recipient refused: bob@example\.com$"):
+        emails.send_email(message, environment(catcher))
+
+
+def test_server_down_says_what_to_set():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port)}
+    with pytest.raises(emails.EmailError) as caught:
+        emails.send_email(hello(), env)
+    assert str(caught.value) == (
+        f"cannot reach SMTP server 127.0.0.1:{port}: connection refused (set SMTP_HOST)"
+    )
+
+
+def test_a_server_that_never_answers_times_out_naming_the_host():
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TIMEOUT": "0.3"}
+        with pytest.raises(emails.EmailError) as caught:
+            emails.send_email(hello(), env)
+    assert str(caught.value) == (
+        f"SMTP server 127.0.0.1:{port} did not answer within 0.3 s (SMTP_TIMEOUT)"
+    )
+
+
+def test_save_dir_writes_a_parseable_eml_instead_of_sending(tmp_path):
+    path = emails.send_email(hello(), {"SMTP_SAVE_DIR": str(tmp_path / "out")})
+    assert path.parent == tmp_path / "out" and path.suffix == ".eml"
+    message = message_from_bytes(path.read_bytes(), policy=policy.default)
+    assert message["Subject"] == "Hello"
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [path.name]
+
+
+@pytest.mark.parametrize(
+    "environ, port",
+    [({}, 25), ({"SMTP_SECURITY": "starttls"}, 587), ({"SMTP_SECURITY": "ssl"}, 465)],
+)
+def test_port_defaults_follow_the_security(environ, port):
+    settings = emails.settings_from(environ)
+    assert (settings.host, settings.port, settings.timeout) == ("localhost", port, 10.0)
+
+
+def test_bad_settings_are_reported():
+    with pytest.raises(emails.EmailError, match="SMTP_SECURITY must be"):
+        emails.send_email(hello(), {"SMTP_SECURITY": "tls-please"})
+
+
+def test_command_line_sends_a_test_message(mail_catcher):
+    env = {"PATH": __import__("os").environ["PATH"], **environment(mail_catcher)}
+    result = subprocess.run(
+        [ROOT / "emails.py", "ops@example.com"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert received(mail_catcher)[0]["To"] == "ops@example.com"
