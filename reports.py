@@ -47,6 +47,7 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas as pdfcanvas
 from reportlab.platypus import Flowable, Image, Paragraph, SimpleDocTemplate, Spacer, Table
@@ -78,6 +79,7 @@ BLANK_LINE = re.compile(r"(?:<br\s*/?>\s*){2,}", re.IGNORECASE)
 TABLE_BLOCK_ROWS = 50
 THUMBNAIL = (24 * mm, 16 * mm)
 COLUMN_WIDTHS = (28 * mm, 62 * mm, 26 * mm, 54 * mm)
+CELL_PADDING = 6  # reportlab's default left and right padding of a table cell
 
 log = logging.getLogger("reports")
 
@@ -223,22 +225,36 @@ def thumbnail(path: str | None) -> Flowable | str:
     return Image(path, width=THUMBNAIL[0], height=THUMBNAIL[1], kind="proportional")
 
 
+def cell(text: str, width: float) -> Flowable | str:
+    """Plain text when it fits on one line in the regular font, else a Paragraph.
+
+    A plain string is drawn as is (no markup, so no escaping) and costs a
+    fraction of a Paragraph; wrapping and CJK font runs need the Paragraph."""
+    style = styles()["cell"]
+    room = width - 2 * CELL_PADDING
+    if not CJK_RUN.search(text) and stringWidth(text, style.fontName, style.fontSize) <= room:
+        return text
+    return Paragraph(markup(text), style)
+
+
 def table_flowables(rows: Sequence[Row], thumbnails: bool) -> list[Flowable]:
     """The product table, in blocks of rows that share column widths."""
-    cell, head = styles()["cell"], styles()["head"]
+    head = styles()["head"]
     header = [Paragraph(text, head) for text in ("Image", "Name", "Weight", "Status")]
     style = [
+        ("FONT", (0, 0), (-1, -1), styles()["cell"].fontName, styles()["cell"].fontSize),
         ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
         ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.grey),
     ]
+    _, name_width, weight_width, status_width = COLUMN_WIDTHS
     blocks: list[Flowable] = [Table([header], colWidths=COLUMN_WIDTHS, style=style)]
     for start in range(0, len(rows), TABLE_BLOCK_ROWS):
         data = [
             [
                 thumbnail(row.image) if thumbnails else "",
-                Paragraph(markup(row.name), cell),
-                Paragraph("" if row.weight is None else f"{row.weight} lbs", cell),
-                Paragraph(markup(status_text(row)), cell),
+                cell(row.name, name_width),
+                cell("" if row.weight is None else f"{row.weight} lbs", weight_width),
+                cell(status_text(row), status_width),
             ]
             for row in rows[start : start + TABLE_BLOCK_ROWS]
         ]
