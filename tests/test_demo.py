@@ -12,9 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_demo_runs_every_step_and_prints_the_summary(tmp_path):
     out = tmp_path / "demo"
+    argv = ["--count", "3", "--size", "300x200", "--out", str(out)]
     result = subprocess.run(
-        [sys.executable, ROOT / "sandbox" / "demo.py", "--count", "3", "--size", "300x200"]
-        + ["--out", str(out)],
+        [sys.executable, ROOT / "sandbox" / "demo.py", *argv],
         capture_output=True,
         text=True,
         timeout=120,
