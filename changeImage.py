@@ -482,7 +482,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quality",
         type=int,
         default=int(env("IMAGE_QUALITY", str(DEFAULT_QUALITY))),
-        help=f"JPEG/WebP quality 1-95 (default {DEFAULT_QUALITY}) [IMAGE_QUALITY]",
+        help=f"JPEG/WebP quality 1-100 (default {DEFAULT_QUALITY}) [IMAGE_QUALITY]",
     )
     add(
         "--background",
@@ -499,8 +499,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--max-pixels",
         type=int,
-        default=Image.MAX_IMAGE_PIXELS,
-        help=f"refuse larger images (default Pillow's {Image.MAX_IMAGE_PIXELS})",
+        default=int(env("IMAGE_MAX_PIXELS", str(Image.MAX_IMAGE_PIXELS))),
+        help=f"refuse larger images (default Pillow's {Image.MAX_IMAGE_PIXELS}) [IMAGE_MAX_PIXELS]",
     )
     add(
         "--best-quality",
