@@ -3,7 +3,9 @@ ports for one test and stop them afterwards, plus small sample deliveries."""
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -80,3 +82,17 @@ def smtp_env(mail_catcher: MailCatcher, monkeypatch: pytest.MonkeyPatch) -> Mail
 def delivery(tmp_path: Path) -> Path:
     """A small sample delivery: tmp_path/supplier-data with 3 products."""
     return make_delivery(tmp_path, count=3, size=(300, 200))
+
+
+@pytest.fixture
+def dead_port() -> int:
+    """A loopback port with nothing listening: connections are refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def logged_errors(caplog) -> Callable[[], list[str]]:
+    """logged_errors(): the messages logged at ERROR or above so far."""
+    return lambda: [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

@@ -143,10 +143,8 @@ def test_one_refused_recipient_of_two_is_still_an_error(catcher_factory):
         emails.send_email(message, environment(catcher))
 
 
-def test_server_down_says_what_to_set():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def test_server_down_says_what_to_set(dead_port):
+    port = dead_port
     env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port)}
     with pytest.raises(emails.EmailError) as caught:
         emails.send_email(hello(), env)

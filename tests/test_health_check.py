@@ -136,11 +136,9 @@ def test_a_name_that_does_not_resolve(smtp_env, state):
     assert subjects(smtp_env) == ["Error - no-such-host.invalid cannot be resolved to 127.0.0.1"]
 
 
-def test_url_check_against_the_store_and_a_dead_port(smtp_env, state, store):
+def test_url_check_against_the_store_and_a_dead_port(smtp_env, state, store, dead_port):
     assert check(state, *PASSING, "--url", store.url) == hc.OK
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/"
+    dead = f"http://127.0.0.1:{dead_port}/"
     assert check(state, *PASSING, "--url", store.url, "--url", dead) == hc.CRITICAL
     assert subjects(smtp_env) == [f"Error - {dead} did not answer 200 within 10 seconds"]
 
@@ -174,11 +172,11 @@ def test_every_run_mails_each_failing_run(smtp_env, state):
     assert len(mails(smtp_env)) == 3
 
 
-def test_smtp_down_fails_the_run_and_the_next_run_mails(state, monkeypatch, catcher_factory):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
-        monkeypatch.setenv("SMTP_PORT", str(probe.getsockname()[1]))
+def test_smtp_down_fails_the_run_and_the_next_run_mails(
+    state, monkeypatch, catcher_factory, dead_port
+):
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(dead_port))
     assert check(state, *DISK_FAILS, at=1000) == hc.UNKNOWN
     catcher = catcher_factory()
     monkeypatch.setenv("SMTP_PORT", str(catcher.port))

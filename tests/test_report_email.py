@@ -6,7 +6,6 @@ import datetime
 import json
 import logging
 import os
-import socket
 import subprocess
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -173,11 +172,9 @@ def test_nothing_imported_sends_no_mail(smtp_env, tmp_path, caplog):
 
 
 def test_smtp_down_exits_1_keeps_the_pdf_and_a_rerun_sends(
-    tmp_path, caplog, monkeypatch, catcher_factory
+    tmp_path, caplog, monkeypatch, catcher_factory, dead_port
 ):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = dead_port
     monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("SMTP_PORT", str(port))
     record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1)])

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -48,16 +47,6 @@ def products(store) -> list[tuple]:
 
 def record(data: Path) -> dict:
     return json.loads((data / "imported.json").read_text())
-
-
-def errors(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # -- the happy path -------------------------------------------------------------
@@ -154,43 +143,45 @@ def test_weight_forms_give_the_integer(weight):
         ("\nApple\n\n-5 lbs\nText", 4, "'-5 lbs'"),
     ],
 )
-def test_bad_weight_fails_that_file_only(store, delivery, caplog, content, line, value):
+def test_bad_weight_fails_that_file_only(
+    store, delivery, caplog, content, line, value, logged_errors
+):
     write(delivery / "descriptions", "004.txt", content)
     assert import_(store, delivery) == 1
     assert len(store.catalog.fruits()) == 3
-    [message] = errors(caplog)
+    [message] = logged_errors()
     assert message.startswith(f"004.txt line {line}: weight {value}")
 
 
-def test_missing_weight_and_empty_file_are_errors(store, tmp_path, caplog):
+def test_missing_weight_and_empty_file_are_errors(store, tmp_path, caplog, logged_errors):
     write(tmp_path / "descriptions", "001.txt", "Apple\n")
     write(tmp_path / "descriptions", "002.txt", "")
     assert import_(store, tmp_path) == 1
     assert store.catalog.fruits() == []
-    assert errors(caplog) == [
+    assert logged_errors() == [
         "001.txt: no weight line after the name 'Apple'",
         "002.txt: empty file, expected name, weight, description",
     ]
 
 
-def test_store_rejection_carries_the_store_text(store, tmp_path, caplog):
+def test_store_rejection_carries_the_store_text(store, tmp_path, caplog, logged_errors):
     write(tmp_path / "descriptions", "003.txt", "Giant\n99999999999 lbs\nBig.")
     assert import_(store, tmp_path) == 1
-    [message] = errors(caplog)
+    [message] = logged_errors()
     assert message == (
         "003.txt: the store rejected weight: Ensure this value is less than or equal to 2147483647."
     )
 
 
-def test_check_reports_every_problem_without_the_store(tmp_path, caplog):
+def test_check_reports_every_problem_without_the_store(tmp_path, caplog, logged_errors, dead_port):
     write(tmp_path / "descriptions", "001.txt", "Apple\n500 lbs\nOk")
     write(tmp_path / "descriptions", "002.txt", "Pear\n1.5 lbs\nNo")
     write(tmp_path / "descriptions", "003.txt", "x" * 101 + "\n5\nNo")
-    url = f"http://127.0.0.1:{closed_port()}/"
+    url = f"http://127.0.0.1:{dead_port}/"
     result = run.main(["--url", url, "--descriptions", str(tmp_path / "descriptions"), "--check"])
     assert result == 1
-    assert len(errors(caplog)) == 2
-    assert "name is 101 characters; the store accepts at most 100" in errors(caplog)[1]
+    assert len(logged_errors()) == 2
+    assert "name is 101 characters; the store accepts at most 100" in logged_errors()[1]
     assert caplog.records[-1].getMessage() == "checked 3 descriptions: 2 with problems"
     assert not (tmp_path / "imported.json").exists()
 
@@ -244,11 +235,13 @@ def test_every_product_ends_in_the_store_exactly_once_despite_faults(
     assert store.post_count > 8 or "confirmed in the store after" in caplog.text
 
 
-def test_gives_up_after_the_retries_with_a_failure_per_product(store_factory, delivery, caplog):
+def test_gives_up_after_the_retries_with_a_failure_per_product(
+    store_factory, delivery, caplog, logged_errors
+):
     store = store_factory(fail_503_every=1)
     assert import_(store, delivery, "--retries", "2") == 1
     assert store.catalog.fruits() == []
-    assert sorted(errors(caplog)) == [
+    assert sorted(logged_errors()) == [
         f"00{n}.txt: the store did not answer after 3 attempts (HTTP 503)" for n in (1, 2, 3)
     ]
 
@@ -260,21 +253,21 @@ def test_retry_after_is_honoured_with_a_cap():
     assert run.backoff(0, "not a date") == run.BACKOFF_BASE
 
 
-def test_store_down_is_one_clear_line_and_exit_2(delivery, caplog):
-    url = f"http://127.0.0.1:{closed_port()}/"
+def test_store_down_is_one_clear_line_and_exit_2(delivery, caplog, logged_errors, dead_port):
+    url = f"http://127.0.0.1:{dead_port}/"
     assert run.main(["--url", url, "--descriptions", str(delivery / "descriptions")]) == 2
-    assert errors(caplog) == [
+    assert logged_errors() == [
         f"cannot reach the store at {url}: connection refused (set --url or CATALOG_URL)"
     ]
     assert not (delivery / "imported.json").exists()
 
 
 def test_token_store_refuses_without_and_accepts_with_the_token(
-    store_factory, delivery, caplog, monkeypatch
+    store_factory, delivery, caplog, monkeypatch, logged_errors
 ):
     store = store_factory(token="s3cr3t-t0ken")
     assert import_(store, delivery) == 2
-    assert errors(caplog) == ["the store refused the credentials (CATALOG_TOKEN)"]
+    assert logged_errors() == ["the store refused the credentials (CATALOG_TOKEN)"]
     monkeypatch.setenv("CATALOG_TOKEN", "wrong")
     assert import_(store, delivery) == 2
     monkeypatch.setenv("CATALOG_TOKEN", "s3cr3t-t0ken")
@@ -301,7 +294,7 @@ class RedirectingHandler(BaseHTTPRequestHandler):
         pass
 
 
-def test_a_redirect_to_a_post_is_a_failure_not_followed(delivery, caplog):
+def test_a_redirect_to_a_post_is_a_failure_not_followed(delivery, caplog, logged_errors):
     server = ThreadingHTTPServer(("127.0.0.1", 0), RedirectingHandler)
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
@@ -311,7 +304,7 @@ def test_a_redirect_to_a_post_is_a_failure_not_followed(delivery, caplog):
     finally:
         server.shutdown()
         server.server_close()
-    assert errors(caplog)[0] == (
+    assert logged_errors()[0] == (
         "001.txt: the store answered 301 redirect to https://elsewhere.example/fruits/; check --url"
     )
 

@@ -7,7 +7,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -49,16 +48,6 @@ def upload(store, images: Path, *extra: str) -> int:
 
 def stored(store) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(store.catalog.images.iterdir())}
-
-
-def errors(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_every_jpeg_is_uploaded_with_its_content_and_nothing_else(store, tmp_path):
@@ -106,14 +95,14 @@ def test_check_store_finds_images_uploaded_by_someone_else(store, tmp_path):
 
 
 def test_a_different_image_under_a_known_name_is_a_conflict_not_a_duplicate(
-    store, tmp_path, caplog
+    store, tmp_path, caplog, logged_errors
 ):
     images = jpeg_folder(tmp_path / "images", count=1)
     upload(store, images)
     Image.new("RGB", (60, 40), (255, 0, 0)).save(images / "001.jpeg")
     assert upload(store, images) == 1
     assert list(stored(store)) == ["001.jpeg"]
-    assert errors(caplog) == [
+    assert logged_errors() == [
         "001.jpeg: the store already has a different 001.jpeg; not uploaded"
         " (--force uploads it anyway and the store keeps both under two names)"
     ]
@@ -142,33 +131,35 @@ def test_every_image_ends_in_the_store_exactly_once_despite_faults(
     assert store.post_count > 8 or "confirmed in the store after" in caplog.text
 
 
-def test_store_down_is_one_clear_line_and_exit_2(tmp_path, caplog):
-    url = f"http://127.0.0.1:{closed_port()}/"
+def test_store_down_is_one_clear_line_and_exit_2(tmp_path, caplog, logged_errors, dead_port):
+    url = f"http://127.0.0.1:{dead_port}/"
     images = jpeg_folder(tmp_path / "images")
     assert uploader.main(["--url", url, "--images", str(images)]) == 2
-    assert errors(caplog) == [
+    assert logged_errors() == [
         f"cannot reach the store at {url}: connection refused (set --url or CATALOG_URL)"
     ]
 
 
 def test_token_store_refuses_without_and_accepts_with_the_token(
-    store_factory, tmp_path, caplog, monkeypatch
+    store_factory, tmp_path, caplog, monkeypatch, logged_errors
 ):
     store = store_factory(token="t0ken-value")
     images = jpeg_folder(tmp_path / "images")
     assert upload(store, images) == 2
-    assert errors(caplog) == ["the store refused the credentials (CATALOG_TOKEN)"]
+    assert logged_errors() == ["the store refused the credentials (CATALOG_TOKEN)"]
     monkeypatch.setenv("CATALOG_TOKEN", "t0ken-value")
     assert upload(store, images) == 0
     assert len(stored(store)) == 3
     assert "t0ken-value" not in caplog.text
 
 
-def test_wrong_endpoint_answer_fails_each_image_with_the_store_text(store, tmp_path, caplog):
+def test_wrong_endpoint_answer_fails_each_image_with_the_store_text(
+    store, tmp_path, caplog, logged_errors
+):
     images = jpeg_folder(tmp_path / "images", count=1)
     url = store.url + "nothing-here/"
     assert uploader.main(["--url", url, "--images", str(images)]) == 2
-    assert errors(caplog) == [f"GET {url}fruits/ answered 404"]
+    assert logged_errors() == [f"GET {url}fruits/ answered 404"]
 
 
 def test_journal_records_sending_then_uploaded(store, tmp_path):
