@@ -6,6 +6,7 @@ import hashlib
 import io
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -298,9 +299,19 @@ def test_outputs_get_normal_file_permissions(tmp_path):
     assert (tmp_path / "a.jpeg").stat().st_mode & 0o777 == 0o644
 
 
-def test_killed_run_leaves_only_whole_jpegs_and_a_rerun_finishes(tmp_path):
-    make_delivery(tmp_path, count=24, size=(1500, 1000))
-    images = tmp_path / "supplier-data" / "images"
+@pytest.fixture(scope="module")
+def big_batch(tmp_path_factory) -> Path:
+    """Enough large images that a run is still busy when a signal arrives."""
+    return make_delivery(tmp_path_factory.mktemp("batch"), count=40, size=(1500, 1000)) / "images"
+
+
+@pytest.fixture
+def batch_copy(big_batch, tmp_path) -> Path:
+    return Path(shutil.copytree(big_batch, tmp_path / "images"))
+
+
+def test_killed_run_leaves_only_whole_jpegs_and_a_rerun_finishes(batch_copy):
+    images = batch_copy
     process = subprocess.Popen([SCRIPT, images, "--jobs", "2", "-q"])
     deadline = time.monotonic() + 30
     while not list(images.glob("*.jpeg")) and time.monotonic() < deadline:
@@ -308,16 +319,15 @@ def test_killed_run_leaves_only_whole_jpegs_and_a_rerun_finishes(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     done = list(images.glob("*.jpeg"))
-    assert 0 < len(done) < 24
+    assert 0 < len(done) < 40
     for jpeg in done:
         assert_catalog_jpeg(jpeg)
     assert convert(images) == 0
-    assert len(list(images.glob("*.jpeg"))) == 24
+    assert len(list(images.glob("*.jpeg"))) == 40
 
 
-def test_sigterm_stops_cleanly_with_whole_outputs(tmp_path):
-    make_delivery(tmp_path, count=24, size=(1500, 1000))
-    images = tmp_path / "supplier-data" / "images"
+def test_sigterm_stops_cleanly_with_whole_outputs(batch_copy):
+    images = batch_copy
     process = subprocess.Popen([SCRIPT, images, "--jobs", "2"], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while not list(images.glob("*.jpeg")) and time.monotonic() < deadline:
