@@ -431,11 +431,21 @@ def save_state(path: Path, checks: dict) -> None:
     write_atomically(path, json.dumps({"version": STATE_VERSION, "checks": checks}, indent=1))
 
 
+class LockUnavailable(Exception):
+    """The lock file cannot be created or opened."""
+
+
 @contextlib.contextmanager
 def exclusive(lock_path: Path) -> Iterator[bool]:
     """Yields False when another run holds the lock."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as handle:
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock_path.open("a")
+    except OSError as error:
+        raise LockUnavailable(
+            f"cannot use the lock file {lock_path}: {error} (set --state)"
+        ) from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -606,7 +616,11 @@ def alert(args: argparse.Namespace, results: list[Result], now: float, deadline:
     old = load_state(args.state)
     mails, new = plan_mails(results, old, now, args.remind * 60, args.every_run)
     failed = send_mails(mails, args.recipient, deadline) if mails else []
-    save_state(args.state, unsent(new, old, failed) if failed else new)
+    try:
+        save_state(args.state, unsent(new, old, failed) if failed else new)
+    except OSError as error:
+        log.error("cannot write the state file %s: %s (set --state)", args.state, error)
+        return False
     return not failed
 
 
@@ -624,10 +638,15 @@ def check(args: argparse.Namespace, clock: Callable[[], float]) -> int:
         print(nagios_line(results))
     elif args.verbose:
         log.info("%s", nagios_line(results))
+    written = True
     if args.textfile:
-        write_atomically(args.textfile, prometheus_text(results, now))
+        try:
+            write_atomically(args.textfile, prometheus_text(results, now))
+        except OSError as error:
+            log.error("cannot write %s: %s", args.textfile, error)
+            written = False
     mailed = args.no_email or alert(args, results, now, deadline)
-    return overall(results) if mailed else UNKNOWN
+    return overall(results) if mailed and written else UNKNOWN
 
 
 def main(argv: list[str] | None = None, clock: Callable[[], float] = time.time) -> int:
@@ -641,6 +660,14 @@ def main(argv: list[str] | None = None, clock: Callable[[], float] = time.time) 
         return check(args, clock)
     # The lock guards the state file: only runs that mail need it.
     lock = args.state.with_name(args.state.name + ".lock")
+    try:
+        return locked_check(args, clock, lock)
+    except LockUnavailable as error:
+        log.error("%s", error)
+        return UNKNOWN
+
+
+def locked_check(args: argparse.Namespace, clock: Callable[[], float], lock: Path) -> int:
     with exclusive(lock) as mine:
         if not mine:
             message = f"another health_check.py run holds {lock}; exiting"

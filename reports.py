@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +82,7 @@ TABLE_BLOCK_ROWS = 50
 THUMBNAIL = (24 * mm, 16 * mm)
 COLUMN_WIDTHS = (28 * mm, 62 * mm, 26 * mm, 54 * mm)
 CELL_PADDING = 6  # reportlab's default left and right padding of a table cell
+MAX_CELL_TEXT = 300
 
 log = logging.getLogger("reports")
 
@@ -231,6 +234,9 @@ def cell(text: str, width: float) -> Flowable | str:
     A plain string is drawn as is (no markup, so no escaping) and costs a
     fraction of a Paragraph; wrapping and CJK font runs need the Paragraph."""
     style = styles()["cell"]
+    if len(text) > MAX_CELL_TEXT:
+        # A table row taller than a page cannot be laid out at all.
+        text = text[: MAX_CELL_TEXT - 1] + "…"
     room = width - 2 * CELL_PADDING
     if not CJK_RUN.search(text) and stringWidth(text, style.fontName, style.fontSize) <= room:
         return text
@@ -263,8 +269,22 @@ def table_flowables(rows: Sequence[Row], thumbnails: bool) -> list[Flowable]:
 
 
 def build(attachment: str | Path, title: str, story: Iterable[Flowable], subject: str) -> None:
+    """Write the PDF to a temporary file beside `attachment`, then rename it into place."""
+    target = Path(attachment)
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        render(temporary, title, story, subject)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def render(path: str, title: str, story: Iterable[Flowable], subject: str) -> None:
     document = SimpleDocTemplate(
-        str(attachment),
+        path,
         pagesize=A4,
         title=title,
         author=AUTHOR,

@@ -326,8 +326,9 @@ class Journal:
 
 
 def find_jpegs(folder: Path) -> list[Path]:
+    """JPEGs by content; hidden files (changeImage.py's temporaries among them) never."""
     jpegs = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name[0] != "."):
         with path.open("rb") as stream:
             if is_jpeg(stream.read(len(JPEG_MAGIC))):
                 jpegs.append(path)

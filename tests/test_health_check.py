@@ -306,3 +306,20 @@ def test_copied_alone_it_works_as_a_plugin_with_psutil_only(tmp_path):
     )
     assert mailing.returncode == 3
     assert "emails.py is not beside health_check.py" in mailing.stderr
+
+
+def test_an_unusable_state_folder_is_unknown_with_advice(tmp_path, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the state folder should be")
+    assert check(blocker / "state.json", *PASSING) == hc.UNKNOWN
+    [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert error.startswith(f"cannot use the lock file {blocker / 'state.json.lock'}")
+    assert error.endswith("(set --state)")
+
+
+def test_an_unwritable_textfile_is_unknown(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    args = ["--no-email", "--textfile", str(blocker / "health.prom"), *PASSING]
+    assert hc.main(args) == hc.UNKNOWN
+    assert any("cannot write" in r.getMessage() for r in caplog.records)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -163,3 +164,25 @@ def test_a_missing_or_broken_image_is_left_out(tmp_path):
     pdf = tmp_path / "r.pdf"
     reports.generate_supplier_report(pdf, "R", table)
     assert "B" in text_of(pdf)
+
+
+def test_the_pdf_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    pdf = tmp_path / "r.pdf"
+    pdf.write_bytes(b"previous report")
+
+    def crash_half_way(path, *args):
+        Path(path).write_bytes(b"%PDF-1.4 half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reports, "render", crash_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        reports.generate_report(pdf, "R", "x")
+    assert pdf.read_bytes() == b"previous report"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.pdf"]
+
+
+def test_an_overlong_cell_is_shortened_not_a_layout_error(tmp_path):
+    pdf = tmp_path / "r.pdf"
+    reason = "the store said " + "no " * 3000
+    reports.generate_supplier_report(pdf, "R", [reports.Row("A", 1, "failed", reason)])
+    assert "failed: the store said no no" in words_of(pdf)

@@ -63,6 +63,8 @@ def test_jpegs_are_recognised_by_content_not_name(store, tmp_path):
     images.mkdir()
     Image.new("RGB", (8, 8)).save(images / "photo", "JPEG")
     (images / "fake.jpeg").write_text("not a jpeg")
+    # A temporary file left by a killed changeImage.py run is never uploaded.
+    (images / ".001.jpeg.x1y2.tmp").write_bytes((images / "photo").read_bytes()[:50])
     assert upload(store, images) == 0
     assert list(stored(store)) == ["photo"]
 
