@@ -371,6 +371,34 @@ def write_json_atomically(path: Path, document: object) -> None:
         raise
 
 
+def keep_earlier_imports(outcomes: list[Outcome], earlier: dict) -> None:
+    """A product this delivery imported in an earlier run stays 'imported'.
+
+    Re-running after a partial failure finds those products in the store; the
+    record (and so the supplier's report) still says this delivery imported
+    them, as long as the store's id is the one that run created."""
+    if earlier.get("store") is None:
+        return
+    before = {p.get("file"): p for p in earlier.get("products", []) if isinstance(p, dict)}
+    for outcome in outcomes:
+        previous = before.get(outcome.file, {})
+        if (
+            outcome.outcome == "already in store"
+            and previous.get("outcome") == "imported"
+            and previous.get("id") == outcome.id
+        ):
+            outcome.outcome = "imported"
+
+
+def read_record(path: Path, store: str) -> dict:
+    """The previous record of this store, or {} (missing, unreadable, other store)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) and document.get("store") == store else {}
+
+
 def record_document(args: argparse.Namespace, started: str, outcomes: list[Outcome]) -> dict:
     return {
         "version": RECORD_VERSION,
@@ -529,8 +557,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", error)
         return EXIT_USAGE
     outcomes += failures
+    this_run = summary(outcomes)
+    if not args.force:
+        keep_earlier_imports(outcomes, read_record(args.record, args.url))
     write_json_atomically(args.record, record_document(args, started, outcomes))
-    log.info("%s", summary(outcomes))
+    log.info("%s", this_run)
     return EXIT_FAILED if any(o.outcome == "failed" for o in outcomes) else EXIT_OK
 
 

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
 
 import run
 from make_delivery import make_delivery
@@ -77,7 +78,7 @@ def test_record_lists_each_file_with_its_outcome_and_store_id(store, delivery):
     assert "004.txt line 2: weight 'heavy'" in by_file["004.txt"]["reason"]
     assert import_(store, delivery) == 1
     again = {p["file"]: p for p in record(delivery)["products"]}
-    assert again["001.txt"]["outcome"] == "already in store"
+    assert again["001.txt"]["outcome"] == "imported"  # by this delivery, in the first run
     assert again["001.txt"]["id"] == ids["001.jpeg"]
 
 
@@ -199,9 +200,30 @@ def test_dry_run_prints_payloads_and_sends_nothing(store, delivery, capsys):
 
 def test_rerun_creates_nothing_new(store, delivery, caplog):
     assert import_(store, delivery) == 0
+    (delivery / "imported.json").unlink()
     assert import_(store, delivery) == 0
     assert len(store.catalog.fruits()) == 3
     assert caplog.records[-1].getMessage() == "imported 0, already in store 3, failed 0"
+
+
+def test_rerun_after_a_failure_finishes_and_the_record_keeps_earlier_imports(store, delivery):
+    write(delivery / "descriptions", "004.txt", "Kiwi\nheavy\nGreen.")
+    assert import_(store, delivery) == 1
+    write(delivery / "descriptions", "004.txt", "Kiwi\n40 lbs\nGreen.")
+    assert import_(store, delivery) == 0
+    assert len(store.catalog.fruits()) == 4
+    document = record(delivery)
+    assert {p["outcome"] for p in document["products"]} == {"imported"}
+    assert document["summary"] == "imported 4, already in store 0, failed 0"
+
+
+def test_products_another_delivery_put_in_the_store_stay_already_in_store(store, delivery):
+    for n in (1, 2, 3):
+        text = (delivery / "descriptions" / f"00{n}.txt").read_text().splitlines()
+        payload = {"name": text[0], "weight": 1, "image_name": f"00{n}.jpeg"}
+        requests.post(store.url + "fruits/", json=payload, timeout=5)
+    assert import_(store, delivery) == 0
+    assert {p["outcome"] for p in record(delivery)["products"]} == {"already in store"}
 
 
 def test_force_posts_again(store, delivery):
