@@ -57,6 +57,7 @@ MAX_LENGTHS = {"name": 100, "description": 5000, "image_name": 100}
 WEIGHT = re.compile(r"(\d+)\s*(?:lbs?)?", re.IGNORECASE)
 RETRY_STATUSES = (502, 503, 504)
 BACKOFF_BASE, BACKOFF_MAX = 0.5, 30.0
+OUTCOMES = ("imported", "already in store", "failed")
 
 log = logging.getLogger("run")
 
@@ -187,9 +188,6 @@ def summary(outcomes: list[Outcome]) -> str:
     )
 
 
-OUTCOMES = ("imported", "already in store", "failed")
-
-
 # -- the store ----------------------------------------------------------------
 
 
@@ -199,7 +197,7 @@ def endpoint(base: str, path: str) -> str:
 
 
 def make_session(token: str, retries: int, jobs: int) -> requests.Session:
-    """One pooled session; GETs retried by urllib3, POSTs by post_once()."""
+    """One pooled session; GETs retried by urllib3, POSTs by Store.create()."""
     retry = Retry(
         total=retries,
         connect=retries,
@@ -275,14 +273,25 @@ class Store:
         if answer.status_code != 200:
             raise StoreError(f"GET {answer.url} answered {answer.status_code}")
         try:
-            return answer.json()
+            fruits = answer.json()
         except ValueError:
-            raise StoreError(f"GET {answer.url} did not answer JSON; is --url right?") from None
+            fruits = None
+        if not isinstance(fruits, list) or not all(isinstance(f, dict) for f in fruits):
+            raise StoreError(f"GET {answer.url} did not answer a JSON list; is --url right?")
+        return fruits
 
     def find(self, product: Product) -> dict | None:
         return next((f for f in self.fruits() if key_of(f) == product.key()), None)
 
-    def create(self, product: Product) -> int:
+    def created_id(self, answer: requests.Response, product: Product) -> int | None:
+        """The id in a 201 answer; looked up when the body does not carry it."""
+        try:
+            return int(answer.json()["id"])
+        except (ValueError, KeyError, TypeError):
+            found = self.find(product)
+            return found.get("id") if found else None
+
+    def create(self, product: Product) -> int | None:
         """POST the product; its id. Never leaves a duplicate behind."""
         for attempt in range(self.retries + 1):
             try:
@@ -300,7 +309,7 @@ class Store:
             else:
                 refuse_credentials(answer)
                 if answer.status_code == 201:
-                    return answer.json()["id"]
+                    return self.created_id(answer, product)
                 if answer.status_code not in RETRY_STATUSES:
                     raise StoreError(rejection(answer))
                 why, retry_after = f"HTTP {answer.status_code}", answer.headers.get("Retry-After")
@@ -322,8 +331,10 @@ def rejection(answer: requests.Response) -> str:
     try:
         detail = store_errors(answer.json())
     except ValueError:
-        detail = f"HTTP {answer.status_code}"
-    return f"the store rejected {detail}" if answer.status_code == 400 else f"the store: {detail}"
+        detail = ""
+    if answer.status_code == 400 and detail:
+        return f"the store rejected {detail}"
+    return f"the store answered {answer.status_code}" + (f": {detail}" if detail else "")
 
 
 def key_of(fruit: dict) -> tuple[str, str]:
