@@ -48,7 +48,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -348,21 +347,31 @@ def unsent(state_if_sent: dict, old_state: dict, failed: list[Mail]) -> dict:
 # -- measuring ----------------------------------------------------------------------
 
 
-def resolve(host: str, timeout: float) -> str | None:
-    """The IPv4 address of host, None when it does not resolve in time.
+class Background:
+    """A call in a daemon thread: a call that hangs cannot hold the run or its exit."""
 
-    getaddrinfo has no timeout of its own, so it runs in a daemon thread that
-    is abandoned when it hangs."""
-    answer: list[str] = []
+    def __init__(self, function: Callable, *args: object):
+        self.value: object = None
+        self.done = threading.Event()
+        threading.Thread(target=self.run, args=(function, args), daemon=True).start()
 
-    def lookup() -> None:
-        with contextlib.suppress(OSError):
-            answer.append(socket.gethostbyname(host))
+    def run(self, function: Callable, args: tuple) -> None:
+        try:
+            self.value = function(*args)
+        finally:
+            self.done.set()
 
-    worker = threading.Thread(target=lookup, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    return answer[0] if answer else None
+    def result(self, timeout: float) -> object:
+        """The call's value, or None when it did not finish in time."""
+        return self.value if self.done.wait(timeout) else None
+
+
+def resolve(host: str) -> str | None:
+    """The IPv4 address of host, None when it does not resolve."""
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        return None
 
 
 def fetch(url: str) -> tuple[int | None, float, str]:
@@ -379,19 +388,25 @@ def fetch(url: str) -> tuple[int | None, float, str]:
 
 
 def measure(args: argparse.Namespace, limits: Thresholds) -> list[Result]:
-    """Every check; CPU is sampled while DNS and URLs are asked in parallel."""
-    with ThreadPoolExecutor(max_workers=1 + len(args.url)) as pool:
-        resolved = pool.submit(resolve, args.resolve_host, RESOLVE_TIMEOUT)
-        fetched = [(url, pool.submit(fetch, url)) for url in args.url]
-        results = [evaluate_cpu(psutil.cpu_percent(interval=CPU_INTERVAL), limits)]
-        for path in args.disk_path:
-            usage = psutil.disk_usage(path)
-            results.append(evaluate_disk(path, usage.free, usage.total, limits))
-        results.append(evaluate_memory(psutil.virtual_memory().available, limits))
-        results.append(
-            evaluate_resolution(args.resolve_host, args.resolve_address, resolved.result())
-        )
-        results += [evaluate_url(url, *future.result()) for url, future in fetched]
+    """Every check; CPU is sampled while DNS and URLs are asked in the background.
+
+    getaddrinfo has no timeout of its own, and urlopen's covers the socket but
+    not the name lookup, so both run in daemon threads that are abandoned when
+    they hang."""
+    resolved = Background(resolve, args.resolve_host)
+    fetched = [(url, Background(fetch, url)) for url in args.url]
+    started = time.monotonic()
+    results = [evaluate_cpu(psutil.cpu_percent(interval=CPU_INTERVAL), limits)]
+    for path in args.disk_path:
+        usage = psutil.disk_usage(path)
+        results.append(evaluate_disk(path, usage.free, usage.total, limits))
+    results.append(evaluate_memory(psutil.virtual_memory().available, limits))
+    address = resolved.result(RESOLVE_TIMEOUT - (time.monotonic() - started))
+    results.append(evaluate_resolution(args.resolve_host, args.resolve_address, address))
+    for url, background in fetched:
+        wait = URL_TIMEOUT + 1 - (time.monotonic() - started)
+        outcome = background.result(max(wait, 0)) or (None, URL_TIMEOUT, "no answer in time")
+        results.append(evaluate_url(url, *outcome))
     return results
 
 

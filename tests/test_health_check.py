@@ -323,3 +323,13 @@ def test_an_unwritable_textfile_is_unknown(tmp_path, caplog):
     args = ["--no-email", "--textfile", str(blocker / "health.prom"), *PASSING]
     assert hc.main(args) == hc.UNKNOWN
     assert any("cannot write" in r.getMessage() for r in caplog.records)
+
+
+def test_a_url_that_never_answers_fails_within_its_limit(smtp_env, state, monkeypatch):
+    monkeypatch.setattr(hc, "URL_TIMEOUT", 0.5)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        assert check(state, *PASSING, "--url", url) == hc.CRITICAL
+    assert subjects(smtp_env) == [f"Error - {url} did not answer 200 within 0.5 seconds"]
