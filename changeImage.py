@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import ctypes
 import ctypes.util
+import io
 import logging
 import os
 import platform
@@ -175,7 +176,7 @@ def cmyk_to_rgb(image: Image.Image) -> Image.Image:
     icc = image.info.get("icc_profile")
     if profile_colour_space(icc) == "CMYK":
         try:
-            source = ImageCms.ImageCmsProfile(ImageCms.io.BytesIO(icc))
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
             converted = ImageCms.profileToProfile(
                 image, source, ImageCms.createProfile("sRGB"), outputMode="RGB"
             )
