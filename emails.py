@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import ipaddress
 import logging
 import mimetypes
 import os
@@ -163,7 +164,19 @@ def connect(settings: SmtpSettings) -> smtplib.SMTP:
     return smtp
 
 
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def deliver(message: EmailMessage, settings: SmtpSettings) -> None:
+    if settings.user and settings.security == "none" and not is_loopback(settings.host):
+        raise EmailError(
+            f"refusing to send the SMTP password for {settings.user} unencrypted to"
+            f" {settings.address}; set SMTP_SECURITY=starttls or ssl"
+        )
     with connect(settings) as smtp:
         if settings.user:
             smtp.login(settings.user, settings.password)

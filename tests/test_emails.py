@@ -199,3 +199,19 @@ def test_command_line_sends_a_test_message(mail_catcher):
     )
     assert result.returncode == 0, result.stderr
     assert received(mail_catcher)[0]["To"] == "ops@example.com"
+
+
+def test_a_password_is_never_sent_in_the_clear_off_this_machine():
+    env = {"SMTP_HOST": "mail.example.com", "SMTP_USER": "alice", "SMTP_PASSWORD": "pw"}
+    with pytest.raises(emails.EmailError) as caught:
+        emails.send_email(hello(), env)
+    assert str(caught.value) == (
+        "refusing to send the SMTP password for alice unencrypted to mail.example.com:25;"
+        " set SMTP_SECURITY=starttls or ssl"
+    )
+
+
+def test_auth_in_the_clear_is_allowed_on_loopback(catcher_factory):
+    catcher = catcher_factory(user="alice", password="pw")
+    emails.send_email(hello(), environment(catcher, SMTP_USER="alice", SMTP_PASSWORD="pw"))
+    assert len(received(catcher)) == 1
