@@ -353,7 +353,7 @@ def upload_all(
         try:
             image = Upload(path, path.read_bytes())
             action = "upload" if args.force else plan_action(image, earlier, product_images)
-            if action == "upload" and args.check_store and not args.force:
+            if args.check_store and not args.force:
                 action = "compare"
             if action == "skip":
                 return "already in store"
@@ -426,7 +426,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--check-store",
         action="store_true",
-        help="compare every image with the store's copy first, not only known names",
+        help="ask the store about every image first, whatever the journal says"
+        " (after the store was restored or fed from elsewhere)",
     )
     add("--dry-run", action="store_true", help="list what would be uploaded; contact no store")
     add("--force", action="store_true", help="upload even images the store already has")

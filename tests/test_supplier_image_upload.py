@@ -96,6 +96,18 @@ def test_check_store_finds_images_uploaded_by_someone_else(store, tmp_path):
     assert len(stored(store)) == 2
 
 
+def test_check_store_reuploads_what_a_wiped_store_lost(store_factory, tmp_path):
+    images = jpeg_folder(tmp_path / "images", count=2)
+    first = store_factory()
+    upload(first, images)
+    for path in first.catalog.images.iterdir():
+        path.unlink()
+    assert upload(first, images) == 0
+    assert stored(first) == {}  # the journal alone says they are there
+    assert upload(first, images, "--check-store") == 0
+    assert list(stored(first)) == ["001.jpeg", "002.jpeg"]
+
+
 def test_a_different_image_under_a_known_name_is_a_conflict_not_a_duplicate(
     store, tmp_path, caplog, logged_errors
 ):
