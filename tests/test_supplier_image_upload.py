@@ -53,9 +53,11 @@ def stored(store) -> dict[str, bytes]:
 def test_every_jpeg_is_uploaded_with_its_content_and_nothing_else(store, tmp_path):
     images = jpeg_folder(tmp_path / "images")
     assert upload(store, images) == 0
-    assert stored(store) == {
-        n: (images / n).read_bytes() for n in ("001.jpeg", "002.jpeg", "003.jpeg")
-    }
+    names = ("001.jpeg", "002.jpeg", "003.jpeg")
+    assert stored(store) == {n: (images / n).read_bytes() for n in names}
+    for name in names:
+        served = requests.get(f"{store.url}media/images/{name}", timeout=5)
+        assert (served.status_code, served.content) == (200, (images / name).read_bytes())
 
 
 def test_jpegs_are_recognised_by_content_not_name(store, tmp_path):
