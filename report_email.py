@@ -108,11 +108,18 @@ def body_for(products: list[dict]) -> str:
         body = (
             f"{failed} of {len(products)} fruits could not be uploaded to our website;"
             " the attached list shows which and why. "
-            f"{plural(imported, 'fruit')} uploaded successfully."
+            f"{plural(imported, 'fruit')} {was(imported)} uploaded successfully."
         )
     if in_store:
-        body += f" {plural(in_store, 'fruit')} were already on the website and are listed as such."
+        body += (
+            f" {plural(in_store, 'fruit')} {was(in_store)} already on the website"
+            f" and {'is' if in_store == 1 else 'are'} listed as such."
+        )
     return body
+
+
+def was(number: int) -> str:
+    return "was" if number == 1 else "were"
 
 
 def rows_for(products: list[dict]) -> list[reports.Row]:

@@ -120,7 +120,8 @@ def test_failures_change_subject_body_and_pdf(smtp_env, tmp_path):
     body = mail.get_body(preferencelist=("plain",)).get_content()
     assert "2 of 5 fruits could not be uploaded" in body
     assert "successfully" in body and "All fruits" not in body
-    assert "1 fruit were already on the website" in body
+    assert "2 fruits were uploaded successfully" in body
+    assert "1 fruit was already on the website and is listed as such" in body
     text = " ".join(pdf_text(pdf).split())
     assert "name: Apple weight: 500 lbs" in text and "name: Kiwi weight: 9 lbs" in text
     assert "name: Pear" not in text and "name: Plum" not in text
