@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import io
 import logging
 import os
@@ -62,7 +63,11 @@ FAST_REDUCING_GAP = 1.0
 BEST_REDUCING_GAP = 3.0
 # EXIF orientations 5-8 are a quarter turn: width and height swap.
 QUARTER_TURN_ORIENTATIONS = {5, 6, 7, 8}
-IMAGE_EXTENSIONS = set(Image.registered_extensions())
+# mallopt() parameters from glibc's malloc.h, and the largest mmap threshold
+# glibc accepts on 64-bit systems.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
+TRIM_THRESHOLD = 256 * 1024 * 1024
 # EXIF orientation -> the transpose that makes the image upright.
 UPRIGHT = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -93,12 +98,6 @@ class Task:
     source: Path
     target: Path
 
-
-# mallopt() parameters from glibc's malloc.h, and the largest mmap threshold
-# glibc accepts on 64-bit systems.
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
-TRIM_THRESHOLD = 256 * 1024 * 1024
 
 # -- pure functions -----------------------------------------------------------
 
@@ -329,6 +328,12 @@ def describe_error(error: Exception) -> str:
     )
 
 
+@functools.cache
+def image_extensions() -> frozenset[str]:
+    # Loads every Pillow plugin: only when a file fails to open, not at start-up.
+    return frozenset(Image.registered_extensions())
+
+
 class BadImage(Exception):
     """A file that claims to be an image but cannot be read."""
 
@@ -341,7 +346,7 @@ def is_image(path: Path) -> bool:
         with Image.open(path):
             return True
     except Image.UnidentifiedImageError:
-        if path.suffix.lower() in IMAGE_EXTENSIONS:
+        if path.suffix.lower() in image_extensions():
             raise BadImage("not a readable image (corrupt or unsupported format)") from None
         return False
     except Exception as error:  # a bad header fails only this file

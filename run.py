@@ -506,9 +506,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--record",
         type=Path,
-        default=Path(env("IMPORT_RECORD", str(data / "imported.json"))),
-        help="where to write the run's record (default $SUPPLIER_DATA/imported.json) "
-        "[IMPORT_RECORD]",
+        default=env("IMPORT_RECORD", "") or None,
+        help="where to write the run's record (default imported.json beside the"
+        " descriptions folder, $SUPPLIER_DATA/imported.json) [IMPORT_RECORD]",
     )
     add(
         "--jobs",
@@ -534,6 +534,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("-q", "--quiet", action="store_true", help="only warnings and errors")
     add("-v", "--verbose", action="store_true", help="debug output")
     args = parser.parse_args(argv)
+    args.record = args.record or args.descriptions.parent / "imported.json"
     if not args.descriptions.is_dir():
         parser.error(f"no descriptions folder at {args.descriptions}")
     if args.jobs < 1 or args.retries < 0 or args.timeout <= 0:

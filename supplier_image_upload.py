@@ -402,8 +402,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--journal",
         type=Path,
-        default=Path(env("UPLOAD_JOURNAL", str(data / "uploaded.jsonl"))),
-        help="journal of uploads (default $SUPPLIER_DATA/uploaded.jsonl) [UPLOAD_JOURNAL]",
+        default=env("UPLOAD_JOURNAL", "") or None,
+        help="journal of uploads (default uploaded.jsonl beside the images folder,"
+        " $SUPPLIER_DATA/uploaded.jsonl) [UPLOAD_JOURNAL]",
     )
     add(
         "--jobs",
@@ -434,6 +435,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("-q", "--quiet", action="store_true", help="only warnings and errors")
     add("-v", "--verbose", action="store_true", help="debug output")
     args = parser.parse_args(argv)
+    args.journal = args.journal or args.images.parent / "uploaded.jsonl"
     if not args.images.is_dir():
         parser.error(f"no images folder at {args.images}")
     if args.jobs < 1 or args.retries < 0 or args.timeout <= 0:

@@ -7,7 +7,9 @@ import logging
 import os
 import socket
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,33 @@ def dead_port() -> int:
 def logged_errors(caplog) -> Callable[[], list[str]]:
     """logged_errors(): the messages logged at ERROR or above so far."""
     return lambda: [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+class RedirectingHandler(BaseHTTPRequestHandler):
+    """A misconfigured front: lists nothing, answers every POST with a redirect."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"[]")
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(301)
+        self.send_header("Location", "https://elsewhere.example/fruits/")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def redirecting_store() -> Iterator[str]:
+    """The URL of a server that answers every POST with 301."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RedirectingHandler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()

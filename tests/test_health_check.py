@@ -166,6 +166,20 @@ def test_second_failing_run_is_quiet_then_reminds_then_recovers(smtp_env, state)
     assert len(mails(smtp_env)) == 3
 
 
+def test_a_recovery_mail_that_failed_is_sent_on_the_next_run(
+    smtp_env, state, monkeypatch, dead_port
+):
+    assert check(state, *DISK_FAILS, at=1000) == hc.CRITICAL
+    monkeypatch.setenv("SMTP_PORT", str(dead_port))
+    assert check(state, *PASSING, at=1060) == hc.UNKNOWN
+    monkeypatch.setenv("SMTP_PORT", str(smtp_env.port))
+    assert check(state, *PASSING, at=1120) == hc.OK
+    assert subjects(smtp_env) == [
+        "Error - Available disk space is less than 100%",
+        "Recovered - Available disk space is back at or above 0%",
+    ]
+
+
 def test_every_run_mails_each_failing_run(smtp_env, state):
     for minute in range(3):
         check(state, *DISK_FAILS, "--every-run", at=1000 + 60 * minute)

@@ -157,6 +157,13 @@ def test_corrupt_record_exits_2(tmp_path, caplog):
     assert "is unreadable" in caplog.records[0].getMessage()
 
 
+def test_a_record_without_a_product_list_exits_2(tmp_path, caplog):
+    (tmp_path / "r.json").write_text('{"version": 1, "products": "none"}')
+    assert report(tmp_path / "r.json", tmp_path / "r.pdf") == 2
+    assert "has no product list: run run.py again" in caplog.records[0].getMessage()
+    assert not (tmp_path / "r.pdf").exists()
+
+
 def test_nothing_imported_sends_no_mail(smtp_env, tmp_path, caplog):
     record = write_record(
         tmp_path / "r.json",

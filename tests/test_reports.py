@@ -154,7 +154,7 @@ def test_thumbnails_are_embedded_when_the_jpeg_is_at_hand(tmp_path):
     assert len(PdfReader(without).pages[0].images) == 0
 
 
-def test_a_missing_or_broken_image_is_left_out(tmp_path):
+def test_a_missing_or_broken_image_is_left_out(tmp_path, caplog):
     broken = tmp_path / "broken.jpeg"
     broken.write_bytes(b"not a jpeg")
     table = [
@@ -163,7 +163,10 @@ def test_a_missing_or_broken_image_is_left_out(tmp_path):
     ]
     pdf = tmp_path / "r.pdf"
     reports.generate_supplier_report(pdf, "R", table)
-    assert "B" in text_of(pdf)
+    assert len(PdfReader(pdf).pages[0].images) == 0
+    assert "2 products in the store" in text_of(pdf)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith(f"no thumbnail for {broken}")
 
 
 def test_the_pdf_appears_whole_or_not_at_all(tmp_path, monkeypatch):

@@ -7,9 +7,7 @@ import logging
 import os
 import signal
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -145,9 +143,7 @@ def test_weight_forms_give_the_integer(weight):
         ("\nApple\n\n-5 lbs\nText", 4, "'-5 lbs'"),
     ],
 )
-def test_bad_weight_fails_that_file_only(
-    store, delivery, caplog, content, line, value, logged_errors
-):
+def test_bad_weight_fails_that_file_only(store, delivery, content, line, value, logged_errors):
     write(delivery / "descriptions", "004.txt", content)
     assert import_(store, delivery) == 1
     assert len(store.catalog.fruits()) == 3
@@ -155,7 +151,7 @@ def test_bad_weight_fails_that_file_only(
     assert message.startswith(f"004.txt line {line}: weight {value}")
 
 
-def test_missing_weight_and_empty_file_are_errors(store, tmp_path, caplog, logged_errors):
+def test_missing_weight_and_empty_file_are_errors(store, tmp_path, logged_errors):
     write(tmp_path / "descriptions", "001.txt", "Apple\n")
     write(tmp_path / "descriptions", "002.txt", "")
     assert import_(store, tmp_path) == 1
@@ -166,7 +162,7 @@ def test_missing_weight_and_empty_file_are_errors(store, tmp_path, caplog, logge
     ]
 
 
-def test_store_rejection_carries_the_store_text(store, tmp_path, caplog, logged_errors):
+def test_store_rejection_carries_the_store_text(store, tmp_path, logged_errors):
     write(tmp_path / "descriptions", "003.txt", "Giant\n99999999999 lbs\nBig.")
     assert import_(store, tmp_path) == 1
     [message] = logged_errors()
@@ -259,7 +255,7 @@ def test_every_product_ends_in_the_store_exactly_once_despite_faults(
 
 
 def test_gives_up_after_the_retries_with_a_failure_per_product(
-    store_factory, delivery, caplog, logged_errors
+    store_factory, delivery, logged_errors
 ):
     store = store_factory(fail_503_every=1)
     assert import_(store, delivery, "--retries", "2") == 1
@@ -276,7 +272,7 @@ def test_retry_after_is_honoured_with_a_cap():
     assert run.backoff(0, "not a date") == run.BACKOFF_BASE
 
 
-def test_store_down_is_one_clear_line_and_exit_2(delivery, caplog, logged_errors, dead_port):
+def test_store_down_is_one_clear_line_and_exit_2(delivery, logged_errors, dead_port):
     url = f"http://127.0.0.1:{dead_port}/"
     assert run.main(["--url", url, "--descriptions", str(delivery / "descriptions")]) == 2
     assert logged_errors() == [
@@ -299,34 +295,9 @@ def test_token_store_refuses_without_and_accepts_with_the_token(
     assert "s3cr3t-t0ken" not in caplog.text
 
 
-class RedirectingHandler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"[]")
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(301)
-        self.send_header("Location", "https://elsewhere.example/fruits/")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-def test_a_redirect_to_a_post_is_a_failure_not_followed(delivery, caplog, logged_errors):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RedirectingHandler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/"
-        args = ["--url", url, "--descriptions", str(delivery / "descriptions")]
-        assert run.main([*args, "--record", str(delivery / "r.json")]) == 1
-    finally:
-        server.shutdown()
-        server.server_close()
+def test_a_redirect_to_a_post_is_a_failure_not_followed(delivery, logged_errors, redirecting_store):
+    args = ["--url", redirecting_store, "--descriptions", str(delivery / "descriptions")]
+    assert run.main([*args, "--record", str(delivery / "r.json")]) == 1
     assert sorted(logged_errors()) == [
         f"00{n}.txt: the store answered 301 redirect to https://elsewhere.example/fruits/;"
         " check --url"
@@ -363,3 +334,8 @@ def test_killed_part_way_and_run_again_ends_with_one_of_everything(store_factory
     assert result.returncode == 0, result.stderr
     names = [f["image_name"] for f in store.catalog.fruits()]
     assert sorted(names) == [f"{n:03d}.jpeg" for n in range(1, 31)]
+
+
+def test_record_defaults_to_beside_the_descriptions_folder(store, delivery):
+    assert run.main(["--url", store.url, "--descriptions", str(delivery / "descriptions")]) == 0
+    assert record(delivery)["summary"] == "imported 3, already in store 0, failed 0"

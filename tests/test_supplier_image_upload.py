@@ -111,7 +111,7 @@ def test_check_store_reuploads_what_a_wiped_store_lost(store_factory, tmp_path):
 
 
 def test_a_different_image_under_a_known_name_is_a_conflict_not_a_duplicate(
-    store, tmp_path, caplog, logged_errors
+    store, tmp_path, logged_errors
 ):
     images = jpeg_folder(tmp_path / "images", count=1)
     upload(store, images)
@@ -147,7 +147,7 @@ def test_every_image_ends_in_the_store_exactly_once_despite_faults(
     assert store.post_count > 8 or "confirmed in the store after" in caplog.text
 
 
-def test_store_down_is_one_clear_line_and_exit_2(tmp_path, caplog, logged_errors, dead_port):
+def test_store_down_is_one_clear_line_and_exit_2(tmp_path, logged_errors, dead_port):
     url = f"http://127.0.0.1:{dead_port}/"
     images = jpeg_folder(tmp_path / "images")
     assert uploader.main(["--url", url, "--images", str(images)]) == 2
@@ -169,13 +169,22 @@ def test_token_store_refuses_without_and_accepts_with_the_token(
     assert "t0ken-value" not in caplog.text
 
 
-def test_wrong_endpoint_answer_fails_each_image_with_the_store_text(
-    store, tmp_path, caplog, logged_errors
-):
+def test_wrong_endpoint_answer_fails_each_image_with_the_store_text(store, tmp_path, logged_errors):
     images = jpeg_folder(tmp_path / "images", count=1)
     url = store.url + "nothing-here/"
     assert uploader.main(["--url", url, "--images", str(images)]) == 2
     assert logged_errors() == [f"GET {url}fruits/ answered 404"]
+
+
+def test_a_redirect_to_an_upload_is_a_failure_not_followed(
+    tmp_path, logged_errors, redirecting_store
+):
+    images = jpeg_folder(tmp_path / "images", count=1)
+    assert uploader.main(["--url", redirecting_store, "--images", str(images)]) == 1
+    assert logged_errors() == [
+        "001.jpeg: the store answered 301 redirect to https://elsewhere.example/fruits/;"
+        " check --url"
+    ]
 
 
 def test_journal_records_sending_then_uploaded(store, tmp_path):
