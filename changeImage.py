@@ -474,7 +474,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--rotate",
         type=float,
-        default=float(env("IMAGE_ROTATE", "0")),
+        default=env("IMAGE_ROTATE", "0"),
         help="rotate clockwise by DEG degrees [IMAGE_ROTATE]",
     )
     add(
@@ -487,7 +487,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--quality",
         type=int,
-        default=int(env("IMAGE_QUALITY", str(DEFAULT_QUALITY))),
+        default=env("IMAGE_QUALITY", str(DEFAULT_QUALITY)),
         help=f"JPEG/WebP quality 1-100 (default {DEFAULT_QUALITY}) [IMAGE_QUALITY]",
     )
     add(
@@ -499,13 +499,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--jobs",
         type=int,
-        default=int(env("IMAGE_JOBS", "0")),
+        default=env("IMAGE_JOBS", "0"),
         help="images converted at once (default: all cores) [IMAGE_JOBS]",
     )
     add(
         "--max-pixels",
         type=int,
-        default=int(env("IMAGE_MAX_PIXELS", str(Image.MAX_IMAGE_PIXELS))),
+        default=env("IMAGE_MAX_PIXELS", str(Image.MAX_IMAGE_PIXELS)),
         help=f"refuse larger images (default Pillow's {Image.MAX_IMAGE_PIXELS}) [IMAGE_MAX_PIXELS]",
     )
     add(

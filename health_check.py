@@ -481,9 +481,11 @@ def send_mails(mails: list[Mail], recipients: list[str], deadline: float) -> lis
         return mails
 
     for index, mail in enumerate(mails):
-        remaining = deadline - time.monotonic()
-        timeout = round(min(float(os.environ.get("SMTP_TIMEOUT") or 10), max(remaining, 0.5)), 1)
         try:
+            # SMTP's own timeout, cut to what is left of this run's budget.
+            configured = emails.settings_from(os.environ).timeout
+            remaining = max(deadline - time.monotonic(), 0.5)
+            timeout = round(min(configured, remaining), 1)
             message = emails.generate_email(SENDER, recipients, mail.subject, mail.body)
             emails.send_email(message, {**os.environ, "SMTP_TIMEOUT": str(timeout)})
         except (emails.EmailError, ValueError) as error:
@@ -574,7 +576,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--remind",
         type=float,
-        default=float(env("HEALTH_REMIND", "60")),
+        default=env("HEALTH_REMIND", "60"),
         help="minutes between reminders while a check fails (default 60) [HEALTH_REMIND]",
     )
     add("--every-run", action="store_true", help="mail on every failing run, like the lab")

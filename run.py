@@ -513,19 +513,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--jobs",
         type=int,
-        default=int(env("CATALOG_JOBS", "4")),
+        default=env("CATALOG_JOBS", "4"),
         help="requests in parallel (default 4) [CATALOG_JOBS]",
     )
     add(
         "--timeout",
         type=float,
-        default=float(env("CATALOG_TIMEOUT", "30")),
+        default=env("CATALOG_TIMEOUT", "30"),
         help="seconds to wait for an answer (default 30) [CATALOG_TIMEOUT]",
     )
     add(
         "--retries",
         type=int,
-        default=int(env("CATALOG_RETRIES", "4")),
+        default=env("CATALOG_RETRIES", "4"),
         help="retries after a failed request (default 4) [CATALOG_RETRIES]",
     )
     add("--check", action="store_true", help="validate every file; contact no store")

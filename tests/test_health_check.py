@@ -215,6 +215,14 @@ def test_a_hanging_smtp_server_cannot_hold_the_run(state, monkeypatch, caplog):
     assert all(entry["last_mailed"] is None for entry in remembered.values())
 
 
+def test_a_bad_smtp_setting_is_reported_not_a_crash(smtp_env, state, monkeypatch, caplog):
+    monkeypatch.setenv("SMTP_TIMEOUT", "soon")
+    assert check(state, *DISK_FAILS) == hc.UNKNOWN
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "SMTP_PORT and SMTP_TIMEOUT must be numbers" in errors[0]
+    assert mails(smtp_env) == []
+
+
 def test_corrupt_state_file_is_replaced_with_a_warning(smtp_env, state, caplog):
     state.parent.mkdir(parents=True)
     state.write_text("{this is not json")
@@ -347,3 +355,10 @@ def test_a_url_that_never_answers_fails_within_its_limit(smtp_env, state, monkey
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
         assert check(state, *PASSING, "--url", url) == hc.CRITICAL
     assert subjects(smtp_env) == [f"Error - {url} did not answer 200 within 0.5 seconds"]
+
+
+def test_a_bad_environment_threshold_exits_3():
+    env = {**os.environ, "HEALTH_REMIND": "hourly"}
+    result = subprocess.run([SCRIPT, "--no-email"], env=env, capture_output=True, text=True)
+    assert result.returncode == 3
+    assert "'hourly'" in result.stderr

@@ -339,3 +339,11 @@ def test_killed_part_way_and_run_again_ends_with_one_of_everything(store_factory
 def test_record_defaults_to_beside_the_descriptions_folder(store, delivery):
     assert run.main(["--url", store.url, "--descriptions", str(delivery / "descriptions")]) == 0
     assert record(delivery)["summary"] == "imported 3, already in store 0, failed 0"
+
+
+@pytest.mark.parametrize("name", ["CATALOG_JOBS", "CATALOG_TIMEOUT", "CATALOG_RETRIES"])
+def test_a_bad_environment_value_is_a_usage_error(delivery, name):
+    env = {**os.environ, "SUPPLIER_DATA": str(delivery), name: "lots"}
+    result = subprocess.run([SCRIPT], env=env, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "invalid" in result.stderr and "'lots'" in result.stderr
