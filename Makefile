@@ -8,7 +8,11 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: test demo bench clean
 
+# The scripts are written and tested for Python 3.11 or newer; on an older one, stop
+# at once with one line rather than fail later inside pip or a test.
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
+	  { echo "Python 3.11 or newer is needed; $(PYTHON) is $$($(PYTHON) -V 2>&1). Try: make PYTHON=python3.11" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
 $(INSTALLED): requirements.txt requirements-dev.txt | $(BIN)/python

@@ -8,6 +8,10 @@ prints a summary. Steps whose script does not exist yet are reported as
 missing. Everything it started is stopped at the end; with --keep the store
 stays up until Ctrl-C so the catalog can be browsed.
 
+The output folder is the demo's own: it is created with a marker file, and a
+later demo replaces only a folder that carries that marker. A folder the user
+made (not empty, no marker) is refused, never deleted.
+
 Usage:
     python sandbox/demo.py [--keep] [--out demo-out] [--count 10]
 """
@@ -29,6 +33,20 @@ from make_delivery import make_delivery, parse_size
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX = ROOT / "sandbox"
+MARKER = ".fruit-catalog-demo"
+
+
+def prepare_output(out: Path) -> None:
+    """Empty out for a new demo, deleting it only when an earlier demo made it."""
+    if (out / MARKER).is_file():
+        shutil.rmtree(out)
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SystemExit(
+            f"demo: {out} exists and was not made by the demo; not deleting it."
+            " Give --out a new or empty folder."
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("made by sandbox/demo.py; a later demo may delete this folder\n")
 
 
 def start_service(argv: list[str], log: Path) -> tuple[subprocess.Popen, str]:
@@ -87,6 +105,23 @@ def products_in_store(url: str) -> int:
         return len(json.load(answer))
 
 
+def print_outputs(out: Path, data: Path, pdf: Path) -> None:
+    """Every file the pipeline left, so the user can open each one."""
+    outputs = {
+        "PDF:": pdf,
+        "import record:": data / "imported.json",
+        "import journal:": data / "imported.jsonl",
+        "reports mailed:": data / "imported.mailed.jsonl",
+        "upload journal:": data / "uploaded.jsonl",
+        "health state:": out / "health-state.json",
+        "Prometheus textfile:": out / "health.prom",
+    }
+    for label, path in outputs.items():
+        print(f"  {label:26s} {path if path.exists() else '(none)'}")
+    for log in sorted(out.glob("*.log")):
+        print(f"  {'log:':26s} {log}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "demo-out")
@@ -96,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     out = args.out.resolve()
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    prepare_output(out)
     print(f"demo: generating {args.count} products in {out}", flush=True)
     data = make_delivery(out, count=args.count, size=args.size)
     maildir, pdf = out / "mail", out / "processed.pdf"
@@ -129,12 +163,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'mails received:':26s} {len(mails)} in {maildir}")
         for mail in mails:
             print(f"  {'':26s} {mail.name}: {subject_of(mail)}")
-        print(f"  {'PDF:':26s} {pdf if pdf.exists() else '(none)'}")
-        print(f"  {'catalog page:':26s} {url}")
+        print_outputs(out, data, pdf)
         if args.keep:
+            print(f"  {'catalog page:':26s} {url}")
             print("demo: store kept up; Ctrl-C to stop", flush=True)
             while store.poll() is None:
                 time.sleep(1)
+        else:
+            print(f"  {'catalog page:':26s} store stopped; `make demo KEEP=1` keeps it up")
     except KeyboardInterrupt:
         pass
     finally:

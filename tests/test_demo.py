@@ -29,3 +29,38 @@ def test_demo_runs_every_step_and_prints_the_summary(tmp_path):
     assert (out / "processed.pdf").exists()
     assert len(list((out / "supplier-data" / "images").glob("*.jpeg"))) == 3
     assert "missing" not in summary
+
+
+def run_demo(out: Path) -> subprocess.CompletedProcess:
+    argv = ["--count", "2", "--size", "60x40", "--out", str(out)]
+    return subprocess.run(
+        [sys.executable, ROOT / "sandbox" / "demo.py", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_demo_never_deletes_a_folder_it_did_not_make(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.txt").write_text("years of work")
+    result = run_demo(out)
+    assert result.returncode != 0
+    assert "was not made by the demo" in result.stderr
+    assert (out / "thesis.txt").read_text() == "years of work"
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.txt"]
+
+
+def test_demo_replaces_its_own_folder_and_lists_every_output(tmp_path):
+    out = tmp_path / "demo"
+    assert run_demo(out).returncode == 0
+    (out / "left-over").write_text("from the first demo")
+    result = run_demo(out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (out / "left-over").exists()
+    summary = result.stdout.split("demo summary", 1)[1]
+    for label in ("import record:", "upload journal:", "Prometheus textfile:", "log:"):
+        assert re.search(rf"{label}\s+/", summary), label
+    assert "KEEP=1" in summary
+    assert "http://" not in summary
