@@ -109,10 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     import django
 
     django.setup()
-    from storeapp.server import create_tables, make_server, url_of
+    from storeapp.server import make_server, prepare_storage, url_of, warm_up
 
-    create_tables()
+    prepare_storage()
     server = make_server(args.host, args.port)
+    warm_up()
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(url_of(server), flush=True)
     try:
