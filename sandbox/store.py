@@ -144,8 +144,7 @@ class Catalog:
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=20) as db:
             db.row_factory = sqlite3.Row
             rows = db.execute(
-                "SELECT id, name, weight, description, image_name"
-                f" FROM {FRUIT_TABLE} ORDER BY id"
+                f"SELECT id, name, weight, description, image_name FROM {FRUIT_TABLE} ORDER BY id"
             ).fetchall()
         db.close()
         return [dict(row) for row in rows]

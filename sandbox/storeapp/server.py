@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-
 from django.conf import settings
 from django.core.servers import basehttp
 from django.core.wsgi import get_wsgi_application
