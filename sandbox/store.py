@@ -106,6 +106,9 @@ def configure(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure(args)
+    # DRF imports requests only for its test client; refusing it saves 60 ms
+    # of every store's startup (stores start once per test).
+    sys.modules.setdefault("requests", None)
     import django
 
     django.setup()
