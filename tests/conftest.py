@@ -16,7 +16,7 @@ import pytest
 
 from mailcatcher import MailCatcher
 from make_delivery import make_delivery
-from store import Faults, StoreServer
+from store import Faults, StoreProcess
 
 
 @pytest.fixture(autouse=True)
@@ -28,13 +28,16 @@ def venv_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def store_factory(tmp_path: Path) -> Iterator[Callable[..., StoreServer]]:
-    """Start a stand-in store: store_factory(token="t", drop_every=2, ...)."""
-    started: list[StoreServer] = []
+def store_factory(tmp_path: Path) -> Iterator[Callable[..., StoreProcess]]:
+    """Start a stand-in store: store_factory(token="t", drop_every=2, ...).
 
-    def start(token: str = "", **faults: float) -> StoreServer:
+    Each store is its own `sandbox/store.py` process (Django settings are per
+    process); the handle has .url, .catalog, .post_count and .stop()."""
+    started: list[StoreProcess] = []
+
+    def start(token: str = "", **faults: float) -> StoreProcess:
         data = tmp_path / f"store{len(started)}"
-        server = StoreServer(data, token=token, faults=Faults(**faults)).start()
+        server = StoreProcess(data, token=token, faults=Faults(**faults)).start()
         started.append(server)
         return server
 
@@ -44,7 +47,7 @@ def store_factory(tmp_path: Path) -> Iterator[Callable[..., StoreServer]]:
 
 
 @pytest.fixture
-def store(store_factory) -> StoreServer:
+def store(store_factory) -> StoreProcess:
     return store_factory()
 
 
