@@ -214,8 +214,11 @@ def make_thumbnail(source: BinaryIO) -> bytes:
         warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
         try:
             image = PILImage.open(source)
-        except PILImage.DecompressionBombError as error:
-            raise ValueError(f"refused as a decompression bomb ({error})") from None
+        except PILImage.DecompressionBombError:
+            raise ValueError(
+                f"its header claims over {2 * PILImage.MAX_IMAGE_PIXELS:,} pixels"
+                " (a decompression bomb); not decoded"
+            ) from None
     with image:
         width, height = image.size
         if width * height > MAX_SOURCE_PIXELS:
