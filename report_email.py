@@ -108,6 +108,8 @@ OPTIONAL = {
     "description": (str,),
     "store_values": (dict,),
 }
+# The fields store_values may hold (RECORD.md), in the order shown, with their labels.
+STORE_FIELDS = {"weight": "weight", "description": "description", "image_name": "picture"}
 # Mail size: base64 with its line ends makes 100 bytes about 137; headers and body a little.
 BASE64_GROWTH = 1.37
 MAIL_OVERHEAD = 64_000
@@ -401,18 +403,25 @@ def shown(key: str, value: object) -> str:
     return f'"{text[:60]}…"' if len(text) > 60 else f'"{text}"'
 
 
+def differences(product: dict) -> str:
+    """'weight: the store has 480 lbs, this delivery 500 lbs; ...' for store_values."""
+    differing = product.get("store_values") or {}
+    order = [key for key in STORE_FIELDS if key in differing] + sorted(
+        key for key in differing if key not in STORE_FIELDS
+    )
+    return "; ".join(
+        f"{STORE_FIELDS.get(key, key)}: the store has {shown(key, differing[key])},"
+        f" this delivery {shown(key, product.get(key, ''))}"
+        for key in order
+    )
+
+
 def status_text(product: dict) -> str:
     outcome, reason = product["outcome"], product.get("reason", "")
-    differing = product.get("store_values") or {}
-    if outcome == "already in store" and differing:
-        pairs = "; ".join(
-            f"{key}: the store has {shown(key, value)}, this delivery"
-            f" {shown(key, product.get(key, ''))}"
-            for key, value in sorted(differing.items())
-        )
+    if outcome == "already in store" and product.get("store_values"):
         return (
-            f"already in store, with other values ({pairs}). The store cannot change a"
-            " product: run.py --force adds this one as a new product."
+            f"already in store, with other values ({differences(product)}). The store cannot"
+            " change a product: run.py --force adds this one as a new product."
         )
     return f"{outcome}: {reason}" if reason else outcome
 

@@ -2,10 +2,10 @@
 """Mail catcher: a real SMTP server on loopback that keeps every message.
 
 Each accepted message is written as one `.eml` file into --maildir, exactly
-as received (with Unix line ends),
-so tests and the demo can read back what the scripts sent. Optionally it
-requires AUTH (UTF-8 passwords), refuses messages over --max-size with 552
-as Postfix does, refuses --refuse recipients, offers STARTTLS, or speaks implicit TLS with a self-signed
+as received (with Unix line ends), so tests and the demo can read back what
+the scripts sent. Optionally it requires AUTH (UTF-8 passwords), refuses
+messages over --max-size with 552 as Postfix does, refuses --refuse
+recipients, offers STARTTLS, or speaks implicit TLS with a self-signed
 certificate it generates and writes to <maildir>/../catcher-cert.pem (or
 --cert-out) so clients can trust it through SMTP_CA_FILE.
 

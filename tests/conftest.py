@@ -4,6 +4,7 @@ ports for one test and stop them afterwards, plus small sample deliveries."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import socket
@@ -186,3 +187,61 @@ def bomb_jpeg() -> bytes:
     sof = data.index(b"\xff\xc0")  # SOF0: length(2) precision(1) height(2) width(2)
     data[sof + 5 : sof + 9] = (30000).to_bytes(2, "big") * 2
     return bytes(data)
+
+
+def record_product(
+    file: str,
+    name: str,
+    weight: int | None,
+    outcome: str = "imported",
+    reason: str = "",
+    image: str | None = None,
+    **fields: object,
+) -> dict:
+    """One product entry of an import record (RECORD.md), as run.py writes it."""
+    return {
+        "file": file,
+        "name": name,
+        "weight": weight,
+        "image_name": Path(file).stem + ".jpeg",
+        "image_path": image,
+        "id": 1,
+        "outcome": outcome,
+        "reason": reason,
+        **fields,
+    }
+
+
+@pytest.fixture
+def product() -> Callable[..., dict]:
+    """product("001.txt", "Apple", 500, outcome="imported", image=None, **fields)."""
+    return record_product
+
+
+@pytest.fixture
+def write_record() -> Callable[..., Path]:
+    """write_record(path, products, version=1, **top_level): a record file as run.py
+    writes it (version 2 adds delivery, complete and the v2 product fields)."""
+
+    def write(path: Path, products: list, version: int = 1, **top: object) -> Path:
+        folder = path.parent / "supplier-data"
+        document = {
+            "version": version,
+            "store": "http://localhost/",
+            "descriptions": str(folder / "descriptions"),
+            "images": str(folder / "images"),
+            "started": "2026-11-25T21:04:20+00:00",
+            "finished": "2026-11-25T21:04:21+00:00",
+            "summary": "",
+            "products": products,
+        }
+        if version == 2:
+            document |= {"delivery": "supplier-data", "complete": True}
+            for entry in products:
+                if isinstance(entry, dict):
+                    entry.setdefault("description", "")
+                    entry.setdefault("store_values", {})
+        path.write_text(json.dumps({**document, **top}), encoding="utf-8")
+        return path
+
+    return write
