@@ -570,10 +570,16 @@ class MailedLog:
         self.path = path
         self.file: IO[bytes] | None = None
         self.entries: list[dict] = []
+        self.created = False
 
     def __enter__(self) -> MailedLog:
+        flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            try:
+                fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+                self.created = True
+            except FileExistsError:
+                fd = os.open(self.path, flags)
         except OSError as error:
             raise CannotRun(
                 f"cannot write the mailed log {self.path}: {error.strerror}; nothing sent"
@@ -592,8 +598,11 @@ class MailedLog:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self.file is not None:
-            self.file.close()
+        if self.file is None:
+            return
+        if self.created and not self.entries:
+            self.path.unlink()  # nothing was sent: leave no trace (still under the lock)
+        self.file.close()
 
     def reached(self, digest: str) -> set[str]:
         """Everyone who got the report of this state."""
