@@ -31,8 +31,8 @@ Usage:
 Example:
     $ ./emails.py ops@example.com
     INFO sent to ops@example.com
-    $ SMTP_HOST=mail.example.com ./emails.py ops@example.com
-    ERROR cannot reach SMTP server mail.example.com:25: connection refused (set SMTP_HOST)
+    $ SMTP_PORT=2525 ./emails.py ops@example.com
+    ERROR cannot reach SMTP server localhost:2525: connection refused (set SMTP_HOST)
 
 Exit status: 0 sent (or saved), 1 not sent (or not to every recipient),
 2 usage or configuration error (a bad address or SMTP_* value).

@@ -163,13 +163,13 @@ CASES = [
         "max-mail-size-nan",
         args=("--max-mail-size", "nan"),
         record=record(),
-        message="argument --max-mail-size: 'nan' is not from 1 to 1000",
+        message="argument --max-mail-size: 'nan' is not from 0.1 to 1000",
     ),
     Case(
         "max-mail-size-env-zero",
         env={"REPORT_MAX_MAIL_MB": "0"},
         record=record(),
-        message="environment variable REPORT_MAX_MAIL_MB: '0' is not from 1 to 1000",
+        message="environment variable REPORT_MAX_MAIL_MB: '0' is not from 0.1 to 1000",
     ),
     Case(
         "store-name-is-a-url",

@@ -82,6 +82,10 @@ def warnings_of(caplog) -> list[str]:
 # -- the lab's mail -------------------------------------------------------------------
 
 
+def test_times_are_spoken_in_utc():
+    assert report_email.spoken("2026-11-27T00:55:16+01:00") == "November 26, 2026 at 23:55 UTC"
+
+
 def test_title_is_english_with_a_two_digit_day():
     day = datetime.date(2026, 11, 5)
     assert report_email.report_title(day) == "Processed Update on November 05, 2026"
@@ -306,7 +310,7 @@ def test_an_updated_record_sends_a_report_that_replaces_the_earlier(
         path, [product("001.txt", "Apple", 1), product("002.txt", "", None, "failed", "x")]
     )
     assert report(path, tmp_path / "r.pdf") == 0
-    first_time = mailed_log(path)[0]["time"]
+    first_time = report_email.spoken(mailed_log(path)[0]["time"])
     write_record(path, [product("001.txt", "Apple", 1), product("002.txt", "Pear", 2)])
     assert report(path, tmp_path / "r.pdf") == 0
     _, second = mails(smtp_env)
@@ -457,6 +461,19 @@ def test_past_the_mail_budget_pictures_are_left_out_and_the_mail_says_so(
     note = f"Pictures are shown for {shown} products and left out for {250 - shown}"
     assert f"{note}, to keep this mail under 1 MB." in body_of(mail)
     assert note in words(pdf_text(tmp_path / "r.pdf"))
+
+
+def test_a_report_too_large_even_without_pictures_is_not_mailed(
+    smtp_env, tmp_path, caplog, product, write_record
+):
+    record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1)])
+    pdf = tmp_path / "r.pdf"
+    assert report(record, pdf, "--max-mail-size", "0.1") == 2
+    assert errors(caplog)[-1].endswith(
+        f"even without pictures, too large for a mail under 0.1 MB (--max-mail-size);"
+        f" it is at {pdf}, not mailed"
+    )
+    assert mails(smtp_env) == [] and mailed_log(record) == []
 
 
 # -- secrets and the command line -----------------------------------------------------
