@@ -240,10 +240,6 @@ class BadRecord(Exception):
     """The record is missing or unusable; the message names it and says what to do."""
 
 
-class Busy(Exception):
-    """Another report_email.py holds the mailed log of this record."""
-
-
 @dataclass
 class Record:
     path: Path
@@ -282,11 +278,8 @@ def check_product(index: int, product: object, version: int) -> str:
     """'' when the entry is usable, else what is wrong with it."""
     if not isinstance(product, dict):
         return f"product {index} is {type_name(product)}, not an object"
-    label = (
-        f"product {index} ({product['file']})"
-        if isinstance(product.get("file"), str)
-        else (f"product {index}")
-    )
+    file = product.get("file")
+    label = f"product {index}" + (f" ({file})" if isinstance(file, str) else "")
     for key, kinds in {**REQUIRED, **OPTIONAL}.items():
         if key not in product:
             if key in REQUIRED:
@@ -306,7 +299,7 @@ def parse_record(path: Path, document: object) -> Record:
     if not isinstance(document, dict):
         raise BadRecord(f"import record {path} is not a JSON object: run run.py again")
     version = document.get("version", 1)
-    if version not in OUTCOMES or isinstance(version, bool):
+    if isinstance(version, bool) or not isinstance(version, int) or version not in OUTCOMES:
         raise BadRecord(
             f"import record {path} has version {version!r}; this report_email.py reads 1 and 2"
         )
@@ -527,7 +520,7 @@ def thumbnail(product: dict, root: Path) -> bytes | None:
             return reports.make_thumbnail(file)
     except RefusedFile as error:
         log.warning("no picture for %s: %s", product_label(product), error)
-    except (OSError, ValueError) as error:
+    except Exception as error:  # a hostile image may fail in any decoder: the report still goes
         log.warning("no picture for %s: %s: %s", product_label(product), path, error)
     return None
 

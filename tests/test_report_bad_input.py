@@ -73,6 +73,7 @@ CASES = [
     Case("no-products", record=record([]), message="holds no products: nothing to report"),
     Case("version-3", record=record(version=3), message="has version 3; this report_email.py"),
     Case("version-text", record=record(version="2"), message="has version '2'"),
+    Case("version-list", record=record(version=[2]), message="has version [2]"),
     Case("product-not-object", record=record(["Apple"]), message="product 1 is str"),
     Case("name-null", record=record(apple(name=None)), message="(001.txt): 'name' is null"),
     Case("no-outcome", record=record(apple(outcome=...)), message="(001.txt) has no 'outcome'"),

@@ -4,6 +4,7 @@ delivery, through the mail catcher. Records are written by hand (RECORD.md)."""
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import logging
 import os
@@ -345,6 +346,18 @@ def test_a_partly_refused_list_says_who_got_it_and_never_mails_them_twice(
     assert "refused every recipient: bob@example.com: 550 5.1.1" in errors(caplog)[-1]
     assert [m["To"] for m in mails(catcher)] == ["alice@example.com, bob@example.com"]
     assert len(mailed_log(record)) == 1
+
+
+def test_a_second_run_at_once_sends_nothing(smtp_env, tmp_path, caplog, product, write_record):
+    record = write_record(tmp_path / "imported.json", [product("001.txt", "Apple", 1)])
+    log_path = tmp_path / "imported.mailed.jsonl"
+    with log_path.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a run that is mailing holds it
+        assert report(record, tmp_path / "r.pdf") == 2
+    assert errors(caplog) == [
+        f"another report_email.py is mailing this report (it holds {log_path}); nothing sent"
+    ]
+    assert mails(smtp_env) == []
 
 
 def test_smtp_down_exits_1_keeps_the_pdf_and_a_rerun_sends(
