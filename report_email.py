@@ -661,7 +661,11 @@ def make_pdf(args: argparse.Namespace, record: Record, earlier: dict | None) -> 
     budget = pdf_budget(args.max_mail_size)
     text = PDF_FIXED_BYTES + PDF_BYTES_PER_PRODUCT * len(record.products)
     pictures = Pictures() if args.no_thumbnails else pictures_for(record, budget - text)
+    log.debug(
+        "%d pictures, %d left out past the budget", len(pictures.by_index), pictures.over_budget
+    )
     pages, said = write_pdf(args, record, pictures, earlier)
+    log.debug("wrote %s: %d bytes (budget %d)", args.pdf, args.pdf.stat().st_size, budget)
     if args.pdf.stat().st_size > budget and pictures.by_index:
         log.warning("the report is too large to mail with pictures; writing it without them")
         left_out = len(pictures.by_index) + pictures.over_budget
@@ -748,6 +752,7 @@ def mail(args: argparse.Namespace, record: Record, mailed: MailedLog) -> int:
 def report(args: argparse.Namespace) -> int:
     record = load_record(args.record)
     products = record.products
+    log.debug("%s: version %d, %s", args.record, record.version, summary_line(products))
     if not count(products, "imported"):
         failed, in_store = count(products, "failed"), count(products, "already in store")
         log.info(
@@ -772,9 +777,9 @@ def parser_for() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Mail settings come from SMTP_HOST, SMTP_PORT, SMTP_SECURITY, SMTP_USER,"
-        " SMTP_PASSWORD(_FILE), SMTP_TIMEOUT (10 s per answer), SMTP_DEADLINE (120 s per"
-        " send), SMTP_CA_FILE (see ./emails.py --help).",
+        epilog="Mail settings come from SMTP_HOST, SMTP_PORT, SMTP_SECURITY, SMTP_USER,\n"
+        "SMTP_PASSWORD(_FILE), SMTP_TIMEOUT (10 s per answer), SMTP_DEADLINE (120 s per\n"
+        "send) and SMTP_CA_FILE: see ./emails.py --help.",
     )
     add = parser.add_argument
     add(
