@@ -2,29 +2,40 @@
 """Build and send email (helper module for report_email.py and health_check.py).
 
   generate_email(sender, recipient, subject, body, attachment_path=None)
-      an email.message.EmailMessage; recipient may be a list; a CR or LF in
-      any header value is refused with ValueError.
+      an email.message.EmailMessage; recipient may be a list. Every address
+      must be one plain address (alice@example.com) and no header value may
+      hold a line break: ValueError otherwise.
   send_email(message)
       sends it through SMTP configured from the environment, or saves it as
       an .eml file when SMTP_SAVE_DIR is set. Failures raise EmailError with
-      a message a person can act on. Credentials are never logged.
+      what the server said (code and text) or what to set; a mail that
+      reached some recipients but not others raises PartlyDelivered, which
+      says who got it. Credentials never appear in any message.
 
 Environment (defaults: the lab's local mail server, no login):
   SMTP_HOST (localhost), SMTP_PORT (25, 587 or 465 by SMTP_SECURITY),
   SMTP_SECURITY (none | starttls | ssl), SMTP_USER, SMTP_PASSWORD or
-  SMTP_PASSWORD_FILE, SMTP_TIMEOUT (10 seconds), SMTP_CA_FILE (a private CA
-  for TLS), SMTP_SAVE_DIR (write .eml files there instead of sending).
+  SMTP_PASSWORD_FILE (UTF-8; any characters), SMTP_TIMEOUT (10 seconds: the
+  longest wait for any one answer), SMTP_DEADLINE (120 seconds: the whole
+  send, from connecting to the last answer, however slowly the server
+  trickles), SMTP_CA_FILE (a private CA for TLS), SMTP_SAVE_DIR (write .eml
+  files there instead of sending).
 
 Usage:
     import emails
     message = emails.generate_email("a@example.com", "b@example.com", "Hi", "Body")
     emails.send_email(message)
 
-    ./emails.py you@example.com     # send a test message with these settings
+    ./emails.py [--sender ADDR] RECIPIENT ...   # a test message with these settings
 
 Example:
-    $ SMTP_HOST=mail.example.com ./emails.py ops@example.com
-    ERROR cannot reach SMTP server mail.example.com:25: connection refused (set SMTP_HOST)
+    $ ./emails.py ops@example.com
+    INFO sent to ops@example.com
+    $ SMTP_PORT=2525 ./emails.py ops@example.com
+    ERROR cannot reach SMTP server localhost:2525: connection refused (set SMTP_HOST)
+
+Exit status: 0 sent (or saved), 1 not sent (or not to every recipient),
+2 usage or configuration error (a bad address or SMTP_* value).
 """
 
 from __future__ import annotations
@@ -33,27 +44,102 @@ import argparse
 import getpass
 import ipaddress
 import logging
+import math
 import mimetypes
 import os
+import re
 import smtplib
 import socket
 import ssl
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
+__version__ = "2.0.0"
+
+EXIT_OK, EXIT_NOT_SENT, EXIT_USAGE = 0, 1, 2
 SECURITY_PORTS = {"none": 25, "starttls": 587, "ssl": 465}
 DEFAULT_TIMEOUT = 10.0
+DEFAULT_DEADLINE = 120.0
+# One plain address: no display name, no list separators, a dotted or single-label domain.
+ADDRESS = re.compile(
+    r"[^@\s<>()\[\],;:\"\\]+@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)*"
+)
+# AUTH mechanisms that carry the password as given, so UTF-8 works (RFC 4616, 4954).
+UTF8_MECHANISMS = ("PLAIN", "LOGIN")
+
+log = logging.getLogger("emails")
+
+
+# --- begin shared block: cli (copied exactly; tests/test_scripts.py) ---
+def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number from low to high (nan, inf and 1e309 are
+    refused). The same check serves a flag and its environment variable."""
+
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            kind = "a whole number" if whole else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not from {low:g} to {high:g}")
+        return value
+
+    parse.__name__ = "whole number" if whole else "number"
+    return parse
+
+
+def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, default: object):
+    """The environment variable NAME checked by parse, or default when unset or
+    empty. A bad value is a usage error that names the variable, not a flag."""
+    text = os.environ.get(name, "")
+    if not text.strip():
+        return default
+    try:
+        return parse(text)
+    except (argparse.ArgumentTypeError, ValueError) as error:
+        parser.error(f"environment variable {name}: {error}")
+
+
+def add_standard_options(parser: argparse.ArgumentParser) -> None:
+    """-q, -v and -V/--version, meaning the same in every script."""
+    add = parser.add_argument
+    add("-q", "--quiet", action="store_true", help="print only errors")
+    add("-v", "--verbose", action="store_true", help="print each step (never library internals)")
+    add("-V", "--version", action="version", version=f"%(prog)s {__version__}")
+
+
+def configure_logging(quiet: bool, verbose: bool) -> None:
+    """Log to stderr; third-party libraries never go below WARNING, so -v shows this
+    script's steps and not, for example, Pillow's TIFF tag dump."""
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+    for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
+        logging.getLogger(library).setLevel(max(level, logging.WARNING))
+
+
+# --- end shared block: cli ---
 
 
 class EmailError(Exception):
     """Mail could not be sent; the message says why and what to set."""
+
+
+class PartlyDelivered(EmailError):
+    """The server took the mail for some recipients and refused others."""
+
+    def __init__(self, delivered: list[str], refused: dict[str, str]):
+        self.delivered, self.refused = delivered, refused
+        said = "; ".join(f"{address}: {answer}" for address, answer in refused.items())
+        super().__init__(f"sent to {', '.join(delivered)} but refused for {said}")
 
 
 @dataclass(frozen=True)
@@ -64,6 +150,7 @@ class SmtpSettings:
     user: str
     password: str
     timeout: float
+    deadline: float
     ca_file: str
     save_dir: str
 
@@ -81,6 +168,22 @@ def header_value(name: str, value: str) -> str:
     return value
 
 
+def checked_address(name: str, value: str) -> str:
+    """One plain address, or ValueError naming the field."""
+    header_value(name, value)
+    if not ADDRESS.fullmatch(value):
+        raise ValueError(f"{name} {value!r} is not one email address (like alice@example.com)")
+    return value
+
+
+def addresses(text: str, name: str = "recipient") -> list[str]:
+    """The addresses of a list separated by commas or semicolons, each checked."""
+    listed = [part.strip() for part in re.split(r"[,;]", text)]
+    if not any(listed):
+        raise ValueError(f"{name} list {text!r} holds no address")
+    return [checked_address(name, part) for part in listed if part]
+
+
 def generate_email(
     sender: str,
     recipient: str | Sequence[str],
@@ -91,8 +194,8 @@ def generate_email(
     """An EmailMessage with an optional attachment, its type guessed from the name."""
     recipients = [recipient] if isinstance(recipient, str) else list(recipient)
     message = EmailMessage()
-    message["From"] = header_value("sender", sender)
-    message["To"] = ", ".join(header_value("recipient", r) for r in recipients)
+    message["From"] = checked_address("sender", sender)
+    message["To"] = ", ".join(checked_address("recipient", r) for r in recipients)
     message["Subject"] = header_value("subject", subject)
     message["Date"] = formatdate(localtime=True)
     message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
@@ -110,36 +213,137 @@ def generate_email(
 # -- settings -------------------------------------------------------------------
 
 
+def setting(environ: Mapping[str, str], name: str, parse: Callable, default: float) -> float:
+    """A numeric SMTP_* value checked by the cli block's number(); ValueError names it."""
+    text = environ.get(name, "")
+    if not text.strip():
+        return default
+    try:
+        return parse(text)
+    except argparse.ArgumentTypeError as error:
+        raise ValueError(f"environment variable {name}: {error}") from None
+
+
 def settings_from(environ: Mapping[str, str]) -> SmtpSettings:
     """SMTP settings from environment variables; ValueError names a bad one."""
     security = environ.get("SMTP_SECURITY", "none").strip().lower() or "none"
     if security not in SECURITY_PORTS:
-        raise ValueError(f"SMTP_SECURITY must be none, starttls or ssl, not {security!r}")
-    try:
-        port = int(environ.get("SMTP_PORT") or SECURITY_PORTS[security])
-        timeout = float(environ.get("SMTP_TIMEOUT") or DEFAULT_TIMEOUT)
-    except ValueError:
-        raise ValueError("SMTP_PORT and SMTP_TIMEOUT must be numbers") from None
+        raise ValueError(
+            f"environment variable SMTP_SECURITY: must be none, starttls or ssl, not {security!r}"
+        )
+    port = setting(environ, "SMTP_PORT", number(1, 65535, whole=True), SECURITY_PORTS[security])
+    timeout = setting(environ, "SMTP_TIMEOUT", number(0.1, 3600), DEFAULT_TIMEOUT)
+    deadline = setting(environ, "SMTP_DEADLINE", number(0.1, 86400), DEFAULT_DEADLINE)
     password = environ.get("SMTP_PASSWORD", "")
     password_file = environ.get("SMTP_PASSWORD_FILE", "")
     if password_file:
         try:
             password = Path(password_file).read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise ValueError(f"cannot read SMTP_PASSWORD_FILE {password_file}: {error}") from None
+        except (OSError, UnicodeDecodeError) as error:
+            why = getattr(error, "strerror", None) or "not UTF-8 text"
+            raise ValueError(f"cannot read SMTP_PASSWORD_FILE {password_file}: {why}") from None
     return SmtpSettings(
         host=environ.get("SMTP_HOST") or "localhost",
-        port=port,
+        port=int(port),
         security=security,
         user=environ.get("SMTP_USER", ""),
         password=password,
         timeout=timeout,
+        deadline=deadline,
         ca_file=environ.get("SMTP_CA_FILE", ""),
         save_dir=environ.get("SMTP_SAVE_DIR", ""),
     )
 
 
 # -- sending --------------------------------------------------------------------
+
+
+class Deadline:
+    """Cuts the connection when the whole send has taken `seconds`.
+
+    Socket timeouts bound each wait, not their sum: a server trickling one
+    byte per wait never trips them. A timer shuts the socket down (by its
+    descriptor, which survives the TLS wrap), so the blocked call returns."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self.fd = -1
+        self.lock = threading.Lock()
+        self.timer = threading.Timer(seconds, self.expire)
+        self.timer.daemon = True
+
+    def __enter__(self) -> Deadline:
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        with self.lock:
+            self.fd = -1
+        self.timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.fd = sock.fileno()
+
+    def expire(self) -> None:
+        with self.lock:
+            self.expired = True
+            if self.fd < 0:
+                return
+            view = socket.socket(fileno=self.fd)
+            try:
+                view.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the server: the blocked call returns anyway
+            finally:
+                view.detach()
+
+
+class DeadlineSMTP(smtplib.SMTP):
+    """smtplib.SMTP whose socket a Deadline watches; implicit TLS when given a context."""
+
+    def __init__(self, settings: SmtpSettings, deadline: Deadline, context: ssl.SSLContext | None):
+        self.deadline, self.implicit_tls = deadline, context
+        super().__init__(settings.host, settings.port, timeout=settings.timeout)
+
+    def _get_socket(self, host, port, timeout):
+        sock = super()._get_socket(host, port, timeout)
+        self.deadline.watch(sock)
+        if self.implicit_tls is None:
+            return sock
+        return self.implicit_tls.wrap_socket(sock, server_hostname=host)
+
+
+class Utf8(str):
+    """A str that smtplib's auth() encodes as UTF-8 where it would insist on ASCII."""
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return str.encode(self, "utf-8", errors)
+
+
+def login(smtp: smtplib.SMTP, user: str, password: str) -> None:
+    """AUTH PLAIN or LOGIN with the credentials as UTF-8 (smtplib's login() would
+    encode them as ASCII and fail on the first other character, quoting it)."""
+    smtp.ehlo_or_helo_if_needed()
+    if not smtp.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError("no AUTH")
+    offered = smtp.esmtp_features["auth"].upper().split()
+    usable = [mechanism for mechanism in UTF8_MECHANISMS if mechanism in offered]
+    if not usable:
+        if user.isascii() and password.isascii():
+            smtp.login(user, password)
+            return
+        raise EmailError(
+            f"SMTP server offers AUTH {' '.join(offered)} only, none of which carries"
+            " a password with non-ASCII characters; it needs PLAIN or LOGIN"
+        )
+    smtp.user, smtp.password = user, password
+    method = getattr(smtp, f"auth_{usable[0].lower()}")
+    smtp.auth(usable[0], lambda challenge=None: Utf8(method(challenge)))
 
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
@@ -149,26 +353,36 @@ def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
         raise EmailError(f"cannot load SMTP_CA_FILE {settings.ca_file}: {error}") from None
 
 
-def connect(settings: SmtpSettings) -> smtplib.SMTP:
-    if settings.security == "ssl":
-        return smtplib.SMTP_SSL(
-            settings.host, settings.port, timeout=settings.timeout, context=tls_context(settings)
-        )
-    smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
-    if settings.security == "starttls":
-        smtp.ehlo()
-        if not smtp.has_extn("starttls"):
-            smtp.close()
-            raise EmailError(f"SMTP server {settings.address} does not offer STARTTLS")
-        smtp.starttls(context=tls_context(settings))
-    return smtp
-
-
 def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def answer(code: int, text: bytes | str) -> str:
+    """A server's answer as it said it: '552 5.3.4 Message size exceeds fixed limit'."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    return f"{code} {' '.join(text.split())}".strip()
+
+
+def transfer(smtp: smtplib.SMTP, message: EmailMessage, settings: SmtpSettings) -> None:
+    if settings.security == "starttls":
+        smtp.ehlo()
+        if not smtp.has_extn("starttls"):
+            raise EmailError(f"SMTP server {settings.address} does not offer STARTTLS")
+        smtp.starttls(context=tls_context(settings))
+    if settings.user:
+        login(smtp, settings.user, settings.password)
+    refused = smtp.send_message(message)
+    if refused:
+        delivered = [a for a in recipients_of(message) if a not in refused]
+        raise PartlyDelivered(delivered, {a: answer(*reply) for a, reply in refused.items()})
+
+
+def recipients_of(message: EmailMessage) -> list[str]:
+    return [a.strip() for a in str(message["To"]).split(",") if a.strip()]
 
 
 def deliver(message: EmailMessage, settings: SmtpSettings) -> None:
@@ -177,17 +391,30 @@ def deliver(message: EmailMessage, settings: SmtpSettings) -> None:
             f"refusing to send the SMTP password for {settings.user} unencrypted to"
             f" {settings.address}; set SMTP_SECURITY=starttls or ssl"
         )
-    with connect(settings) as smtp:
-        if settings.user:
-            smtp.login(settings.user, settings.password)
-        refused = smtp.send_message(message)
-    if refused:
-        raise EmailError("recipient refused: " + ", ".join(sorted(refused)))
+    context = tls_context(settings) if settings.security == "ssl" else None
+    with Deadline(settings.deadline) as deadline:
+        try:
+            smtp = DeadlineSMTP(settings, deadline, context)
+            try:
+                transfer(smtp, message, settings)
+                smtp.quit()
+            finally:
+                deadline.stop()  # before close: a watched descriptor must not be reused
+                smtp.close()
+        except (OSError, smtplib.SMTPException) as error:
+            said = explain(error, settings, deadline.expired)
+            raise EmailError(redact(said, settings.password)) from None
 
 
-def explain(error: Exception, settings: SmtpSettings) -> str:
-    """A message a person can act on; never includes the password."""
+def redact(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def explain(error: Exception, settings: SmtpSettings, expired: bool = False) -> str:
+    """A message a person can act on: what the server said, or what to set."""
     where = settings.address
+    if expired:
+        return f"SMTP server {where} did not finish within {settings.deadline:g} s (SMTP_DEADLINE)"
     if isinstance(error, ConnectionRefusedError):
         return f"cannot reach SMTP server {where}: connection refused (set SMTP_HOST)"
     if isinstance(error, socket.gaierror):
@@ -203,16 +430,18 @@ def explain(error: Exception, settings: SmtpSettings) -> str:
     if isinstance(error, ssl.SSLError):
         return f"TLS with SMTP server {where} failed: {error.reason} (check SMTP_SECURITY)"
     if isinstance(error, smtplib.SMTPAuthenticationError):
-        return f"SMTP login refused for user {settings.user}"
+        said = answer(error.smtp_code, error.smtp_error)
+        return f"SMTP login refused for user {settings.user}: {said}"
     if isinstance(error, smtplib.SMTPNotSupportedError) and settings.user:
         return f"SMTP server {where} does not offer login (AUTH); unset SMTP_USER or use TLS"
     if isinstance(error, smtplib.SMTPRecipientsRefused):
-        return "recipient refused: " + ", ".join(sorted(error.recipients))
+        said = "; ".join(f"{a}: {answer(*reply)}" for a, reply in error.recipients.items())
+        return f"SMTP server {where} refused every recipient: {said}"
     if isinstance(error, smtplib.SMTPSenderRefused):
-        return f"sender refused: {error.sender}"
+        said = answer(error.smtp_code, error.smtp_error)
+        return f"SMTP server {where} refused the mail from {error.sender}: {said}"
     if isinstance(error, smtplib.SMTPResponseException):
-        text = error.smtp_error.decode(errors="replace") if error.smtp_error else ""
-        return f"SMTP server {where} answered {error.smtp_code} {text}".rstrip()
+        return f"SMTP server {where} refused the mail: {answer(error.smtp_code, error.smtp_error)}"
     if isinstance(error, smtplib.SMTPServerDisconnected):
         return f"SMTP server {where} closed the connection (check SMTP_SECURITY and SMTP_PORT)"
     return f"sending mail through {where} failed: {error}"
@@ -238,33 +467,52 @@ def send_email(message: EmailMessage, environ: Mapping[str, str] | None = None) 
     except ValueError as error:
         raise EmailError(str(error)) from None
     if settings.save_dir:
-        return save_eml(message, settings.save_dir)
-    try:
-        deliver(message, settings)
-    except EmailError:
-        raise
-    except (OSError, smtplib.SMTPException) as error:
-        raise EmailError(explain(error, settings)) from None
+        try:
+            return save_eml(message, settings.save_dir)
+        except OSError as error:
+            why = error.strerror or error
+            raise EmailError(f"cannot save the mail in {settings.save_dir}: {why}") from None
+    deliver(message, settings)
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
+# -- command line ---------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Send a test message with the SMTP_* settings of this environment."
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("recipient", nargs="+")
-    parser.add_argument("--sender", default="automation@example.com")
+    parser.add_argument("recipient", nargs="+", metavar="RECIPIENT", help="To address(es)")
+    parser.add_argument(
+        "--sender", metavar="ADDR", default="automation@example.com", help="From address"
+    )
+    add_standard_options(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    body = f"Test message from emails.py, sent by {getpass.getuser()}.\n"
-    message = generate_email(args.sender, args.recipient, "Test message", body)
     try:
+        args.recipient = [a for text in args.recipient for a in addresses(text)]
+        checked_address("sender", args.sender)
+        settings_from(os.environ)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging(args.quiet, args.verbose)
+    body = f"Test message from emails.py, sent by {getpass.getuser()}.\n"
+    try:
+        message = generate_email(args.sender, args.recipient, "Test message", body)
         saved = send_email(message)
     except EmailError as error:
-        logging.error("%s", error)
-        return 1
-    logging.info("saved %s" if saved else "sent to %s", saved or ", ".join(args.recipient))
-    return 0
+        log.error("%s", error)
+        return EXIT_NOT_SENT
+    except Exception as error:  # the one guard: a line, never a traceback
+        log.error("unexpected %s; nothing sent", type(error).__name__)
+        return EXIT_NOT_SENT
+    log.info("saved %s" if saved else "sent to %s", saved or ", ".join(args.recipient))
+    return EXIT_OK
 
 
 if __name__ == "__main__":

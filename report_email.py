@@ -1,44 +1,83 @@
 #!/usr/bin/env python3
-"""Email the supplier a PDF of what run.py imported, truthfully.
+"""Email the supplier a PDF of what run.py imported, truthfully, once.
 
-Reads run.py's record (never the descriptions again), builds the PDF with
-the lab's lines for every imported product and a table of every product
-with its outcome, and mails it through emails.py. When products failed, the
-subject, body and PDF say so; products the store already had are listed as
-such. With nothing imported, no mail is sent.
+Reads run.py's record (version 1 or 2; never the descriptions again) and
+builds one table with a row per product: a small thumbnail, the lab's
+`name: X` / `weight: N lbs` lines for an imported product, and the outcome
+(already in store, with the store's differing values; uncertain; failed,
+with the reason). It names the delivery, the date and the store's public
+name (--store-name), and mails the PDF through emails.py. With nothing
+imported, no mail is sent.
+
+Each state of the delivery is mailed once: imported.mailed.jsonl beside the
+record remembers which report (a digest of the products) reached whom. A
+re-run with nothing new says when it was sent and sends nothing (--resend
+sends it again); after run.py changed the record, the new report is sent
+and its body says it replaces the earlier one. Recipients who already got
+this report are never mailed it again, so after a partial refusal a re-run
+reaches only those who did not get it.
+
+The mail stays under --max-mail-size (10 MB, base64 included; Postfix's
+default limit): thumbnails are about 3.5 KB each, and past the budget the
+other products are listed without pictures, which the mail and the PDF say
+(measured: 200 products make a 0.7 MB PDF and a 1.0 MB mail; 10,000 make a
+9.0 MB mail with the first 1,793 pictured). The text alone costs about 55
+bytes a product, so beyond about 100,000 products even a report without
+pictures is too large: it is written but not mailed (exit 2). Every send
+ends within SMTP_DEADLINE (120 s), however slowly the server answers.
 
 Usage:
     ./report_email.py [--record FILE] [--pdf FILE] [--sender ADDR]
-                      [--recipient ADDR ...] [--subject TEXT] [--save-dir DIR]
+                      [--recipient ADDR ...] [--subject TEXT] [--store-name NAME]
+                      [--save-dir DIR] [--resend] [--no-thumbnails] [-q | -v]
 
 Example:
     $ ./report_email.py
-    INFO sent /tmp/processed.pdf to alice@example.com: Upload Completed - Online Fruit Store
+    INFO sent /tmp/processed.pdf (1 page) to alice@example.com:
+      Upload Completed - Online Fruit Store
     $ ./report_email.py
-    ERROR cannot reach SMTP server localhost:25: connection refused (set SMTP_HOST)
+    INFO this report was sent to alice@example.com on 2026-11-26T10:55:16+00:00;
+      nothing sent (--resend sends it again)
+    $ SMTP_PORT=2525 ./report_email.py --resend
+    ERROR cannot reach SMTP server localhost:2525: connection refused (set
+      SMTP_HOST); not sent, the PDF is at /tmp/processed.pdf: run again to send it
 
-Exit status: 0 mailed (or nothing to mail), 1 the mail could not be sent
-(the PDF stays; run again to resend), 2 no usable record or a usage error.
+Exit status: 0 mailed (or already mailed, or nothing imported to report),
+1 not sent, or sent to some recipients only (run again: only the others are
+mailed), 2 usage or configuration error: no record, an empty or malformed
+record, a bad option or SMTP_* value, the PDF or the mailed log cannot be
+written, the report too large to mail, another report_email.py mailing the
+same record. 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import fcntl
 import getpass
+import hashlib
 import json
 import logging
+import math
 import os
+import stat
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, BinaryIO
 
 import emails
 import reports
 
-EXIT_OK, EXIT_NOT_SENT, EXIT_USAGE = 0, 1, 2
+__version__ = "2.0.0"
+
+EXIT_OK, EXIT_NOT_SENT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_PDF = "/tmp/processed.pdf"
 DEFAULT_SENDER = "automation@example.com"
 DEFAULT_SUBJECT = "Upload Completed - Online Fruit Store"
+DEFAULT_MAX_MAIL_MB = 10
 SUCCESS_BODY = (
     "All fruits are uploaded to our website successfully. "
     "A detailed list is attached to this email."
@@ -58,15 +97,257 @@ MONTHS = [
     "November",
     "December",
 ]
+OUTCOMES = {1: ("imported", "already in store", "failed")}
+OUTCOMES[2] = (*OUTCOMES[1], "uncertain")
+# Field -> accepted types; the first four must be present (RECORD.md, versions 1 and 2).
+REQUIRED = {"file": (str,), "name": (str,), "weight": (int, type(None)), "outcome": (str,)}
+OPTIONAL = {
+    "reason": (str,),
+    "image_name": (str,),
+    "image_path": (str, type(None)),
+    "id": (int, type(None)),
+    "description": (str,),
+    "store_values": (dict,),
+}
+# The fields store_values may hold (RECORD.md), in the order shown, with their labels.
+STORE_FIELDS = {"weight": "weight", "description": "description", "image_name": "picture"}
+# Mail size: base64 with its line ends makes 100 bytes about 137; headers and body a little.
+BASE64_GROWTH = 1.37
+MAIL_OVERHEAD = 64_000
+# Measured (bench/bench_report.py): what the text of one product and the fonts cost in the PDF.
+PDF_BYTES_PER_PRODUCT = 120  # 55 for an imported product, more for a wrapped reason
+PDF_FIXED_BYTES = 60_000
+PDF_BYTES_PER_THUMBNAIL = 250  # beside the JPEG itself: its object and the drawing command
 
 log = logging.getLogger("report_email")
 
 
+# --- begin shared block: cli (copied exactly; tests/test_scripts.py) ---
+def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number from low to high (nan, inf and 1e309 are
+    refused). The same check serves a flag and its environment variable."""
+
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            kind = "a whole number" if whole else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not from {low:g} to {high:g}")
+        return value
+
+    parse.__name__ = "whole number" if whole else "number"
+    return parse
+
+
+def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, default: object):
+    """The environment variable NAME checked by parse, or default when unset or
+    empty. A bad value is a usage error that names the variable, not a flag."""
+    text = os.environ.get(name, "")
+    if not text.strip():
+        return default
+    try:
+        return parse(text)
+    except (argparse.ArgumentTypeError, ValueError) as error:
+        parser.error(f"environment variable {name}: {error}")
+
+
+def add_standard_options(parser: argparse.ArgumentParser) -> None:
+    """-q, -v and -V/--version, meaning the same in every script."""
+    add = parser.add_argument
+    add("-q", "--quiet", action="store_true", help="print only errors")
+    add("-v", "--verbose", action="store_true", help="print each step (never library internals)")
+    add("-V", "--version", action="version", version=f"%(prog)s {__version__}")
+
+
+def configure_logging(quiet: bool, verbose: bool) -> None:
+    """Log to stderr; third-party libraries never go below WARNING, so -v shows this
+    script's steps and not, for example, Pillow's TIFF tag dump."""
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+    for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
+        logging.getLogger(library).setLevel(max(level, logging.WARNING))
+
+
+# --- end shared block: cli ---
+
+
+# --- begin shared block: delivery files (copied exactly; tests/test_scripts.py) ---
+DESCRIPTION_LIMIT = 1 << 20  # 1 MiB: a description is a few lines
+IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
+
+
+class RefusedFile(Exception):
+    """A file of the delivery that is not read: str() names it and says why."""
+
+
+def file_kind(mode: int) -> str:
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
+    kinds |= {stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+
+
+def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
+    """Open path for reading only when it is a regular file of at most `limit` bytes
+    really inside root (root itself may be a link; a link inside root that stays
+    inside is fine). A delivery is untrusted: a link out of it could publish a
+    private file, a FIFO or /dev/zero would hang or exhaust memory. The checks are
+    made on the opened descriptor, so a file swapped after the check is not read."""
+    real_root = root.resolve()
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError) as error:
+        raise RefusedFile(f"{path}: cannot open: {getattr(error, 'strerror', error)}") from None
+    if not real.is_relative_to(real_root):
+        raise RefusedFile(f"{path}: links outside {root}; not read")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(real, flags)
+    except OSError as error:
+        raise RefusedFile(f"{path}: cannot open: {error.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        proc = Path(f"/proc/self/fd/{fd}")
+        opened = proc.readlink() if proc.is_symlink() else real
+        if not opened.is_relative_to(real_root):
+            raise RefusedFile(f"{path}: moved outside {root} while being opened; not read")
+        if not stat.S_ISREG(info.st_mode):
+            raise RefusedFile(f"{path}: {file_kind(info.st_mode)}, not a regular file; not read")
+        if info.st_size > limit:
+            raise RefusedFile(f"{path}: {info.st_size} bytes, over the limit of {limit}; not read")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_delivery_file(path: Path, root: Path, limit: int) -> bytes:
+    """The bytes of a delivery file, checked as open_delivery_file does; a file that
+    grows past the limit while being read is refused too."""
+    with open_delivery_file(path, root, limit) as file:
+        content = file.read(limit + 1)
+    if len(content) > limit:
+        raise RefusedFile(f"{path}: grew over the limit of {limit} while read; not read")
+    return content
+
+
+# --- end shared block: delivery files ---
+
+
 class BadRecord(Exception):
-    """The record is missing or unusable; the message says what to do."""
+    """The record is missing or unusable; the message names it and says what to do."""
 
 
-# -- pure functions -------------------------------------------------------------
+@dataclass
+class Record:
+    path: Path
+    version: int
+    delivery: str
+    images: Path | None
+    finished: str
+    complete: bool
+    products: list[dict]
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of the products (RECORD.md): the delivery's state."""
+        canonical = json.dumps(
+            self.products, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Pictures:
+    """Thumbnails by product index, and how many were left out to keep the mail small."""
+
+    by_index: dict[int, bytes] = field(default_factory=dict)
+    over_budget: int = 0
+
+
+# -- the record -------------------------------------------------------------------
+
+
+def type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def check_product(index: int, product: object, version: int) -> str:
+    """'' when the entry is usable, else what is wrong with it."""
+    if not isinstance(product, dict):
+        return f"product {index} is {type_name(product)}, not an object"
+    file = product.get("file")
+    label = f"product {index}" + (f" ({file})" if isinstance(file, str) else "")
+    for key, kinds in {**REQUIRED, **OPTIONAL}.items():
+        if key not in product:
+            if key in REQUIRED:
+                return f"{label} has no {key!r}"
+            continue
+        value = product[key]
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            return f"{label}: {key!r} is {type_name(value)}"
+    if product["outcome"] not in OUTCOMES[version]:
+        return f"{label}: unknown outcome {product['outcome']!r} for a version {version} record"
+    if product["outcome"] == "imported" and not (product["name"] and product["weight"] is not None):
+        return f"{label}: imported without a name and a weight"
+    return ""
+
+
+def parse_record(path: Path, document: object) -> Record:
+    if not isinstance(document, dict):
+        raise BadRecord(f"import record {path} is not a JSON object: run run.py again")
+    version = document.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version not in OUTCOMES:
+        raise BadRecord(
+            f"import record {path} has version {version!r}; this report_email.py reads 1 and 2"
+        )
+    products = document.get("products")
+    if not isinstance(products, list):
+        raise BadRecord(f"import record {path} has no product list: run run.py again")
+    if not products:
+        raise BadRecord(f"import record {path} holds no products: nothing to report")
+    for index, product in enumerate(products, 1):
+        problem = check_product(index, product, version)
+        if problem:
+            raise BadRecord(f"import record {path}: {problem}; run run.py again")
+    images = document.get("images")
+    folder = document.get("descriptions") or images or str(path)
+    delivery = document.get("delivery")
+    return Record(
+        path=path,
+        version=version,
+        delivery=delivery if isinstance(delivery, str) and delivery else delivery_name(folder),
+        images=Path(images) if isinstance(images, str) and images else None,
+        finished=str(document.get("finished") or ""),
+        complete=document.get("complete", True) is not False,
+        products=products,
+    )
+
+
+def delivery_name(folder: object) -> str:
+    """A version 1 record names no delivery: the folder holding its descriptions."""
+    return Path(str(folder)).expanduser().absolute().parent.name or "the delivery"
+
+
+def load_record(path: Path) -> Record:
+    try:
+        text = path.read_text(encoding="utf-8")
+        document = json.loads(text)
+    except FileNotFoundError:
+        raise BadRecord(f"no import record at {path}: run run.py first") from None
+    except IsADirectoryError:
+        raise BadRecord(f"import record {path} is a folder; name the record file") from None
+    except (OSError, ValueError) as error:
+        why = getattr(error, "strerror", None) or error
+        raise BadRecord(
+            f"import record at {path} is unreadable ({why}): run run.py again"
+        ) from None
+    return parse_record(path, document)
+
+
+# -- texts ------------------------------------------------------------------------
 
 
 def report_title(day: datetime.date) -> str:
@@ -74,13 +355,22 @@ def report_title(day: datetime.date) -> str:
     return f"Processed Update on {MONTHS[day.month - 1]} {day.day:02d}, {day.year}"
 
 
-def lab_paragraph(products: list[dict]) -> str:
-    """The lab's lines for every imported product, supplier text escaped."""
-    return "".join(
-        f"name: {reports.markup(p['name'])}<br/>weight: {p['weight']} lbs<br/><br/>"
-        for p in products
-        if p["outcome"] == "imported"
-    )
+def long_date(moment: str) -> str:
+    """'November 26, 2026' for an ISO time; '' when it is not one."""
+    try:
+        day = datetime.datetime.fromisoformat(moment).date()
+    except ValueError:
+        return ""
+    return f"{MONTHS[day.month - 1]} {day.day:02d}, {day.year}"
+
+
+def spoken(moment: str) -> str:
+    """'November 26, 2026 at 10:55 UTC' for an ISO time from the mailed log."""
+    try:
+        time = datetime.datetime.fromisoformat(moment).astimezone(datetime.UTC)
+    except ValueError:
+        return moment
+    return f"{long_date(time.isoformat())} at {time:%H:%M} UTC"
 
 
 def count(products: list[dict], outcome: str) -> int:
@@ -88,7 +378,65 @@ def count(products: list[dict], outcome: str) -> int:
 
 
 def plural(number: int, word: str) -> str:
-    return f"{number} {word}" + ("" if number == 1 else "s")
+    return f"{number:,} {word}" + ("" if number == 1 else "s")
+
+
+def was(number: int) -> str:
+    return "was" if number == 1 else "were"
+
+
+def product_label(product: dict) -> str:
+    """'Durian (016.txt)', or the file alone when its name could not be read."""
+    name = product["name"].strip()
+    return f"{name} ({product['file']})" if name else product["file"]
+
+
+def product_lines(product: dict) -> tuple[str, ...]:
+    """The lab's two lines for an imported product; name and file for the others."""
+    if product["outcome"] == "imported":
+        return (f"name: {product['name']}", f"weight: {product['weight']} lbs")
+    weight = product["weight"]
+    return (product_label(product),) + (() if weight is None else (f"{weight} lbs",))
+
+
+def shown(key: str, value: object) -> str:
+    if key == "weight":
+        return f"{value} lbs"
+    text = " ".join(str(value).split())
+    return f'"{text[:60]}…"' if len(text) > 60 else f'"{text}"'
+
+
+def differences(product: dict) -> str:
+    """'weight: the store has 480 lbs, this delivery 500 lbs; ...' for store_values."""
+    differing = product.get("store_values") or {}
+    order = [key for key in STORE_FIELDS if key in differing] + sorted(
+        key for key in differing if key not in STORE_FIELDS
+    )
+    return "; ".join(
+        f"{STORE_FIELDS.get(key, key)}: the store has {shown(key, differing[key])},"
+        f" this delivery {shown(key, product.get(key, ''))}"
+        for key in order
+    )
+
+
+def status_text(product: dict) -> str:
+    outcome, reason = product["outcome"], product.get("reason", "")
+    if outcome == "already in store" and product.get("store_values"):
+        return (
+            f"already in store, with other values ({differences(product)}). The store cannot"
+            " change a product: run.py --force adds this one as a new product."
+        )
+    return f"{outcome}: {reason}" if reason else outcome
+
+
+def summary_line(products: list[dict]) -> str:
+    imported = [p for p in products if p["outcome"] == "imported"]
+    weight = sum(p["weight"] for p in imported)
+    parts = [f"{len(imported):,} imported (total weight {weight:,} lbs)"]
+    for outcome in ("already in store", "uncertain", "failed"):
+        if count(products, outcome):
+            parts.append(f"{count(products, outcome):,} {outcome}")
+    return f"{plural(len(products), 'product')}: " + ", ".join(parts)
 
 
 def subject_for(products: list[dict], subject: str) -> str:
@@ -101,12 +449,12 @@ def subject_for(products: list[dict], subject: str) -> str:
 
 def body_for(products: list[dict]) -> str:
     failed, in_store = count(products, "failed"), count(products, "already in store")
-    imported = count(products, "imported")
+    imported, uncertain = count(products, "imported"), count(products, "uncertain")
     if not failed:
         body = SUCCESS_BODY
     else:
         body = (
-            f"{failed} of {len(products)} fruits could not be uploaded to our website;"
+            f"{failed:,} of {len(products):,} fruits could not be uploaded to our website;"
             " the attached list shows which and why. "
             f"{plural(imported, 'fruit')} {was(imported)} uploaded successfully."
         )
@@ -115,24 +463,35 @@ def body_for(products: list[dict]) -> str:
             f" {plural(in_store, 'fruit')} {was(in_store)} already on the website"
             f" and {'is' if in_store == 1 else 'are'} listed as such."
         )
+    if uncertain:
+        body += (
+            f" For {plural(uncertain, 'fruit')} we could not confirm the upload;"
+            " the list shows them as uncertain."
+        )
     return body
 
 
-def was(number: int) -> str:
-    return "was" if number == 1 else "were"
-
-
-def rows_for(products: list[dict]) -> list[reports.Row]:
-    return [
-        reports.Row(
-            name=p["name"] or p["file"],
-            weight=p["weight"],
-            status=p["outcome"],
-            reason=p.get("reason", ""),
-            image=p.get("image_path"),
+def notes(record: Record, pictures: Pictures, earlier: dict | None, limit_mb: float) -> list[str]:
+    """What the reader must know beyond the list: in the mail body and the PDF alike."""
+    said = []
+    if not record.complete:
+        said.append("The import stopped before the end; products not listed were not processed.")
+    if pictures.over_budget:
+        with_pictures = len(pictures.by_index)
+        said.append(
+            f"Pictures are shown for {with_pictures:,} products and left out for"
+            f" {pictures.over_budget:,}, to keep this mail under {limit_mb:g} MB."
         )
-        for p in products
-    ]
+    if earlier:
+        said.append(f"This report replaces the one sent on {spoken(earlier['time'])}.")
+    return said
+
+
+def intro_lines(record: Record, store_name: str, extra: list[str]) -> list[str]:
+    day = long_date(record.finished)
+    where = f"Delivery {record.delivery}" + (f", imported {day}" if day else "")
+    store = [f"Store: {store_name}"] if store_name else []
+    return [where, *store, summary_line(record.products), *extra]
 
 
 def default_recipient() -> str:
@@ -140,30 +499,270 @@ def default_recipient() -> str:
     return f"{user}@example.com"
 
 
-# -- I/O ------------------------------------------------------------------------
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def load_record(path: Path) -> list[dict]:
+# -- thumbnails -------------------------------------------------------------------
+
+
+def pdf_budget(limit_mb: float) -> int:
+    """The largest PDF whose mail stays under limit_mb megabytes."""
+    return int((limit_mb * 1_000_000 - MAIL_OVERHEAD) / BASE64_GROWTH)
+
+
+def thumbnail(product: dict, root: Path) -> bytes | None:
+    """The product's thumbnail, read only from inside the images folder; None (with a
+    warning) when the file is refused or is no image it can shrink."""
+    path = Path(product["image_path"])
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadRecord(f"no import record at {path}: run run.py first") from None
-    except (OSError, ValueError) as error:
-        raise BadRecord(
-            f"import record at {path} is unreadable ({error}): run run.py again"
-        ) from None
-    products = document.get("products") if isinstance(document, dict) else None
-    if not isinstance(products, list) or not all(isinstance(p, dict) for p in products):
-        raise BadRecord(f"import record at {path} has no product list: run run.py again")
-    return products
+        with open_delivery_file(path, root, IMAGE_LIMIT) as file:
+            return reports.make_thumbnail(file)
+    except RefusedFile as error:
+        log.warning("no picture for %s: %s", product_label(product), error)
+    except Exception as error:  # a hostile image may fail in any decoder: the report still goes
+        log.warning("no picture for %s: %s: %s", product_label(product), path, error)
+    return None
 
 
-def build_pdf(path: Path, products: list[dict], thumbnails: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def pictures_for(record: Record, budget: int) -> Pictures:
+    """Thumbnails in list order until their bytes would pass the budget."""
+    pictures = Pictures()
+    if record.images is None:
+        return pictures
+    spent = 0
+    for index, product in enumerate(record.products):
+        if not product.get("image_path"):
+            continue
+        if spent >= budget:
+            pictures.over_budget += 1
+            continue
+        data = thumbnail(product, record.images)
+        if data is None:
+            continue
+        spent += len(data) + PDF_BYTES_PER_THUMBNAIL
+        if spent > budget:
+            pictures.over_budget += 1
+            continue
+        pictures.by_index[index] = data
+    return pictures
+
+
+def build_pdf(path: Path, record: Record, pictures: Pictures, intro: list[str]) -> int:
+    """Write the report; its number of pages."""
+    rows = [
+        reports.Row(product_lines(p), status_text(p), pictures.by_index.get(index))
+        for index, p in enumerate(record.products)
+    ]
     title = report_title(datetime.date.today())
-    reports.generate_supplier_report(
-        path, title, rows_for(products), lab_paragraph(products), thumbnails
+    return reports.generate_supplier_report(path, title, rows, intro)
+
+
+# -- the mailed log -------------------------------------------------------------------
+
+
+class CannotRun(Exception):
+    """A configuration problem found on the way (exit 2); the message says what to do."""
+
+
+class MailedLog:
+    """imported.mailed.jsonl beside the record: one line per send that reached someone
+    (RECORD.md). Opening it takes an exclusive lock, so two runs cannot both mail."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.file: IO[bytes] | None = None
+        self.entries: list[dict] = []
+        self.created = False
+
+    def __enter__(self) -> MailedLog:
+        flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+        try:
+            try:
+                fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+                self.created = True
+            except FileExistsError:
+                fd = os.open(self.path, flags)
+        except OSError as error:
+            raise CannotRun(
+                f"cannot write the mailed log {self.path}: {error.strerror}; nothing sent"
+            ) from None
+        self.file = os.fdopen(fd, "a+b")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            raise CannotRun(
+                f"another report_email.py is mailing this report (it holds {self.path});"
+                " nothing sent"
+            ) from None
+        self.file.seek(0)
+        self.entries = [e for e in map(entry, self.file.read().splitlines()) if e]
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.file is None:
+            return
+        if self.created and not self.entries:
+            self.path.unlink()  # nothing was sent: leave no trace (still under the lock)
+        self.file.close()
+
+    def reached(self, digest: str) -> set[str]:
+        """Everyone who got the report of this state."""
+        return {a for e in self.entries if e["record_digest"] == digest for a in e["delivered"]}
+
+    def last_time(self, digest: str) -> str:
+        return next(e["time"] for e in reversed(self.entries) if e["record_digest"] == digest)
+
+    def earlier(self, digest: str) -> dict | None:
+        """The last report of another state of the delivery, which this one replaces."""
+        return next((e for e in reversed(self.entries) if e["record_digest"] != digest), None)
+
+    def append(self, digest: str, delivered: list[str], refused: dict, pages: int) -> None:
+        line = {
+            "time": now(),
+            "record_digest": digest,
+            "delivered": delivered,
+            "refused": refused,
+            "pdf_pages": pages,
+        }
+        assert self.file is not None
+        # One write of a whole line, then fsync: a crash leaves whole lines only.
+        os.write(self.file.fileno(), (json.dumps(line, ensure_ascii=False) + "\n").encode())
+        os.fsync(self.file.fileno())
+        self.entries.append(line)
+
+
+def entry(raw: bytes) -> dict | None:
+    """A log line, or None for one a reader ignores (cut by a crash, or foreign)."""
+    try:
+        line = json.loads(raw)
+    except ValueError:
+        return None
+    usable = (
+        isinstance(line, dict)
+        and isinstance(line.get("record_digest"), str)
+        and isinstance(line.get("time"), str)
+        and isinstance(line.get("delivered"), list)
+        and all(isinstance(a, str) for a in line["delivered"])
     )
+    return line if usable else None
+
+
+def mailed_log_path(record: Path) -> Path:
+    return record.with_name(f"{record.stem}.mailed.jsonl")
+
+
+# -- one report -----------------------------------------------------------------------
+
+
+def make_pdf(args: argparse.Namespace, record: Record, earlier: dict | None) -> tuple[int, list]:
+    """Write the PDF within the mail budget: (pages, notes for the body)."""
+    budget = pdf_budget(args.max_mail_size)
+    text = PDF_FIXED_BYTES + PDF_BYTES_PER_PRODUCT * len(record.products)
+    pictures = Pictures() if args.no_thumbnails else pictures_for(record, budget - text)
+    log.debug(
+        "%d pictures, %d left out past the budget", len(pictures.by_index), pictures.over_budget
+    )
+    pages, said = write_pdf(args, record, pictures, earlier)
+    log.debug("wrote %s: %d bytes (budget %d)", args.pdf, args.pdf.stat().st_size, budget)
+    if args.pdf.stat().st_size > budget and pictures.by_index:
+        log.warning("the report is too large to mail with pictures; writing it without them")
+        left_out = len(pictures.by_index) + pictures.over_budget
+        pages, said = write_pdf(args, record, Pictures(over_budget=left_out), earlier)
+    size = args.pdf.stat().st_size
+    if size > budget:
+        raise CannotRun(
+            f"the report of {len(record.products):,} products is {size / 1e6:.1f} MB even"
+            f" without pictures, too large for a mail under {args.max_mail_size:g} MB"
+            f" (--max-mail-size); it is at {args.pdf}, not mailed"
+        )
+    return pages, said
+
+
+def write_pdf(
+    args: argparse.Namespace, record: Record, pictures: Pictures, earlier: dict | None
+) -> tuple[int, list]:
+    said = notes(record, pictures, earlier, args.max_mail_size)
+    intro = intro_lines(record, args.store_name, said)
+    try:
+        args.pdf.parent.mkdir(parents=True, exist_ok=True)
+        return build_pdf(args.pdf, record, pictures, intro), said
+    except OSError as error:
+        raise CannotRun(f"cannot write the PDF {args.pdf}: {error.strerror or error}") from None
+
+
+def message_for(args: argparse.Namespace, record: Record, recipients: list[str], said: list):
+    body = " ".join([body_for(record.products), *said])
+    subject = subject_for(record.products, args.subject)
+    return emails.generate_email(args.sender, recipients, subject, body, args.pdf)
+
+
+def save(args: argparse.Namespace, record: Record) -> int:
+    """--save-dir: the mail as an .eml file, not sent, not remembered as sent."""
+    _, said = make_pdf(args, record, None)
+    message = message_for(args, record, args.recipient, said)
+    try:
+        saved = emails.send_email(message, {**os.environ, "SMTP_SAVE_DIR": str(args.save_dir)})
+    except emails.EmailError as error:
+        raise CannotRun(str(error)) from None
+    log.info("%s saved as %s: %s", args.pdf, saved, message["Subject"])
+    return EXIT_OK
+
+
+def mail(args: argparse.Namespace, record: Record, mailed: MailedLog) -> int:
+    digest = record.digest
+    reached = mailed.reached(digest)
+    targets = [r for r in args.recipient if args.resend or r not in reached]
+    if not targets:
+        log.info(
+            "this report was sent to %s on %s; nothing sent (--resend sends it again)",
+            ", ".join(args.recipient),
+            mailed.last_time(digest),
+        )
+        return EXIT_OK
+    pages, said = make_pdf(args, record, mailed.earlier(digest))
+    message = message_for(args, record, targets, said)
+    environ = {k: v for k, v in os.environ.items() if k != "SMTP_SAVE_DIR"}
+    try:
+        emails.send_email(message, environ)
+    except emails.PartlyDelivered as error:
+        mailed.append(digest, error.delivered, error.refused, pages)
+        log.error(
+            "sent %s to %s; not to %s: run again to send it to them only",
+            args.pdf,
+            ", ".join(error.delivered),
+            "; ".join(f"{a} (the server said {said})" for a, said in error.refused.items()),
+        )
+        return EXIT_NOT_SENT
+    except emails.EmailError as error:
+        log.error("%s; not sent, the PDF is at %s: run again to send it", error, args.pdf)
+        return EXIT_NOT_SENT
+    mailed.append(digest, targets, {}, pages)
+    log.info(
+        "sent %s (%s) to %s: %s",
+        args.pdf,
+        plural(pages, "page"),
+        ", ".join(targets),
+        message["Subject"],
+    )
+    return EXIT_OK
+
+
+def report(args: argparse.Namespace) -> int:
+    record = load_record(args.record)
+    products = record.products
+    log.debug("%s: version %d, %s", args.record, record.version, summary_line(products))
+    if not count(products, "imported"):
+        failed, in_store = count(products, "failed"), count(products, "already in store")
+        log.info(
+            "nothing was imported (%d failed, %d already in store); no mail sent", failed, in_store
+        )
+        return EXIT_OK
+    if args.save_dir:
+        return save(args, record)
+    with MailedLog(mailed_log_path(args.record)) as mailed:
+        return mail(args, record, mailed)
 
 
 # -- command line ---------------------------------------------------------------
@@ -173,88 +772,118 @@ def env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parser_for() -> argparse.ArgumentParser:
     data = Path(env("SUPPLIER_DATA", "~/supplier-data")).expanduser()
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog="Mail settings come from SMTP_HOST, SMTP_PORT, SMTP_SECURITY, SMTP_USER, "
-        "SMTP_PASSWORD(_FILE), SMTP_TIMEOUT, SMTP_CA_FILE and SMTP_SAVE_DIR (see emails.py).",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Mail settings come from SMTP_HOST, SMTP_PORT, SMTP_SECURITY, SMTP_USER,\n"
+        "SMTP_PASSWORD(_FILE), SMTP_TIMEOUT (10 s per answer), SMTP_DEADLINE (120 s per\n"
+        "send) and SMTP_CA_FILE: see ./emails.py --help.",
     )
     add = parser.add_argument
     add(
         "--record",
         type=Path,
+        metavar="FILE",
         default=Path(env("IMPORT_RECORD", str(data / "imported.json"))),
         help="run.py's record (default $SUPPLIER_DATA/imported.json) [IMPORT_RECORD]",
     )
     add(
         "--pdf",
         type=Path,
+        metavar="FILE",
         default=Path(env("REPORT_PDF", DEFAULT_PDF)),
         help=f"where to write the PDF (default {DEFAULT_PDF}) [REPORT_PDF]",
     )
     add(
         "--sender",
+        metavar="ADDR",
         default=env("REPORT_SENDER", DEFAULT_SENDER),
         help=f"From address (default {DEFAULT_SENDER}) [REPORT_SENDER]",
     )
     add(
         "--recipient",
         action="append",
-        help="To address, repeatable (default <login name>@example.com) "
-        "[REPORT_RECIPIENTS, comma-separated]",
+        metavar="ADDR",
+        help="To address, repeatable; ',' or ';' separate several"
+        " (default <login name>@example.com) [REPORT_RECIPIENTS]",
     )
     add(
         "--subject",
+        metavar="TEXT",
         default=env("REPORT_SUBJECT", DEFAULT_SUBJECT),
         help=f"subject when nothing failed (default '{DEFAULT_SUBJECT}') [REPORT_SUBJECT]",
     )
     add(
-        "--save-dir", help="write the mail as an .eml file there instead of sending [SMTP_SAVE_DIR]"
+        "--store-name",
+        metavar="NAME",
+        default=env("STORE_NAME", ""),
+        help="the store's public name, shown in the report (never a URL) [STORE_NAME]",
     )
-    add("--no-thumbnails", action="store_true", help="leave product images out of the PDF")
-    add("-q", "--quiet", action="store_true", help="only warnings and errors")
+    add(
+        "--max-mail-size",
+        type=number(0.1, 1000),
+        metavar="MB",
+        help=f"largest mail, base64 included (default {DEFAULT_MAX_MAIL_MB}) [REPORT_MAX_MAIL_MB]",
+    )
+    add(
+        "--save-dir",
+        type=Path,
+        metavar="DIR",
+        default=Path(os.environ["SMTP_SAVE_DIR"]) if os.environ.get("SMTP_SAVE_DIR") else None,
+        help="write the mail as an .eml file there instead of sending [SMTP_SAVE_DIR]",
+    )
+    add("--resend", action="store_true", help="send even when this report was sent already")
+    add("--no-thumbnails", action="store_true", help="leave product pictures out of the PDF")
+    add_standard_options(parser)
+    return parser
+
+
+def recipients(args: argparse.Namespace) -> list[str]:
+    listed = args.recipient or [env("REPORT_RECIPIENTS", "") or default_recipient()]
+    found = [address for text in listed for address in emails.addresses(text)]
+    return list(dict.fromkeys(found))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = parser_for()
     args = parser.parse_args(argv)
-    if args.recipient is None:
-        listed = [r.strip() for r in env("REPORT_RECIPIENTS", "").split(",") if r.strip()]
-        args.recipient = listed or [default_recipient()]
+    if args.max_mail_size is None:
+        limit = from_env(parser, "REPORT_MAX_MAIL_MB", number(0.1, 1000), DEFAULT_MAX_MAIL_MB)
+        args.max_mail_size = limit
+    try:
+        args.recipient = recipients(args)
+        emails.checked_address("sender", args.sender)
+        emails.header_value("subject", args.subject)
+        emails.settings_from(os.environ)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.pdf.is_dir():
+        parser.error(f"--pdf {args.pdf} is a folder; name the PDF file to write")
+    if "://" in args.store_name:
+        parser.error(
+            "--store-name is the store's public name, not a URL (the PDF leaves the company)"
+        )
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    level = logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+    configure_logging(args.quiet, args.verbose)
     try:
-        products = load_record(args.record)
-    except BadRecord as error:
+        return report(args)
+    except (BadRecord, CannotRun) as error:
         log.error("%s", error)
         return EXIT_USAGE
-    if not count(products, "imported"):
-        failed = count(products, "failed")
-        in_store = count(products, "already in store")
-        log.info(
-            "nothing was imported (%d failed, %d already in store); no mail sent", failed, in_store
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as error:  # the one guard: one line, never a traceback
+        log.error(
+            "unexpected %s: %s; the report may not have been sent", type(error).__name__, error
         )
-        return EXIT_OK
-    build_pdf(args.pdf, products, thumbnails=not args.no_thumbnails)
-    subject = subject_for(products, args.subject)
-    try:
-        message = emails.generate_email(
-            args.sender, args.recipient, subject, body_for(products), args.pdf
-        )
-    except ValueError as error:
-        log.error("%s", error)
-        return EXIT_USAGE
-    environ = {**os.environ, **({"SMTP_SAVE_DIR": args.save_dir} if args.save_dir else {})}
-    try:
-        saved = emails.send_email(message, environ)
-    except emails.EmailError as error:
-        log.error("%s; the PDF is at %s, run again to resend", error, args.pdf)
         return EXIT_NOT_SENT
-    where = f"saved as {saved}" if saved else f"sent to {', '.join(args.recipient)}"
-    log.info("%s %s: %s", args.pdf, where, subject)
-    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -5,44 +5,56 @@ Two ways in:
   generate_report(attachment, title, paragraph)
       the lab's signature: `title` as the heading and `paragraph` (reportlab
       Paragraph markup, <br/> line breaks) as the body.
-  generate_supplier_report(attachment, title, rows, paragraph="", ...)
-      the same heading and body, then a summary line (products, total
-      weight) and a table of every product with its outcome and, when the
-      JPEG is at hand, a small thumbnail. Supplier text is escaped.
+  generate_supplier_report(attachment, title, rows, intro=())
+      the heading, a few intro lines (delivery, store, summary), then one
+      table with a row per product: its thumbnail, its lines (the lab's
+      `name: X` / `weight: N lbs` for an imported product) and its outcome.
+      Each product appears once; the table header repeats on every page.
+      Returns the number of pages. Supplier text is escaped, never markup.
+  make_thumbnail(file)
+      a small JPEG (144x96 at most, a few KB) from an open image file; an
+      image whose header claims more than 40 million pixels is refused with
+      ValueError before anything is decoded.
 
 Text in Greek, Cyrillic and accented Latin is set in DejaVu Sans when the
-system has it; CJK runs use reportlab's built-in CID fonts. Without DejaVu
-the standard Helvetica is used, with one warning. Page numbers appear once
-the report runs over a page.
-
-Cost grows linearly with the number of products: the body is split into one
-Paragraph per product (reportlab re-splits a single long paragraph at every
-page break) and the table into blocks of rows (a single 10,000-row table
-re-splits likewise). See bench/bench_report.py.
+system has it; CJK runs use an embedded system font or reportlab's CID fonts.
+Without DejaVu the standard Helvetica is used, with one warning. Pages are
+compressed and numbered once the report runs over a page. The cost grows
+linearly with the number of products (bench/bench_report.py).
 
 Usage:
     import reports
     reports.generate_report("/tmp/processed.pdf", "Processed Update", "name: Apple<br/>...")
 
+    ./reports.py [PDF]      # write a sample report (default sample.pdf) to see the layout
+
 Example:
-    $ python3 reports.py /tmp/sample.pdf
-    /tmp/sample.pdf: 3 products
+    $ ./reports.py /tmp/sample.pdf
+    /tmp/sample.pdf: 3 products, 1 page
+
+Exit status: 0 written, 2 usage error or the PDF cannot be written there.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
+import io
 import logging
+import math
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from xml.sax.saxutils import escape
 
 from PIL import Image as PILImage
+from reportlab import rl_config
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
@@ -52,8 +64,20 @@ from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas as pdfcanvas
-from reportlab.platypus import Flowable, Image, Paragraph, SimpleDocTemplate, Spacer, Table
+from reportlab.platypus import (
+    BaseDocTemplate,
+    Flowable,
+    Frame,
+    Image,
+    PageTemplate,
+    Paragraph,
+    Spacer,
+    Table,
+)
 
+__version__ = "2.0.0"
+
+EXIT_OK, EXIT_USAGE = 0, 2
 AUTHOR = "Online Fruit Store"
 FONT_DIRS = (
     "/usr/share/fonts/truetype/dejavu",
@@ -78,24 +102,83 @@ CJK_TRUETYPE = (
 CJK_EMBEDDED = "CJKFallback"
 # A blank line (two or more <br/>) separates products in the lab's paragraph.
 BLANK_LINE = re.compile(r"(?:<br\s*/?>\s*){2,}", re.IGNORECASE)
-TABLE_BLOCK_ROWS = 50
-THUMBNAIL = (24 * mm, 16 * mm)
-COLUMN_WIDTHS = (28 * mm, 62 * mm, 26 * mm, 54 * mm)
+MARGIN = 20 * mm
+TABLE_BLOCK_ROWS = 50  # one Table per block: a 10,000-row table re-splits at every page
+THUMBNAIL_BOX = (24 * mm, 16 * mm)
+THUMBNAIL_PIXELS = (144, 96)  # about 150 dpi in the box
+THUMBNAIL_QUALITY = 70
+MAX_SOURCE_PIXELS = 40_000_000  # a catalog JPEG has 240,000; a camera original 24 million
+HEADINGS = ("Picture", "Product", "Outcome")
+WIDTHS_WITH_PICTURES = (28 * mm, 84 * mm, 58 * mm)
+WIDTHS_WITHOUT = (112 * mm, 58 * mm)
 CELL_PADDING = 6  # reportlab's default left and right padding of a table cell
+FONT_SIZE, SMALLEST_FONT_SIZE = 9, 6
 MAX_CELL_TEXT = 300
+HEADER_HEIGHT = 8 * mm
 
 log = logging.getLogger("reports")
+# Binary streams as they are: ASCII85 would make every embedded JPEG a quarter larger.
+rl_config.useA85 = 0
 
 
 @dataclass(frozen=True)
 class Row:
-    """One product in the supplier report."""
+    """One product in the supplier report: its lines, outcome and thumbnail JPEG."""
 
-    name: str
-    weight: int | None
+    lines: tuple[str, ...]
     status: str
-    reason: str = ""
-    image: str | None = None
+    thumbnail: bytes | None = None
+
+
+# --- begin shared block: cli (copied exactly; tests/test_scripts.py) ---
+def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number from low to high (nan, inf and 1e309 are
+    refused). The same check serves a flag and its environment variable."""
+
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            kind = "a whole number" if whole else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not from {low:g} to {high:g}")
+        return value
+
+    parse.__name__ = "whole number" if whole else "number"
+    return parse
+
+
+def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, default: object):
+    """The environment variable NAME checked by parse, or default when unset or
+    empty. A bad value is a usage error that names the variable, not a flag."""
+    text = os.environ.get(name, "")
+    if not text.strip():
+        return default
+    try:
+        return parse(text)
+    except (argparse.ArgumentTypeError, ValueError) as error:
+        parser.error(f"environment variable {name}: {error}")
+
+
+def add_standard_options(parser: argparse.ArgumentParser) -> None:
+    """-q, -v and -V/--version, meaning the same in every script."""
+    add = parser.add_argument
+    add("-q", "--quiet", action="store_true", help="print only errors")
+    add("-v", "--verbose", action="store_true", help="print each step (never library internals)")
+    add("-V", "--version", action="version", version=f"%(prog)s {__version__}")
+
+
+def configure_logging(quiet: bool, verbose: bool) -> None:
+    """Log to stderr; third-party libraries never go below WARNING, so -v shows this
+    script's steps and not, for example, Pillow's TIFF tag dump."""
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+    for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
+        logging.getLogger(library).setLevel(max(level, logging.WARNING))
+
+
+# --- end shared block: cli ---
 
 
 # -- pure functions -----------------------------------------------------------
@@ -115,16 +198,40 @@ def split_paragraph(paragraph: str) -> list[str]:
     return [piece for piece in BLANK_LINE.split(paragraph) if piece.strip()]
 
 
-def summary_line(rows: Sequence[Row]) -> str:
-    total = sum(row.weight or 0 for row in rows if row.status != "failed")
-    in_store = sum(row.status != "failed" for row in rows)
-    failed = len(rows) - in_store
-    text = f"{in_store} products in the store, total weight {total} lbs"
-    return text + (f"; {failed} failed" if failed else "")
+def shortened(text: str) -> str:
+    # A table row taller than a page cannot be laid out at all.
+    return text if len(text) <= MAX_CELL_TEXT else text[: MAX_CELL_TEXT - 1] + "…"
 
 
-def status_text(row: Row) -> str:
-    return f"{row.status}: {row.reason}" if row.reason else row.status
+# -- thumbnails -------------------------------------------------------------------
+
+
+def make_thumbnail(source: BinaryIO) -> bytes:
+    """A small JPEG of the image read from `source`; ValueError or OSError when
+    it cannot be one. Only the header is read before the size check."""
+    with warnings.catch_warnings():
+        # Pillow's own bomb warning comes after our lower limit below.
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        try:
+            image = PILImage.open(source)
+        except PILImage.DecompressionBombError:
+            raise ValueError(
+                f"its header claims over {2 * PILImage.MAX_IMAGE_PIXELS:,} pixels"
+                " (a decompression bomb); not decoded"
+            ) from None
+    with image:
+        width, height = image.size
+        if width * height > MAX_SOURCE_PIXELS:
+            raise ValueError(
+                f"its header claims {width}x{height} pixels, over the limit of"
+                f" {MAX_SOURCE_PIXELS:,}; not decoded"
+            )
+        image.draft("RGB", THUMBNAIL_PIXELS)  # JPEG decodes at 1/2 to 1/8 scale directly
+        small = image.convert("RGB")
+    small.thumbnail(THUMBNAIL_PIXELS)
+    out = io.BytesIO()
+    small.save(out, "JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
+    return out.getvalue()
 
 
 # -- fonts ----------------------------------------------------------------------
@@ -178,8 +285,8 @@ def styles() -> dict[str, ParagraphStyle]:
         "title": sample["Title"].clone("ReportTitle", fontName=bold),
         "body": body,
         "product": body.clone("ReportProduct", spaceAfter=body.leading),
-        "cell": body.clone("ReportCell", fontSize=9, leading=11),
-        "head": body.clone("ReportHead", fontName=bold, fontSize=9, leading=11),
+        "cell": body.clone("ReportCell", fontSize=FONT_SIZE, leading=FONT_SIZE + 2),
+        "head": body.clone("ReportHead", fontName=bold, fontSize=FONT_SIZE, leading=11),
     }
 
 
@@ -203,78 +310,104 @@ class NumberedCanvas(pdfcanvas.Canvas):
             self.__dict__.update(state)
             if total > 1:
                 self.setFont(fonts()[0], 8)
-                self.drawRightString(A4[0] - 20 * mm, 10 * mm, f"Page {number} of {total}")
+                self.drawRightString(A4[0] - MARGIN, 10 * mm, f"Page {number} of {total}")
             super().showPage()
         super().save()
 
 
 def body_flowables(paragraph: str) -> list[Flowable]:
     """The body markup, one Paragraph per blank-line separated piece."""
-    pieces = split_paragraph(paragraph)
     style = styles()["product"]
-    return [Paragraph(piece, style) for piece in pieces]
+    return [Paragraph(piece, style) for piece in split_paragraph(paragraph)]
 
 
-def thumbnail(path: str | None) -> Flowable | str:
-    """A small picture of the product, or nothing when the file is gone or unreadable."""
-    if not path or not Path(path).is_file():
-        return ""
-    try:
-        with PILImage.open(path):  # reads the header only; reportlab would fail mid-build
-            pass
-    except OSError as error:
-        log.warning("no thumbnail for %s: %s", path, error)
-        return ""
-    return Image(path, width=THUMBNAIL[0], height=THUMBNAIL[1], kind="proportional")
-
-
-def cell(text: str, width: float) -> Flowable | str:
-    """Plain text when it fits on one line in the regular font, else a Paragraph.
-
-    A plain string is drawn as is (no markup, so no escaping) and costs a
-    fraction of a Paragraph; wrapping and CJK font runs need the Paragraph."""
-    style = styles()["cell"]
-    if len(text) > MAX_CELL_TEXT:
-        # A table row taller than a page cannot be laid out at all.
-        text = text[: MAX_CELL_TEXT - 1] + "…"
+def fitting_size(lines: Sequence[str], width: float) -> float | None:
+    """The largest font size from 9 down to 6 points at which every line fits on
+    one line of the cell (so `name: X` stays one line for any text extractor);
+    None when even 6 points is too wide."""
     room = width - 2 * CELL_PADDING
-    if not CJK_RUN.search(text) and stringWidth(text, style.fontName, style.fontSize) <= room:
-        return text
-    return Paragraph(markup(text), style)
+    widest = max((stringWidth(line, styles()["cell"].fontName, 1) for line in lines), default=0)
+    if widest * FONT_SIZE <= room:
+        return FONT_SIZE
+    size = math.floor(room / widest * 2) / 2 if widest else FONT_SIZE
+    return size if size >= SMALLEST_FONT_SIZE else None
 
 
-def table_flowables(rows: Sequence[Row], thumbnails: bool) -> list[Flowable]:
-    """The product table, in blocks of rows that share column widths."""
-    head = styles()["head"]
-    header = [Paragraph(text, head) for text in ("Image", "Name", "Weight", "Status")]
-    style = [
-        ("FONT", (0, 0), (-1, -1), styles()["cell"].fontName, styles()["cell"].fontSize),
+def cell(lines: Sequence[str], width: float) -> Flowable | str:
+    """Plain text when it fits in the regular font, else a Paragraph (smaller
+    type, wrapping, CJK font runs). A plain string is drawn as is and costs a
+    fraction of a Paragraph."""
+    lines = [shortened(line) for line in lines]
+    size = fitting_size(lines, width)
+    if size == FONT_SIZE and not any(CJK_RUN.search(line) for line in lines):
+        return "\n".join(lines)
+    base = styles()["cell"]
+    style = base.clone("ReportSmall", fontSize=size, leading=size + 2) if size else base
+    return Paragraph("<br/>".join(markup(line) for line in lines), style)
+
+
+def picture(row: Row) -> Flowable | str:
+    if row.thumbnail is None:
+        return ""
+    box_width, box_height = THUMBNAIL_BOX
+    return Image(io.BytesIO(row.thumbnail), box_width, box_height, kind="proportional")
+
+
+def table_style() -> list[tuple]:
+    return [
+        ("FONT", (0, 0), (-1, -1), styles()["cell"].fontName, FONT_SIZE),
         ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
         ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.grey),
     ]
-    _, name_width, weight_width, status_width = COLUMN_WIDTHS
-    blocks: list[Flowable] = [Table([header], colWidths=COLUMN_WIDTHS, style=style)]
-    for start in range(0, len(rows), TABLE_BLOCK_ROWS):
+
+
+def table_flowables(rows: Sequence[Row], widths: Sequence[float]) -> list[Flowable]:
+    """The product table in blocks of rows sharing column widths; the first block
+    starts with the header row (later pages get it from the page template)."""
+    pictures = len(widths) == len(HEADINGS)
+    product_width, status_width = widths[-2:]
+    head = styles()["head"]
+    header = [Paragraph(text, head) for text in HEADINGS[-len(widths) :]]
+    blocks: list[Flowable] = []
+    for start in range(0, max(len(rows), 1), TABLE_BLOCK_ROWS):
         data = [
-            [
-                thumbnail(row.image) if thumbnails else "",
-                cell(row.name, name_width),
-                cell("" if row.weight is None else f"{row.weight} lbs", weight_width),
-                cell(status_text(row), status_width),
-            ]
+            [picture(row)] * pictures
+            + [cell(row.lines, product_width), cell([row.status], status_width)]
             for row in rows[start : start + TABLE_BLOCK_ROWS]
         ]
-        blocks.append(Table(data, colWidths=COLUMN_WIDTHS, style=style))
+        if start == 0:
+            data.insert(0, header)
+        blocks.append(Table(data, colWidths=widths, style=table_style()))
     return blocks
 
 
-def build(attachment: str | Path, title: str, story: Iterable[Flowable], subject: str) -> None:
-    """Write the PDF to a temporary file beside `attachment`, then rename it into place."""
+def header_painter(widths: Sequence[float]) -> Callable[[pdfcanvas.Canvas, BaseDocTemplate], None]:
+    """Draws the table header at the top of every page after the first."""
+    headings = HEADINGS[-len(widths) :]
+
+    def paint(canvas: pdfcanvas.Canvas, document: BaseDocTemplate) -> None:
+        canvas.saveState()
+        canvas.setFont(fonts()[1], FONT_SIZE)
+        top = A4[1] - MARGIN
+        x = MARGIN
+        for heading, width in zip(headings, widths, strict=True):
+            canvas.drawString(x + CELL_PADDING, top - 5.5 * mm, heading)
+            x += width
+        canvas.setStrokeColor(colors.grey)
+        canvas.setLineWidth(0.25)
+        canvas.line(MARGIN, top - HEADER_HEIGHT, MARGIN + sum(widths), top - HEADER_HEIGHT)
+        canvas.restoreState()
+
+    return paint
+
+
+def build(attachment: str | Path, render: Callable[[str], None]) -> None:
+    """Render the PDF to a temporary file beside `attachment`, then rename it into place."""
     target = Path(attachment)
     fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        render(temporary, title, story, subject)
+        render(temporary)
         os.chmod(temporary, 0o644)
         os.replace(temporary, target)
     except BaseException:
@@ -282,58 +415,91 @@ def build(attachment: str | Path, title: str, story: Iterable[Flowable], subject
         raise
 
 
-def render(path: str, title: str, story: Iterable[Flowable], subject: str) -> None:
-    document = SimpleDocTemplate(
+def document(path: str, title: str, subject: str, header: Callable | None) -> BaseDocTemplate:
+    """A4 with compressed pages; a first page and later pages (with the header, if any)."""
+    width, height = A4[0] - 2 * MARGIN, A4[1] - 2 * MARGIN
+    below = HEADER_HEIGHT if header else 0
+    first = Frame(MARGIN, MARGIN, width, height, id="first")
+    later = Frame(MARGIN, MARGIN, width, height - below, id="later")
+    return BaseDocTemplate(
         path,
         pagesize=A4,
         title=title,
         author=AUTHOR,
         subject=subject,
         creator="fruit-catalog reports.py",
+        pageCompression=1,
+        pageTemplates=[
+            PageTemplate("first", [first], autoNextPageTemplate="later"),
+            PageTemplate("later", [later], onPage=header or (lambda *_: None)),
+        ],
     )
+
+
+def write(path: str, title: str, subject: str, story: Iterable[Flowable], header=None) -> int:
+    """Build the document; the number of pages."""
+    doc = document(path, title, subject, header)
     heading = Paragraph(markup(title), styles()["title"])
-    document.build([heading, *story], canvasmaker=NumberedCanvas)
+    doc.build([heading, *story], canvasmaker=NumberedCanvas)
+    return doc.page
 
 
 def generate_report(attachment: str | Path, title: str, paragraph: str) -> None:
     """The lab's report: `title` as the heading, `paragraph` markup as the body."""
-    build(attachment, title, body_flowables(paragraph), subject=title)
+    build(attachment, lambda path: write(path, title, title, body_flowables(paragraph)))
 
 
 def generate_supplier_report(
-    attachment: str | Path,
-    title: str,
-    rows: Sequence[Row],
-    paragraph: str = "",
-    thumbnails: bool = True,
-) -> None:
-    """Heading, body markup, summary line and a table of every product."""
+    attachment: str | Path, title: str, rows: Sequence[Row], intro: Sequence[str] = ()
+) -> int:
+    """Heading, intro lines, and one table row per product; the number of pages."""
+    widths = WIDTHS_WITH_PICTURES if any(r.thumbnail for r in rows) else WIDTHS_WITHOUT
     story = [
-        *body_flowables(paragraph),
+        *(Paragraph(markup(line), styles()["body"]) for line in intro),
         Spacer(1, 4 * mm),
-        Paragraph(markup(summary_line(rows)), styles()["body"]),
-        Spacer(1, 4 * mm),
-        *table_flowables(rows, thumbnails),
+        *table_flowables(rows, widths),
     ]
-    build(attachment, title, story, subject=summary_line(rows))
+    subject = intro[-1] if intro else title
+    pages: list[int] = []
+    build(
+        attachment,
+        lambda path: pages.append(write(path, title, subject, story, header_painter(widths))),
+    )
+    return pages[0]
+
+
+# -- command line -----------------------------------------------------------------
+
+
+def sample_rows() -> list[Row]:
+    return [
+        Row(("name: Apple", "weight: 500 lbs"), "imported"),
+        Row(("name: Cherry & <b>Berry</b>", "weight: 30 lbs"), "imported"),
+        Row(("Ελιά / Вишня / 苹果 (003.txt)",), "failed: weight 'heavy' is not a number"),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Write a small sample report, to see the layout and fonts."""
-    target = Path((argv if argv is not None else sys.argv[1:] or ["sample.pdf"])[0])
-    rows = [
-        Row("Apple", 500, "imported"),
-        Row("Cherry & <b>Berry</b>", 30, "already in store"),
-        Row("Ελιά / Вишня / 苹果", None, "failed", "weight 'heavy' is not a number"),
-    ]
-    lines = "".join(
-        f"name: {markup(r.name)}<br/>weight: {r.weight} lbs<br/><br/>"
-        for r in rows
-        if r.status != "failed"
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    generate_supplier_report(target, "Processed Update (sample)", rows, lines)
-    print(f"{target}: {len(rows)} products")
-    return 0
+    parser.add_argument(
+        "pdf", nargs="?", type=Path, default=Path("sample.pdf"), metavar="PDF", help="output file"
+    )
+    add_standard_options(parser)
+    args = parser.parse_args(argv)
+    configure_logging(args.quiet, args.verbose)
+    if args.pdf.is_dir():
+        parser.error(f"{args.pdf} is a folder; name the PDF file to write")
+    rows = sample_rows()
+    try:
+        pages = generate_supplier_report(args.pdf, "Processed Update (sample)", rows)
+    except OSError as error:
+        log.error("cannot write %s: %s", args.pdf, error.strerror or error)
+        return EXIT_USAGE
+    print(f"{args.pdf}: {len(rows)} products, {pages} page{'s' * (pages != 1)}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

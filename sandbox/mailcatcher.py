@@ -2,15 +2,17 @@
 """Mail catcher: a real SMTP server on loopback that keeps every message.
 
 Each accepted message is written as one `.eml` file into --maildir, exactly
-as received (with Unix line ends),
-so tests and the demo can read back what the scripts sent. Optionally it
-requires AUTH, offers STARTTLS, or speaks implicit TLS with a self-signed
+as received (with Unix line ends), so tests and the demo can read back what
+the scripts sent. Optionally it requires AUTH (UTF-8 passwords), refuses
+messages over --max-size with 552 as Postfix does, refuses --refuse
+recipients, offers STARTTLS, or speaks implicit TLS with a self-signed
 certificate it generates and writes to <maildir>/../catcher-cert.pem (or
 --cert-out) so clients can trust it through SMTP_CA_FILE.
 
 Usage:
     python sandbox/mailcatcher.py --maildir /tmp/mail
     python sandbox/mailcatcher.py --tls starttls --user alice --password pw
+    python sandbox/mailcatcher.py --max-size 10240000 --refuse bob@example.com
 
 Example:
     $ python sandbox/mailcatcher.py --maildir /tmp/mail
@@ -103,8 +105,8 @@ class PasswordAuthenticator:
     def __call__(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         ok = (
             isinstance(auth_data, LoginPassword)
-            and auth_data.login.decode() == self.user
-            and auth_data.password.decode() == self.password
+            and auth_data.login.decode("utf-8", "replace") == self.user
+            and auth_data.password.decode("utf-8", "replace") == self.password
         )
         return AuthResult(success=ok, handled=False)
 
@@ -130,6 +132,7 @@ class MailCatcher:
         password: str = "",
         cert_out: Path | None = None,
         refuse: tuple[str, ...] = (),
+        max_size: int = 0,
     ):
         if tls not in TLS_MODES:
             raise ValueError(f"tls must be one of {TLS_MODES}")
@@ -138,6 +141,7 @@ class MailCatcher:
         self.host, self.port, self.tls = host, port, tls
         self.user, self.password = user, password
         self.refuse = frozenset(address.lower() for address in refuse)
+        self.max_size = max_size
         self.cert_path = cert_out or self.maildir.parent / "catcher-cert.pem"
         self.controller: Controller | None = None
 
@@ -151,6 +155,9 @@ class MailCatcher:
     def start(self) -> MailCatcher:
         context = self.server_context() if self.tls != "none" else None
         options: dict = {}
+        if self.max_size:
+            # Advertised as SIZE; a larger MAIL FROM is refused with 552, as Postfix does.
+            options["data_size_limit"] = self.max_size
         if self.user:
             options["authenticator"] = PasswordAuthenticator(self.user, self.password)
             options["auth_required"] = True
@@ -195,6 +202,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--password", default="", help="the password AUTH accepts")
     parser.add_argument("--cert-out", type=Path, help="where to write the certificate")
     parser.add_argument("--refuse", action="append", default=[], help="recipient to refuse")
+    parser.add_argument(
+        "--max-size", type=int, default=0, metavar="BYTES", help="refuse larger messages (552)"
+    )
     return parser.parse_args(argv)
 
 
@@ -209,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         args.password,
         args.cert_out,
         tuple(args.refuse),
+        args.max_size,
     ).start()
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

@@ -3,6 +3,8 @@ ports for one test and stop them afterwards, plus small sample deliveries."""
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import os
 import socket
@@ -13,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from mailcatcher import MailCatcher
 from make_delivery import make_delivery
@@ -131,3 +134,117 @@ def redirecting_store() -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
     server.server_close()
+
+
+# -- report, mail: fixtures of report_email.py, emails.py and reports.py --------------
+
+
+class TricklingServer:
+    """A TCP server that answers every connection with an endless SMTP greeting,
+    one byte every `interval` seconds: each read succeeds, the reply never ends."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval = interval
+        self.stopped = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.trickle, args=(connection,), daemon=True).start()
+
+    def trickle(self, connection: socket.socket) -> None:
+        with connection:
+            while not self.stopped.wait(self.interval):
+                for byte in b"220-still greeting\r\n":
+                    if self.stopped.wait(self.interval):
+                        return
+                    try:
+                        connection.sendall(bytes([byte]))
+                    except OSError:
+                        return
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def trickling_smtp() -> Iterator[TricklingServer]:
+    server = TricklingServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def bomb_jpeg() -> bytes:
+    """A small JPEG whose header claims 30000x30000 pixels (a decompression bomb)."""
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(out, "JPEG")
+    data = bytearray(out.getvalue())
+    sof = data.index(b"\xff\xc0")  # SOF0: length(2) precision(1) height(2) width(2)
+    data[sof + 5 : sof + 9] = (30000).to_bytes(2, "big") * 2
+    return bytes(data)
+
+
+def record_product(
+    file: str,
+    name: str,
+    weight: int | None,
+    outcome: str = "imported",
+    reason: str = "",
+    image: str | None = None,
+    **fields: object,
+) -> dict:
+    """One product entry of an import record (RECORD.md), as run.py writes it."""
+    return {
+        "file": file,
+        "name": name,
+        "weight": weight,
+        "image_name": Path(file).stem + ".jpeg",
+        "image_path": image,
+        "id": 1,
+        "outcome": outcome,
+        "reason": reason,
+        **fields,
+    }
+
+
+@pytest.fixture
+def product() -> Callable[..., dict]:
+    """product("001.txt", "Apple", 500, outcome="imported", image=None, **fields)."""
+    return record_product
+
+
+@pytest.fixture
+def write_record() -> Callable[..., Path]:
+    """write_record(path, products, version=1, **top_level): a record file as run.py
+    writes it (version 2 adds delivery, complete and the v2 product fields)."""
+
+    def write(path: Path, products: list, version: int = 1, **top: object) -> Path:
+        folder = path.parent / "supplier-data"
+        document = {
+            "version": version,
+            "store": "http://localhost/",
+            "descriptions": str(folder / "descriptions"),
+            "images": str(folder / "images"),
+            "started": "2026-11-25T21:04:20+00:00",
+            "finished": "2026-11-25T21:04:21+00:00",
+            "summary": "",
+            "products": products,
+        }
+        if version == 2:
+            document |= {"delivery": "supplier-data", "complete": True}
+            for entry in products:
+                if isinstance(entry, dict):
+                    entry.setdefault("description", "")
+                    entry.setdefault("store_values", {})
+        path.write_text(json.dumps({**document, **top}), encoding="utf-8")
+        return path
+
+    return write

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import ssl
 import subprocess
@@ -113,3 +114,23 @@ def test_command_line_prints_its_port_and_stops_on_sigterm(tmp_path):
         process.terminate()
     assert process.wait(timeout=10) == 0
     assert len(list(tmp_path.glob("*.eml"))) == 1
+
+
+def test_a_message_over_max_size_is_refused_with_552_as_postfix_does(catcher_factory):
+    catcher = catcher_factory(max_size=500)
+    big = hello("Big")
+    big.set_content("x" * 2000)
+    with smtplib.SMTP(catcher.host, catcher.port, timeout=5) as smtp:
+        with pytest.raises(smtplib.SMTPSenderRefused) as caught:
+            smtp.send_message(big)
+        smtp.send_message(hello("Small"))
+    assert caught.value.smtp_code == 552
+    assert [m["Subject"] for m in received(catcher)] == ["Small"]
+
+
+def test_auth_with_a_utf8_password(catcher_factory):
+    catcher = catcher_factory(tls="ssl", user="zoë", password="пароль")
+    with smtplib.SMTP_SSL(catcher.host, catcher.port, timeout=5, context=trusting(catcher)) as smtp:
+        smtp.ehlo()
+        credentials = base64.b64encode("\0zoë\0пароль".encode()).decode()
+        assert smtp.docmd("AUTH", f"PLAIN {credentials}")[0] == 235

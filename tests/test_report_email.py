@@ -1,11 +1,14 @@
-"""report_email.py: the supplier gets a truthful PDF by mail, through the catcher."""
+"""report_email.py: the supplier gets one truthful PDF by mail per state of the
+delivery, through the mail catcher. Records are written by hand (RECORD.md)."""
 
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import logging
 import os
+import shutil
 import subprocess
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -14,36 +17,18 @@ import pytest
 from pypdf import PdfReader
 
 import report_email
-import run
-from make_delivery import make_delivery
+from make_delivery import photo_like
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def info_logs(caplog, monkeypatch):
+def clean_environment(caplog, monkeypatch):
     caplog.set_level(logging.INFO)
     monkeypatch.setenv("USER", "alice")
-    for name in ("REPORT_RECIPIENTS", "REPORT_SUBJECT", "REPORT_SENDER", "REPORT_PDF"):
-        monkeypatch.delenv(name, raising=False)
-
-
-def product(file, name, weight, outcome="imported", reason="", image=None, id_=1) -> dict:
-    return {
-        "file": file,
-        "name": name,
-        "weight": weight,
-        "image_name": Path(file).stem + ".jpeg",
-        "image_path": image,
-        "id": id_,
-        "outcome": outcome,
-        "reason": reason,
-    }
-
-
-def write_record(path: Path, products: list[dict]) -> Path:
-    path.write_text(json.dumps({"version": 1, "products": products}))
-    return path
+    for name in list(os.environ):
+        if name.startswith(("REPORT_", "SMTP_")) or name in ("STORE_NAME", "IMPORT_RECORD"):
+            monkeypatch.delenv(name)
 
 
 def report(record: Path, pdf: Path, *extra: str) -> int:
@@ -54,12 +39,52 @@ def mails(catcher):
     return [message_from_bytes(p.read_bytes(), policy=policy.default) for p in catcher.messages()]
 
 
+def body_of(mail) -> str:
+    return mail.get_body(preferencelist=("plain",)).get_content().strip()
+
+
 def pdf_text(path: Path) -> str:
     return "\n".join(page.extract_text() for page in PdfReader(path).pages)
 
 
+def poppler_text(path: Path) -> str:
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext is missing: apt-get install poppler-utils (make test does as root)")
+    return subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True).stdout
+
+
+def words(text: str) -> str:
+    return " ".join(text.split())
+
+
 def today_title() -> str:
     return report_email.report_title(datetime.date.today())
+
+
+def mailed_log(record: Path) -> list[dict]:
+    path = record.with_name(f"{record.stem}.mailed.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def jpeg(path: Path, seed: int = 0) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    photo_like((160, 107), seed).convert("RGB").save(path, "JPEG")
+    return str(path)
+
+
+def errors(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def warnings_of(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+# -- the lab's mail -------------------------------------------------------------------
+
+
+def test_times_are_spoken_in_utc():
+    assert report_email.spoken("2026-11-27T00:55:16+01:00") == "November 26, 2026 at 23:55 UTC"
 
 
 def test_title_is_english_with_a_two_digit_day():
@@ -67,49 +92,73 @@ def test_title_is_english_with_a_two_digit_day():
     assert report_email.report_title(day) == "Processed Update on November 05, 2026"
 
 
-def test_after_run_py_the_supplier_gets_the_lab_mail_and_pdf(store, smtp_env, tmp_path):
-    data = make_delivery(tmp_path, count=3, size=(30, 20))
-    assert (
-        run.main(
-            [
-                "--url",
-                store.url,
-                "--descriptions",
-                str(data / "descriptions"),
-                "--images",
-                str(data / "images"),
-                "--record",
-                str(data / "imported.json"),
-            ]
-        )
-        == 0
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_supplier_gets_the_lab_mail_and_pdf(smtp_env, tmp_path, product, write_record, version):
+    images = tmp_path / "supplier-data" / "images"
+    fruits = [("Apple", 500), ("Avocado", 174), ("Banana", 211)]
+    record = write_record(
+        tmp_path / "imported.json",
+        [
+            product(f"00{n}.txt", name, weight, image=jpeg(images / f"00{n}.jpeg", n))
+            for n, (name, weight) in enumerate(fruits, 1)
+        ],
+        version=version,
     )
     pdf = tmp_path / "processed.pdf"
-    assert report(data / "imported.json", pdf) == 0
+    assert report(record, pdf) == 0
     [mail] = mails(smtp_env)
     assert mail["From"] == "automation@example.com"
     assert mail["To"] == "alice@example.com"
     assert mail["Subject"] == "Upload Completed - Online Fruit Store"
-    body = mail.get_body(preferencelist=("plain",)).get_content().strip()
-    assert body == report_email.SUCCESS_BODY
+    assert body_of(mail) == report_email.SUCCESS_BODY
     [attachment] = list(mail.iter_attachments())
     assert attachment.get_filename() == "processed.pdf"
     assert attachment.get_content() == pdf.read_bytes()
-    text = pdf_text(pdf)
-    assert text.splitlines()[0] == today_title()
-    for fruit in store.catalog.fruits():
-        assert f"name: {fruit['name']}\nweight: {fruit['weight']} lbs" in text
-    assert "3 products in the store" in text
+    for text in (pdf_text(pdf), poppler_text(pdf)):
+        lines = text.splitlines()
+        assert lines[0] == today_title()
+        assert lines[1] == "Delivery supplier-data, imported November 25, 2026"
+        for name, weight in fruits:
+            assert f"name: {name}\nweight: {weight} lbs" in text
+            assert text.count(f"name: {name}") == 1
+    assert "3 products: 3 imported (total weight 885 lbs)" in pdf_text(pdf)
+    assert len(PdfReader(pdf).pages[0].images) == 3
 
 
-def test_failures_change_subject_body_and_pdf(smtp_env, tmp_path):
+def test_no_arguments_under_home(mail_catcher, tmp_path, product, write_record):
+    data = tmp_path / "supplier-data"
+    data.mkdir()
+    write_record(data / "imported.json", [product("001.txt", "Apple", 500)])
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "USER": "supplier",
+        "SMTP_HOST": mail_catcher.host,
+        "SMTP_PORT": str(mail_catcher.port),
+    }
+    result = subprocess.run(
+        [ROOT / "report_email.py"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    [mail] = mails(mail_catcher)
+    assert mail["To"] == "supplier@example.com"
+    pdf = Path("/tmp/processed.pdf")
+    assert next(iter(mail.iter_attachments())).get_content() == pdf.read_bytes()
+    assert pdf_text(pdf).splitlines()[0] == today_title()
+    assert (data / "imported.mailed.jsonl").exists()
+
+
+# -- what the report says -----------------------------------------------------------
+
+
+def test_failures_change_subject_body_and_pdf(smtp_env, tmp_path, product, write_record):
     record = write_record(
         tmp_path / "imported.json",
         [
             product("001.txt", "Apple", 500),
             product("002.txt", "Pear", 20, "already in store"),
             product("003.txt", "", None, "failed", "003.txt line 2: weight 'heavy' is bad"),
-            product("004.txt", "Plum", 7, "failed", "004.txt: the store rejected weight: x"),
+            product("016.txt", "Durian", None, "failed", "no weight line"),
             product("005.txt", "Kiwi", 9),
         ],
     )
@@ -117,20 +166,65 @@ def test_failures_change_subject_body_and_pdf(smtp_env, tmp_path):
     assert report(record, pdf) == 0
     [mail] = mails(smtp_env)
     assert mail["Subject"] == "Upload Completed with 2 failures - Online Fruit Store"
-    body = mail.get_body(preferencelist=("plain",)).get_content()
+    body = body_of(mail)
     assert "2 of 5 fruits could not be uploaded" in body
-    assert "successfully" in body and "All fruits" not in body
     assert "2 fruits were uploaded successfully" in body
     assert "1 fruit was already on the website and is listed as such" in body
-    text = " ".join(pdf_text(pdf).split())
-    assert "name: Apple weight: 500 lbs" in text and "name: Kiwi weight: 9 lbs" in text
-    assert "name: Pear" not in text and "name: Plum" not in text
-    assert "already in store" in text
-    assert "failed: 003.txt line 2: weight 'heavy' is bad" in text
-    assert "failed: 004.txt: the store rejected weight: x" in text
+    text = words(pdf_text(pdf))
+    assert "name: Apple weight: 500 lbs imported" in text
+    assert "name: Kiwi weight: 9 lbs imported" in text
+    assert "name: Pear" not in text and "Pear (002.txt) 20 lbs already in store" in text
+    assert "003.txt failed: 003.txt line 2: weight 'heavy' is bad" in text
+    assert "Durian (016.txt) failed: no weight line" in text
+    assert "5 products: 2 imported (total weight 509 lbs), 1 already in store, 2 failed" in text
 
 
-def test_one_failure_is_singular(smtp_env, tmp_path):
+def test_version_2_outcomes_store_values_and_store_name(smtp_env, tmp_path, product, write_record):
+    record = write_record(
+        tmp_path / "imported.json",
+        [
+            product("001.txt", "Apple", 500),
+            product(
+                "002.txt",
+                "Pear",
+                20,
+                "already in store",
+                store_values={"weight": 18, "description": "Old pear text"},
+                description="New pear text",
+            ),
+            product("003.txt", "Fig", 7, "uncertain", "the answer was lost; check the store"),
+        ],
+        version=2,
+        delivery="acme-2026-11",
+        store="http://admin:hunter2@10.0.0.5:8000/",
+    )
+    pdf = tmp_path / "r.pdf"
+    assert report(record, pdf, "--store-name", "Fruit & Co") == 0
+    [mail] = mails(smtp_env)
+    assert "For 1 fruit we could not confirm the upload" in body_of(mail)
+    text = words(pdf_text(pdf))
+    assert "Delivery acme-2026-11, imported November 25, 2026 Store: Fruit & Co" in text
+    assert (
+        "weight: the store has 18 lbs, this delivery 20 lbs; description: the store has"
+        ' "Old pear text", this delivery "New pear text"' in text
+    )
+    assert "The store cannot change a product: run.py --force adds this one" in text
+    assert "Fig (003.txt) 7 lbs uncertain: the answer was lost; check the store" in text
+    for private in ("10.0.0.5", "hunter2", "http"):
+        assert private not in text
+
+
+def test_an_incomplete_import_is_said(smtp_env, tmp_path, product, write_record):
+    record = write_record(
+        tmp_path / "r.json", [product("001.txt", "Apple", 1)], version=2, complete=False
+    )
+    assert report(record, tmp_path / "r.pdf") == 0
+    sentence = "The import stopped before the end; products not listed were not processed."
+    assert body_of(mails(smtp_env)[0]).endswith(sentence)
+    assert sentence in words(pdf_text(tmp_path / "r.pdf"))
+
+
+def test_one_failure_is_singular(smtp_env, tmp_path, product, write_record):
     record = write_record(
         tmp_path / "r.json",
         [product("001.txt", "Apple", 1), product("002.txt", "X", 1, "failed", "no")],
@@ -139,32 +233,13 @@ def test_one_failure_is_singular(smtp_env, tmp_path):
     assert mails(smtp_env)[0]["Subject"] == "Upload Completed with 1 failure - Online Fruit Store"
 
 
-def test_supplier_markup_is_printed_literally(smtp_env, tmp_path):
+def test_supplier_markup_is_printed_literally(smtp_env, tmp_path, product, write_record):
     record = write_record(tmp_path / "r.json", [product("001.txt", "Cherry & <b>Berry</b>", 3)])
     assert report(record, tmp_path / "r.pdf") == 0
     assert "name: Cherry & <b>Berry</b>" in pdf_text(tmp_path / "r.pdf")
 
 
-def test_no_record_exits_2_with_advice(tmp_path, caplog):
-    assert report(tmp_path / "missing.json", tmp_path / "r.pdf") == 2
-    [line] = [r.getMessage() for r in caplog.records if r.name == "report_email"]
-    assert line == f"no import record at {tmp_path / 'missing.json'}: run run.py first"
-
-
-def test_corrupt_record_exits_2(tmp_path, caplog):
-    (tmp_path / "r.json").write_text("{not json")
-    assert report(tmp_path / "r.json", tmp_path / "r.pdf") == 2
-    assert "is unreadable" in caplog.records[0].getMessage()
-
-
-def test_a_record_without_a_product_list_exits_2(tmp_path, caplog):
-    (tmp_path / "r.json").write_text('{"version": 1, "products": "none"}')
-    assert report(tmp_path / "r.json", tmp_path / "r.pdf") == 2
-    assert "has no product list: run run.py again" in caplog.records[0].getMessage()
-    assert not (tmp_path / "r.pdf").exists()
-
-
-def test_nothing_imported_sends_no_mail(smtp_env, tmp_path, caplog):
+def test_nothing_imported_sends_no_mail(smtp_env, tmp_path, caplog, product, write_record):
     record = write_record(
         tmp_path / "r.json",
         [
@@ -179,32 +254,13 @@ def test_nothing_imported_sends_no_mail(smtp_env, tmp_path, caplog):
     assert lines == ["nothing was imported (1 failed, 1 already in store); no mail sent"]
 
 
-def test_smtp_down_exits_1_keeps_the_pdf_and_a_rerun_sends(
-    tmp_path, caplog, monkeypatch, catcher_factory, dead_port
+def test_sender_recipients_and_subject_can_be_set(
+    smtp_env, tmp_path, monkeypatch, product, write_record
 ):
-    port = dead_port
-    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("SMTP_PORT", str(port))
-    record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1)])
-    pdf = tmp_path / "r.pdf"
-    assert report(record, pdf) == 1
-    assert pdf.exists()
-    error = next(r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
-    assert error == (
-        f"cannot reach SMTP server 127.0.0.1:{port}: connection refused (set SMTP_HOST);"
-        f" the PDF is at {pdf}, run again to resend"
-    )
-    catcher = catcher_factory()
-    monkeypatch.setenv("SMTP_PORT", str(catcher.port))
-    assert report(record, pdf) == 0
-    assert len(mails(catcher)) == 1
-
-
-def test_sender_recipients_and_subject_can_be_overridden(smtp_env, tmp_path, monkeypatch):
     record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1)])
     args = ["--sender", "shop@example.org", "--recipient", "a@x.org", "--recipient", "b@x.org"]
     assert report(record, tmp_path / "r.pdf", *args, "--subject", "Done - Shop") == 0
-    monkeypatch.setenv("REPORT_RECIPIENTS", "c@x.org, d@x.org")
+    monkeypatch.setenv("REPORT_RECIPIENTS", "c@x.org; d@x.org")
     monkeypatch.setenv("REPORT_SUBJECT", "Env subject")
     assert report(record, tmp_path / "r.pdf") == 0
     first, second = mails(smtp_env)
@@ -216,39 +272,280 @@ def test_sender_recipients_and_subject_can_be_overridden(smtp_env, tmp_path, mon
     assert (second["To"], second["Subject"]) == ("c@x.org, d@x.org", "Env subject")
 
 
-def test_header_injection_through_the_subject_is_refused(smtp_env, tmp_path, caplog):
-    record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1)])
-    assert report(record, tmp_path / "r.pdf", "--subject", "Hi\nBcc: x@example.com") == 2
-    assert mails(smtp_env) == []
-
-
-def test_save_dir_writes_the_mail_as_eml(tmp_path):
+def test_save_dir_writes_the_mail_as_eml_and_remembers_nothing(tmp_path, product, write_record):
     record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1)])
     assert report(record, tmp_path / "r.pdf", "--save-dir", str(tmp_path / "outbox")) == 0
     [eml] = list((tmp_path / "outbox").glob("*.eml"))
     mail = message_from_bytes(eml.read_bytes(), policy=policy.default)
     assert mail["Subject"] == "Upload Completed - Online Fruit Store"
     assert next(iter(mail.iter_attachments())).get_content() == (tmp_path / "r.pdf").read_bytes()
+    assert mailed_log(record) == []
 
 
-def test_no_arguments_under_home_after_run_py(store, mail_catcher, tmp_path):
-    data = make_delivery(tmp_path, count=2, size=(30, 20))
+# -- once per state of the delivery --------------------------------------------------
+
+
+def test_a_rerun_sends_nothing_until_resend(smtp_env, tmp_path, caplog, product, write_record):
+    record = write_record(tmp_path / "imported.json", [product("001.txt", "Apple", 1)])
+    pdf = tmp_path / "r.pdf"
+    assert report(record, pdf) == 0
+    [line] = mailed_log(record)
+    assert set(line) == {"time", "record_digest", "delivered", "refused", "pdf_pages"}
+    assert (line["delivered"], line["refused"], line["pdf_pages"]) == (["alice@example.com"], {}, 1)
+    caplog.clear()
+    assert report(record, pdf) == 0
+    assert len(mails(smtp_env)) == 1
+    assert caplog.records[-1].getMessage() == (
+        f"this report was sent to alice@example.com on {line['time']};"
+        " nothing sent (--resend sends it again)"
+    )
+    assert report(record, pdf, "--resend") == 0
+    assert len(mails(smtp_env)) == 2 and len(mailed_log(record)) == 2
+
+
+def test_an_updated_record_sends_a_report_that_replaces_the_earlier(
+    smtp_env, tmp_path, product, write_record
+):
+    path = tmp_path / "imported.json"
+    write_record(
+        path, [product("001.txt", "Apple", 1), product("002.txt", "", None, "failed", "x")]
+    )
+    assert report(path, tmp_path / "r.pdf") == 0
+    first_time = report_email.spoken(mailed_log(path)[0]["time"])
+    write_record(path, [product("001.txt", "Apple", 1), product("002.txt", "Pear", 2)])
+    assert report(path, tmp_path / "r.pdf") == 0
+    _, second = mails(smtp_env)
+    assert second["Subject"] == "Upload Completed - Online Fruit Store"
+    assert body_of(second) == (
+        f"{report_email.SUCCESS_BODY} This report replaces the one sent on {first_time}."
+    )
+    assert f"This report replaces the one sent on {first_time}." in words(
+        pdf_text(tmp_path / "r.pdf")
+    )
+    assert len({line["record_digest"] for line in mailed_log(path)}) == 2
+
+
+def test_a_partly_refused_list_says_who_got_it_and_never_mails_them_twice(
+    catcher_factory, tmp_path, caplog, monkeypatch, product, write_record
+):
+    catcher = catcher_factory(refuse=("bob@example.com",))
+    monkeypatch.setenv("SMTP_HOST", catcher.host)
+    monkeypatch.setenv("SMTP_PORT", str(catcher.port))
+    record = write_record(tmp_path / "imported.json", [product("001.txt", "Apple", 1)])
+    pdf = tmp_path / "r.pdf"
+    args = ["--recipient", "alice@example.com,bob@example.com"]
+    assert report(record, pdf, *args) == 1
+    assert errors(caplog) == [
+        f"sent {pdf} to alice@example.com; not to bob@example.com (the server said"
+        " 550 5.1.1 No such user here): run again to send it to them only"
+    ]
+    [line] = mailed_log(record)
+    assert line["delivered"] == ["alice@example.com"]
+    assert line["refused"] == {"bob@example.com": "550 5.1.1 No such user here"}
+    assert report(record, pdf, *args) == 1  # only bob is tried again, and still refused
+    assert "refused every recipient: bob@example.com: 550 5.1.1" in errors(caplog)[-1]
+    assert [m["To"] for m in mails(catcher)] == ["alice@example.com, bob@example.com"]
+    assert len(mailed_log(record)) == 1
+
+
+def test_a_second_run_at_once_sends_nothing(smtp_env, tmp_path, caplog, product, write_record):
+    record = write_record(tmp_path / "imported.json", [product("001.txt", "Apple", 1)])
+    log_path = tmp_path / "imported.mailed.jsonl"
+    with log_path.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a run that is mailing holds it
+        assert report(record, tmp_path / "r.pdf") == 2
+    assert errors(caplog) == [
+        f"another report_email.py is mailing this report (it holds {log_path}); nothing sent"
+    ]
+    assert mails(smtp_env) == []
+
+
+def test_smtp_down_exits_1_keeps_the_pdf_and_a_rerun_sends(
+    tmp_path, caplog, monkeypatch, catcher_factory, dead_port, product, write_record
+):
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(dead_port))
+    record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1)])
+    pdf = tmp_path / "r.pdf"
+    assert report(record, pdf) == 1
+    assert pdf.exists() and mailed_log(record) == []
+    assert errors(caplog) == [
+        f"cannot reach SMTP server 127.0.0.1:{dead_port}: connection refused (set SMTP_HOST);"
+        f" not sent, the PDF is at {pdf}: run again to send it"
+    ]
+    catcher = catcher_factory()
+    monkeypatch.setenv("SMTP_PORT", str(catcher.port))
+    assert report(record, pdf) == 0
+    assert len(mails(catcher)) == 1
+
+
+def test_a_server_refusing_the_size_is_quoted(
+    catcher_factory, tmp_path, caplog, monkeypatch, product, write_record
+):
+    catcher = catcher_factory(max_size=5000)
+    monkeypatch.setenv("SMTP_HOST", catcher.host)
+    monkeypatch.setenv("SMTP_PORT", str(catcher.port))
+    record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1)])
+    assert report(record, tmp_path / "r.pdf") == 1
+    assert (
+        "refused the mail from automation@example.com: 552 Error: message size exceeds"
+        " fixed maximum message size; not sent" in errors(caplog)[0]
+    )
+
+
+def test_a_trickling_server_is_cut_at_the_deadline(trickling_smtp, tmp_path, product, write_record):
+    record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1)])
     env = {
-        **os.environ,
-        "HOME": str(tmp_path),
-        "USER": "supplier",
-        "CATALOG_URL": store.url,
-        "SMTP_HOST": mail_catcher.host,
-        "SMTP_PORT": str(mail_catcher.port),
+        "PATH": os.environ["PATH"],
+        "USER": "alice",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(trickling_smtp.port),
+        "SMTP_TIMEOUT": "1",
+        "SMTP_DEADLINE": "2",
     }
-    for name in ("SUPPLIER_DATA", "IMPORT_RECORD", "REPORT_PDF", "SMTP_SAVE_DIR"):
-        env.pop(name, None)
-    subprocess.run([ROOT / "run.py", "-q"], env=env, check=True)
-    assert (data / "imported.json").exists()
-    result = subprocess.run([ROOT / "report_email.py"], env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [ROOT / "report_email.py", "--record", str(record), "--pdf", str(tmp_path / "r.pdf")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,  # the hang guard: the stated deadline plus a wide margin
+    )
+    assert result.returncode == 1
+    assert f"127.0.0.1:{trickling_smtp.port} did not finish within 2 s (SMTP_DEADLINE)" in (
+        result.stderr
+    )
+    assert mailed_log(record) == []
+
+
+# -- thumbnails ---------------------------------------------------------------------
+
+
+def test_a_decompression_bomb_is_left_out_and_the_report_goes(
+    smtp_env, tmp_path, caplog, product, write_record, bomb_jpeg
+):
+    images = tmp_path / "supplier-data" / "images"
+    images.mkdir(parents=True)
+    (images / "002.jpeg").write_bytes(bomb_jpeg)
+    record = write_record(
+        tmp_path / "r.json",
+        [
+            product("001.txt", "Apple", 1, image=jpeg(images / "001.jpeg")),
+            product("002.txt", "Bomb", 2, image=str(images / "002.jpeg")),
+        ],
+    )
+    assert report(record, tmp_path / "r.pdf") == 0
+    assert len(mails(smtp_env)) == 1
+    [warning] = warnings_of(caplog)
+    assert warning.startswith(f"no picture for Bomb (002.txt): {images / '002.jpeg'}: its header")
+    assert len(PdfReader(tmp_path / "r.pdf").pages[0].images) == 1
+
+
+@pytest.mark.parametrize("where", ["link-out", "path-out"])
+def test_pictures_are_read_only_from_inside_the_images_folder(
+    smtp_env, tmp_path, caplog, product, write_record, where
+):
+    private = Path(jpeg(tmp_path / "private" / "secret.jpeg"))
+    images = tmp_path / "supplier-data" / "images"
+    images.mkdir(parents=True)
+    (images / "001.jpeg").symlink_to(private)
+    image = images / "001.jpeg" if where == "link-out" else private
+    record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1, image=str(image))])
+    assert report(record, tmp_path / "r.pdf") == 0
+    assert len(PdfReader(tmp_path / "r.pdf").pages[0].images) == 0
+    [warning] = warnings_of(caplog)
+    assert warning == f"no picture for Apple (001.txt): {image}: links outside {images}; not read"
+
+
+def test_past_the_mail_budget_pictures_are_left_out_and_the_mail_says_so(
+    smtp_env, tmp_path, product, write_record
+):
+    images = tmp_path / "supplier-data" / "images"
+    products = [
+        product(f"{n:03d}.txt", f"Fruit {n}", n, image=jpeg(images / f"{n:03d}.jpeg", n))
+        for n in range(250)
+    ]
+    record = write_record(tmp_path / "r.json", products)
+    assert report(record, tmp_path / "r.pdf", "--max-mail-size", "1") == 0
+    [message] = smtp_env.messages()
+    assert message.stat().st_size < 1_000_000
+    mail = mails(smtp_env)[0]
+    shown = sum(len(page.images) for page in PdfReader(tmp_path / "r.pdf").pages)
+    assert 0 < shown < 250
+    note = f"Pictures are shown for {shown} products and left out for {250 - shown}"
+    assert f"{note}, to keep this mail under 1 MB." in body_of(mail)
+    assert note in words(pdf_text(tmp_path / "r.pdf"))
+
+
+def test_a_report_too_large_even_without_pictures_is_not_mailed(
+    smtp_env, tmp_path, caplog, product, write_record
+):
+    record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1)])
+    pdf = tmp_path / "r.pdf"
+    assert report(record, pdf, "--max-mail-size", "0.1") == 2
+    assert errors(caplog)[-1].endswith(
+        f"even without pictures, too large for a mail under 0.1 MB (--max-mail-size);"
+        f" it is at {pdf}, not mailed"
+    )
+    assert mails(smtp_env) == [] and mailed_log(record) == []
+
+
+# -- secrets and the command line -----------------------------------------------------
+
+
+def test_a_non_ascii_password_works_and_appears_nowhere(
+    catcher_factory, tmp_path, product, write_record
+):
+    password = "geheim-ÄÖÜ-ß-€"
+    catcher = catcher_factory(tls="ssl", user="alice", password=password)
+    record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1)])
+    env = {
+        "PATH": os.environ["PATH"],
+        "USER": "alice",
+        "SMTP_HOST": catcher.host,
+        "SMTP_PORT": str(catcher.port),
+        "SMTP_SECURITY": "ssl",
+        "SMTP_CA_FILE": str(catcher.cert_path),
+        "SMTP_USER": "alice",
+        "SMTP_PASSWORD": password,
+    }
+    command = [
+        ROOT / "report_email.py",
+        "-v",
+        "--record",
+        str(record),
+        "--pdf",
+        str(tmp_path / "r.pdf"),
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    [mail] = mails(mail_catcher)
-    assert mail["To"] == "supplier@example.com"
-    pdf = Path("/tmp/processed.pdf")
-    assert next(iter(mail.iter_attachments())).get_content() == pdf.read_bytes()
-    assert pdf_text(pdf).splitlines()[0] == today_title()
+    [eml] = catcher.messages()
+    for place in (
+        result.stdout + result.stderr,
+        eml.read_bytes().decode(),
+        pdf_text(tmp_path / "r.pdf"),
+    ):
+        assert "geheim" not in place
+    wrong = subprocess.run(
+        [*command, "--resend"],
+        env={**env, "SMTP_PASSWORD": "falsch-ÄÖÜ"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert wrong.returncode == 1
+    assert "SMTP login refused for user alice: 535" in wrong.stderr
+    assert "falsch" not in wrong.stderr and "Ä" not in wrong.stderr
+
+
+def test_help_shows_examples_exit_statuses_and_the_deadline():
+    result = subprocess.run([ROOT / "report_email.py", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for text in (
+        "Example:",
+        "Exit status: 0 mailed",
+        "SMTP_DEADLINE (120 s)",
+        "--max-mail-size MB",
+    ):
+        assert text in result.stdout
+    version = subprocess.run([ROOT / "report_email.py", "-V"], capture_output=True, text=True)
+    assert version.stdout == "report_email.py 2.0.0\n"

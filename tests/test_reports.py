@@ -1,8 +1,11 @@
-"""reports.py: PDFs read back with pypdf say what they should."""
+"""reports.py: PDFs read back with pypdf and poppler's pdftotext say what they should."""
 
 from __future__ import annotations
 
+import io
 import logging
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,9 @@ from PIL import Image
 from pypdf import PdfReader
 
 import reports
+from make_delivery import photo_like
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def text_of(path) -> str:
@@ -21,11 +27,48 @@ def words_of(path) -> str:
     return " ".join(text_of(path).split())
 
 
-def rows(count: int, **overrides) -> list[reports.Row]:
+def poppler_text(path) -> str:
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext is missing: apt-get install poppler-utils (make test does as root)")
+    return subprocess.run(
+        ["pdftotext", str(path), "-"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+
+
+EXTRACTORS = {"pypdf": text_of, "pdftotext": poppler_text}
+
+
+def lab_rows(count: int, thumbnail: bytes | None = None) -> list[reports.Row]:
     return [
-        reports.Row(**{"name": f"Fruit {n}", "weight": n, "status": "imported", **overrides})
+        reports.Row((f"name: Fruit {n}", f"weight: {n} lbs"), "imported", thumbnail)
         for n in range(1, count + 1)
     ]
+
+
+def photo_jpeg(seed: int, size=(600, 400)) -> bytes:
+    """A photo-like catalog JPEG, different for every seed."""
+    out = io.BytesIO()
+    photo_like(size, seed).convert("RGB").save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def xobjects(pdf: Path) -> list:
+    """The images drawn on each page, as stored (not decoded)."""
+    pages = PdfReader(pdf).pages
+    return [x.get_object() for p in pages for x in p["/Resources"].get("/XObject", {}).values()]
+
+
+def patched_jpeg(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(out, "JPEG")
+    data = bytearray(out.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def thumbnail_of(data: bytes) -> bytes:
+    return reports.make_thumbnail(io.BytesIO(data))
 
 
 @pytest.fixture
@@ -58,35 +101,58 @@ def test_split_paragraph_cuts_at_blank_lines_only():
     assert pieces == ["a<br/>b", "c<br />d"]
 
 
-def test_supplier_report_has_summary_table_and_metadata(tmp_path):
+@pytest.mark.parametrize("extractor", EXTRACTORS)
+@pytest.mark.parametrize("pictures", [True, False], ids=["thumbnails", "text-only"])
+def test_title_first_then_each_product_once_whole_and_in_order(tmp_path, extractor, pictures):
     pdf = tmp_path / "r.pdf"
-    table = [
-        reports.Row("Apple", 500, "imported"),
-        reports.Row("Pear", 20, "already in store"),
-        reports.Row("003.txt", None, "failed", "weight 'heavy' is not a number"),
-    ]
-    reports.generate_supplier_report(pdf, "Report", table, "name: Apple<br/>weight: 500 lbs")
-    text = text_of(pdf)
-    assert "2 products in the store, total weight 520 lbs; 1 failed" in text
-    for expected in ("Name", "Weight", "Status", "Pear", "already in store", "20 lbs"):
-        assert expected in text
-    assert "failed: weight 'heavy' is not a" in text
-    metadata = PdfReader(pdf).metadata
-    assert (metadata.title, metadata.author) == ("Report", "Online Fruit Store")
+    thumbnail = thumbnail_of(photo_jpeg(1)) if pictures else None
+    rows = lab_rows(120, thumbnail)
+    pages = reports.generate_supplier_report(pdf, "Processed Update on May 01, 2026", rows)
+    assert pages > 2
+    lines = EXTRACTORS[extractor](pdf).splitlines()
+    assert lines[0] == "Processed Update on May 01, 2026"
+    names = [i for i, line in enumerate(lines) if line.startswith("name: ")]
+    assert [lines[i] for i in names] == [f"name: Fruit {n}" for n in range(1, 121)]
+    assert [lines[i + 1] for i in names] == [f"weight: {n} lbs" for n in range(1, 121)]
+
+
+def test_the_table_header_is_on_every_page(tmp_path):
+    pdf = tmp_path / "r.pdf"
+    reports.generate_supplier_report(pdf, "R", lab_rows(120, thumbnail_of(photo_jpeg(2))))
+    pages = PdfReader(pdf).pages
+    assert len(pages) > 2
+    for page in pages:
+        assert [w for w in page.extract_text().split() if w in ("Picture", "Product", "Outcome")][
+            :3
+        ] == ["Picture", "Product", "Outcome"]
+
+
+def test_without_any_picture_the_picture_column_is_left_out(tmp_path):
+    pdf = tmp_path / "r.pdf"
+    reports.generate_supplier_report(pdf, "R", lab_rows(2))
+    assert "Picture" not in text_of(pdf) and "Product" in text_of(pdf)
+
+
+def test_intro_lines_follow_the_title(tmp_path):
+    pdf = tmp_path / "r.pdf"
+    intro = ["Delivery supplier-data, imported May 01, 2026", "Store: Fruit & Co"]
+    reports.generate_supplier_report(pdf, "T", lab_rows(1), intro)
+    assert text_of(pdf).splitlines()[:3] == ["T", *intro]
+    assert PdfReader(pdf).metadata.subject == "Store: Fruit & Co"
 
 
 def test_supplier_text_is_escaped_not_interpreted(tmp_path):
     pdf = tmp_path / "r.pdf"
-    name = "Cherry & <b>Berry</b> <font size=99>x</font>"
-    reports.generate_supplier_report(pdf, "R & <i>D</i>", [reports.Row(name, 1, "imported")])
+    name = "name: Cherry & <b>Berry</b> <font size=99>x</font>"
+    reports.generate_supplier_report(pdf, "R & <i>D</i>", [reports.Row((name,), "ok <b>")])
     text = words_of(pdf)
-    assert name in text
+    assert name in text and "ok <b>" in text
     assert "R & <i>D</i>" in text
 
 
 def test_unbalanced_markup_in_names_cannot_break_the_build(tmp_path):
     pdf = tmp_path / "r.pdf"
-    reports.generate_supplier_report(pdf, "R", [reports.Row("<b>unclosed & <br", 1, "imported")])
+    reports.generate_supplier_report(pdf, "R", [reports.Row(("<b>unclosed & <br",), "x")])
     assert "<b>unclosed & <br" in text_of(pdf)
 
 
@@ -96,15 +162,15 @@ def test_non_latin_names_come_back_as_the_same_text(tmp_path, request, cjk_path)
         request.getfixturevalue("no_cjk_truetype")
     names = ["Crème brûlée", "Ελιά", "Вишня", "苹果", "りんご", "사과", "Mixed 苹果 and Вишня"]
     pdf = tmp_path / "r.pdf"
-    reports.generate_supplier_report(pdf, "R", [reports.Row(n, 1, "imported") for n in names])
+    reports.generate_supplier_report(pdf, "R", [reports.Row((f"name: {n}",), "x") for n in names])
     text = text_of(pdf)
     for name in names:
-        assert name in text
+        assert f"name: {name}" in text
 
 
 def test_unicode_names_use_an_embedded_font_that_covers_them(tmp_path):
     pdf = tmp_path / "r.pdf"
-    reports.generate_supplier_report(pdf, "R", [reports.Row("Вишня", 1, "imported")])
+    reports.generate_supplier_report(pdf, "R", [reports.Row(("Вишня",), "imported")])
     page = PdfReader(pdf).pages[0]
     fonts = {f["/BaseFont"] for f in page["/Resources"]["/Font"].values()}
     assert any("DejaVuSans" in font for font in fonts)
@@ -127,46 +193,63 @@ def test_missing_unicode_font_falls_back_with_one_warning(tmp_path, monkeypatch,
 
 def test_page_numbers_only_when_over_a_page(tmp_path):
     short, long = tmp_path / "short.pdf", tmp_path / "long.pdf"
-    reports.generate_supplier_report(short, "S", rows(3))
-    reports.generate_supplier_report(long, "L", rows(120))
+    assert reports.generate_supplier_report(short, "S", lab_rows(3)) == 1
+    count = reports.generate_supplier_report(long, "L", lab_rows(150))
     assert "Page" not in text_of(short)
     pages = PdfReader(long).pages
-    assert len(pages) > 1
-    assert f"Page 1 of {len(pages)}" in pages[0].extract_text()
-    assert f"Page {len(pages)} of {len(pages)}" in pages[-1].extract_text()
+    assert len(pages) == count > 1
+    assert f"Page 1 of {count}" in pages[0].extract_text()
+    assert f"Page {count} of {count}" in pages[-1].extract_text()
 
 
-def test_every_row_of_a_long_table_is_present_once(tmp_path):
+@pytest.mark.parametrize("extractor", EXTRACTORS)
+def test_a_long_name_stays_on_one_line_in_smaller_type(tmp_path, extractor):
+    name = "name: " + "Very long fruit name " * 4
     pdf = tmp_path / "r.pdf"
-    reports.generate_supplier_report(pdf, "R", rows(260))
-    names = [line for line in text_of(pdf).splitlines() if line.startswith("Fruit ")]
-    assert names == [f"Fruit {n}" for n in range(1, 261)]
+    reports.generate_supplier_report(pdf, "R", [reports.Row((name.strip(), "weight: 1 lbs"), "x")])
+    assert name.strip() in EXTRACTORS[extractor](pdf).splitlines()
 
 
-def test_thumbnails_are_embedded_when_the_jpeg_is_at_hand(tmp_path):
-    jpeg = tmp_path / "001.jpeg"
-    Image.new("RGB", (600, 400), (200, 30, 30)).save(jpeg)
-    with_image, without = tmp_path / "with.pdf", tmp_path / "without.pdf"
-    table = [reports.Row("Apple", 1, "imported", image=str(jpeg))]
-    reports.generate_supplier_report(with_image, "R", table)
-    reports.generate_supplier_report(without, "R", table, thumbnails=False)
-    assert len(PdfReader(with_image).pages[0].images) == 1
-    assert len(PdfReader(without).pages[0].images) == 0
+def test_thumbnails_are_small_jpegs_embedded_as_they_are(tmp_path):
+    thumbnail = thumbnail_of(photo_jpeg(3))
+    with Image.open(io.BytesIO(thumbnail)) as image:
+        assert image.format == "JPEG" and image.size == (144, 96)
+    assert len(thumbnail) < 8000
+    pdf = tmp_path / "r.pdf"
+    reports.generate_supplier_report(pdf, "R", lab_rows(1, thumbnail))
+    [xobject] = xobjects(pdf)
+    # The JPEG as made: not re-encoded, not inflated by ASCII85.
+    assert xobject["/Filter"] == ["/DCTDecode"]
+    assert xobject._data == thumbnail
 
 
-def test_a_missing_or_broken_image_is_left_out(tmp_path, caplog):
-    broken = tmp_path / "broken.jpeg"
-    broken.write_bytes(b"not a jpeg")
-    table = [
-        reports.Row("A", 1, "imported", image=str(tmp_path / "gone.jpeg")),
-        reports.Row("B", 1, "imported", image=str(broken)),
+def test_200_products_with_their_own_thumbnails_stay_under_3_mb(tmp_path):
+    # Small sources make thumbnails as large as real photos' (about 4 KB) and are quick.
+    thumbnails = [thumbnail_of(photo_jpeg(n, (160, 107))) for n in range(200)]
+    rows = [
+        reports.Row((f"name: Fruit {n}", f"weight: {n} lbs"), "imported", thumbnail)
+        for n, thumbnail in enumerate(thumbnails)
     ]
     pdf = tmp_path / "r.pdf"
-    reports.generate_supplier_report(pdf, "R", table)
-    assert len(PdfReader(pdf).pages[0].images) == 0
-    assert "2 products in the store" in text_of(pdf)
-    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warning.startswith(f"no thumbnail for {broken}")
+    pages = reports.generate_supplier_report(pdf, "R", rows)
+    assert pdf.stat().st_size < 3_000_000
+    assert len(PdfReader(pdf).pages) == pages
+    assert len({x._data for x in xobjects(pdf)}) == 200
+
+
+def test_a_decompression_bomb_is_refused_before_decoding(bomb_jpeg):
+    with pytest.raises(ValueError, match=r"its header claims over .* pixels"):
+        thumbnail_of(bomb_jpeg)
+
+
+def test_a_large_header_under_pillows_limit_is_refused_by_ours():
+    with pytest.raises(ValueError, match="claims 8000x6000 pixels, over the limit of 40,000,000"):
+        thumbnail_of(patched_jpeg(8000, 6000))
+
+
+def test_not_an_image_raises_oserror():
+    with pytest.raises(OSError):
+        thumbnail_of(b"not a jpeg")
 
 
 def test_the_pdf_appears_whole_or_not_at_all(tmp_path, monkeypatch):
@@ -177,7 +260,7 @@ def test_the_pdf_appears_whole_or_not_at_all(tmp_path, monkeypatch):
         Path(path).write_bytes(b"%PDF-1.4 half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(reports, "render", crash_half_way)
+    monkeypatch.setattr(reports, "write", crash_half_way)
     with pytest.raises(KeyboardInterrupt):
         reports.generate_report(pdf, "R", "x")
     assert pdf.read_bytes() == b"previous report"
@@ -186,6 +269,34 @@ def test_the_pdf_appears_whole_or_not_at_all(tmp_path, monkeypatch):
 
 def test_an_overlong_cell_is_shortened_not_a_layout_error(tmp_path):
     pdf = tmp_path / "r.pdf"
-    reason = "the store said " + "no " * 3000
-    reports.generate_supplier_report(pdf, "R", [reports.Row("A", 1, "failed", reason)])
+    reason = "failed: the store said " + "no " * 3000
+    reports.generate_supplier_report(pdf, "R", [reports.Row(("A",), reason)])
     assert "failed: the store said no no" in words_of(pdf)
+
+
+def test_command_line_writes_a_sample(tmp_path):
+    result = subprocess.run(
+        [ROOT / "reports.py", "sample.pdf"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "sample.pdf: 3 products, 1 page\n"
+    assert "name: Apple" in text_of(tmp_path / "sample.pdf")
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_shows_examples_and_writes_no_pdf(tmp_path, flag):
+    result = subprocess.run(
+        [ROOT / "reports.py", flag], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert "Example:" in result.stdout and "Exit status: 0 written" in result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version_and_a_folder_as_the_pdf(tmp_path):
+    version = subprocess.run([ROOT / "reports.py", "-V"], capture_output=True, text=True)
+    assert version.stdout == "reports.py 2.0.0\n"
+    folder = subprocess.run([ROOT / "reports.py", str(tmp_path)], capture_output=True, text=True)
+    assert folder.returncode == 2
+    assert f"{tmp_path} is a folder; name the PDF file to write" in folder.stderr
+    assert "Traceback" not in folder.stderr

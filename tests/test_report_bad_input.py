@@ -1,0 +1,254 @@
+"""Bad input to report_email.py, reports.py and emails.py, as a table.
+
+Each row: an id, the script and its arguments, the environment, the record (or
+other files) it finds, the exit status expected, a fragment of the message,
+and what must not change. Every case runs as a subprocess under a timeout (the
+hang guard) with a mail catcher listening; none may print a traceback, send a
+mail, or leave a PDF or a mailed log behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPLE = {
+    "file": "001.txt",
+    "name": "Apple",
+    "weight": 500,
+    "image_name": "001.jpeg",
+    "image_path": None,
+    "id": 7,
+    "outcome": "imported",
+    "reason": "",
+}
+
+
+def record(products: object = None, **top: object) -> str:
+    """A record's JSON text: version 1 with Apple unless told otherwise."""
+    import json
+
+    document = {"version": 1, "products": [APPLE] if products is None else products, **top}
+    return json.dumps(document)
+
+
+def apple(**changes: object) -> list[dict]:
+    entry = {key: value for key, value in {**APPLE, **changes}.items() if value is not ...}
+    return [entry]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    record: str | bytes | None = None  # text of imported.json; None: no record file
+    status: int = 2
+    message: str = ""
+    script: str = "report_email.py"
+    setup: str = ""  # a name from SETUPS
+
+
+def mailed_log_is_a_folder(folder: Path) -> None:
+    (folder / "imported.mailed.jsonl").mkdir()
+
+
+def pdf_is_a_folder(folder: Path) -> None:
+    (folder / "out.pdf").mkdir()
+
+
+SETUPS = {"mailed-log-folder": mailed_log_is_a_folder, "pdf-folder": pdf_is_a_folder}
+
+CASES = [
+    # -- the record
+    Case("no-record", message="no import record at {dir}/imported.json: run run.py first"),
+    Case("record-not-json", record="{not json", message="is unreadable"),
+    Case("record-not-utf8", record=b"\xff\xfe{}", message="is unreadable"),
+    Case("record-is-a-list", record="[]", message="is not a JSON object: run run.py again"),
+    Case("products-not-a-list", record=record("none"), message="has no product list"),
+    Case("no-products", record=record([]), message="holds no products: nothing to report"),
+    Case("version-3", record=record(version=3), message="has version 3; this report_email.py"),
+    Case("version-text", record=record(version="2"), message="has version '2'"),
+    Case("version-list", record=record(version=[2]), message="has version [2]"),
+    Case("product-not-object", record=record(["Apple"]), message="product 1 is str"),
+    Case("name-null", record=record(apple(name=None)), message="(001.txt): 'name' is null"),
+    Case("no-outcome", record=record(apple(outcome=...)), message="(001.txt) has no 'outcome'"),
+    Case("no-file", record=record(apple(file=...)), message="product 1 has no 'file'"),
+    Case("weight-text", record=record(apple(weight="500")), message="'weight' is str"),
+    Case("weight-bool", record=record(apple(weight=True)), message="'weight' is bool"),
+    Case("image-path-number", record=record(apple(image_path=3)), message="'image_path' is int"),
+    Case("store-values-list", record=record(apple(store_values=[])), message="'store_values'"),
+    Case("unknown-outcome", record=record(apple(outcome="done")), message="unknown outcome 'done'"),
+    Case(
+        "uncertain-in-version-1",
+        record=record(apple(outcome="uncertain")),
+        message="unknown outcome 'uncertain' for a version 1 record",
+    ),
+    Case(
+        "imported-without-weight",
+        record=record(apple(weight=None)),
+        message="imported without a name and a weight",
+    ),
+    Case("record-is-a-folder", args=("--record", "{dir}"), message="is a folder"),
+    # -- options and environment
+    Case("pdf-is-a-folder", args=("--pdf", "{dir}"), record=record(), message="is a folder"),
+    Case(
+        "pdf-cannot-be-written",
+        args=("--pdf", "/dev/null/out.pdf"),
+        record=record(),
+        message="cannot write the PDF /dev/null/out.pdf",
+    ),
+    Case(
+        "recipient-with-display-name",
+        args=("--recipient", "Alice <a@x.com>"),
+        record=record(),
+        message="recipient 'Alice <a@x.com>' is not one email address",
+    ),
+    Case(
+        "recipients-with-a-space",
+        env={"REPORT_RECIPIENTS": "a b@x.com"},
+        record=record(),
+        message="recipient 'a b@x.com' is not one email address",
+    ),
+    Case(
+        "recipients-empty", args=("--recipient", ";"), record=record(), message="holds no address"
+    ),
+    Case("sender-bad", args=("--sender", "me"), record=record(), message="sender 'me' is not one"),
+    Case(
+        "subject-line-break",
+        args=("--subject", "Hi\nBcc: x@example.com"),
+        record=record(),
+        message="subject must not contain a line break",
+    ),
+    Case(
+        "smtp-port-text",
+        env={"SMTP_PORT": "abc"},
+        record=record(),
+        message="environment variable SMTP_PORT: 'abc' is not a whole number",
+    ),
+    Case(
+        "smtp-timeout-negative",
+        env={"SMTP_TIMEOUT": "-1"},
+        record=record(),
+        message="environment variable SMTP_TIMEOUT: '-1' is not from 0.1 to 3600",
+    ),
+    Case(
+        "smtp-timeout-nan",
+        env={"SMTP_TIMEOUT": "nan"},
+        record=record(),
+        message="environment variable SMTP_TIMEOUT: 'nan'",
+    ),
+    Case(
+        "smtp-deadline-inf",
+        env={"SMTP_DEADLINE": "inf"},
+        record=record(),
+        message="environment variable SMTP_DEADLINE: 'inf'",
+    ),
+    Case(
+        "smtp-security-unknown",
+        env={"SMTP_SECURITY": "tls"},
+        record=record(),
+        message="environment variable SMTP_SECURITY: must be none, starttls or ssl",
+    ),
+    Case(
+        "password-file-missing",
+        env={"SMTP_PASSWORD_FILE": "/nonexistent/pw"},
+        record=record(),
+        message="cannot read SMTP_PASSWORD_FILE /nonexistent/pw: No such file or directory",
+    ),
+    Case(
+        "max-mail-size-nan",
+        args=("--max-mail-size", "nan"),
+        record=record(),
+        message="argument --max-mail-size: 'nan' is not from 0.1 to 1000",
+    ),
+    Case(
+        "max-mail-size-env-zero",
+        env={"REPORT_MAX_MAIL_MB": "0"},
+        record=record(),
+        message="environment variable REPORT_MAX_MAIL_MB: '0' is not from 0.1 to 1000",
+    ),
+    Case(
+        "store-name-is-a-url",
+        args=("--store-name", "http://10.0.0.5:8000/"),
+        record=record(),
+        message="--store-name is the store's public name, not a URL",
+    ),
+    Case("unknown-option", args=("--bogus",), record=record(), message="unrecognized arguments"),
+    Case(
+        "mailed-log-unwritable",
+        record=record(),
+        setup="mailed-log-folder",
+        message="cannot write the mailed log {dir}/imported.mailed.jsonl: Is a directory",
+    ),
+    # -- the helper modules' command lines
+    Case("reports-pdf-is-a-folder", script="reports.py", args=("{dir}",), message="is a folder"),
+    Case("reports-unknown-option", script="reports.py", args=("--pdf",), message="unrecognized"),
+    Case("emails-no-recipient", script="emails.py", message="the following arguments are required"),
+    Case(
+        "emails-bad-recipient",
+        script="emails.py",
+        args=("a@x.com;oops",),
+        message="recipient 'oops' is not one email address",
+    ),
+    Case(
+        "emails-port-text",
+        script="emails.py",
+        args=("a@x.com",),
+        env={"SMTP_PORT": "25x"},
+        message="environment variable SMTP_PORT: '25x' is not a whole number",
+    ),
+]
+
+
+def expand(text: str, folder: Path) -> str:
+    return text.replace("{dir}", str(folder))
+
+
+def contents(folder: Path) -> dict[str, bytes | None]:
+    """Every file under the folder with its bytes (None for a folder)."""
+    return {
+        str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input(case: Case, tmp_path: Path, mail_catcher):
+    folder = tmp_path / "delivery"
+    folder.mkdir()
+    if case.record is not None:
+        data = case.record if isinstance(case.record, bytes) else case.record.encode()
+        (folder / "imported.json").write_bytes(data)
+    if case.setup:
+        SETUPS[case.setup](folder)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "USER": "alice",
+        "SUPPLIER_DATA": str(folder),
+        "REPORT_PDF": str(tmp_path / "out" / "processed.pdf"),
+        "SMTP_HOST": mail_catcher.host,
+        "SMTP_PORT": str(mail_catcher.port),
+        **case.env,
+    }
+    before = contents(tmp_path)
+    result = subprocess.run(
+        [ROOT / case.script, *(expand(arg, folder) for arg in case.args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == case.status, result.stderr
+    assert expand(case.message, folder) in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    said = [line for line in result.stderr.splitlines() if not line.startswith(("usage:", " "))]
+    assert len(said) == 1, result.stderr  # one line, after argparse's usage if any
+    assert mail_catcher.messages() == []
+    after = {k: v for k, v in contents(tmp_path).items() if not k.startswith("catcher")}
+    assert after == {k: v for k, v in before.items() if not k.startswith("catcher")}
