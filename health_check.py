@@ -752,9 +752,12 @@ def valid_slo(slo: object) -> dict:
 
 
 def parse_state(text: str) -> dict:
+    """The state, checked; version 1 (before the SLO) keeps what it had mailed."""
     document = json.loads(text)
-    if not isinstance(document, dict) or document.get("version") != STATE_VERSION:
+    if not isinstance(document, dict) or document.get("version") not in (1, STATE_VERSION):
         raise ValueError(f"not a version {STATE_VERSION} state")
+    if document["version"] == 1:
+        document = {"checks": document["checks"], "slo": {}, "saved": 0.0}
     return {
         "checks": valid_checks(document["checks"]),
         "slo": valid_slo(document["slo"]),
@@ -1231,7 +1234,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.disk_path = args.disk_path or (os.environ.get("HEALTH_DISK_PATHS") or "/").split(":")
     urls = (os.environ.get("HEALTH_URLS") or "").split()
     args.url = args.url or [url_slo_type(u) for u in urls]
-    if args.url_timeout >= args.timeout:
+    if args.url and args.url_timeout >= args.timeout:
         parser.error("--url-timeout must be below -t/--timeout, which bounds the whole run")
     if not args.no_email:
         args.smtp_timeout = from_env(parser, "SMTP_TIMEOUT", number(0.1, 3600), 10.0)
