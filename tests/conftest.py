@@ -137,6 +137,7 @@ class FlakyPageHandler(BaseHTTPRequestHandler):
     """Answers GET with the server's current `status` (200 until a test changes it)."""
 
     def do_GET(self) -> None:
+        self.server.requests += 1
         body = b"<html>fruit</html>"
         self.send_response(self.server.status)
         self.send_header("Content-Length", str(len(body)))
@@ -149,9 +150,11 @@ class FlakyPageHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def flaky_page() -> Iterator[ThreadingHTTPServer]:
-    """A page on loopback: set `.status = 500` to make it fail; `.url` is its address."""
+    """A page on loopback: set `.status = 500` to make it fail; `.url` is its address,
+    `.requests` counts the GETs."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyPageHandler)
     server.status = 200
+    server.requests = 0
     server.url = f"http://127.0.0.1:{server.server_address[1]}/"
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     yield server
