@@ -176,11 +176,11 @@ def percent_value(text: str) -> float:
 
 def size_value(text: str) -> float:
     """'500MB' -> bytes (1 MB = 1024**2); a bare number is in MB."""
-    match = re.fullmatch(r"\s*([^A-Za-z\s]+)\s*([KMGT]?B)?\s*", text.upper())
+    match = re.fullmatch(r"\s*([-+.\w]+?)\s*([KMGT]?B)?\s*", text, re.IGNORECASE)
     if not match:
         raise argparse.ArgumentTypeError(f"expected a size like 500MB, got {text!r}")
     amount = number(0, 1e12)(match.group(1))
-    return float(int(amount * UNITS[match.group(2) or "MB"]))
+    return float(int(amount * UNITS[(match.group(2) or "MB").upper()]))
 
 
 @dataclass(frozen=True)
@@ -1308,9 +1308,9 @@ def main(argv: list[str] | None = None, clock: Callable[[], float] = time.time) 
     configure_logging(args.quiet, args.verbose)
     deadline = Deadline(args.timeout)
     missing_parts(args)
+    path = args.state or default_state()
     if not (args.no_email or args.slo_report):
         args.recipient = args.recipient or default_recipients()
-    path = args.state or default_state()
     with StateFile(path, min(LOCK_WAIT, deadline.left())) as store:
         now = clock() if args.now is None else args.now
         if args.slo_report:
