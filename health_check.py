@@ -24,24 +24,37 @@ Usage:
 
 Examples:
     $ ./health_check.py                      # from cron: quiet unless it mails
-    $ ./health_check.py --nagios --no-email --url http://localhost/
-    HEALTH OK - CPU 3%; disk / 31% free; memory 23735 MB available; localhost resolves;
-    http://localhost/ answered in 0.01 s; http://localhost/ SLO 99%: 100% good over 3 h
-    so far, 100% of its budget left | cpu=3%;;80;0;100 disk_free=31%;;20:;0;100 ...
-    (one line, folded here)
+    $ ./health_check.py --nagios --no-email --url http://127.0.0.1:8123/
+    HEALTH CRITICAL - CPU 100% (over 80%) | cpu=100%;;80;0;100 disk_free=29%;;20:;0;100
+    mem_available=24057987072B;;524288000:;0 localhost=1;;1:;0;1
+    'url http://127.0.0.1:8123/'=0.009s;;10;0 'slo_good http://127.0.0.1:8123/'=99.931%;;;0;100
+    'slo_budget_left http://127.0.0.1:8123/'=93.1%;25:;;;100
+    (one line, folded here; exit status 2)
     $ ./health_check.py --slo-report
-    http://localhost/  SLO 99% over 30 days (3 h covered so far)
-      good ratio    100.000% (180 of 180 probes; 0 expected probes missing)
-      error budget  1.8 min; spent 0.0 min; left 1.8 min (100.0%)
-      burn rates    5m 0.0, 30m 0.0, 1h 0.0, 6h 0.0 (alert: 1h and 5m over 14.4, 6h and 30m over 6)
+    http://127.0.0.1:8123/  SLO 99% over 30 days (3 days so far)
+      good ratio    99.931% (4318 of 4321 probes; 0 expected probes missing)
+      error budget  43.2 min; spent 3.0 min; left 40.2 min (93.1%)
+      burn rates    5m 0.0, 30m 0.0, 1h 0.0, 6h 0.8 (alert: 1h and 5m over 14.4, 6h and 30m over 6)
     $ crontab -l
     * * * * * /opt/fruit/.venv/bin/python /opt/fruit/health_check.py --url http://localhost/
 
 Time: -t/--timeout (default 15 s) bounds the whole run: the lock wait (at
-most 3 s), the checks, DNS (3 s), every URL probe (--url-timeout, default
-10 s, must be below -t) and the mail. A stage still running when it ends
-makes the run UNKNOWN, naming the stage. HEALTH_NOW (seconds since the
-epoch) replaces the clock: for tests only.
+most 3 s), the checks, DNS (3 s), the URL probes (each --url-timeout, default
+10 s, which must be below -t; they run beside the CPU sample) and the mail
+(its share is what is left). A stage still running when the budget ends
+makes the run UNKNOWN, naming the stage; a URL slower than --url-timeout
+is a bad probe, not UNKNOWN. HEALTH_NOW (seconds since the epoch) replaces
+the clock: for tests only.
+
+SLO: a probe is good when the page answered 200, whole, within
+--url-timeout. The error budget is the time covered x (1 - SLO) (99% of 30
+days = 432 min); each bad probe spends its minute. A mail goes out while
+the budget burns over 14.4x in both the last 1 h and 5 min, or over 6x in
+both the last 6 h and 30 min (rates over the probes recorded, so a new
+install alerts at once), with reminders and a recovery mail like the
+others. Probes are kept per minute for 6 h and per hour for the window;
+one probe per URL and minute counts. While the state
+cannot be saved, the lock file's time keeps alerts to one per --remind.
 
 Exit status (Monitoring Plugins): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a
 bad option, a check that could not run or timed out, another run holding
@@ -55,7 +68,6 @@ import argparse
 import datetime
 import fcntl
 import functools
-import http.client
 import json
 import logging
 import math
@@ -66,8 +78,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -921,6 +931,10 @@ def resolve(host: str) -> str | None:
 
 def fetch(url: str, timeout: float) -> Probe:
     """Ask for the page and read all of it (up to MAX_BODY), timing the whole."""
+    import http.client  # imported here, in the probe's thread, while the CPU is sampled
+    import urllib.error
+    import urllib.request
+
     start = time.monotonic()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as answer:
@@ -943,24 +957,42 @@ def local_measurements(paths: list[str]) -> tuple[float, list, int]:
     return cpu, disks, psutil.virtual_memory().available
 
 
-def measure(args: argparse.Namespace, deadline: Deadline) -> tuple[list[Result], list[Probe]]:
+@dataclass(frozen=True)
+class Pending:
+    """Measurements under way."""
+
+    local: Background
+    resolved: Background
+    fetched: list[tuple[str, Background]]
+
+
+def start_measuring(args: argparse.Namespace) -> Pending:
     """Every check at once in daemon threads: getaddrinfo has no timeout of its own,
-    a hung mount hangs statvfs, and a trickling page outlasts urlopen's timeout."""
-    resolved = Background(resolve, args.resolve_host)
-    fetched = [(url, Background(fetch, url, args.url_timeout)) for url, _ in args.url]
-    local = Background(local_measurements, args.disk_path)
+    a hung mount hangs statvfs, and a trickling page outlasts urlopen's timeout.
+    Started before the state is loaded, so the CPU sample hides the rest."""
+    return Pending(
+        Background(local_measurements, args.disk_path),
+        Background(resolve, args.resolve_host),
+        [(url, Background(fetch, url, args.url_timeout)) for url, _ in args.url],
+    )
+
+
+def measure(
+    args: argparse.Namespace, pending: Pending, deadline: Deadline
+) -> tuple[list[Result], list[Probe]]:
+    """The results of the checks, waiting for each within the run's budget."""
     try:
-        cpu, disks, memory = deadline.wait(local, "measuring CPU, disk and memory")
+        cpu, disks, memory = deadline.wait(pending.local, "measuring CPU, disk and memory")
     except (OSError, psutil.Error) as error:
         raise Unknown(f"the check could not run: {error}") from None
     limits = args.limits
     results = [evaluate_cpu(cpu, limits)]
     results += [evaluate_disk(path, u.free, u.total, limits) for path, u in disks]
     results.append(evaluate_memory(memory, limits))
-    address = deadline.wait(resolved, f"resolving {args.resolve_host}", RESOLVE_TIMEOUT)
+    address = deadline.wait(pending.resolved, f"resolving {args.resolve_host}", RESOLVE_TIMEOUT)
     results.append(evaluate_resolution(args.resolve_host, args.resolve_address, address))
     probes = []
-    for url, background in fetched:
+    for url, background in pending.fetched:
         probe = deadline.wait(background, f"probing {url}", args.url_timeout + 0.5)
         late = f"no whole answer within {fmt(args.url_timeout)} s"
         probes.append(probe or Probe(url, None, args.url_timeout, late, args.url_timeout))
@@ -1061,8 +1093,10 @@ def write_textfile(args: argparse.Namespace, results: list[Result], now: float) 
     return []
 
 
-def check(args: argparse.Namespace, store: StateFile, now: float, deadline: Deadline) -> int:
-    results, probes = measure(args, deadline)
+def check(
+    args: argparse.Namespace, store: StateFile, now: float, deadline: Deadline, pending: Pending
+) -> int:
+    results, probes = measure(args, pending, deadline)
     results += track_slos(args, store.data, probes, now)
     problems = write_textfile(args, results, now) if args.textfile else []
     mailed = False
@@ -1101,14 +1135,15 @@ class Parser(argparse.ArgumentParser):
         self.exit(UNKNOWN, f"{self.prog}: error: {message}\n")
 
 
-def range_option(parser: Parser, flag: str, env: str, parse: Callable, default: str, what: str):
-    shown = f"(default {default}) " if default else ""
+def range_option(parser: Parser, flag: str, parse: Callable, default: str, help: str) -> None:
+    """A critical (with a default) or warning threshold, its variable HEALTH_<FLAG>."""
+    env = "HEALTH_" + flag.removeprefix("--").replace("-", "_").upper()
     parser.add_argument(
         flag,
         type=parse,
-        metavar="RANGE" if "warning" in flag else what,
+        metavar="RANGE" if "warning" in flag else "SIZE" if "memory" in flag else "PERCENT",
         default=from_env(parser, env, parse, parse(default) if default else None),
-        help=f"{'WARNING' if 'warning' in flag else 'alert'} threshold {shown}[{env}]",
+        help=f"{help} [{env}]",
     )
 
 
@@ -1118,12 +1153,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     percent = range_type(percent_value, plain_is_minimum=False)
     minimum = range_type(percent_value, plain_is_minimum=True)
     size = range_type(size_value, plain_is_minimum=True)
-    range_option(parser, "--cpu", "HEALTH_CPU", percent, "80", "PERCENT")
-    range_option(parser, "--disk", "HEALTH_DISK", minimum, "20", "PERCENT")
-    range_option(parser, "--memory", "HEALTH_MEMORY", size, "500MB", "SIZE")
-    range_option(parser, "--cpu-warning", "HEALTH_CPU_WARNING", percent, "", "")
-    range_option(parser, "--disk-warning", "HEALTH_DISK_WARNING", minimum, "", "")
-    range_option(parser, "--memory-warning", "HEALTH_MEMORY_WARNING", size, "", "")
+    range_option(parser, "--cpu", percent, "80", "alert over this CPU %% or RANGE (default 80)")
+    range_option(parser, "--disk", minimum, "20", "alert under this free disk %% (default 20)")
+    range_option(parser, "--memory", size, "500MB", "alert under this available (default 500MB)")
+    range_option(parser, "--cpu-warning", percent, "", "WARNING range for CPU %% (none)")
+    range_option(parser, "--disk-warning", minimum, "", "WARNING range for free disk %% (none)")
+    range_option(parser, "--memory-warning", size, "", "WARNING range for memory (none)")
     add(
         "--disk-path",
         action="append",
@@ -1217,7 +1252,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=number(2, 3600),
         metavar="SECONDS",
         default=from_env(parser, "HEALTH_TIMEOUT", number(2, 3600), 15.0),
-        help="the whole run's budget (default 15) [HEALTH_TIMEOUT]",
+        help="the whole run's budget, above --url-timeout; a stage still running then is"
+        " UNKNOWN (default 15) [HEALTH_TIMEOUT]",
     )
     add("--nagios", action="store_true", help="print a Monitoring Plugins status line")
     add(
@@ -1311,11 +1347,12 @@ def main(argv: list[str] | None = None, clock: Callable[[], float] = time.time) 
     path = args.state or default_state()
     if not (args.no_email or args.slo_report):
         args.recipient = args.recipient or default_recipients()
+    pending = None if args.slo_report else start_measuring(args)
     with StateFile(path, min(LOCK_WAIT, deadline.left())) as store:
         now = clock() if args.now is None else args.now
-        if args.slo_report:
+        if pending is None:
             return slo_report(args, store.data, now)
-        return check(args, store, now, deadline)
+        return check(args, store, now, deadline, pending)
 
 
 if __name__ == "__main__":

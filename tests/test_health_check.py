@@ -472,3 +472,25 @@ def test_without_psutil_it_says_what_to_install(tmp_path):
         == f"HEALTH UNKNOWN - psutil is not installed for {sys.executable}: {install}\n"
     )
     assert "psutil==7.2.2" in (ROOT / "requirements.txt").read_text()
+
+
+# -- one way out ------------------------------------------------------------------------------------
+
+
+def test_the_guard_turns_any_exception_into_one_unknown_line(capsys):
+    def broken() -> int:
+        raise KeyError("disk:/")
+
+    assert hc.guarded(broken)() == hc.UNKNOWN
+    assert capsys.readouterr().out == "HEALTH UNKNOWN - unexpected KeyError: 'disk:/'\n"
+
+
+def test_the_guard_keeps_usage_errors_and_interrupts_short(capsys):
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    assert hc.guarded(interrupted)() == hc.UNKNOWN
+    assert capsys.readouterr().out == "HEALTH UNKNOWN - interrupted\n"
+    with pytest.raises(SystemExit) as usage:
+        hc.main(["--remind", "nan"])
+    assert usage.value.code == hc.UNKNOWN
