@@ -474,7 +474,7 @@ def test_without_psutil_it_says_what_to_install(tmp_path):
     assert "psutil==7.2.2" in (ROOT / "requirements.txt").read_text()
 
 
-# -- one way out ------------------------------------------------------------------------------------
+# -- one way out ----------------------------------------------------------------------------
 
 
 def test_the_guard_turns_any_exception_into_one_unknown_line(capsys):
