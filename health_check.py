@@ -306,11 +306,20 @@ def rate(value: float, critical: Range, warning: Range | None) -> tuple[int, str
 
 
 def threshold_result(
-    key: str, noun: str, shown: str, value: float, ranges: tuple[Range, Range | None], **kw
+    key: str,
+    noun: str,
+    shown: str,
+    value: float,
+    ranges: tuple[Range, Range | None],
+    *,
+    show: Callable[[float], str],
+    summary: str,
+    perf: str,
+    metrics: list,
 ) -> Result:
-    """A check of `value` against a critical and an optional warning range."""
+    """A check of `value` (`shown` in words) against a critical and an optional
+    warning range; `show` writes a bound in the check's unit."""
     critical, warning = ranges
-    show = kw["show"]
     status, prefix = rate(value, critical, warning)
     decided = warning if status == WARNING else critical
     bound = f" ({prefix}{decided.describe(show)})" if status else ""
@@ -319,12 +328,12 @@ def threshold_result(
     return Result(
         key=key,
         status=status,
-        summary=f"{kw['summary']}{bound}",
+        summary=f"{summary}{bound}",
         problem=f"{noun} is {words}",
         recovery=f"{noun} is no longer {words}",
         detail=f"Measured: {noun.lower()} {shown}; alert when {words}{warn}",
-        perf=[kw["perf"]],
-        metrics=kw["metrics"],
+        perf=[perf],
+        metrics=metrics,
     )
 
 
