@@ -1074,7 +1074,10 @@ def alert(
     mails, kept = plan_mails(results, old, now, args.remind * 60, args.every_run)
     unsaved = store.unsaved_mailing()
     if unsaved is not None and now - unsaved < args.remind * 60:
-        mails = [m for m in mails if m.recovery]  # a run whose state was lost mailed them
+        for mail in mails:  # a run whose state was lost mailed these at `unsaved`
+            if not mail.recovery:
+                kept[mail.key]["last_mailed"] = unsaved
+        mails = [m for m in mails if m.recovery]
     sent, problems = send_mails(mails, args, deadline) if mails else ([], [])
     failed = [m for m in mails if m not in sent]
     store.data["checks"] = unsent(kept, old, failed) if failed else kept
@@ -1277,8 +1280,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.now = from_env(parser, "HEALTH_NOW", number(0, 1e11), None)
     args.disk_path = args.disk_path or (os.environ.get("HEALTH_DISK_PATHS") or "/").split(":")
-    urls = (os.environ.get("HEALTH_URLS") or "").split()
-    args.url = args.url or [url_slo_type(u) for u in urls]
+    urls = from_env(parser, "HEALTH_URLS", lambda text: [url_slo_type(u) for u in text.split()], [])
+    args.url = args.url or urls
     if args.url and args.url_timeout >= args.timeout:
         parser.error("--url-timeout must be below -t/--timeout, which bounds the whole run")
     if not args.no_email:

@@ -73,6 +73,7 @@ CASES = [
     Case("url-timeout-env", [], 3, "HEALTH_URL_TIMEOUT: 'nan'", {"HEALTH_URL_TIMEOUT": "nan"}),
     Case("slo-100", ["--slo", "100"], 3, "argument --slo: '100' is not from 50 to 99.999"),
     Case("slo-nan", ["--slo", "nan%"], 3, "argument --slo: 'nan'"),
+    Case("urls-env-slo", [], 3, "HEALTH_URLS: '1' is not from 50", {"HEALTH_URLS": "http://x/=1"}),
     Case("slo-window-zero", ["--slo-window", "0"], 3, "argument --slo-window: '0'"),
     Case("budget-warning-over", ["--budget-warning", "200"], 3, "argument --budget-warning"),
     Case("smtp-timeout-negative", [], 3, "SMTP_TIMEOUT: '-1'", {"SMTP_TIMEOUT": "-1"}),
