@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,7 +67,8 @@ def one_run(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 def report(name: str, results: list[tuple[float, float]]) -> tuple[float, float]:
     worst = max(s for s, _ in results), max(m for _, m in results)
-    print(f"{name}: worst {worst[0]:.2f} s, {worst[1]:.1f} MB peak")
+    median = statistics.median(s for s, _ in results)
+    print(f"{name}: median {median:.2f} s, worst {worst[0]:.2f} s, {worst[1]:.1f} MB peak")
     return worst
 
 
