@@ -78,6 +78,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,9 +255,23 @@ def slo_type(text: str) -> float | None:
 def url_slo_type(text: str) -> tuple[str, float | bool | None]:
     """'URL' or 'URL=SLO'; True stands for 'the --slo default'."""
     url, equals, slo = text.rpartition("=")
+    own: float | bool | None = True
     if equals and re.fullmatch(r"\s*(off|[\d.]+%?)\s*", slo, re.IGNORECASE):
-        return url, slo_type(slo)
-    return text, True
+        own = slo_type(slo)
+    else:
+        url = text
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{redact(url)!r} is not an http:// or https:// URL")
+    return url, own
+
+
+def redact(url: str) -> str:
+    """The URL as shown and stored: credentials (user:pass@) become ***@."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
 def label(text: str) -> str:
@@ -939,25 +954,37 @@ def resolve(host: str) -> str | None:
 
 
 def fetch(url: str, timeout: float) -> Probe:
-    """Ask for the page and read all of it (up to MAX_BODY), timing the whole."""
-    import http.client  # imported here, in the probe's thread, while the CPU is sampled
+    """Ask for the page and read all of it (up to MAX_BODY), timing the whole.
+    Credentials in the URL go as HTTP basic authentication, never into the Probe."""
+    import base64  # imported here, in the probe's thread, while the CPU is sampled
+    import http.client
     import urllib.error
     import urllib.request
 
+    parts = urllib.parse.urlsplit(url)
+    request = urllib.request.Request(
+        parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    )
+    if parts.username is not None:
+        login = (
+            f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        )
+        request.add_header("Authorization", "Basic " + base64.b64encode(login.encode()).decode())
+    shown = redact(url)
     start = time.monotonic()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
             received = 0
             while chunk := answer.read(65536):
                 received += len(chunk)
                 if received > MAX_BODY or time.monotonic() - start > timeout:
                     break
-            return Probe(url, answer.status, time.monotonic() - start, "", timeout)
+            return Probe(shown, answer.status, time.monotonic() - start, "", timeout)
     except urllib.error.HTTPError as error:
-        return Probe(url, error.code, time.monotonic() - start, "", timeout)
+        return Probe(shown, error.code, time.monotonic() - start, "", timeout)
     except (OSError, ValueError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", error)
-        return Probe(url, None, time.monotonic() - start, f"no answer ({reason})", timeout)
+        return Probe(shown, None, time.monotonic() - start, f"no answer ({reason})", timeout)
 
 
 def local_measurements(paths: list[str]) -> tuple[float, list, int]:
@@ -1002,9 +1029,9 @@ def measure(
     results.append(evaluate_resolution(args.resolve_host, args.resolve_address, address))
     probes = []
     for url, background in pending.fetched:
-        probe = deadline.wait(background, f"probing {url}", args.url_timeout + 0.5)
+        probe = deadline.wait(background, f"probing {redact(url)}", args.url_timeout + 0.5)
         late = f"no whole answer within {fmt(args.url_timeout)} s"
-        probes.append(probe or Probe(url, None, args.url_timeout, late, args.url_timeout))
+        probes.append(probe or Probe(redact(url), None, args.url_timeout, late, args.url_timeout))
     return results, probes
 
 
@@ -1053,11 +1080,12 @@ def track_slos(args: argparse.Namespace, state: dict, probes: list[Probe], now: 
     """Record each probe in its URL's series and evaluate the SLO results."""
     results = []
     window = args.slo_window * 86400
-    for probe, (url, own) in zip(probes, args.url, strict=True):
+    for probe, (_, own) in zip(probes, args.url, strict=True):
         slo = slo_of(args, own)
         results.append(evaluate_url(probe, slo))
         if slo is None:
             continue
+        url = probe.url  # redacted: no credentials in the state
         series = state["slo"].setdefault(url, new_series())
         series["slo"] = slo
         record(series, now, probe.good, window)
@@ -1126,11 +1154,12 @@ def check(
 
 
 def slo_report(args: argparse.Namespace, state: dict, now: float) -> int:
-    urls = dict.fromkeys([*(u for u, _ in args.url), *state["slo"]])
+    given = {redact(url): own for url, own in args.url}
+    urls = dict.fromkeys([*given, *state["slo"]])
     if not urls:
         print("no URL has an SLO yet: give --url, and run from cron to record probes")
     for url in urls:
-        own = dict(args.url).get(url, state["slo"].get(url, {}).get("slo", True))
+        own = given.get(url, state["slo"].get(url, {}).get("slo", True))
         slo = slo_of(args, own) or args.slo or 0.99
         series = state["slo"].get(url) or new_series()
         print("\n".join(budget_lines(budget(url, series, now, slo, args.slo_window * 86400))))

@@ -138,6 +138,7 @@ class FlakyPageHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.requests += 1
+        self.server.authorization = self.headers.get("Authorization")
         body = b"<html>fruit</html>"
         self.send_response(self.server.status)
         self.send_header("Content-Length", str(len(body)))
@@ -151,7 +152,7 @@ class FlakyPageHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def flaky_page() -> Iterator[ThreadingHTTPServer]:
     """A page on loopback: set `.status = 500` to make it fail; `.url` is its address,
-    `.requests` counts the GETs."""
+    `.requests` counts the GETs, `.authorization` is the last Authorization header."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyPageHandler)
     server.status = 200
     server.requests = 0

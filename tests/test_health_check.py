@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -494,3 +495,37 @@ def test_the_guard_keeps_usage_errors_and_interrupts_short(capsys):
     with pytest.raises(SystemExit) as usage:
         hc.main(["--remind", "nan"])
     assert usage.value.code == hc.UNKNOWN
+
+
+def test_a_hanging_run_blocks_later_runs_only_for_the_lock_wait(state, trickling_server):
+    """The first run hangs on a trickling SMTP server; a Nagios run meanwhile gives up
+    after its bounded lock wait instead of queueing behind it."""
+    port = trickling_server(b"220-trickle ")
+    env = {**os.environ, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port)}
+    first = subprocess.Popen(
+        [SCRIPT, "--state", str(state), "-t", "12", *DISK_FAILS],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until_locked(state.with_name("state.json.lock"))
+        second = run("--state", str(state), "--nagios", "--no-email", *PASSING)
+        assert second.returncode == 3
+        assert second.stdout.startswith("HEALTH UNKNOWN - another health_check.py run holds")
+    finally:
+        out, _ = first.communicate(timeout=HANG_GUARD)
+    assert first.returncode == 3 and "while sending mail through 127.0.0.1" in out
+
+
+def wait_until_locked(lock: Path) -> None:
+    """Poll (without holding it) until another process holds the lock."""
+    for _ in range(HANG_GUARD * 20):
+        if lock.exists():
+            with lock.open("a") as probe:
+                try:
+                    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return
+        time.sleep(0.05)
+    raise AssertionError(f"nobody took {lock}")

@@ -278,3 +278,20 @@ def test_slo_report_with_no_state_yet(state):
     )
     assert result.returncode == 0
     assert result.stdout.startswith("no URL has an SLO yet")
+
+
+def test_credentials_in_a_url_are_used_but_never_shown_or_stored(
+    state, smtp_env, flaky_page, tmp_path, capsys
+):
+    secret = flaky_page.url.replace("http://", "http://alice:s3cret@")
+    shown = flaky_page.url.replace("http://", "http://***@")
+    textfile = tmp_path / "health.prom"
+    flaky_page.status = 500
+    args = ["--state", str(state), *PASSING, "--nagios", "--textfile", str(textfile)]
+    assert hc.main([*args, "--url", secret], clock=lambda: minute(0)) == hc.CRITICAL
+    assert flaky_page.authorization == "Basic YWxpY2U6czNjcmV0"  # alice:s3cret
+    hc.main(["--state", str(state), "--slo-report", "--url", secret], clock=lambda: minute(1))
+    out = capsys.readouterr().out
+    [mail] = smtp_env.messages()
+    everything = [out, state.read_text(), textfile.read_text(), mail.read_text()]
+    assert all("s3cret" not in text and shown in text for text in everything)
