@@ -1,40 +1,73 @@
 #!/usr/bin/env python3
-"""Check CPU, disk, memory and name resolution; alert by email without flooding.
+"""Check CPU, disk, memory, name resolution and the store's SLO; alert by email without flooding.
 
 Run from cron every minute. A healthy run prints nothing and exits 0. For
 each failing check one email goes out (subjects as the lab's), then a
 reminder every --remind minutes while it keeps failing, and one `Recovered`
-mail when it clears; a small state file remembers what was mailed. The same
-measurements can feed a monitoring engine: --nagios prints a Monitoring
-Plugins status line with performance data, --textfile writes Prometheus text
-for node_exporter's textfile collector. With --no-email only psutil is
-needed, so a single copied health_check.py works as a plugin.
+mail when it clears. Each --url is probed once a minute against its SLO
+(default 99% of probes answer 200, whole page within --url-timeout): the
+state file keeps a month of probes in hourly buckets, and a mail goes out
+when the error budget burns fast (Google SRE Workbook, multiwindow burn
+rates). --nagios prints a Monitoring Plugins status line with performance
+data, --textfile writes Prometheus text for node_exporter, --slo-report
+prints the budget of every URL. With --no-email only psutil is needed.
+
+Thresholds take the Monitoring Plugins range syntax: `10:` (alert under 10),
+`~:20` or `20` (over 20), `10:20` (outside), `@10:20` (inside). A plain
+number keeps the lab's meaning: --cpu 80 alerts over 80%, --disk 20 and
+--memory 500MB under them.
 
 Usage:
-    ./health_check.py [--cpu 80] [--disk 20] [--memory 500MB] [--disk-path /]
-                      [--url URL] [--remind 60] [--every-run] [--state FILE]
-                      [--nagios] [--textfile FILE] [--no-email]
+    ./health_check.py [--cpu PERCENT] [--disk PERCENT] [--memory SIZE]
+                      [--url URL[=SLO]] [--slo PERCENT] [--nagios] [--textfile FILE]
+                      [--no-email] [--slo-report] [-t SECONDS]
 
-Example:
-    $ ./health_check.py --nagios --no-email
-    HEALTH OK - CPU 0%; disk / 31% free; memory 23735 MB available; localhost resolves
-    | cpu=0%;;80;0;100 disk_free=31%;;20:;0;100 mem_available=24888967168B;;524288000:;0
-    localhost=1;;1:;0;1
-    (one line, folded here)
+Examples:
+    $ ./health_check.py                      # from cron: quiet unless it mails
+    $ ./health_check.py --nagios --no-email --url http://127.0.0.1:8123/
+    HEALTH CRITICAL - CPU 100% (over 80%) | cpu=100%;;80;0;100 disk_free=29%;;20:;0;100
+    mem_available=24057987072B;;524288000:;0 localhost=1;;1:;0;1
+    'url http://127.0.0.1:8123/'=0.009s;;10;0 'slo_good http://127.0.0.1:8123/'=99.931%;;;0;100
+    'slo_budget_left http://127.0.0.1:8123/'=93.1%;25:;;;100
+    (one line, folded here; exit status 2)
+    $ ./health_check.py --slo-report
+    http://127.0.0.1:8123/  SLO 99% over 30 days (3 days so far)
+      good ratio    99.931% (4318 of 4321 probes; 0 expected probes missing)
+      error budget  43.2 min; spent 3.0 min; left 40.2 min (93.1%)
+      burn rates    5m 0.0, 30m 0.0, 1h 0.0, 6h 0.8 (alert: 1h and 5m over 14.4, 6h and 30m over 6)
     $ crontab -l
-    * * * * * /opt/fruit/.venv/bin/python /opt/fruit/health_check.py
+    * * * * * /opt/fruit/.venv/bin/python /opt/fruit/health_check.py --url http://localhost/
+
+Time: -t/--timeout (default 15 s) bounds the whole run: the lock wait (at
+most 3 s), the checks, DNS (3 s), the URL probes (each --url-timeout, default
+10 s, which must be below -t; they run beside the CPU sample) and the mail
+(its share is what is left). A stage still running when the budget ends
+makes the run UNKNOWN, naming the stage; a URL slower than --url-timeout
+is a bad probe, not UNKNOWN. HEALTH_NOW (seconds since the epoch) replaces
+the clock: for tests only.
+
+SLO: a probe is good when the page answered 200, whole, within
+--url-timeout. The error budget is the time covered x (1 - SLO) (99% of 30
+days = 432 min); each bad probe spends its minute. A mail goes out while
+the budget burns over 14.4x in both the last 1 h and 5 min, or over 6x in
+both the last 6 h and 30 min (rates over the probes recorded, so a new
+install alerts at once), with reminders and a recovery mail like the
+others. Probes are kept per minute for 6 h and per hour for the window;
+one probe per URL and minute counts. While the state
+cannot be saved, the lock file's time keeps alerts to one per --remind.
 
 Exit status (Monitoring Plugins): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a
-check could not run, a bad option, another run holds the lock, or an alert
-could not be mailed; it is tried again on the next run).
+bad option, a check that could not run or timed out, another run holding
+the lock, a state that cannot be saved, or an alert that could not be
+mailed: it is tried again on the next run).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import datetime
 import fcntl
-import getpass
+import functools
 import json
 import logging
 import math
@@ -45,13 +78,18 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
-import psutil
+try:
+    import psutil
+except ImportError:  # main says what to install, with the documented status
+    psutil = None
+
+__version__ = "2.0.0"
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATUS_WORDS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -61,66 +99,179 @@ SENDER = "automation@example.com"
 ALERT_BODY = "Please check your system and resolve the issue as soon as possible."
 RECOVERY_BODY = "The problem reported earlier has cleared. No action is needed."
 CPU_INTERVAL = 1.0  # seconds; psutil's first call without an interval always says 0.0
-URL_TIMEOUT = 10.0  # the store page's service level: 200 within 10 seconds
 RESOLVE_TIMEOUT = 3.0
-RUN_BUDGET = 14.0  # every run ends within 15 seconds, even when DNS or SMTP hang
-STATE_VERSION = 1
+LOCK_WAIT = 3.0  # a run holds the lock for at most its own budget
+RESERVE = 0.5  # seconds of the budget kept to save the state after the mail
+MAX_BODY = 10 * MB  # a probe reads at most this much of a page
+STATE_VERSION = 2
+MINUTES_KEPT = 6 * 60  # one-minute buckets cover the short burn-rate windows
+BURN_WINDOWS = {"5m": 300, "30m": 1800, "1h": 3600, "6h": 21600}
+# SRE Workbook, "Alerting on SLOs": the share of the budget that may burn in the long window.
+FAST_BURN = ("1h", "5m", 0.02)
+SLOW_BURN = ("6h", "30m", 0.05)
+PSUTIL_PIN = "psutil==7.2.2"
 
 log = logging.getLogger("health_check")
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    cpu: float = 80.0
-    disk: float = 20.0
-    memory: int = 500 * MB
-    cpu_warning: float | None = None
-    disk_warning: float | None = None
-    memory_warning: int | None = None
+# --- begin shared block: cli (copied exactly; tests/test_scripts.py) ---
+def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number from low to high (nan, inf and 1e309 are
+    refused). The same check serves a flag and its environment variable."""
+
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            kind = "a whole number" if whole else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not from {low:g} to {high:g}")
+        return value
+
+    parse.__name__ = "whole number" if whole else "number"
+    return parse
 
 
-@dataclass
-class Result:
-    """One check's outcome: `problem` is the lab's subject text, `perf` its perfdata."""
-
-    key: str
-    status: int
-    summary: str
-    problem: str
-    recovery: str
-    perf: str
-    metrics: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
-
-
-# -- pure functions: values -----------------------------------------------------
-
-
-def parse_size(text: str) -> int:
-    """'500MB' -> bytes (1 MB = 1024**2); a bare number is in MB."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?B)?\s*", text.upper())
-    if not match:
-        raise argparse.ArgumentTypeError(f"expected a size like 500MB, got {text!r}")
-    number, unit = float(match.group(1)), match.group(2) or "MB"
-    return int(number * UNITS[unit])
-
-
-def parse_percent(text: str) -> float:
+def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, default: object):
+    """The environment variable NAME checked by parse, or default when unset or
+    empty. A bad value is a usage error that names the variable, not a flag."""
+    text = os.environ.get(name, "")
+    if not text.strip():
+        return default
     try:
-        value = float(text.rstrip("%"))
-    except ValueError:
-        value = math.nan
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"expected a percentage from 0 to 100, got {text!r}")
-    return value
+        return parse(text)
+    except (argparse.ArgumentTypeError, ValueError) as error:
+        parser.error(f"environment variable {name}: {error}")
 
 
-def number(value: float) -> str:
+def add_standard_options(parser: argparse.ArgumentParser) -> None:
+    """-q, -v and -V/--version, meaning the same in every script."""
+    add = parser.add_argument
+    add("-q", "--quiet", action="store_true", help="print only errors")
+    add("-v", "--verbose", action="store_true", help="print each step (never library internals)")
+    add("-V", "--version", action="version", version=f"%(prog)s {__version__}")
+
+
+def configure_logging(quiet: bool, verbose: bool) -> None:
+    """Log to stderr; third-party libraries never go below WARNING, so -v shows this
+    script's steps and not, for example, Pillow's TIFF tag dump."""
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+    for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
+        logging.getLogger(library).setLevel(max(level, logging.WARNING))
+
+
+# --- end shared block: cli ---
+
+
+class Unknown(Exception):
+    """The check could not be done: str() is the one line a person reads."""
+
+
+# -- pure functions: values and ranges ------------------------------------------------
+
+
+def fmt(value: float) -> str:
     """80.0 -> '80', 12.5 -> '12.5', never an exponent."""
     return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
 
 
-def megabytes(size: int) -> str:
-    return f"{number(round(size / MB, 1))}MB"
+def megabytes(size: float) -> str:
+    return f"{fmt(round(size / MB, 1))}MB"
+
+
+def percent_value(text: str) -> float:
+    return number(0, 100)(text.strip().removesuffix("%"))
+
+
+def size_value(text: str) -> float:
+    """'500MB' -> bytes (1 MB = 1024**2); a bare number is in MB."""
+    match = re.fullmatch(r"\s*([-+.\w]+?)\s*([KMGT]?B)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected a size like 500MB, got {text!r}")
+    amount = number(0, 1e12)(match.group(1))
+    return float(int(amount * UNITS[(match.group(2) or "MB").upper()]))
+
+
+@dataclass(frozen=True)
+class Range:
+    """A Monitoring Plugins range: alert outside start..end, or inside it with '@'."""
+
+    start: float
+    end: float
+    inside: bool = False
+
+    def alerts(self, value: float) -> bool:
+        within = self.start <= value <= self.end
+        return within if self.inside else not within
+
+    def perf(self) -> str:
+        """The range as perfdata shows it, in the base unit."""
+        start = "" if self.start == 0 else "~" if self.start == -math.inf else fmt(self.start)
+        end = "" if self.end == math.inf else fmt(self.end)
+        return ("@" if self.inside else "") + (f"{start}:" if start else "") + end
+
+    def describe(self, show: Callable[[float], str]) -> str:
+        """'over 80%', 'less than 20%': what makes it alert, in words."""
+        if self.inside:
+            return f"between {show(self.start)} and {show(self.end)}"
+        if self.end == math.inf:
+            return f"less than {show(self.start)}"
+        if self.start in (0, -math.inf):
+            return f"over {show(self.end)}"
+        return f"outside {show(self.start)} to {show(self.end)}"
+
+
+def range_type(value: Callable[[str], float], plain_is_minimum: bool) -> Callable[[str], Range]:
+    """An argparse type for a range whose ends `value` parses (through number())."""
+
+    def parse(text: str) -> Range:
+        body = text.strip()
+        inside = body.startswith("@")
+        body = body.removeprefix("@")
+        if ":" not in body:
+            if plain_is_minimum and not inside:
+                return Range(value(body), math.inf)
+            return Range(0, value(body), inside)
+        low, high = body.split(":", 1)
+        start = -math.inf if low == "~" else value(low) if low else 0.0
+        end = value(high) if high else math.inf
+        if start > end:
+            raise argparse.ArgumentTypeError(f"range {text!r} starts after it ends")
+        return Range(start, end, inside)
+
+    parse.__name__ = "range"
+    return parse
+
+
+def slo_type(text: str) -> float | None:
+    """'99%', '99.9' -> 0.99, 0.999; 'off' -> None (plain per-probe alerts)."""
+    if text.strip().lower() == "off":
+        return None
+    return number(50, 99.999)(text.strip().removesuffix("%")) / 100
+
+
+def url_slo_type(text: str) -> tuple[str, float | bool | None]:
+    """'URL' or 'URL=SLO'; True stands for 'the --slo default'."""
+    url, equals, slo = text.rpartition("=")
+    own: float | bool | None = True
+    if equals and re.fullmatch(r"\s*(off|[\d.]+%?)\s*", slo, re.IGNORECASE):
+        own = slo_type(slo)
+    else:
+        url = text
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{redact(url)!r} is not an http:// or https:// URL")
+    return url, own
+
+
+def redact(url: str) -> str:
+    """The URL as shown and stored: credentials (user:pass@) become ***@."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
 def label(text: str) -> str:
@@ -129,78 +280,130 @@ def label(text: str) -> str:
     return f"'{clean}'" if " " in clean else clean
 
 
-def perf(name: str, value: str, warn: str, crit: str, low: str, high: str = "") -> str:
+def perf(name: str, value: str, warn: str, crit: str, low: str = "", high: str = "") -> str:
     return f"{label(name)}={value};{warn};{crit};{low};{high}".rstrip(";")
 
 
-# -- pure functions: evaluations --------------------------------------------------
+# -- pure functions: evaluations --------------------------------------------------------
 
 
-def over(value: float, critical: float, warning: float | None) -> int:
-    if value > critical:
-        return CRITICAL
-    return WARNING if warning is not None and value > warning else OK
+@dataclass(frozen=True)
+class Limits:
+    cpu: Range = Range(0, 80)
+    disk: Range = Range(20, math.inf)
+    memory: Range = Range(500 * MB, math.inf)
+    cpu_warning: Range | None = None
+    disk_warning: Range | None = None
+    memory_warning: Range | None = None
 
 
-def under(value: float, critical: float, warning: float | None) -> int:
-    if value < critical:
-        return CRITICAL
-    return WARNING if warning is not None and value < warning else OK
+@dataclass
+class Result:
+    """One check's outcome: `problem` is the lab's subject text, `detail` the mail's facts."""
+
+    key: str
+    status: int
+    summary: str
+    problem: str
+    recovery: str
+    detail: str
+    perf: list[str]
+    metrics: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
 
 
-def evaluate_cpu(percent: float, limits: Thresholds) -> Result:
-    status = over(percent, limits.cpu, limits.cpu_warning)
-    shown = number(round(percent))
-    warn = "" if limits.cpu_warning is None else number(limits.cpu_warning)
-    bound = {
-        OK: "",
-        WARNING: f" over {warn}% (warning)",
-        CRITICAL: f" over {number(limits.cpu)}%",
-    }[status]
+def rate(value: float, critical: Range, warning: Range | None) -> tuple[int, str]:
+    """The status and the words of the range that decided it."""
+    if critical.alerts(value):
+        return CRITICAL, ""
+    if warning is not None and warning.alerts(value):
+        return WARNING, "warning: "
+    return OK, ""
+
+
+def threshold_result(
+    key: str,
+    noun: str,
+    shown: str,
+    value: float,
+    ranges: tuple[Range, Range | None],
+    *,
+    show: Callable[[float], str],
+    summary: str,
+    perf: str,
+    metrics: list,
+) -> Result:
+    """A check of `value` (`shown` in words) against a critical and an optional
+    warning range; `show` writes a bound in the check's unit."""
+    critical, warning = ranges
+    status, prefix = rate(value, critical, warning)
+    decided = warning if status == WARNING else critical
+    bound = f" ({prefix}{decided.describe(show)})" if status else ""
+    words = critical.describe(show)
+    warn = f"; warning when {warning.describe(show)}" if warning else ""
     return Result(
-        key="cpu",
+        key=key,
         status=status,
-        summary=f"CPU {shown}%{bound}",
-        problem=f"CPU usage is over {number(limits.cpu)}%",
-        recovery=f"CPU usage is back at or under {number(limits.cpu)}%",
-        perf=perf("cpu", f"{shown}%", warn, number(limits.cpu), "0", "100"),
+        summary=f"{summary}{bound}",
+        problem=f"{noun} is {words}",
+        recovery=f"{noun} is no longer {words}",
+        detail=f"Measured: {noun.lower()} {shown}; alert when {words}{warn}",
+        perf=[perf],
+        metrics=metrics,
+    )
+
+
+def evaluate_cpu(percent: float, limits: Limits) -> Result:
+    shown = f"{fmt(round(percent))}%"
+    warn = limits.cpu_warning.perf() if limits.cpu_warning else ""
+    return threshold_result(
+        "cpu",
+        "CPU usage",
+        f"{shown} over {fmt(CPU_INTERVAL)} s",
+        percent,
+        (limits.cpu, limits.cpu_warning),
+        show=lambda v: f"{fmt(v)}%",
+        summary=f"CPU {shown}",
+        perf=perf("cpu", shown, warn, limits.cpu.perf(), "0", "100"),
         metrics=[("health_cpu_usage_ratio", {}, percent / 100)],
     )
 
 
-def evaluate_disk(path: str, free: int, total: int, limits: Thresholds) -> Result:
+def evaluate_disk(path: str, free: int, total: int, limits: Limits) -> Result:
     percent = 100.0 * free / total if total else 0.0
-    status = under(percent, limits.disk, limits.disk_warning)
     where = "" if path == "/" else f" on {path}"
-    warn = "" if limits.disk_warning is None else f"{number(limits.disk_warning)}:"
-    name = "disk_free" if path == "/" else f"disk_free {path}"
-    shown = number(round(percent))
-    limit = number(limits.disk) if status == CRITICAL else number(limits.disk_warning or 0)
-    bound = "" if status == OK else f" under {limit}%" + (" (warning)" if status == WARNING else "")
-    return Result(
-        key=f"disk:{path}",
-        status=status,
-        summary=f"disk {path} {shown}% free{bound}",
-        problem=f"Available disk space is less than {number(limits.disk)}%{where}",
-        recovery=f"Available disk space is back at or above {number(limits.disk)}%{where}",
-        perf=perf(name, f"{shown}%", warn, f"{number(limits.disk)}:", "0", "100"),
+    shown = f"{fmt(round(percent))}%"
+    warn = limits.disk_warning.perf() if limits.disk_warning else ""
+    return threshold_result(
+        f"disk:{path}",
+        "Available disk space",
+        f"{shown} of {path} ({free // MB} MB of {total // MB} MB)",
+        percent,
+        (limits.disk, limits.disk_warning),
+        show=lambda v: f"{fmt(v)}%{where}",
+        summary=f"disk {path} {shown} free",
+        perf=perf(
+            "disk_free" if path == "/" else f"disk_free {path}",
+            shown,
+            warn,
+            limits.disk.perf(),
+            "0",
+            "100",
+        ),
         metrics=[("health_disk_free_ratio", {"path": path}, percent / 100)],
     )
 
 
-def evaluate_memory(available: int, limits: Thresholds) -> Result:
-    status = under(available, limits.memory, limits.memory_warning)
-    warn = "" if limits.memory_warning is None else f"{limits.memory_warning}:"
-    limit = limits.memory if status == CRITICAL else limits.memory_warning or 0
-    bound = "" if status == OK else f" under {megabytes(limit)}"
-    bound += " (warning)" if status == WARNING else ""
-    return Result(
-        key="memory",
-        status=status,
-        summary=f"memory {available // MB} MB available{bound}",
-        problem=f"Available memory is less than {megabytes(limits.memory)}",
-        recovery=f"Available memory is back at or above {megabytes(limits.memory)}",
-        perf=perf("mem_available", f"{available}B", warn, f"{limits.memory}:", "0"),
+def evaluate_memory(available: int, limits: Limits) -> Result:
+    warn = limits.memory_warning.perf() if limits.memory_warning else ""
+    return threshold_result(
+        "memory",
+        "Available memory",
+        megabytes(available),
+        available,
+        (limits.memory, limits.memory_warning),
+        show=megabytes,
+        summary=f"memory {available // MB} MB available",
+        perf=perf("mem_available", f"{available}B", warn, limits.memory.perf(), "0"),
         metrics=[("health_memory_available_bytes", {}, float(available))],
     )
 
@@ -208,37 +411,56 @@ def evaluate_memory(available: int, limits: Thresholds) -> Result:
 def evaluate_resolution(host: str, expected: str, resolved: str | None) -> Result:
     good = resolved == expected
     seen = resolved or "nothing"
+    local = host == "localhost"
     return Result(
-        key="localhost" if host == "localhost" else f"resolve:{host}",
+        key="localhost" if local else f"resolve:{host}",
         status=OK if good else CRITICAL,
         summary=f"{host} resolves" if good else f"{host} resolves to {seen}, not {expected}",
         problem=f"{host} cannot be resolved to {expected}",
         recovery=f"{host} resolves to {expected} again",
-        perf=perf(
-            "localhost" if host == "localhost" else f"resolve {host}",
-            str(int(good)),
-            "",
-            "1:",
-            "0",
-            "1",
-        ),
+        detail=f"Measured: {host} resolved to {seen} (within {fmt(RESOLVE_TIMEOUT)} s);"
+        f" expected {expected}",
+        perf=[
+            perf("localhost" if local else f"resolve {host}", str(int(good)), "", "1:", "0", "1")
+        ],
         metrics=[("health_name_resolves", {"host": host, "expected": expected}, float(good))],
     )
 
 
-def evaluate_url(url: str, status_code: int | None, seconds: float, error: str) -> Result:
-    good = status_code == 200 and seconds <= URL_TIMEOUT
-    seen = error or f"HTTP {status_code} in {seconds:.2f} s"
+@dataclass(frozen=True)
+class Probe:
+    """One URL probe: good is 200 with the whole body within the URL timeout."""
+
+    url: str
+    code: int | None
+    seconds: float
+    error: str
+    timeout: float
+
+    @property
+    def good(self) -> bool:
+        return self.code == 200 and not self.error and self.seconds <= self.timeout
+
+    def outcome(self) -> str:
+        return self.error or f"HTTP {self.code} in {self.seconds:.2f} s"
+
+
+def evaluate_url(probe: Probe, slo: float | None) -> Result:
+    """With an SLO the probe only feeds the SLI: the SLO result alerts, not one bad minute."""
+    url, limit = probe.url, fmt(probe.timeout)
     return Result(
         key=f"url:{url}",
-        status=OK if good else CRITICAL,
-        summary=f"{url} answered in {seconds:.2f} s" if good else f"{url}: {seen}",
-        problem=f"{url} did not answer 200 within {number(URL_TIMEOUT)} seconds",
-        recovery=f"{url} answers 200 within {number(URL_TIMEOUT)} seconds again",
-        perf=perf(f"url {url}", f"{seconds:.3f}s", "", number(URL_TIMEOUT), "0"),
+        status=OK if probe.good or slo is not None else CRITICAL,
+        summary=f"{url} answered in {probe.seconds:.2f} s"
+        if probe.good
+        else f"{url}: " + probe.outcome(),
+        problem=f"{url} did not answer 200 within {limit} seconds",
+        recovery=f"{url} answers 200 within {limit} seconds again",
+        detail=f"Measured: {url} {probe.outcome()}; expected HTTP 200 within {limit} s",
+        perf=[perf(f"url {url}", f"{probe.seconds:.3f}s", "", limit, "0")],
         metrics=[
-            ("health_url_up", {"url": url}, float(good)),
-            ("health_url_response_seconds", {"url": url}, seconds),
+            ("health_url_up", {"url": url}, float(probe.good)),
+            ("health_url_response_seconds", {"url": url}, probe.seconds),
         ],
     )
 
@@ -247,40 +469,54 @@ def overall(results: list[Result]) -> int:
     return max((r.status for r in results), default=OK)
 
 
-def nagios_line(results: list[Result]) -> str:
-    status = overall(results)
-    shown = [r for r in results if r.status == status] if status else results
-    text = "; ".join(r.summary for r in shown)
-    return f"HEALTH {STATUS_WORDS[status]} - {text} | " + " ".join(r.perf for r in results)
+def status_line(results: list[Result], problems: list[str]) -> str:
+    """The Monitoring Plugins line: the worst status, what caused it, all perfdata."""
+    status = UNKNOWN if problems else overall(results)
+    shown = [r for r in results if r.status == status] if OK < status < UNKNOWN else results
+    text = "; ".join([*problems, *(r.summary for r in shown)])
+    perfdata = " ".join(p for r in results for p in r.perf)
+    return f"HEALTH {STATUS_WORDS[status]} - {text}" + (f" | {perfdata}" if perfdata else "")
+
+
+# Family: (type, help). Counters only grow: they come from the state's totals.
+FAMILIES = {
+    "health_cpu_usage_ratio": ("gauge", "CPU usage over the sample, 0 to 1."),
+    "health_disk_free_ratio": ("gauge", "Available disk space as a fraction of the disk."),
+    "health_memory_available_bytes": ("gauge", "Memory available to new processes, in bytes."),
+    "health_name_resolves": ("gauge", "1 when the host resolves to the expected address."),
+    "health_url_up": ("gauge", "1 when the URL answered 200 within the time limit."),
+    "health_url_response_seconds": ("gauge", "Time the URL took to answer, in seconds."),
+    "health_url_probes_total": ("counter", "URL probes recorded for the SLI."),
+    "health_url_good_probes_total": ("counter", "URL probes that answered 200 in time."),
+    "health_slo_objective_ratio": ("gauge", "The URL's SLO, 0 to 1."),
+    "health_slo_good_ratio": ("gauge", "Good probes over the SLO window so far, 0 to 1."),
+    "health_slo_error_budget_remaining_ratio": (
+        "gauge",
+        "Share of the window's error budget left; negative when overspent.",
+    ),
+    "health_check_ok": ("gauge", "1 when the check passes its critical threshold."),
+    "health_check_last_run_timestamp_seconds": ("gauge", "When health_check.py last ran."),
+}
 
 
 def prometheus_text(results: list[Result], now: float) -> str:
     """Measurements in Prometheus text format, base units, one HELP/TYPE per family."""
-    helps = {
-        "health_cpu_usage_ratio": "CPU usage over one second, 0 to 1.",
-        "health_disk_free_ratio": "Available disk space as a fraction of the disk, 0 to 1.",
-        "health_memory_available_bytes": "Memory available to new processes, in bytes.",
-        "health_name_resolves": "1 when the host resolves to the expected address.",
-        "health_url_up": "1 when the URL answered 200 within the time limit.",
-        "health_url_response_seconds": "Time the URL took to answer, in seconds.",
-        "health_check_ok": "1 when the check passes its critical threshold.",
-        "health_check_last_run_timestamp_seconds": "When health_check.py last ran.",
-    }
-    samples: dict[str, list[str]] = {name: [] for name in helps}
+    samples: dict[str, list[str]] = {name: [] for name in FAMILIES}
     for result in results:
         for name, labels, value in result.metrics:
-            samples[name].append(f"{name}{format_labels(labels)} {value!r}")
+            samples[name].append(f"{name}{format_labels(labels)} {float(value)!r}")
         ok = float(result.status != CRITICAL)
         samples["health_check_ok"].append(
             f"health_check_ok{format_labels({'check': result.key})} {ok!r}"
         )
     samples["health_check_last_run_timestamp_seconds"].append(
-        f"health_check_last_run_timestamp_seconds {now!r}"
+        f"health_check_last_run_timestamp_seconds {float(now)!r}"
     )
     lines = []
     for name, values in samples.items():
+        kind, text = FAMILIES[name]
         if values:
-            lines += [f"# HELP {name} {helps[name]}", f"# TYPE {name} gauge", *values]
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", *values]
     return "\n".join(lines) + "\n"
 
 
@@ -296,7 +532,174 @@ def escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-# -- pure functions: alerting -----------------------------------------------------
+# -- pure functions: the SLO ---------------------------------------------------------------
+
+
+def new_series() -> dict:
+    """One URL's SLI: one-minute buckets [minute, probes, good] for the short windows,
+    hourly ones for the SLO window, and totals that only grow (Prometheus counters)."""
+    return {"start": None, "minutes": [], "hours": [], "probes": 0, "good": 0}
+
+
+def record(series: dict, now: float, good: bool, window: float) -> bool:
+    """Count one probe; False when this minute already has one (another mode's run)."""
+    minute, hour = int(now // 60), int(now // 3600)
+    minutes, hours = series["minutes"], series["hours"]
+    if minutes and minutes[-1][0] >= minute:
+        return False
+    series["start"] = series["start"] if series["start"] is not None else minute * 60
+    minutes.append([minute, 1, int(good)])
+    if hours and hours[-1][0] == hour:
+        hours[-1][1] += 1
+        hours[-1][2] += int(good)
+    else:
+        hours.append([hour, 1, int(good)])
+    series["probes"] += 1
+    series["good"] += int(good)
+    del minutes[: sum(1 for m in minutes if m[0] <= minute - MINUTES_KEPT)]
+    first_hour = hour - int(window // 3600) + 1
+    del hours[: sum(1 for h in hours if h[0] < first_hour)]
+    return True
+
+
+def burn_rate(series: dict, now: float, seconds: int, slo: float) -> float:
+    """Bad share of the probes in the last `seconds`, over the share the SLO allows."""
+    first = int(now // 60) - seconds // 60 + 1
+    probes = good = 0
+    for minute, count, fine in series["minutes"]:
+        if minute >= first:
+            probes, good = probes + count, good + fine
+    return (probes - good) / probes / (1 - slo) if probes else 0.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    url: str
+    slo: float
+    window: float  # seconds
+    covered: int  # minutes of the window since the first probe
+    probes: int
+    good: int
+    burn: dict[str, float]
+
+    @property
+    def ratio(self) -> float:
+        return self.good / self.probes if self.probes else 1.0
+
+    @property
+    def missing(self) -> int:
+        return max(self.covered - self.probes, 0)
+
+    @property
+    def total(self) -> float:
+        """The budget in minutes: the time covered x (1 - SLO)."""
+        return self.covered * (1 - self.slo)
+
+    @property
+    def spent(self) -> float:
+        """Minutes spent: each bad probe stands for its minute."""
+        return float(self.probes - self.good)
+
+    @property
+    def left(self) -> float:
+        return self.total - self.spent
+
+    @property
+    def left_ratio(self) -> float:
+        return self.left / self.total if self.total else 1.0
+
+    def burning(self) -> str:
+        """'fast', 'slow' or '': the SRE Workbook's multiwindow rule, fast first."""
+        days = self.window / 86400
+        for name, (long, short, share) in {"fast": FAST_BURN, "slow": SLOW_BURN}.items():
+            limit = burn_limit(share, days, long)
+            if self.burn[long] > limit and self.burn[short] > limit:
+                return name
+        return ""
+
+
+def burn_limit(share: float, days: float, window: str) -> float:
+    """14.4 for 2% of 30 days in 1 h, 6 for 5% in 6 h."""
+    return share * days * 86400 / BURN_WINDOWS[window]
+
+
+def budget(url: str, series: dict, now: float, slo: float, window: float) -> Budget:
+    """The figures over the SLO window, or over the time covered before a full window."""
+    minute, hour = int(now // 60), int(now // 3600)
+    first_hour = hour - int(window // 3600) + 1
+    start = series["start"]
+    first_minute = max(first_hour * 60, int(start // 60)) if start is not None else minute + 1
+    probes = good = 0
+    for bucket, count, fine in series["hours"]:
+        if bucket >= first_hour:
+            probes, good = probes + count, good + fine
+    burn = {name: burn_rate(series, now, seconds, slo) for name, seconds in BURN_WINDOWS.items()}
+    return Budget(url, slo, window, minute - first_minute + 1, probes, good, burn)
+
+
+def duration(minutes: float) -> str:
+    if minutes < 120:
+        return f"{fmt(round(minutes))} min"
+    if minutes < 2 * 1440:
+        return f"{fmt(round(minutes / 60, 1))} h"
+    return f"{fmt(round(minutes / 1440, 1))} days"
+
+
+def budget_lines(figures: Budget) -> list[str]:
+    """The report and the SLO mail's facts."""
+    window = duration(figures.window / 60)
+    covered = (
+        "" if figures.covered * 60 >= figures.window else f" ({duration(figures.covered)} so far)"
+    )
+    rates = ", ".join(f"{name} {value:.1f}" for name, value in figures.burn.items())
+    days = figures.window / 86400
+    fast, slow = (burn_limit(share, days, long) for long, _, share in (FAST_BURN, SLOW_BURN))
+    return [
+        f"{figures.url}  SLO {fmt(figures.slo * 100)}% over {window}{covered}",
+        f"  good ratio    {figures.ratio:.3%} ({figures.good} of {figures.probes} probes;"
+        f" {figures.missing} expected probes missing)",
+        f"  error budget  {figures.total:.1f} min; spent {figures.spent:.1f} min;"
+        f" left {figures.left:.1f} min ({figures.left_ratio:.1%})",
+        f"  burn rates    {rates} (alert: 1h and 5m over {fmt(round(fast, 2))},"
+        f" 6h and 30m over {fmt(round(slow, 2))})",
+    ]
+
+
+def evaluate_slo(figures: Budget, series: dict, warning: Range) -> Result:
+    url, slo = figures.url, f"{fmt(figures.slo * 100)}%"
+    burning = figures.burning()
+    left = figures.left_ratio * 100
+    status = CRITICAL if burning else WARNING if warning.alerts(left) else OK
+    over = duration(figures.covered) + (" so far" if figures.covered * 60 < figures.window else "")
+    summary = (
+        f"{url} SLO {slo}: {figures.ratio:.2%} good over {over}, {left:.0f}% of its budget left"
+    )
+    if burning:
+        long = FAST_BURN[0] if burning == "fast" else SLOW_BURN[0]
+        summary += f", burning {figures.burn[long]:.1f}x its budget over {long}"
+    labels = {"url": url}
+    return Result(
+        key=f"slo:{url}",
+        status=status,
+        summary=summary,
+        problem=f"{url} is burning its error budget too fast (SLO {slo})",
+        recovery=f"{url} is no longer burning its error budget too fast (SLO {slo})",
+        detail="\n".join(budget_lines(figures)),
+        perf=[
+            perf(f"slo_good {url}", f"{figures.ratio * 100:.3f}%", "", "", "0", "100"),
+            perf(f"slo_budget_left {url}", f"{left:.1f}%", warning.perf(), "", "", "100"),
+        ],
+        metrics=[
+            ("health_url_probes_total", labels, float(series["probes"])),
+            ("health_url_good_probes_total", labels, float(series["good"])),
+            ("health_slo_objective_ratio", labels, figures.slo),
+            ("health_slo_good_ratio", labels, figures.ratio),
+            ("health_slo_error_budget_remaining_ratio", labels, figures.left_ratio),
+        ],
+    )
+
+
+# -- pure functions: alerting ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -307,113 +710,101 @@ class Mail:
     recovery: bool
 
 
-def plan_mails(
-    results: list[Result], state: dict, now: float, remind: float, every_run: bool
-) -> tuple[list[Mail], dict]:
-    """The mails to send and the state to keep if they all go out.
+def mail_body(first: str, result: Result, now: float) -> str:
+    """The lab's sentence first, then which host, what against which threshold, when."""
+    when = datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{first}\n\nHost: {socket.gethostname()}\n{result.detail}\nWhen: {when}\n"
 
-    state maps a check's key to {"since": t, "last_mailed": t or None}."""
+
+def plan_mails(
+    results: list[Result], checks: dict, now: float, remind: float, every_run: bool
+) -> tuple[list[Mail], dict]:
+    """The mails to send and the checks' state to keep if they all go out.
+
+    checks maps a check's key to {"since": t, "last_mailed": t or None}."""
     mails: list[Mail] = []
-    new_state: dict = {}
+    kept: dict = {}
     for result in results:
-        previous = state.get(result.key)
+        previous = checks.get(result.key)
         if result.status == CRITICAL:
             entry = dict(previous or {"since": now, "last_mailed": None})
-            last = entry.get("last_mailed")
+            last = entry["last_mailed"]
             if every_run or last is None or now - last >= remind:
-                mails.append(Mail(result.key, f"Error - {result.problem}", ALERT_BODY, False))
+                body = mail_body(ALERT_BODY, result, now)
+                mails.append(Mail(result.key, f"Error - {result.problem}", body, False))
                 entry["last_mailed"] = now
-            new_state[result.key] = entry
-        elif previous and previous.get("last_mailed") is not None:
-            subject = f"Recovered - {result.recovery}"
-            mails.append(Mail(result.key, subject, RECOVERY_BODY, True))
-    return mails, new_state
+            kept[result.key] = entry
+        elif previous and previous["last_mailed"] is not None:
+            body = mail_body(RECOVERY_BODY, result, now)
+            mails.append(Mail(result.key, f"Recovered - {result.recovery}", body, True))
+    return mails, kept
 
 
-def unsent(state_if_sent: dict, old_state: dict, failed: list[Mail]) -> dict:
-    """The state when `failed` mails did not go out: they will be tried again."""
-    state = dict(state_if_sent)
+def unsent(kept: dict, old: dict, failed: list[Mail]) -> dict:
+    """The checks' state when `failed` mails did not go out: they will be tried again."""
+    checks = dict(kept)
     for mail in failed:
         if mail.recovery:
-            state[mail.key] = old_state[mail.key]
+            checks[mail.key] = old[mail.key]
         else:
-            state[mail.key] = {
-                **state[mail.key],
-                "last_mailed": old_state.get(mail.key, {}).get("last_mailed"),
-            }
-    return state
+            previous = old.get(mail.key, {}).get("last_mailed")
+            checks[mail.key] = {**checks[mail.key], "last_mailed": previous}
+    return checks
 
 
-# -- measuring ----------------------------------------------------------------------
+# -- the state file ----------------------------------------------------------------------------
 
 
-class Background:
-    """A call in a daemon thread: a call that hangs cannot hold the run or its exit."""
-
-    def __init__(self, function: Callable, *args: object):
-        self.value: object = None
-        self.done = threading.Event()
-        threading.Thread(target=self.run, args=(function, args), daemon=True).start()
-
-    def run(self, function: Callable, args: tuple) -> None:
-        try:
-            self.value = function(*args)
-        finally:
-            self.done.set()
-
-    def result(self, timeout: float) -> object:
-        """The call's value, or None when it did not finish in time."""
-        return self.value if self.done.wait(timeout) else None
+def valid_checks(checks: object) -> dict:
+    """The checks part of a state, or ValueError when any entry has a wrong type."""
+    if not isinstance(checks, dict):
+        raise ValueError("checks is not a mapping")
+    for key, entry in checks.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("since"), int | float)):
+            raise ValueError(f"check {key!r} has no time it started failing")
+        if not isinstance(entry.get("last_mailed"), int | float | None):
+            raise ValueError(f"check {key!r}: last_mailed {entry.get('last_mailed')!r}")
+    return checks
 
 
-def resolve(host: str) -> str | None:
-    """The IPv4 address of host, None when it does not resolve."""
-    try:
-        return socket.gethostbyname(host)
-    except OSError:
-        return None
+def valid_slo(slo: object) -> dict:
+    if not isinstance(slo, dict):
+        raise ValueError("slo is not a mapping")
+    for url, series in slo.items():
+        buckets = [*series["minutes"], *series["hours"]]
+        if not all(
+            isinstance(b, list) and len(b) == 3 and all(type(n) is int for n in b) for b in buckets
+        ):
+            raise ValueError(f"the probes of {url} are not [time, probes, good] buckets")
+        if not all(type(series[n]) is int for n in ("probes", "good")):
+            raise ValueError(f"the totals of {url} are not whole numbers")
+        if not isinstance(series["start"], int | float | None):
+            raise ValueError(f"the start of {url} is not a time")
+        if not isinstance(series.get("slo"), float | None):
+            raise ValueError(f"the SLO of {url} is not a fraction")
+    return slo
 
 
-def fetch(url: str) -> tuple[int | None, float, str]:
-    start = time.monotonic()
-    try:
-        with urllib.request.urlopen(url, timeout=URL_TIMEOUT) as answer:
-            answer.read(1)
-            return answer.status, time.monotonic() - start, ""
-    except urllib.error.HTTPError as error:
-        return error.code, time.monotonic() - start, ""
-    except (OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        return None, time.monotonic() - start, f"no answer ({reason})"
+def parse_state(text: str) -> dict:
+    """The state, checked; version 1 (before the SLO) keeps what it had mailed."""
+    document = json.loads(text)
+    if not isinstance(document, dict) or document.get("version") not in (1, STATE_VERSION):
+        raise ValueError(f"not a version {STATE_VERSION} state")
+    if document["version"] == 1:
+        document = {"checks": document["checks"], "slo": {}, "saved": 0.0}
+    return {
+        "checks": valid_checks(document["checks"]),
+        "slo": valid_slo(document["slo"]),
+        "saved": float(document["saved"]),
+    }
 
 
-def measure(args: argparse.Namespace, limits: Thresholds) -> list[Result]:
-    """Every check; CPU is sampled while DNS and URLs are asked in the background.
-
-    getaddrinfo has no timeout of its own, and urlopen's covers the socket but
-    not the name lookup, so both run in daemon threads that are abandoned when
-    they hang."""
-    resolved = Background(resolve, args.resolve_host)
-    fetched = [(url, Background(fetch, url)) for url in args.url]
-    started = time.monotonic()
-    results = [evaluate_cpu(psutil.cpu_percent(interval=CPU_INTERVAL), limits)]
-    for path in args.disk_path:
-        usage = psutil.disk_usage(path)
-        results.append(evaluate_disk(path, usage.free, usage.total, limits))
-    results.append(evaluate_memory(psutil.virtual_memory().available, limits))
-    address = resolved.result(RESOLVE_TIMEOUT - (time.monotonic() - started))
-    results.append(evaluate_resolution(args.resolve_host, args.resolve_address, address))
-    for url, background in fetched:
-        wait = URL_TIMEOUT + 1 - (time.monotonic() - started)
-        outcome = background.result(max(wait, 0)) or (None, URL_TIMEOUT, "no answer in time")
-        results.append(evaluate_url(url, *outcome))
-    return results
-
-
-# -- files ------------------------------------------------------------------------
+def empty_state() -> dict:
+    return {"checks": {}, "slo": {}, "saved": 0.0}
 
 
 def write_atomically(path: Path, text: str) -> None:
+    """Temporary file, fsync, rename: a reader sees the old or the new file, whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -428,73 +819,354 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def load_state(path: Path) -> dict:
+class StateFile:
+    """The state as one object, after nagiosplugin's Cookie: `with` takes the
+    exclusive lock (waiting a bounded time) and loads; a corrupt or wrongly typed
+    file is reset with a warning; commit() writes atomically with fsync.
+
+    When the state cannot be saved (read-only folder, full disk), the lock file's
+    time remembers the last mailing instead: it changes no data blocks, so it
+    works on a full disk, and keeps alerts to one round per --remind."""
+
+    def __init__(self, path: Path, wait: float):
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+        self.wait = wait
+        self.handle: IO[str] | None = None
+        self.data = empty_state()
+
+    def __enter__(self) -> StateFile:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.handle = self.lock_path.open("a")
+        except OSError as error:
+            raise Unknown(
+                f"cannot use the lock file {self.lock_path}: {error.strerror} (set --state)"
+            ) from None
+        self.acquire()
+        self.data = self.load()
+        return self
+
+    def acquire(self) -> None:
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    self.handle.close()
+                    raise Unknown(
+                        f"another health_check.py run holds {self.lock_path}"
+                        f" (waited {fmt(self.wait)} s)"
+                    ) from None
+                time.sleep(0.05)
+
+    def load(self) -> dict:
+        try:
+            return parse_state(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return empty_state()
+        except (OSError, UnicodeError, ValueError, KeyError, TypeError) as error:
+            reason = getattr(error, "strerror", None) or error
+            log.warning("state file %s is unusable (%s); starting afresh", self.path, reason)
+            return empty_state()
+
+    def commit(self, now: float) -> None:
+        """Save the state; OSError when it cannot be."""
+        self.data["saved"] = now
+        document = {"version": STATE_VERSION, **self.data}
+        write_atomically(self.path, json.dumps(document, separators=(",", ":")))
+        if self.unsaved_mailing() is not None:
+            os.utime(self.handle.fileno())  # saved again: the mark is over
+
+    def unsaved_mailing(self) -> float | None:
+        """When mail last went out while the state could not be saved."""
+        times = os.fstat(self.handle.fileno())
+        return times.st_mtime if times.st_atime == 0 else None
+
+    def mark_unsaved_mailing(self, now: float) -> None:
+        """An access time of 0 marks the lock file; nothing else sets it, and nothing
+        reads the file, so the mark stays until a save clears it."""
+        os.utime(self.handle.fileno(), (0, now))
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()  # closing drops the lock
+
+
+# -- measuring ------------------------------------------------------------------------------------
+
+
+class Background:
+    """A call in a daemon thread: a call that hangs cannot hold the run or its exit."""
+
+    def __init__(self, function: Callable, *args: object):
+        self.value: object = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        threading.Thread(target=self.run, args=(function, args), daemon=True).start()
+
+    def run(self, function: Callable, args: tuple) -> None:
+        try:
+            self.value = function(*args)
+        except Exception as error:  # handed to the waiting thread by result()
+            self.error = error
+        finally:
+            self.done.set()
+
+    def result(self, timeout: float) -> object:
+        """The call's value (its exception raised here), or None when not done in time."""
+        if not self.done.wait(max(timeout, 0)):
+            return None
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class Deadline:
+    """The run's budget (-t): each stage waits for what is left of it."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds - RESERVE
+
+    def left(self) -> float:
+        return max(self.end - time.monotonic(), 0.0)
+
+    def wait(self, background: Background, stage: str, limit: float = math.inf) -> object:
+        """The value of a stage; Unknown naming it when the run's time is up first."""
+        allowed = min(limit, self.left())
+        value = background.result(allowed)
+        if not background.done.is_set() and allowed < limit:
+            raise Unknown(self.expired(stage))
+        return value
+
+    def expired(self, stage: str) -> str:
+        return f"timed out after {fmt(self.seconds)} s while {stage} (-t/--timeout)"
+
+
+def resolve(host: str) -> str | None:
+    """The IPv4 address of host, None when it does not resolve."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        checks = document["checks"]
-        if not isinstance(checks, dict) or not all(isinstance(v, dict) for v in checks.values()):
-            raise ValueError("checks is not a mapping")
-        return checks
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        log.warning("state file %s is unreadable (%s); starting afresh", path, error)
-        return {}
+        return socket.gethostbyname(host)
+    except (OSError, UnicodeError):
+        return None
 
 
-def save_state(path: Path, checks: dict) -> None:
-    write_atomically(path, json.dumps({"version": STATE_VERSION, "checks": checks}, indent=1))
+def fetch(url: str, timeout: float) -> Probe:
+    """Ask for the page and read all of it (up to MAX_BODY), timing the whole.
+    Credentials in the URL go as HTTP basic authentication, never into the Probe."""
+    import base64  # imported here, in the probe's thread, while the CPU is sampled
+    import http.client
+    import urllib.error
+    import urllib.request
 
-
-class LockUnavailable(Exception):
-    """The lock file cannot be created or opened."""
-
-
-@contextlib.contextmanager
-def exclusive(lock_path: Path) -> Iterator[bool]:
-    """Yields False when another run holds the lock."""
+    parts = urllib.parse.urlsplit(url)
+    request = urllib.request.Request(
+        parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    )
+    if parts.username is not None:
+        login = (
+            f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        )
+        request.add_header("Authorization", "Basic " + base64.b64encode(login.encode()).decode())
+    shown = redact(url)
+    start = time.monotonic()
     try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        handle = lock_path.open("a")
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            received = 0
+            while chunk := answer.read(65536):
+                received += len(chunk)
+                if received > MAX_BODY or time.monotonic() - start > timeout:
+                    break
+            return Probe(shown, answer.status, time.monotonic() - start, "", timeout)
+    except urllib.error.HTTPError as error:
+        return Probe(shown, error.code, time.monotonic() - start, "", timeout)
+    except (OSError, ValueError, http.client.HTTPException) as error:
+        reason = getattr(error, "reason", error)
+        return Probe(shown, None, time.monotonic() - start, f"no answer ({reason})", timeout)
+
+
+def local_measurements(paths: list[str]) -> tuple[float, list, int]:
+    cpu = psutil.cpu_percent(interval=CPU_INTERVAL)
+    disks = [(path, psutil.disk_usage(path)) for path in paths]
+    return cpu, disks, psutil.virtual_memory().available
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Measurements under way."""
+
+    local: Background
+    resolved: Background
+    fetched: list[tuple[str, Background]]
+
+
+def start_measuring(args: argparse.Namespace) -> Pending:
+    """Every check at once in daemon threads: getaddrinfo has no timeout of its own,
+    a hung mount hangs statvfs, and a trickling page outlasts urlopen's timeout.
+    Started before the state is loaded, so the CPU sample hides the rest."""
+    return Pending(
+        Background(local_measurements, args.disk_path),
+        Background(resolve, args.resolve_host),
+        [(url, Background(fetch, url, args.url_timeout)) for url, _ in args.url],
+    )
+
+
+def measure(
+    args: argparse.Namespace, pending: Pending, deadline: Deadline
+) -> tuple[list[Result], list[Probe]]:
+    """The results of the checks, waiting for each within the run's budget."""
+    try:
+        cpu, disks, memory = deadline.wait(pending.local, "measuring CPU, disk and memory")
+    except (OSError, psutil.Error) as error:
+        raise Unknown(f"the check could not run: {error}") from None
+    limits = args.limits
+    results = [evaluate_cpu(cpu, limits)]
+    results += [evaluate_disk(path, u.free, u.total, limits) for path, u in disks]
+    results.append(evaluate_memory(memory, limits))
+    address = deadline.wait(pending.resolved, f"resolving {args.resolve_host}", RESOLVE_TIMEOUT)
+    results.append(evaluate_resolution(args.resolve_host, args.resolve_address, address))
+    probes = []
+    for url, background in pending.fetched:
+        probe = deadline.wait(background, f"probing {redact(url)}", args.url_timeout + 0.5)
+        late = f"no whole answer within {fmt(args.url_timeout)} s"
+        probes.append(probe or Probe(redact(url), None, args.url_timeout, late, args.url_timeout))
+    return results, probes
+
+
+# -- mailing -------------------------------------------------------------------------------------
+
+
+def send_all(emails, mails: list[Mail], args: argparse.Namespace, sent: list[Mail]) -> None:
+    """Send each mail, appending it to `sent` as soon as it is out."""
+    for mail in mails:
+        message = emails.generate_email(args.sender, args.recipient, mail.subject, mail.body)
+        emails.send_email(message, {**os.environ, "SMTP_TIMEOUT": str(args.smtp_timeout)})
+        sent.append(mail)
+
+
+def send_mails(
+    mails: list[Mail], args: argparse.Namespace, deadline: Deadline
+) -> tuple[list[Mail], list[str]]:
+    """Send in a daemon thread under the run's deadline: a server that trickles a byte
+    every few seconds beats every socket timeout, not this. The mails known to be
+    sent, and the failure in words (the others are tried again next run)."""
+    import emails  # checked at start; loaded only when mailing
+
+    sent: list[Mail] = []
+    args.smtp_timeout = round(max(min(args.smtp_timeout, deadline.left()), 0.1), 1)
+    sender = Background(send_all, emails, mails, args, sent)
+    try:
+        sender.result(deadline.left())
+    except (emails.EmailError, ValueError) as error:
+        failed = mails[len(sent)]
+        return list(sent), [f"could not mail {failed.subject!r}: {error}; trying again next run"]
+    if not sender.done.is_set():
+        host = os.environ.get("SMTP_HOST") or "localhost"
+        late = deadline.expired(f"sending mail through {host}")
+        return list(sent), [f"{late}; trying again next run"]
+    return list(sent), []
+
+
+# -- one run --------------------------------------------------------------------------------------
+
+
+def slo_of(args: argparse.Namespace, own: float | bool | None) -> float | None:
+    return args.slo if own is True else own
+
+
+def track_slos(args: argparse.Namespace, state: dict, probes: list[Probe], now: float) -> list:
+    """Record each probe in its URL's series and evaluate the SLO results."""
+    results = []
+    window = args.slo_window * 86400
+    for probe, (_, own) in zip(probes, args.url, strict=True):
+        slo = slo_of(args, own)
+        results.append(evaluate_url(probe, slo))
+        if slo is None:
+            continue
+        url = probe.url  # redacted: no credentials in the state
+        series = state["slo"].setdefault(url, new_series())
+        series["slo"] = slo
+        record(series, now, probe.good, window)
+        figures = budget(url, series, now, slo, window)
+        results.append(evaluate_slo(figures, series, args.budget_warning))
+    return results
+
+
+def alert(
+    args: argparse.Namespace, store: StateFile, results: list[Result], now: float, deadline
+) -> tuple[bool, list[str]]:
+    """Mail what needs mailing and update the checks' state: (any mail sent, problems)."""
+    old = store.data["checks"]
+    mails, kept = plan_mails(results, old, now, args.remind * 60, args.every_run)
+    unsaved = store.unsaved_mailing()
+    if unsaved is not None and now - unsaved < args.remind * 60:
+        for mail in mails:  # a run whose state was lost mailed these at `unsaved`
+            if not mail.recovery:
+                kept[mail.key]["last_mailed"] = unsaved
+        mails = [m for m in mails if m.recovery]
+    sent, problems = send_mails(mails, args, deadline) if mails else ([], [])
+    failed = [m for m in mails if m not in sent]
+    store.data["checks"] = unsent(kept, old, failed) if failed else kept
+    return bool(sent), problems
+
+
+def save(store: StateFile, now: float, mailed: bool) -> list[str]:
+    try:
+        store.commit(now)
     except OSError as error:
-        raise LockUnavailable(
-            f"cannot use the lock file {lock_path}: {error} (set --state)"
-        ) from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-
-
-# -- mailing ----------------------------------------------------------------------
-
-
-def send_mails(mails: list[Mail], recipients: list[str], deadline: float) -> list[Mail]:
-    """Send each mail; the ones that could not be sent. Stops at the first failure."""
-    try:
-        import emails  # only when mailing: as a plugin, a copied script needs psutil alone
-    except ImportError:
-        log.error("emails.py is not beside health_check.py: copy it, or run with --no-email")
-        return mails
-
-    for index, mail in enumerate(mails):
-        try:
-            # SMTP's own timeout, cut to what is left of this run's budget.
-            configured = emails.settings_from(os.environ).timeout
-            remaining = max(deadline - time.monotonic(), 0.5)
-            timeout = round(min(configured, remaining), 1)
-            message = emails.generate_email(SENDER, recipients, mail.subject, mail.body)
-            emails.send_email(message, {**os.environ, "SMTP_TIMEOUT": str(timeout)})
-        except (emails.EmailError, ValueError) as error:
-            log.error("could not mail %r: %s; trying again next run", mail.subject, error)
-            return mails[index:]
+        if mailed:
+            store.mark_unsaved_mailing(now)
+        return [
+            f"cannot save the state file {store.path}: {error.strerror or error};"
+            " alerts go out at most once per --remind until it can (set --state)"
+        ]
     return []
 
 
-# -- command line -----------------------------------------------------------------
+def write_textfile(args: argparse.Namespace, results: list[Result], now: float) -> list[str]:
+    try:
+        write_atomically(args.textfile, prometheus_text(results, now))
+    except OSError as error:
+        return [f"cannot write {args.textfile}: {error.strerror or error}"]
+    return []
+
+
+def check(
+    args: argparse.Namespace, store: StateFile, now: float, deadline: Deadline, pending: Pending
+) -> int:
+    results, probes = measure(args, pending, deadline)
+    results += track_slos(args, store.data, probes, now)
+    problems = write_textfile(args, results, now) if args.textfile else []
+    mailed = False
+    if not args.no_email:
+        mailed, trouble = alert(args, store, results, now, deadline)
+        problems += trouble
+    if probes or not args.no_email:
+        problems += save(store, now, mailed)
+    line = status_line(results, problems)
+    if args.nagios or problems:
+        print(line)
+    else:
+        log.debug("%s", line)
+    return UNKNOWN if problems else overall(results)
+
+
+def slo_report(args: argparse.Namespace, state: dict, now: float) -> int:
+    given = {redact(url): own for url, own in args.url}
+    urls = dict.fromkeys([*given, *state["slo"]])
+    if not urls:
+        print("no URL has an SLO yet: give --url, and run from cron to record probes")
+    for url in urls:
+        own = given.get(url, state["slo"].get(url, {}).get("slo", True))
+        slo = slo_of(args, own) or args.slo or 0.99
+        series = state["slo"].get(url) or new_series()
+        print("\n".join(budget_lines(budget(url, series, now, slo, args.slo_window * 86400))))
+    return OK
+
+
+# -- command line -------------------------------------------------------------------------------
 
 
 class Parser(argparse.ArgumentParser):
@@ -504,196 +1176,224 @@ class Parser(argparse.ArgumentParser):
         self.exit(UNKNOWN, f"{self.prog}: error: {message}\n")
 
 
-def env(name: str, default: str) -> str:
-    return os.environ.get(name) or default
+def range_option(parser: Parser, flag: str, parse: Callable, default: str, help: str) -> None:
+    """A critical (with a default) or warning threshold, its variable HEALTH_<FLAG>."""
+    env = "HEALTH_" + flag.removeprefix("--").replace("-", "_").upper()
+    parser.add_argument(
+        flag,
+        type=parse,
+        metavar="RANGE" if "warning" in flag else "SIZE" if "memory" in flag else "PERCENT",
+        default=from_env(parser, env, parse, parse(default) if default else None),
+        help=f"{help} [{env}]",
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = Parser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
-    add(
-        "--cpu",
-        type=parse_percent,
-        default=env("HEALTH_CPU", "80"),
-        help="alert when CPU usage is over this %% (default 80) [HEALTH_CPU]",
-    )
-    add(
-        "--disk",
-        type=parse_percent,
-        default=env("HEALTH_DISK", "20"),
-        help="alert when available disk is under this %% (default 20) [HEALTH_DISK]",
-    )
-    add(
-        "--memory",
-        type=parse_size,
-        default=env("HEALTH_MEMORY", "500MB"),
-        help="alert when available memory is under this (default 500MB) [HEALTH_MEMORY]",
-    )
-    add(
-        "--cpu-warning",
-        type=parse_percent,
-        default=env("HEALTH_CPU_WARNING", "") or None,
-        help="WARNING above this CPU %% [HEALTH_CPU_WARNING]",
-    )
-    add(
-        "--disk-warning",
-        type=parse_percent,
-        default=env("HEALTH_DISK_WARNING", "") or None,
-        help="WARNING below this free disk %% [HEALTH_DISK_WARNING]",
-    )
-    add(
-        "--memory-warning",
-        type=parse_size,
-        default=env("HEALTH_MEMORY_WARNING", "") or None,
-        help="WARNING below this available memory [HEALTH_MEMORY_WARNING]",
-    )
+    percent = range_type(percent_value, plain_is_minimum=False)
+    minimum = range_type(percent_value, plain_is_minimum=True)
+    size = range_type(size_value, plain_is_minimum=True)
+    range_option(parser, "--cpu", percent, "80", "alert over this CPU %% or RANGE (default 80)")
+    range_option(parser, "--disk", minimum, "20", "alert under this free disk %% (default 20)")
+    range_option(parser, "--memory", size, "500MB", "alert under this available (default 500MB)")
+    range_option(parser, "--cpu-warning", percent, "", "WARNING range for CPU %% (none)")
+    range_option(parser, "--disk-warning", minimum, "", "WARNING range for free disk %% (none)")
+    range_option(parser, "--memory-warning", size, "", "WARNING range for memory (none)")
     add(
         "--disk-path",
         action="append",
+        metavar="PATH",
         help="mount to check, repeatable (default /) [HEALTH_DISK_PATHS, colon-separated]",
     )
     add(
         "--url",
         action="append",
-        help="must answer 200 within 10 s, repeatable [HEALTH_URLS, space-separated]",
+        type=url_slo_type,
+        metavar="URL[=SLO]",
+        help="page to probe against its SLO (URL=off: alert on every bad probe), repeatable"
+        " [HEALTH_URLS, space-separated]",
     )
     add(
+        "--url-timeout",
+        type=number(0.1, 300),
+        metavar="SECONDS",
+        default=from_env(parser, "HEALTH_URL_TIMEOUT", number(0.1, 300), 10.0),
+        help="a probe is good when the whole page came with 200 within this (default 10)"
+        " [HEALTH_URL_TIMEOUT]",
+    )
+    add(
+        "--slo",
+        type=slo_type,
+        metavar="PERCENT",
+        default=from_env(parser, "HEALTH_SLO", slo_type, 0.99),
+        help="share of good probes each --url must reach, 50 to 99.999, or off (default 99%%)"
+        " [HEALTH_SLO]",
+    )
+    add(
+        "--slo-window",
+        type=number(1, 90),
+        metavar="DAYS",
+        default=from_env(parser, "HEALTH_SLO_WINDOW", number(1, 90), 30.0),
+        help="the SLO's rolling window (default 30) [HEALTH_SLO_WINDOW]",
+    )
+    budget_range = range_type(number(-1e6, 100), plain_is_minimum=True)
+    add(
+        "--budget-warning",
+        type=budget_range,
+        metavar="RANGE",
+        default=from_env(parser, "HEALTH_BUDGET_WARNING", budget_range, Range(25, math.inf)),
+        help="WARNING when the %% of error budget left is outside this (default 25:)"
+        " [HEALTH_BUDGET_WARNING]",
+    )
+    add("--slo-report", action="store_true", help="print every URL's SLO budget and exit 0")
+    add(
         "--resolve-host",
-        default=env("HEALTH_RESOLVE_HOST", "localhost"),
+        metavar="HOST",
+        default=os.environ.get("HEALTH_RESOLVE_HOST") or "localhost",
         help="host name to resolve (default localhost) [HEALTH_RESOLVE_HOST]",
     )
     add(
         "--resolve-address",
-        default=env("HEALTH_RESOLVE_ADDRESS", "127.0.0.1"),
+        metavar="ADDRESS",
+        default=os.environ.get("HEALTH_RESOLVE_ADDRESS") or "127.0.0.1",
         help="address it must resolve to (default 127.0.0.1) [HEALTH_RESOLVE_ADDRESS]",
     )
     add(
         "--state",
         type=Path,
-        default=Path(env("HEALTH_STATE", "~/.cache/health_check/state.json")).expanduser(),
-        help="what was mailed when (default ~/.cache/health_check/state.json) [HEALTH_STATE]",
+        metavar="FILE",
+        default=os.environ.get("HEALTH_STATE") or None,
+        help="what was mailed when, and the probes (default ~/.cache/health_check/state.json)"
+        " [HEALTH_STATE]",
     )
     add(
         "--remind",
-        type=float,
-        default=env("HEALTH_REMIND", "60"),
+        type=number(1, 43200),
+        metavar="MINUTES",
+        default=from_env(parser, "HEALTH_REMIND", number(1, 43200), 60.0),
         help="minutes between reminders while a check fails (default 60) [HEALTH_REMIND]",
     )
     add("--every-run", action="store_true", help="mail on every failing run, like the lab")
     add(
         "--recipient",
         action="append",
+        metavar="ADDRESS",
         help="To address, repeatable (default <login name>@example.com) [HEALTH_RECIPIENTS]",
+    )
+    add(
+        "--sender",
+        metavar="ADDRESS",
+        default=os.environ.get("HEALTH_SENDER") or SENDER,
+        help=f"From address (default {SENDER}) [HEALTH_SENDER]",
+    )
+    add(
+        "-t",
+        "--timeout",
+        type=number(2, 3600),
+        metavar="SECONDS",
+        default=from_env(parser, "HEALTH_TIMEOUT", number(2, 3600), 15.0),
+        help="the whole run's budget, above --url-timeout; a stage still running then is"
+        " UNKNOWN (default 15) [HEALTH_TIMEOUT]",
     )
     add("--nagios", action="store_true", help="print a Monitoring Plugins status line")
     add(
         "--textfile",
         type=Path,
-        default=env("HEALTH_TEXTFILE", "") or None,
+        metavar="FILE",
+        default=os.environ.get("HEALTH_TEXTFILE") or None,
         help="write Prometheus text for node_exporter here [HEALTH_TEXTFILE]",
     )
     add("--no-email", action="store_true", help="measure and report only; send no mail")
-    add("-v", "--verbose", action="store_true", help="print the status line on stderr")
+    add_standard_options(parser)
     args = parser.parse_args(argv)
-    args.disk_path = args.disk_path or env("HEALTH_DISK_PATHS", "/").split(":")
-    args.url = args.url or env("HEALTH_URLS", "").split()
-    recipients = env("HEALTH_RECIPIENTS", "").replace(",", " ").split()
-    args.recipient = args.recipient or recipients or [default_recipient()]
-    problems = threshold_problems(args)
-    if problems:
-        parser.error(problems)
+    args.now = from_env(parser, "HEALTH_NOW", number(0, 1e11), None)
+    args.disk_path = args.disk_path or (os.environ.get("HEALTH_DISK_PATHS") or "/").split(":")
+    urls = from_env(parser, "HEALTH_URLS", lambda text: [url_slo_type(u) for u in text.split()], [])
+    args.url = args.url or urls
+    if args.url and args.url_timeout >= args.timeout:
+        parser.error("--url-timeout must be below -t/--timeout, which bounds the whole run")
+    if not args.no_email:
+        args.smtp_timeout = from_env(parser, "SMTP_TIMEOUT", number(0.1, 3600), 10.0)
+    args.limits = Limits(
+        args.cpu, args.disk, args.memory, args.cpu_warning, args.disk_warning, args.memory_warning
+    )
     return args
 
 
-def threshold_problems(args: argparse.Namespace) -> str:
-    if args.cpu_warning is not None and args.cpu_warning >= args.cpu:
-        return "--cpu-warning must be below --cpu"
-    if args.disk_warning is not None and args.disk_warning <= args.disk:
-        return "--disk-warning must be above --disk"
-    if args.memory_warning is not None and args.memory_warning <= args.memory:
-        return "--memory-warning must be above --memory"
-    if args.remind <= 0:
-        return "--remind must be a positive number of minutes"
-    return ""
+def default_state() -> Path:
+    home = os.path.expanduser("~")
+    if home == "~" or not home:
+        raise Unknown(
+            f"uid {os.getuid()} has no home folder (no HOME, no passwd entry):"
+            " set --state or HEALTH_STATE"
+        )
+    return Path(home) / ".cache" / "health_check" / "state.json"
 
 
-def default_recipient() -> str:
-    user = os.environ.get("USER") or os.environ.get("LOGNAME") or getpass.getuser()
-    return f"{user}@example.com"
+def default_recipients() -> list[str]:
+    listed = (os.environ.get("HEALTH_RECIPIENTS") or "").replace(",", " ").split()
+    user = os.environ.get("USER") or os.environ.get("LOGNAME")
+    if not listed and not user:
+        import pwd
 
-
-def thresholds(args: argparse.Namespace) -> Thresholds:
-    return Thresholds(
-        args.cpu, args.disk, args.memory, args.cpu_warning, args.disk_warning, args.memory_warning
-    )
-
-
-def alert(args: argparse.Namespace, results: list[Result], now: float, deadline: float) -> bool:
-    """Mail what needs mailing and keep the state; False when a mail did not go out."""
-    old = load_state(args.state)
-    mails, new = plan_mails(results, old, now, args.remind * 60, args.every_run)
-    failed = send_mails(mails, args.recipient, deadline) if mails else []
-    try:
-        save_state(args.state, unsent(new, old, failed) if failed else new)
-    except OSError as error:
-        log.error("cannot write the state file %s: %s (set --state)", args.state, error)
-        return False
-    return not failed
-
-
-def check(args: argparse.Namespace, clock: Callable[[], float]) -> int:
-    deadline = time.monotonic() + RUN_BUDGET
-    try:
-        results = measure(args, thresholds(args))
-    except (OSError, psutil.Error) as error:
-        if args.nagios:
-            print(f"HEALTH UNKNOWN - the check could not run: {error}")
-        log.error("the check could not run: %s", error)
-        return UNKNOWN
-    now = clock()
-    if args.nagios:
-        print(nagios_line(results))
-    elif args.verbose:
-        log.info("%s", nagios_line(results))
-    written = True
-    if args.textfile:
         try:
-            write_atomically(args.textfile, prometheus_text(results, now))
-        except OSError as error:
-            log.error("cannot write %s: %s", args.textfile, error)
-            written = False
-    mailed = args.no_email or alert(args, results, now, deadline)
-    return overall(results) if mailed and written else UNKNOWN
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:
+            raise Unknown(
+                f"uid {os.getuid()} has no login name (no USER, no passwd entry):"
+                " set --recipient or HEALTH_RECIPIENTS"
+            ) from None
+    return listed or [f"{user}@example.com"]
 
 
+def missing_parts(args: argparse.Namespace) -> None:
+    """Copied alone, say at once what is missing, not at the first alert."""
+    if psutil is None:
+        raise Unknown(f"psutil is not installed for {sys.executable}: pip install {PSUTIL_PIN}")
+    if not (args.no_email or args.slo_report):
+        try:
+            import emails  # noqa: F401 - only to know it is there
+        except ImportError:
+            raise Unknown(
+                "emails.py is not beside health_check.py: copy it there, or run with --no-email"
+            ) from None
+
+
+def guarded(function: Callable[..., int]) -> Callable[..., int]:
+    """nagiosplugin's @guarded: any exception becomes one UNKNOWN line and status 3."""
+
+    @functools.wraps(function)
+    def wrapper(*args: object, **kwargs: object) -> int:
+        try:
+            return function(*args, **kwargs)
+        except Unknown as error:
+            print(f"HEALTH UNKNOWN - {error}")
+        except KeyboardInterrupt:
+            print("HEALTH UNKNOWN - interrupted")
+        except Exception as error:
+            first = str(error).splitlines()[0] if str(error) else ""
+            print(f"HEALTH UNKNOWN - unexpected {type(error).__name__}: {first}".rstrip(": "))
+        return UNKNOWN
+
+    return wrapper
+
+
+@guarded
 def main(argv: list[str] | None = None, clock: Callable[[], float] = time.time) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    if args.no_email:
-        return check(args, clock)
-    # The lock guards the state file: only runs that mail need it.
-    lock = args.state.with_name(args.state.name + ".lock")
-    try:
-        return locked_check(args, clock, lock)
-    except LockUnavailable as error:
-        log.error("%s", error)
-        return UNKNOWN
-
-
-def locked_check(args: argparse.Namespace, clock: Callable[[], float], lock: Path) -> int:
-    with exclusive(lock) as mine:
-        if not mine:
-            message = f"another health_check.py run holds {lock}; exiting"
-            if args.nagios:
-                print(f"HEALTH UNKNOWN - {message}")
-            else:
-                log.error("%s", message)
-            return UNKNOWN
-        return check(args, clock)
+    configure_logging(args.quiet, args.verbose)
+    deadline = Deadline(args.timeout)
+    missing_parts(args)
+    path = args.state or default_state()
+    if not (args.no_email or args.slo_report):
+        args.recipient = args.recipient or default_recipients()
+    pending = None if args.slo_report else start_measuring(args)
+    with StateFile(path, min(LOCK_WAIT, deadline.left())) as store:
+        now = clock() if args.now is None else args.now
+        if pending is None:
+            return slo_report(args, store.data, now)
+        return check(args, store, now, deadline, pending)
 
 
 if __name__ == "__main__":

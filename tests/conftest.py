@@ -248,3 +248,73 @@ def write_record() -> Callable[..., Path]:
         return path
 
     return write
+
+
+# -- health_check.py: a page that fails on demand, servers that trickle -----------------------
+
+
+class FlakyPageHandler(BaseHTTPRequestHandler):
+    """Answers GET with the server's current `status` (200 until a test changes it)."""
+
+    def do_GET(self) -> None:
+        self.server.requests += 1
+        self.server.authorization = self.headers.get("Authorization")
+        body = b"<html>fruit</html>"
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def flaky_page() -> Iterator[ThreadingHTTPServer]:
+    """A page on loopback: set `.status = 500` to make it fail; `.url` is its address,
+    `.requests` counts the GETs, `.authorization` is the last Authorization header."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyPageHandler)
+    server.status = 200
+    server.requests = 0
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/"
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def trickling_server() -> Iterator[Callable[[bytes], int]]:
+    """trickling_server(greeting): a loopback port whose server sends `greeting` one
+    byte every 2 seconds to each connection, endlessly: every per-read timeout passes."""
+    stop = threading.Event()
+    listeners: list[socket.socket] = []
+
+    def trickle(connection: socket.socket, greeting: bytes) -> None:
+        with connection:
+            for index in range(10**6):
+                if stop.wait(0 if index == 0 else 2):
+                    return
+                try:
+                    connection.sendall(greeting[index % len(greeting) : index % len(greeting) + 1])
+                except OSError:
+                    return
+
+    def serve(listener: socket.socket, greeting: bytes) -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=trickle, args=(connection, greeting), daemon=True).start()
+
+    def start(greeting: bytes) -> int:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+        threading.Thread(target=serve, args=(listener, greeting), daemon=True).start()
+        return listener.getsockname()[1]
+
+    yield start
+    stop.set()
+    for listener in listeners:
+        listener.close()

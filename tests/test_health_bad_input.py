@@ -1,0 +1,259 @@
+"""health_check.py against bad input: every case is one row (id, input, expected status,
+expected message, what must not change), run as cron runs the script, under a hang guard."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "health_check.py"
+HANG_GUARD = 30  # seconds: the script promises 15; a run still going at 30 has hung
+DISK_FAILS = ["--cpu", "100", "--disk", "100", "--memory", "0"]
+PASSING = ["--cpu", "100", "--disk", "0", "--memory", "0"]
+GOOD_STATE = '{"version":2,"checks":{},"slo":{},"saved":1.0}'
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    args: list[str]
+    status: int
+    says: str  # a fragment of stdout + stderr
+    env: dict[str, str] = field(default_factory=dict)
+    state: str | None = GOOD_STATE  # the state file's text before the run (None: no file)
+    state_kept: bool = True  # the state file must be byte for byte what it was
+    mails: int = 0  # mails that must arrive
+    setup: str = ""  # a named situation prepared by the test (see prepare())
+
+
+CASES = [
+    # Numbers: one check (the cli block's number()) for flags and variables alike.
+    Case("remind-nan", ["--remind", "nan"], 3, "argument --remind: 'nan' is not from 1"),
+    Case("remind-inf", ["--remind", "inf"], 3, "argument --remind: 'inf'"),
+    Case("remind-1e309", ["--remind", "1e309"], 3, "argument --remind: '1e309'"),
+    Case("remind-zero", ["--remind", "0"], 3, "argument --remind: '0' is not from 1"),
+    Case(
+        "remind-env", [], 3, "environment variable HEALTH_REMIND: 'nan'", {"HEALTH_REMIND": "nan"}
+    ),
+    Case(
+        "remind-env-word",
+        [],
+        3,
+        "HEALTH_REMIND: 'hourly' is not a number",
+        {"HEALTH_REMIND": "hourly"},
+    ),
+    Case("cpu-over-100", ["--cpu", "120"], 3, "argument --cpu: '120' is not from 0 to 100"),
+    Case("cpu-nan", ["--cpu", "nan"], 3, "argument --cpu: 'nan'"),
+    Case("cpu-env", [], 3, "environment variable HEALTH_CPU: 'lots'", {"HEALTH_CPU": "lots"}),
+    Case("disk-negative", ["--disk", "-1"], 3, "argument --disk: '-1' is not from 0 to 100"),
+    Case("memory-word", ["--memory", "lots"], 3, "argument --memory: 'lots' is not a number"),
+    Case("memory-1e309", ["--memory", "1e309MB"], 3, "argument --memory: '1e309' is not from"),
+    Case("memory-unit", ["--memory", "5 parsecs"], 3, "expected a size like 500MB"),
+    Case("memory-warning-env", [], 3, "HEALTH_MEMORY_WARNING", {"HEALTH_MEMORY_WARNING": "-5MB"}),
+    Case("range-reversed", ["--cpu", "50:20"], 3, "range '50:20' starts after it ends"),
+    Case("range-garbage", ["--disk-warning", "@:x"], 3, "argument --disk-warning: 'x'"),
+    Case("timeout-nan", ["-t", "nan"], 3, "argument -t/--timeout: 'nan'"),
+    Case("timeout-zero", ["--timeout", "0"], 3, "argument -t/--timeout: '0' is not from 2"),
+    Case("timeout-env", [], 3, "environment variable HEALTH_TIMEOUT", {"HEALTH_TIMEOUT": "inf"}),
+    Case(
+        "url-timeout-over-run",
+        ["--url", "http://127.0.0.1:9/", "--url-timeout", "20"],
+        3,
+        "--url-timeout must be below -t/--timeout",
+    ),
+    Case("url-timeout-env", [], 3, "HEALTH_URL_TIMEOUT: 'nan'", {"HEALTH_URL_TIMEOUT": "nan"}),
+    Case("slo-100", ["--slo", "100"], 3, "argument --slo: '100' is not from 50 to 99.999"),
+    Case("slo-nan", ["--slo", "nan%"], 3, "argument --slo: 'nan'"),
+    Case("urls-env-slo", [], 3, "HEALTH_URLS: '1' is not from 50", {"HEALTH_URLS": "http://x/=1"}),
+    Case("url-file", ["--url", "file:///etc/shadow"], 3, "'file:///etc/shadow' is not an http"),
+    Case(
+        "url-no-host-secret",
+        ["--url", "http://bob:hunter2@"],
+        3,
+        "'http://***@' is not an http:// or https:// URL",
+    ),
+    Case(
+        "smtp-port-word",
+        DISK_FAILS,
+        3,
+        "SMTP_PORT and SMTP_TIMEOUT",
+        {"SMTP_PORT": "abc"},
+        state_kept=False,
+    ),
+    Case("slo-window-zero", ["--slo-window", "0"], 3, "argument --slo-window: '0'"),
+    Case("budget-warning-over", ["--budget-warning", "200"], 3, "argument --budget-warning"),
+    Case("smtp-timeout-negative", [], 3, "SMTP_TIMEOUT: '-1'", {"SMTP_TIMEOUT": "-1"}),
+    Case("smtp-timeout-nan", [], 3, "SMTP_TIMEOUT: 'nan'", {"SMTP_TIMEOUT": "nan"}),
+    Case("now-nan", [], 3, "environment variable HEALTH_NOW: 'nan'", {"HEALTH_NOW": "nan"}),
+    Case("unknown-option", ["--cpus", "80"], 3, "unrecognized arguments: --cpus"),
+    # The state: wrong or broken content is reset with a warning, never a crash.
+    Case(
+        "state-last-mailed-word",
+        DISK_FAILS,
+        2,
+        "last_mailed 'yesterday'); starting afresh",
+        state='{"version":2,"checks":{"disk:/":{"since":1,"last_mailed":"yesterday"}},'
+        '"slo":{},"saved":1}',
+        state_kept=False,
+        mails=1,
+    ),
+    Case(
+        "state-not-json", DISK_FAILS, 2, "is unusable", state="{broken", state_kept=False, mails=1
+    ),
+    Case(
+        "state-not-utf8",
+        PASSING,
+        0,
+        "is unusable",
+        state="\udcff\udcfe",
+        state_kept=False,
+    ),
+    Case(
+        "state-bad-buckets",
+        [*PASSING, "--slo-report"],
+        0,
+        "are not [time, probes, good] buckets",
+        state='{"version":2,"checks":{},"saved":1,"slo":{"http://x/":{"start":0,"minutes":'
+        '[["a",1,1]],"hours":[],"probes":1,"good":1,"slo":0.99}}}',
+    ),
+    Case(
+        "state-list",
+        PASSING,
+        0,
+        "not a version 2 state",
+        state="[1, 2]",
+        state_kept=False,
+    ),
+    Case(
+        "state-version-1-kept",
+        DISK_FAILS,
+        2,
+        "",
+        state='{"version":1,"checks":{"disk:/":{"since":1,"last_mailed":999999999999}}}',
+        state_kept=False,
+    ),
+    # Places and the lock.
+    Case("lock-held", DISK_FAILS, 3, "another health_check.py run holds", setup="lock-held"),
+    Case(
+        "state-folder-is-a-file",
+        PASSING,
+        3,
+        "cannot use the lock file",
+        setup="state-under-a-file",
+        state=None,
+    ),
+    Case(
+        "missing-disk",
+        ["--disk-path", "/no/such/mount"],
+        3,
+        "the check could not run",
+        state_kept=True,
+    ),
+    Case(
+        "textfile-unwritable",
+        [*PASSING, "--no-email", "--textfile", "/proc/health.prom"],
+        3,
+        "cannot write /proc/health.prom",
+    ),
+    Case(
+        "no-home-no-passwd",
+        PASSING,
+        3,
+        "has no home folder (no HOME, no passwd entry): set --state or HEALTH_STATE",
+        setup="stranger",
+        state=None,
+    ),
+    Case(
+        "no-user-no-passwd",
+        DISK_FAILS,
+        3,
+        "has no login name (no USER, no passwd entry): set --recipient",
+        setup="stranger-with-state",
+        state=None,
+    ),
+    Case(
+        "smtp-refused",
+        DISK_FAILS,
+        3,
+        "could not mail 'Error - Available disk space",
+        setup="smtp-dead",
+        state_kept=False,  # saved, with the alert not marked as mailed: it goes out next run
+    ),
+]
+
+
+def stranger_python() -> list[str]:
+    """A Python that uid 54321 may run (the virtualenv's points into /root), with psutil."""
+    python = shutil.which("python3", path="/usr/bin:/bin:/usr/local/bin")
+    same = python and subprocess.run(
+        [python, "-c", f"import sys; sys.exit(sys.version_info[:2] != {sys.version_info[:2]})"]
+    )
+    if not same or same.returncode:
+        pytest.skip("no system python3 of this version for another uid")
+    return [python]
+
+
+def prepare(case: Case, tmp_path: Path, env: dict[str, str], dead_port: int) -> tuple[list, dict]:
+    """The command's start and the options for subprocess.run that put the case's
+    situation in place."""
+    command: list = [SCRIPT]
+    options: dict = {}
+    state = Path(env["HEALTH_STATE"])
+    if case.setup == "state-under-a-file":
+        (tmp_path / "blocker").write_text("a file where the state folder should be")
+        env["HEALTH_STATE"] = str(tmp_path / "blocker" / "state.json")
+    if case.setup in ("stranger", "stranger-with-state"):
+        if os.getuid() != 0:
+            pytest.skip("needs root to run as a uid without a passwd entry")
+        for name in ("HOME", "USER", "LOGNAME", "HEALTH_RECIPIENTS"):
+            env.pop(name, None)
+        options["user"] = 54321
+        command = [*stranger_python(), SCRIPT]
+        env["PYTHONPATH"] = str(Path(psutil.__file__).parent.parent)
+        if case.setup == "stranger":
+            env.pop("HEALTH_STATE")
+        else:
+            os.chown(state.parent, 54321, -1)
+    if case.setup == "smtp-dead":
+        env["SMTP_PORT"] = str(dead_port)
+    return command, options
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, tmp_path, smtp_env, dead_port):
+    state = tmp_path / "cache" / "state.json"
+    state.parent.mkdir()
+    os.chmod(tmp_path, 0o755)
+    if case.state is not None:
+        state.write_bytes(case.state.encode("utf-8", "surrogateescape"))
+    before = state.read_bytes() if state.exists() else None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTH_")}
+    env.update({"HEALTH_STATE": str(state), "USER": "alice", "HOME": str(tmp_path)}, **case.env)
+    command, options = prepare(case, tmp_path, env, dead_port)
+    with open(state.with_name("state.json.lock"), "a") as lock:
+        if case.setup == "lock-held":
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        result = subprocess.run(
+            [*command, *case.args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=HANG_GUARD,
+            cwd=tmp_path,
+            **options,
+        )
+    said = result.stdout + result.stderr
+    assert (result.returncode, case.says in said) == (case.status, True), said
+    assert "Traceback" not in said
+    assert len(smtp_env.messages()) == case.mails
+    if case.state_kept:
+        assert (state.read_bytes() if state.exists() else None) == before
