@@ -85,7 +85,7 @@ CASES = [
         "smtp-port-word",
         DISK_FAILS,
         3,
-        "SMTP_PORT and SMTP_TIMEOUT",
+        "environment variable SMTP_PORT",
         {"SMTP_PORT": "abc"},
         state_kept=False,
     ),
