@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -316,7 +317,7 @@ def batch_copy(big_batch, tmp_path) -> Path:
 
 def test_killed_run_leaves_only_whole_jpegs_and_a_rerun_finishes(batch_copy):
     images = batch_copy
-    process = subprocess.Popen([SCRIPT, images, "--jobs", "2", "-q"])
+    process = subprocess.Popen([SCRIPT, images, "--jobs", "2", "-q", "--best-quality"])
     deadline = time.monotonic() + 30
     while not list(images.glob("*.jpeg")) and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -328,6 +329,7 @@ def test_killed_run_leaves_only_whole_jpegs_and_a_rerun_finishes(batch_copy):
         assert_catalog_jpeg(jpeg)
     assert convert(images) == 0
     assert len(list(images.glob("*.jpeg"))) == 40
+    assert not [p for p in images.iterdir() if p.name.startswith(".")]
 
 
 def test_sigterm_stops_cleanly_with_whole_outputs(batch_copy):
@@ -416,8 +418,13 @@ def reference(image: Image.Image, size, gap: float) -> Image.Image:
     return changeImage.flatten(small, WHITE)
 
 
+@functools.cache
+def photo(size) -> Image.Image:
+    return photo_like(size, seed=3)
+
+
 def textured(size, mode="RGBA") -> Image.Image:
-    return photo_like(size, seed=3).convert(mode)
+    return photo(size).convert(mode)
 
 
 def with_alpha(image: Image.Image, kind: str) -> Image.Image:
@@ -450,7 +457,7 @@ def test_shrinking_matches_pillows_alpha_weighted_resize(mode, kind, source, siz
     assert ours.size == size
     # Off by a few levels at most where alpha is low: Pillow un-premultiplies the
     # reduced edge blocks before the LANCZOS stage premultiplies them again.
-    assert max(high for _, high in difference.getextrema()) <= 3
+    assert max(high for _, high in difference.getextrema()) <= 4
     assert max(ImageStat.Stat(difference).mean) < 0.05
 
 
@@ -771,7 +778,7 @@ def slow_batch(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("slow") / "images"
     folder.mkdir()
     textured((1500, 1000)).save(folder / "001.tiff", compression="tiff_adobe_deflate")
-    for number in range(2, 41):
+    for number in range(2, 13):
         shutil.copy(folder / "001.tiff", folder / f"{number:03d}.tiff")
     return folder
 
@@ -784,7 +791,7 @@ def test_progress_on_a_terminal_not_in_a_pipe(slow_batch, tmp_path):
         os.close(sub_end)
         shown = read_all(main_end)
     assert process.returncode == 0
-    assert "\rconverted " in shown and "/40, " in shown and " s left" in shown
+    assert "\rconverted " in shown and "/12, " in shown and " s left" in shown
     piped = run_script(images, "--force", "--jobs", "1", "--rotate", "45", "--best-quality")
     assert piped.returncode == 0
     assert "\r" not in piped.stderr and "s left" not in piped.stderr
