@@ -958,8 +958,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Environment: SUPPLIER_DATA (default ~/supplier-data; images in its images/), "
-        "and the variable in [brackets] after each option.",
+        epilog="Environment: SUPPLIER_DATA (default ~/supplier-data; images in its\n"
+        "images/), and the variable in [brackets] after each option. An IMAGE_SUFFIX\n"
+        "that is set but empty means no extension, as --suffix ''.",
     )
     add = parser.add_argument
     add(
