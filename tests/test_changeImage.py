@@ -6,6 +6,7 @@ import functools
 import hashlib
 import io
 import logging
+import math
 import os
 import pty
 import resource
@@ -490,6 +491,18 @@ def test_every_mode_and_size_gives_a_catalog_jpeg(tmp_path, mode, size):
     if mode in {"RGBA", "RGB", "P", "CMYK"}:
         assert_colour_near(centre(out), BLUE, 40)
         assert_colour_near(out.getpixel((20, 20)), RED, 40)
+
+
+def test_best_quality_has_no_moire_on_fine_stripes(tmp_path):
+    # Stripes finer than the output's pixels: a box average folds them into
+    # visible bands; LANCZOS from nearer full size averages them to flat grey.
+    row = bytes(int(127.5 + 127.5 * math.sin(2 * math.pi * x / 2.2)) for x in range(1500))
+    Image.frombytes("L", (1500, 1000), row * 1000).save(tmp_path / "a.png")
+    assert convert(tmp_path) == 0
+    banded = ImageStat.Stat(opened(tmp_path / "a.jpeg").convert("L")).stddev[0]
+    assert convert(tmp_path, "--best-quality", "--force") == 0
+    flat = ImageStat.Stat(opened(tmp_path / "a.jpeg").convert("L")).stddev[0]
+    assert flat < 2 < banded
 
 
 # -- delivery files: refused, never read ------------------------------------------
