@@ -370,14 +370,12 @@ def parse_size(text: str) -> tuple[int, int]:
     """'600x400' -> (600, 400); each side a whole number from 1 to MAX_SIDE."""
     width, sep, height = text.lower().partition("x")
     side = number(1, MAX_SIDE, whole=True)
-    try:
-        if not sep:
-            raise argparse.ArgumentTypeError("no 'x'")
-        return int(side(width)), int(side(height))
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected WIDTHxHEIGHT like 600x400, each side from 1 to {MAX_SIDE}, got {text!r}"
-        ) from None
+    with contextlib.suppress(argparse.ArgumentTypeError):
+        if sep:
+            return int(side(width)), int(side(height))
+    raise argparse.ArgumentTypeError(
+        f"expected WIDTHxHEIGHT like 600x400, each side from 1 to {MAX_SIDE}, got {text!r}"
+    )
 
 
 def parse_colour(text: str) -> tuple[int, int, int]:
@@ -739,12 +737,12 @@ def commit(fd: int, temporary: Path, target: Path) -> None:
     """Flush the temporary file to disk, then rename it over the target: after a
     kill, a crash or a power cut the target is the old file or the whole new one."""
     try:
-        os.fsync(fd)
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(temporary, target)
     except OSError as error:
-        with contextlib.suppress(OSError):
-            os.close(fd)
         temporary.unlink(missing_ok=True)
         raise cannot_write(target, error) from None
 
