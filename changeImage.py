@@ -51,6 +51,7 @@ import logging
 import math
 import os
 import platform
+import re
 import signal
 import stat
 import sys
@@ -527,19 +528,12 @@ def alpha_weighted_reduce(image: Image.Image, factor: tuple[int, int]) -> Image.
 
 def mixed_runs(flags: Image.Image, size: tuple[int, int]) -> Iterator[tuple[int, int, int, int]]:
     """Boxes (in reduced pixels) of the horizontal runs of flagged tiles."""
-    width, data = flags.width, flags.tobytes()
+    tile, data = ALPHA_TILE, flags.tobytes()
     for row in range(flags.height):
-        column = 0
-        while column < width:
-            if not data[row * width + column]:
-                column += 1
-                continue
-            start = column
-            while column < width and data[row * width + column]:
-                column += 1
-            top, tile = row * ALPHA_TILE, ALPHA_TILE
-            right, bottom = min(column * tile, size[0]), min(top + tile, size[1])
-            yield start * tile, top, right, bottom
+        line = data[row * flags.width : (row + 1) * flags.width]
+        for run in re.finditer(rb"[^\x00]+", line):
+            top = row * tile
+            yield run.start() * tile, top, min(run.end() * tile, size[0]), min(top + tile, size[1])
 
 
 def shrunk(image: Image.Image, size: tuple[int, int], gap: float) -> Image.Image:
