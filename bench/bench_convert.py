@@ -10,15 +10,16 @@ cut-outs with transparent surroundings, 8 compressed TIFFs (4 LZW RGB,
 Each side runs as a process, as users run it, on a fresh copy of the images:
 the lab recipe (open, convert('RGB'), resize((600, 400)), save), alone and
 fanned out over every core (`xargs -P`-like, one process per core), and
-changeImage.py with --jobs 1 and with all cores. Rounds interleave the sides;
-the best and the median wall time of the rounds are printed, with the ratios,
-each side's mean PSNR against a LANCZOS reference (transparent areas composited
-on white, 16-bit scaled to 8 bits; "opaque" counts only the opaque areas, so
-the recipe's dropped alpha is neither rewarded nor punished) and each
-process's peak memory (max RSS).
+changeImage.py with --jobs 1 and with all cores. Rounds interleave the sides.
+Printed for each: the best and the median wall time, the best CPU time (user +
+system, which other work on a shared machine disturbs least), both ratios to
+the recipe on one process, the mean PSNR against a LANCZOS reference
+(transparent areas composited on white, 16-bit scaled to 8 bits; "opaque"
+counts only the opaque areas, so the recipe's dropped alpha is neither
+rewarded nor punished) and the peak memory of a process (max RSS).
 
 Usage:
-    python bench/bench_convert.py [--rounds 5] [--size 3000x2000]
+    python bench/bench_convert.py [--rounds 5] [--size 3000x2000] [--kinds]
 """
 
 from __future__ import annotations
@@ -129,18 +130,20 @@ def psnr(output: Path, ideal: Image.Image, mask: Image.Image | None) -> float:
 # -- the sides ----------------------------------------------------------------------
 
 
-def run_timed(commands: list[list[str]]) -> tuple[float, int]:
-    """Wall time of the commands run at once, and the largest peak RSS (KB)."""
+def run_timed(commands: list[list[str]]) -> tuple[float, float, int]:
+    """Wall time of the commands run at once, their CPU time (user + system: what
+    other work on the machine disturbs least) and the largest peak RSS (KB)."""
     start = time.perf_counter()
     processes = [subprocess.Popen(command) for command in commands]
-    peak = 0
+    cpu, peak = 0.0, 0
     for process in processes:
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode not in (0, 1):
             raise SystemExit(f"{commands[0][:3]} failed with {process.returncode}")
+        cpu += usage.ru_utime + usage.ru_stime
         peak = max(peak, usage.ru_maxrss)
-    return time.perf_counter() - start, peak
+    return time.perf_counter() - start, cpu, peak
 
 
 def recipe(files: list[Path], processes: int) -> list[list[str]]:
@@ -162,17 +165,17 @@ SIDES = {
 
 
 def measure(sources: list[Path], scratch: Path, rounds: int, sides: list[str]) -> dict:
-    """{side: (times, peak KB, outputs folder)} over interleaved rounds."""
-    results: dict = {side: ([], 0, None) for side in sides}
+    """{side: (wall times, CPU times, peak KB, outputs folder)} over interleaved rounds."""
+    results: dict = {side: ([], [], 0, None) for side in sides}
     for turn in range(rounds):
         for side in sides if turn % 2 == 0 else reversed(sides):
             work = scratch / f"work-{sides.index(side)}"
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
             files = [Path(shutil.copy(source, work)) for source in sources]
-            elapsed, peak = run_timed(SIDES[side](files, work))
-            times, old_peak, _ = results[side]
-            results[side] = ([*times, elapsed], max(old_peak, peak), work)
+            elapsed, cpu, peak = run_timed(SIDES[side](files, work))
+            times, cpus, old_peak, _ = results[side]
+            results[side] = ([*times, elapsed], [*cpus, cpu], max(old_peak, peak), work)
     return results
 
 
@@ -185,21 +188,21 @@ def scores(source: Path, outputs: list[Path]) -> list[tuple[float, float]]:
 def report(title: str, sources: list[Path], results: dict) -> None:
     # Images are compared in worker processes: a child's peak memory (max RSS)
     # counts its parent's peak at the time it started, so this one stays small.
-    folders = [folder for _, _, folder in results.values()]
+    folders = [folder for *_, folder in results.values()]
     outputs = [[folder / f"{source.stem}.jpeg" for folder in folders] for source in sources]
     with ProcessPoolExecutor() as pool:
         per_source = list(pool.map(scores, sources, outputs))
-    baseline = min(results["lab recipe, 1 process"][0])
+    base_wall, base_cpu = (min(values) for values in results["lab recipe, 1 process"][:2])
     print(f"\n{title}: {len(sources)} images")
-    header = f"{'side':34} {'best s':>7} {'median':>7} {'ratio':>6} {'PSNR':>6} {'opaque':>6}"
-    print(f"  {header} {'MB':>5}")
-    for index, (side, (times, peak, _)) in enumerate(results.items()):
+    header = f"{'side':31} {'best s':>6} {'median':>6} {'ratio':>6} {'CPU s':>6} {'ratio':>6}"
+    print(f"  {header} {'PSNR':>6} {'opaque':>6} {'MB':>4}")
+    for index, (side, (times, cpus, peak, _)) in enumerate(results.items()):
         values = [source_scores[index] for source_scores in per_source]
         whole, opaque = (statistics.mean(column) for column in zip(*values, strict=True))
-        best, median = min(times), statistics.median(times)
+        best, median, cpu = min(times), statistics.median(times), min(cpus)
         print(
-            f"  {side:34} {best:7.2f} {median:7.2f} {baseline / best:5.2f}x"
-            f" {whole:6.2f} {opaque:6.2f} {peak / 1024:5.0f}"
+            f"  {side:31} {best:6.2f} {median:6.2f} {base_wall / best:5.2f}x {cpu:6.2f}"
+            f" {base_cpu / cpu:5.2f}x {whole:6.2f} {opaque:6.2f} {peak / 1024:4.0f}"
         )
 
 
