@@ -99,6 +99,8 @@ ALPHA_TILE = 16
 # the converting ones go on: concurrent fsyncs share one journal commit.
 COMMITTERS = 4
 TEMPORARY_SUFFIX = ".changeImage.tmp"
+# Bytes per pixel of the uncompressed TIFF layouts whose strips can be merged.
+RAW_BYTES = {"RGBA": 4, "RGB": 3, "L": 1}
 # EXIF orientations 5-8 are a quarter turn: width and height swap.
 QUARTER_TURN_ORIENTATIONS = {5, 6, 7, 8}
 # mallopt() parameters from glibc's malloc.h, and the largest mmap threshold
@@ -642,7 +644,31 @@ def opened_source(path: Path, root: Path) -> Iterator[Image.Image]:
     with open_delivery_file(path, root, IMAGE_LIMIT) as file:
         name = PROC_FD / str(file.fileno())
         with Image.open(name if PROC_FD.is_dir() else file) as image:
+            merge_strips(image)
             yield image
+
+
+def merge_strips(image: Image.Image) -> None:
+    """Uncompressed strips stored back to back, top to bottom, become one tile:
+    Pillow then maps the file instead of reading the strips one by one in a
+    Python loop (400 of them for a 3000x2000 RGBA TIFF in 64 KB strips)."""
+    tiles = getattr(image, "tile", [])
+    if image.format != "TIFF" or len(tiles) < 2:
+        return
+    first = tiles[0]
+    row = image.width * RAW_BYTES.get(first.args[0], 0)
+    for tile in tiles:
+        top, bottom = tile.extents[1], tile.extents[3]
+        if (
+            row == 0
+            or (tile.codec_name, tile.args) != ("raw", first.args)
+            or tile.args[1:] != (0, 1)
+            or tile.extents != (0, top, image.width, bottom)
+            or tile.offset != first.offset + top * row
+        ):
+            return
+    if first.extents[1] == 0 and tiles[-1].extents[3] == image.height:
+        image.tile = [first._replace(extents=(0, 0, *image.size))]
 
 
 def describe_error(error: Exception) -> str:

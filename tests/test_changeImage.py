@@ -478,6 +478,37 @@ def test_single_strip_tiff_is_memory_mapped_through_the_checked_descriptor(tmp_p
         assert image.map is not None
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "RGB", "L"])
+def test_strips_stored_back_to_back_are_read_as_one_mapped_block(tmp_path, mode):
+    image = textured((301, 203), mode)
+    image.save(tmp_path / "a.tiff", tiffinfo={278: 5})
+    with changeImage.opened_source(tmp_path / "a.tiff", tmp_path) as opened_image:
+        assert len(opened_image.tile) == 1
+        opened_image.load()
+        assert ImageChops.difference(opened_image.convert(mode), image).getbbox() is None
+
+
+def test_strips_not_back_to_back_are_left_to_pillow():
+    with Image.open(io.BytesIO(tiff_bytes(tiffinfo={278: 5}))) as image:
+        image.tile = [image.tile[0], image.tile[1]._replace(offset=image.tile[1].offset + 4)]
+        changeImage.merge_strips(image)
+        assert len(image.tile) == 2
+
+
+def test_truncated_strips_fail_that_file_only(tmp_path, caplog):
+    (tmp_path / "cut.tiff").write_bytes(tiff_bytes(tiffinfo={278: 5})[:-5000])
+    marked().save(tmp_path / "fine.png")
+    assert convert(tmp_path) == 1
+    assert (tmp_path / "fine.jpeg").exists() and not (tmp_path / "cut.jpeg").exists()
+    assert "cut.tiff: corrupt or truncated image" in caplog.text
+
+
+def tiff_bytes(**params) -> bytes:
+    buffer = io.BytesIO()
+    textured((300, 200)).save(buffer, "TIFF", **params)
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize("mode", ["RGBA", "RGB", "L", "LA", "P", "I;16", "CMYK", "1"])
 @pytest.mark.parametrize("size", [(1500, 1000), (599, 401), (40, 30)])
 def test_every_mode_and_size_gives_a_catalog_jpeg(tmp_path, mode, size):
