@@ -21,8 +21,8 @@ Usage:
 Examples:
     The lab's step: every image of ~/supplier-data/images becomes <stem>.jpeg:
     $ ./changeImage.py
-    INFO skipped LICENSE: not an image
-    INFO skipped README: not an image
+    INFO skipped /home/alice/supplier-data/images/LICENSE: not an image
+    INFO skipped /home/alice/supplier-data/images/README: not an image
     INFO converted 10, skipped 2 (not images), failed 0
 
     The icon job: 128x128 JPEGs turned a quarter clockwise, named like their
