@@ -62,9 +62,8 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, NamedTuple
 
 # TiffImagePlugin is registered up front: opened through /proc/self/fd/N, a
 # file has no extension to tell Pillow which plugin to load, and a miss loads
@@ -342,8 +341,7 @@ def read_delivery_file(path: Path, root: Path, limit: int) -> bytes:
 # --- end shared block: delivery files ---
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(NamedTuple):
     size: tuple[int, int] = DEFAULT_SIZE
     fit: bool = False
     rotate: float = 0.0
@@ -354,8 +352,7 @@ class Options:
     suffix: str = ".jpeg"
 
 
-@dataclass(frozen=True)
-class Task:
+class Task(NamedTuple):
     source: Path
     root: Path
     target: Path
