@@ -478,6 +478,15 @@ def test_single_strip_tiff_is_memory_mapped_through_the_checked_descriptor(tmp_p
         assert image.map is not None
 
 
+def test_the_checked_file_is_the_one_read_even_if_swapped(tmp_path):
+    Image.new("RGBA", (300, 200), (*RED, 255)).save(tmp_path / "a.tiff")
+    Image.new("RGBA", (300, 200), (*GREEN, 255)).save(tmp_path / "swap.tiff")
+    with changeImage.opened_source(tmp_path / "a.tiff", tmp_path) as image:
+        os.replace(tmp_path / "swap.tiff", tmp_path / "a.tiff")  # after the checks
+        image.load()
+        assert image.getpixel((5, 5)) == (*RED, 255)
+
+
 @pytest.mark.parametrize("mode", ["RGBA", "RGB", "L"])
 def test_strips_stored_back_to_back_are_read_as_one_mapped_block(tmp_path, mode):
     image = textured((301, 203), mode)
