@@ -50,7 +50,6 @@ import json
 import logging
 import math
 import os
-import platform
 import re
 import signal
 import stat
@@ -923,6 +922,14 @@ def run_tasks(
     sync_folders({task.target.parent for task in tasks})
 
 
+def glibc() -> bool:
+    # os.confstr, not platform.libc_ver: importing platform costs more start-up.
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError):
+        return False
+
+
 def tune_allocator() -> None:
     """Keep freed image buffers in the process instead of unmapping them.
 
@@ -930,7 +937,7 @@ def tune_allocator() -> None:
     kernel when freed, so every image pays its page faults again. Raising the
     mmap and trim thresholds keeps that memory for reuse; the peak stays the
     same."""
-    if platform.libc_ver()[0] != "glibc":
+    if not glibc():
         return
     libc = ctypes.CDLL(None)  # this process's libc: no ldconfig search
     libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
