@@ -2,27 +2,38 @@
 """Turn a supplier's images into catalog JPEGs (600x400, RGB) beside them.
 
 Images are recognised by content, so extension-less TIFFs are converted and
-stray files (LICENSE, README, hidden files) are skipped. Transparent areas
-are composited on white, 16-bit greyscale is scaled to 8 bits, the EXIF
-orientation is applied and an RGB ICC profile is kept. Each output is
-written to a temporary file and renamed into place, so an interrupted run
-never leaves a truncated JPEG; outputs newer than their source are skipped,
-so a re-run only does what is left. Images convert in parallel threads.
+stray files (LICENSE, README, hidden files such as macOS ._* files) are
+skipped; upper-case extensions are fine. Transparent areas are composited on
+white, 16-bit images are scaled to 8 bits, the EXIF orientation is applied and
+a usable RGB ICC profile is kept. Each output is written to a hidden temporary
+file, flushed to disk and renamed into place, so an interrupted or killed run
+never leaves a truncated output; outputs newer than their source are skipped,
+so a re-run only does what is left. Only regular files really inside the
+images folder are read (no links out of it, FIFOs, devices or files over
+200 MB). One run at a time per delivery (the folder holding images/).
 
 Usage:
     ./changeImage.py [PATH ...] [--size WxH] [--fit] [--rotate DEG]
-                     [--output-dir DIR] [--format JPEG] [--quality Q]
-                     [--background COLOUR] [--jobs N] [--force] [--dry-run]
+                     [--output-dir DIR] [--format FORMAT] [--suffix EXT]
+                     [--quality Q] [--background COLOUR] [--jobs N]
+                     [--wait SECONDS] [--best-quality] [--force] [--dry-run]
 
-Example:
+Examples:
+    The lab's step: every image of ~/supplier-data/images becomes <stem>.jpeg:
     $ ./changeImage.py
-    INFO skipped LICENSE: not an image
-    INFO skipped README: not an image
+    INFO skipped /home/alice/supplier-data/images/LICENSE: not an image
+    INFO skipped /home/alice/supplier-data/images/README: not an image
     INFO converted 10, skipped 2 (not images), failed 0
-    $ ./changeImage.py --rotate 90 --size 128x128 --output-dir /opt/icons ~/images
 
-Exit status: 0 all converted or skipped, 1 some images failed, 2 usage error,
-130 interrupted.
+    The icon job: 128x128 JPEGs turned a quarter clockwise, named like their
+    source with no extension (/opt/icons/ic_edit_location_black_48dp):
+    $ ./changeImage.py --size 128x128 --rotate 90 --format JPEG --suffix '' \\
+          --output-dir /opt/icons ~/images
+
+Exit status: 0 all converted, up to date or skipped; 1 some images failed
+(others done; fix them and run again); 2 usage or configuration error,
+another run holds the delivery, or an output cannot be written (disk full,
+read-only): the run stops; 130 interrupted (every output written is whole).
 """
 
 from __future__ import annotations
@@ -30,37 +41,64 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import ctypes.util
+import datetime
+import fcntl
 import functools
+import hashlib
 import io
+import json
 import logging
+import math
 import os
-import platform
+import re
 import signal
+import stat
 import sys
 import tempfile
+import threading
+import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import IO, BinaryIO, NamedTuple
 
-from PIL import Image, ImageCms, ImageColor
+# TiffImagePlugin is registered up front: opened through /proc/self/fd/N, a
+# file has no extension to tell Pillow which plugin to load, and a miss loads
+# all of them (~90 ms). JPEG, PNG, GIF and BMP come with Pillow's preinit.
+from PIL import Image, ImageCms, ImageColor, TiffImagePlugin  # noqa: F401
+
+__version__ = "2.0.0"
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_SIZE = (600, 400)
 DEFAULT_QUALITY = 85
+# The largest output side: 10000x10000 RGB is 300 MB in memory, beyond any
+# catalog's need; larger sizes fail late and take the machine's memory.
+MAX_SIDE = 10_000
+MAX_JOBS = 256
+MAX_PIXELS_LIMIT = 1_000_000_000
 FORMATS = {"JPEG": ".jpeg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tiff"}
-# Pillow's reducing_gap: shrink by an integer box average first (reduce()),
-# then finish with LANCZOS from at most this many times the target. 1.0 puts
-# nearly all the work in the box average: 3000x2000 -> 600x400 is an exact 5x5
-# average, ~1.4x the speed of 2.0 and within 0.3 dB PSNR of full LANCZOS on
-# photos (bench/bench_convert.py). Fine repeating texture can show moire with
-# a box average; --best-quality uses 3.0, which Pillow documents as
-# indistinguishable from full LANCZOS.
+FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF"}
+# Pillow's reducing_gap: shrink by an integer box average first, then finish
+# with LANCZOS from at most this many times the target. 1.0 puts nearly all
+# the work in the box average: 3000x2000 -> 600x400 is an exact 5x5 average,
+# within 0.3 dB PSNR of full LANCZOS on photos (bench/bench_convert.py). Fine
+# repeating texture can show moire with a box average; --best-quality uses
+# 3.0, which Pillow documents as indistinguishable from full LANCZOS.
 FAST_REDUCING_GAP = 1.0
 BEST_REDUCING_GAP = 3.0
+# Side, in reduced pixels, of the tiles whose partly transparent blocks are
+# averaged again with alpha weighting. 16x16 = 256 pixels keeps one mixed
+# pixel visible after reduce() of the 0/255 mask (255 + 128) // 256 = 1.
+ALPHA_TILE = 16
+# Outputs are flushed to disk (fsync) and renamed by this many threads while
+# the converting ones go on: concurrent fsyncs share one journal commit.
+COMMITTERS = 4
+TEMPORARY_SUFFIX = ".changeImage.tmp"
+# Bytes per pixel of the uncompressed TIFF layouts whose strips can be merged.
+RAW_BYTES = {"RGBA": 4, "RGB": 3, "L": 1}
 # EXIF orientations 5-8 are a quarter turn: width and height swap.
 QUARTER_TURN_ORIENTATIONS = {5, 6, 7, 8}
 # mallopt() parameters from glibc's malloc.h, and the largest mmap threshold
@@ -82,8 +120,227 @@ UPRIGHT = {
 log = logging.getLogger("changeImage")
 
 
-@dataclass(frozen=True)
-class Options:
+# --- begin shared block: cli (copied exactly; tests/test_scripts.py) ---
+def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number from low to high (nan, inf and 1e309 are
+    refused). The same check serves a flag and its environment variable."""
+
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            kind = "a whole number" if whole else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not from {low:g} to {high:g}")
+        return value
+
+    parse.__name__ = "whole number" if whole else "number"
+    return parse
+
+
+def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, default: object):
+    """The environment variable NAME checked by parse, or default when unset or
+    empty. A bad value is a usage error that names the variable, not a flag."""
+    text = os.environ.get(name, "")
+    if not text.strip():
+        return default
+    try:
+        return parse(text)
+    except (argparse.ArgumentTypeError, ValueError) as error:
+        parser.error(f"environment variable {name}: {error}")
+
+
+def add_standard_options(parser: argparse.ArgumentParser) -> None:
+    """-q, -v and -V/--version, meaning the same in every script."""
+    add = parser.add_argument
+    add("-q", "--quiet", action="store_true", help="print only errors")
+    add("-v", "--verbose", action="store_true", help="print each step (never library internals)")
+    add("-V", "--version", action="version", version=f"%(prog)s {__version__}")
+
+
+def configure_logging(quiet: bool, verbose: bool) -> None:
+    """Log to stderr; third-party libraries never go below WARNING, so -v shows this
+    script's steps and not, for example, Pillow's TIFF tag dump."""
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+    for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
+        logging.getLogger(library).setLevel(max(level, logging.WARNING))
+
+
+# --- end shared block: cli ---
+
+
+# --- begin shared block: lock (copied exactly; tests/test_scripts.py) ---
+LOCK_NAME = ".fruit-catalog.lock"
+
+
+class DeliveryBusy(Exception):
+    """Another run holds the delivery's lock: str() names it."""
+
+
+def lock_path(delivery: Path) -> Path:
+    """Where the delivery's lock lives: inside the delivery when it is writable, else
+    in the temporary folder under a name derived from the delivery's real path, so
+    every script run against the same delivery picks the same file."""
+    real = delivery.resolve()
+    if os.access(real, os.W_OK):
+        return real / LOCK_NAME
+    digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"fruit-catalog-{os.getuid()}-{digest}.lock"
+
+
+def describe_holder(lock_file: IO[str]) -> str:
+    lock_file.seek(0)
+    try:
+        holder = json.loads(lock_file.read(4096))
+        return f"{holder['script']} (pid {holder['pid']}, since {holder['since']})"
+    except (ValueError, KeyError, TypeError):
+        return "another run"
+
+
+def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
+    """Take the delivery's exclusive lock, waiting up to `wait` seconds, and write who
+    holds it. The kernel drops the lock when the process ends, even on kill -9, so a
+    lock is never stale. Keep the returned file open while working."""
+    path = lock_path(delivery)
+    lock_file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until exit
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = describe_holder(lock_file)
+                lock_file.close()
+                raise DeliveryBusy(
+                    f"{delivery} is in use by {holder}; wait for it to finish,"
+                    f" or give --wait SECONDS (lock {path})"
+                ) from None
+            time.sleep(0.1)
+    lock_file.seek(0)
+    lock_file.truncate()
+    since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    script = Path(sys.argv[0]).name
+    lock_file.write(json.dumps({"script": script, "pid": os.getpid(), "since": since}))
+    lock_file.flush()
+    return lock_file
+
+
+# --- end shared block: lock ---
+
+
+# --- begin shared block: progress (copied exactly; tests/test_scripts.py) ---
+class Progress:
+    """One updating line on a terminal: `converted 12/40, 6.1/s, 5 s left`. Shown only
+    when stderr is a terminal, not quiet, and the work has taken over 2 seconds;
+    under cron or a pipe nothing is printed. Thread-safe."""
+
+    SHOW_AFTER = 2.0
+    EVERY = 0.2
+
+    def __init__(self, total: int, verb: str, enabled: bool = True) -> None:
+        self.total, self.verb, self.done = total, verb, 0
+        self.enabled = enabled and sys.stderr.isatty()
+        self.started = self.last = time.monotonic()
+        self.shown = False
+        self.lock = threading.Lock()
+
+    def advance(self, count: int = 1) -> None:
+        with self.lock:
+            self.done += count
+            now = time.monotonic()
+            if not self.enabled or now - self.started < self.SHOW_AFTER:
+                return
+            if now - self.last >= self.EVERY or self.done == self.total:
+                self.last = now
+                self.show(now)
+
+    def show(self, now: float) -> None:
+        rate = self.done / max(now - self.started, 1e-9)
+        left = (self.total - self.done) / rate if rate else 0.0
+        line = f"{self.verb} {self.done}/{self.total}, {rate:.1f}/s, {left:.0f} s left"
+        sys.stderr.write(f"\r{line}\x1b[K")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        """Clear the line so the summary that follows starts on a clean one."""
+        with self.lock:
+            if self.shown:
+                sys.stderr.write("\r\x1b[K")
+                sys.stderr.flush()
+                self.shown = False
+
+
+# --- end shared block: progress ---
+
+
+# --- begin shared block: delivery files (copied exactly; tests/test_scripts.py) ---
+DESCRIPTION_LIMIT = 1 << 20  # 1 MiB: a description is a few lines
+IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
+
+
+class RefusedFile(Exception):
+    """A file of the delivery that is not read: str() names it and says why."""
+
+
+def file_kind(mode: int) -> str:
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
+    kinds |= {stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+
+
+def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
+    """Open path for reading only when it is a regular file of at most `limit` bytes
+    really inside root (root itself may be a link; a link inside root that stays
+    inside is fine). A delivery is untrusted: a link out of it could publish a
+    private file, a FIFO or /dev/zero would hang or exhaust memory. The checks are
+    made on the opened descriptor, so a file swapped after the check is not read."""
+    real_root = root.resolve()
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError) as error:
+        raise RefusedFile(f"{path}: cannot open: {getattr(error, 'strerror', error)}") from None
+    if not real.is_relative_to(real_root):
+        raise RefusedFile(f"{path}: links outside {root}; not read")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(real, flags)
+    except OSError as error:
+        raise RefusedFile(f"{path}: cannot open: {error.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        proc = Path(f"/proc/self/fd/{fd}")
+        opened = proc.readlink() if proc.is_symlink() else real
+        if not opened.is_relative_to(real_root):
+            raise RefusedFile(f"{path}: moved outside {root} while being opened; not read")
+        if not stat.S_ISREG(info.st_mode):
+            raise RefusedFile(f"{path}: {file_kind(info.st_mode)}, not a regular file; not read")
+        if info.st_size > limit:
+            raise RefusedFile(f"{path}: {info.st_size} bytes, over the limit of {limit}; not read")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_delivery_file(path: Path, root: Path, limit: int) -> bytes:
+    """The bytes of a delivery file, checked as open_delivery_file does; a file that
+    grows past the limit while being read is refused too."""
+    with open_delivery_file(path, root, limit) as file:
+        content = file.read(limit + 1)
+    if len(content) > limit:
+        raise RefusedFile(f"{path}: grew over the limit of {limit} while read; not read")
+    return content
+
+
+# --- end shared block: delivery files ---
+
+
+class Options(NamedTuple):
     size: tuple[int, int] = DEFAULT_SIZE
     fit: bool = False
     rotate: float = 0.0
@@ -91,27 +348,33 @@ class Options:
     format: str = "JPEG"
     quality: int = DEFAULT_QUALITY
     reducing_gap: float = FAST_REDUCING_GAP
+    suffix: str = ".jpeg"
 
 
-@dataclass(frozen=True)
-class Task:
+class Task(NamedTuple):
     source: Path
+    root: Path
     target: Path
 
 
-# -- pure functions -----------------------------------------------------------
+class OutputError(Exception):
+    """An output could not be written (disk full, read-only...): our problem, not
+    the supplier's, so the run stops. str() names the output and the cause."""
+
+
+# -- values of the command line -----------------------------------------------
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'600x400' -> (600, 400); both sides positive."""
+    """'600x400' -> (600, 400); each side a whole number from 1 to MAX_SIDE."""
     width, sep, height = text.lower().partition("x")
-    try:
-        size = (int(width), int(height))
-    except ValueError:
-        size = (0, 0)
-    if not sep or min(size) < 1:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 600x400, got {text!r}")
-    return size
+    side = number(1, MAX_SIDE, whole=True)
+    with contextlib.suppress(argparse.ArgumentTypeError):
+        if sep:
+            return int(side(width)), int(side(height))
+    raise argparse.ArgumentTypeError(
+        f"expected WIDTHxHEIGHT like 600x400, each side from 1 to {MAX_SIDE}, got {text!r}"
+    )
 
 
 def parse_colour(text: str) -> tuple[int, int, int]:
@@ -119,6 +382,26 @@ def parse_colour(text: str) -> tuple[int, int, int]:
         return ImageColor.getrgb(text)[:3]
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a colour: {text!r}") from None
+
+
+def parse_format(text: str) -> str:
+    """'jpg' -> 'JPEG': the common spellings of the four output formats."""
+    name = text.strip().upper()
+    name = FORMAT_ALIASES.get(name, name)
+    if name not in FORMATS:
+        choices = ", ".join([*FORMATS, *FORMAT_ALIASES])
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {choices}")
+    return name
+
+
+def parse_suffix(text: str) -> str:
+    """'' (no extension) or '.ext': never a path."""
+    if text and (not text.startswith(".") or "/" in text or "\0" in text or text == "."):
+        raise argparse.ArgumentTypeError(f"{text!r} is not '' or an extension like .jpg")
+    return text
+
+
+# -- pure functions -----------------------------------------------------------
 
 
 def fitted_size(source: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
@@ -136,9 +419,9 @@ def is_quarter_turn(degrees: float) -> bool:
     return degrees % 180 == 90
 
 
-def target_path(source: Path, output_dir: Path | None, extension: str) -> Path:
+def target_path(source: Path, output_dir: Path | None, suffix: str) -> Path:
     folder = output_dir if output_dir is not None else source.parent
-    return folder / (source.stem + extension)
+    return folder / (source.stem + suffix)
 
 
 def profile_colour_space(icc: bytes | None) -> str:
@@ -171,7 +454,7 @@ def sixteen_bit_to_8(image: Image.Image) -> Image.Image:
 
 
 def cmyk_to_rgb(image: Image.Image) -> Image.Image:
-    """Use the embedded CMYK profile when there is one, else Pillow's formula."""
+    """Use the embedded CMYK profile when it is usable, else Pillow's formula."""
     icc = image.info.get("icc_profile")
     if profile_colour_space(icc) == "CMYK":
         try:
@@ -181,9 +464,11 @@ def cmyk_to_rgb(image: Image.Image) -> Image.Image:
             )
             converted.info["icc_profile"] = srgb_profile()
             return converted
-        except ImageCms.PyCMSError as error:
-            log.debug("CMYK profile unusable (%s); using the plain formula", error)
-    return image.convert("RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError) as error:
+            log.warning("unusable CMYK profile (%s); converted without it", error)
+    converted = image.convert("RGB")
+    converted.info.pop("icc_profile", None)
+    return converted
 
 
 def srgb_profile() -> bytes:
@@ -214,11 +499,62 @@ def resizable(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def box_reduce(image: Image.Image, factor: tuple[int, int]) -> Image.Image:
+    """Box average of the stored values, alpha NOT weighted. Pillow's reduce()
+    premultiplies an RGBA image at full size first (most of the time of a
+    conversion); its core reduce does not."""
+    image.load()
+    return image._new(image.im.reduce(factor, (0, 0, *image.size)))
+
+
+def alpha_weighted_reduce(image: Image.Image, factor: tuple[int, int]) -> Image.Image:
+    """reduce() of an RGBA or LA image, with Pillow's full-size premultiply paid
+    only where it changes the result.
+
+    Where a block is all opaque (reduced alpha 255) or all transparent (0), the
+    plain average is the alpha-weighted one (to within half a grey level: a few
+    units of alpha can round away) or invisible once composited. Only tiles
+    holding a partly transparent block are averaged again the weighted way."""
+    small = box_reduce(image, factor)
+    mixed = small.getchannel("A").point([0] + [255] * 254 + [0])
+    for box in mixed_runs(mixed.reduce(ALPHA_TILE), small.size):
+        full = (box[0] * factor[0], box[1] * factor[1])
+        full += (min(box[2] * factor[0], image.width), min(box[3] * factor[1], image.height))
+        small.paste(image.crop(full).reduce(factor), box[:2])
+    return small
+
+
+def mixed_runs(flags: Image.Image, size: tuple[int, int]) -> Iterator[tuple[int, int, int, int]]:
+    """Boxes (in reduced pixels) of the horizontal runs of flagged tiles."""
+    tile, data = ALPHA_TILE, flags.tobytes()
+    for row in range(flags.height):
+        line = data[row * flags.width : (row + 1) * flags.width]
+        for run in re.finditer(rb"[^\x00]+", line):
+            top = row * tile
+            yield run.start() * tile, top, min(run.end() * tile, size[0]), min(top + tile, size[1])
+
+
+def shrunk(image: Image.Image, size: tuple[int, int], gap: float) -> Image.Image:
+    """Pillow's resize(size, LANCZOS, reducing_gap=gap), with the box-average
+    stage done here for RGBA and LA so opaque areas skip the premultiply."""
+    factor = (int(image.width / size[0] / gap) or 1, int(image.height / size[1] / gap) or 1)
+    if image.mode not in {"RGBA", "LA"} or factor == (1, 1):
+        return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=gap)
+    small = alpha_weighted_reduce(image, factor)
+    if small.size == size:
+        return small
+    box = (0, 0, image.width / factor[0], image.height / factor[1])
+    return small.resize(size, Image.Resampling.LANCZOS, box=box)
+
+
 def flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     """RGB, with any transparency composited on the background colour."""
     if image.mode in {"RGBA", "LA"}:
+        alpha = image.getchannel("A")
+        if alpha.getextrema() == (255, 255):
+            return image.convert("RGB")
         canvas = Image.new("RGB", image.size, background)
-        canvas.paste(image.convert("RGBA"), mask=image.getchannel("A"))
+        canvas.paste(image.convert("RGBA"), mask=alpha)
         return canvas
     return image if image.mode == "RGB" else image.convert("RGB")
 
@@ -264,57 +600,71 @@ def convert_image(image: Image.Image, options: Options) -> Image.Image:
         image.draft(None, (int(resize_to[0] * gap), int(resize_to[1] * gap)))
     icc = image.info.get("icc_profile")
     prepared = resizable(image)
-    small = prepared.resize(resize_to, Image.Resampling.LANCZOS, reducing_gap=options.reducing_gap)
+    small = shrunk(prepared, resize_to, options.reducing_gap)
     small = upright_image(small, orientation)
     small = rotate_clockwise(flatten(small, options.background), rotation)
     small.info["icc_profile"] = prepared.info.get("icc_profile", icc)
     return small
 
 
-def output_profile(image: Image.Image) -> bytes | None:
+def output_profile(image: Image.Image, source: Path) -> bytes | None:
+    """The image's RGB ICC profile when it is usable; a broken one is dropped
+    with a warning (the pixels convert the plain way)."""
     icc = image.info.get("icc_profile")
-    return icc if profile_colour_space(icc) == "RGB" else None
+    if not icc:
+        return None
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    except (ImageCms.PyCMSError, OSError, ValueError) as error:
+        log.warning("%s: unusable ICC profile (%s); converted without it", source, error)
+        return None
+    return icc if profile.profile.xcolor_space.strip() == "RGB" else None
 
 
 # -- files --------------------------------------------------------------------
 
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+PROC_FD = Path("/proc/self/fd")
 
 
-def save_atomically(image: Image.Image, target: Path, options: Options) -> None:
-    """Write to a hidden temporary file beside the target, then rename."""
-    params: dict = {}
-    icc = output_profile(image)
-    if icc:
-        params["icc_profile"] = icc
-    if options.format in {"JPEG", "WEBP"}:
-        params["quality"] = options.quality
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates 0600; give the output the permissions of a normal file.
-        os.chmod(temporary, 0o666 & ~current_umask())
-        with os.fdopen(fd, "wb") as stream:
-            image.save(stream, options.format, **params)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+class BadImage(Exception):
+    """A file that claims to be an image but cannot be read."""
 
 
-def convert_file(task: Task, options: Options) -> str | None:
-    """Convert one file; None on success, else the cause of the failure."""
-    try:
-        with Image.open(task.source) as image:
-            save_atomically(convert_image(image, options), task.target, options)
-    except Exception as error:  # any decoder error fails only this file
-        return describe_error(error)
-    return None
+@contextlib.contextmanager
+def opened_source(path: Path, root: Path) -> Iterator[Image.Image]:
+    """The image in a delivery file, read through the descriptor that was checked.
+
+    Pillow memory-maps an uncompressed image only when it is given a file name,
+    so it gets /proc/self/fd/N: a name for the checked descriptor, which cannot
+    be swapped for another file."""
+    with open_delivery_file(path, root, IMAGE_LIMIT) as file:
+        name = PROC_FD / str(file.fileno())
+        with Image.open(name if PROC_FD.is_dir() else file) as image:
+            merge_strips(image)
+            yield image
+
+
+def merge_strips(image: Image.Image) -> None:
+    """Uncompressed strips stored back to back, top to bottom, become one tile:
+    Pillow then maps the file instead of reading the strips one by one in a
+    Python loop (400 of them for a 3000x2000 RGBA TIFF in 64 KB strips)."""
+    tiles = getattr(image, "tile", [])
+    if image.format != "TIFF" or len(tiles) < 2:
+        return
+    first = tiles[0]
+    row = image.width * RAW_BYTES.get(first.args[0], 0)
+    for tile in tiles:
+        top, bottom = tile.extents[1], tile.extents[3]
+        if (
+            row == 0
+            or (tile.codec_name, tile.args) != ("raw", first.args)
+            or tile.args[1:] != (0, 1)
+            or tile.extents != (0, top, image.width, bottom)
+            or tile.offset != first.offset + top * row
+        ):
+            return
+    if first.extents[1] == 0 and tiles[-1].extents[3] == image.height:
+        image.tile = [first._replace(extents=(0, 0, *image.size))]
 
 
 def describe_error(error: Exception) -> str:
@@ -334,57 +684,184 @@ def image_extensions() -> frozenset[str]:
     return frozenset(Image.registered_extensions())
 
 
-class BadImage(Exception):
-    """A file that claims to be an image but cannot be read."""
+def is_image(path: Path, root: Path) -> bool:
+    """True for a readable image, False for a non-image; BadImage otherwise and
+    RefusedFile for a file that is not read at all."""
+    with open_delivery_file(path, root, IMAGE_LIMIT) as file:
+        if os.fstat(file.fileno()).st_size == 0:
+            raise BadImage("empty file (0 bytes)")
+        try:
+            with Image.open(file):
+                return True
+        except Image.UnidentifiedImageError:
+            if path.suffix.lower() in image_extensions():
+                raise BadImage("not a readable image (corrupt or unsupported format)") from None
+            return False
+        except Exception as error:  # a bad header fails only this file
+            raise BadImage(describe_error(error)) from error
 
 
-def is_image(path: Path) -> bool:
-    """True for a readable image, False for a non-image; BadImage otherwise."""
-    if path.stat().st_size == 0:
-        raise BadImage("empty file (0 bytes)")
+@functools.cache
+def file_mode() -> int:
+    """Permissions of a normal new file (mkstemp creates 0600). Cached: the
+    umask can only be read by setting it, which threads must not race."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def encoded(image: Image.Image, options: Options, source: Path) -> bytes:
+    params: dict = {}
+    icc = output_profile(image, source)
+    if icc:
+        params["icc_profile"] = icc
+    if options.format in {"JPEG", "WEBP"}:
+        params["quality"] = options.quality
+    buffer = io.BytesIO()
+    image.save(buffer, options.format, **params)
+    return buffer.getvalue()
+
+
+def cannot_write(target: Path, error: OSError) -> OutputError:
+    return OutputError(f"cannot write {target}: {error.strerror or error}")
+
+
+def write_temporary(data: bytes, target: Path) -> tuple[int, Path]:
+    """The bytes in a hidden temporary file beside the target, not yet flushed;
+    returns its open descriptor and name."""
     try:
-        with Image.open(path):
-            return True
-    except Image.UnidentifiedImageError:
-        if path.suffix.lower() in image_extensions():
-            raise BadImage("not a readable image (corrupt or unsupported format)") from None
-        return False
-    except Exception as error:  # a bad header fails only this file
-        raise BadImage(describe_error(error)) from error
+        fd, name = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX
+        )
+    except OSError as error:
+        raise cannot_write(target, error) from None
+    try:
+        os.fchmod(fd, file_mode())
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException as error:
+        os.close(fd)
+        Path(name).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise cannot_write(target, error) from None
+        raise
+    return fd, Path(name)
 
 
-def list_sources(paths: list[Path]) -> list[Path]:
-    sources: list[Path] = []
+def commit(fd: int, temporary: Path, target: Path) -> None:
+    """Flush the temporary file to disk, then rename it over the target: after a
+    kill, a crash or a power cut the target is the old file or the whole new one."""
+    try:
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, target)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise cannot_write(target, error) from None
+
+
+def convert_file(task: Task, options: Options) -> tuple[int, Path] | str:
+    """Convert one file into an unflushed temporary output; the reason of the
+    failure when the source cannot be converted. OutputError when it cannot be
+    written."""
+    try:
+        with opened_source(task.source, task.root) as image:
+            data = encoded(convert_image(image, options), options, task.source)
+    except RefusedFile as error:
+        return str(error)
+    except Exception as error:  # any decoder error fails only this file
+        return f"{task.source}: {describe_error(error)}"
+    return write_temporary(data, task.target)
+
+
+def sync_folders(folders: set[Path]) -> None:
+    """Make the renames durable: one fsync per output folder, at the end."""
+    for folder in folders:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        except OSError as error:
+            raise cannot_write(folder, error) from None
+        finally:
+            os.close(fd)
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before converting anything when a folder cannot take outputs."""
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".changeImage-probe-"):
+            pass
+    except OSError as error:
+        raise cannot_write(folder, error) from None
+
+
+def remove_stale_temporaries(targets: list[Path]) -> None:
+    """Temporary outputs a killed run left behind (only this run's names: the
+    delivery lock is held, but another delivery may share an output folder)."""
+    by_folder: dict[Path, set[str]] = {}
+    for target in targets:
+        by_folder.setdefault(target.parent, set()).add(target.name)
+    for folder, names in by_folder.items():
+        for entry in folder.iterdir():
+            stem = entry.name.removesuffix(TEMPORARY_SUFFIX)
+            if stem != entry.name and stem[1:].rpartition(".")[0] in names:
+                log.debug("removed %s, left by an interrupted run", entry)
+                entry.unlink(missing_ok=True)
+
+
+# -- planning -----------------------------------------------------------------
+
+
+def list_sources(paths: list[Path]) -> list[tuple[Path, Path]]:
+    """(file, root) pairs: every entry of each folder that is not a folder, and
+    each file given. Checks are made against root (the folder given)."""
+    sources: list[tuple[Path, Path]] = []
     for path in paths:
         if path.is_dir():
-            sources.extend(sorted(p for p in path.iterdir() if p.is_file()))
+            sources.extend((p, path) for p in sorted(path.iterdir()) if not p.is_dir())
         else:
-            sources.append(path)
+            sources.append((path, path.parent))
     return sources
 
 
+def identify(source: Path, root: Path, counts: Counter) -> bool:
+    """Whether source is an image to convert; logs and counts it otherwise."""
+    if source.name.startswith("."):
+        log.info("skipped %s: hidden file", source)
+        counts["skip:not images"] += 1
+        return False
+    try:
+        if is_image(source, root):
+            return True
+        log.info("skipped %s: not an image", source)
+        counts["skip:not images"] += 1
+    except RefusedFile as error:
+        log.error("%s", error)
+        counts["failed"] += 1
+    except BadImage as error:
+        log.error("%s: %s", source, error)
+        counts["failed"] += 1
+    return False
+
+
 def plan(
-    sources: list[Path], output_dir: Path | None, options: Options, force: bool, counts: Counter
-) -> list[Task]:
-    """Decide each file's fate, logging every skip and failure once."""
-    extension = FORMATS[options.format]
+    sources: list[tuple[Path, Path]],
+    output_dir: Path | None,
+    options: Options,
+    force: bool,
+    counts: Counter,
+) -> tuple[list[Task], list[Path]]:
+    """Decide each file's fate, logging every skip and failure once. Returns the
+    tasks, and every target this run owns (done or to do)."""
     claimed: dict[Path, Path] = {}
     tasks: list[Task] = []
-    for source in sources:
-        if source.name.startswith("."):
-            log.info("skipped %s: hidden file", source)
-            counts["skip:not images"] += 1
+    for source, root in sources:
+        if not identify(source, root, counts):
             continue
-        try:
-            if not is_image(source):
-                log.info("skipped %s: not an image", source)
-                counts["skip:not images"] += 1
-                continue
-        except BadImage as error:
-            log.error("%s: %s", source, error)
-            counts["failed"] += 1
-            continue
-        target = target_path(source, output_dir, extension)
+        target = target_path(source, output_dir, options.suffix)
         if target.resolve() == source.resolve():
             log.debug("skipped %s: it is already the output", source)
             counts["skip:already outputs"] += 1
@@ -398,141 +875,73 @@ def plan(
             log.debug("skipped %s: %s is up to date", source, target)
             counts["skip:up to date"] += 1
             continue
-        tasks.append(Task(source, target))
-    return tasks
+        tasks.append(Task(source, root, target))
+    return tasks, list(claimed)
 
 
-def run_tasks(tasks: list[Task], options: Options, jobs: int, counts: Counter) -> None:
-    # Threads, not processes: Pillow releases the GIL while decoding, resizing
+# -- running ------------------------------------------------------------------
+
+
+def run_tasks(
+    tasks: list[Task], options: Options, jobs: int, counts: Counter, progress: Progress
+) -> None:
+    """Convert in `jobs` threads while COMMITTERS threads flush and rename the
+    outputs. OutputError, once the work in progress has ended, when an output
+    cannot be written."""
+    # Threads, not processes: Pillow releases the GIL while decoding, reducing
     # and encoding, so threads scale like processes without pickling images.
-    pool = ThreadPoolExecutor(max_workers=jobs)
+    committers = ThreadPoolExecutor(COMMITTERS, thread_name_prefix="commit")
+    converters = ThreadPoolExecutor(jobs, thread_name_prefix="convert")
+
+    def work(task: Task) -> Future | str:
+        outcome = convert_file(task, options)
+        return (
+            outcome
+            if isinstance(outcome, str)
+            else committers.submit(commit, *outcome, task.target)
+        )
+
     try:
-        results = pool.map(lambda task: convert_file(task, options), tasks)
-        for task, error in zip(tasks, results, strict=True):
-            if error is None:
+        futures = [converters.submit(work, task) for task in tasks]
+        for task, future in zip(tasks, futures, strict=True):
+            outcome = future.result()
+            if isinstance(outcome, str):
+                log.error("%s", outcome)
+                counts["failed"] += 1
+            else:
+                outcome.result()
                 log.debug("converted %s -> %s", task.source, task.target)
                 counts["converted"] += 1
-            else:
-                log.error("%s: %s", task.source, error)
-                counts["failed"] += 1
+            progress.advance()
     finally:
-        # On Ctrl-C, images in progress finish (and are renamed whole); the rest never start.
-        pool.shutdown(wait=True, cancel_futures=True)
+        # On Ctrl-C or a write error, images in progress finish (and are renamed
+        # whole, or their temporary removed); the rest never start.
+        converters.shutdown(wait=True, cancel_futures=True)
+        committers.shutdown(wait=True)
+        progress.close()
+    sync_folders({task.target.parent for task in tasks})
+
+
+def glibc() -> bool:
+    # os.confstr, not platform.libc_ver: importing platform costs more start-up.
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError):
+        return False
 
 
 def tune_allocator() -> None:
     """Keep freed image buffers in the process instead of unmapping them.
 
     glibc serves a 24 MB image buffer with mmap and hands it back to the
-    kernel when freed, so every image pays its page faults again (about a
-    quarter of a batch's time, bench/bench_convert.py). Raising the mmap and
-    trim thresholds keeps that memory for reuse; the peak stays the same."""
-    if platform.libc_ver()[0] != "glibc":
+    kernel when freed, so every image pays its page faults again. Raising the
+    mmap and trim thresholds keeps that memory for reuse; the peak stays the
+    same."""
+    if not glibc():
         return
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc = ctypes.CDLL(None)  # this process's libc: no ldconfig search
     libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
     libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-
-
-# -- command line -------------------------------------------------------------
-
-
-def env(name: str, default: str) -> str:
-    return os.environ.get(name) or default
-
-
-def default_images_dir() -> Path:
-    return Path(env("SUPPLIER_DATA", "~/supplier-data")).expanduser() / "images"
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog="Environment: SUPPLIER_DATA (default ~/supplier-data; images in its images/), "
-        "and the variable in [brackets] after each option.",
-    )
-    add = parser.add_argument
-    add(
-        "paths",
-        nargs="*",
-        type=Path,
-        help="image files or folders (default: $SUPPLIER_DATA/images)",
-    )
-    add(
-        "--output-dir",
-        type=Path,
-        default=env("IMAGE_OUTPUT_DIR", "") or None,
-        help="where outputs go (default: beside each input) [IMAGE_OUTPUT_DIR]",
-    )
-    add(
-        "--size",
-        type=parse_size,
-        default=env("IMAGE_SIZE", "600x400"),
-        help="output size WxH (default 600x400) [IMAGE_SIZE]",
-    )
-    add("--fit", action="store_true", help="keep the aspect ratio inside --size")
-    add(
-        "--rotate",
-        type=float,
-        default=env("IMAGE_ROTATE", "0"),
-        help="rotate clockwise by DEG degrees [IMAGE_ROTATE]",
-    )
-    add(
-        "--format",
-        type=str.upper,
-        choices=sorted(FORMATS),
-        default=env("IMAGE_FORMAT", "JPEG"),
-        help="output format (default JPEG, extension .jpeg) [IMAGE_FORMAT]",
-    )
-    add(
-        "--quality",
-        type=int,
-        default=env("IMAGE_QUALITY", str(DEFAULT_QUALITY)),
-        help=f"JPEG/WebP quality 1-100 (default {DEFAULT_QUALITY}) [IMAGE_QUALITY]",
-    )
-    add(
-        "--background",
-        type=parse_colour,
-        default=env("IMAGE_BACKGROUND", "white"),
-        help="colour under transparent areas (default white) [IMAGE_BACKGROUND]",
-    )
-    add(
-        "--jobs",
-        type=int,
-        default=env("IMAGE_JOBS", "0"),
-        help="images converted at once (default: all cores) [IMAGE_JOBS]",
-    )
-    add(
-        "--max-pixels",
-        type=int,
-        default=env("IMAGE_MAX_PIXELS", str(Image.MAX_IMAGE_PIXELS)),
-        help=f"refuse larger images (default Pillow's {Image.MAX_IMAGE_PIXELS}) [IMAGE_MAX_PIXELS]",
-    )
-    add(
-        "--best-quality",
-        action="store_true",
-        help="slower resize with no moire on fine repeating texture (Pillow reducing_gap 3)",
-    )
-    add("--force", action="store_true", help="convert even when the output is up to date")
-    add("--dry-run", action="store_true", help="list what would be done; write nothing")
-    add("-q", "--quiet", action="store_true", help="only warnings and errors")
-    add("-v", "--verbose", action="store_true", help="also every file converted or up to date")
-    args = parser.parse_args(argv)
-    if not 1 <= args.quality <= 100:
-        parser.error("--quality must be between 1 and 100")
-    if args.jobs < 0:
-        parser.error("--jobs must be 0 (all cores) or more")
-    missing = [str(p) for p in args.paths or [default_images_dir()] if not p.exists()]
-    if missing:
-        parser.error(f"no such file or directory: {', '.join(missing)}")
-    if args.output_dir is not None and not args.output_dir.is_dir():
-        parser.error(f"--output-dir {args.output_dir} is not a directory")
-    return args
-
-
-def configure_logging(args: argparse.Namespace) -> None:
-    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -549,23 +958,205 @@ def bomb_limit(max_pixels: int) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = saved
 
 
-def convert_all(args: argparse.Namespace) -> int:
-    gap = BEST_REDUCING_GAP if args.best_quality else FAST_REDUCING_GAP
-    options = Options(
-        args.size, args.fit, args.rotate, args.background, args.format, args.quality, gap
+# -- command line -------------------------------------------------------------
+
+
+def default_images_dir() -> Path:
+    return Path(os.environ.get("SUPPLIER_DATA") or "~/supplier-data").expanduser() / "images"
+
+
+def suffix_from_env(parser: argparse.ArgumentParser) -> str | None:
+    """IMAGE_SUFFIX; set and empty means no extension (unlike other variables,
+    empty is a value here: the icon job's outputs have none)."""
+    if "IMAGE_SUFFIX" not in os.environ:
+        return None
+    try:
+        return parse_suffix(os.environ["IMAGE_SUFFIX"])
+    except argparse.ArgumentTypeError as error:
+        parser.error(f"environment variable IMAGE_SUFFIX: {error}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Environment: SUPPLIER_DATA (default ~/supplier-data; images in its\n"
+        "images/), and the variable in [brackets] after each option. An IMAGE_SUFFIX\n"
+        "that is set but empty means no extension, as --suffix ''.",
     )
-    jobs = args.jobs or len(os.sched_getaffinity(0))
-    counts: Counter = Counter()
-    sources = list_sources(args.paths or [default_images_dir()])
-    tasks = plan(sources, args.output_dir, options, args.force, counts)
+    add = parser.add_argument
+    add(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="image files or folders (default: $SUPPLIER_DATA/images)",
+    )
+    add(
+        "--output-dir",
+        type=Path,
+        metavar="DIR",
+        default=os.environ.get("IMAGE_OUTPUT_DIR") or None,
+        help="where outputs go (default: beside each input) [IMAGE_OUTPUT_DIR]",
+    )
+    add(
+        "--size",
+        type=parse_size,
+        metavar="WxH",
+        default=from_env(parser, "IMAGE_SIZE", parse_size, DEFAULT_SIZE),
+        help=f"output size, each side 1-{MAX_SIDE} (default 600x400) [IMAGE_SIZE]",
+    )
+    add("--fit", action="store_true", help="keep the aspect ratio inside --size")
+    add(
+        "--rotate",
+        type=number(-360, 360),
+        metavar="DEG",
+        default=from_env(parser, "IMAGE_ROTATE", number(-360, 360), 0.0),
+        help="rotate clockwise by DEG degrees, -360 to 360 (default 0) [IMAGE_ROTATE]",
+    )
+    add(
+        "--format",
+        type=parse_format,
+        metavar="FORMAT",
+        default=from_env(parser, "IMAGE_FORMAT", parse_format, "JPEG"),
+        help="JPEG (or JPG), PNG, WEBP, TIFF (or TIF); default JPEG [IMAGE_FORMAT]",
+    )
+    add(
+        "--suffix",
+        type=parse_suffix,
+        metavar="EXT",
+        default=suffix_from_env(parser),
+        help="output name = source name without its extension + EXT; '' for none "
+        "(needs --output-dir); default the format's: .jpeg, .png, .webp, .tiff [IMAGE_SUFFIX]",
+    )
+    add(
+        "--quality",
+        type=number(1, 100, whole=True),
+        metavar="Q",
+        default=from_env(parser, "IMAGE_QUALITY", number(1, 100, whole=True), DEFAULT_QUALITY),
+        help=f"JPEG/WebP quality 1-100 (default {DEFAULT_QUALITY}) [IMAGE_QUALITY]",
+    )
+    add(
+        "--background",
+        type=parse_colour,
+        metavar="COLOUR",
+        default=from_env(parser, "IMAGE_BACKGROUND", parse_colour, (255, 255, 255)),
+        help="colour under transparent areas (default white) [IMAGE_BACKGROUND]",
+    )
+    jobs = number(0, MAX_JOBS, whole=True)
+    add(
+        "--jobs",
+        type=jobs,
+        metavar="N",
+        default=from_env(parser, "IMAGE_JOBS", jobs, 0),
+        help=f"images converted at once, 0-{MAX_JOBS} (default 0: all cores) [IMAGE_JOBS]",
+    )
+    pixels = number(1, MAX_PIXELS_LIMIT, whole=True)
+    add(
+        "--max-pixels",
+        type=pixels,
+        metavar="N",
+        default=from_env(parser, "IMAGE_MAX_PIXELS", pixels, Image.MAX_IMAGE_PIXELS),
+        help=f"refuse larger images (default Pillow's {Image.MAX_IMAGE_PIXELS}, at most "
+        f"{MAX_PIXELS_LIMIT}) [IMAGE_MAX_PIXELS]",
+    )
+    add(
+        "--wait",
+        type=number(0, 86400),
+        metavar="SECONDS",
+        default=from_env(parser, "IMAGE_WAIT", number(0, 86400), 0.0),
+        help="wait up to SECONDS for another run on the same delivery (default 0) [IMAGE_WAIT]",
+    )
+    add(
+        "--best-quality",
+        action="store_true",
+        help="slower resize with no moire on fine repeating texture (Pillow reducing_gap 3)",
+    )
+    add("--force", action="store_true", help="convert even when the output is up to date")
+    add("--dry-run", action="store_true", help="list what would be done; write nothing")
+    add_standard_options(parser)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.paths or [default_images_dir()] if not p.exists()]
+    if missing:
+        parser.error(f"no such file or directory: {', '.join(missing)}")
+    if args.output_dir is not None and not args.output_dir.is_dir():
+        parser.error(f"--output-dir {args.output_dir} is not a directory")
+    if args.suffix is None:
+        args.suffix = FORMATS[args.format]
+    if args.suffix == "" and replaces_sources(args):
+        parser.error(
+            "--suffix '' needs an --output-dir other than the images' folder "
+            "(the outputs would replace their sources)"
+        )
+    return args
+
+
+def replaces_sources(args: argparse.Namespace) -> bool:
+    if args.output_dir is None:
+        return True
+    folders = [p if p.is_dir() else p.parent for p in args.paths or [default_images_dir()]]
+    return any(folder.resolve() == args.output_dir.resolve() for folder in folders)
+
+
+def deliveries(paths: list[Path]) -> list[Path]:
+    """The deliveries to lock: the folder that holds each images folder."""
+    folders = {(p if p.is_dir() else p.parent).resolve() for p in paths}
+    return sorted({folder.parent for folder in folders})
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    gap = BEST_REDUCING_GAP if args.best_quality else FAST_REDUCING_GAP
+    return Options(
+        args.size,
+        args.fit,
+        args.rotate,
+        args.background,
+        args.format,
+        args.quality,
+        gap,
+        args.suffix,
+    )
+
+
+def convert_all(args: argparse.Namespace) -> int:
+    options, counts = options_from(args), Counter()
+    paths = args.paths or [default_images_dir()]
     if args.dry_run:
+        tasks, _ = plan(list_sources(paths), args.output_dir, options, args.force, counts)
         for task in tasks:
             print(f"would convert {task.source} -> {task.target}")
         log.info("dry run: would convert %d, %s", len(tasks), summary(counts))
         return EXIT_OK
-    tune_allocator()
+    with contextlib.ExitStack() as locks:
+        try:
+            for delivery in deliveries(paths):
+                locks.enter_context(hold_delivery_lock(delivery, args.wait))
+        except DeliveryBusy as busy:
+            log.error("%s", busy)
+            return EXIT_USAGE
+        return convert_locked(args, paths, options, counts)
+
+
+def convert_locked(
+    args: argparse.Namespace, paths: list[Path], options: Options, counts: Counter
+) -> int:
+    tasks, targets = plan(list_sources(paths), args.output_dir, options, args.force, counts)
+    progress = Progress(len(tasks), "converted", enabled=not args.quiet)
     try:
-        run_tasks(tasks, options, jobs, counts)
+        remove_stale_temporaries(targets)
+        for folder in sorted({task.target.parent for task in tasks}):
+            check_writable(folder)
+        tune_allocator()
+        file_mode()
+        run_tasks(tasks, options, args.jobs or len(os.sched_getaffinity(0)), counts, progress)
+    except OutputError as error:
+        log.error("%s; stopped: %s", error, summary(counts))
+        return EXIT_USAGE
     except KeyboardInterrupt:
         log.error("interrupted: %s; outputs written so far are complete", summary(counts))
         return EXIT_INTERRUPTED
@@ -575,9 +1166,16 @@ def convert_all(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configure_logging(args)
-    with bomb_limit(args.max_pixels):
-        return convert_all(args)
+    configure_logging(args.quiet, args.verbose)
+    try:
+        with bomb_limit(args.max_pixels):
+            return convert_all(args)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as error:  # the one guard: a line, never a traceback
+        log.error("stopped by an unexpected error: %s: %s", type(error).__name__, error)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

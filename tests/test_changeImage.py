@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
+import math
 import os
+import pty
+import resource
 import shutil
 import signal
+import stat
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageFilter, ImageStat
 
 import changeImage
-from make_delivery import make_delivery
+from make_delivery import make_delivery, photo_like
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "changeImage.py"
@@ -312,7 +318,7 @@ def batch_copy(big_batch, tmp_path) -> Path:
 
 def test_killed_run_leaves_only_whole_jpegs_and_a_rerun_finishes(batch_copy):
     images = batch_copy
-    process = subprocess.Popen([SCRIPT, images, "--jobs", "2", "-q"])
+    process = subprocess.Popen([SCRIPT, images, "--jobs", "2", "-q", "--best-quality"])
     deadline = time.monotonic() + 30
     while not list(images.glob("*.jpeg")) and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -324,6 +330,7 @@ def test_killed_run_leaves_only_whole_jpegs_and_a_rerun_finishes(batch_copy):
         assert_catalog_jpeg(jpeg)
     assert convert(images) == 0
     assert len(list(images.glob("*.jpeg"))) == 40
+    assert not [p for p in images.iterdir() if p.name.startswith(".")]
 
 
 def test_sigterm_stops_cleanly_with_whole_outputs(batch_copy):
@@ -381,23 +388,6 @@ def test_default_limit_refuses_a_real_bomb(tmp_path):
     assert "bomb.png: larger than the decompression-bomb limit" in result.stderr
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["/no/such/dir"], "no such file or directory: /no/such/dir"),
-        (["--size", "600by400"], "expected WIDTHxHEIGHT"),
-        (["--size", "0x400"], "expected WIDTHxHEIGHT"),
-        (["--quality", "0"], "--quality must be between 1 and 100"),
-        (["--background", "not-a-colour"], "not a colour"),
-    ],
-)
-def test_usage_errors_exit_2_with_a_clear_message(tmp_path, args, message):
-    argv = [*args] if args[0].startswith("/") else [str(tmp_path), *args]
-    result = subprocess.run([SCRIPT, *argv], capture_output=True, text=True, check=False)
-    assert result.returncode == 2
-    assert message in result.stderr
-
-
 def test_dry_run_lists_and_writes_nothing(tmp_path):
     marked().save(tmp_path / "a.tiff")
     (tmp_path / "README").write_text("x")
@@ -418,3 +408,519 @@ def test_summary_wording():
     assert changeImage.summary(counts) == (
         "converted 10, skipped 5 (2 not images, 3 up to date), failed 1"
     )
+
+
+# -- fast paths: the same pixels as Pillow's own alpha-weighted resize ----------
+
+
+def reference(image: Image.Image, size, gap: float) -> Image.Image:
+    """What Pillow's resize (premultiplied at full size) gives, on white."""
+    small = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=gap)
+    return changeImage.flatten(small, WHITE)
+
+
+@functools.cache
+def photo(size) -> Image.Image:
+    return photo_like(size, seed=3)
+
+
+def textured(size, mode="RGBA") -> Image.Image:
+    return photo(size).convert(mode)
+
+
+def with_alpha(image: Image.Image, kind: str) -> Image.Image:
+    """Opaque, a transparent band hiding red, or a soft-edged cut-out."""
+    image = image.copy()
+    alpha = Image.new("L", image.size, 255)
+    if kind == "band":
+        image.paste(RED if image.mode == "RGB" else 255, (0, 0, image.width, 37))
+        alpha.paste(0, (0, 0, image.width, 37))
+    elif kind == "cut-out":
+        alpha = Image.new("L", image.size, 0)
+        box = (image.width // 8, image.height // 8, image.width * 7 // 8, image.height * 7 // 8)
+        ImageDraw.Draw(alpha).ellipse(box, fill=255)
+        alpha = alpha.filter(ImageFilter.GaussianBlur(3))
+    image.putalpha(alpha)
+    return image
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+@pytest.mark.parametrize("kind", ["opaque", "band", "cut-out"])
+@pytest.mark.parametrize(
+    "source, size",
+    [((1500, 1000), (600, 400)), ((1234, 567), (600, 400)), ((700, 500), (128, 128))],
+)
+@pytest.mark.parametrize("gap", [changeImage.FAST_REDUCING_GAP, changeImage.BEST_REDUCING_GAP])
+def test_shrinking_matches_pillows_alpha_weighted_resize(mode, kind, source, size, gap):
+    image = with_alpha(textured(source, mode[:-1] if mode == "LA" else "RGB"), kind)
+    ours = changeImage.flatten(changeImage.shrunk(image, size, gap), WHITE)
+    difference = ImageChops.difference(ours, reference(image, size, gap))
+    assert ours.size == size
+    # Off by a few levels at most where alpha is low: Pillow un-premultiplies the
+    # reduced edge blocks before the LANCZOS stage premultiplies them again.
+    assert max(high for _, high in difference.getextrema()) <= 4
+    assert max(ImageStat.Stat(difference).mean) < 0.05
+
+
+def test_transparent_band_over_red_stays_white_in_a_large_tiff(tmp_path):
+    image = with_alpha(textured((3000, 2000), "RGB"), "band")
+    image.save(tmp_path / "a.tiff", tiffinfo={278: 5})  # many strips: no memory map
+    assert convert(tmp_path) == 0
+    out = assert_catalog_jpeg(tmp_path / "a.jpeg")
+    assert_colour_near(out.getpixel((300, 2)), WHITE, 8)
+
+
+def test_single_strip_tiff_is_memory_mapped_through_the_checked_descriptor(tmp_path):
+    textured((300, 200)).save(tmp_path / "a.tiff")
+    with changeImage.opened_source(tmp_path / "a.tiff", tmp_path) as image:
+        image.load()
+        assert image.filename.startswith("/proc/self/fd/")
+        assert image.map is not None
+
+
+def test_the_checked_file_is_the_one_read_even_if_swapped(tmp_path):
+    Image.new("RGBA", (300, 200), (*RED, 255)).save(tmp_path / "a.tiff")
+    Image.new("RGBA", (300, 200), (*GREEN, 255)).save(tmp_path / "swap.tiff")
+    with changeImage.opened_source(tmp_path / "a.tiff", tmp_path) as image:
+        os.replace(tmp_path / "swap.tiff", tmp_path / "a.tiff")  # after the checks
+        image.load()
+        assert image.getpixel((5, 5)) == (*RED, 255)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "RGB", "L"])
+def test_strips_stored_back_to_back_are_read_as_one_mapped_block(tmp_path, mode):
+    image = textured((301, 203), mode)
+    image.save(tmp_path / "a.tiff", tiffinfo={278: 5})
+    with changeImage.opened_source(tmp_path / "a.tiff", tmp_path) as opened_image:
+        assert len(opened_image.tile) == 1
+        opened_image.load()
+        assert ImageChops.difference(opened_image.convert(mode), image).getbbox() is None
+
+
+def test_strips_not_back_to_back_are_left_to_pillow():
+    with Image.open(io.BytesIO(tiff_bytes(tiffinfo={278: 5}))) as image:
+        image.tile = [image.tile[0], image.tile[1]._replace(offset=image.tile[1].offset + 4)]
+        changeImage.merge_strips(image)
+        assert len(image.tile) == 2
+
+
+def test_truncated_strips_fail_that_file_only(tmp_path, caplog):
+    (tmp_path / "cut.tiff").write_bytes(tiff_bytes(tiffinfo={278: 5})[:-5000])
+    marked().save(tmp_path / "fine.png")
+    assert convert(tmp_path) == 1
+    assert (tmp_path / "fine.jpeg").exists() and not (tmp_path / "cut.jpeg").exists()
+    assert "cut.tiff: corrupt or truncated image" in caplog.text
+
+
+def tiff_bytes(**params) -> bytes:
+    buffer = io.BytesIO()
+    textured((300, 200)).save(buffer, "TIFF", **params)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "RGB", "L", "LA", "P", "I;16", "CMYK", "1"])
+@pytest.mark.parametrize("size", [(1500, 1000), (599, 401), (40, 30)])
+def test_every_mode_and_size_gives_a_catalog_jpeg(tmp_path, mode, size):
+    image = marked(size)
+    if mode == "I;16":
+        image = image.convert("L").point(lambda v: v * 257, "I").convert("I;16")
+    image = image.convert(mode)
+    image.save(tmp_path / ("a.png" if mode in {"I;16", "LA"} else "a.tiff"))
+    assert convert(tmp_path) == 0
+    out = assert_catalog_jpeg(tmp_path / "a.jpeg")
+    if mode in {"RGBA", "RGB", "P", "CMYK"}:
+        assert_colour_near(centre(out), BLUE, 40)
+        assert_colour_near(out.getpixel((20, 20)), RED, 40)
+
+
+def test_best_quality_has_no_moire_on_fine_stripes(tmp_path):
+    # Stripes finer than the output's pixels: a box average folds them into
+    # visible bands; LANCZOS from nearer full size averages them to flat grey.
+    row = bytes(int(127.5 + 127.5 * math.sin(2 * math.pi * x / 2.2)) for x in range(1500))
+    Image.frombytes("L", (1500, 1000), row * 1000).save(tmp_path / "a.png")
+    assert convert(tmp_path) == 0
+    banded = ImageStat.Stat(opened(tmp_path / "a.jpeg").convert("L")).stddev[0]
+    assert convert(tmp_path, "--best-quality", "--force") == 0
+    flat = ImageStat.Stat(opened(tmp_path / "a.jpeg").convert("L")).stddev[0]
+    assert flat < 2 < banded
+
+
+# -- delivery files: refused, never read ------------------------------------------
+
+
+def images_with_one_good(tmp_path: Path) -> Path:
+    images = tmp_path / "supplier-data" / "images"
+    images.mkdir(parents=True)
+    marked().save(images / "good.tiff")
+    return images
+
+
+def link_out(images: Path) -> str:
+    secret = images.parent.parent / "private.tiff"
+    marked(corner=GREEN).save(secret)
+    (images / "secret.tiff").symlink_to(secret)
+    return "secret.tiff: links outside"
+
+
+def fifo(images: Path) -> str:
+    os.mkfifo(images / "pipe.tiff")
+    return "pipe.tiff: a FIFO, not a regular file; not read"
+
+
+def huge(images: Path) -> str:
+    with open(images / "huge.tiff", "wb") as file:
+        file.truncate(changeImage.IMAGE_LIMIT + 1)  # sparse: no disk used
+    return "huge.tiff: 209715201 bytes, over the limit of 209715200; not read"
+
+
+def device(images: Path) -> str:
+    try:
+        os.mknod(images / "zero.tiff", 0o600 | stat.S_IFCHR, os.makedev(1, 5))
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+    return "zero.tiff: a device, not a regular file; not read"
+
+
+def link_to_dev_zero(images: Path) -> str:
+    (images / "zero.tiff").symlink_to("/dev/zero")
+    return "zero.tiff: links outside"
+
+
+@pytest.mark.parametrize("make", [link_out, fifo, huge, device, link_to_dev_zero])
+def test_files_that_are_not_the_deliverys_are_refused_by_name(tmp_path, make):
+    images = images_with_one_good(tmp_path)
+    message = make(images)
+    result = run_script(images, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in images.glob("*.jpeg")) == ["good.jpeg"]
+
+
+def test_a_link_that_stays_inside_the_folder_is_read(tmp_path):
+    images = images_with_one_good(tmp_path)
+    (images / "alias.tiff").symlink_to(images / "good.tiff")
+    assert convert(images) == 0
+    assert_catalog_jpeg(images / "alias.jpeg")
+
+
+def test_a_linked_images_folder_is_fine(tmp_path):
+    images = images_with_one_good(tmp_path)
+    (tmp_path / "linked").symlink_to(images)
+    assert convert(tmp_path / "linked") == 0
+    assert_catalog_jpeg(images / "good.jpeg")
+
+
+def test_apple_double_files_are_ignored_and_upper_case_extensions_accepted(tmp_path, caplog):
+    marked().save(tmp_path / "D25.TIFF")
+    marked().save(tmp_path / "D26.JPG")
+    (tmp_path / "._D25.TIFF").write_bytes(b"\0\5\26\7" + b"\0" * 80)
+    assert convert(tmp_path) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.jpeg")) == ["D25.jpeg", "D26.jpeg"]
+    assert "._D25.TIFF: hidden file" in caplog.text
+
+
+def test_unusable_icc_profile_is_dropped_with_a_warning(tmp_path, caplog):
+    marked().save(tmp_path / "a.png", icc_profile=b"\0" * 16 + b"RGB " + b"garbage" * 20)
+    assert convert(tmp_path) == 0
+    out = assert_catalog_jpeg(tmp_path / "a.jpeg")
+    assert "icc_profile" not in out.info
+    assert "unusable ICC profile" in caplog.text
+    assert_colour_near(centre(out), BLUE)
+
+
+def test_unusable_cmyk_profile_falls_back_to_the_plain_conversion(tmp_path, caplog):
+    Image.new("CMYK", (30, 20), (255, 0, 0, 0)).save(
+        tmp_path / "a.tiff", icc_profile=b"\0" * 16 + b"CMYK" + b"junk" * 30
+    )
+    assert convert(tmp_path) == 0
+    assert_colour_near(centre(assert_catalog_jpeg(tmp_path / "a.jpeg")), (0, 255, 255))
+    assert "unusable CMYK profile" in caplog.text
+
+
+# -- our own errors: the output cannot be written ----------------------------------
+
+
+def run_script(*args, env=None, timeout=120, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [SCRIPT, *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def small_mount(tmp_path) -> Iterator[Callable[[str], Path]]:
+    """mount(options): a tmpfs mounted with those options (root only)."""
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        point = tmp_path / f"mount{len(mounted)}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", point], check=False)
+        if done.returncode:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", point], check=False)
+
+
+def three_images(tmp_path) -> Path:
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a", "b", "c"):
+        textured((600, 400)).save(images / f"{name}.tiff")
+    return images
+
+
+def test_full_output_disk_stops_the_run_blaming_the_disk(tmp_path, small_mount):
+    images, out = three_images(tmp_path), small_mount("size=40k")
+    result = run_script(images, "--output-dir", out, "--quality", "100")
+    assert result.returncode == 2, result.stderr
+    assert f"cannot write {out}/" in result.stderr
+    assert "No space left on device" in result.stderr
+    assert "corrupt" not in result.stderr and "Traceback" not in result.stderr
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    for jpeg in out.iterdir():
+        assert_catalog_jpeg(jpeg)
+
+
+def test_read_only_output_folder_stops_before_converting(tmp_path, small_mount):
+    images, out = three_images(tmp_path), small_mount("ro,size=1m")
+    result = run_script(images, "--output-dir", out)
+    assert result.returncode == 2, result.stderr
+    assert f"cannot write {out}: Read-only file system" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_file_size_limit_is_reported_as_a_write_error(tmp_path):
+    images = three_images(tmp_path)
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    result = run_script(images, "--quality", "100", preexec_fn=limit)
+    assert result.returncode == 2, result.stderr
+    assert "cannot write" in result.stderr and "File too large" in result.stderr
+    assert "corrupt" not in result.stderr and "Traceback" not in result.stderr
+    assert not [p for p in images.iterdir() if p.name.startswith(".")]
+
+
+# -- one run at a time per delivery --------------------------------------------------
+
+
+def wait_for(condition, seconds=30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def test_a_second_run_on_the_same_delivery_exits_2_naming_the_first(batch_copy):
+    first = subprocess.Popen([SCRIPT, batch_copy, "--jobs", "1", "-q", "--best-quality"])
+    try:
+        wait_for(lambda: list(batch_copy.glob("*.jpeg")))
+        second = run_script(batch_copy, timeout=60)
+    finally:
+        first.wait(timeout=120)
+    assert second.returncode == 2, second.stderr
+    assert f"is in use by changeImage.py (pid {first.pid}" in second.stderr
+    assert "--wait SECONDS" in second.stderr
+    assert first.returncode == 0
+    assert len(list(batch_copy.glob("*.jpeg"))) == 40
+
+
+def test_a_second_run_can_wait_for_the_first(batch_copy):
+    first = subprocess.Popen([SCRIPT, batch_copy, "--jobs", "1", "-q"])
+    try:
+        wait_for(lambda: list(batch_copy.glob("*.jpeg")))
+        second = run_script(batch_copy, "--wait", "100", env={"IMAGE_JOBS": "1"}, timeout=120)
+    finally:
+        first.wait(timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert "converted 0" in second.stderr and "40 up to date" in second.stderr
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path):
+    marked().save(tmp_path / "a.tiff")
+    stale = tmp_path / f".a.jpeg.abc123{changeImage.TEMPORARY_SUFFIX}"
+    stale.write_bytes(b"half a jpeg")
+    other = tmp_path / ".someone-elses.tmp"
+    other.write_bytes(b"x")
+    assert convert(tmp_path) == 0
+    assert not stale.exists() and other.exists()
+
+
+# -- what people read ---------------------------------------------------------------
+
+
+ICON_COMMAND = (
+    "./changeImage.py --size 128x128 --rotate 90 --format JPEG --suffix '' \\\n"
+    "          --output-dir /opt/icons ~/images"
+)
+
+
+def test_help_shows_examples_exit_statuses_metavars_and_the_icon_job():
+    result = run_script("--help")
+    assert result.returncode == 0
+    for fragment in (
+        ICON_COMMAND,
+        "Exit status:",
+        "130 interrupted",
+        "--rotate DEG",
+        "--jobs N",
+        "--wait SECONDS",
+        "--suffix EXT",
+        "[IMAGE_SUFFIX]",
+    ):
+        assert fragment in result.stdout
+
+
+def test_version():
+    result = run_script("--version")
+    assert (result.returncode, result.stdout) == (0, f"changeImage.py {changeImage.__version__}\n")
+
+
+def test_verbose_shows_steps_not_pillows_tiff_tags(tmp_path):
+    textured((300, 200)).save(tmp_path / "a.tiff")
+    result = run_script(tmp_path, "-v")
+    assert result.returncode == 0
+    lines = result.stderr.splitlines()
+    assert any("converted" in line and "a.jpeg" in line for line in lines)
+    assert len(lines) <= 3, lines
+
+
+def test_quiet_prints_only_errors(tmp_path):
+    marked().save(tmp_path / "a.tiff")
+    (tmp_path / "README").write_text("x")
+    result = run_script(tmp_path, "-q")
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_icon_job_writes_names_without_extension(tmp_path):
+    images, icons = tmp_path / "images", tmp_path / "icons"
+    images.mkdir()
+    icons.mkdir()
+    marked((192, 192)).save(images / "ic_edit_location_black_48dp", "TIFF")
+    command = ["--size", "128x128", "--rotate", "90", "--format", "JPEG", "--suffix", ""]
+    result = run_script(*command, "--output-dir", icons, images)
+    assert result.returncode == 0, result.stderr
+    out = assert_catalog_jpeg(icons / "ic_edit_location_black_48dp", (128, 128))
+    assert_colour_near(out.getpixel((120, 8)), RED)
+
+
+def test_empty_suffix_from_the_environment(tmp_path):
+    icons = tmp_path / "icons"
+    icons.mkdir()
+    marked().save(tmp_path / "ic_box.png")
+    env = {"IMAGE_SUFFIX": "", "IMAGE_OUTPUT_DIR": str(icons), "IMAGE_FORMAT": "jpg"}
+    result = run_script(tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert_catalog_jpeg(icons / "ic_box")
+
+
+@pytest.fixture(scope="module")
+def slow_batch(tmp_path_factory) -> Path:
+    """Deflate TIFFs turned 45 degrees one at a time: several seconds of work."""
+    folder = tmp_path_factory.mktemp("slow") / "images"
+    folder.mkdir()
+    textured((1500, 1000)).save(folder / "001.tiff", compression="tiff_adobe_deflate")
+    for number in range(2, 21):
+        shutil.copy(folder / "001.tiff", folder / f"{number:03d}.tiff")
+    return folder
+
+
+def test_progress_on_a_terminal_not_in_a_pipe(slow_batch, tmp_path):
+    images = Path(shutil.copytree(slow_batch, tmp_path / "tty"))
+    command = [SCRIPT, images, "--jobs", "1", "--rotate", "45", "--best-quality"]
+    main_end, sub_end = pty.openpty()
+    with subprocess.Popen(command, stderr=sub_end, stdout=subprocess.DEVNULL) as process:
+        os.close(sub_end)
+        shown = read_all(main_end)
+    assert process.returncode == 0
+    assert "\rconverted " in shown and "/20, " in shown and " s left" in shown
+    piped = run_script(images, "--force", "--jobs", "1", "--rotate", "45", "--best-quality")
+    assert piped.returncode == 0
+    assert "\r" not in piped.stderr and "s left" not in piped.stderr
+
+
+def read_all(fd: int) -> str:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the other end closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode()
+
+
+# -- bad input: each row is a case ------------------------------------------------------
+
+# id, arguments (IMAGES = the images folder), environment, exit status, message fragment.
+# What must not change: the images folder (no output, nothing modified).
+BAD_INPUT = [
+    ("no such folder", ["/no/such/dir"], {}, 2, "no such file or directory: /no/such/dir"),
+    ("size words", ["IMAGES", "--size", "600by400"], {}, 2, "expected WIDTHxHEIGHT"),
+    ("size zero", ["IMAGES", "--size", "0x400"], {}, 2, "each side from 1 to 10000"),
+    ("size huge", ["IMAGES", "--size", "100000x100000"], {}, 2, "each side from 1 to 10000"),
+    ("size nan", ["IMAGES", "--size", "nanxnan"], {}, 2, "expected WIDTHxHEIGHT"),
+    ("rotate nan", ["IMAGES", "--rotate", "nan"], {}, 2, "--rotate: 'nan' is not from -360"),
+    ("rotate inf", ["IMAGES", "--rotate", "inf"], {}, 2, "--rotate: 'inf' is not from"),
+    ("rotate 1e309", ["IMAGES", "--rotate", "1e309"], {}, 2, "--rotate: '1e309' is not from"),
+    ("rotate word", ["IMAGES", "--rotate", "right"], {}, 2, "'right' is not a number"),
+    ("quality 0", ["IMAGES", "--quality", "0"], {}, 2, "--quality: '0' is not from 1 to 100"),
+    ("quality 101", ["IMAGES", "--quality", "101"], {}, 2, "'101' is not from 1 to 100"),
+    ("quality 8.5", ["IMAGES", "--quality", "8.5"], {}, 2, "'8.5' is not a whole number"),
+    ("jobs negative", ["IMAGES", "--jobs", "-1"], {}, 2, "--jobs: '-1' is not from 0 to 256"),
+    ("jobs huge", ["IMAGES", "--jobs", "100000"], {}, 2, "--jobs: '100000' is not from 0"),
+    ("max pixels 0", ["IMAGES", "--max-pixels", "0"], {}, 2, "--max-pixels: '0' is not from 1"),
+    ("wait nan", ["IMAGES", "--wait", "nan"], {}, 2, "--wait: 'nan' is not from 0"),
+    ("format gif", ["IMAGES", "--format", "gif"], {}, 2, "'gif' is not one of JPEG"),
+    ("colour", ["IMAGES", "--background", "not-a-colour"], {}, 2, "not a colour"),
+    ("suffix path", ["IMAGES", "--suffix", "../x"], {}, 2, "is not '' or an extension"),
+    ("suffix none in place", ["IMAGES", "--suffix", ""], {}, 2, "--suffix '' needs an"),
+    ("output not a folder", ["IMAGES", "--output-dir", "/etc/hostname"], {}, 2, "not a directory"),
+    ("env format", ["IMAGES"], {"IMAGE_FORMAT": "gif"}, 2, "environment variable IMAGE_FORMAT"),
+    ("env rotate", ["IMAGES"], {"IMAGE_ROTATE": "nan"}, 2, "environment variable IMAGE_ROTATE"),
+    ("env size", ["IMAGES"], {"IMAGE_SIZE": "1e9x1"}, 2, "environment variable IMAGE_SIZE"),
+    ("env quality", ["IMAGES"], {"IMAGE_QUALITY": "inf"}, 2, "environment variable IMAGE_QUALITY"),
+    ("env jobs", ["IMAGES"], {"IMAGE_JOBS": "-3"}, 2, "environment variable IMAGE_JOBS"),
+    ("env suffix", ["IMAGES"], {"IMAGE_SUFFIX": "jpeg"}, 2, "environment variable IMAGE_SUFFIX"),
+    ("env wait", ["IMAGES"], {"IMAGE_WAIT": "-1"}, 2, "environment variable IMAGE_WAIT"),
+    ("env pixels", ["IMAGES"], {"IMAGE_MAX_PIXELS": "1e309"}, 2, "IMAGE_MAX_PIXELS"),
+]
+
+
+@pytest.mark.parametrize(
+    "args, env, status, message", [row[1:] for row in BAD_INPUT], ids=[row[0] for row in BAD_INPUT]
+)
+def test_bad_input_is_a_clear_error(tmp_path, args, env, status, message):
+    images = images_with_one_good(tmp_path)
+    before = digest(images)
+    result = run_script(*[str(images) if a == "IMAGES" else a for a in args], env=env)
+    assert result.returncode == status, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert digest(images) == before
+
+
+@pytest.mark.parametrize(
+    "spelling, extension", [("jpg", ".jpeg"), ("JPEG", ".jpeg"), ("tif", ".tiff"), ("png", ".png")]
+)
+def test_format_aliases_are_accepted_from_flag_and_environment(tmp_path, spelling, extension):
+    marked().save(tmp_path / "a.gif")
+    assert run_script(tmp_path, "--format", spelling).returncode == 0
+    assert (tmp_path / f"a{extension}").exists()
+    (tmp_path / f"a{extension}").unlink()
+    assert run_script(tmp_path, env={"IMAGE_FORMAT": spelling}).returncode == 0
+    assert (tmp_path / f"a{extension}").exists()
