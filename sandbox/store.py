@@ -106,13 +106,17 @@ def configure(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure(args)
+    # DRF imports requests only for its test client; refusing it saves 60 ms
+    # of every store's startup (stores start once per test).
+    sys.modules.setdefault("requests", None)
     import django
 
     django.setup()
-    from storeapp.server import create_tables, make_server, url_of
+    from storeapp.server import make_server, prepare_storage, url_of, warm_up
 
-    create_tables()
+    prepare_storage()
     server = make_server(args.host, args.port)
+    warm_up()
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(url_of(server), flush=True)
     try:
@@ -143,8 +147,7 @@ class Catalog:
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=20) as db:
             db.row_factory = sqlite3.Row
             rows = db.execute(
-                "SELECT id, name, weight, description, image_name"
-                f" FROM {FRUIT_TABLE} ORDER BY id"
+                f"SELECT id, name, weight, description, image_name FROM {FRUIT_TABLE} ORDER BY id"
             ).fetchall()
         db.close()
         return [dict(row) for row in rows]

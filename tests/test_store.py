@@ -5,12 +5,15 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import requests
+from django.utils.text import get_valid_filename
 
 ROOT = Path(__file__).resolve().parent.parent
 APPLE = {"name": "Apple", "weight": 500, "description": "Red.", "image_name": "001.jpeg"}
@@ -64,6 +67,21 @@ def test_weight_out_of_the_integer_range_is_rejected(store):
     assert post_fruit(store, {"weight": 2**31 - 1}).status_code == 201
 
 
+@pytest.mark.parametrize(
+    "weight, message",
+    [
+        (2**31, "Ensure this value is less than or equal to 2147483647."),
+        (-(2**31) - 1, "Ensure this value is greater than or equal to -2147483648."),
+        (2**70, "Ensure this value is less than or equal to 2147483647."),
+        ("9" * 30, "Ensure this value is less than or equal to 2147483647."),
+    ],
+)
+def test_weight_outside_32_bits_is_rejected_with_drf_messages(store, weight, message):
+    answer = post_fruit(store, {"weight": weight})
+    assert (answer.status_code, answer.json()) == (400, {"weight": [message]})
+    assert post_fruit(store, {"weight": -(2**31)}).status_code == 201
+
+
 def test_missing_weight_is_required(store):
     answer = post_fruit(store, {"name": "X"})
     assert (answer.status_code, answer.json()) == (400, {"weight": ["This field is required."]})
@@ -78,6 +96,41 @@ def test_text_fields_default_to_empty_and_are_trimmed(store):
         "description": "",
         "image_name": "",
     }
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\n"])
+def test_description_may_not_be_blank(store, blank):
+    answer = post_fruit(store, {**APPLE, "description": blank})
+    assert (answer.status_code, answer.json()) == (
+        400,
+        {"description": ["This field may not be blank."]},
+    )
+    assert store.catalog.fruits() == []
+
+
+def test_name_and_image_name_may_be_blank(store):
+    answer = post_fruit(store, {**APPLE, "name": "", "image_name": " "})
+    assert answer.status_code == 201
+    assert (answer.json()["name"], answer.json()["image_name"]) == ("", "")
+
+
+@pytest.mark.parametrize("field", ["name", "weight", "description", "image_name"])
+def test_null_is_refused(store, field):
+    answer = post_fruit(store, {**APPLE, field: None})
+    assert (answer.status_code, answer.json()) == (400, {field: ["This field may not be null."]})
+
+
+def test_form_encoded_post_creates_a_product(store):
+    form = {"name": "Kiwi", "weight": "3", "description": "Green.", "image_name": "k.jpeg"}
+    answer = requests.post(store.url + "fruits/", data=form, timeout=5)
+    assert (answer.status_code, answer.json()) == (201, {"id": 1, **form, "weight": 3})
+
+
+def test_any_path_under_fruits_answers_the_list(store):
+    post_fruit(store, APPLE)
+    for path in ["fruits/anything", "fruits/1/", "fruits/a/b?c=d"]:
+        answer = requests.get(store.url + path, timeout=5)
+        assert (answer.status_code, answer.json()) == (200, [{"id": 1, **APPLE}])
 
 
 @pytest.mark.parametrize(
@@ -136,6 +189,34 @@ def test_upload_of_a_taken_name_is_renamed_like_django(store):
     assert (store.catalog.images / "001.jpeg").read_bytes() == b"first"
 
 
+@pytest.mark.parametrize(
+    "sent, kept",
+    [
+        ("fresh kiwi.jpeg", "fresh_kiwi.jpeg"),
+        ("kiwi's (1) [2].jpeg", "kiwis_1_2.jpeg"),
+        # requests (urllib3) sends a double quote as %22, which Django keeps.
+        pytest.param('say "hi".jpeg', "say_22hi22.jpeg", id="double-quote"),
+        ("pêche blanche.jpeg", "pêche_blanche.jpeg"),
+        ("a+b=c;d.jpeg", "abcd.jpeg"),
+    ],
+)
+def test_upload_names_are_cleaned_by_django(store, sent, kept):
+    # The rule, straight from Django, applied to the name as it is sent.
+    assert get_valid_filename(sent.replace('"', "%22")) == kept
+    assert upload(store, sent, b"x").status_code == 201
+    assert stored_images(store) == [kept]
+    assert requests.get(store.url + "media/images/" + kept, timeout=5).content == b"x"
+
+
+def test_long_upload_name_is_truncated_so_the_path_fits_100_characters(store):
+    sent = "a" * 90 + ".jpeg"  # 95 characters: images/<name> would be 102
+    assert upload(store, sent, b"x").status_code == 201
+    [kept] = stored_images(store)
+    # get_available_name(max_length=100): cut the stem and add _<7 random chars>.
+    assert re.fullmatch(r"a{80}_[A-Za-z0-9]{7}\.jpeg", kept)
+    assert len("images/" + kept) == 100
+
+
 def test_upload_keeps_only_the_base_name(store):
     upload(store, "../../etc/evil.jpeg", b"x")
     assert stored_images(store) == ["evil.jpeg"]
@@ -150,6 +231,18 @@ def test_upload_that_is_not_multipart_is_unsupported(store):
     answer = requests.post(store.url + "upload/", json={"file": "x"}, timeout=5)
     assert answer.status_code == 415
     assert stored_images(store) == []
+
+
+def test_image_answers_get_and_head(store):
+    upload(store, "001.jpeg", b"jpeg bytes")
+    url = store.url + "media/images/001.jpeg"
+    with requests.Session() as session:
+        head = session.head(url, timeout=5)
+        assert (head.status_code, head.content) == (200, b"")
+        assert head.headers["Content-Length"] == "10"
+        assert head.headers["Content-Type"] == "image/jpeg"
+        got = session.get(url, timeout=5)  # same kept-alive connection after the HEAD
+        assert (got.status_code, got.content) == (200, b"jpeg bytes")
 
 
 def test_missing_image_is_404(store):
@@ -217,6 +310,28 @@ def test_slow_posts_answer_after_the_work(store_factory):
     assert len(store.catalog.fruits()) == 1
 
 
+def test_stalled_post_lands_after_the_client_gave_up_exactly_once(store_factory):
+    store = store_factory(stall_every=2, stall=0.8)
+    assert post_fruit(store, {**APPLE, "weight": 1}).status_code == 201
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(store.url + "fruits/", json={**APPLE, "weight": 2}, timeout=(5, 0.2))
+    assert [f["weight"] for f in store.catalog.fruits()] == [1]  # not done yet
+    deadline = time.monotonic() + 10
+    while len(store.catalog.fruits()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert [f["weight"] for f in store.catalog.fruits()] == [1, 2]
+    assert store.post_count == 2
+
+
+def test_post_count_counts_posts_that_reach_a_view(store):
+    post_fruit(store, APPLE)
+    upload(store, "001.jpeg", b"x")
+    requests.post(store.url + "fruits", json=APPLE, timeout=5)  # 500 before any view
+    requests.get(store.url + "fruits/", timeout=5)
+    assert store.post_count == 2
+
+
 def test_delay_slows_every_response(store_factory):
     store = store_factory(delay=0.5)
     with pytest.raises(requests.ReadTimeout):
@@ -234,7 +349,8 @@ def test_keep_alive_serves_several_requests_on_one_connection(store):
     assert len(store.catalog.fruits()) == 2
 
 
-def test_started_from_the_command_line_prints_its_url_and_stops_on_sigterm(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_started_from_the_command_line_prints_its_url_and_stops_cleanly(tmp_path, stop):
     process = subprocess.Popen(
         [
             sys.executable,
@@ -252,6 +368,6 @@ def test_started_from_the_command_line_prints_its_url_and_stops_on_sigterm(tmp_p
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url)
         assert post_fruit(type("S", (), {"url": url}), APPLE).status_code == 201
     finally:
-        process.terminate()
+        process.send_signal(stop)
     assert process.wait(timeout=10) == 0
     assert (tmp_path / "store.sqlite3").exists()

@@ -21,7 +21,7 @@ class Fruit(models.Model):
     image_name = models.CharField(max_length=100, blank=True, default="")
 
     class Meta:
-        ordering = ["id"]
+        ordering = ("id",)
 
 
 class Upload(models.Model):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.db.backends.base.operations import BaseDatabaseOperations
 from rest_framework import serializers
 
@@ -15,5 +17,7 @@ WEIGHT_MIN, WEIGHT_MAX = BaseDatabaseOperations.integer_field_ranges["IntegerFie
 class FruitSerializer(serializers.ModelSerializer):
     class Meta:
         model = Fruit
-        fields = ["id", "name", "weight", "description", "image_name"]
-        extra_kwargs = {"weight": {"min_value": WEIGHT_MIN, "max_value": WEIGHT_MAX}}
+        fields = ("id", "name", "weight", "description", "image_name")
+        extra_kwargs: ClassVar[dict] = {
+            "weight": {"min_value": WEIGHT_MIN, "max_value": WEIGHT_MAX}
+        }

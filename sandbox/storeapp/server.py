@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
-
+from django.conf import settings
 from django.core.servers import basehttp
 from django.core.wsgi import get_wsgi_application
 from django.db import connection
+from django.urls import get_resolver
 
 from storeapp.middleware import DROP_KEY
 
@@ -47,8 +48,8 @@ class StoreRequestHandler(basehttp.WSGIRequestHandler):
         handler.run(self.server.get_app())
 
 
-def create_tables() -> None:
-    """Create the model tables if missing: no migrations, so startup is fast."""
+def prepare_storage() -> None:
+    """Create the tables (no migrations: startup stays fast) and the media folder."""
     from storeapp.models import Fruit, Upload
 
     existing = set(connection.introspection.table_names())
@@ -57,6 +58,19 @@ def create_tables() -> None:
             if model._meta.db_table not in existing:
                 editor.create_model(model)
     connection.close()
+    (settings.MEDIA_ROOT / "images").mkdir(parents=True, exist_ok=True)
+
+
+def warm_up() -> None:
+    """Import what the first request would: the URLs, views, DRF, serializer.
+
+    Otherwise the first answer after the URL is printed takes a few hundred
+    ms, long enough to trip a client's short timeout in the fault tests.
+    """
+    from storeapp.serializers import FruitSerializer
+
+    get_resolver().resolve("/fruits/")
+    _ = FruitSerializer().fields  # built lazily otherwise
 
 
 def make_server(host: str, port: int) -> basehttp.ThreadedWSGIServer:

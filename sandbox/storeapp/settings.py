@@ -31,7 +31,7 @@ POST_COUNT_FILE = DATA_DIR / "post_count"
 
 DEBUG = True
 ALLOWED_HOSTS = ["*"]
-SECRET_KEY = "stand-in-store-not-secret"  # noqa: S105 - loopback test service
+SECRET_KEY = "stand-in-store-not-secret"  # a loopback test service: no secrets
 ROOT_URLCONF = "storeapp.urls"
 INSTALLED_APPS = ["storeapp"]
 MIDDLEWARE = [
@@ -78,5 +78,8 @@ LOGGING = {
     },
     # Request lines and tracebacks (the 500 of a slash-less POST is expected)
     # only with --verbose, so test output stays readable.
-    "loggers": {"django.server": _LOUD if VERBOSE else _QUIET, "django.request": _LOUD if VERBOSE else _QUIET},
+    "loggers": {
+        "django.server": _LOUD if VERBOSE else _QUIET,
+        "django.request": _LOUD if VERBOSE else _QUIET,
+    },
 }

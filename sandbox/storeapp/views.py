@@ -28,7 +28,7 @@ class FruitList(generics.ListCreateAPIView):
 class UploadView(APIView):
     """POST /upload/ with a multipart field `file`: 201 and an empty body."""
 
-    parser_classes = [MultiPartParser]
+    parser_classes = (MultiPartParser,)
 
     def post(self, request: Request) -> Response:
         upload = request.FILES.get("file")
