@@ -813,6 +813,10 @@ def parse_description(product: Product, text: str) -> None:
             " of pounds (expected like '500 lbs')"
         )
     product.description = "\n".join(lines[weight_line:]).strip()
+    if not product.description:
+        raise InvalidDescription(
+            f"{product.file}: no description after the weight (the store refuses a blank one)"
+        )
     for key, limit in MAX_LENGTHS.items():
         if len(getattr(product, key)) > limit:
             raise InvalidDescription(
@@ -1070,6 +1074,8 @@ class Importer:
 
 def check_writable(record: Path) -> None:
     """OSError unless a record can be written there (a temporary file is tried)."""
+    if record.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "a folder, not a file", str(record))
     fd, temporary = tempfile.mkstemp(dir=record.parent, prefix=f".{record.name}.", suffix=".tmp")
     os.close(fd)
     os.unlink(temporary)

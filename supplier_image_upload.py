@@ -842,23 +842,23 @@ def upload_all(args: argparse.Namespace, store: Store, journal: int) -> list[Ima
 
 
 def run(args: argparse.Namespace) -> int:
+    if not catalog_jpegs(args.images):
+        log.error(
+            "%s: no catalog JPEGs (<name>.jpeg, as changeImage.py writes them);"
+            " run changeImage.py first",
+            args.images,
+        )
+        return EXIT_USAGE
+    if args.dry_run:
+        for path in catalog_jpegs(args.images):
+            print(f"POST {canonical_url(args.url)}upload/ file={store_name(path.name)}")
+        return EXIT_OK
     try:
         held = hold_delivery_lock(args.images.parent, args.wait)
     except DeliveryBusy as error:
         log.error("%s", error)
         return EXIT_USAGE
     with held:
-        if not catalog_jpegs(args.images):
-            log.error(
-                "%s: no catalog JPEGs (<name>.jpeg, as changeImage.py writes them);"
-                " run changeImage.py first",
-                args.images,
-            )
-            return EXIT_USAGE
-        if args.dry_run:
-            for path in catalog_jpegs(args.images):
-                print(f"POST {canonical_url(args.url)}upload/ file={store_name(path.name)}")
-            return EXIT_OK
         return upload_to_store(args)
 
 

@@ -238,6 +238,14 @@ def test_bad_weight_fails_that_file_only(store, ready, content, line, value, log
     ]
 
 
+def test_a_blank_description_is_refused_before_the_store_refuses_it(store, ready, logged_errors):
+    write(ready / "descriptions", "004.txt", "Apple\n500 lbs\n\n")
+    assert import_(store, ready) == 1
+    assert logged_errors() == [
+        "Apple (004.txt): no description after the weight (the store refuses a blank one)"
+    ]
+
+
 def test_an_empty_file_is_an_error_without_a_name(store, ready, logged_errors):
     write(ready / "descriptions", "004.txt", "")
     assert import_(store, ready) == 1
