@@ -21,11 +21,12 @@ Usage:
              [--wait SECONDS] [--check] [--dry-run] [--force]
 
 Example:
-    $ ./run.py
-    INFO imported 10, already in store 0, failed 0
     $ ./run.py --check
-    ERROR 003.txt line 2: weight '1.5 lbs' is not a whole number of pounds (expected like '500 lbs')
+    ERROR Pear (003.txt): line 2: weight '1.5 lbs' is not whole pounds (like '500 lbs')
     INFO checked 10 descriptions: 1 with problems
+    $ ./run.py
+    ERROR Pear (003.txt): line 2: weight '1.5 lbs' is not whole pounds (like '500 lbs')
+    INFO imported 9, already in store 0, failed 1
 
 Deadlines: every request, with its retries, ends within 2 x TIMEOUT + 5
 seconds, even against a store that trickles its answer; three requests in a
@@ -809,8 +810,8 @@ def parse_description(product: Product, text: str) -> None:
     product.weight = parse_weight(weight_text)
     if product.weight is None:
         raise InvalidDescription(
-            f"{product.file} line {weight_line}: weight {weight_text!r} is not a whole number"
-            " of pounds (expected like '500 lbs')"
+            f"{product.file} line {weight_line}: weight {weight_text!r} is not whole pounds"
+            " (like '500 lbs')"
         )
     product.description = "\n".join(lines[weight_line:]).strip()
     if not product.description:

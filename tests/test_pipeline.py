@@ -174,6 +174,25 @@ def test_a_post_landing_later_than_the_grace_period_is_reported_by_the_next_run(
     assert "Fruit 1 of delivery 0 (001.txt): the store holds 2 products" in again.stderr
 
 
+def test_a_post_that_cannot_be_confirmed_is_uncertain_not_imported(
+    store_factory, tmp_path, run_script, catalog
+):
+    store = store_factory(stall_every=2, stall=30)  # POST 2, run.py's, never answers
+    delivery = catalog(tmp_path / "supplier-data", ["001"])
+    run_script("supplier_image_upload.py", "--url", store.url, *folders("x", delivery))
+    argv = [str(ROOT / "run.py"), "--url", store.url, *folders("run.py", delivery)]
+    argv += ["--timeout", "0.5", "--grace", "3", "--retries", "0"]
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: store.post_count == 2)
+    store.process.kill()  # gone before the grace period ends: nobody can tell
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, stderr
+    [entry] = record(delivery)["products"]
+    assert entry["outcome"] == "uncertain" and entry["id"] is None
+    assert entry["reason"].startswith("sent, but the store could not be asked again")
+    assert record(delivery)["summary"] == "imported 0, already in store 0, uncertain 1, failed 0"
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_a_store_that_dies_mid_run_stops_the_run_with_what_was_done_recorded(
     store_factory, tmp_path, run_script, catalog, script

@@ -233,8 +233,7 @@ def test_bad_weight_fails_that_file_only(store, ready, content, line, value, log
     assert import_(store, ready) == 1
     assert len(store.catalog.fruits()) == 3
     assert logged_errors() == [
-        f"Apple (004.txt): line {line}: weight {value} is not a whole number of pounds"
-        " (expected like '500 lbs')"
+        f"Apple (004.txt): line {line}: weight {value} is not whole pounds (like '500 lbs')"
     ]
 
 
