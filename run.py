@@ -849,7 +849,24 @@ def read_products(folder: Path, images: Path) -> list[Product]:
         except (InvalidDescription, RefusedFile) as error:
             product.reason = str(error)
         products.append(product)
+    refuse_same_names(products)
     return products
+
+
+def refuse_same_names(products: list[Product]) -> None:
+    """The store tells products apart by name: a second file with a name already
+    seen in this delivery would be a second copy (or look like one), so it fails."""
+    first: dict[str, str] = {}
+    for product in products:
+        if product.outcome == "failed":
+            continue
+        if product.name in first:
+            product.outcome = "failed"
+            product.reason = (
+                f"{product.file}: the same product name as {first[product.name]};"
+                " the store tells products apart by name: rename one"
+            )
+        first.setdefault(product.name, product.file)
 
 
 def summary(products: list[Product]) -> str:
@@ -1070,6 +1087,18 @@ class Importer:
                 self.note(product)
 
 
+def report(products: list[Product]) -> None:
+    """A line per product that failed; those not sent because the store stopped, in one."""
+    unsent = [p for p in products if p.reason.startswith("not sent: ")]
+    for product in products:
+        if product.outcome in ("failed", "uncertain") and not product.reason.startswith(
+            "not sent: "
+        ):
+            log.error("%s", product.problem())
+    if unsent:
+        log.error("%d products %s", len(unsent), unsent[0].reason)
+
+
 # -- the record ----------------------------------------------------------------
 
 
@@ -1180,9 +1209,7 @@ def import_with_journal(args: argparse.Namespace, journal: int) -> int:
             progress.advance()
     progress.close()
     importer.settle(products)
-    for product in products:
-        if product.outcome in ("failed", "uncertain"):
-            log.error("%s", product.problem())
+    report(products)
     text = summary(products)
     append_line(journal, {"event": "finished", "run": run_id, "time": now(), "summary": text})
     document = record_document(args, store.url, started, products, not store.stopped)

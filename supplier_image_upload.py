@@ -739,6 +739,26 @@ def catalog_jpegs(folder: Path) -> list[Path]:
     )
 
 
+def same_store_name(images: list[Image]) -> list[list[Image]]:
+    """Images grouped by the name the store would keep: `a b.jpeg` and `a_b.jpeg`
+    are one name there, so they go one after the other (the second then sees
+    the first and takes the name from its content), never racing."""
+    groups: dict[str, list[Image]] = {}
+    for image in images:
+        groups.setdefault(store_name(image.path.name), []).append(image)
+    return list(groups.values())
+
+
+def report(images: list[Image]) -> None:
+    """A line per image that failed; those not sent because the store stopped, in one."""
+    unsent = [i for i in images if i.reason.startswith("not sent: ")]
+    for image in images:
+        if image.outcome in ("failed", "uncertain") and not image.reason.startswith("not sent: "):
+            log.error("%s: %s", image.path.name, image.reason)
+    if unsent:
+        log.error("%d images %s", len(unsent), unsent[0].reason)
+
+
 def summary(images: list[Image]) -> str:
     count = {kind: sum(i.outcome == kind for i in images) for kind in OUTCOMES}
     text = f"uploaded {count['uploaded']}, already in store {count['already in store']}"
@@ -779,6 +799,8 @@ class Uploader:
                 self.send(image)
         except (RefusedFile, StoreError) as error:
             image.outcome, image.reason = "failed", str(error)
+            if isinstance(error, StoreDown):
+                image.reason = f"not sent: {error}"
 
     def send(self, image: Image) -> None:
         """POST it; a lost answer leaves it uncertain until settle() looks."""
@@ -833,9 +855,14 @@ def upload_all(args: argparse.Namespace, store: Store, journal: int) -> list[Ima
     images = [Image(path) for path in catalog_jpegs(args.images)]
     uploader = Uploader(store, journal, args.images, args.grace)
     progress = Progress(len(images), "uploaded", enabled=not args.quiet)
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for _ in pool.map(uploader.upload, images):
+
+    def upload_group(group: list[Image]) -> None:
+        for image in group:
+            uploader.upload(image)
             progress.advance()
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        list(pool.map(upload_group, same_store_name(images)))
     progress.close()
     uploader.settle(images)
     return images
@@ -878,9 +905,7 @@ def upload_to_store(args: argparse.Namespace) -> int:
         images = upload_all(args, store, journal)
     finally:
         os.close(journal)
-    for image in images:
-        if image.outcome in ("failed", "uncertain"):
-            log.error("%s: %s", image.path.name, image.reason)
+    report(images)
     log.info("%s", summary(images))
     if store.stopped:
         log.error("stopped: %s; run again when it answers", store.stopped)

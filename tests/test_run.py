@@ -177,6 +177,16 @@ def test_a_name_the_store_has_with_other_values_records_both(store, ready, catal
     assert by_file(ready)["001.txt"]["outcome"] == "imported"
 
 
+def test_two_files_of_one_name_post_it_once(store, ready, logged_errors):
+    write(ready / "descriptions", "002.txt", "Fruit 1 of delivery 0\n5 lbs\nAgain.")
+    assert import_(store, ready) == 1
+    assert len(store.catalog.fruits()) == 2
+    assert logged_errors() == [
+        "Fruit 1 of delivery 0 (002.txt): the same product name as 001.txt;"
+        " the store tells products apart by name: rename one"
+    ]
+
+
 def test_the_store_trims_names_so_identity_is_the_trimmed_name(store, ready):
     write(ready / "descriptions", "001.txt", "  Fruit 1 of delivery 0 \t\n101 lbs\nFrom 001.\n")
     assert import_(store, ready) == 0

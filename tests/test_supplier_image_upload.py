@@ -14,6 +14,7 @@ import pytest
 import requests
 from PIL import Image
 
+import run
 import supplier_image_upload as uploader
 
 
@@ -154,3 +155,13 @@ def test_a_fifo_is_refused_without_hanging(store, tmp_path, catalog, logged_erro
     os.mkfifo(images / "002.jpeg")
     assert upload(store, images) == 1
     assert re.search(r"002\.jpeg: .*a FIFO, not a regular file; not read", logged_errors()[0])
+
+
+def test_two_files_the_store_would_name_alike_never_race(store, tmp_path, catalog, catalog_check):
+    data = catalog(tmp_path / "supplier-data", ["a b", "a_b", "a'b"])
+    assert upload(store, data / "images", "--jobs", "8") == 0
+    assert len(stored(store)) == 3
+    assert not any(re.search(r"_[A-Za-z0-9]{7}\.jpeg$", name) for name in stored(store))
+    args = ["--url", store.url, "--descriptions", str(data / "descriptions")]
+    assert run.main([*args, "--images", str(data / "images")]) == 0
+    catalog_check(store, data)
