@@ -890,7 +890,7 @@ class Evidence:
 
     def ours(self, fruit: dict) -> bool:
         since = self.sent.get(fruit.get("name"))
-        return fruit.get("id") in self.ids or (since is not None and fruit.get("id", 0) > since)
+        return fruit["id"] in self.ids or (since is not None and fruit["id"] > since)
 
 
 def gather_evidence(journal: Path, record: Path, store: str) -> Evidence:
@@ -899,7 +899,7 @@ def gather_evidence(journal: Path, record: Path, store: str) -> Evidence:
     this_store = {
         e.get("run") for e in entries if e.get("event") == "run" and e.get("store") == store
     }
-    for number, entry in enumerate(entries, 1):
+    for entry in entries:
         if entry.get("event") != "product" or entry.get("run") not in this_store:
             continue
         name, id_, since = entry.get("name"), entry.get("id"), entry.get("since_id")
@@ -908,7 +908,7 @@ def gather_evidence(journal: Path, record: Path, store: str) -> Evidence:
         elif entry.get("outcome") == "sending" and type(since) is int and type(name) is str:
             evidence.sent[name] = min(since, evidence.sent.get(name, since))
         elif entry.get("outcome") in ("imported", "sending"):
-            log.warning("%s line %d: a field has the wrong type; ignored", journal, number)
+            log.warning("%s: a product line with a wrongly typed field; ignored", journal)
     evidence.ids |= earlier_record_ids(record, store)
     return evidence
 
@@ -947,13 +947,17 @@ class Importer:
         with self.lock:
             append_line(self.journal, entry)
 
+    def list_store(self) -> None:
+        """The store's products (those with a whole-number id: nothing else is one)."""
+        self.fruits = [f for f in self.store.fruits() if type(f.get("id")) is int]
+
     def max_id(self) -> int:
-        return max((f["id"] for f in self.fruits if type(f.get("id")) is int), default=0)
+        return max((f["id"] for f in self.fruits), default=0)
 
     def in_store(self, product: Product) -> list[dict]:
         """The store's products with this name, this delivery's first."""
         same = [f for f in self.fruits if f.get("name") == product.name]
-        return sorted(same, key=lambda f: (not self.evidence.ours(f), f.get("id", 0)))
+        return sorted(same, key=lambda f: (not self.evidence.ours(f), f["id"]))
 
     def handle(self, product: Product) -> None:
         if product.outcome != "failed":
@@ -1055,7 +1059,7 @@ class Importer:
             log.info("%d products lost their answer; looking in %.0f s", len(pending), wait)
             time.sleep(max(0.0, wait))
             try:
-                self.fruits = self.store.fruits()
+                self.list_store()
             except StoreError as error:
                 for product in pending:
                     product.reason = f"sent, but the store could not be asked again ({error})"
@@ -1068,9 +1072,7 @@ class Importer:
 
     def look_again(self, product: Product, last: bool) -> None:
         landed = [
-            f
-            for f in self.fruits
-            if f.get("name") == product.name and f.get("id", 0) > product.since_id
+            f for f in self.fruits if f.get("name") == product.name and f["id"] > product.since_id
         ]
         if landed:
             self.evidence.ids.add(landed[0]["id"])
@@ -1193,7 +1195,7 @@ def import_with_journal(args: argparse.Namespace, journal: int) -> int:
     store = Store(args.url, args.token, args.timeout, args.retries, args.jobs)
     importer = Importer(store, journal, run_id, args)
     try:
-        importer.fruits = store.fruits()
+        importer.list_store()
     except StoreError as error:
         log.error("cannot use the store at %s: %s (set --url or CATALOG_URL)", store.url, error)
         return EXIT_USAGE

@@ -326,12 +326,15 @@ def test_no_descriptions_is_exit_2_and_the_record_stays(store, tmp_path, logged_
 
 def test_bad_journal_lines_are_ignored_with_a_warning(store, ready, caplog):
     assert import_(store, ready) == 0
+    run_id = journal(ready)[0]["run"]
+    typed = {"event": "product", "run": run_id, "outcome": "imported", "id": "x"}
     with (ready / "imported.jsonl").open("ab") as stream:
-        stream.write(b'{"event": "product", "run": 5, "outcome": "imported", "id": "x"}\n')
+        stream.write(json.dumps(typed).encode() + b"\n")
         stream.write(b"\xff\xfe not utf-8\n[1, 2]\n{cut by a ki")
     assert import_(store, ready) == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("not UTF-8; ignored" in w for w in warnings)
     assert any("not a JSON object; ignored" in w for w in warnings)
     assert any("not JSON; ignored" in w for w in warnings)
+    assert any("a product line with a wrongly typed field; ignored" in w for w in warnings)
     assert {p["outcome"] for p in record(ready)["products"]} == {"imported"}
