@@ -749,6 +749,17 @@ def same_store_name(images: list[Image]) -> list[list[Image]]:
     return list(groups.values())
 
 
+def interrupted(entries: list[dict], store: str) -> set[str]:
+    """Files whose last journal line for this store is `sending`: a run stopped
+    during their upload. Only said: the store is asked about every image anyway."""
+    last = {
+        e["file"]: e.get("state")
+        for e in entries
+        if e.get("store") == store and type(e.get("file")) is str
+    }
+    return {file for file, state in last.items() if state == "sending"}
+
+
 def report(images: list[Image]) -> None:
     """A line per image that failed; those not sent because the store stopped, in one."""
     unsent = [i for i in images if i.reason.startswith("not sent: ")]
@@ -895,16 +906,26 @@ def upload_to_store(args: argparse.Namespace) -> int:
     except OSError as error:
         log.error("cannot write the journal %s: %s; nothing sent", args.journal, error.strerror)
         return EXIT_USAGE
+    try:
+        return upload_with_journal(args, journal)
+    finally:
+        os.close(journal)
+
+
+def upload_with_journal(args: argparse.Namespace, journal: int) -> int:
     store = Store(args.url, args.token, args.timeout, args.retries, args.jobs)
     try:
         store.fruits()
     except StoreError as error:
         log.error("cannot use the store at %s: %s (set --url or CATALOG_URL)", store.url, error)
         return EXIT_USAGE
-    try:
-        images = upload_all(args, store, journal)
-    finally:
-        os.close(journal)
+    in_flight = interrupted(read_journal(args.journal), store.url)
+    if in_flight:
+        log.info(
+            "%d uploads were in flight when a run stopped; the store says which landed",
+            len(in_flight),
+        )
+    images = upload_all(args, store, journal)
     report(images)
     log.info("%s", summary(images))
     if store.stopped:

@@ -165,3 +165,20 @@ def test_two_files_the_store_would_name_alike_never_race(store, tmp_path, catalo
     args = ["--url", store.url, "--descriptions", str(data / "descriptions")]
     assert run.main([*args, "--images", str(data / "images")]) == 0
     catalog_check(store, data)
+
+
+def test_uploads_in_flight_when_a_run_stopped_are_said_and_the_store_decides(
+    store, tmp_path, catalog, caplog
+):
+    images = catalog(tmp_path / "supplier-data", ["001"]) / "images"
+    lines = [
+        {"file": "001.jpeg", "state": "sending", "store": store.url},
+        {"file": ["not", "a", "name"], "state": "sending", "store": store.url},
+    ]
+    journal = images.parent / "uploaded.jsonl"
+    journal.write_bytes(b"".join(json.dumps(line).encode() + b"\n" for line in lines) + b"\xff\n")
+    assert upload(store, images) == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert "1 uploads were in flight when a run stopped; the store says which landed" in messages
+    assert f"{journal} line 3: not UTF-8; ignored" in messages
+    assert list(stored(store)) == ["001.jpeg"]
