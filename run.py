@@ -1056,7 +1056,7 @@ class Importer:
             if not pending or self.store.stopped:
                 break
             wait = self.args.grace - (time.monotonic() - max(p.sent for p in pending))
-            log.info("%d products lost their answer; looking in %.0f s", len(pending), wait)
+            log.info("%d products lost their answer; looking in %.0f s", len(pending), max(wait, 0))
             time.sleep(max(0.0, wait))
             try:
                 self.list_store()

@@ -839,7 +839,7 @@ class Uploader:
             if not pending or self.store.stopped:
                 return
             wait = self.grace - (time.monotonic() - max(i.sent for i in pending))
-            log.info("%d uploads lost their answer; looking in %.0f s", len(pending), wait)
+            log.info("%d uploads lost their answer; looking in %.0f s", len(pending), max(wait, 0))
             time.sleep(max(0.0, wait))
             for image in pending:
                 self.look_again(image, last)
@@ -870,6 +870,8 @@ def upload_all(args: argparse.Namespace, store: Store, journal: int) -> list[Ima
     def upload_group(group: list[Image]) -> None:
         for image in group:
             uploader.upload(image)
+            if image.outcome != "uncertain":
+                image.content = b""  # settled: only uncertain ones are looked at again
             progress.advance()
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
