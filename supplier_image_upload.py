@@ -983,7 +983,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         type=retries,
         default=from_env(parser, "CATALOG_RETRIES", retries, 4),
-        help="retries of a request the store surely did not take, 0-10 (default 4)"
+        help="retries of a GET, or of a POST the store surely did not take (refused,"
+        " 503), 0-10 (default 4)"
         " [CATALOG_RETRIES]",
     )
     add(
