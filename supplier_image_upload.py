@@ -679,8 +679,14 @@ class Store:
 
 
 def open_journal(path: Path) -> int:
-    """An append-only descriptor: every line is one write() then fsync."""
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    """An append-only descriptor: every line is one write() then fsync. Only a
+    regular file: a link, FIFO or device planted in a delivery is refused."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    fd = os.open(path, flags, 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return fd
 
 
 def append_line(fd: int, entry: dict) -> None:

@@ -150,6 +150,51 @@ CASES = [
     ),
     ("record-is-a-folder", (RUN,), [], {}, record_folder, 2, "cannot write the record"),
     (
+        "upload-journal-links-out",
+        (UPLOAD,),
+        [],
+        {},
+        link_out("uploaded.jsonl", "/tmp/outside-journal"),
+        2,
+        "cannot write the journal",
+    ),
+    (
+        "upload-journal-device",
+        (UPLOAD,),
+        ["--journal", "/dev/null"],
+        {},
+        None,
+        2,
+        "cannot write the journal /dev/null: not a regular file",
+    ),
+    (
+        "upload-journal-fifo",
+        (UPLOAD,),
+        [],
+        {},
+        fifo("uploaded.jsonl"),
+        2,
+        "uploaded.jsonl: No such device or address",
+    ),
+    (
+        "import-journal-links-out",
+        (RUN,),
+        [],
+        {},
+        link_out("imported.jsonl", "/tmp/outside-journal"),
+        2,
+        "Too many levels of symbolic links",
+    ),
+    (
+        "import-journal-fifo",
+        (RUN,),
+        [],
+        {},
+        fifo("imported.jsonl"),
+        2,
+        "imported.jsonl: No such device or address",
+    ),
+    (
         "journal-garbage",
         (RUN,),
         [],
@@ -186,6 +231,7 @@ def test_bad_input(
     assert fragment in shown
     assert "Traceback" not in shown and SECRET not in shown
     assert "root:" not in shown  # nothing of /etc/passwd
+    assert not Path("/tmp/outside-journal").exists()
     if status == 2:
         assert store.post_count == 0
         assert files_of(delivery) == before  # no record, no journal
