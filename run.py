@@ -79,6 +79,7 @@ __version__ = "2.0.0"
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 RECORD_VERSION = 2
+RECORD_LIMIT = 64 << 20  # an earlier record read back: 64 MiB is ~100,000 products
 # The store's own limits; checked before sending.
 MAX_LENGTHS = {"name": 100, "description": 5000}
 WEIGHT = re.compile(r"(\d+)\s*(?:lbs?)?", re.IGNORECASE)
@@ -920,9 +921,10 @@ def gather_evidence(journal: Path, record: Path, store: str) -> Evidence:
 
 
 def earlier_record_ids(path: Path, store: str) -> set[int]:
-    """Ids an earlier record (version 1 or 2) of this store says were imported."""
+    """Ids an earlier record (version 1 or 2) of this store says were imported. It
+    is read like a delivery file: a link out, FIFO or /dev/zero is not read."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(read_delivery_file(path, path.parent, RECORD_LIMIT))
         if canonical_url(document["store"]) != store:
             return set()
         return {
@@ -930,7 +932,11 @@ def earlier_record_ids(path: Path, store: str) -> set[int]:
             for p in document["products"]
             if p.get("outcome") == "imported" and type(p.get("id")) is int
         }
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except RefusedFile as error:
+        if path.exists() or path.is_symlink():
+            log.warning("%s; ignored", error)
+        return set()
+    except (ValueError, KeyError, TypeError, AttributeError):
         return set()
 
 

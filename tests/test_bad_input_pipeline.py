@@ -150,6 +150,15 @@ CASES = [
     ),
     ("record-is-a-folder", (RUN,), [], {}, record_folder, 2, "cannot write the record"),
     (
+        "record-links-to-dev-zero",
+        (RUN,),
+        [],
+        {},
+        link_out("imported.json", "/dev/zero"),
+        1,
+        "imported.json: links outside",
+    ),
+    (
         "upload-journal-links-out",
         (UPLOAD,),
         [],
