@@ -5,6 +5,9 @@ credentials kept out of what is shown."""
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import SuspiciousFileOperation
@@ -13,6 +16,7 @@ from django.utils.text import get_valid_filename
 import run
 import supplier_image_upload
 
+ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = [supplier_image_upload, run]
 ALPHABET = (
     "abcXYZ019 -_.'\"()[]{}!@#$%^&*+=,;:~`<>?/\\|\t"
@@ -124,3 +128,12 @@ def test_urls_that_are_no_store(url, message):
 def test_redact_removes_credentials_from_every_url_in_a_text():
     text = "GET http://alice:s3cret@host/fruits/ then https://bob@other:8443/x"
     assert run.redact(text) == "GET http://host/fruits/ then https://other:8443/x"
+
+
+def test_the_scripts_need_only_requests_not_django():
+    code = "import sys, run, supplier_image_upload; print(sorted(m for m in sys.modules"
+    code += " if m.split('.')[0] in {'django', 'rest_framework', 'PIL'}))"
+    shown = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert shown.stdout.strip() == "[]", shown.stderr
