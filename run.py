@@ -1167,7 +1167,7 @@ def run(args: argparse.Namespace) -> int:
     if args.check or args.dry_run:
         return check(args)
     try:
-        held = hold_delivery_lock(args.descriptions.parent, args.wait)
+        held = take_lock(args.descriptions.parent, args.wait)
     except DeliveryBusy as error:
         log.error("%s", error)
         return EXIT_USAGE
@@ -1233,6 +1233,16 @@ def import_with_journal(args: argparse.Namespace, journal: int) -> int:
         log.error("stopped: %s; the record says what was done; run again", store.stopped)
         return EXIT_USAGE
     return EXIT_FAILED if any(p.outcome in ("failed", "uncertain") for p in products) else EXIT_OK
+
+
+def take_lock(delivery: Path, wait: float) -> IO[str]:
+    """The delivery's lock (the lock block), refusing a lock file that is a link or
+    not a regular file: the block opens and truncates it, and a delivery is
+    untrusted, so a planted link could truncate any file of the user."""
+    path = lock_path(delivery)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise DeliveryBusy(f"{path}: a link or not a regular file; not used as the lock")
+    return hold_delivery_lock(delivery, wait)
 
 
 # -- the command line -----------------------------------------------------------

@@ -900,7 +900,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"POST {canonical_url(args.url)}upload/ file={store_name(path.name)}")
         return EXIT_OK
     try:
-        held = hold_delivery_lock(args.images.parent, args.wait)
+        held = take_lock(args.images.parent, args.wait)
     except DeliveryBusy as error:
         log.error("%s", error)
         return EXIT_USAGE
@@ -940,6 +940,16 @@ def upload_with_journal(args: argparse.Namespace, journal: int) -> int:
         log.error("stopped: %s; run again when it answers", store.stopped)
         return EXIT_USAGE
     return EXIT_FAILED if any(i.outcome in ("failed", "uncertain") for i in images) else EXIT_OK
+
+
+def take_lock(delivery: Path, wait: float) -> IO[str]:
+    """The delivery's lock (the lock block), refusing a lock file that is a link or
+    not a regular file: the block opens and truncates it, and a delivery is
+    untrusted, so a planted link could truncate any file of the user."""
+    path = lock_path(delivery)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise DeliveryBusy(f"{path}: a link or not a regular file; not used as the lock")
+    return hold_delivery_lock(delivery, wait)
 
 
 # -- the command line -----------------------------------------------------------

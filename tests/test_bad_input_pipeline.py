@@ -150,6 +150,15 @@ CASES = [
     ),
     ("record-is-a-folder", (RUN,), [], {}, record_folder, 2, "cannot write the record"),
     (
+        "lock-links-out",
+        BOTH,
+        [],
+        {},
+        link_out(".fruit-catalog.lock", "/tmp/outside-journal"),
+        2,
+        ".fruit-catalog.lock: a link or not a regular file; not used as the lock",
+    ),
+    (
         "record-links-to-dev-zero",
         (RUN,),
         [],
@@ -247,7 +256,9 @@ def test_bad_input(
 
 
 def files_of(delivery: Path) -> list[str]:
-    return sorted(p.name for p in delivery.iterdir() if p.name != ".fruit-catalog.lock")
+    return sorted(
+        p.name for p in delivery.iterdir() if p.name != ".fruit-catalog.lock" or p.is_symlink()
+    )
 
 
 def test_there_are_at_least_45_cases():
