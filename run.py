@@ -1,74 +1,771 @@
 #!/usr/bin/env python3
 """Post every product description of a delivery to the store, exactly once.
 
-Each `.txt` in the descriptions folder is a product: line 1 the name, line 2
-the weight (`500 lbs`), the rest the description. Each becomes a JSON POST
-to <store>/fruits/ with image_name `<stem>.jpeg`. Products the store already
-has (same name and image_name) are skipped, so a re-run after a failure
-sends only what is missing; a POST whose answer was lost is checked against
-the store before it is sent again. A record of the run (JSON, see README) is
-written for report_email.py.
+Each `.txt` (or `.TXT`) in the descriptions folder is a product: line 1 the
+name, line 2 the weight (`500 lbs`), the rest the description. Its picture is
+the catalog JPEG `<stem>.jpeg` in the images folder. A product is posted to
+<store>/fruits/ only when the store serves exactly that JPEG under the
+image_name posted (the name supplier_image_upload.py gives it); else it fails
+with "image not in the store: run supplier_image_upload.py". A product's
+identity is its name: one the store already has is not posted again (when
+the store's copy differs, both values are recorded; the store cannot change
+a product, --force posts a new one). Each outcome is appended to a journal as
+it happens, a `sending` line before each POST; a POST whose answer was lost
+is looked for GRACE seconds later, sent once more only when not there, and
+recorded as uncertain when still unknown. The record (imported.json, for
+report_email.py) is written at the end of every run.
 
 Usage:
     ./run.py [--url URL] [--descriptions DIR] [--images DIR] [--record FILE]
-             [--jobs N] [--timeout S] [--retries N] [--check] [--dry-run] [--force]
+             [--jobs N] [--timeout SECONDS] [--retries N] [--grace SECONDS]
+             [--wait SECONDS] [--check] [--dry-run] [--force]
 
 Example:
-    $ ./run.py
-    INFO imported 10, already in store 0, failed 0
     $ ./run.py --check
-    ERROR 003.txt line 2: weight '1.5 lbs' is not a whole number of pounds
+    ERROR Pear (003.txt): line 2: weight '1.5 lbs' is not whole pounds (like '500 lbs')
     INFO checked 10 descriptions: 1 with problems
+    $ ./run.py
+    ERROR Pear (003.txt): line 2: weight '1.5 lbs' is not whole pounds (like '500 lbs')
+    INFO imported 9, already in store 0, failed 1
 
-Exit status: 0 every product is in the store (new or already), 1 some
-failed, 2 usage or configuration error (store unreachable, bad credentials).
+Deadlines: every request, with its retries, ends within 2 x TIMEOUT + 5
+seconds, even against a store that trickles its answer; three requests in a
+row without an answer (across all jobs) stop the run at once.
+
+Exit status:
+    0  every product is in the store (imported now or before, or already there)
+    1  some products failed or are uncertain (the others are in); fix, run again
+    2  usage or configuration error: no descriptions, another run holds the
+       delivery, the record cannot be written, the store cannot be reached,
+       refuses the credentials or stopped answering mid-run (the record says
+       what was done), or an unexpected error (named in one line)
+    130 interrupted
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import errno
+import fcntl
+import hashlib
 import http.client
 import json
 import logging
+import math
 import os
 import re
 import socket
+import stat
 import sys
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urljoin
+from typing import IO, BinaryIO
+from urllib.parse import quote, unquote, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-DEFAULT_URL = "http://localhost/"
-CONNECT_TIMEOUT = 5.0
-RECORD_VERSION = 1
-# The store's own limits (see the Foundation issue); checked before sending.
-MAX_LENGTHS = {"name": 100, "description": 5000, "image_name": 100}
+__version__ = "2.0.0"
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+RECORD_VERSION = 2
+RECORD_LIMIT = 64 << 20  # an earlier record read back: 64 MiB is ~100,000 products
+# The store's own limits; checked before sending.
+MAX_LENGTHS = {"name": 100, "description": 5000}
 WEIGHT = re.compile(r"(\d+)\s*(?:lbs?)?", re.IGNORECASE)
-RETRY_STATUSES = (502, 503, 504)
-BACKOFF_BASE, BACKOFF_MAX = 0.5, 30.0
-OUTCOMES = ("imported", "already in store", "failed")
+OUTCOMES = ("imported", "already in store", "uncertain", "failed")
+RECORD_FIELDS = [
+    "file",
+    "name",
+    "weight",
+    "description",
+    "image_name",
+    "image_path",
+    "id",
+    "outcome",
+    "reason",
+    "store_values",
+]
 
 log = logging.getLogger("run")
 
 
+# --- begin shared block: cli (copied exactly; tests/test_scripts.py) ---
+def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number from low to high (nan, inf and 1e309 are
+    refused). The same check serves a flag and its environment variable."""
+
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            kind = "a whole number" if whole else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not from {low:g} to {high:g}")
+        return value
+
+    parse.__name__ = "whole number" if whole else "number"
+    return parse
+
+
+def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, default: object):
+    """The environment variable NAME checked by parse, or default when unset or
+    empty. A bad value is a usage error that names the variable, not a flag."""
+    text = os.environ.get(name, "")
+    if not text.strip():
+        return default
+    try:
+        return parse(text)
+    except (argparse.ArgumentTypeError, ValueError) as error:
+        parser.error(f"environment variable {name}: {error}")
+
+
+def add_standard_options(parser: argparse.ArgumentParser) -> None:
+    """-q, -v and -V/--version, meaning the same in every script."""
+    add = parser.add_argument
+    add("-q", "--quiet", action="store_true", help="print only errors")
+    add("-v", "--verbose", action="store_true", help="print each step (never library internals)")
+    add("-V", "--version", action="version", version=f"%(prog)s {__version__}")
+
+
+def configure_logging(quiet: bool, verbose: bool) -> None:
+    """Log to stderr; third-party libraries never go below WARNING, so -v shows this
+    script's steps and not, for example, Pillow's TIFF tag dump."""
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+    for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
+        logging.getLogger(library).setLevel(max(level, logging.WARNING))
+
+
+# --- end shared block: cli ---
+# --- begin shared block: lock (copied exactly; tests/test_scripts.py) ---
+LOCK_NAME = ".fruit-catalog.lock"
+
+
+class DeliveryBusy(Exception):
+    """Another run holds the delivery's lock: str() names it."""
+
+
+def lock_path(delivery: Path) -> Path:
+    """Where the delivery's lock lives: inside the delivery when it is writable, else
+    in the temporary folder under a name derived from the delivery's real path, so
+    every script run against the same delivery picks the same file."""
+    real = delivery.resolve()
+    if os.access(real, os.W_OK):
+        return real / LOCK_NAME
+    digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"fruit-catalog-{os.getuid()}-{digest}.lock"
+
+
+def describe_holder(lock_file: IO[str]) -> str:
+    lock_file.seek(0)
+    try:
+        holder = json.loads(lock_file.read(4096))
+        return f"{holder['script']} (pid {holder['pid']}, since {holder['since']})"
+    except (ValueError, KeyError, TypeError):
+        return "another run"
+
+
+def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
+    """Take the delivery's exclusive lock, waiting up to `wait` seconds, and write who
+    holds it. The kernel drops the lock when the process ends, even on kill -9, so a
+    lock is never stale. Keep the returned file open while working."""
+    path = lock_path(delivery)
+    lock_file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until exit
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = describe_holder(lock_file)
+                lock_file.close()
+                raise DeliveryBusy(
+                    f"{delivery} is in use by {holder}; wait for it to finish,"
+                    f" or give --wait SECONDS (lock {path})"
+                ) from None
+            time.sleep(0.1)
+    lock_file.seek(0)
+    lock_file.truncate()
+    since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    script = Path(sys.argv[0]).name
+    lock_file.write(json.dumps({"script": script, "pid": os.getpid(), "since": since}))
+    lock_file.flush()
+    return lock_file
+
+
+# --- end shared block: lock ---
+# --- begin shared block: progress (copied exactly; tests/test_scripts.py) ---
+class Progress:
+    """One updating line on a terminal: `converted 12/40, 6.1/s, 5 s left`. Shown only
+    when stderr is a terminal, not quiet, and the work has taken over 2 seconds;
+    under cron or a pipe nothing is printed. Thread-safe."""
+
+    SHOW_AFTER = 2.0
+    EVERY = 0.2
+
+    def __init__(self, total: int, verb: str, enabled: bool = True) -> None:
+        self.total, self.verb, self.done = total, verb, 0
+        self.enabled = enabled and sys.stderr.isatty()
+        self.started = self.last = time.monotonic()
+        self.shown = False
+        self.lock = threading.Lock()
+
+    def advance(self, count: int = 1) -> None:
+        with self.lock:
+            self.done += count
+            now = time.monotonic()
+            if not self.enabled or now - self.started < self.SHOW_AFTER:
+                return
+            if now - self.last >= self.EVERY or self.done == self.total:
+                self.last = now
+                self.show(now)
+
+    def show(self, now: float) -> None:
+        rate = self.done / max(now - self.started, 1e-9)
+        left = (self.total - self.done) / rate if rate else 0.0
+        line = f"{self.verb} {self.done}/{self.total}, {rate:.1f}/s, {left:.0f} s left"
+        sys.stderr.write(f"\r{line}\x1b[K")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        """Clear the line so the summary that follows starts on a clean one."""
+        with self.lock:
+            if self.shown:
+                sys.stderr.write("\r\x1b[K")
+                sys.stderr.flush()
+                self.shown = False
+
+
+# --- end shared block: progress ---
+# --- begin shared block: delivery files (copied exactly; tests/test_scripts.py) ---
+DESCRIPTION_LIMIT = 1 << 20  # 1 MiB: a description is a few lines
+IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
+
+
+class RefusedFile(Exception):
+    """A file of the delivery that is not read: str() names it and says why."""
+
+
+def file_kind(mode: int) -> str:
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
+    kinds |= {stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+
+
+def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
+    """Open path for reading only when it is a regular file of at most `limit` bytes
+    really inside root (root itself may be a link; a link inside root that stays
+    inside is fine). A delivery is untrusted: a link out of it could publish a
+    private file, a FIFO or /dev/zero would hang or exhaust memory. The checks are
+    made on the opened descriptor, so a file swapped after the check is not read."""
+    real_root = root.resolve()
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError) as error:
+        raise RefusedFile(f"{path}: cannot open: {getattr(error, 'strerror', error)}") from None
+    if not real.is_relative_to(real_root):
+        raise RefusedFile(f"{path}: links outside {root}; not read")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(real, flags)
+    except OSError as error:
+        raise RefusedFile(f"{path}: cannot open: {error.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        proc = Path(f"/proc/self/fd/{fd}")
+        opened = proc.readlink() if proc.is_symlink() else real
+        if not opened.is_relative_to(real_root):
+            raise RefusedFile(f"{path}: moved outside {root} while being opened; not read")
+        if not stat.S_ISREG(info.st_mode):
+            raise RefusedFile(f"{path}: {file_kind(info.st_mode)}, not a regular file; not read")
+        if info.st_size > limit:
+            raise RefusedFile(f"{path}: {info.st_size} bytes, over the limit of {limit}; not read")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_delivery_file(path: Path, root: Path, limit: int) -> bytes:
+    """The bytes of a delivery file, checked as open_delivery_file does; a file that
+    grows past the limit while being read is refused too."""
+    with open_delivery_file(path, root, limit) as file:
+        content = file.read(limit + 1)
+    if len(content) > limit:
+        raise RefusedFile(f"{path}: grew over the limit of {limit} while read; not read")
+    return content
+
+
+# --- end shared block: delivery files ---
+# --- begin shared block: http (copied exactly; tests/test_scripts.py) ---
+DEFAULT_URL = "http://localhost/"
+CONNECT_TIMEOUT = 5.0
+RETRY_STATUSES = (502, 503, 504)
+BACKOFF_BASE, BACKOFF_MAX = 0.5, 10.0
+DEAD_AFTER = 3  # connection-level failures in a row, across workers: the store is down
+NAME_ROOM = 100 - len("images/")  # the store's FileField keeps images/<name> in 100 characters
+URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+_watched = threading.local()
+
+
+class StoreError(Exception):
+    """One request failed or was refused; the message says why (that item fails)."""
+
+
+class Unanswered(StoreError):
+    """No answer came; maybe_sent when the request may have reached the store."""
+
+    def __init__(self, message: str, maybe_sent: bool) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
+
+
+class StoreDown(Unanswered):
+    """Stop the run: the store stopped answering, or refused the credentials."""
+
+
+def redact(text: str) -> str:
+    """text with the user:password@ of every URL in it removed."""
+    return URL_CREDENTIALS.sub(r"\1", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Keeps credentials in URLs out of every log line, whoever wrote it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), None
+        return True
+
+
+def redact_logs() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
+
+
+def canonical_url(url: str) -> str:
+    """The store's identity: scheme://host[:port]/path/, lower-case host, no default
+    port, trailing slash, never credentials. http://Host, http://host/ and
+    http://HOST:80/ are the same store. ValueError when it is not a store URL."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise ValueError(f"{redact(url)!r} has a bad port") from None
+    if scheme not in ("http", "https") or not host:
+        raise ValueError(f"{redact(url)!r} is not an http:// or https:// URL")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{redact(url)!r} has a query or fragment; give the store's base URL")
+    host = f"[{host}]" if ":" in host else host
+    netloc = host if port in (None, {"http": 80, "https": 443}[scheme]) else f"{host}:{port}"
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    return f"{scheme}://{netloc}{path}"
+
+
+def store_url(parser: argparse.ArgumentParser, flag: str | None) -> str:
+    """--url, else CATALOG_URL, else the lab's store; a bad one is a usage error
+    blamed on where it came from."""
+    if flag:
+        source, text = "--url", flag
+    elif os.environ.get("CATALOG_URL", "").strip():
+        source, text = "environment variable CATALOG_URL", os.environ["CATALOG_URL"]
+    else:
+        return DEFAULT_URL
+    try:
+        canonical_url(text)
+    except ValueError as error:
+        parser.error(f"{source}: {error}")
+    return text.strip()
+
+
+def url_credentials(url: str) -> tuple[str, str] | None:
+    """user and password given in the URL, sent as HTTP basic authentication."""
+    parts = urlsplit(url.strip())
+    return (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
+
+
+def valid_filename(name: str) -> str:
+    """django.utils.text.get_valid_filename without Django: spaces become _, and
+    everything but Unicode letters, digits, -, _ and . is dropped."""
+    return re.sub(r"(?u)[^-\w.]", "", str(name).strip().replace(" ", "_"))
+
+
+def store_name(filename: str, tag: str = "") -> str:
+    """The name the store keeps for an upload named filename: Django's valid file
+    name, shortened here so that images/<name> fits the store's 100 characters
+    (Django would add a random suffix). tag (a content digest) is appended to
+    the stem, never cut off."""
+    stem, dot, ext = valid_filename(filename).rpartition(".")
+    stem, ext = (stem, dot + ext) if dot else (ext, "")
+    stem = stem.strip(".") or "image"
+    tail = f"-{tag}" if tag else ""
+    return stem[: NAME_ROOM - len(ext) - len(tail)] + tail + ext
+
+
+def content_tag(content: bytes) -> str:
+    """The digest both scripts put in a name when the lab's name holds other bytes."""
+    return hashlib.sha256(content).hexdigest()[:12]
+
+
+class Watchdog:
+    """A wall-clock deadline for one request with its retries. Timeouts count per
+    read, so a store that trickles its answer a byte at a time would never time
+    out: when the deadline passes, the request's socket is shut down."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.end = seconds, time.monotonic() + seconds
+        self.sock: socket.socket | None = None
+        self.expired = False
+        self.lock = threading.Lock()
+        self.timer = threading.Timer(seconds, self.expire)
+        self.timer.daemon = True
+
+    def __enter__(self) -> Watchdog:
+        _watched.dog = self
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.cancel()
+        _watched.dog = None
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self.lock:
+            if self.expired:
+                raise TimeoutError(f"no whole answer within {self.seconds:g} s")
+            self.sock = sock
+
+    def expire(self) -> None:
+        with self.lock:
+            self.expired = True
+            if self.sock is not None:
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)
+
+
+def watch_socket(sock: socket.socket | None) -> None:
+    dog = getattr(_watched, "dog", None)
+    if dog is not None and sock is not None:
+        dog.watch(sock)
+
+
+class WatchedConnection:
+    """Mixed into urllib3's connections: each socket in use is known to the
+    running request's Watchdog."""
+
+    sock: socket.socket | None
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        watch_socket(self.sock)
+
+    def request(self, *args: object, **kwargs: object) -> None:
+        watch_socket(self.sock)
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class WatchedHTTP(WatchedConnection, urllib3.connection.HTTPConnection):
+    pass
+
+
+class WatchedHTTPS(WatchedConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class WatchedPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = WatchedHTTP
+
+
+class WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = WatchedHTTPS
+
+
+class WatchedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": WatchedPool, "https": WatchedHTTPSPool}
+
+
+class DeadlineRetry(Retry):
+    """urllib3's retries of GET and HEAD, giving up rather than sleeping past the
+    request's deadline."""
+
+    def sleep(self, response: urllib3.BaseHTTPResponse | None = None) -> None:
+        dog = getattr(_watched, "dog", None)
+        wait = (self.get_retry_after(response) if response else None) or self.get_backoff_time()
+        if dog is not None and dog.left() < wait:
+            raise TimeoutError(f"no answer within {dog.seconds:g} s")
+        super().sleep(response)
+
+
+def make_session(url: str, token: str, retries: int, jobs: int) -> requests.Session:
+    """One pooled session: GET and HEAD retried by urllib3 (refused connections,
+    502/503/504 with backoff and Retry-After), POSTs only by Store.post()."""
+    retry = DeadlineRetry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        other=0,
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=BACKOFF_BASE,
+        backoff_max=BACKOFF_MAX,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    adapter = WatchedAdapter(max_retries=retry, pool_connections=1, pool_maxsize=max(jobs, 1))
+    session = requests.Session()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.auth = url_credentials(url)
+    if token:
+        session.headers["Authorization"] = f"Token {token}"
+    return session
+
+
+def connection_problem(error: BaseException) -> str:
+    """A short cause for a failed connection: 'connection refused', ..."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, socket.gaierror):
+            return "host name not found"
+        if isinstance(seen, OSError) and seen.errno == errno.ENETUNREACH:
+            return "network unreachable"
+        if isinstance(seen, requests.Timeout | TimeoutError):
+            return "timed out"
+        if isinstance(seen, http.client.RemoteDisconnected | ConnectionResetError):
+            return "connection closed without an answer"
+        nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        seen = seen.__cause__ or seen.__context__ or nested
+    return "connection failed"
+
+
+def never_sent(error: requests.RequestException) -> bool:
+    """True when the request certainly did not reach the store."""
+    return isinstance(error, requests.ConnectTimeout) or connection_problem(error) in {
+        "connection refused",
+        "host name not found",
+        "network unreachable",
+    }
+
+
+def backoff(attempt: int, retry_after: str | None) -> float:
+    """Seconds to wait before attempt+1: exponential, capped, Retry-After honoured."""
+    delay = min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt)
+    if retry_after:
+        with contextlib.suppress(Exception):  # an unparsable header is ignored, as urllib3 does
+            delay = max(delay, min(BACKOFF_MAX, Retry().parse_retry_after(retry_after)))
+    return delay
+
+
+def store_errors(body: object) -> str:
+    """'weight: A valid integer is required.' from a DRF error body."""
+    if isinstance(body, dict):
+        parts = []
+        for field, messages in body.items():
+            text = " ".join(map(str, messages)) if isinstance(messages, list) else str(messages)
+            parts.append(text if field in {"detail", "non_field_errors"} else f"{field}: {text}")
+        return "; ".join(parts)
+    return str(body)
+
+
+def rejection(answer: requests.Response) -> str:
+    """Why the store said no, in its own words."""
+    if answer.is_redirect:
+        where = redact(answer.headers.get("Location", "?"))
+        return f"the store answered {answer.status_code} redirect to {where}; check --url"
+    try:
+        detail = store_errors(answer.json())
+    except ValueError:
+        detail = ""
+    if answer.status_code == 400 and detail:
+        return f"the store rejected {detail}"
+    return f"the store answered {answer.status_code}" + (f": {detail}" if detail else "")
+
+
+class Store:
+    """The store's REST service, asked carefully: every request bounded by a
+    deadline, DEAD_AFTER connection-level failures in a row (across threads)
+    stop every further request, and POSTs are never repeated blindly."""
+
+    def __init__(self, url: str, token: str, timeout: float, retries: int, jobs: int) -> None:
+        self.url = canonical_url(url)
+        self.session = make_session(url, token, retries, jobs)
+        self.timeout, self.retries = (CONNECT_TIMEOUT, timeout), retries
+        self.deadline = CONNECT_TIMEOUT + 2 * timeout
+        self.failures, self.stopped = 0, ""
+        self.lock = threading.Lock()
+
+    def request(self, method: str, path: str, **options: object) -> requests.Response:
+        if self.stopped:
+            raise StoreDown(self.stopped, maybe_sent=False)
+        url = self.url + path
+        with Watchdog(self.deadline) as dog:
+            try:
+                answer = self.session.request(
+                    method, url, timeout=self.timeout, allow_redirects=False, **options
+                )
+            except requests.RequestException as error:
+                why = f"no whole answer within {dog.seconds:g} s" if dog.expired else ""
+                self.failed(f"{method} {url}: {why or connection_problem(error)}", error)
+        with self.lock:
+            self.failures = 0
+        if answer.status_code in (401, 403):
+            self.stopped = "the store refused the credentials (CATALOG_TOKEN, or the URL's)"
+            raise StoreDown(self.stopped, maybe_sent=False)
+        return answer
+
+    def failed(self, message: str, error: requests.RequestException) -> None:
+        with self.lock:
+            self.failures += 1
+            if self.failures >= DEAD_AFTER and not self.stopped:
+                self.stopped = f"the store stopped answering ({DEAD_AFTER} in a row; {message})"
+            kind = StoreDown if self.stopped else Unanswered
+        raise kind(self.stopped or message, maybe_sent=not never_sent(error))
+
+    def post(self, path: str, **options: object) -> requests.Response:
+        """POST, repeated only when the store surely did not take it (503, or a
+        connection that never opened: urllib3 retries those). A lost answer (or
+        502/504) raises Unanswered(maybe_sent=True): the caller re-reads the
+        store after a grace period instead of sending it again."""
+        for attempt in range(self.retries + 1):
+            answer = self.request("POST", path, **options)
+            if answer.status_code == 503 and attempt < self.retries:
+                time.sleep(backoff(attempt, answer.headers.get("Retry-After")))
+                continue
+            if answer.status_code in (502, 504):
+                message = f"POST {self.url}{path}: the store answered {answer.status_code}"
+                raise Unanswered(message, maybe_sent=True)
+            return answer
+        raise AssertionError("unreachable: the last attempt returns")
+
+    def fruits(self) -> list[dict]:
+        """Every product the store has; also proves it answers."""
+        answer = self.request("GET", "fruits/")
+        if answer.status_code != 200:
+            raise StoreError(f"GET {self.url}fruits/: {rejection(answer)}")
+        try:
+            fruits = answer.json()
+        except ValueError:
+            fruits = None
+        if not isinstance(fruits, list) or not all(isinstance(f, dict) for f in fruits):
+            raise StoreError(f"GET {self.url}fruits/ did not answer a JSON list; is --url right?")
+        return fruits
+
+    def holds(self, name: str, content: bytes) -> bool | None:
+        """Whether the store serves exactly content as images/<name> (None: no such image)."""
+        answer = self.request("GET", "media/images/" + quote(name))
+        if answer.status_code == 404:
+            return None
+        if answer.status_code != 200:
+            raise StoreError(f"GET {self.url}media/images/{name}: {rejection(answer)}")
+        return answer.content == content
+
+    def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
+        """The name this JPEG has or gets in the store, and whether the store already
+        serves it there. The lab's name when free or holding these bytes; else
+        (a second delivery reusing 001...) <stem>-<first 12 hex of SHA-256>.jpeg,
+        which both scripts derive alike without talking to each other."""
+        default = store_name(filename)
+        held = self.holds(default, content)
+        if held is not False:
+            return default, bool(held)
+        other = store_name(filename, content_tag(content))
+        held = self.holds(other, content)
+        if held is False:
+            raise StoreError(f"the store holds other images as both {default} and {other}")
+        return other, bool(held)
+
+
+def open_journal(path: Path) -> int:
+    """An append-only descriptor: every line is one write() then fsync. Only a
+    regular file: a link, FIFO or device planted in a delivery is refused."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    fd = os.open(path, flags, 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return fd
+
+
+def append_line(fd: int, entry: dict) -> None:
+    os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+    os.fsync(fd)
+
+
+def read_journal(path: Path) -> list[dict]:
+    """The journal's JSON objects; a line cut by a kill, not UTF-8 or not an
+    object is ignored with a warning (it cannot decide anything anyway)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        log.warning("%s: cannot read (%s); ignored", path, error.strerror)
+        return []
+    entries = []
+    for number, line in enumerate(raw.splitlines(), 1):
+        try:
+            entry = json.loads(line.decode("utf-8"))
+        except ValueError as error:
+            why = "not UTF-8" if isinstance(error, UnicodeDecodeError) else "not JSON"
+            log.warning("%s line %d: %s; ignored", path, number, why)
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+        else:
+            log.warning("%s line %d: not a JSON object; ignored", path, number)
+    return entries
+
+
+def now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+# --- end shared block: http ---
+
+
 @dataclass
 class Product:
+    """One description file and what became of it (the record's fields), plus
+    what this run needs to settle a POST whose answer was lost."""
+
     file: str
-    name: str
-    weight: int
-    description: str
-    image_name: str
+    name: str = ""
+    weight: int | None = None
+    description: str = ""
+    image_name: str = ""
+    image_path: str | None = None
+    id: int | None = None
+    outcome: str = "failed"
+    reason: str = ""
+    store_values: dict = field(default_factory=dict)
+    since_id: int = 0  # the highest store id before its last POST
+    sent: float = 0.0  # when its last POST went out (monotonic)
+
+    def record(self) -> dict:
+        return {key: getattr(self, key) for key in RECORD_FIELDS}
 
     def payload(self) -> dict:
         return {
@@ -78,35 +775,18 @@ class Product:
             "image_name": self.image_name,
         }
 
-    def key(self) -> tuple[str, str]:
-        return self.name, self.image_name
-
-
-@dataclass
-class Outcome:
-    file: str
-    name: str
-    weight: int | None
-    image_name: str
-    image_path: str | None
-    id: int | None
-    outcome: str
-    reason: str = ""
+    def problem(self) -> str:
+        """'Durian (016.txt): no weight line after the name': named when it can be."""
+        if not self.name:
+            return self.reason
+        return f"{self.name} ({self.file}): {self.reason.removeprefix(self.file).lstrip(': ')}"
 
 
 class InvalidDescription(Exception):
     """A description file that cannot become a product; the message says why."""
 
 
-class StoreError(Exception):
-    """The store said no, or could not be asked; the message says why."""
-
-
-class Fatal(Exception):
-    """Stop the whole run (bad credentials): exit 2."""
-
-
-# -- pure functions: descriptions ---------------------------------------------
+# -- descriptions -------------------------------------------------------------
 
 
 def decode(raw: bytes) -> tuple[str, bool]:
@@ -123,248 +803,326 @@ def parse_weight(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def parse_description(filename: str, text: str) -> Product:
-    """The product in a description file's text, or InvalidDescription."""
+def parse_description(product: Product, text: str) -> None:
+    """Fill product from a description's text; InvalidDescription when it cannot
+    be one (product.name is set first, so a failure is named)."""
     lines = [line.strip() for line in text.splitlines()]
     numbered = [(number, line) for number, line in enumerate(lines, 1) if line]
     if not numbered:
-        raise InvalidDescription(f"{filename}: empty file, expected name, weight, description")
-    (_, name), rest = numbered[0], numbered[1:]
+        raise InvalidDescription(f"{product.file}: empty file, expected name, weight, description")
+    (_, product.name), rest = numbered[0], numbered[1:]
     if not rest:
-        raise InvalidDescription(f"{filename}: no weight line after the name {name!r}")
+        raise InvalidDescription(f"{product.file}: no weight line after the name")
     weight_line, weight_text = rest[0]
-    weight = parse_weight(weight_text)
-    if weight is None:
+    product.weight = parse_weight(weight_text)
+    if product.weight is None:
         raise InvalidDescription(
-            f"{filename} line {weight_line}: weight {weight_text!r} is not a whole number"
-            " of pounds (expected like '500 lbs')"
+            f"{product.file} line {weight_line}: weight {weight_text!r} is not whole pounds"
+            " (like '500 lbs')"
         )
-    body = lines[weight_line:]
-    while body and not body[0]:
-        body.pop(0)
-    while body and not body[-1]:
-        body.pop()
-    product = Product(filename, name, weight, "\n".join(body), Path(filename).stem + ".jpeg")
-    check_lengths(product)
-    return product
-
-
-def check_lengths(product: Product) -> None:
-    for field, limit in MAX_LENGTHS.items():
-        if len(getattr(product, field)) > limit:
+    product.description = "\n".join(lines[weight_line:]).strip()
+    if not product.description:
+        raise InvalidDescription(
+            f"{product.file}: no description after the weight (the store refuses a blank one)"
+        )
+    for key, limit in MAX_LENGTHS.items():
+        if len(getattr(product, key)) > limit:
             raise InvalidDescription(
-                f"{product.file}: {field} is {len(getattr(product, field))} characters;"
+                f"{product.file}: {key} is {len(getattr(product, key))} characters;"
                 f" the store accepts at most {limit}"
             )
 
 
-def store_errors(body: object) -> str:
-    """'weight: A valid integer is required.' from a DRF error body."""
-    if isinstance(body, dict):
-        parts = []
-        for field, messages in body.items():
-            text = " ".join(messages) if isinstance(messages, list) else str(messages)
-            parts.append(text if field in {"detail", "non_field_errors"} else f"{field}: {text}")
-        return "; ".join(parts)
-    return str(body)
-
-
-def backoff(attempt: int, retry_after: str | None) -> float:
-    """Seconds to wait before attempt+1: exponential, capped, Retry-After honoured."""
-    delay = min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt)
-    if retry_after:
-        try:
-            delay = max(delay, min(BACKOFF_MAX, Retry().parse_retry_after(retry_after)))
-        except Exception:  # an unparsable header is ignored, as urllib3 does
-            log.debug("ignoring Retry-After %r", retry_after)
-    return delay
-
-
-def summary(outcomes: list[Outcome]) -> str:
-    count = {kind: sum(o.outcome == kind for o in outcomes) for kind in OUTCOMES}
-    return (
-        f"imported {count['imported']}, already in store {count['already in store']},"
-        f" failed {count['failed']}"
+def description_files(folder: Path) -> list[Path]:
+    """`.txt` files in any case (`D25.TXT`); hidden and macOS `._*` files never."""
+    return sorted(
+        p for p in folder.iterdir() if p.suffix.lower() == ".txt" and not p.name.startswith(".")
     )
+
+
+def read_products(folder: Path, images: Path) -> list[Product]:
+    """A product per description file; a bad one is already failed, with a reason."""
+    products = []
+    for path in description_files(folder):
+        product = Product(path.name, image_name=store_name(path.stem + ".jpeg"))
+        jpeg = images / (path.stem + ".jpeg")
+        product.image_path = str(jpeg) if jpeg.is_file() else None
+        try:
+            text, utf8 = decode(read_delivery_file(path, folder, DESCRIPTION_LIMIT))
+            if not utf8:
+                log.warning("%s: not UTF-8; read as Windows-1252 (cp1252)", path.name)
+            parse_description(product, text)
+            product.outcome = ""
+        except (InvalidDescription, RefusedFile) as error:
+            product.reason = str(error)
+        products.append(product)
+    refuse_same_names(products)
+    return products
+
+
+def refuse_same_names(products: list[Product]) -> None:
+    """The store tells products apart by name: a second file with a name already
+    seen in this delivery would be a second copy (or look like one), so it fails."""
+    first: dict[str, str] = {}
+    for product in products:
+        if product.outcome == "failed":
+            continue
+        if product.name in first:
+            product.outcome = "failed"
+            product.reason = (
+                f"{product.file}: the same product name as {first[product.name]};"
+                " the store tells products apart by name: rename one"
+            )
+        first.setdefault(product.name, product.file)
+
+
+def summary(products: list[Product]) -> str:
+    count = {kind: sum(p.outcome == kind for p in products) for kind in OUTCOMES}
+    text = f"imported {count['imported']}, already in store {count['already in store']}"
+    if count["uncertain"]:
+        text += f", uncertain {count['uncertain']}"
+    return text + f", failed {count['failed']}"
+
+
+# -- what this delivery created before ---------------------------------------
+
+
+@dataclass
+class Evidence:
+    """What earlier runs of this delivery against this store sent and created,
+    from the journal (and an older record): the store decides, this says whose."""
+
+    ids: set[int] = field(default_factory=set)  # products this delivery created
+    sent: dict[str, int] = field(default_factory=dict)  # name -> store's max id before
+
+    def ours(self, fruit: dict) -> bool:
+        since = self.sent.get(fruit.get("name"))
+        return fruit["id"] in self.ids or (since is not None and fruit["id"] > since)
+
+
+def gather_evidence(journal: Path, record: Path, store: str) -> Evidence:
+    evidence = Evidence()
+    entries = read_journal(journal)
+    this_store = {
+        e.get("run") for e in entries if e.get("event") == "run" and e.get("store") == store
+    }
+    for entry in entries:
+        if entry.get("event") != "product" or entry.get("run") not in this_store:
+            continue
+        name, id_, since = entry.get("name"), entry.get("id"), entry.get("since_id")
+        if entry.get("outcome") == "imported" and type(id_) is int:
+            evidence.ids.add(id_)
+        elif entry.get("outcome") == "sending" and type(since) is int and type(name) is str:
+            evidence.sent[name] = min(since, evidence.sent.get(name, since))
+        elif entry.get("outcome") in ("imported", "sending"):
+            log.warning("%s: a product line with a wrongly typed field; ignored", journal)
+    evidence.ids |= earlier_record_ids(record, store)
+    return evidence
+
+
+def earlier_record_ids(path: Path, store: str) -> set[int]:
+    """Ids an earlier record (version 1 or 2) of this store says were imported. It
+    is read like a delivery file: a link out, FIFO or /dev/zero is not read."""
+    try:
+        document = json.loads(read_delivery_file(path, path.parent, RECORD_LIMIT))
+        if canonical_url(document["store"]) != store:
+            return set()
+        return {
+            p["id"]
+            for p in document["products"]
+            if p.get("outcome") == "imported" and type(p.get("id")) is int
+        }
+    except RefusedFile as error:
+        if path.exists() or path.is_symlink():
+            log.warning("%s; ignored", error)
+        return set()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return set()
 
 
 # -- the store ----------------------------------------------------------------
 
 
-def endpoint(base: str, path: str) -> str:
-    """Join keeping the trailing slash the store's POST endpoints require."""
-    return urljoin(base if base.endswith("/") else base + "/", path)
+class Importer:
+    """Decides and posts each product, journaling every outcome as it happens."""
 
+    def __init__(self, store: Store, journal: int, run_id: str, args: argparse.Namespace):
+        self.store, self.journal, self.run_id, self.args = store, journal, run_id, args
+        self.fruits: list[dict] = []
+        self.evidence = Evidence()
+        self.lock = threading.Lock()
 
-def make_session(token: str, retries: int, jobs: int) -> requests.Session:
-    """One pooled session; GETs retried by urllib3, POSTs by Store.create()."""
-    retry = Retry(
-        total=retries,
-        connect=retries,
-        read=retries,
-        status=retries,
-        other=0,
-        allowed_methods=frozenset({"GET", "HEAD"}),
-        status_forcelist=RETRY_STATUSES,
-        backoff_factor=BACKOFF_BASE,
-        backoff_max=BACKOFF_MAX,
-        respect_retry_after_header=True,
-        raise_on_status=False,
-    )
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=max(jobs, 1))
-    session = requests.Session()
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    if token:
-        session.headers["Authorization"] = f"Token {token}"
-    return session
+    def note(self, product: Product, outcome: str = "") -> None:
+        entry = {"event": "product", "run": self.run_id, "time": now(), **product.record()}
+        if outcome:
+            entry |= {"outcome": outcome, "since_id": product.since_id}
+        with self.lock:
+            append_line(self.journal, entry)
 
+    def list_store(self) -> None:
+        """The store's products (those with a whole-number id: nothing else is one)."""
+        self.fruits = [f for f in self.store.fruits() if type(f.get("id")) is int]
 
-def connection_problem(error: Exception) -> str:
-    """A short cause for a failed connection: 'connection refused', ..."""
-    seen: Exception | None = error
-    while seen is not None:
-        if isinstance(seen, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(seen, socket.gaierror):
-            return "host name not found"
-        if isinstance(seen, OSError) and seen.errno == errno.ENETUNREACH:
-            return "network unreachable"
-        if isinstance(seen, requests.Timeout | TimeoutError):
-            return "timed out"
-        if isinstance(seen, http.client.RemoteDisconnected | ConnectionResetError):
-            return "connection closed without an answer"
-        nested = seen.args[0] if seen.args and isinstance(seen.args[0], Exception) else None
-        seen = seen.__cause__ or seen.__context__ or nested
-    return "connection failed"
+    def max_id(self) -> int:
+        return max((f["id"] for f in self.fruits), default=0)
 
+    def in_store(self, product: Product) -> list[dict]:
+        """The store's products with this name, this delivery's first."""
+        same = [f for f in self.fruits if f.get("name") == product.name]
+        return sorted(same, key=lambda f: (not self.evidence.ours(f), f["id"]))
 
-def refuse_credentials(answer: requests.Response) -> None:
-    if answer.status_code in (401, 403):
-        raise Fatal("the store refused the credentials (CATALOG_TOKEN)")
-
-
-def never_sent(error: requests.RequestException) -> bool:
-    """True when the request certainly did not reach the store."""
-    return isinstance(error, requests.ConnectTimeout) or connection_problem(error) in {
-        "connection refused",
-        "host name not found",
-        "network unreachable",
-    }
-
-
-class Store:
-    """The store's /fruits/ endpoint, spoken to as a careful client."""
-
-    def __init__(self, url: str, session: requests.Session, timeout: float, retries: int):
-        self.url, self.session = url, session
-        self.timeout = (CONNECT_TIMEOUT, timeout)
-        self.retries = retries
-
-    def fruits(self) -> list[dict]:
-        try:
-            answer = self.session.get(endpoint(self.url, "fruits/"), timeout=self.timeout)
-        except requests.RequestException as error:
-            raise StoreError(
-                f"cannot reach the store at {self.url}: {connection_problem(error)}"
-                " (set --url or CATALOG_URL)"
-            ) from None
-        refuse_credentials(answer)
-        if answer.status_code != 200:
-            raise StoreError(f"GET {answer.url} answered {answer.status_code}")
-        try:
-            fruits = answer.json()
-        except ValueError:
-            fruits = None
-        if not isinstance(fruits, list) or not all(isinstance(f, dict) for f in fruits):
-            raise StoreError(f"GET {answer.url} did not answer a JSON list; is --url right?")
-        return fruits
-
-    def find(self, product: Product) -> dict | None:
-        return next((f for f in self.fruits() if key_of(f) == product.key()), None)
-
-    def created_id(self, answer: requests.Response, product: Product) -> int | None:
-        """The id in a 201 answer; looked up when the body does not carry it."""
-        try:
-            return int(answer.json()["id"])
-        except (ValueError, KeyError, TypeError):
-            found = self.find(product)
-            return found.get("id") if found else None
-
-    def create(self, product: Product) -> int | None:
-        """POST the product; its id. Never leaves a duplicate behind."""
-        for attempt in range(self.retries + 1):
+    def handle(self, product: Product) -> None:
+        if product.outcome != "failed":
             try:
-                answer = self.session.post(
-                    endpoint(self.url, "fruits/"),
-                    json=product.payload(),
-                    timeout=self.timeout,
-                    allow_redirects=False,
+                self.decide(product)
+            except (StoreError, RefusedFile) as error:
+                product.outcome, product.reason = "failed", str(error)
+                if isinstance(error, StoreDown):
+                    product.reason = f"not sent: {error}"
+        if product.outcome != "uncertain" or not product.sent:
+            self.note(product)
+
+    def decide(self, product: Product) -> None:
+        found = self.in_store(product)
+        ours = [f for f in found if self.evidence.ours(f)]
+        if ours:
+            self.take(product, ours, "imported")
+        elif found and not self.args.force:
+            self.take(product, found, "already in store")
+        else:
+            content = self.local_jpeg(product)
+            product.image_name, held = self.store.image_name(product.image_name, content)
+            if not held:
+                raise StoreError(
+                    "image not in the store: run supplier_image_upload.py"
+                    f" ({Path(product.file).stem}.jpeg, looked for as {product.image_name})"
                 )
-            except requests.RequestException as error:
-                if never_sent(error) and attempt < self.retries:
-                    time.sleep(backoff(attempt, None))
-                    continue
-                why, retry_after = connection_problem(error), None
-            else:
-                refuse_credentials(answer)
-                if answer.status_code == 201:
-                    return self.created_id(answer, product)
-                if answer.status_code not in RETRY_STATUSES:
-                    raise StoreError(rejection(answer))
-                why, retry_after = f"HTTP {answer.status_code}", answer.headers.get("Retry-After")
-            # The POST may have reached the store: look before sending again.
-            if attempt < self.retries:
-                time.sleep(backoff(attempt, retry_after))
-            found = self.find(product)
-            if found is not None:
-                log.info("%s: confirmed in the store after %s", product.file, why)
-                return found["id"]
-            log.debug("%s: not in the store after %s; sending again", product.file, why)
-        raise StoreError(f"the store did not answer after {self.retries + 1} attempts ({why})")
+            self.post(product)
 
-
-def rejection(answer: requests.Response) -> str:
-    if answer.is_redirect:
-        where = answer.headers.get("Location", "?")
-        return f"the store answered {answer.status_code} redirect to {where}; check --url"
-    try:
-        detail = store_errors(answer.json())
-    except ValueError:
-        detail = ""
-    if answer.status_code == 400 and detail:
-        return f"the store rejected {detail}"
-    return f"the store answered {answer.status_code}" + (f": {detail}" if detail else "")
-
-
-def key_of(fruit: dict) -> tuple[str, str]:
-    return fruit.get("name", ""), fruit.get("image_name", "")
-
-
-# -- files --------------------------------------------------------------------
-
-
-def read_descriptions(folder: Path) -> tuple[list[Product], list[Outcome]]:
-    """Products from every .txt in the folder, and a failure for each bad one."""
-    products, failures = [], []
-    for path in sorted(folder.glob("*.txt")):
-        try:
-            text, utf8 = decode(path.read_bytes())
-            if not utf8:
-                log.warning("%s: not UTF-8; read as Windows-1252 (cp1252)", path.name)
-            products.append(parse_description(path.name, text))
-        except (InvalidDescription, OSError) as error:
-            message = (
-                str(error) if isinstance(error, InvalidDescription) else f"{path.name}: {error}"
+    def take(self, product: Product, found: list[dict], outcome: str) -> None:
+        """A product the store has: record the store's id, and its values that differ."""
+        fruit = found[0]
+        product.outcome, product.id = outcome, fruit.get("id")
+        if fruit.get("weight") != product.weight:
+            product.store_values["weight"] = fruit.get("weight")
+        if fruit.get("description") != product.description:
+            product.store_values["description"] = fruit.get("description")
+        self.compare_image(product, str(fruit.get("image_name", "")))
+        if product.store_values:
+            product.reason = (
+                "the store's copy differs and the store cannot change a product;"
+                " run.py --force posts it as a new product"
             )
-            log.error("%s", message)
-            failures.append(Outcome(path.name, "", None, "", None, None, "failed", message))
-    return products, failures
+        if len(found) > 1:
+            ids = ", ".join(str(f.get("id")) for f in found)
+            product.reason = (
+                f"the store holds {len(found)} products named {product.name!r} (ids {ids}):"
+                " a request that landed late left a copy; remove it in the store. " + product.reason
+            ).strip()
+            log.warning("%s", product.problem())
+
+    def compare_image(self, product: Product, stored: str) -> None:
+        try:
+            content = self.local_jpeg(product)
+            same = self.store.holds(stored, content) if stored else False
+        except RefusedFile:
+            same = True  # no local picture to compare with: say nothing about it
+        if same:
+            product.image_name = stored
+        else:
+            product.store_values["image_name"] = stored
+
+    def local_jpeg(self, product: Product) -> bytes:
+        images = self.args.images
+        path = images / (Path(product.file).stem + ".jpeg")
+        if not path.exists():
+            raise RefusedFile(f"no catalog image {path.name} in {images}: run changeImage.py")
+        return read_delivery_file(path, images, IMAGE_LIMIT)
+
+    def post(self, product: Product) -> None:
+        with self.lock:
+            product.since_id = self.max_id()
+        self.note(product, "sending")
+        product.sent = time.monotonic()
+        try:
+            answer = self.store.post("fruits/", json=product.payload())
+        except Unanswered as error:
+            if not error.maybe_sent:
+                raise
+            product.outcome = "uncertain"
+            product.reason = f"sent, but no answer came ({error}); the next run looks for it"
+            return
+        if answer.status_code != 201:
+            raise StoreError(rejection(answer))
+        try:
+            product.id = int(answer.json()["id"])
+        except (ValueError, KeyError, TypeError):
+            product.id = None
+        product.outcome, product.reason = "imported", ""
+
+    def settle(self, products: list[Product]) -> None:
+        """POSTs whose answer was lost: GRACE seconds after the last was sent,
+        re-read the store; one not there is sent once more, then looked for again."""
+        for last in (False, True):
+            pending = [p for p in products if p.outcome == "uncertain" and p.sent]
+            if not pending or self.store.stopped:
+                break
+            wait = self.args.grace - (time.monotonic() - max(p.sent for p in pending))
+            log.info("%d products lost their answer; looking in %.0f s", len(pending), max(wait, 0))
+            time.sleep(max(0.0, wait))
+            try:
+                self.list_store()
+            except StoreError as error:
+                for product in pending:
+                    product.reason = f"sent, but the store could not be asked again ({error})"
+                break
+            for product in pending:
+                self.look_again(product, last)
+        for product in products:
+            if product.outcome == "uncertain" and product.sent:
+                self.note(product)
+
+    def look_again(self, product: Product, last: bool) -> None:
+        landed = [
+            f for f in self.fruits if f.get("name") == product.name and f["id"] > product.since_id
+        ]
+        if landed:
+            self.evidence.ids.add(landed[0]["id"])
+            self.take(product, landed, "imported")
+            product.sent = 0.0
+            self.note(product)
+        elif not last:
+            try:
+                self.post(product)
+            except StoreError as error:
+                product.reason = f"sent, but no answer came; then: {error}"
+            if product.outcome == "imported":
+                product.sent = 0.0
+                self.note(product)
 
 
-def image_path(images: Path, product: Product) -> str | None:
-    path = images / product.image_name
-    return str(path) if path.is_file() else None
+def report(products: list[Product]) -> None:
+    """A line per product that failed; those not sent because the store stopped, in one."""
+    unsent = [p for p in products if p.reason.startswith("not sent: ")]
+    for product in products:
+        if product.outcome in ("failed", "uncertain") and not product.reason.startswith(
+            "not sent: "
+        ):
+            log.error("%s", product.problem())
+    if unsent:
+        log.error("%d products %s", len(unsent), unsent[0].reason)
+
+
+# -- the record ----------------------------------------------------------------
+
+
+def check_writable(record: Path) -> None:
+    """OSError unless a record can be written there (a temporary file is tried)."""
+    if record.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "a folder, not a file", str(record))
+    fd, temporary = tempfile.mkstemp(dir=record.parent, prefix=f".{record.name}.", suffix=".tmp")
+    os.close(fd)
+    os.unlink(temporary)
 
 
 def write_json_atomically(path: Path, document: object) -> None:
@@ -382,199 +1140,216 @@ def write_json_atomically(path: Path, document: object) -> None:
         raise
 
 
-def keep_earlier_imports(outcomes: list[Outcome], earlier: dict) -> None:
-    """A product this delivery imported in an earlier run stays 'imported'.
-
-    Re-running after a partial failure finds those products in the store; the
-    record (and so the supplier's report) still says this delivery imported
-    them, as long as the store's id is the one that run created."""
-    if earlier.get("store") is None:
-        return
-    before = {p.get("file"): p for p in earlier.get("products", []) if isinstance(p, dict)}
-    for outcome in outcomes:
-        previous = before.get(outcome.file, {})
-        if (
-            outcome.outcome == "already in store"
-            and previous.get("outcome") == "imported"
-            and previous.get("id") == outcome.id
-        ):
-            outcome.outcome = "imported"
-
-
-def read_record(path: Path, store: str) -> dict:
-    """The previous record of this store, or {} (missing, unreadable, other store)."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return document if isinstance(document, dict) and document.get("store") == store else {}
-
-
-def record_document(args: argparse.Namespace, started: str, outcomes: list[Outcome]) -> dict:
+def record_document(
+    args: argparse.Namespace, store: str, started: str, products: list[Product], complete: bool
+) -> dict:
     return {
         "version": RECORD_VERSION,
-        "store": args.url,
+        "store": store,
+        "delivery": args.descriptions.resolve().parent.name,
         "descriptions": str(args.descriptions),
         "images": str(args.images),
         "started": started,
         "finished": now(),
-        "summary": summary(outcomes),
-        "products": [asdict(o) for o in sorted(outcomes, key=lambda o: o.file)],
+        "complete": complete,
+        "summary": summary(products),
+        "products": [p.record() for p in sorted(products, key=lambda p: p.file)],
     }
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).astimezone().isoformat(timespec="seconds")
 
 
 # -- the run ------------------------------------------------------------------
 
 
-def import_products(
-    store: Store, products: list[Product], images: Path, jobs: int, force: bool
-) -> list[Outcome]:
-    in_store = store.fruits()  # also proves the store is reachable before anything is sent
-    existing = {} if force else {key_of(f): f for f in in_store}
-    stop = threading.Event()
-
-    def import_one(product: Product) -> Outcome:
-        outcome = Outcome(
-            product.file,
-            product.name,
-            product.weight,
-            product.image_name,
-            image_path(images, product),
-            None,
-            "failed",
-        )
-        if stop.is_set():
-            outcome.reason = "not sent: the run was stopped"
-            return outcome
-        if product.key() in existing:
-            outcome.id, outcome.outcome = existing[product.key()]["id"], "already in store"
-            return outcome
-        try:
-            outcome.id, outcome.outcome = store.create(product), "imported"
-        except StoreError as error:
-            outcome.reason = f"{product.file}: {error}"
-            log.error("%s", outcome.reason)
-        except Fatal:
-            stop.set()
-            raise
-        return outcome
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(import_one, products))
+def run(args: argparse.Namespace) -> int:
+    if not description_files(args.descriptions):
+        log.error("%s: no descriptions (*.txt); nothing done, no record written", args.descriptions)
+        return EXIT_USAGE
+    if args.check or args.dry_run:
+        return check(args)
+    try:
+        held = take_lock(args.descriptions.parent, args.wait)
+    except DeliveryBusy as error:
+        log.error("%s", error)
+        return EXIT_USAGE
+    with held:
+        return import_delivery(args)
 
 
-def warn_missing_images(products: list[Product], images: Path) -> None:
+def check(args: argparse.Namespace) -> int:
+    products = read_products(args.descriptions, args.images)
     for product in products:
-        if image_path(images, product) is None:
-            log.warning("%s: image %s is not in %s", product.file, product.image_name, images)
+        if product.outcome == "failed":
+            log.error("%s", product.problem())
+        elif args.dry_run:
+            url = canonical_url(args.url)
+            print(f"POST {url}fruits/ {json.dumps(product.payload(), ensure_ascii=False)}")
+    if args.check:
+        bad = sum(p.outcome == "failed" for p in products)
+        log.info("checked %d descriptions: %d with problems", len(products), bad)
+    return EXIT_FAILED if any(p.outcome == "failed" for p in products) else EXIT_OK
 
 
-def env(name: str, default: str) -> str:
-    return os.environ.get(name) or default
+def import_delivery(args: argparse.Namespace) -> int:
+    try:
+        check_writable(args.record)
+        journal = open_journal(args.journal)
+    except OSError as error:
+        log.error("cannot write the record %s: %s; nothing sent", error.filename, error.strerror)
+        return EXIT_USAGE
+    try:
+        return import_with_journal(args, journal)
+    finally:
+        os.close(journal)
+
+
+def import_with_journal(args: argparse.Namespace, journal: int) -> int:
+    started, run_id = now(), uuid.uuid4().hex
+    store = Store(args.url, args.token, args.timeout, args.retries, args.jobs)
+    importer = Importer(store, journal, run_id, args)
+    try:
+        importer.list_store()
+    except StoreError as error:
+        log.error("cannot use the store at %s: %s (set --url or CATALOG_URL)", store.url, error)
+        return EXIT_USAGE
+    importer.evidence = gather_evidence(args.journal, args.record, store.url)
+    append_line(
+        journal,
+        {"event": "run", "run": run_id, "time": started, "store": store.url, "script": "run.py"},
+    )
+    products = read_products(args.descriptions, args.images)
+    progress = Progress(len(products), "imported", enabled=not args.quiet)
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for _ in pool.map(importer.handle, products):
+            progress.advance()
+    progress.close()
+    importer.settle(products)
+    report(products)
+    text = summary(products)
+    append_line(journal, {"event": "finished", "run": run_id, "time": now(), "summary": text})
+    document = record_document(args, store.url, started, products, not store.stopped)
+    write_json_atomically(args.record, document)
+    log.info("%s", text)
+    if store.stopped:
+        log.error("stopped: %s; the record says what was done; run again", store.stopped)
+        return EXIT_USAGE
+    return EXIT_FAILED if any(p.outcome in ("failed", "uncertain") for p in products) else EXIT_OK
+
+
+def take_lock(delivery: Path, wait: float) -> IO[str]:
+    """The delivery's lock (the lock block), refusing a lock file that is a link or
+    not a regular file: the block opens and truncates it, and a delivery is
+    untrusted, so a planted link could truncate any file of the user."""
+    path = lock_path(delivery)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise DeliveryBusy(f"{path}: a link or not a regular file; not used as the lock")
+    return hold_delivery_lock(delivery, wait)
+
+
+# -- the command line -----------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    data = Path(env("SUPPLIER_DATA", "~/supplier-data")).expanduser()
+    data = Path(os.environ.get("SUPPLIER_DATA") or "~/supplier-data").expanduser()
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog="CATALOG_TOKEN, when set, is sent as 'Authorization: Token ...'. "
-        "REQUESTS_CA_BUNDLE names a private CA for https:// stores. "
-        "SUPPLIER_DATA (default ~/supplier-data) sets the default folders and record.",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add = parser.add_argument
-    add(
-        "--url",
-        default=env("CATALOG_URL", DEFAULT_URL),
-        help=f"the store's base URL (default {DEFAULT_URL}) [CATALOG_URL]",
-    )
+    add("--url", metavar="URL", help=f"the store's base URL (default {DEFAULT_URL}) [CATALOG_URL]")
     add(
         "--descriptions",
+        metavar="DIR",
         type=Path,
         default=data / "descriptions",
-        help="folder of .txt descriptions (default $SUPPLIER_DATA/descriptions)",
+        help="folder of the .txt descriptions (default $SUPPLIER_DATA/descriptions)"
+        " [SUPPLIER_DATA]",
     )
     add(
         "--images",
+        metavar="DIR",
         type=Path,
         default=data / "images",
-        help="folder of the JPEGs (default $SUPPLIER_DATA/images)",
+        help="folder of the catalog JPEGs (default $SUPPLIER_DATA/images) [SUPPLIER_DATA]",
     )
     add(
         "--record",
+        metavar="FILE",
         type=Path,
-        default=env("IMPORT_RECORD", "") or None,
-        help="where to write the run's record (default imported.json beside the"
-        " descriptions folder, $SUPPLIER_DATA/imported.json) [IMPORT_RECORD]",
+        default=os.environ.get("IMPORT_RECORD") or None,
+        help="the record (default imported.json beside the descriptions folder; its"
+        " journal is the same name with .jsonl) [IMPORT_RECORD]",
     )
+    jobs, timeout = number(1, 64, whole=True), number(0.1, 3600)
+    retries, seconds = number(0, 10, whole=True), number(0, 86400)
     add(
         "--jobs",
-        type=int,
-        default=env("CATALOG_JOBS", "4"),
-        help="requests in parallel (default 4) [CATALOG_JOBS]",
+        metavar="N",
+        type=jobs,
+        default=from_env(parser, "CATALOG_JOBS", jobs, 8),
+        help="requests in parallel, 1-64 (default 8) [CATALOG_JOBS]",
     )
     add(
         "--timeout",
-        type=float,
-        default=env("CATALOG_TIMEOUT", "30"),
-        help="seconds to wait for an answer (default 30) [CATALOG_TIMEOUT]",
+        metavar="SECONDS",
+        type=timeout,
+        default=from_env(parser, "CATALOG_TIMEOUT", timeout, 30.0),
+        help="wait for each read (default 30; connect 5); a request with its retries"
+        " ends within 2 x SECONDS + 5 [CATALOG_TIMEOUT]",
     )
     add(
         "--retries",
-        type=int,
-        default=env("CATALOG_RETRIES", "4"),
-        help="retries after a failed request (default 4) [CATALOG_RETRIES]",
+        metavar="N",
+        type=retries,
+        default=from_env(parser, "CATALOG_RETRIES", retries, 4),
+        help="retries of a GET, or of a POST the store surely did not take (refused,"
+        " 503), 0-10 (default 4)"
+        " [CATALOG_RETRIES]",
+    )
+    add(
+        "--grace",
+        metavar="SECONDS",
+        type=seconds,
+        default=from_env(parser, "CATALOG_GRACE", seconds, 10.0),
+        help="after a POST lost its answer, wait this long before looking for it"
+        " in the store (default 10) [CATALOG_GRACE]",
+    )
+    add(
+        "--wait",
+        metavar="SECONDS",
+        type=seconds,
+        default=from_env(parser, "CATALOG_WAIT", seconds, 0.0),
+        help="wait this long for another run on the delivery to finish (default 0) [CATALOG_WAIT]",
     )
     add("--check", action="store_true", help="validate every file; contact no store")
     add("--dry-run", action="store_true", help="print what would be sent; contact no store")
-    add("--force", action="store_true", help="post even products the store already has")
-    add("-q", "--quiet", action="store_true", help="only warnings and errors")
-    add("-v", "--verbose", action="store_true", help="debug output")
+    add(
+        "--force",
+        action="store_true",
+        help="post a product even when the store has one of that name from elsewhere",
+    )
+    add_standard_options(parser)
     args = parser.parse_args(argv)
+    args.url = store_url(parser, args.url)
+    args.token = os.environ.get("CATALOG_TOKEN", "")
     args.record = args.record or args.descriptions.parent / "imported.json"
+    args.journal = args.record.with_suffix(".jsonl")
     if not args.descriptions.is_dir():
         parser.error(f"no descriptions folder at {args.descriptions}")
-    if args.jobs < 1 or args.retries < 0 or args.timeout <= 0:
-        parser.error("--jobs must be at least 1, --retries at least 0, --timeout positive")
     return args
-
-
-def configure_logging(args: argparse.Namespace) -> None:
-    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configure_logging(args)
-    started = now()
-    products, failures = read_descriptions(args.descriptions)
-    warn_missing_images(products, args.images)
-    if args.check:
-        total = len(products) + len(failures)
-        log.info("checked %d descriptions: %d with problems", total, len(failures))
-        return EXIT_FAILED if failures else EXIT_OK
-    if args.dry_run:
-        for product in products:
-            print(f"POST {endpoint(args.url, 'fruits/')} {json.dumps(product.payload())}")
-        return EXIT_FAILED if failures else EXIT_OK
-    session = make_session(env("CATALOG_TOKEN", ""), args.retries, args.jobs)
-    store = Store(args.url, session, args.timeout, args.retries)
+    configure_logging(args.quiet, args.verbose)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry warnings: ours say more
+    redact_logs()
     try:
-        outcomes = import_products(store, products, args.images, args.jobs, args.force)
-    except (StoreError, Fatal) as error:
-        log.error("%s", error)
+        return run(args)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as error:  # the one guard: a line, not a traceback
+        log.error("unexpected %s: %s", type(error).__name__, redact(str(error)))
         return EXIT_USAGE
-    outcomes += failures
-    this_run = summary(outcomes)
-    if not args.force:
-        keep_earlier_imports(outcomes, read_record(args.record, args.url))
-    write_json_atomically(args.record, record_document(args, started, outcomes))
-    log.info("%s", this_run)
-    return EXIT_FAILED if any(o.outcome == "failed" for o in outcomes) else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
-"""Upload a delivery's JPEGs to the store, each exactly once.
+"""Upload a delivery's catalog JPEGs to the store, each exactly once.
 
-Every JPEG in the images folder (recognised by content) is POSTed to
-<store>/upload/ as multipart field `file`. The store silently renames an
-upload whose name it already has, so this script never sends an image the
-store may already hold: a journal of earlier uploads (JSON Lines, one line
-before and one after each upload) and the store's product list say which
-names to compare with the store's copy first, and an upload whose answer was
-lost is looked for under /media/images/<name> before it is sent again.
+Catalog images are what changeImage.py writes: files named `<stem>.jpeg`
+(JPEG content). Supplier originals (`014.jpg`, TIFFs, ...), hidden and macOS
+`._*` files are never uploaded. The store decides what is there: each image
+is looked for under the name the store keeps (Django's file-name rules:
+`fresh kiwi.jpeg` is kept as `fresh_kiwi.jpeg`; names shortened to fit) and
+sent to <store>/upload/ only when that name is free. When the store holds
+other bytes under it (a second delivery numbering its files 001...), the
+image is sent as `<stem>-<first 12 hex of its SHA-256>.jpeg`, the name
+run.py looks for too. An upload whose answer was lost is never sent again
+blindly: GRACE seconds later the store is asked for it; not there, it is
+sent once more; still unknown, it is reported as uncertain.
 
 Usage:
     ./supplier_image_upload.py [--url URL] [--images DIR] [--journal FILE]
-                               [--jobs N] [--timeout S] [--retries N]
-                               [--check-store] [--dry-run] [--force]
+                               [--jobs N] [--timeout SECONDS] [--retries N]
+                               [--grace SECONDS] [--wait SECONDS] [--dry-run]
 
 Example:
     $ ./supplier_image_upload.py
@@ -20,126 +24,482 @@ Example:
     $ ./supplier_image_upload.py
     INFO uploaded 0, already in store 10, failed 0
 
-Exit status: 0 every image is in the store (new or already), 1 some failed,
-2 usage or configuration error (store unreachable, bad credentials).
+Deadlines: every request, with its retries, ends within 2 x TIMEOUT + 5
+seconds, even against a store that trickles its answer; three requests in a
+row without an answer (across all jobs) stop the run at once.
+
+Exit status:
+    0  every image is in the store (uploaded now or before)
+    1  some images failed or are uncertain (the others are in); run again
+    2  usage or configuration error: no catalog JPEGs, another run holds the
+       delivery, the journal cannot be written, the store cannot be reached,
+       refuses the credentials or stopped answering mid-run (what was done
+       is in the journal), or an unexpected error (named in one line)
+    130 interrupted
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import errno
+import fcntl
 import hashlib
 import http.client
 import json
 import logging
+import math
 import os
+import re
 import socket
+import stat
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urljoin
+from typing import IO, BinaryIO
+from urllib.parse import quote, unquote, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-DEFAULT_URL = "http://localhost/"
-CONNECT_TIMEOUT = 5.0
+__version__ = "2.0.0"
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 JPEG_MAGIC = b"\xff\xd8\xff"
-RETRY_STATUSES = (502, 503, 504)
-BACKOFF_BASE, BACKOFF_MAX = 0.5, 30.0
-OUTCOMES = ("uploaded", "already in store", "failed")
+CATALOG_SUFFIX = ".jpeg"  # what changeImage.py writes; supplier originals are .jpg, .tiff...
+OUTCOMES = ("uploaded", "already in store", "uncertain", "failed")
 
 log = logging.getLogger("supplier_image_upload")
 
 
-@dataclass(frozen=True)
-class Upload:
-    path: Path
-    content: bytes
+# --- begin shared block: cli (copied exactly; tests/test_scripts.py) ---
+def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number from low to high (nan, inf and 1e309 are
+    refused). The same check serves a flag and its environment variable."""
 
-    @property
-    def name(self) -> str:
-        return self.path.name
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            kind = "a whole number" if whole else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not from {low:g} to {high:g}")
+        return value
 
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.content).hexdigest()
+    parse.__name__ = "whole number" if whole else "number"
+    return parse
+
+
+def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, default: object):
+    """The environment variable NAME checked by parse, or default when unset or
+    empty. A bad value is a usage error that names the variable, not a flag."""
+    text = os.environ.get(name, "")
+    if not text.strip():
+        return default
+    try:
+        return parse(text)
+    except (argparse.ArgumentTypeError, ValueError) as error:
+        parser.error(f"environment variable {name}: {error}")
+
+
+def add_standard_options(parser: argparse.ArgumentParser) -> None:
+    """-q, -v and -V/--version, meaning the same in every script."""
+    add = parser.add_argument
+    add("-q", "--quiet", action="store_true", help="print only errors")
+    add("-v", "--verbose", action="store_true", help="print each step (never library internals)")
+    add("-V", "--version", action="version", version=f"%(prog)s {__version__}")
+
+
+def configure_logging(quiet: bool, verbose: bool) -> None:
+    """Log to stderr; third-party libraries never go below WARNING, so -v shows this
+    script's steps and not, for example, Pillow's TIFF tag dump."""
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+    for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
+        logging.getLogger(library).setLevel(max(level, logging.WARNING))
+
+
+# --- end shared block: cli ---
+# --- begin shared block: lock (copied exactly; tests/test_scripts.py) ---
+LOCK_NAME = ".fruit-catalog.lock"
+
+
+class DeliveryBusy(Exception):
+    """Another run holds the delivery's lock: str() names it."""
+
+
+def lock_path(delivery: Path) -> Path:
+    """Where the delivery's lock lives: inside the delivery when it is writable, else
+    in the temporary folder under a name derived from the delivery's real path, so
+    every script run against the same delivery picks the same file."""
+    real = delivery.resolve()
+    if os.access(real, os.W_OK):
+        return real / LOCK_NAME
+    digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"fruit-catalog-{os.getuid()}-{digest}.lock"
+
+
+def describe_holder(lock_file: IO[str]) -> str:
+    lock_file.seek(0)
+    try:
+        holder = json.loads(lock_file.read(4096))
+        return f"{holder['script']} (pid {holder['pid']}, since {holder['since']})"
+    except (ValueError, KeyError, TypeError):
+        return "another run"
+
+
+def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
+    """Take the delivery's exclusive lock, waiting up to `wait` seconds, and write who
+    holds it. The kernel drops the lock when the process ends, even on kill -9, so a
+    lock is never stale. Keep the returned file open while working."""
+    path = lock_path(delivery)
+    lock_file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until exit
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = describe_holder(lock_file)
+                lock_file.close()
+                raise DeliveryBusy(
+                    f"{delivery} is in use by {holder}; wait for it to finish,"
+                    f" or give --wait SECONDS (lock {path})"
+                ) from None
+            time.sleep(0.1)
+    lock_file.seek(0)
+    lock_file.truncate()
+    since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    script = Path(sys.argv[0]).name
+    lock_file.write(json.dumps({"script": script, "pid": os.getpid(), "since": since}))
+    lock_file.flush()
+    return lock_file
+
+
+# --- end shared block: lock ---
+# --- begin shared block: progress (copied exactly; tests/test_scripts.py) ---
+class Progress:
+    """One updating line on a terminal: `converted 12/40, 6.1/s, 5 s left`. Shown only
+    when stderr is a terminal, not quiet, and the work has taken over 2 seconds;
+    under cron or a pipe nothing is printed. Thread-safe."""
+
+    SHOW_AFTER = 2.0
+    EVERY = 0.2
+
+    def __init__(self, total: int, verb: str, enabled: bool = True) -> None:
+        self.total, self.verb, self.done = total, verb, 0
+        self.enabled = enabled and sys.stderr.isatty()
+        self.started = self.last = time.monotonic()
+        self.shown = False
+        self.lock = threading.Lock()
+
+    def advance(self, count: int = 1) -> None:
+        with self.lock:
+            self.done += count
+            now = time.monotonic()
+            if not self.enabled or now - self.started < self.SHOW_AFTER:
+                return
+            if now - self.last >= self.EVERY or self.done == self.total:
+                self.last = now
+                self.show(now)
+
+    def show(self, now: float) -> None:
+        rate = self.done / max(now - self.started, 1e-9)
+        left = (self.total - self.done) / rate if rate else 0.0
+        line = f"{self.verb} {self.done}/{self.total}, {rate:.1f}/s, {left:.0f} s left"
+        sys.stderr.write(f"\r{line}\x1b[K")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        """Clear the line so the summary that follows starts on a clean one."""
+        with self.lock:
+            if self.shown:
+                sys.stderr.write("\r\x1b[K")
+                sys.stderr.flush()
+                self.shown = False
+
+
+# --- end shared block: progress ---
+# --- begin shared block: delivery files (copied exactly; tests/test_scripts.py) ---
+DESCRIPTION_LIMIT = 1 << 20  # 1 MiB: a description is a few lines
+IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
+
+
+class RefusedFile(Exception):
+    """A file of the delivery that is not read: str() names it and says why."""
+
+
+def file_kind(mode: int) -> str:
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
+    kinds |= {stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+
+
+def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
+    """Open path for reading only when it is a regular file of at most `limit` bytes
+    really inside root (root itself may be a link; a link inside root that stays
+    inside is fine). A delivery is untrusted: a link out of it could publish a
+    private file, a FIFO or /dev/zero would hang or exhaust memory. The checks are
+    made on the opened descriptor, so a file swapped after the check is not read."""
+    real_root = root.resolve()
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError) as error:
+        raise RefusedFile(f"{path}: cannot open: {getattr(error, 'strerror', error)}") from None
+    if not real.is_relative_to(real_root):
+        raise RefusedFile(f"{path}: links outside {root}; not read")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(real, flags)
+    except OSError as error:
+        raise RefusedFile(f"{path}: cannot open: {error.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        proc = Path(f"/proc/self/fd/{fd}")
+        opened = proc.readlink() if proc.is_symlink() else real
+        if not opened.is_relative_to(real_root):
+            raise RefusedFile(f"{path}: moved outside {root} while being opened; not read")
+        if not stat.S_ISREG(info.st_mode):
+            raise RefusedFile(f"{path}: {file_kind(info.st_mode)}, not a regular file; not read")
+        if info.st_size > limit:
+            raise RefusedFile(f"{path}: {info.st_size} bytes, over the limit of {limit}; not read")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_delivery_file(path: Path, root: Path, limit: int) -> bytes:
+    """The bytes of a delivery file, checked as open_delivery_file does; a file that
+    grows past the limit while being read is refused too."""
+    with open_delivery_file(path, root, limit) as file:
+        content = file.read(limit + 1)
+    if len(content) > limit:
+        raise RefusedFile(f"{path}: grew over the limit of {limit} while read; not read")
+    return content
+
+
+# --- end shared block: delivery files ---
+# --- begin shared block: http (copied exactly; tests/test_scripts.py) ---
+DEFAULT_URL = "http://localhost/"
+CONNECT_TIMEOUT = 5.0
+RETRY_STATUSES = (502, 503, 504)
+BACKOFF_BASE, BACKOFF_MAX = 0.5, 10.0
+DEAD_AFTER = 3  # connection-level failures in a row, across workers: the store is down
+NAME_ROOM = 100 - len("images/")  # the store's FileField keeps images/<name> in 100 characters
+URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+_watched = threading.local()
 
 
 class StoreError(Exception):
-    """The store said no, or could not be asked; the message says why."""
+    """One request failed or was refused; the message says why (that item fails)."""
 
 
-class Fatal(Exception):
-    """Stop the whole run (bad credentials): exit 2."""
+class Unanswered(StoreError):
+    """No answer came; maybe_sent when the request may have reached the store."""
+
+    def __init__(self, message: str, maybe_sent: bool) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
 
 
-# -- pure functions -----------------------------------------------------------
+class StoreDown(Unanswered):
+    """Stop the run: the store stopped answering, or refused the credentials."""
 
 
-def is_jpeg(head: bytes) -> bool:
-    return head.startswith(JPEG_MAGIC)
+def redact(text: str) -> str:
+    """text with the user:password@ of every URL in it removed."""
+    return URL_CREDENTIALS.sub(r"\1", text)
 
 
-def journal_state(lines: list[str], store: str) -> dict[str, dict]:
-    """The last journal entry per file name for this store."""
-    state: dict[str, dict] = {}
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a crash
-        if isinstance(entry, dict) and entry.get("store") == store and "file" in entry:
-            state[entry["file"]] = entry
-    return state
+class RedactingFilter(logging.Filter):
+    """Keeps credentials in URLs out of every log line, whoever wrote it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), None
+        return True
 
 
-def plan_action(image: Upload, journal: dict[str, dict], product_images: set[str]) -> str:
-    """'skip' (journal says uploaded), 'compare' (store may have the name), 'upload'."""
-    entry = journal.get(image.name)
-    if entry and entry.get("state") == "uploaded" and entry.get("sha256") == image.sha256:
-        return "skip"
-    if entry or image.name in product_images:
-        return "compare"
-    return "upload"
+def redact_logs() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
 
 
-def backoff(attempt: int, retry_after: str | None) -> float:
-    """Seconds to wait before attempt+1: exponential, capped, Retry-After honoured."""
-    delay = min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt)
-    if retry_after:
-        try:
-            delay = max(delay, min(BACKOFF_MAX, Retry().parse_retry_after(retry_after)))
-        except Exception:  # an unparsable header is ignored, as urllib3 does
-            log.debug("ignoring Retry-After %r", retry_after)
-    return delay
+def canonical_url(url: str) -> str:
+    """The store's identity: scheme://host[:port]/path/, lower-case host, no default
+    port, trailing slash, never credentials. http://Host, http://host/ and
+    http://HOST:80/ are the same store. ValueError when it is not a store URL."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise ValueError(f"{redact(url)!r} has a bad port") from None
+    if scheme not in ("http", "https") or not host:
+        raise ValueError(f"{redact(url)!r} is not an http:// or https:// URL")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{redact(url)!r} has a query or fragment; give the store's base URL")
+    host = f"[{host}]" if ":" in host else host
+    netloc = host if port in (None, {"http": 80, "https": 443}[scheme]) else f"{host}:{port}"
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    return f"{scheme}://{netloc}{path}"
 
 
-def summary(outcomes: list[str]) -> str:
-    count = {kind: outcomes.count(kind) for kind in OUTCOMES}
-    return (
-        f"uploaded {count['uploaded']}, already in store {count['already in store']},"
-        f" failed {count['failed']}"
-    )
+def store_url(parser: argparse.ArgumentParser, flag: str | None) -> str:
+    """--url, else CATALOG_URL, else the lab's store; a bad one is a usage error
+    blamed on where it came from."""
+    if flag:
+        source, text = "--url", flag
+    elif os.environ.get("CATALOG_URL", "").strip():
+        source, text = "environment variable CATALOG_URL", os.environ["CATALOG_URL"]
+    else:
+        return DEFAULT_URL
+    try:
+        canonical_url(text)
+    except ValueError as error:
+        parser.error(f"{source}: {error}")
+    return text.strip()
 
 
-# -- HTTP ---------------------------------------------------------------------
+def url_credentials(url: str) -> tuple[str, str] | None:
+    """user and password given in the URL, sent as HTTP basic authentication."""
+    parts = urlsplit(url.strip())
+    return (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
 
 
-def endpoint(base: str, path: str) -> str:
-    """Join keeping the trailing slash the store's POST endpoints require."""
-    return urljoin(base if base.endswith("/") else base + "/", path)
+def valid_filename(name: str) -> str:
+    """django.utils.text.get_valid_filename without Django: spaces become _, and
+    everything but Unicode letters, digits, -, _ and . is dropped."""
+    return re.sub(r"(?u)[^-\w.]", "", str(name).strip().replace(" ", "_"))
 
 
-def make_session(token: str, retries: int, jobs: int) -> requests.Session:
-    """One pooled session; GETs retried by urllib3, POSTs by Uploader.send()."""
-    retry = Retry(
+def store_name(filename: str, tag: str = "") -> str:
+    """The name the store keeps for an upload named filename: Django's valid file
+    name, shortened here so that images/<name> fits the store's 100 characters
+    (Django would add a random suffix). tag (a content digest) is appended to
+    the stem, never cut off."""
+    stem, dot, ext = valid_filename(filename).rpartition(".")
+    stem, ext = (stem, dot + ext) if dot else (ext, "")
+    stem = stem.strip(".") or "image"
+    tail = f"-{tag}" if tag else ""
+    return stem[: NAME_ROOM - len(ext) - len(tail)] + tail + ext
+
+
+def content_tag(content: bytes) -> str:
+    """The digest both scripts put in a name when the lab's name holds other bytes."""
+    return hashlib.sha256(content).hexdigest()[:12]
+
+
+class Watchdog:
+    """A wall-clock deadline for one request with its retries. Timeouts count per
+    read, so a store that trickles its answer a byte at a time would never time
+    out: when the deadline passes, the request's socket is shut down."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.end = seconds, time.monotonic() + seconds
+        self.sock: socket.socket | None = None
+        self.expired = False
+        self.lock = threading.Lock()
+        self.timer = threading.Timer(seconds, self.expire)
+        self.timer.daemon = True
+
+    def __enter__(self) -> Watchdog:
+        _watched.dog = self
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.cancel()
+        _watched.dog = None
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self.lock:
+            if self.expired:
+                raise TimeoutError(f"no whole answer within {self.seconds:g} s")
+            self.sock = sock
+
+    def expire(self) -> None:
+        with self.lock:
+            self.expired = True
+            if self.sock is not None:
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)
+
+
+def watch_socket(sock: socket.socket | None) -> None:
+    dog = getattr(_watched, "dog", None)
+    if dog is not None and sock is not None:
+        dog.watch(sock)
+
+
+class WatchedConnection:
+    """Mixed into urllib3's connections: each socket in use is known to the
+    running request's Watchdog."""
+
+    sock: socket.socket | None
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        watch_socket(self.sock)
+
+    def request(self, *args: object, **kwargs: object) -> None:
+        watch_socket(self.sock)
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class WatchedHTTP(WatchedConnection, urllib3.connection.HTTPConnection):
+    pass
+
+
+class WatchedHTTPS(WatchedConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class WatchedPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = WatchedHTTP
+
+
+class WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = WatchedHTTPS
+
+
+class WatchedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": WatchedPool, "https": WatchedHTTPSPool}
+
+
+class DeadlineRetry(Retry):
+    """urllib3's retries of GET and HEAD, giving up rather than sleeping past the
+    request's deadline."""
+
+    def sleep(self, response: urllib3.BaseHTTPResponse | None = None) -> None:
+        dog = getattr(_watched, "dog", None)
+        wait = (self.get_retry_after(response) if response else None) or self.get_backoff_time()
+        if dog is not None and dog.left() < wait:
+            raise TimeoutError(f"no answer within {dog.seconds:g} s")
+        super().sleep(response)
+
+
+def make_session(url: str, token: str, retries: int, jobs: int) -> requests.Session:
+    """One pooled session: GET and HEAD retried by urllib3 (refused connections,
+    502/503/504 with backoff and Retry-After), POSTs only by Store.post()."""
+    retry = DeadlineRetry(
         total=retries,
         connect=retries,
         read=retries,
@@ -152,18 +512,19 @@ def make_session(token: str, retries: int, jobs: int) -> requests.Session:
         respect_retry_after_header=True,
         raise_on_status=False,
     )
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=max(jobs, 1))
+    adapter = WatchedAdapter(max_retries=retry, pool_connections=1, pool_maxsize=max(jobs, 1))
     session = requests.Session()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
+    session.auth = url_credentials(url)
     if token:
         session.headers["Authorization"] = f"Token {token}"
     return session
 
 
-def connection_problem(error: Exception) -> str:
+def connection_problem(error: BaseException) -> str:
     """A short cause for a failed connection: 'connection refused', ..."""
-    seen: Exception | None = error
+    seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, ConnectionRefusedError):
             return "connection refused"
@@ -175,7 +536,7 @@ def connection_problem(error: Exception) -> str:
             return "timed out"
         if isinstance(seen, http.client.RemoteDisconnected | ConnectionResetError):
             return "connection closed without an answer"
-        nested = seen.args[0] if seen.args and isinstance(seen.args[0], Exception) else None
+        nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
         seen = seen.__cause__ or seen.__context__ or nested
     return "connection failed"
 
@@ -189,283 +550,498 @@ def never_sent(error: requests.RequestException) -> bool:
     }
 
 
-def refuse_credentials(answer: requests.Response) -> None:
-    if answer.status_code in (401, 403):
-        raise Fatal("the store refused the credentials (CATALOG_TOKEN)")
+def backoff(attempt: int, retry_after: str | None) -> float:
+    """Seconds to wait before attempt+1: exponential, capped, Retry-After honoured."""
+    delay = min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt)
+    if retry_after:
+        with contextlib.suppress(Exception):  # an unparsable header is ignored, as urllib3 does
+            delay = max(delay, min(BACKOFF_MAX, Retry().parse_retry_after(retry_after)))
+    return delay
+
+
+def store_errors(body: object) -> str:
+    """'weight: A valid integer is required.' from a DRF error body."""
+    if isinstance(body, dict):
+        parts = []
+        for field, messages in body.items():
+            text = " ".join(map(str, messages)) if isinstance(messages, list) else str(messages)
+            parts.append(text if field in {"detail", "non_field_errors"} else f"{field}: {text}")
+        return "; ".join(parts)
+    return str(body)
 
 
 def rejection(answer: requests.Response) -> str:
+    """Why the store said no, in its own words."""
     if answer.is_redirect:
-        where = answer.headers.get("Location", "?")
+        where = redact(answer.headers.get("Location", "?"))
         return f"the store answered {answer.status_code} redirect to {where}; check --url"
     try:
-        body = answer.json()
-        detail = body.get("detail", body) if isinstance(body, dict) else body
+        detail = store_errors(answer.json())
     except ValueError:
         detail = ""
+    if answer.status_code == 400 and detail:
+        return f"the store rejected {detail}"
     return f"the store answered {answer.status_code}" + (f": {detail}" if detail else "")
 
 
-class Uploader:
-    def __init__(self, url: str, session: requests.Session, timeout: float, retries: int):
-        self.url, self.session = url, session
-        self.timeout = (CONNECT_TIMEOUT, timeout)
-        self.retries = retries
+class Store:
+    """The store's REST service, asked carefully: every request bounded by a
+    deadline, DEAD_AFTER connection-level failures in a row (across threads)
+    stop every further request, and POSTs are never repeated blindly."""
 
-    def product_images(self) -> set[str]:
-        """Image names the store's products use; proves the store is reachable."""
-        try:
-            answer = self.session.get(endpoint(self.url, "fruits/"), timeout=self.timeout)
-        except requests.RequestException as error:
-            raise StoreError(
-                f"cannot reach the store at {self.url}: {connection_problem(error)}"
-                " (set --url or CATALOG_URL)"
-            ) from None
-        refuse_credentials(answer)
+    def __init__(self, url: str, token: str, timeout: float, retries: int, jobs: int) -> None:
+        self.url = canonical_url(url)
+        self.session = make_session(url, token, retries, jobs)
+        self.timeout, self.retries = (CONNECT_TIMEOUT, timeout), retries
+        self.deadline = CONNECT_TIMEOUT + 2 * timeout
+        self.failures, self.stopped = 0, ""
+        self.lock = threading.Lock()
+
+    def request(self, method: str, path: str, **options: object) -> requests.Response:
+        if self.stopped:
+            raise StoreDown(self.stopped, maybe_sent=False)
+        url = self.url + path
+        with Watchdog(self.deadline) as dog:
+            try:
+                answer = self.session.request(
+                    method, url, timeout=self.timeout, allow_redirects=False, **options
+                )
+            except requests.RequestException as error:
+                why = f"no whole answer within {dog.seconds:g} s" if dog.expired else ""
+                self.failed(f"{method} {url}: {why or connection_problem(error)}", error)
+        with self.lock:
+            self.failures = 0
+        if answer.status_code in (401, 403):
+            self.stopped = "the store refused the credentials (CATALOG_TOKEN, or the URL's)"
+            raise StoreDown(self.stopped, maybe_sent=False)
+        return answer
+
+    def failed(self, message: str, error: requests.RequestException) -> None:
+        with self.lock:
+            self.failures += 1
+            if self.failures >= DEAD_AFTER and not self.stopped:
+                self.stopped = f"the store stopped answering ({DEAD_AFTER} in a row; {message})"
+            kind = StoreDown if self.stopped else Unanswered
+        raise kind(self.stopped or message, maybe_sent=not never_sent(error))
+
+    def post(self, path: str, **options: object) -> requests.Response:
+        """POST, repeated only when the store surely did not take it (503, or a
+        connection that never opened: urllib3 retries those). A lost answer (or
+        502/504) raises Unanswered(maybe_sent=True): the caller re-reads the
+        store after a grace period instead of sending it again."""
+        for attempt in range(self.retries + 1):
+            answer = self.request("POST", path, **options)
+            if answer.status_code == 503 and attempt < self.retries:
+                time.sleep(backoff(attempt, answer.headers.get("Retry-After")))
+                continue
+            if answer.status_code in (502, 504):
+                message = f"POST {self.url}{path}: the store answered {answer.status_code}"
+                raise Unanswered(message, maybe_sent=True)
+            return answer
+        raise AssertionError("unreachable: the last attempt returns")
+
+    def fruits(self) -> list[dict]:
+        """Every product the store has; also proves it answers."""
+        answer = self.request("GET", "fruits/")
         if answer.status_code != 200:
-            raise StoreError(f"GET {answer.url} answered {answer.status_code}")
+            raise StoreError(f"GET {self.url}fruits/: {rejection(answer)}")
         try:
-            return {fruit.get("image_name", "") for fruit in answer.json()}
-        except (ValueError, AttributeError, TypeError):
-            raise StoreError(
-                f"GET {answer.url} did not answer a JSON list; is --url right?"
-            ) from None
+            fruits = answer.json()
+        except ValueError:
+            fruits = None
+        if not isinstance(fruits, list) or not all(isinstance(f, dict) for f in fruits):
+            raise StoreError(f"GET {self.url}fruits/ did not answer a JSON list; is --url right?")
+        return fruits
 
-    def stored(self, name: str) -> bytes | None:
-        """The store's copy of media/images/<name>, None when it has none."""
-        url = endpoint(self.url, "media/images/" + quote(name))
-        try:
-            answer = self.session.get(url, timeout=self.timeout)
-        except requests.RequestException as error:
-            raise StoreError(f"cannot fetch {url}: {connection_problem(error)}") from None
-        refuse_credentials(answer)
+    def holds(self, name: str, content: bytes) -> bool | None:
+        """Whether the store serves exactly content as images/<name> (None: no such image)."""
+        answer = self.request("GET", "media/images/" + quote(name))
         if answer.status_code == 404:
             return None
         if answer.status_code != 200:
-            raise StoreError(f"GET {url} answered {answer.status_code}")
-        return answer.content
+            raise StoreError(f"GET {self.url}media/images/{name}: {rejection(answer)}")
+        return answer.content == content
 
-    def holds(self, image: Upload) -> bool:
-        """True when the store serves this exact image; StoreError on a different one."""
-        content = self.stored(image.name)
-        if content is None:
-            return False
-        if content != image.content:
-            raise StoreError(
-                f"the store already has a different {image.name}; not uploaded"
-                " (--force uploads it anyway and the store keeps both under two names)"
-            )
-        return True
-
-    def send(self, image: Upload) -> None:
-        """POST the image; never leaves a second copy behind."""
-        why = ""
-        for attempt in range(self.retries + 1):
-            try:
-                answer = self.session.post(
-                    endpoint(self.url, "upload/"),
-                    files={"file": (image.name, image.content, "image/jpeg")},
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                )
-            except requests.RequestException as error:
-                if never_sent(error) and attempt < self.retries:
-                    time.sleep(backoff(attempt, None))
-                    continue
-                why, retry_after = connection_problem(error), None
-            else:
-                refuse_credentials(answer)
-                if answer.status_code == 201:
-                    return
-                if answer.status_code not in RETRY_STATUSES:
-                    raise StoreError(rejection(answer))
-                why, retry_after = f"HTTP {answer.status_code}", answer.headers.get("Retry-After")
-            # The upload may have reached the store: look before sending again.
-            if attempt < self.retries:
-                time.sleep(backoff(attempt, retry_after))
-            if self.holds(image):
-                log.info("%s: confirmed in the store after %s", image.name, why)
-                return
-            log.debug("%s: not in the store after %s; sending again", image.name, why)
-        raise StoreError(f"the store did not answer after {self.retries + 1} attempts ({why})")
+    def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
+        """The name this JPEG has or gets in the store, and whether the store already
+        serves it there. The lab's name when free or holding these bytes; else
+        (a second delivery reusing 001...) <stem>-<first 12 hex of SHA-256>.jpeg,
+        which both scripts derive alike without talking to each other."""
+        default = store_name(filename)
+        held = self.holds(default, content)
+        if held is not False:
+            return default, bool(held)
+        other = store_name(filename, content_tag(content))
+        held = self.holds(other, content)
+        if held is False:
+            raise StoreError(f"the store holds other images as both {default} and {other}")
+        return other, bool(held)
 
 
-# -- files --------------------------------------------------------------------
+def open_journal(path: Path) -> int:
+    """An append-only descriptor: every line is one write() then fsync. Only a
+    regular file: a link, FIFO or device planted in a delivery is refused."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    fd = os.open(path, flags, 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return fd
 
 
-class Journal:
-    """Append-only JSON Lines: 'sending' before each upload, 'uploaded' after.
+def append_line(fd: int, entry: dict) -> None:
+    os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+    os.fsync(fd)
 
-    A line is flushed to disk before the POST, so a run killed mid-upload
-    leaves 'sending' behind and the next run checks the store first."""
 
-    def __init__(self, path: Path, store: str):
-        self.path, self.store = path, store
-        self.lock = threading.Lock()
-
-    def load(self) -> dict[str, dict]:
+def read_journal(path: Path) -> list[dict]:
+    """The journal's JSON objects; a line cut by a kill, not UTF-8 or not an
+    object is ignored with a warning (it cannot decide anything anyway)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        log.warning("%s: cannot read (%s); ignored", path, error.strerror)
+        return []
+    entries = []
+    for number, line in enumerate(raw.splitlines(), 1):
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return {}
-        return journal_state(lines, self.store)
-
-    def write(self, image: Upload, state: str) -> None:
-        entry = {
-            "file": image.name,
-            "sha256": image.sha256,
-            "size": len(image.content),
-            "state": state,
-            "store": self.store,
-            "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        }
-        with self.lock, self.path.open("a", encoding="utf-8") as stream:
-            stream.write(json.dumps(entry) + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
+            entry = json.loads(line.decode("utf-8"))
+        except ValueError as error:
+            why = "not UTF-8" if isinstance(error, UnicodeDecodeError) else "not JSON"
+            log.warning("%s line %d: %s; ignored", path, number, why)
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+        else:
+            log.warning("%s line %d: not a JSON object; ignored", path, number)
+    return entries
 
 
-def find_jpegs(folder: Path) -> list[Path]:
-    """JPEGs by content; hidden files (changeImage.py's temporaries among them) never."""
-    jpegs = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name[0] != "."):
-        with path.open("rb") as stream:
-            if is_jpeg(stream.read(len(JPEG_MAGIC))):
-                jpegs.append(path)
+def now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+# --- end shared block: http ---
+
+
+@dataclass
+class Image:
+    """One catalog JPEG and what became of it."""
+
+    path: Path
+    content: bytes = b""
+    name: str = ""  # the name the store keeps
+    outcome: str = "failed"
+    reason: str = ""
+    sent: float = 0.0  # when its last POST went out (monotonic)
+
+
+def catalog_jpegs(folder: Path) -> list[Path]:
+    """`<stem>.jpeg` files, not hidden (changeImage.py's temporaries, macOS `._*`)."""
+    return sorted(
+        p for p in folder.iterdir() if p.suffix == CATALOG_SUFFIX and not p.name.startswith(".")
+    )
+
+
+def same_store_name(images: list[Image]) -> list[list[Image]]:
+    """Images grouped by the name the store would keep: `a b.jpeg` and `a_b.jpeg`
+    are one name there, so they go one after the other (the second then sees
+    the first and takes the name from its content), never racing."""
+    groups: dict[str, list[Image]] = {}
+    for image in images:
+        groups.setdefault(store_name(image.path.name), []).append(image)
+    return list(groups.values())
+
+
+def interrupted(entries: list[dict], store: str) -> set[str]:
+    """Files whose last journal line for this store is `sending`: a run stopped
+    during their upload. Only said: the store is asked about every image anyway."""
+    last = {
+        e["file"]: e.get("state")
+        for e in entries
+        if e.get("store") == store and type(e.get("file")) is str
+    }
+    return {file for file, state in last.items() if state == "sending"}
+
+
+def report(images: list[Image]) -> None:
+    """A line per image that failed; those not sent because the store stopped, in one."""
+    unsent = [i for i in images if i.reason.startswith("not sent: ")]
+    for image in images:
+        if image.outcome in ("failed", "uncertain") and not image.reason.startswith("not sent: "):
+            log.error("%s: %s", image.path.name, image.reason)
+    if unsent:
+        log.error("%d images %s", len(unsent), unsent[0].reason)
+
+
+def summary(images: list[Image]) -> str:
+    count = {kind: sum(i.outcome == kind for i in images) for kind in OUTCOMES}
+    text = f"uploaded {count['uploaded']}, already in store {count['already in store']}"
+    if count["uncertain"]:
+        text += f", uncertain {count['uncertain']}"
+    return text + f", failed {count['failed']}"
+
+
+class Uploader:
+    """Puts images into the store, journaling each upload before and after."""
+
+    def __init__(self, store: Store, journal: int, root: Path, grace: float) -> None:
+        self.store, self.journal, self.root, self.grace = store, journal, root, grace
+
+    def note(self, image: Image, state: str) -> None:
+        append_line(
+            self.journal,
+            {
+                "file": image.path.name,
+                "name": image.name,
+                "sha256": hashlib.sha256(image.content).hexdigest(),
+                "size": len(image.content),
+                "state": state,
+                "store": self.store.url,
+                "time": now(),
+            },
+        )
+
+    def upload(self, image: Image) -> None:
+        try:
+            image.content = read_delivery_file(image.path, self.root, IMAGE_LIMIT)
+            if not image.content.startswith(JPEG_MAGIC):
+                raise RefusedFile(f"{image.path}: not a JPEG; not uploaded")
+            image.name, held = self.store.image_name(image.path.name, image.content)
+            if held:
+                image.outcome = "already in store"
             else:
-                log.debug("skipped %s: not a JPEG", path.name)
-    return jpegs
+                self.send(image)
+        except (RefusedFile, StoreError) as error:
+            image.outcome, image.reason = "failed", str(error)
+            if isinstance(error, StoreDown):
+                image.reason = f"not sent: {error}"
+
+    def send(self, image: Image) -> None:
+        """POST it; a lost answer leaves it uncertain until settle() looks."""
+        self.note(image, "sending")
+        image.sent = time.monotonic()
+        files = {"file": (image.name, image.content, "image/jpeg")}
+        try:
+            answer = self.store.post("upload/", files=files)
+        except Unanswered as error:
+            if not error.maybe_sent:
+                raise
+            image.outcome = "uncertain"
+            image.reason = f"sent, but no answer came ({error}); the next run looks for it"
+            return
+        if answer.status_code != 201:
+            raise StoreError(rejection(answer))
+        image.outcome = "uploaded"
+        self.note(image, "uploaded")
+
+    def settle(self, images: list[Image]) -> None:
+        """Uploads whose answer was lost: GRACE seconds after the last was sent,
+        look in the store; one not there is sent once more, then looked for again."""
+        for last in (False, True):
+            pending = [i for i in images if i.outcome == "uncertain"]
+            if not pending or self.store.stopped:
+                return
+            wait = self.grace - (time.monotonic() - max(i.sent for i in pending))
+            log.info("%d uploads lost their answer; looking in %.0f s", len(pending), max(wait, 0))
+            time.sleep(max(0.0, wait))
+            for image in pending:
+                self.look_again(image, last)
+
+    def look_again(self, image: Image, last: bool) -> None:
+        try:
+            held = self.store.holds(image.name, image.content)
+            if held:
+                image.outcome, image.reason = "uploaded", ""
+                self.note(image, "uploaded")
+            elif held is False:
+                image.outcome = "failed"
+                image.reason = f"the store now holds other bytes as {image.name}; run again"
+            elif not last:
+                self.send(image)
+        except StoreError as error:
+            image.reason = f"sent, but the store could not be asked again ({error})"
 
 
 # -- the run ------------------------------------------------------------------
 
 
-def upload_all(
-    uploader: Uploader, journal: Journal, paths: list[Path], args: argparse.Namespace
-) -> list[str]:
-    product_images = uploader.product_images()
-    earlier = journal.load()
-    stop = threading.Event()
+def upload_all(args: argparse.Namespace, store: Store, journal: int) -> list[Image]:
+    images = [Image(path) for path in catalog_jpegs(args.images)]
+    uploader = Uploader(store, journal, args.images, args.grace)
+    progress = Progress(len(images), "uploaded", enabled=not args.quiet)
 
-    def upload_one(path: Path) -> str:
-        if stop.is_set():
-            return "failed"
-        try:
-            image = Upload(path, path.read_bytes())
-            action = "upload" if args.force else plan_action(image, earlier, product_images)
-            if args.check_store and not args.force:
-                action = "compare"
-            if action == "skip":
-                return "already in store"
-            if action == "compare" and uploader.holds(image):
-                journal.write(image, "uploaded")
-                return "already in store"
-            journal.write(image, "sending")
-            uploader.send(image)
-            journal.write(image, "uploaded")
-            return "uploaded"
-        except (StoreError, OSError) as error:
-            log.error("%s: %s", path.name, error)
-            return "failed"
-        except Fatal:
-            stop.set()
-            raise
+    def upload_group(group: list[Image]) -> None:
+        for image in group:
+            uploader.upload(image)
+            if image.outcome != "uncertain":
+                image.content = b""  # settled: only uncertain ones are looked at again
+            progress.advance()
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        return list(pool.map(upload_one, paths))
+        list(pool.map(upload_group, same_store_name(images)))
+    progress.close()
+    uploader.settle(images)
+    return images
 
 
-def env(name: str, default: str) -> str:
-    return os.environ.get(name) or default
+def run(args: argparse.Namespace) -> int:
+    if not catalog_jpegs(args.images):
+        log.error(
+            "%s: no catalog JPEGs (<name>.jpeg, as changeImage.py writes them);"
+            " run changeImage.py first",
+            args.images,
+        )
+        return EXIT_USAGE
+    if args.dry_run:
+        for path in catalog_jpegs(args.images):
+            print(f"POST {canonical_url(args.url)}upload/ file={store_name(path.name)}")
+        return EXIT_OK
+    try:
+        held = take_lock(args.images.parent, args.wait)
+    except DeliveryBusy as error:
+        log.error("%s", error)
+        return EXIT_USAGE
+    with held:
+        return upload_to_store(args)
+
+
+def upload_to_store(args: argparse.Namespace) -> int:
+    try:
+        journal = open_journal(args.journal)
+    except OSError as error:
+        log.error("cannot write the journal %s: %s; nothing sent", args.journal, error.strerror)
+        return EXIT_USAGE
+    try:
+        return upload_with_journal(args, journal)
+    finally:
+        os.close(journal)
+
+
+def upload_with_journal(args: argparse.Namespace, journal: int) -> int:
+    store = Store(args.url, args.token, args.timeout, args.retries, args.jobs)
+    try:
+        store.fruits()
+    except StoreError as error:
+        log.error("cannot use the store at %s: %s (set --url or CATALOG_URL)", store.url, error)
+        return EXIT_USAGE
+    in_flight = interrupted(read_journal(args.journal), store.url)
+    if in_flight:
+        log.info(
+            "%d uploads were in flight when a run stopped; the store says which landed",
+            len(in_flight),
+        )
+    images = upload_all(args, store, journal)
+    report(images)
+    log.info("%s", summary(images))
+    if store.stopped:
+        log.error("stopped: %s; run again when it answers", store.stopped)
+        return EXIT_USAGE
+    return EXIT_FAILED if any(i.outcome in ("failed", "uncertain") for i in images) else EXIT_OK
+
+
+def take_lock(delivery: Path, wait: float) -> IO[str]:
+    """The delivery's lock (the lock block), refusing a lock file that is a link or
+    not a regular file: the block opens and truncates it, and a delivery is
+    untrusted, so a planted link could truncate any file of the user."""
+    path = lock_path(delivery)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise DeliveryBusy(f"{path}: a link or not a regular file; not used as the lock")
+    return hold_delivery_lock(delivery, wait)
+
+
+# -- the command line -----------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    data = Path(env("SUPPLIER_DATA", "~/supplier-data")).expanduser()
+    data = Path(os.environ.get("SUPPLIER_DATA") or "~/supplier-data").expanduser()
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog="CATALOG_TOKEN, when set, is sent as 'Authorization: Token ...'. "
-        "REQUESTS_CA_BUNDLE names a private CA for https:// stores. "
-        "SUPPLIER_DATA (default ~/supplier-data) sets the default folders.",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add = parser.add_argument
-    add(
-        "--url",
-        default=env("CATALOG_URL", DEFAULT_URL),
-        help=f"the store's base URL (default {DEFAULT_URL}) [CATALOG_URL]",
-    )
+    add("--url", metavar="URL", help=f"the store's base URL (default {DEFAULT_URL}) [CATALOG_URL]")
     add(
         "--images",
+        metavar="DIR",
         type=Path,
         default=data / "images",
-        help="folder of the JPEGs (default $SUPPLIER_DATA/images)",
+        help="folder of the catalog JPEGs (default $SUPPLIER_DATA/images) [SUPPLIER_DATA]",
     )
     add(
         "--journal",
+        metavar="FILE",
         type=Path,
-        default=env("UPLOAD_JOURNAL", "") or None,
-        help="journal of uploads (default uploaded.jsonl beside the images folder,"
-        " $SUPPLIER_DATA/uploaded.jsonl) [UPLOAD_JOURNAL]",
+        default=os.environ.get("UPLOAD_JOURNAL") or None,
+        help="journal of uploads (default uploaded.jsonl beside the images folder)"
+        " [UPLOAD_JOURNAL]",
     )
+    jobs, timeout = number(1, 64, whole=True), number(0.1, 3600)
+    retries, seconds = number(0, 10, whole=True), number(0, 86400)
     add(
         "--jobs",
-        type=int,
-        default=env("CATALOG_JOBS", "4"),
-        help="requests in parallel (default 4) [CATALOG_JOBS]",
+        metavar="N",
+        type=jobs,
+        default=from_env(parser, "CATALOG_JOBS", jobs, 8),
+        help="requests in parallel, 1-64 (default 8) [CATALOG_JOBS]",
     )
     add(
         "--timeout",
-        type=float,
-        default=env("CATALOG_TIMEOUT", "30"),
-        help="seconds to wait for an answer (default 30) [CATALOG_TIMEOUT]",
+        metavar="SECONDS",
+        type=timeout,
+        default=from_env(parser, "CATALOG_TIMEOUT", timeout, 30.0),
+        help="wait for each read (default 30; connect 5); a request with its retries"
+        " ends within 2 x SECONDS + 5 [CATALOG_TIMEOUT]",
     )
     add(
         "--retries",
-        type=int,
-        default=env("CATALOG_RETRIES", "4"),
-        help="retries after a failed request (default 4) [CATALOG_RETRIES]",
+        metavar="N",
+        type=retries,
+        default=from_env(parser, "CATALOG_RETRIES", retries, 4),
+        help="retries of a GET, or of a POST the store surely did not take (refused,"
+        " 503), 0-10 (default 4)"
+        " [CATALOG_RETRIES]",
     )
     add(
-        "--check-store",
-        action="store_true",
-        help="ask the store about every image first, whatever the journal says"
-        " (after the store was restored or fed from elsewhere)",
+        "--grace",
+        metavar="SECONDS",
+        type=seconds,
+        default=from_env(parser, "CATALOG_GRACE", seconds, 10.0),
+        help="after an upload lost its answer, wait this long before looking for it"
+        " in the store (default 10) [CATALOG_GRACE]",
+    )
+    add(
+        "--wait",
+        metavar="SECONDS",
+        type=seconds,
+        default=from_env(parser, "CATALOG_WAIT", seconds, 0.0),
+        help="wait this long for another run on the delivery to finish (default 0) [CATALOG_WAIT]",
     )
     add("--dry-run", action="store_true", help="list what would be uploaded; contact no store")
-    add("--force", action="store_true", help="upload even images the store already has")
-    add("-q", "--quiet", action="store_true", help="only warnings and errors")
-    add("-v", "--verbose", action="store_true", help="debug output")
+    add_standard_options(parser)
     args = parser.parse_args(argv)
+    args.url = store_url(parser, args.url)
+    args.token = os.environ.get("CATALOG_TOKEN", "")
     args.journal = args.journal or args.images.parent / "uploaded.jsonl"
     if not args.images.is_dir():
         parser.error(f"no images folder at {args.images}")
-    if args.jobs < 1 or args.retries < 0 or args.timeout <= 0:
-        parser.error("--jobs must be at least 1, --retries at least 0, --timeout positive")
     return args
-
-
-def configure_logging(args: argparse.Namespace) -> None:
-    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configure_logging(args)
-    paths = find_jpegs(args.images)
-    if args.dry_run:
-        for path in paths:
-            print(f"POST {endpoint(args.url, 'upload/')} file={path.name}")
-        return EXIT_OK
-    session = make_session(env("CATALOG_TOKEN", ""), args.retries, args.jobs)
-    uploader = Uploader(args.url, session, args.timeout, args.retries)
-    journal = Journal(args.journal, args.url)
+    configure_logging(args.quiet, args.verbose)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry warnings: ours say more
+    redact_logs()
     try:
-        outcomes = upload_all(uploader, journal, paths, args)
-    except (StoreError, Fatal) as error:
-        log.error("%s", error)
+        return run(args)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as error:  # the one guard: a line, not a traceback
+        log.error("unexpected %s: %s", type(error).__name__, redact(str(error)))
         return EXIT_USAGE
-    log.info("%s", summary(outcomes))
-    return EXIT_FAILED if "failed" in outcomes else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -5,12 +5,14 @@ Makes N small JPEGs and N descriptions, starts a fresh stand-in store for
 each measurement (as its own process, answering after --delay seconds like
 a store across a network), and times:
   naive:   requests.post per item, no session, one at a time
-  scripts: ./supplier_image_upload.py then ./run.py, as users run them
+  scripts: ./supplier_image_upload.py then ./run.py, as users run them, with
+           every check they make (each image looked for in the store before
+           it is sent, each product's picture compared before it is posted)
 Prints items per second (images + descriptions) and the ratio, with the
 delay and without it.
 
 Usage:
-    python bench/bench_upload.py [--count 500] [--delay 0.02]
+    python bench/bench_upload.py [--count 500] [--delay 0.02] [--jobs 8]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import requests
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+JOBS = "8"
 
 
 def make_items(data: Path, count: int) -> None:
@@ -60,7 +63,7 @@ def naive(data: Path, url: str) -> None:
 
 
 def scripts(data: Path, url: str) -> None:
-    env = {**os.environ, "SUPPLIER_DATA": str(data), "CATALOG_URL": url}
+    env = {**os.environ, "SUPPLIER_DATA": str(data), "CATALOG_URL": url, "CATALOG_JOBS": JOBS}
     for script in ("supplier_image_upload.py", "run.py"):
         subprocess.run([sys.executable, str(ROOT / script), "-q"], env=env, check=True)
 
@@ -69,7 +72,7 @@ def measure(run: Callable[[Path, str], None], data: Path, delay: float, scratch:
     """Items per second for one run against a fresh store."""
     store, url = start_store(scratch / f"store-{run.__name__}-{delay}", delay)
     try:
-        for leftover in ("uploaded.jsonl", "imported.json"):
+        for leftover in ("uploaded.jsonl", "imported.json", "imported.jsonl"):
             (data / leftover).unlink(missing_ok=True)
         start = time.perf_counter()
         run(data, url)
@@ -88,12 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--delay", type=float, default=0.02)
+    parser.add_argument("--jobs", default="8", help="the scripts' --jobs (their default: 8)")
     args = parser.parse_args(argv)
+    global JOBS
+    JOBS = args.jobs
     with tempfile.TemporaryDirectory(prefix="bench-upload-") as scratch_name:
         scratch = Path(scratch_name)
         data = scratch / "supplier-data"
         make_items(data, args.count)
-        print(f"{args.count} JPEGs + {args.count} descriptions; scripts with --jobs 4 (default)")
+        print(f"{args.count} JPEGs + {args.count} descriptions; scripts with --jobs {JOBS}")
         for delay in (args.delay, 0.0):
             slow, fast = (
                 measure(naive, data, delay, scratch),

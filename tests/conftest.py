@@ -318,3 +318,93 @@ def trickling_server() -> Iterator[Callable[[bytes], int]]:
     stop.set()
     for listener in listeners:
         listener.close()
+
+
+# -- supplier_image_upload.py and run.py: deliveries, runs and what the store holds --
+
+PIPELINE_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def catalog() -> Callable[..., Path]:
+    """catalog(root, ["001", "002"], shade=1): a converted delivery (see catalog_delivery)."""
+    return catalog_delivery
+
+
+@pytest.fixture
+def catalog_check() -> Callable[..., None]:
+    """catalog_check(store, delivery, ...): see assert_catalog."""
+    return assert_catalog
+
+
+def catalog_delivery(root: Path, stems: list[str], shade: int = 0) -> Path:
+    """root/images/<stem>.jpeg (600x400, content unique per stem and shade) and
+    root/descriptions/<stem>.txt, as changeImage.py leaves a delivery."""
+    from PIL import Image  # only these fixtures need Pillow
+
+    images, descriptions = root / "images", root / "descriptions"
+    images.mkdir(parents=True, exist_ok=True)
+    descriptions.mkdir(parents=True, exist_ok=True)
+    for number, stem in enumerate(stems, 1):
+        colour = (number * 37 % 256, shade * 53 % 256, len(stem) * 11 % 256)
+        picture = Image.new("RGB", (600, 400), colour)
+        picture.save(images / f"{stem}.jpeg", quality=60, comment=f"{stem} of {shade}")
+        text = f"Fruit {number} of delivery {shade}\n{100 + number} lbs\nFrom {stem}.\n"
+        (descriptions / f"{stem}.txt").write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def run_script(monkeypatch: pytest.MonkeyPatch) -> Callable[..., object]:
+    """run_script("run.py", "--url", url, env={...}, timeout=60): the script as
+    users run it, under a hang guard; CATALOG_* and SUPPLIER_DATA unset first."""
+    import subprocess
+
+    for name in list(os.environ):
+        if name.startswith(("CATALOG_", "UPLOAD_", "IMPORT_")) or name == "SUPPLIER_DATA":
+            monkeypatch.delenv(name)
+
+    def run(script: str, *args: str, env: dict | None = None, timeout: float = 90):
+        return subprocess.run(
+            [str(PIPELINE_ROOT / script), *args],
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return run
+
+
+def store_images(store) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(store.catalog.images.iterdir())}
+
+
+def assert_catalog(store, *deliveries: Path) -> None:
+    """The store holds each delivery's products once, each showing its own JPEG
+    (bytes compared over HTTP), no image stored twice, and each delivery's
+    record saying imported with the store's id."""
+    import json
+
+    import requests
+
+    fruits = store.catalog.fruits()
+    names = [f["name"] for f in fruits]
+    assert len(names) == len(set(names)), f"a product stored twice: {sorted(names)}"
+    by_name = {f["name"]: f for f in fruits}
+    for delivery in deliveries:
+        record = json.loads((delivery / "imported.json").read_text(encoding="utf-8"))
+        outcomes = {p["file"]: p for p in record["products"]}
+        for text in sorted((delivery / "descriptions").glob("*.txt")):
+            name = text.read_text(encoding="utf-8").splitlines()[0]
+            fruit = by_name[name]
+            served = requests.get(store.url + "media/images/" + fruit["image_name"], timeout=10)
+            jpeg = (delivery / "images" / f"{text.stem}.jpeg").read_bytes()
+            assert served.content == jpeg, f"{name} shows another picture"
+            assert outcomes[text.name]["outcome"] == "imported", outcomes[text.name]
+            assert outcomes[text.name]["id"] == fruit["id"]
+            assert outcomes[text.name]["image_name"] == fruit["image_name"]
+    contents = list(store_images(store).values())
+    assert len(contents) == len(set(contents)), "an image stored twice"
+    assert len(fruits) == sum(len(list((d / "descriptions").glob("*.txt"))) for d in deliveries)

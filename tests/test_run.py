@@ -1,29 +1,23 @@
-"""run.py puts every description into the stand-in store exactly once, over HTTP."""
+"""run.py puts every description into the stand-in store once, with its picture,
+and records what happened. (What it shares with the uploader: test_pipeline.py.)"""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 import run
-from make_delivery import make_delivery
-
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "run.py"
+import supplier_image_upload
 
 
 @pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch, caplog):
-    monkeypatch.setattr(run, "BACKOFF_BASE", 0.01)
-    monkeypatch.delenv("CATALOG_TOKEN", raising=False)
+def quiet_environment(monkeypatch, caplog):
+    for name in ("CATALOG_TOKEN", "CATALOG_URL", "IMPORT_RECORD", "SUPPLIER_DATA"):
+        monkeypatch.delenv(name, raising=False)
     caplog.set_level(logging.INFO)
 
 
@@ -34,73 +28,173 @@ def write(folder: Path, name: str, content: str | bytes) -> Path:
     return path
 
 
+def uploaded(store, data: Path) -> Path:
+    """The delivery's pictures put in the store first, as the pipeline does."""
+    images = ["--url", store.url, "--images", str(data / "images"), "-q"]
+    assert supplier_image_upload.main(images) == 0
+    return data
+
+
 def import_(store, data: Path, *extra: str) -> int:
     args = ["--url", store.url, "--descriptions", str(data / "descriptions")]
-    args += ["--images", str(data / "images"), "--record", str(data / "imported.json"), *extra]
+    args += ["--images", str(data / "images"), "--grace", "1", *extra]
     return run.main(args)
 
 
-def products(store) -> list[tuple]:
-    return sorted((f["name"], f["weight"], f["image_name"]) for f in store.catalog.fruits())
-
-
 def record(data: Path) -> dict:
-    return json.loads((data / "imported.json").read_text())
+    return json.loads((data / "imported.json").read_text(encoding="utf-8"))
 
 
-# -- the happy path -------------------------------------------------------------
+def journal(data: Path) -> list[dict]:
+    return [json.loads(line) for line in (data / "imported.jsonl").open(encoding="utf-8")]
 
 
-def test_every_description_becomes_a_product(store, delivery):
-    assert import_(store, delivery) == 0
-    listed = requests.get(store.url + "fruits/", timeout=5).json()
-    fruits = sorted(listed, key=lambda f: f["image_name"])
-    assert [f["image_name"] for f in fruits] == ["001.jpeg", "002.jpeg", "003.jpeg"]
-    first = (delivery / "descriptions" / "001.txt").read_text().splitlines()
-    assert fruits[0]["name"] == first[0]
-    assert fruits[0]["weight"] == int(first[1].split()[0])
-    assert fruits[0]["description"] == first[2]
+def by_file(data: Path) -> dict[str, dict]:
+    return {p["file"]: p for p in record(data)["products"]}
 
 
-def test_record_lists_each_file_with_its_outcome_and_store_id(store, delivery):
-    write(delivery / "descriptions", "004.txt", "Broken\nheavy\nText")
-    assert import_(store, delivery) == 1
-    document = record(delivery)
-    assert document["version"] == 1 and document["store"] == store.url
+@pytest.fixture
+def ready(store, tmp_path, catalog) -> Path:
+    """A converted delivery of three products whose pictures are in the store."""
+    return uploaded(store, catalog(tmp_path / "supplier-data", ["001", "002", "003"]))
+
+
+# -- the happy path and the record -------------------------------------------------
+
+
+def test_every_description_becomes_a_product_with_its_picture(store, ready, catalog_check):
+    assert import_(store, ready) == 0
+    catalog_check(store, ready)
+    first = (ready / "descriptions" / "001.txt").read_text().splitlines()
+    [fruit] = [f for f in store.catalog.fruits() if f["name"] == first[0]]
+    assert (fruit["name"], fruit["weight"], fruit["description"]) == (
+        first[0],
+        int(first[1].split()[0]),
+        first[2],
+    )
+
+
+def test_the_record_is_version_2_with_every_field(store, ready):
+    write(ready / "descriptions", "004.txt", "Durian\nheavy\nSmelly.")
+    assert import_(store, ready) == 1
+    document = record(ready)
+    assert document["version"] == 2 and document["store"] == store.url
+    assert document["delivery"] == "supplier-data" and document["complete"] is True
     assert document["summary"] == "imported 3, already in store 0, failed 1"
-    by_file = {p["file"]: p for p in document["products"]}
-    ids = {f["image_name"]: f["id"] for f in store.catalog.fruits()}
-    assert by_file["001.txt"]["id"] == ids["001.jpeg"]
-    assert by_file["001.txt"]["outcome"] == "imported"
-    assert by_file["001.txt"]["weight"] > 0
-    assert by_file["004.txt"]["outcome"] == "failed"
-    assert "004.txt line 2: weight 'heavy'" in by_file["004.txt"]["reason"]
-    assert import_(store, delivery) == 1
-    again = {p["file"]: p for p in record(delivery)["products"]}
-    assert again["001.txt"]["outcome"] == "imported"  # by this delivery, in the first run
-    assert again["001.txt"]["id"] == ids["001.jpeg"]
+    first, failed = by_file(ready)["001.txt"], by_file(ready)["004.txt"]
+    assert set(first) == set(run.RECORD_FIELDS)
+    assert first["image_path"] == str(ready / "images" / "001.jpeg")
+    assert (first["outcome"], first["reason"], first["store_values"]) == ("imported", "", {})
+    assert (failed["name"], failed["outcome"], failed["id"]) == ("Durian", "failed", None)
+    assert failed["reason"].startswith("004.txt line 2: weight 'heavy'")
+    assert [p.name for p in ready.iterdir() if p.name.startswith(".")] == [".fruit-catalog.lock"]
 
 
-def test_record_is_written_atomically_without_leftovers(store, delivery):
-    import_(store, delivery)
-    assert [p.name for p in delivery.iterdir() if p.name.startswith(".")] == []
+def test_the_journal_says_sending_before_each_post_and_each_outcome(store, ready):
+    assert import_(store, ready) == 0
+    lines = journal(ready)
+    assert lines[0]["event"] == "run" and lines[0]["store"] == store.url
+    assert lines[-1] == {**lines[-1], "event": "finished", "summary": lines[-1]["summary"]}
+    for file in ("001.txt", "002.txt", "003.txt"):
+        mine = [line["outcome"] for line in lines[1:-1] if line["file"] == file]
+        assert mine == ["sending", "imported"]
 
 
-def test_image_path_is_recorded_when_the_jpeg_exists(store, delivery):
-    write(delivery / "images", "001.jpeg", b"\xff\xd8\xff")
-    import_(store, delivery)
-    by_file = {p["file"]: p for p in record(delivery)["products"]}
-    assert by_file["001.txt"]["image_path"] == str(delivery / "images" / "001.jpeg")
-    assert by_file["002.txt"]["image_path"] is None
+def test_a_failed_product_is_named_by_its_name(store, ready, logged_errors):
+    write(ready / "descriptions", "016.txt", "Durian\n")
+    assert import_(store, ready) == 1
+    assert logged_errors() == ["Durian (016.txt): no weight line after the name"]
+    assert by_file(ready)["016.txt"]["name"] == "Durian"
 
 
-def test_missing_image_is_a_warning(store, delivery, caplog):
-    assert import_(store, delivery) == 0
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("001.txt: image 001.jpeg is not in" in w for w in warnings)
+def test_a_rerun_posts_nothing_and_still_says_imported(store, ready):
+    assert import_(store, ready) == 0
+    posts = store.post_count
+    assert import_(store, ready) == 0
+    assert store.post_count == posts
+    assert {p["outcome"] for p in record(ready)["products"]} == {"imported"}
 
 
-# -- messy descriptions ---------------------------------------------------------
+def test_a_version_1_record_still_says_whose_products_they_are(store, ready):
+    assert import_(store, ready) == 0
+    (ready / "imported.jsonl").unlink()
+    document = record(ready)
+    document["version"] = 1
+    (ready / "imported.json").write_text(json.dumps(document))
+    assert import_(store, ready) == 0
+    assert {p["outcome"] for p in record(ready)["products"]} == {"imported"}
+
+
+# -- no product without its picture --------------------------------------------------
+
+
+def test_a_picture_missing_from_the_store_fails_that_product_only(
+    store, tmp_path, catalog, logged_errors
+):
+    data = uploaded(store, catalog(tmp_path / "supplier-data", ["001"]))
+    catalog(data, ["001", "002"])  # 002 converted after the upload ran
+    assert import_(store, data) == 1
+    assert [f["name"] for f in store.catalog.fruits()] == ["Fruit 1 of delivery 0"]
+    assert logged_errors() == [
+        "Fruit 2 of delivery 0 (002.txt): image not in the store: run supplier_image_upload.py"
+        " (002.jpeg, looked for as 002.jpeg)"
+    ]
+
+
+def test_a_product_without_a_catalog_jpeg_says_to_convert(store, ready, logged_errors):
+    write(ready / "descriptions", "004.txt", "Durian\n5 lbs\nSmelly.")
+    assert import_(store, ready) == 1
+    assert logged_errors() == [
+        f"Durian (004.txt): no catalog image 004.jpeg in {ready / 'images'}: run changeImage.py"
+    ]
+
+
+# -- identity: the name ----------------------------------------------------------------
+
+
+def test_a_name_the_store_has_with_other_values_records_both(store, ready, catalog_check):
+    requests.post(
+        store.url + "fruits/",
+        json={
+            "name": "Fruit 1 of delivery 0",
+            "weight": 7,
+            "description": "Old.",
+            "image_name": "",
+        },
+        timeout=5,
+    )
+    assert import_(store, ready) == 0
+    entry = by_file(ready)["001.txt"]
+    assert entry["outcome"] == "already in store"
+    assert entry["store_values"] == {"weight": 7, "description": "Old.", "image_name": ""}
+    assert entry["weight"] == 101
+    assert "the store cannot change a product; run.py --force" in entry["reason"]
+    assert len(store.catalog.fruits()) == 3
+    assert import_(store, ready, "--force") == 0
+    assert by_file(ready)["001.txt"]["outcome"] == "imported"
+    assert import_(store, ready) == 0  # --force posted it once; the delivery now owns it
+    assert len(store.catalog.fruits()) == 4
+    assert by_file(ready)["001.txt"]["outcome"] == "imported"
+
+
+def test_two_files_of_one_name_post_it_once(store, ready, logged_errors):
+    write(ready / "descriptions", "002.txt", "Fruit 1 of delivery 0\n5 lbs\nAgain.")
+    assert import_(store, ready) == 1
+    assert len(store.catalog.fruits()) == 2
+    assert logged_errors() == [
+        "Fruit 1 of delivery 0 (002.txt): the same product name as 001.txt;"
+        " the store tells products apart by name: rename one"
+    ]
+
+
+def test_the_store_trims_names_so_identity_is_the_trimmed_name(store, ready):
+    write(ready / "descriptions", "001.txt", "  Fruit 1 of delivery 0 \t\n101 lbs\nFrom 001.\n")
+    assert import_(store, ready) == 0
+    assert import_(store, ready) == 0
+    assert len(store.catalog.fruits()) == 3
+
+
+# -- messy descriptions ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -111,31 +205,22 @@ def test_missing_image_is_a_warning(store, delivery, caplog):
         ("Apple \u00a0\n500 lbs  \nRed.\u00a0 \n".encode(), "Apple", 500, "Red."),
         (b"\n\nApple\n500 lbs\n\nRed.\n\n\n", "Apple", 500, "Red."),
         (b"Apple\n500 lbs\nLine one.\nLine two.\n", "Apple", 500, "Line one.\nLine two."),
-        pytest.param(
-            b"Apple\n500 lbs\n",
-            "Apple",
-            500,
-            "",
-            marks=pytest.mark.xfail(
-                reason="run.py posts description '' and the Django store, like the real"
-                " one, answers 400 'This field may not be blank.'",
-                strict=False,
-            ),
-        ),
         ("Crème brûlée\n5 lbs\nSüß.".encode(), "Crème brûlée", 5, "Süß."),
     ],
 )
-def test_messy_descriptions_are_read_right(store, tmp_path, raw, name, weight, description):
-    write(tmp_path / "descriptions", "001.txt", raw)
-    assert import_(store, tmp_path) == 0
+def test_messy_descriptions_are_read_right(store, ready, raw, name, weight, description):
+    for stem in ("002", "003"):
+        (ready / "descriptions" / f"{stem}.txt").unlink()
+    write(ready / "descriptions", "001.txt", raw)
+    assert import_(store, ready) == 0
     [fruit] = store.catalog.fruits()
     assert (fruit["name"], fruit["weight"], fruit["description"]) == (name, weight, description)
 
 
-def test_cp1252_file_is_read_with_a_warning(store, tmp_path, caplog):
-    write(tmp_path / "descriptions", "001.txt", "Crème\n5 lbs\nCafé".encode("cp1252"))
-    assert import_(store, tmp_path) == 0
-    assert store.catalog.fruits()[0]["name"] == "Crème"
+def test_cp1252_file_is_read_with_a_warning(store, ready, caplog):
+    write(ready / "descriptions", "001.txt", "Crème\n5 lbs\nCafé".encode("cp1252"))
+    assert import_(store, ready) == 0
+    assert "Crème" in [f["name"] for f in store.catalog.fruits()]
     assert any("001.txt: not UTF-8" in r.getMessage() for r in caplog.records)
 
 
@@ -153,32 +238,36 @@ def test_weight_forms_give_the_integer(weight):
         ("\nApple\n\n-5 lbs\nText", 4, "'-5 lbs'"),
     ],
 )
-def test_bad_weight_fails_that_file_only(store, delivery, content, line, value, logged_errors):
-    write(delivery / "descriptions", "004.txt", content)
-    assert import_(store, delivery) == 1
+def test_bad_weight_fails_that_file_only(store, ready, content, line, value, logged_errors):
+    write(ready / "descriptions", "004.txt", content)
+    assert import_(store, ready) == 1
     assert len(store.catalog.fruits()) == 3
-    [message] = logged_errors()
-    assert message.startswith(f"004.txt line {line}: weight {value}")
-
-
-def test_missing_weight_and_empty_file_are_errors(store, tmp_path, logged_errors):
-    write(tmp_path / "descriptions", "001.txt", "Apple\n")
-    write(tmp_path / "descriptions", "002.txt", "")
-    assert import_(store, tmp_path) == 1
-    assert store.catalog.fruits() == []
     assert logged_errors() == [
-        "001.txt: no weight line after the name 'Apple'",
-        "002.txt: empty file, expected name, weight, description",
+        f"Apple (004.txt): line {line}: weight {value} is not whole pounds (like '500 lbs')"
     ]
 
 
-def test_store_rejection_carries_the_store_text(store, tmp_path, logged_errors):
-    write(tmp_path / "descriptions", "003.txt", "Giant\n99999999999 lbs\nBig.")
-    assert import_(store, tmp_path) == 1
-    [message] = logged_errors()
-    assert message == (
-        "003.txt: the store rejected weight: Ensure this value is less than or equal to 2147483647."
-    )
+def test_a_blank_description_is_refused_before_the_store_refuses_it(store, ready, logged_errors):
+    write(ready / "descriptions", "004.txt", "Apple\n500 lbs\n\n")
+    assert import_(store, ready) == 1
+    assert logged_errors() == [
+        "Apple (004.txt): no description after the weight (the store refuses a blank one)"
+    ]
+
+
+def test_an_empty_file_is_an_error_without_a_name(store, ready, logged_errors):
+    write(ready / "descriptions", "004.txt", "")
+    assert import_(store, ready) == 1
+    assert logged_errors() == ["004.txt: empty file, expected name, weight, description"]
+
+
+def test_store_rejection_carries_the_store_text(store, ready, logged_errors):
+    write(ready / "descriptions", "003.txt", "Giant\n99999999999 lbs\nBig.")
+    assert import_(store, ready) == 1
+    assert logged_errors() == [
+        "Giant (003.txt): the store rejected weight:"
+        " Ensure this value is less than or equal to 2147483647."
+    ]
 
 
 def test_check_reports_every_problem_without_the_store(tmp_path, caplog, logged_errors, dead_port):
@@ -194,166 +283,58 @@ def test_check_reports_every_problem_without_the_store(tmp_path, caplog, logged_
     assert not (tmp_path / "imported.json").exists()
 
 
-def test_dry_run_prints_payloads_and_sends_nothing(store, delivery, capsys):
-    assert import_(store, delivery, "--dry-run") == 0
+def test_dry_run_prints_payloads_and_sends_nothing(store, tmp_path, catalog, capsys):
+    data = catalog(tmp_path / "supplier-data", ["fresh kiwi", "002"])
+    assert import_(store, data, "--dry-run") == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3 and lines[0].startswith(f"POST {store.url}fruits/ {{")
-    assert json.loads(lines[0].split(" ", 2)[2])["image_name"] == "001.jpeg"
-    assert store.catalog.fruits() == []
+    assert len(lines) == 2 and lines[0].startswith(f"POST {store.url}fruits/ {{")
+    assert json.loads(lines[1].split(" ", 2)[2])["image_name"] == "fresh_kiwi.jpeg"
+    assert store.post_count == 0
 
 
-# -- exactly once -----------------------------------------------------------------
+def test_upper_case_txt_is_read_and_macos_files_are_not(store, tmp_path, catalog):
+    data = catalog(tmp_path / "supplier-data", ["D25"])
+    (data / "descriptions" / "D25.txt").rename(data / "descriptions" / "D25.TXT")
+    write(data / "descriptions", "._D25.TXT", b"\x00\x05\x16\x07 Mac OS X resource fork")
+    uploaded(store, data)
+    assert import_(store, data) == 0
+    assert [p["file"] for p in record(data)["products"]] == ["D25.TXT"]
 
 
-def test_rerun_creates_nothing_new(store, delivery, caplog):
-    assert import_(store, delivery) == 0
-    (delivery / "imported.json").unlink()
-    assert import_(store, delivery) == 0
-    assert len(store.catalog.fruits()) == 3
-    assert caplog.records[-1].getMessage() == "imported 0, already in store 3, failed 0"
+# -- the record survives and is never replaced by nothing ------------------------------
 
 
-def test_rerun_after_a_failure_finishes_and_the_record_keeps_earlier_imports(store, delivery):
-    write(delivery / "descriptions", "004.txt", "Kiwi\nheavy\nGreen.")
-    assert import_(store, delivery) == 1
-    write(delivery / "descriptions", "004.txt", "Kiwi\n40 lbs\nGreen.")
-    assert import_(store, delivery) == 0
-    assert len(store.catalog.fruits()) == 4
-    document = record(delivery)
-    assert {p["outcome"] for p in document["products"]} == {"imported"}
-    assert document["summary"] == "imported 4, already in store 0, failed 0"
+def test_an_unwritable_record_stops_before_any_post(store, ready, tmp_path, logged_errors):
+    where = tmp_path / "no-such-folder" / "imported.json"
+    posts = store.post_count
+    assert import_(store, ready, "--record", str(where)) == 2
+    assert store.post_count == posts
+    assert logged_errors()[0].startswith("cannot write the record ")
 
 
-def test_products_another_delivery_put_in_the_store_stay_already_in_store(store, delivery):
-    for n in (1, 2, 3):
-        text = (delivery / "descriptions" / f"00{n}.txt").read_text().splitlines()
-        payload = {"name": text[0], "weight": 1, "image_name": f"00{n}.jpeg"}
-        requests.post(store.url + "fruits/", json=payload, timeout=5)
-    assert import_(store, delivery) == 0
-    assert {p["outcome"] for p in record(delivery)["products"]} == {"already in store"}
-
-
-def test_force_posts_again(store, delivery):
-    import_(store, delivery)
-    assert import_(store, delivery, "--force") == 0
-    assert len(store.catalog.fruits()) == 6
-
-
-@pytest.mark.parametrize(
-    "faults",
-    [
-        {"fail_503_every": 2},
-        {"fail_502_every": 2},
-        {"drop_every": 2},
-        {"slow_every": 2, "slow": 1.0},
-        {"fail_502_every": 3, "drop_every": 2},
-    ],
-    ids=["503-before-work", "502-after-work", "dropped", "slow", "mixed"],
-)
-def test_every_product_ends_in_the_store_exactly_once_despite_faults(
-    store_factory, tmp_path, faults, caplog
-):
-    store = store_factory(**faults)
-    data = make_delivery(tmp_path, count=8, size=(30, 20))
-    assert import_(store, data, "--timeout", "0.3") == 0
-    names = [f["image_name"] for f in store.catalog.fruits()]
-    assert sorted(names) == [f"{n:03d}.jpeg" for n in range(1, 9)]
-    assert {p["outcome"] for p in record(data)["products"]} == {"imported"}
-    # The faults really happened: a POST was sent again, or one was confirmed
-    # in the store after its answer was lost (and not sent again).
-    assert store.post_count > 8 or "confirmed in the store after" in caplog.text
-
-
-def test_gives_up_after_the_retries_with_a_failure_per_product(
-    store_factory, delivery, logged_errors
-):
-    store = store_factory(fail_503_every=1)
-    assert import_(store, delivery, "--retries", "2") == 1
-    assert store.catalog.fruits() == []
-    assert sorted(logged_errors()) == [
-        f"00{n}.txt: the store did not answer after 3 attempts (HTTP 503)" for n in (1, 2, 3)
-    ]
-
-
-def test_retry_after_is_honoured_with_a_cap():
-    assert run.backoff(0, "3") == 3
-    assert run.backoff(0, "100000") == run.BACKOFF_MAX
-    assert run.backoff(3, None) == min(run.BACKOFF_MAX, run.BACKOFF_BASE * 8)
-    assert run.backoff(0, "not a date") == run.BACKOFF_BASE
-
-
-def test_store_down_is_one_clear_line_and_exit_2(delivery, logged_errors, dead_port):
-    url = f"http://127.0.0.1:{dead_port}/"
-    assert run.main(["--url", url, "--descriptions", str(delivery / "descriptions")]) == 2
+def test_no_descriptions_is_exit_2_and_the_record_stays(store, tmp_path, logged_errors):
+    data = tmp_path / "supplier-data"
+    (data / "descriptions").mkdir(parents=True)
+    write(data, "imported.json", '{"earlier": true}')
+    assert import_(store, data) == 2
     assert logged_errors() == [
-        f"cannot reach the store at {url}: connection refused (set --url or CATALOG_URL)"
+        f"{data / 'descriptions'}: no descriptions (*.txt); nothing done, no record written"
     ]
-    assert not (delivery / "imported.json").exists()
+    assert (data / "imported.json").read_text() == '{"earlier": true}'
+    assert not (data / "imported.jsonl").exists()
 
 
-def test_token_store_refuses_without_and_accepts_with_the_token(
-    store_factory, delivery, caplog, monkeypatch, logged_errors
-):
-    store = store_factory(token="s3cr3t-t0ken")
-    assert import_(store, delivery) == 2
-    assert logged_errors() == ["the store refused the credentials (CATALOG_TOKEN)"]
-    monkeypatch.setenv("CATALOG_TOKEN", "wrong")
-    assert import_(store, delivery) == 2
-    monkeypatch.setenv("CATALOG_TOKEN", "s3cr3t-t0ken")
-    assert import_(store, delivery) == 0
-    assert len(store.catalog.fruits()) == 3
-    assert "s3cr3t-t0ken" not in caplog.text
-
-
-def test_a_redirect_to_a_post_is_a_failure_not_followed(delivery, logged_errors, redirecting_store):
-    args = ["--url", redirecting_store, "--descriptions", str(delivery / "descriptions")]
-    assert run.main([*args, "--record", str(delivery / "r.json")]) == 1
-    assert sorted(logged_errors()) == [
-        f"00{n}.txt: the store answered 301 redirect to https://elsewhere.example/fruits/;"
-        " check --url"
-        for n in (1, 2, 3)
-    ]
-
-
-# -- as users run it ------------------------------------------------------------
-
-
-def test_no_arguments_under_home_with_catalog_url(store, tmp_path):
-    data = make_delivery(tmp_path, count=3, size=(30, 20))
-    env = {**os.environ, "HOME": str(tmp_path), "CATALOG_URL": store.url}
-    env.pop("SUPPLIER_DATA", None)
-    result = subprocess.run([SCRIPT], env=env, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == "INFO imported 3, already in store 0, failed 0"
-    assert len(store.catalog.fruits()) == 3
-    assert (data / "imported.json").exists()
-
-
-def test_killed_part_way_and_run_again_ends_with_one_of_everything(store_factory, tmp_path):
-    store = store_factory(delay=0.03)
-    data = make_delivery(tmp_path, count=30, size=(30, 20))
-    env = {**os.environ, "SUPPLIER_DATA": str(data), "CATALOG_URL": store.url}
-    process = subprocess.Popen([SCRIPT, "--jobs", "2"], env=env, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while len(store.catalog.fruits()) < 5 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert 5 <= len(store.catalog.fruits()) < 30
-    result = subprocess.run([SCRIPT], env=env, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr
-    names = [f["image_name"] for f in store.catalog.fruits()]
-    assert sorted(names) == [f"{n:03d}.jpeg" for n in range(1, 31)]
-
-
-def test_record_defaults_to_beside_the_descriptions_folder(store, delivery):
-    assert run.main(["--url", store.url, "--descriptions", str(delivery / "descriptions")]) == 0
-    assert record(delivery)["summary"] == "imported 3, already in store 0, failed 0"
-
-
-@pytest.mark.parametrize("name", ["CATALOG_JOBS", "CATALOG_TIMEOUT", "CATALOG_RETRIES"])
-def test_a_bad_environment_value_is_a_usage_error(delivery, name):
-    env = {**os.environ, "SUPPLIER_DATA": str(delivery), name: "lots"}
-    result = subprocess.run([SCRIPT], env=env, capture_output=True, text=True)
-    assert result.returncode == 2
-    assert "invalid" in result.stderr and "'lots'" in result.stderr
+def test_bad_journal_lines_are_ignored_with_a_warning(store, ready, caplog):
+    assert import_(store, ready) == 0
+    run_id = journal(ready)[0]["run"]
+    typed = {"event": "product", "run": run_id, "outcome": "imported", "id": "x"}
+    with (ready / "imported.jsonl").open("ab") as stream:
+        stream.write(json.dumps(typed).encode() + b"\n")
+        stream.write(b"\xff\xfe not utf-8\n[1, 2]\n{cut by a ki")
+    assert import_(store, ready) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("not UTF-8; ignored" in w for w in warnings)
+    assert any("not a JSON object; ignored" in w for w in warnings)
+    assert any("not JSON; ignored" in w for w in warnings)
+    assert any("a product line with a wrongly typed field; ignored" in w for w in warnings)
+    assert {p["outcome"] for p in record(ready)["products"]} == {"imported"}

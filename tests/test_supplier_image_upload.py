@@ -1,236 +1,184 @@
-"""supplier_image_upload.py puts every JPEG into the stand-in store exactly once."""
+"""supplier_image_upload.py puts every catalog JPEG into the stand-in store once,
+under the name the store keeps. (What it shares with run.py: test_pipeline.py.)"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import requests
 from PIL import Image
 
+import run
 import supplier_image_upload as uploader
-from make_delivery import make_delivery
-
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "supplier_image_upload.py"
 
 
 @pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch, caplog):
-    monkeypatch.setattr(uploader, "BACKOFF_BASE", 0.01)
-    monkeypatch.delenv("CATALOG_TOKEN", raising=False)
+def quiet_environment(monkeypatch, caplog):
+    for name in ("CATALOG_TOKEN", "CATALOG_URL", "UPLOAD_JOURNAL", "SUPPLIER_DATA"):
+        monkeypatch.delenv(name, raising=False)
     caplog.set_level(logging.INFO)
 
 
-def jpeg_folder(folder: Path, count: int = 3) -> Path:
-    """count small JPEGs (001.jpeg...), a TIFF and stray files, as after changeImage."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for number in range(1, count + 1):
-        Image.new("RGB", (60, 40), (number * 40 % 256, 80, 120)).save(folder / f"{number:03d}.jpeg")
-    Image.new("RGB", (60, 40)).save(folder / "001.tiff")
-    (folder / "LICENSE").write_text("licence")
-    return folder
-
-
 def upload(store, images: Path, *extra: str) -> int:
-    journal = images.parent / "uploaded.jsonl"
-    return uploader.main(
-        ["--url", store.url, "--images", str(images), "--journal", str(journal), *extra]
-    )
+    return uploader.main(["--url", store.url, "--images", str(images), "--grace", "1", *extra])
 
 
 def stored(store) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(store.catalog.images.iterdir())}
 
 
-def test_every_jpeg_is_uploaded_with_its_content_and_nothing_else(store, tmp_path):
-    images = jpeg_folder(tmp_path / "images")
+def test_every_catalog_jpeg_is_uploaded_with_its_content(store, tmp_path, catalog):
+    images = catalog(tmp_path / "supplier-data", ["001", "002"]) / "images"
     assert upload(store, images) == 0
-    names = ("001.jpeg", "002.jpeg", "003.jpeg")
-    assert stored(store) == {n: (images / n).read_bytes() for n in names}
-    for name in names:
+    for name in ("001.jpeg", "002.jpeg"):
         served = requests.get(f"{store.url}media/images/{name}", timeout=5)
         assert (served.status_code, served.content) == (200, (images / name).read_bytes())
 
 
-def test_jpegs_are_recognised_by_content_not_name(store, tmp_path):
-    images = tmp_path / "images"
-    images.mkdir()
-    Image.new("RGB", (8, 8)).save(images / "photo", "JPEG")
-    (images / "fake.jpeg").write_text("not a jpeg")
-    # A temporary file left by a killed changeImage.py run is never uploaded.
-    (images / ".001.jpeg.x1y2.tmp").write_bytes((images / "photo").read_bytes()[:50])
+def test_only_catalog_images_are_uploaded_never_originals_or_hidden_files(store, tmp_path, catalog):
+    images = catalog(tmp_path / "supplier-data", ["001"]) / "images"
+    jpeg = (images / "001.jpeg").read_bytes()
+    for name in ("014.jpg", "015.JPG", "photo", "._001.jpeg", ".001.jpeg.x1y2.tmp"):
+        (images / name).write_bytes(jpeg[:-2] + name.encode())
+    Image.new("RGB", (60, 40)).save(images / "016.tiff")
+    (images / "LICENSE").write_text("licence")
     assert upload(store, images) == 0
-    assert list(stored(store)) == ["photo"]
+    assert list(stored(store)) == ["001.jpeg"]
 
 
-def test_rerun_uploads_nothing_new(store, tmp_path, caplog):
-    images = jpeg_folder(tmp_path / "images")
+def test_a_jpeg_name_without_jpeg_content_fails_by_name(store, tmp_path, catalog, logged_errors):
+    images = catalog(tmp_path / "supplier-data", ["001"]) / "images"
+    (images / "002.jpeg").write_text("not a jpeg")
+    assert upload(store, images) == 1
+    assert logged_errors() == [f"002.jpeg: {images / '002.jpeg'}: not a JPEG; not uploaded"]
+    assert list(stored(store)) == ["001.jpeg"]
+
+
+def test_rerun_uploads_nothing_new(store, tmp_path, catalog, caplog):
+    images = catalog(tmp_path / "supplier-data", ["001", "002", "003"]) / "images"
     assert upload(store, images) == 0
+    posts = store.post_count
     assert upload(store, images) == 0
-    assert len(stored(store)) == 3
+    assert store.post_count == posts
     assert caplog.records[-1].getMessage() == "uploaded 0, already in store 3, failed 0"
 
 
-def test_without_the_journal_names_the_products_use_are_compared_not_resent(store, tmp_path):
-    images = jpeg_folder(tmp_path / "images")
-    upload(store, images)
-    (tmp_path / "uploaded.jsonl").unlink()
-    for name in ("001.jpeg", "002.jpeg", "003.jpeg"):
-        requests.post(store.url + "fruits/", json={"weight": 1, "image_name": name}, timeout=5)
-    assert upload(store, images) == 0
-    assert len(stored(store)) == 3
-
-
-def test_check_store_finds_images_uploaded_by_someone_else(store, tmp_path):
-    images = jpeg_folder(tmp_path / "images", count=2)
+def test_images_someone_else_uploaded_are_found_in_the_store(store, tmp_path, catalog):
+    images = catalog(tmp_path / "supplier-data", ["001", "002"]) / "images"
     for name in ("001.jpeg", "002.jpeg"):
         files = {"file": (name, (images / name).read_bytes(), "image/jpeg")}
         requests.post(store.url + "upload/", files=files, timeout=5)
-    assert upload(store, images, "--check-store") == 0
-    assert len(stored(store)) == 2
-
-
-def test_check_store_reuploads_what_a_wiped_store_lost(store_factory, tmp_path):
-    images = jpeg_folder(tmp_path / "images", count=2)
-    first = store_factory()
-    upload(first, images)
-    for path in first.catalog.images.iterdir():
-        path.unlink()
-    assert upload(first, images) == 0
-    assert stored(first) == {}  # the journal alone says they are there
-    assert upload(first, images, "--check-store") == 0
-    assert list(stored(first)) == ["001.jpeg", "002.jpeg"]
-
-
-def test_a_different_image_under_a_known_name_is_a_conflict_not_a_duplicate(
-    store, tmp_path, logged_errors
-):
-    images = jpeg_folder(tmp_path / "images", count=1)
-    upload(store, images)
-    Image.new("RGB", (60, 40), (255, 0, 0)).save(images / "001.jpeg")
-    assert upload(store, images) == 1
-    assert list(stored(store)) == ["001.jpeg"]
-    assert logged_errors() == [
-        "001.jpeg: the store already has a different 001.jpeg; not uploaded"
-        " (--force uploads it anyway and the store keeps both under two names)"
-    ]
-    assert upload(store, images, "--force") == 0
-    names = list(stored(store))
-    assert len(names) == 2 and re.fullmatch(r"001_[A-Za-z0-9]{7}\.jpeg", names[1])
-
-
-@pytest.mark.parametrize(
-    "faults",
-    [
-        {"fail_503_every": 2},
-        {"fail_502_every": 2},
-        {"drop_every": 2},
-        {"slow_every": 2, "slow": 1.0},
-    ],
-    ids=["503-before-work", "502-after-work", "dropped", "slow"],
-)
-def test_every_image_ends_in_the_store_exactly_once_despite_faults(
-    store_factory, tmp_path, faults, caplog
-):
-    store = store_factory(**faults)
-    images = jpeg_folder(tmp_path / "images", count=8)
-    assert upload(store, images, "--timeout", "0.3") == 0
-    assert list(stored(store)) == [f"{n:03d}.jpeg" for n in range(1, 9)]
-    assert store.post_count > 8 or "confirmed in the store after" in caplog.text
-
-
-def test_store_down_is_one_clear_line_and_exit_2(tmp_path, logged_errors, dead_port):
-    url = f"http://127.0.0.1:{dead_port}/"
-    images = jpeg_folder(tmp_path / "images")
-    assert uploader.main(["--url", url, "--images", str(images)]) == 2
-    assert logged_errors() == [
-        f"cannot reach the store at {url}: connection refused (set --url or CATALOG_URL)"
-    ]
-
-
-def test_token_store_refuses_without_and_accepts_with_the_token(
-    store_factory, tmp_path, caplog, monkeypatch, logged_errors
-):
-    store = store_factory(token="t0ken-value")
-    images = jpeg_folder(tmp_path / "images")
-    assert upload(store, images) == 2
-    assert logged_errors() == ["the store refused the credentials (CATALOG_TOKEN)"]
-    monkeypatch.setenv("CATALOG_TOKEN", "t0ken-value")
     assert upload(store, images) == 0
-    assert len(stored(store)) == 3
-    assert "t0ken-value" not in caplog.text
+    assert len(stored(store)) == 2 and store.post_count == 2
 
 
-def test_wrong_endpoint_answer_fails_each_image_with_the_store_text(store, tmp_path, logged_errors):
-    images = jpeg_folder(tmp_path / "images", count=1)
-    url = store.url + "nothing-here/"
-    assert uploader.main(["--url", url, "--images", str(images)]) == 2
-    assert logged_errors() == [f"GET {url}fruits/ answered 404"]
-
-
-def test_a_redirect_to_an_upload_is_a_failure_not_followed(
-    tmp_path, logged_errors, redirecting_store
-):
-    images = jpeg_folder(tmp_path / "images", count=1)
-    assert uploader.main(["--url", redirecting_store, "--images", str(images)]) == 1
-    assert logged_errors() == [
-        "001.jpeg: the store answered 301 redirect to https://elsewhere.example/fruits/;"
-        " check --url"
-    ]
-
-
-def test_journal_records_sending_then_uploaded(store, tmp_path):
-    images = jpeg_folder(tmp_path / "images", count=1)
+def test_a_wiped_store_gets_its_images_again_whatever_the_journal_says(store, tmp_path, catalog):
+    images = catalog(tmp_path / "supplier-data", ["001", "002"]) / "images"
     upload(store, images)
-    entries = [json.loads(line) for line in (tmp_path / "uploaded.jsonl").read_text().splitlines()]
-    assert [e["state"] for e in entries] == ["sending", "uploaded"]
-    assert entries[1]["size"] == (images / "001.jpeg").stat().st_size
-    assert entries[1]["store"] == store.url
-
-
-def test_dry_run_lists_and_sends_nothing(store, tmp_path, capsys):
-    images = jpeg_folder(tmp_path / "images", count=2)
-    assert upload(store, images, "--dry-run") == 0
-    assert capsys.readouterr().out.splitlines() == [
-        f"POST {store.url}upload/ file=001.jpeg",
-        f"POST {store.url}upload/ file=002.jpeg",
-    ]
-    assert stored(store) == {}
-
-
-def test_no_arguments_under_home_with_catalog_url(store, tmp_path):
-    data = make_delivery(tmp_path, count=2, size=(30, 20))
-    jpeg_folder(data / "images", count=2)
-    env = {**os.environ, "HOME": str(tmp_path), "CATALOG_URL": store.url}
-    env.pop("SUPPLIER_DATA", None)
-    result = subprocess.run([SCRIPT], env=env, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.strip() == "INFO uploaded 2, already in store 0, failed 0"
+    for path in store.catalog.images.iterdir():
+        path.unlink()
+    assert upload(store, images) == 0
     assert list(stored(store)) == ["001.jpeg", "002.jpeg"]
 
 
-def test_killed_part_way_and_run_again_ends_with_one_of_everything(store_factory, tmp_path):
-    store = store_factory(slow_every=1, slow=0.05)
-    images = jpeg_folder(tmp_path / "images", count=30)
-    env = {**os.environ, "SUPPLIER_DATA": str(tmp_path), "CATALOG_URL": store.url}
-    process = subprocess.Popen([SCRIPT, "--jobs", "2"], env=env, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while len(stored(store)) < 5 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert 5 <= len(stored(store)) < 30
-    journal = (tmp_path / "uploaded.jsonl").read_text()
-    assert journal.count('"sending"') > journal.count('"uploaded"')
-    result = subprocess.run([SCRIPT], env=env, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr
-    assert list(stored(store)) == [f"{n:03d}.jpeg" for n in range(1, 31)]
-    assert all((images / name).read_bytes() == data for name, data in stored(store).items())
+def test_other_bytes_under_the_lab_name_go_under_a_name_from_the_content(store, tmp_path, catalog):
+    first = catalog(tmp_path / "first", ["001"], shade=1) / "images"
+    second = catalog(tmp_path / "second", ["001"], shade=2) / "images"
+    assert upload(store, first) == 0
+    assert upload(store, second) == 0
+    content = (second / "001.jpeg").read_bytes()
+    tag = hashlib.sha256(content).hexdigest()[:12]
+    assert stored(store) == {
+        "001.jpeg": (first / "001.jpeg").read_bytes(),
+        f"001-{tag}.jpeg": content,
+    }
+    assert upload(store, second) == 0 and len(stored(store)) == 2
+
+
+def test_journal_records_sending_then_uploaded_for_the_canonical_store(store, tmp_path, catalog):
+    images = catalog(tmp_path / "supplier-data", ["001"]) / "images"
+    host, port = store.server_address
+    assert uploader.main(["--url", f"HTTP://{host}:{port}", "--images", str(images)]) == 0
+    lines = [json.loads(line) for line in (images.parent / "uploaded.jsonl").open()]
+    assert [(e["file"], e["name"], e["state"]) for e in lines] == [
+        ("001.jpeg", "001.jpeg", "sending"),
+        ("001.jpeg", "001.jpeg", "uploaded"),
+    ]
+    assert {e["store"] for e in lines} == {store.url}
+
+
+def test_an_unwritable_journal_stops_before_any_upload(store, tmp_path, catalog, logged_errors):
+    images = catalog(tmp_path / "supplier-data", ["001"]) / "images"
+    journal = tmp_path / "no-such-folder" / "uploaded.jsonl"
+    assert upload(store, images, "--journal", str(journal)) == 2
+    assert store.post_count == 0
+    assert logged_errors()[0].startswith(f"cannot write the journal {journal}")
+
+
+def test_no_catalog_jpegs_is_exit_2_naming_the_folder(store, tmp_path, logged_errors):
+    images = tmp_path / "supplier-data" / "images"
+    images.mkdir(parents=True)
+    Image.new("RGB", (60, 40)).save(images / "001.tiff")
+    assert upload(store, images) == 2
+    assert logged_errors() == [
+        f"{images}: no catalog JPEGs (<name>.jpeg, as changeImage.py writes them);"
+        " run changeImage.py first"
+    ]
+    assert not (images.parent / "uploaded.jsonl").exists()
+
+
+def test_dry_run_lists_store_names_and_sends_nothing(store, tmp_path, catalog, capsys):
+    images = catalog(tmp_path / "supplier-data", ["fresh kiwi"]) / "images"
+    assert upload(store, images, "--dry-run") == 0
+    assert capsys.readouterr().out == f"POST {store.url}upload/ file=fresh_kiwi.jpeg\n"
+    assert store.post_count == 0
+
+
+def test_a_link_out_of_the_delivery_is_never_uploaded(store, tmp_path, catalog, logged_errors):
+    images = catalog(tmp_path / "supplier-data", ["001"]) / "images"
+    private = tmp_path / "private.jpeg"
+    private.write_bytes((images / "001.jpeg").read_bytes() + b"private")
+    (images / "002.jpeg").symlink_to(private)
+    assert upload(store, images) == 1
+    assert list(stored(store)) == ["001.jpeg"]
+    assert logged_errors() == [f"002.jpeg: {images / '002.jpeg'}: links outside {images}; not read"]
+
+
+def test_a_fifo_is_refused_without_hanging(store, tmp_path, catalog, logged_errors):
+    images = catalog(tmp_path / "supplier-data", ["001"]) / "images"
+    os.mkfifo(images / "002.jpeg")
+    assert upload(store, images) == 1
+    assert re.search(r"002\.jpeg: .*a FIFO, not a regular file; not read", logged_errors()[0])
+
+
+def test_two_files_the_store_would_name_alike_never_race(store, tmp_path, catalog, catalog_check):
+    data = catalog(tmp_path / "supplier-data", ["a b", "a_b", "a'b"])
+    assert upload(store, data / "images", "--jobs", "8") == 0
+    assert len(stored(store)) == 3
+    assert not any(re.search(r"_[A-Za-z0-9]{7}\.jpeg$", name) for name in stored(store))
+    args = ["--url", store.url, "--descriptions", str(data / "descriptions")]
+    assert run.main([*args, "--images", str(data / "images")]) == 0
+    catalog_check(store, data)
+
+
+def test_uploads_in_flight_when_a_run_stopped_are_said_and_the_store_decides(
+    store, tmp_path, catalog, caplog
+):
+    images = catalog(tmp_path / "supplier-data", ["001"]) / "images"
+    lines = [
+        {"file": "001.jpeg", "state": "sending", "store": store.url},
+        {"file": ["not", "a", "name"], "state": "sending", "store": store.url},
+    ]
+    journal = images.parent / "uploaded.jsonl"
+    journal.write_bytes(b"".join(json.dumps(line).encode() + b"\n" for line in lines) + b"\xff\n")
+    assert upload(store, images) == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert "1 uploads were in flight when a run stopped; the store says which landed" in messages
+    assert f"{journal} line 3: not UTF-8; ignored" in messages
+    assert list(stored(store)) == ["001.jpeg"]

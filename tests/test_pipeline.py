@@ -1,0 +1,457 @@
+"""supplier_image_upload.py then run.py against the stand-in store, over HTTP:
+each delivery lands once and correctly, and the record tells the truth.
+
+Behaviours the two scripts share (faults, locks, URL spellings, deadlines,
+credentials) are tested once here, parametrized over both scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ["supplier_image_upload.py", "run.py"]
+FAST = ["--grace", "1"]
+
+
+def folders(script: str, delivery: Path) -> list[str]:
+    found = ["--images", str(delivery / "images")]
+    return found + (
+        ["--descriptions", str(delivery / "descriptions")] if script == "run.py" else []
+    )
+
+
+def pipeline(run_script, url: str, delivery: Path, *extra: str) -> list:
+    """Both scripts in order; their completed processes."""
+    return [run_script(s, "--url", url, *folders(s, delivery), *FAST, *extra) for s in SCRIPTS]
+
+
+def statuses(results: list) -> list[int]:
+    return [r.returncode for r in results]
+
+
+def record(delivery: Path) -> dict:
+    return json.loads((delivery / "imported.json").read_text(encoding="utf-8"))
+
+
+def journal(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+# -- deliveries the store must take once and correctly ------------------------------
+
+
+def test_a_second_delivery_reusing_001_gets_its_own_pictures(
+    store, tmp_path, run_script, catalog, catalog_check
+):
+    first = catalog(tmp_path / "first", ["001", "002", "003"], shade=1)
+    second = catalog(tmp_path / "second", ["001", "002"], shade=2)
+    assert statuses(pipeline(run_script, store.url, first)) == [0, 0]
+    assert statuses(pipeline(run_script, store.url, second)) == [0, 0]
+    catalog_check(store, first, second)
+    names = {p["file"]: p["image_name"] for p in record(second)["products"]}
+    assert re.fullmatch(r"001-[0-9a-f]{12}\.jpeg", names["001.txt"])
+    assert {p["image_name"] for p in record(first)["products"]} == {
+        "001.jpeg",
+        "002.jpeg",
+        "003.jpeg",
+    }
+
+
+def test_names_the_store_rewrites_are_sent_as_the_store_keeps_them(
+    store, tmp_path, run_script, catalog, catalog_check
+):
+    stems = ["fresh kiwi", "it's (big) [1]", 'say "hi"', "pêche mûre", "k" * 95, "é" * 90]
+    delivery = catalog(tmp_path / "supplier-data", stems)
+    assert statuses(pipeline(run_script, store.url, delivery)) == [0, 0]
+    assert statuses(pipeline(run_script, store.url, delivery)) == [0, 0]
+    catalog_check(store, delivery)
+    kept = sorted(f["image_name"] for f in store.catalog.fruits())
+    assert "fresh_kiwi.jpeg" in kept and "its_big_1.jpeg" in kept and "say_hi.jpeg" in kept
+    assert "pêche_mûre.jpeg" in kept
+    assert all(len("images/" + name) <= 100 for name in kept)
+    assert not any(re.search(r"_[A-Za-z0-9]{7}\.jpeg$", n) for n in kept), "Django renamed one"
+
+
+@pytest.mark.parametrize("spelling", ["http://{host}:{port}", "HTTP://{host}:{port}/"])
+def test_url_spellings_are_one_store(store, tmp_path, run_script, catalog, catalog_check, spelling):
+    delivery = catalog(tmp_path / "supplier-data", ["001", "002"])
+    assert statuses(pipeline(run_script, store.url, delivery)) == [0, 0]
+    posts = store.post_count
+    host, port = store.server_address
+    assert statuses(pipeline(run_script, spelling.format(host=host, port=port), delivery)) == [0, 0]
+    assert store.post_count == posts
+    catalog_check(store, delivery)
+    assert record(delivery)["store"] == store.url
+
+
+def test_another_name_for_the_same_store_stores_nothing_twice(store, tmp_path, run_script, catalog):
+    delivery = catalog(tmp_path / "supplier-data", ["001", "002"])
+    pipeline(run_script, store.url, delivery)
+    posts = store.post_count
+    other = store.url.replace("127.0.0.1", "localhost")
+    assert statuses(pipeline(run_script, other, delivery)) == [0, 0]
+    assert store.post_count == posts
+    assert {p["outcome"] for p in record(delivery)["products"]} == {"already in store"}
+
+
+def test_a_lost_journal_sends_nothing_again(store, tmp_path, run_script, catalog):
+    delivery = catalog(tmp_path / "supplier-data", ["001", "002", "003"])
+    pipeline(run_script, store.url, delivery)
+    posts = store.post_count
+    for leftover in ("uploaded.jsonl", "imported.jsonl", "imported.json"):
+        (delivery / leftover).unlink()
+    assert statuses(pipeline(run_script, store.url, delivery)) == [0, 0]
+    assert store.post_count == posts
+    assert len(store.catalog.fruits()) == 3
+
+
+def test_without_pictures_in_the_store_no_product_is_posted(store, tmp_path, run_script, catalog):
+    delivery = catalog(tmp_path / "supplier-data", ["001", "002"])
+    result = run_script("run.py", "--url", store.url, *folders("run.py", delivery))
+    assert result.returncode == 1
+    assert store.post_count == 0
+    assert "image not in the store: run supplier_image_upload.py" in result.stderr
+    assert {p["outcome"] for p in record(delivery)["products"]} == {"failed"}
+
+
+# -- faults of the store: each product once, each with its picture -------------------
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"fail_503_every": 2},
+        {"fail_502_every": 3},
+        {"drop_every": 3},
+        {"slow_every": 3, "slow": 1.0},
+        {"stall_every": 3, "stall": 1.5},
+    ],
+    ids=["503-before-work", "502-after-work", "dropped", "slow", "stall-before-work"],
+)
+def test_faults_leave_each_product_once_with_its_picture(
+    store_factory, tmp_path, run_script, catalog, catalog_check, faults
+):
+    store = store_factory(**faults)
+    delivery = catalog(tmp_path / "supplier-data", [f"{n:03d}" for n in range(1, 9)])
+    # Two jobs: more requests timing out at once would be 3 failures in a row.
+    options = ["--timeout", "0.5", "--grace", "3", "--jobs", "2"]
+    results = pipeline(run_script, store.url, delivery, *options)
+    assert statuses(results) == [0, 0], [r.stderr for r in results]
+    catalog_check(store, delivery)
+
+
+def test_a_post_landing_later_than_the_grace_period_is_reported_by_the_next_run(
+    store_factory, tmp_path, run_script, catalog
+):
+    # POST 1 is the upload; POST 2, run.py's, stalls 4 s: past --grace 1, so it
+    # is sent again (POST 3) and the stalled one lands later, a second copy.
+    store = store_factory(stall_every=2, stall=4)
+    delivery = catalog(tmp_path / "supplier-data", ["001"])
+    first = pipeline(run_script, store.url, delivery, "--timeout", "0.5")
+    assert statuses(first) == [0, 0], first[1].stderr
+    wait_for(lambda: len(store.catalog.fruits()) == 2)
+    again = run_script("run.py", "--url", store.url, *folders("run.py", delivery))
+    assert again.returncode == 0
+    [entry] = record(delivery)["products"]
+    ids = ", ".join(str(f["id"]) for f in store.catalog.fruits())
+    assert entry["outcome"] == "imported"
+    assert entry["reason"].startswith(
+        f"the store holds 2 products named 'Fruit 1 of delivery 0' (ids {ids})"
+    )
+    assert "Fruit 1 of delivery 0 (001.txt): the store holds 2 products" in again.stderr
+
+
+def test_a_post_that_cannot_be_confirmed_is_uncertain_not_imported(
+    store_factory, tmp_path, run_script, catalog
+):
+    store = store_factory(stall_every=2, stall=30)  # POST 2, run.py's, never answers
+    delivery = catalog(tmp_path / "supplier-data", ["001"])
+    run_script("supplier_image_upload.py", "--url", store.url, *folders("x", delivery))
+    argv = [str(ROOT / "run.py"), "--url", store.url, *folders("run.py", delivery)]
+    argv += ["--timeout", "0.5", "--grace", "3", "--retries", "0"]
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: store.post_count == 2)
+    store.process.kill()  # gone before the grace period ends: nobody can tell
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, stderr
+    [entry] = record(delivery)["products"]
+    assert entry["outcome"] == "uncertain" and entry["id"] is None
+    assert entry["reason"].startswith("sent, but the store could not be asked again")
+    assert record(delivery)["summary"] == "imported 0, already in store 0, uncertain 1, failed 0"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_store_that_dies_mid_run_stops_the_run_with_what_was_done_recorded(
+    store_factory, tmp_path, run_script, catalog, script
+):
+    store = store_factory(delay=0.05)
+    delivery = catalog(tmp_path / "supplier-data", [f"{n:03d}" for n in range(1, 41)])
+    if script == "run.py":
+        run_script("supplier_image_upload.py", "--url", store.url, *folders("x", delivery))
+    posts = store.post_count
+    argv = [str(ROOT / script), "--url", store.url, *folders(script, delivery)]
+    argv += ["--jobs", "2", "--retries", "1"]
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE)
+    wait_for(lambda: store.post_count >= posts + 5)
+    store.process.kill()
+    _, stderr = process.communicate(timeout=60)  # not every image with full backoff
+    assert process.returncode == 2
+    assert b"stopped: the store stopped answering (3 in a row; " in stderr
+    if script == "run.py":
+        document = record(delivery)
+        assert document["complete"] is False
+        done = {p["id"] for p in document["products"] if p["outcome"] == "imported"}
+        stored = {f["id"] for f in store.catalog.fruits()}
+    else:
+        lines = journal(delivery / "uploaded.jsonl")
+        done = {e["name"] for e in lines if e["state"] == "uploaded"}
+        stored = {p.name for p in store.catalog.images.iterdir()}
+    assert done and done <= stored
+    assert len(stored - done) <= 2  # at most the POSTs in flight (--jobs 2) unconfirmed
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_killed_mid_run_then_run_again_ends_with_one_of_everything(
+    store_factory, tmp_path, run_script, catalog, catalog_check, script
+):
+    store = store_factory(delay=0.05)
+    delivery = catalog(tmp_path / "supplier-data", [f"{n:03d}" for n in range(1, 31)])
+    if script == "run.py":
+        run_script("supplier_image_upload.py", "--url", store.url, *folders("x", delivery))
+    posts = store.post_count
+    argv = [str(ROOT / script), "--url", store.url, *folders(script, delivery), "--jobs", "2"]
+    process = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    wait_for(lambda: store.post_count >= posts + 5)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert store.post_count < posts + 30, "killed too late to test anything"
+    assert statuses(pipeline(run_script, store.url, delivery)) == [0, 0]
+    catalog_check(store, delivery)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_two_runs_at_once_store_everything_once(
+    store_factory, tmp_path, run_script, catalog, catalog_check, script
+):
+    store = store_factory(delay=0.02)
+    delivery = catalog(tmp_path / "supplier-data", [f"{n:03d}" for n in range(1, 13)])
+    if script == "run.py":
+        run_script("supplier_image_upload.py", "--url", store.url, *folders("x", delivery))
+    argv = [str(ROOT / script), "--url", store.url, *folders(script, delivery), "--wait", "60"]
+    runs = [subprocess.Popen(argv, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    assert [p.wait(timeout=90) for p in runs] == [0, 0]
+    if script == "supplier_image_upload.py":
+        run_script("run.py", "--url", store.url, *folders("run.py", delivery))
+    catalog_check(store, delivery)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_second_run_on_a_busy_delivery_exits_2_naming_the_first(
+    store, tmp_path, run_script, catalog, script
+):
+    delivery = catalog(tmp_path / "supplier-data", ["001"])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(delivery)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = run_script(script, "--url", store.url, *folders(script, delivery))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2
+    assert f"{delivery} is in use by " in result.stderr and "--wait SECONDS" in result.stderr
+    assert store.post_count == 0
+
+
+HOLD_LOCK = f"""
+import sys, time
+sys.path.insert(0, {str(ROOT)!r})
+import run
+held = run.hold_delivery_lock(run.Path(sys.argv[1]), 0)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def wait_for(condition, seconds: float = 30) -> None:
+    end = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < end, "the condition never came true"
+        time.sleep(0.02)
+
+
+# -- bounded time, no secrets ----------------------------------------------------------
+
+
+class Trickler(threading.Thread):
+    """A store that accepts, then trickles an HTTP answer one byte a second."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/"
+
+    def run(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.trickle, args=(client,), daemon=True).start()
+
+    def trickle(self, client: socket.socket) -> None:
+        with client:
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" * 10:
+                try:
+                    client.sendall(bytes([byte]))
+                except OSError:
+                    return
+                time.sleep(1)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_store_trickling_its_answer_cannot_hold_the_run(tmp_path, run_script, catalog, script):
+    trickler = Trickler()
+    trickler.start()
+    delivery = catalog(tmp_path / "supplier-data", ["001"])
+    args = ["--url", trickler.url, *folders(script, delivery), "--timeout", "2", "--retries", "0"]
+    # The deadline of a request is 2 x 2 + 5 = 9 s; the guard adds a margin.
+    result = run_script(script, *args, timeout=25)
+    trickler.server.close()
+    assert result.returncode == 2
+    assert "no whole answer within 9 s" in result.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_credentials_in_the_url_are_never_written_or_shown(
+    store, tmp_path, run_script, catalog, script, dead_port
+):
+    delivery = catalog(tmp_path / "supplier-data", ["001"])
+    url = store.url.replace("http://", "http://alice:s3cr3t@")
+    results = pipeline(run_script, url, delivery, "-v")
+    assert statuses(results) == [0, 0]
+    dead = run_script(
+        script,
+        "--url",
+        f"http://alice:s3cr3t@127.0.0.1:{dead_port}/",
+        *folders(script, delivery),
+        "--retries",
+        "0",
+    )
+    assert dead.returncode == 2
+    written = [p.read_text(encoding="utf-8") for p in delivery.iterdir() if p.is_file()]
+    shown = [r.stdout + r.stderr for r in [*results, dead]]
+    assert not [text for text in written + shown if "s3cr3t" in text or "alice" in text]
+    assert record(delivery)["store"] == store.url
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_dead_store_is_one_line_and_exit_2(tmp_path, run_script, catalog, script, dead_port):
+    delivery = catalog(tmp_path / "supplier-data", ["001"])
+    url = f"http://127.0.0.1:{dead_port}"
+    result = run_script(script, "--url", url, *folders(script, delivery), "--retries", "1")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"ERROR cannot use the store at {url}/: GET {url}/fruits/: connection refused"
+        " (set --url or CATALOG_URL)"
+    ]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_token_store_refuses_without_the_token_and_accepts_with_it(
+    store_factory, tmp_path, run_script, catalog, script
+):
+    store = store_factory(token="t0ken")
+    delivery = catalog(tmp_path / "supplier-data", ["001"])
+    refused = run_script(script, "--url", store.url, *folders(script, delivery))
+    assert refused.returncode == 2 and "refused the credentials" in refused.stderr
+    env = {"CATALOG_TOKEN": "t0ken"}
+    results = [run_script(s, "--url", store.url, *folders(s, delivery), env=env) for s in SCRIPTS]
+    assert statuses(results) == [0, 0]
+    assert not any("t0ken" in r.stderr for r in [refused, *results])
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_no_arguments_is_the_lab_layout(store, tmp_path, run_script, catalog, script):
+    catalog(tmp_path / "supplier-data", ["001"])
+    env = {"HOME": str(tmp_path), "CATALOG_URL": store.url}
+    results = [run_script(s, env=env) for s in SCRIPTS]
+    assert statuses(results) == [0, 0]
+    assert store.catalog.fruits()[0]["image_name"] == "001.jpeg"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_redirect_is_a_failure_not_followed(
+    tmp_path, run_script, catalog, script, redirecting_store
+):
+    delivery = catalog(tmp_path / "supplier-data", ["001"])
+    result = run_script(script, "--url", redirecting_store, *folders(script, delivery))
+    assert result.returncode == 1
+
+
+# -- what people see --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_shows_examples_exit_statuses_and_metavars(run_script, script):
+    shown = run_script(script, "--help").stdout
+    for part in ("Example:", "Exit status:", "--timeout SECONDS", "--jobs N", "--url URL"):
+        assert part in shown
+    assert "[CATALOG_TIMEOUT]" in shown and "2 x SECONDS + 5" in shown
+    assert run_script(script, "--version").stdout.strip() == f"{script} 2.0.0"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_progress_shows_on_a_terminal_and_not_in_a_pipe(
+    store_factory, tmp_path, run_script, catalog, script
+):
+    store = store_factory(delay=0.1)
+    delivery = catalog(tmp_path / "supplier-data", [f"{n:03d}" for n in range(1, 31)])
+    if script == "run.py":
+        run_script("supplier_image_upload.py", "--url", store.url, *folders("x", delivery))
+    argv = [str(ROOT / script), "--url", store.url, *folders(script, delivery), "--jobs", "1"]
+    on_terminal = under_pty(argv)
+    verb = "uploaded" if script != "run.py" else "imported"
+    assert re.search(rf"\r{verb} \d+/30, [\d.]+/s, \d+ s left", on_terminal)
+    piped = run_script(script, "--url", store.url, *folders(script, delivery))
+    assert "\r" not in piped.stderr
+
+
+def under_pty(argv: list[str]) -> str:
+    """What a script writes to a terminal (stdout and stderr on one pty)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    output, end = b"", time.monotonic() + 60  # the hang guard
+    while time.monotonic() < end:
+        if not select.select([fd], [], [], 1)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    else:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os.close(fd)
+    return output.decode(errors="replace")

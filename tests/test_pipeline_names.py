@@ -1,0 +1,139 @@
+"""The rules the two scripts share without Django or a store: the names the store
+keeps (checked against Django's own functions), the store's canonical URL, and
+credentials kept out of what is shown."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import SuspiciousFileOperation
+from django.utils.text import get_valid_filename
+
+import run
+import supplier_image_upload
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = [supplier_image_upload, run]
+ALPHABET = (
+    "abcXYZ019 -_.'\"()[]{}!@#$%^&*+=,;:~`<>?/\\|\t"
+    "éüßøÆœçñ"  # Latin letters Django keeps
+    "日本語中文한국어"  # CJK letters
+    "Ελληνικάкириллицаעבריתالعربية"  # other scripts
+    "٣४๓²½"  # digits of other scripts, superscripts, fractions
+    "\u0301\u200b\u00a0\u2028🍓"  # a combining accent, zero-width and odd spaces, an emoji
+)
+NAMED = [
+    "fresh kiwi.jpeg",
+    "it's (big) [1].jpeg",
+    'say "hi".jpeg',
+    "  padded  .jpeg",
+    "pêche mûre.jpeg",
+    "a.b.c.jpeg",
+    "k" * 95 + ".jpeg",
+    "é" * 90 + ".jpeg",
+    "日本 の 果物.jpeg",
+    "tab\there.jpeg",
+]
+
+
+def random_names(count: int) -> list[str]:
+    rng = random.Random(2026)
+    return [
+        "".join(rng.choice(ALPHABET) for _ in range(rng.randrange(1, 120))) + ".jpeg"
+        for _ in range(count)
+    ]
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.__name__)
+def test_valid_filename_is_djangos_get_valid_filename(script):
+    for name in NAMED + random_names(3000):
+        try:
+            expected = get_valid_filename(name)
+        except SuspiciousFileOperation:
+            continue
+        assert script.valid_filename(name) == expected, name
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.__name__)
+@pytest.mark.parametrize("tag", ["", "0123456789ab"])
+def test_store_names_are_kept_unchanged_by_django_and_fit_the_field(script, tag):
+    for name in NAMED + random_names(3000) + ["'''.jpeg", "..jpeg", "()"]:
+        kept = script.store_name(name, tag)
+        assert get_valid_filename(kept) == kept, name
+        assert len("images/" + kept) <= 100, name
+        assert kept.endswith(f"{tag}.jpeg" if name.endswith(".jpeg") else tag), name
+
+
+def test_both_scripts_derive_the_same_names():
+    for name in NAMED + random_names(500):
+        assert supplier_image_upload.store_name(name) == run.store_name(name)
+    content = b"\xff\xd8\xff second delivery"
+    assert supplier_image_upload.content_tag(content) == run.content_tag(content)
+
+
+@pytest.mark.parametrize(
+    "name, kept",
+    [
+        ("fresh kiwi.jpeg", "fresh_kiwi.jpeg"),
+        ("it's (big) [1].jpeg", "its_big_1.jpeg"),
+        ("001.jpeg", "001.jpeg"),
+        ("k" * 95 + ".jpeg", "k" * 88 + ".jpeg"),
+    ],
+)
+def test_store_name_examples(name, kept):
+    assert run.store_name(name) == kept
+
+
+def test_a_content_tag_is_never_cut_off():
+    assert run.store_name("k" * 95 + ".jpeg", "0123456789ab") == "k" * 75 + "-0123456789ab.jpeg"
+
+
+@pytest.mark.parametrize(
+    "url, canonical",
+    [
+        ("http://host", "http://host/"),
+        ("http://host/", "http://host/"),
+        ("HTTP://HOST:80/", "http://host/"),
+        ("http://host:8000", "http://host:8000/"),
+        ("https://host:443/shop", "https://host/shop/"),
+        ("http://alice:s3cret@host/", "http://host/"),
+        ("  http://[::1]:8080/  ", "http://[::1]:8080/"),
+    ],
+)
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.__name__)
+def test_canonical_url(script, url, canonical):
+    assert script.canonical_url(url) == canonical
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("ftp://host/", "is not an http:// or https:// URL"),
+        ("localhost", "is not an http:// or https:// URL"),
+        ("http://host:99999/", "has a bad port"),
+        ("http://host/?a=1", "has a query or fragment"),
+        ("http://alice:s3cret@host:x/", "has a bad port"),
+    ],
+)
+def test_urls_that_are_no_store(url, message):
+    with pytest.raises(ValueError, match=message) as error:
+        run.canonical_url(url)
+    assert "s3cret" not in str(error.value)
+
+
+def test_redact_removes_credentials_from_every_url_in_a_text():
+    text = "GET http://alice:s3cret@host/fruits/ then https://bob@other:8443/x"
+    assert run.redact(text) == "GET http://host/fruits/ then https://other:8443/x"
+
+
+def test_the_scripts_need_only_requests_not_django():
+    code = "import sys, run, supplier_image_upload; print(sorted(m for m in sys.modules"
+    code += " if m.split('.')[0] in {'django', 'rest_framework', 'PIL'}))"
+    shown = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert shown.stdout.strip() == "[]", shown.stderr
