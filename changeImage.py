@@ -199,12 +199,27 @@ def describe_holder(lock_file: IO[str]) -> str:
         return "another run"
 
 
+def open_lock_file(path: Path) -> IO[str]:
+    """The lock file, never through a link and only when it is a regular file: a
+    delivery is untrusted, and the lock file is rewritten with the holder's name, so
+    a planted link could otherwise truncate any file of the user."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as error:
+        raise DeliveryBusy(f"cannot use {path} as the lock: {error.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DeliveryBusy(f"cannot use {path} as the lock: not a regular file")
+    return os.fdopen(fd, "r+", encoding="utf-8")
+
+
 def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
     """Take the delivery's exclusive lock, waiting up to `wait` seconds, and write who
     holds it. The kernel drops the lock when the process ends, even on kill -9, so a
     lock is never stale. Keep the returned file open while working."""
     path = lock_path(delivery)
-    lock_file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until exit
+    lock_file = open_lock_file(path)
     deadline = time.monotonic() + wait
     while True:
         try:

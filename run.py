@@ -177,12 +177,27 @@ def describe_holder(lock_file: IO[str]) -> str:
         return "another run"
 
 
+def open_lock_file(path: Path) -> IO[str]:
+    """The lock file, never through a link and only when it is a regular file: a
+    delivery is untrusted, and the lock file is rewritten with the holder's name, so
+    a planted link could otherwise truncate any file of the user."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as error:
+        raise DeliveryBusy(f"cannot use {path} as the lock: {error.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DeliveryBusy(f"cannot use {path} as the lock: not a regular file")
+    return os.fdopen(fd, "r+", encoding="utf-8")
+
+
 def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
     """Take the delivery's exclusive lock, waiting up to `wait` seconds, and write who
     holds it. The kernel drops the lock when the process ends, even on kill -9, so a
     lock is never stale. Keep the returned file open while working."""
     path = lock_path(delivery)
-    lock_file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until exit
+    lock_file = open_lock_file(path)
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -1167,7 +1182,7 @@ def run(args: argparse.Namespace) -> int:
     if args.check or args.dry_run:
         return check(args)
     try:
-        held = take_lock(args.descriptions.parent, args.wait)
+        held = hold_delivery_lock(args.descriptions.parent, args.wait)
     except DeliveryBusy as error:
         log.error("%s", error)
         return EXIT_USAGE
@@ -1233,16 +1248,6 @@ def import_with_journal(args: argparse.Namespace, journal: int) -> int:
         log.error("stopped: %s; the record says what was done; run again", store.stopped)
         return EXIT_USAGE
     return EXIT_FAILED if any(p.outcome in ("failed", "uncertain") for p in products) else EXIT_OK
-
-
-def take_lock(delivery: Path, wait: float) -> IO[str]:
-    """The delivery's lock (the lock block), refusing a lock file that is a link or
-    not a regular file: the block opens and truncates it, and a delivery is
-    untrusted, so a planted link could truncate any file of the user."""
-    path = lock_path(delivery)
-    if path.is_symlink() or (path.exists() and not path.is_file()):
-        raise DeliveryBusy(f"{path}: a link or not a regular file; not used as the lock")
-    return hold_delivery_lock(delivery, wait)
 
 
 # -- the command line -----------------------------------------------------------

@@ -924,3 +924,17 @@ def test_format_aliases_are_accepted_from_flag_and_environment(tmp_path, spellin
     (tmp_path / f"a{extension}").unlink()
     assert run_script(tmp_path, env={"IMAGE_FORMAT": spelling}).returncode == 0
     assert (tmp_path / f"a{extension}").exists()
+
+
+def test_a_lock_file_planted_as_a_link_is_refused_and_its_target_untouched(tmp_path):
+    images = tmp_path / "supplier-data" / "images"
+    images.mkdir(parents=True)
+    Image.new("RGB", (30, 20), "red").save(images / "001.tiff")
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    (images.parent / ".fruit-catalog.lock").symlink_to(precious)
+    result = run_script(images, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "as the lock: Too many levels of symbolic links" in result.stderr
+    assert precious.read_text() == "keep me"
+    assert not (images / "001.jpeg").exists()

@@ -1,0 +1,155 @@
+"""Rules of the collection, checked over every script (psutil's test_scripts.py):
+each script is tested, executable, imports no project module but reports/emails,
+carries the same version, shows its examples and exit statuses in --help, and the
+blocks copied on purpose between standalone scripts are still identical."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = [
+    "changeImage.py",
+    "supplier_image_upload.py",
+    "run.py",
+    "report_email.py",
+    "health_check.py",
+    "reports.py",
+    "emails.py",
+]
+HELPERS = {"reports", "emails"}
+PROJECT_MODULES = {Path(name).stem for name in SCRIPTS} | {
+    path.stem for path in (ROOT / "sandbox").glob("*.py")
+}
+# The third-party packages each script may import (README, "What to copy").
+THIRD_PARTY = {
+    "changeImage.py": {"PIL"},
+    "supplier_image_upload.py": {"requests", "urllib3"},
+    "run.py": {"requests", "urllib3"},
+    "report_email.py": {"PIL", "reportlab"},
+    "health_check.py": {"psutil"},
+    "reports.py": {"PIL", "reportlab"},
+    "emails.py": set(),
+}
+# Which scripts carry which shared block (fenced by "begin/end shared block: NAME").
+BLOCKS = {
+    "cli": set(SCRIPTS),
+    "lock": {"changeImage.py", "supplier_image_upload.py", "run.py"},
+    "progress": {"changeImage.py", "supplier_image_upload.py", "run.py"},
+    "delivery files": {"changeImage.py", "supplier_image_upload.py", "run.py", "report_email.py"},
+    "http": {"supplier_image_upload.py", "run.py"},
+}
+FENCE = re.compile(
+    r"^# --- begin shared block: (?P<name>[a-z ]+) \(.*?\) ---\n(?P<body>.*?)"
+    r"^# --- end shared block: (?P=name) ---$",
+    re.MULTILINE | re.DOTALL,
+)
+VERSION = re.compile(r'^__version__ = "([^"]+)"$', re.MULTILINE)
+
+
+def source(script: str) -> str:
+    return (ROOT / script).read_text(encoding="utf-8")
+
+
+def imported_top_level(script: str) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(source(script))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def shared_blocks(script: str) -> dict[str, str]:
+    return {match["name"]: match["body"] for match in FENCE.finditer(source(script))}
+
+
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+def test_every_script_is_listed() -> None:
+    on_disk = {path.name for path in ROOT.glob("*.py")}
+    assert on_disk == set(SCRIPTS)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_has_its_tests(script: str) -> None:
+    assert (ROOT / "tests" / f"test_{Path(script).stem}.py").is_file()
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_is_executable(script: str) -> None:
+    path = ROOT / script
+    assert path.stat().st_mode & 0o111, f"{script} is not executable"
+    assert source(script).startswith("#!/usr/bin/env python3\n")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_imports_only_the_helpers_and_its_packages(script: str) -> None:
+    names = imported_top_level(script) - {"__future__"}
+    project = names & PROJECT_MODULES
+    assert project <= HELPERS, f"{script} imports project modules {sorted(project - HELPERS)}"
+    third_party = names - set(sys.stdlib_module_names) - PROJECT_MODULES
+    assert third_party <= THIRD_PARTY[script], f"{script} needs {sorted(third_party)}"
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_shared_block_is_in_every_script_that_needs_it(name: str) -> None:
+    having = {script for script in SCRIPTS if name in shared_blocks(script)}
+    assert having == BLOCKS[name]
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_shared_block_copies_are_identical(name: str) -> None:
+    copies = {script: shared_blocks(script).get(name) for script in sorted(BLOCKS[name])}
+    first_script, first = next(iter(copies.items()))
+    for script, copy in copies.items():
+        assert copy == first, f"shared block {name!r} differs between {first_script} and {script}"
+
+
+def test_every_script_has_the_same_version() -> None:
+    versions = {script: VERSION.findall(source(script)) for script in SCRIPTS}
+    assert all(len(found) == 1 for found in versions.values()), versions
+    assert len({found[0] for found in versions.values()}) == 1, versions
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_version_is_printed(script: str) -> None:
+    [version] = VERSION.findall(source(script))
+    done = run_script(script, "--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{script} {version}"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_shows_examples_and_exit_statuses(script: str, tmp_path: Path) -> None:
+    done = run_script(script, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "Example" in done.stdout
+    assert "Exit status" in done.stdout
+    assert "-q, --quiet" in done.stdout
+    assert "-v, --verbose" in done.stdout
+    assert not (ROOT / "--help").exists(), f"{script} --help wrote a file named --help"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_unknown_option_is_a_usage_error(script: str) -> None:
+    done = run_script(script, "--no-such-option", "x")
+    usage_status = 3 if script == "health_check.py" else 2
+    assert done.returncode == usage_status
+    assert "Traceback" not in done.stderr
+    assert "--no-such-option" in done.stderr
