@@ -67,7 +67,15 @@ from typing import IO, BinaryIO, NamedTuple
 # TiffImagePlugin is registered up front: opened through /proc/self/fd/N, a
 # file has no extension to tell Pillow which plugin to load, and a miss loads
 # all of them (~90 ms). JPEG, PNG, GIF and BMP come with Pillow's preinit.
-from PIL import Image, ImageCms, ImageColor, TiffImagePlugin  # noqa: F401
+try:
+    from PIL import Image, ImageCms, ImageColor, TiffImagePlugin  # noqa: F401
+except ImportError as missing:  # copied alone: say what it needs, in one line
+    print(
+        f"{Path(__file__).name}: {missing.name} is missing: "
+        "install the pinned Pillow line of requirements.txt (README: What to copy)",
+        file=sys.stderr,
+    )
+    raise SystemExit(2) from None
 
 __version__ = "2.0.0"
 

@@ -68,8 +68,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO
 
-import emails
-import reports
+try:
+    import emails
+    import reports
+except ImportError as missing:  # copied alone: say what it needs, in one line
+    print(
+        f"{Path(__file__).name}: {missing.name} is missing: "
+        "copy emails.py and reports.py beside it, and install the pinned Pillow and"
+        " reportlab lines of requirements.txt (README: What to copy)",
+        file=sys.stderr,
+    )
+    raise SystemExit(2) from None
 
 __version__ = "2.0.0"
 

@@ -53,27 +53,36 @@ from pathlib import Path
 from typing import BinaryIO
 from xml.sax.saxutils import escape
 
-from PIL import Image as PILImage
-from reportlab import rl_config
-from reportlab.lib import colors
-from reportlab.lib.pagesizes import A4
-from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
-from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-from reportlab.pdfbase.pdfmetrics import stringWidth
-from reportlab.pdfbase.ttfonts import TTFont
-from reportlab.pdfgen import canvas as pdfcanvas
-from reportlab.platypus import (
-    BaseDocTemplate,
-    Flowable,
-    Frame,
-    Image,
-    PageTemplate,
-    Paragraph,
-    Spacer,
-    Table,
-)
+try:
+    from PIL import Image as PILImage
+    from reportlab import rl_config
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+    from reportlab.lib.units import mm
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+    from reportlab.pdfbase.ttfonts import TTFont
+    from reportlab.pdfgen import canvas as pdfcanvas
+    from reportlab.platypus import (
+        BaseDocTemplate,
+        Flowable,
+        Frame,
+        Image,
+        PageTemplate,
+        Paragraph,
+        Spacer,
+        Table,
+    )
+except ImportError as missing:  # copied alone: say what it needs, in one line
+    print(
+        f"{Path(__file__).name}: {missing.name} is missing: "
+        "install the pinned Pillow and reportlab line of requirements.txt (README: What"
+        " to copy)",
+        file=sys.stderr,
+    )
+    raise SystemExit(2) from None
 
 __version__ = "2.0.0"
 

@@ -70,10 +70,18 @@ from pathlib import Path
 from typing import IO, BinaryIO
 from urllib.parse import quote, unquote, urlsplit
 
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.util import Retry
+try:
+    import requests
+    import urllib3
+    from requests.adapters import HTTPAdapter
+    from urllib3.util import Retry
+except ImportError as missing:  # copied alone: say what it needs, in one line
+    print(
+        f"{Path(__file__).name}: {missing.name} is missing: "
+        "install the pinned requests line of requirements.txt (README: What to copy)",
+        file=sys.stderr,
+    )
+    raise SystemExit(2) from None
 
 __version__ = "2.0.0"
 

@@ -153,3 +153,25 @@ def test_unknown_option_is_a_usage_error(script: str) -> None:
     assert done.returncode == usage_status
     assert "Traceback" not in done.stderr
     assert "--no-such-option" in done.stderr
+
+
+@pytest.mark.parametrize("script", sorted(set(SCRIPTS) - {"emails.py"}))
+def test_copied_alone_without_its_packages_it_says_what_to_copy_or_install(
+    script: str, tmp_path: Path
+) -> None:
+    """Copied to a bare server (no helper modules beside it, no site-packages:
+    `python -S`), a script stops at once with one line naming what is missing."""
+    (tmp_path / script).write_bytes((ROOT / script).read_bytes())
+    done = subprocess.run(
+        [sys.executable, "-S", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "USER": "alice"},
+    )
+    said = (done.stdout + done.stderr).strip()
+    assert done.returncode == (3 if script == "health_check.py" else 2), said
+    assert "Traceback" not in said
+    assert len(said.splitlines()) == 1, said
+    assert "missing" in said or "not beside" in said or "install" in said, said
