@@ -126,6 +126,16 @@ def configure_logging(quiet: bool, verbose: bool) -> None:
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
 
 
+def expand_home(text: str) -> Path:
+    """text with ~ expanded; left as it is when this user has no home folder (no HOME,
+    no passwd entry, as under some cron and container setups), so what follows says
+    which folder is missing instead of failing with a traceback."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
+
+
 # --- end shared block: cli ---
 
 
@@ -498,10 +508,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def sender_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no USER, LOGNAME or passwd entry
+        return f"uid {os.getuid()}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.quiet, args.verbose)
-    body = f"Test message from emails.py, sent by {getpass.getuser()}.\n"
+    body = f"Test message from emails.py, sent by {sender_name()}.\n"
     try:
         message = generate_email(args.sender, args.recipient, "Test message", body)
         saved = send_email(message)

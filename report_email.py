@@ -179,6 +179,16 @@ def configure_logging(quiet: bool, verbose: bool) -> None:
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
 
 
+def expand_home(text: str) -> Path:
+    """text with ~ expanded; left as it is when this user has no home folder (no HOME,
+    no passwd entry, as under some cron and container setups), so what follows says
+    which folder is missing instead of failing with a traceback."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
+
+
 # --- end shared block: cli ---
 
 
@@ -337,7 +347,7 @@ def parse_record(path: Path, document: object) -> Record:
 
 def delivery_name(folder: object) -> str:
     """A version 1 record names no delivery: the folder holding its descriptions."""
-    return Path(str(folder)).expanduser().absolute().parent.name or "the delivery"
+    return expand_home(str(folder)).absolute().parent.name or "the delivery"
 
 
 def load_record(path: Path) -> Record:
@@ -504,7 +514,15 @@ def intro_lines(record: Record, store_name: str, extra: list[str]) -> list[str]:
 
 
 def default_recipient() -> str:
-    user = os.environ.get("USER") or os.environ.get("LOGNAME") or getpass.getuser()
+    """The lab's $USER@example.com. ValueError when this user has no name (no USER,
+    LOGNAME or passwd entry, as in some containers): the caller makes it a usage error."""
+    try:
+        user = os.environ.get("USER") or os.environ.get("LOGNAME") or getpass.getuser()
+    except (KeyError, OSError):
+        raise ValueError(
+            "no user name for the default recipient (no USER, LOGNAME or passwd entry):"
+            " give --recipient or REPORT_RECIPIENTS"
+        ) from None
     return f"{user}@example.com"
 
 
@@ -782,7 +800,7 @@ def env(name: str, default: str) -> str:
 
 
 def parser_for() -> argparse.ArgumentParser:
-    data = Path(env("SUPPLIER_DATA", "~/supplier-data")).expanduser()
+    data = expand_home(env("SUPPLIER_DATA", "~/supplier-data"))
     parser = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -187,6 +187,16 @@ def configure_logging(quiet: bool, verbose: bool) -> None:
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
 
 
+def expand_home(text: str) -> Path:
+    """text with ~ expanded; left as it is when this user has no home folder (no HOME,
+    no passwd entry, as under some cron and container setups), so what follows says
+    which folder is missing instead of failing with a traceback."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
+
+
 # --- end shared block: cli ---
 
 

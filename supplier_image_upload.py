@@ -136,6 +136,16 @@ def configure_logging(quiet: bool, verbose: bool) -> None:
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
 
 
+def expand_home(text: str) -> Path:
+    """text with ~ expanded; left as it is when this user has no home folder (no HOME,
+    no passwd entry, as under some cron and container setups), so what follows says
+    which folder is missing instead of failing with a traceback."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
+
+
 # --- end shared block: cli ---
 # --- begin shared block: lock (copied exactly; tests/test_scripts.py) ---
 LOCK_NAME = ".fruit-catalog.lock"
@@ -969,7 +979,7 @@ def upload_with_journal(args: argparse.Namespace, journal: int) -> int:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    data = Path(os.environ.get("SUPPLIER_DATA") or "~/supplier-data").expanduser()
+    data = expand_home(os.environ.get("SUPPLIER_DATA") or "~/supplier-data")
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
