@@ -137,6 +137,14 @@ def test_a_full_outage_after_good_probes_mails_at_the_ninth_minute(state, smtp_e
     assert "When: 2025-11-26 06:08:07 UTC" in lines
 
 
+def test_after_one_good_hour_a_full_outage_mails_at_the_ninth_minute(state, smtp_env, flaky_page):
+    """The issue's own example: one hour of history fills only the fast rule's
+    window, so the slow rule (6 h) waits for its own and the fast one decides."""
+    seed(state, flaky_page.url, range(60))
+    mailed = run_minutes(state, flaky_page, smtp_env, range(60, 90), bad=lambda n: True)
+    assert mailed == [68]  # the 9th bad minute
+
+
 def test_recovery_mails_once_when_both_rules_are_quiet(state, smtp_env, flaky_page):
     seed(state, flaky_page.url, range(360))
     run_minutes(state, flaky_page, smtp_env, range(360, 375), bad=lambda n: True)
