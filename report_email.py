@@ -118,6 +118,16 @@ MAIL_OVERHEAD = 64_000
 PDF_BYTES_PER_PRODUCT = 120  # 55 for an imported product, more for a wrapped reason
 PDF_FIXED_BYTES = 60_000
 PDF_BYTES_PER_THUMBNAIL = 250  # beside the JPEG itself: its object and the drawing command
+RECORD_LIMIT = 256 << 20  # 256 MiB: 100,000 products make about 60 MB
+MAX_WEIGHT = 10**9  # lbs; anything larger is no fruit, and its digits would not fit the page
+# Options whose default comes from an environment variable: (variable, default). A bad
+# value is blamed on the variable when the option was not given.
+FROM_ENV = {
+    "pdf": ("REPORT_PDF", DEFAULT_PDF),
+    "sender": ("REPORT_SENDER", DEFAULT_SENDER),
+    "subject": ("REPORT_SUBJECT", DEFAULT_SUBJECT),
+    "store_name": ("STORE_NAME", ""),
+}
 
 log = logging.getLogger("report_email")
 
@@ -292,6 +302,8 @@ def check_product(index: int, product: object, version: int) -> str:
         return f"{label}: unknown outcome {product['outcome']!r} for a version {version} record"
     if product["outcome"] == "imported" and not (product["name"] and product["weight"] is not None):
         return f"{label}: imported without a name and a weight"
+    if product["weight"] is not None and not 0 <= product["weight"] <= MAX_WEIGHT:
+        return f"{label}: 'weight' is not from 0 to {MAX_WEIGHT:,} lbs"
     return ""
 
 
@@ -331,16 +343,36 @@ def delivery_name(folder: object) -> str:
     return Path(str(folder)).expanduser().absolute().parent.name or "the delivery"
 
 
+def read_record(path: Path) -> bytes:
+    """The record's bytes. Opened without blocking and checked on the descriptor: a
+    FIFO would wait for a writer forever, /dev/zero would fill the memory."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise BadRecord(f"import record {path} is a folder; name the record file")
+        if not stat.S_ISREG(info.st_mode):
+            raise BadRecord(f"import record {path} is not a regular file: run run.py again")
+        if info.st_size > RECORD_LIMIT:
+            raise BadRecord(
+                f"import record {path} is {info.st_size:,} bytes, over the limit of"
+                f" {RECORD_LIMIT:,}: run run.py again"
+            )
+        with os.fdopen(os.dup(fd), "rb") as file:
+            return file.read(RECORD_LIMIT)
+    finally:
+        os.close(fd)
+
+
 def load_record(path: Path) -> Record:
     try:
-        text = path.read_text(encoding="utf-8")
-        document = json.loads(text)
+        document = json.loads(read_record(path))
     except FileNotFoundError:
         raise BadRecord(f"no import record at {path}: run run.py first") from None
-    except IsADirectoryError:
-        raise BadRecord(f"import record {path} is a folder; name the record file") from None
-    except (OSError, ValueError) as error:
-        why = getattr(error, "strerror", None) or error
+    except (OSError, ValueError, RecursionError) as error:
+        why = getattr(error, "strerror", None) or (
+            "nested too deeply" if isinstance(error, RecursionError) else error
+        )
         raise BadRecord(
             f"import record at {path} is unreadable ({why}): run run.py again"
         ) from None
@@ -368,7 +400,7 @@ def spoken(moment: str) -> str:
     """'November 26, 2026 at 10:55 UTC' for an ISO time from the mailed log."""
     try:
         time = datetime.datetime.fromisoformat(moment).astimezone(datetime.UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # a time at the calendar's edge has no UTC
         return moment
     return f"{long_date(time.isoformat())} at {time:%H:%M} UTC"
 
@@ -495,7 +527,13 @@ def intro_lines(record: Record, store_name: str, extra: list[str]) -> list[str]:
 
 
 def default_recipient() -> str:
-    user = os.environ.get("USER") or os.environ.get("LOGNAME") or getpass.getuser()
+    try:
+        user = os.environ.get("USER") or os.environ.get("LOGNAME") or getpass.getuser()
+    except (KeyError, OSError):
+        raise ValueError(
+            f"uid {os.getuid()} has no login name (no USER, no passwd entry) to mail;"
+            " set --recipient or REPORT_RECIPIENTS"
+        ) from None
     return f"{user}@example.com"
 
 
@@ -504,6 +542,12 @@ def now() -> str:
 
 
 # -- thumbnails -------------------------------------------------------------------
+
+
+def printable(text: object) -> str:
+    """Text for the log: control characters (a terminal escape, a line that fakes
+    another log line) shown as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def pdf_budget(limit_mb: float) -> int:
@@ -519,9 +563,10 @@ def thumbnail(product: dict, root: Path) -> bytes | None:
         with open_delivery_file(path, root, IMAGE_LIMIT) as file:
             return reports.make_thumbnail(file)
     except RefusedFile as error:
-        log.warning("no picture for %s: %s", product_label(product), error)
+        log.warning("no picture for %s: %s", printable(product_label(product)), printable(error))
     except Exception as error:  # a hostile image may fail in any decoder: the report still goes
-        log.warning("no picture for %s: %s: %s", product_label(product), path, error)
+        said = printable(f"{path}: {error}")
+        log.warning("no picture for %s: %s", printable(product_label(product)), said)
     return None
 
 
@@ -576,7 +621,7 @@ class MailedLog:
         self.created = False
 
     def __enter__(self) -> MailedLog:
-        flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+        flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK
         try:
             try:
                 fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644)
@@ -587,6 +632,9 @@ class MailedLog:
             raise CannotRun(
                 f"cannot write the mailed log {self.path}: {error.strerror}; nothing sent"
             ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or /dev/zero: reading never ends
+            os.close(fd)
+            raise CannotRun(f"the mailed log {self.path} is not a regular file; nothing sent")
         self.file = os.fdopen(fd, "a+b")
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -773,7 +821,7 @@ def env(name: str, default: str) -> str:
 
 
 def parser_for() -> argparse.ArgumentParser:
-    data = Path(env("SUPPLIER_DATA", "~/supplier-data")).expanduser()
+    data = home_path(env("SUPPLIER_DATA", "~/supplier-data"))
     parser = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -793,13 +841,13 @@ def parser_for() -> argparse.ArgumentParser:
         "--pdf",
         type=Path,
         metavar="FILE",
-        default=Path(env("REPORT_PDF", DEFAULT_PDF)),
+        default=None,
         help=f"where to write the PDF (default {DEFAULT_PDF}) [REPORT_PDF]",
     )
     add(
         "--sender",
         metavar="ADDR",
-        default=env("REPORT_SENDER", DEFAULT_SENDER),
+        default=None,
         help=f"From address (default {DEFAULT_SENDER}) [REPORT_SENDER]",
     )
     add(
@@ -812,13 +860,13 @@ def parser_for() -> argparse.ArgumentParser:
     add(
         "--subject",
         metavar="TEXT",
-        default=env("REPORT_SUBJECT", DEFAULT_SUBJECT),
+        default=None,
         help=f"subject when nothing failed (default '{DEFAULT_SUBJECT}') [REPORT_SUBJECT]",
     )
     add(
         "--store-name",
         metavar="NAME",
-        default=env("STORE_NAME", ""),
+        default=None,
         help="the store's public name, shown in the report (never a URL) [STORE_NAME]",
     )
     add(
@@ -840,6 +888,49 @@ def parser_for() -> argparse.ArgumentParser:
     return parser
 
 
+def home_path(text: str) -> Path:
+    """~ expanded when there is a home to expand it to (a uid with no HOME and no
+    passwd entry has none; the path then stays as given and is reported as missing)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
+
+
+def fill_from_env(args: argparse.Namespace) -> dict[str, str]:
+    """Options not given take their variable's value or the default; for each option,
+    what a bad value is blamed on (the flag, or the variable the user set)."""
+    where = {}
+    for dest, (variable, default) in FROM_ENV.items():
+        where[dest] = "--" + dest.replace("_", "-")
+        if getattr(args, dest) is None:
+            text = os.environ.get(variable, "")
+            setattr(args, dest, text or default)
+            where[dest] = f"environment variable {variable}" if text else where[dest]
+    args.pdf = Path(args.pdf)
+    where["recipient"] = (
+        "--recipient"
+        if args.recipient
+        else "environment variable REPORT_RECIPIENTS"
+        if os.environ.get("REPORT_RECIPIENTS")
+        else "the default recipient"
+    )
+    return where
+
+
+def pdf_problem(path: Path) -> str:
+    """'' when a PDF may be written at path, else what is in the way."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return ""  # missing (it will be made) or unreachable (writing says why)
+    if stat.S_ISDIR(mode):
+        return "is a folder; name the PDF file to write"
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        return f"is {file_kind(mode)}, not a file a PDF may replace"
+    return ""
+
+
 def recipients(args: argparse.Namespace) -> list[str]:
     listed = args.recipient or [env("REPORT_RECIPIENTS", "") or default_recipient()]
     found = [address for text in listed for address in emails.addresses(text)]
@@ -852,18 +943,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.max_mail_size is None:
         limit = from_env(parser, "REPORT_MAX_MAIL_MB", number(0.1, 1000), DEFAULT_MAX_MAIL_MB)
         args.max_mail_size = limit
-    try:
-        args.recipient = recipients(args)
-        emails.checked_address("sender", args.sender)
-        emails.header_value("subject", args.subject)
-        emails.settings_from(os.environ)
-    except ValueError as error:
-        parser.error(str(error))
-    if args.pdf.is_dir():
-        parser.error(f"--pdf {args.pdf} is a folder; name the PDF file to write")
+    where = fill_from_env(args)
+    checks = {
+        "recipient": lambda: setattr(args, "recipient", recipients(args)),
+        "sender": lambda: emails.checked_address("sender", args.sender),
+        "subject": lambda: emails.header_value("subject", args.subject),
+        "smtp": lambda: emails.settings_from(os.environ),
+    }
+    for name, check in checks.items():
+        try:
+            check()
+        except ValueError as error:
+            parser.error(f"{where[name]}: {error}" if name in where else str(error))
+    if pdf_problem(args.pdf):
+        parser.error(f"{where['pdf']} {args.pdf} {pdf_problem(args.pdf)}")
     if "://" in args.store_name:
         parser.error(
-            "--store-name is the store's public name, not a URL (the PDF leaves the company)"
+            f"{where['store_name']} is the store's public name, not a URL"
+            " (the PDF leaves the company)"
         )
     return args
 

@@ -549,3 +549,12 @@ def test_help_shows_examples_exit_statuses_and_the_deadline():
         assert text in result.stdout
     version = subprocess.run([ROOT / "report_email.py", "-V"], capture_output=True, text=True)
     assert version.stdout == "report_email.py 2.0.0\n"
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59", "x"])
+def test_a_mailed_time_at_the_calendar_edge_is_shown_as_written(moment):
+    assert report_email.spoken(moment) == moment
+
+
+def test_control_characters_reach_the_log_as_escapes():
+    assert report_email.printable("Apple\x1b[31m\nERROR fake") == "Apple\\x1b[31m\\nERROR fake"
