@@ -1045,6 +1045,20 @@ def resolve(host: str) -> str | None:
         return None
 
 
+def http_only_opener():  # -> urllib.request.OpenerDirector, imported in the probe's thread
+    """An opener that follows redirects to http(s) only: urllib would follow one to
+    ftp://, reaching whatever internal server the page names."""
+    import urllib.request
+
+    class HttpOnly(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, request, answer, code, message, headers, new_url):
+            if urllib.parse.urlsplit(new_url).scheme not in ("http", "https"):
+                return None  # urllib then raises HTTPError with the redirect's code
+            return super().redirect_request(request, answer, code, message, headers, new_url)
+
+    return urllib.request.build_opener(HttpOnly)
+
+
 def fetch(url: str, timeout: float) -> Probe:
     """Ask for the page and read all of it (up to MAX_BODY), timing the whole.
     Credentials in the URL go as HTTP basic authentication, never into the Probe."""
@@ -1061,11 +1075,13 @@ def fetch(url: str, timeout: float) -> Probe:
         login = (
             f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
         )
-        request.add_header("Authorization", "Basic " + base64.b64encode(login.encode()).decode())
+        # Unredirected: a redirect to another host must not carry the password there.
+        credentials = base64.b64encode(login.encode()).decode()
+        request.add_unredirected_header("Authorization", "Basic " + credentials)
     shown = redact(url)
     start = time.monotonic()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
+        with http_only_opener().open(request, timeout=timeout) as answer:
             received = 0
             while chunk := answer.read(65536):
                 received += len(chunk)

@@ -318,3 +318,37 @@ def trickling_server() -> Iterator[Callable[[bytes], int]]:
     stop.set()
     for listener in listeners:
         listener.close()
+
+
+# -- hostile pass: a page that redirects -----------------------------------------------------
+
+
+class RedirectHandler(BaseHTTPRequestHandler):
+    """Answers every GET with 302 to the server's `location`."""
+
+    def do_GET(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", self.server.location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def redirect_to() -> Iterator[Callable[[str], str]]:
+    """redirect_to(location): the URL of a loopback page answering 302 to location."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(location: str) -> str:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), RedirectHandler)
+        server.location = location
+        servers.append(server)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        return f"http://127.0.0.1:{server.server_address[1]}/"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
