@@ -996,6 +996,7 @@ class Background:
         self.value: object = None
         self.error: BaseException | None = None
         self.done = threading.Event()
+        self.started = time.monotonic()
         threading.Thread(target=self.run, args=(function, args), daemon=True).start()
 
     def run(self, function: Callable, args: tuple) -> None:
@@ -1087,7 +1088,9 @@ def fetch(url: str, timeout: float) -> Probe:
                 received += len(chunk)
                 if received > MAX_BODY or time.monotonic() - start > timeout:
                     break
-            return Probe(shown, answer.status, time.monotonic() - start, "", timeout)
+            # A page past the limit (or one that never ends) did not load whole: bad.
+            over = f"over {MAX_BODY // MB} MB, not read whole" if received > MAX_BODY else ""
+            return Probe(shown, answer.status, time.monotonic() - start, over, timeout)
     except urllib.error.HTTPError as error:
         return Probe(shown, error.code, time.monotonic() - start, "", timeout)
     except (OSError, ValueError, http.client.HTTPException) as error:
@@ -1137,7 +1140,9 @@ def measure(
     results.append(evaluate_resolution(args.resolve_host, args.resolve_address, address))
     probes = []
     for url, background in pending.fetched:
-        probe = deadline.wait(background, f"probing {redact(url)}", args.url_timeout + 0.5)
+        # The probe's own limit runs from its start (beside the CPU sample), not from now.
+        limit = background.started + args.url_timeout + 0.5 - time.monotonic()
+        probe = deadline.wait(background, f"probing {redact(url)}", limit)
         late = f"no whole answer within {fmt(args.url_timeout)} s"
         probes.append(probe or Probe(redact(url), None, args.url_timeout, late, args.url_timeout))
     return results, probes

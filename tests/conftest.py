@@ -352,3 +352,33 @@ def redirect_to() -> Iterator[Callable[[str], str]]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+class EndlessPageHandler(BaseHTTPRequestHandler):
+    """Answers GET with 200 and a body that never ends (or, with `length`, claims one)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        if self.server.length:
+            self.send_header("Content-Length", str(self.server.length))
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(b"x" * 65536)
+        except OSError:
+            pass  # the client stopped reading
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(params=[0, 5 * 10**9], ids=["endless", "5GB"])
+def endless_page(request) -> Iterator[str]:
+    """The URL of a page whose body never ends, or claims 5 GB."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EndlessPageHandler)
+    server.daemon_threads = True
+    server.length = request.param
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
