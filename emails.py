@@ -41,6 +41,7 @@ Exit status: 0 sent (or saved), 1 not sent (or not to every recipient),
 from __future__ import annotations
 
 import argparse
+import base64
 import getpass
 import ipaddress
 import logging
@@ -444,11 +445,18 @@ def deliver(message: EmailMessage, settings: SmtpSettings) -> None:
                 smtp.close()
         except (OSError, smtplib.SMTPException, UnicodeError) as error:
             said = explain(error, settings, deadline.expired)
-            raise EmailError(redact(said, settings.password)) from None
+            raise EmailError(redact(said, settings)) from None
 
 
-def redact(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text
+def redact(text: str, settings: SmtpSettings) -> str:
+    """text without the password, as given or as AUTH PLAIN and LOGIN carried it
+    (base64): a server may quote the line it refuses."""
+    if not settings.password:
+        return text
+    plain = f"\0{settings.user}\0{settings.password}"
+    for secret in (plain, settings.password):
+        text = text.replace(base64.b64encode(secret.encode()).decode(), "***")
+    return text.replace(settings.password, "***")
 
 
 def explain(error: Exception, settings: SmtpSettings, expired: bool = False) -> str:

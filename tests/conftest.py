@@ -382,3 +382,38 @@ def endless_page(request) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
     server.server_close()
+
+
+# -- hostile pass: an SMTP server that quotes the AUTH line it refuses -------------------------
+
+
+def quote_auth(connection: socket.socket) -> None:
+    with connection, connection.makefile("rb") as lines:
+        connection.sendall(b"220 quoting ESMTP\r\n")
+        for line in lines:
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                connection.sendall(b"250-quoting\r\n250 AUTH PLAIN LOGIN\r\n")
+            elif verb == b"AUTH":
+                connection.sendall(b"535 5.7.8 refused: " + line.strip() + b"\r\n")
+            else:
+                connection.sendall(b"221 bye\r\n")
+                return
+
+
+@pytest.fixture
+def quoting_smtp() -> Iterator[int]:
+    """The port of an SMTP server that refuses AUTH quoting the client's line (base64)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=quote_auth, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
