@@ -412,3 +412,32 @@ def test_bad_input(case: Case, tmp_path: Path, mail_catcher):
     assert mail_catcher.messages() == []
     after = {k: v for k, v in contents(tmp_path).items() if not k.startswith("catcher")}
     assert after == {k: v for k, v in before.items() if not k.startswith("catcher")}
+
+
+def test_a_uid_without_login_name_or_home_is_told_what_to_set(tmp_path):
+    """Run as uid 54321 (no passwd entry) with no HOME, USER or LOGNAME: one usage line."""
+    import shutil
+    import sys
+
+    python = shutil.which("python3", path="/usr/bin:/bin:/usr/local/bin")
+    if os.getuid() != 0 or not python:
+        pytest.skip("needs root and a system python3 to run as a uid without a passwd entry")
+    same = subprocess.run(
+        [python, "-c", f"import sys; sys.exit(sys.version_info[:2] != {sys.version_info[:2]})"]
+    )
+    if same.returncode:
+        pytest.skip("no system python3 of this version")
+    packages = next(p for p in sys.path if p.endswith("site-packages"))
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": packages}
+    result = subprocess.run(
+        [python, ROOT / "report_email.py"],
+        env=env,
+        user=54321,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "uid 54321 has no login name (no USER, no passwd entry)" in result.stderr
+    assert "Traceback" not in result.stderr
