@@ -518,6 +518,8 @@ def send_email(message: EmailMessage, environ: Mapping[str, str] | None = None) 
     if settings.save_dir:
         try:
             return save_eml(message, settings.save_dir)
+        except FileExistsError:  # from mkdir: a file where the folder should be
+            raise EmailError(f"cannot save the mail in {settings.save_dir}: not a folder") from None
         except OSError as error:
             why = error.strerror or error
             raise EmailError(f"cannot save the mail in {settings.save_dir}: {why}") from None

@@ -721,7 +721,7 @@ def make_pdf(args: argparse.Namespace, record: Record, earlier: dict | None) -> 
     size = args.pdf.stat().st_size
     if size > budget:
         raise CannotRun(
-            f"the report of {len(record.products):,} products is {size / 1e6:.1f} MB even"
+            f"the report of {plural(len(record.products), 'product')} is {size / 1e6:.2f} MB even"
             f" without pictures, too large for a mail under {args.max_mail_size:g} MB"
             f" (--max-mail-size); it is at {args.pdf}, not mailed"
         )
@@ -736,6 +736,10 @@ def write_pdf(
     try:
         args.pdf.parent.mkdir(parents=True, exist_ok=True)
         return build_pdf(args.pdf, record, pictures, intro), said
+    except FileExistsError:  # from mkdir: a file where the PDF's folder should be
+        raise CannotRun(
+            f"cannot write the PDF {args.pdf}: {args.pdf.parent} is a file, not a folder"
+        ) from None
     except OSError as error:
         raise CannotRun(f"cannot write the PDF {args.pdf}: {error.strerror or error}") from None
 
@@ -918,6 +922,13 @@ def fill_from_env(args: argparse.Namespace) -> dict[str, str]:
     return where
 
 
+def checked_subject(subject: str) -> None:
+    """ValueError for an empty subject or one that could inject a header."""
+    if not subject.strip():
+        raise ValueError("the subject is empty")
+    emails.header_value("subject", subject)
+
+
 def pdf_problem(path: Path) -> str:
     """'' when a PDF may be written at path, else what is in the way."""
     try:
@@ -947,7 +958,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     checks = {
         "recipient": lambda: setattr(args, "recipient", recipients(args)),
         "sender": lambda: emails.checked_address("sender", args.sender),
-        "subject": lambda: emails.header_value("subject", args.subject),
+        "subject": lambda: checked_subject(args.subject),
         "smtp": lambda: emails.settings_from(os.environ),
     }
     for name, check in checks.items():
@@ -955,6 +966,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             check()
         except ValueError as error:
             parser.error(f"{where[name]}: {error}" if name in where else str(error))
+    if args.save_dir and args.save_dir.exists() and not args.save_dir.is_dir():
+        by_variable = os.environ.get("SMTP_SAVE_DIR") == str(args.save_dir)
+        source = "environment variable SMTP_SAVE_DIR" if by_variable else "--save-dir"
+        parser.error(f"{source} {args.save_dir} is not a folder")
     if pdf_problem(args.pdf):
         parser.error(f"{where['pdf']} {args.pdf} {pdf_problem(args.pdf)}")
     if "://" in args.store_name:

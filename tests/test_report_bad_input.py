@@ -345,6 +345,19 @@ CASES = [
         env={"SMTP_HOST": "-..-"},
         message="environment variable SMTP_HOST",
     ),
+    Case("subject-empty", args=("--subject", " "), record=record(), message="the subject is"),
+    Case(
+        "pdf-folder-is-a-file",
+        args=("--pdf", "{dir}/imported.json/out.pdf"),
+        record=record(),
+        message="cannot write the PDF {dir}/imported.json/out.pdf: {dir}/imported.json is a file",
+    ),
+    Case(
+        "save-dir-is-a-file",
+        args=("--save-dir", "{dir}/imported.json"),
+        record=record(),
+        message="--save-dir {dir}/imported.json is not a folder",
+    ),
     # -- the helper modules' command lines
     Case("reports-pdf-is-a-folder", script="reports.py", args=("{dir}",), message="is a folder"),
     Case("reports-unknown-option", script="reports.py", args=("--pdf",), message="unrecognized"),
