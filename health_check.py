@@ -1420,7 +1420,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_standard_options(parser)
     args = parser.parse_args(argv)
     args.now = from_env(parser, "HEALTH_NOW", number(0, 1e11), None)
-    args.disk_path = args.disk_path or (os.environ.get("HEALTH_DISK_PATHS") or "/").split(":")
+    listed = os.environ.get("HEALTH_DISK_PATHS") or "/"
+    args.disk_path = args.disk_path or [path for path in listed.split(":") if path]
+    if not all(args.disk_path):
+        parser.error("argument --disk-path: a path is empty")
+    if not args.disk_path:
+        parser.error(f"environment variable HEALTH_DISK_PATHS: {listed!r} names no path")
     urls = from_env(parser, "HEALTH_URLS", lambda text: [url_slo_type(u) for u in text.split()], [])
     args.url = args.url or urls
     if args.url and args.url_timeout >= args.timeout:

@@ -386,6 +386,22 @@ CASES = [
         "http://127.0.0.1:9/a/b SLO 99%",
         state_kept=False,
     ),
+    Case(
+        "disk-paths-env-empty",
+        PASSING,
+        3,
+        "environment variable HEALTH_DISK_PATHS: ':' names no path",
+        {"HEALTH_DISK_PATHS": ":"},
+    ),
+    Case("disk-path-empty", [*PASSING, "--disk-path", ""], 3, "--disk-path: a path is empty"),
+    Case(
+        "state-is-a-folder",
+        PASSING,
+        3,
+        "cannot save the state file {tmp}/cache: not a regular file",
+        {"HEALTH_STATE": "{tmp}/cache"},
+        state=None,
+    ),
     # Mail settings are checked at start, even while every check passes.
     Case(
         "recipient-crlf-injection",
@@ -496,7 +512,8 @@ def test_bad_input(case: Case, tmp_path, smtp_env, dead_port):
         state.write_bytes(case.state.encode("utf-8", "surrogateescape"))
     before = state.read_bytes() if state.exists() else None
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTH_")}
-    env.update({"HEALTH_STATE": str(state), "USER": "alice", "HOME": str(tmp_path)}, **case.env)
+    env.update({"HEALTH_STATE": str(state), "USER": "alice", "HOME": str(tmp_path)})
+    env.update({name: value.replace("{tmp}", str(tmp_path)) for name, value in case.env.items()})
     command, options = prepare(case, tmp_path, env, dead_port)
     with contextlib.ExitStack() as stack:
         if case.setup == "lock-held":
