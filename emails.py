@@ -77,8 +77,8 @@ ADDRESS = re.compile(
     r"@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)*"
 )
 # What a header must not hold: every character str.splitlines() breaks at (the email
-# package refuses them all when it folds) and the other C0 controls.
-HEADER_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+# package refuses them all when it folds) and the other C0 controls but the tab.
+HEADER_BREAKS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 PASSWORD_FILE_LIMIT = 64 * 1024  # a password file holds one line
 # AUTH mechanisms that carry the password as given, so UTF-8 works (RFC 4616, 4954).
 UTF8_MECHANISMS = ("PLAIN", "LOGIN")

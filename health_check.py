@@ -288,7 +288,7 @@ def redact(url: str) -> str:
 
 def label(text: str) -> str:
     """A perfdata label, quoted when it needs to be (guidelines: no ' or =)."""
-    clean = text.replace("'", "").replace("=", "_").replace("|", "/")
+    clean = " ".join(text.replace("'", "").replace("=", "_").replace("|", "/").split())
     return f"'{clean}'" if " " in clean else clean
 
 
@@ -1154,7 +1154,9 @@ def measure(
 def send_all(emails, mails: list[Mail], args: argparse.Namespace, sent: list[Mail]) -> None:
     """Send each mail, appending it to `sent` as soon as it is out."""
     for mail in mails:
-        message = emails.generate_email(args.sender, args.recipient, mail.subject, mail.body)
+        # A path or host name may hold a line break: one line, or the alert never goes.
+        subject = " ".join(mail.subject.split())
+        message = emails.generate_email(args.sender, args.recipient, subject, mail.body)
         emails.send_email(message, {**os.environ, "SMTP_TIMEOUT": str(args.smtp_timeout)})
         sent.append(mail)
 

@@ -402,6 +402,14 @@ CASES = [
         {"HEALTH_STATE": "{tmp}/cache"},
         state=None,
     ),
+    Case(
+        "resolve-host-line-break",
+        [*PASSING, "--resolve-host", "nohost\nBcc: evil@y.com"],
+        2,
+        "HEALTH CRITICAL - nohost Bcc: evil@y.com resolves to nothing",
+        state_kept=False,
+        mails=1,  # the alert still goes out, its subject on one line
+    ),
     # Mail settings are checked at start, even while every check passes.
     Case(
         "recipient-crlf-injection",
