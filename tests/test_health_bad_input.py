@@ -404,7 +404,7 @@ CASES = [
     ),
     Case(
         "resolve-host-line-break",
-        [*PASSING, "--resolve-host", "nohost\nBcc: evil@y.com"],
+        [*PASSING, "--nagios", "--resolve-host", "nohost\nBcc: evil@y.com"],
         2,
         "HEALTH CRITICAL - nohost Bcc: evil@y.com resolves to nothing",
         state_kept=False,
