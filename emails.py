@@ -256,7 +256,7 @@ def settings_from(environ: Mapping[str, str]) -> SmtpSettings:
         password=password,
         timeout=timeout,
         deadline=deadline,
-        ca_file=environ.get("SMTP_CA_FILE", ""),
+        ca_file=checked_ca_file(environ.get("SMTP_CA_FILE", "")),
         save_dir=environ.get("SMTP_SAVE_DIR", ""),
     )
 
@@ -283,6 +283,19 @@ def read_password(name: str) -> str:
         except UnicodeDecodeError:
             why = "not UTF-8 text"
     raise ValueError(f"cannot read SMTP_PASSWORD_FILE {name}: {why}")
+
+
+def checked_ca_file(name: str) -> str:
+    """SMTP_CA_FILE when it is a regular file: OpenSSL would wait on a FIFO forever."""
+    if not name:
+        return name
+    try:
+        regular = stat.S_ISREG(os.stat(name).st_mode)
+    except OSError as error:
+        raise ValueError(f"environment variable SMTP_CA_FILE: {name}: {error.strerror}") from None
+    if not regular:
+        raise ValueError(f"environment variable SMTP_CA_FILE: {name} is not a regular file")
+    return name
 
 
 def checked_host(host: str) -> str:

@@ -339,6 +339,20 @@ CASES = [
         message="cannot read SMTP_PASSWORD_FILE /dev/zero: not a regular file",
     ),
     Case(
+        "emails-ca-file-fifo",
+        script="emails.py",
+        args=("a@x.com",),
+        env={"SMTP_SECURITY": "starttls", "SMTP_CA_FILE": "{dir}/password"},
+        setup="password-fifo",
+        message="environment variable SMTP_CA_FILE: {dir}/password is not a regular file",
+    ),
+    Case(
+        "ca-file-missing",
+        env={"SMTP_SECURITY": "ssl", "SMTP_CA_FILE": "{dir}/ca.pem"},
+        record=record(),
+        message="environment variable SMTP_CA_FILE: {dir}/ca.pem: No such file or directory",
+    ),
+    Case(
         "emails-smtp-host-bad",
         script="emails.py",
         args=("a@x.com",),
