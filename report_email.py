@@ -675,9 +675,15 @@ class MailedLog:
             "pdf_pages": pages,
         }
         assert self.file is not None
-        # One write of a whole line, then fsync: a crash leaves whole lines only.
-        os.write(self.file.fileno(), (json.dumps(line, ensure_ascii=False) + "\n").encode())
-        os.fsync(self.file.fileno())
+        # One write of a whole line, then fsync: a crash leaves whole lines only. A short
+        # write (the disk filled up) is continued, so that its error is raised, not lost.
+        data = (json.dumps(line, ensure_ascii=False) + "\n").encode()
+        fd, size = self.file.fileno(), os.fstat(self.file.fileno()).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data  # after a line cut by a crash or a full disk
+        while data:
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
         self.entries.append(line)
 
 
@@ -762,6 +768,19 @@ def save(args: argparse.Namespace, record: Record) -> int:
     return EXIT_OK
 
 
+def remember(mailed: MailedLog, digest: str, delivered: list, refused: dict, pages: int) -> None:
+    """Log the send; when the log cannot be written (full disk), say who got the mail,
+    so nobody re-runs blindly and mails them twice."""
+    try:
+        mailed.append(digest, delivered, refused, pages)
+    except OSError as error:
+        raise CannotRun(
+            f"sent to {', '.join(delivered)}, but cannot write the mailed log {mailed.path}:"
+            f" {error.strerror or error}; a re-run would mail them again (--recipient"
+            " names only the others)"
+        ) from None
+
+
 def mail(args: argparse.Namespace, record: Record, mailed: MailedLog) -> int:
     digest = record.digest
     reached = mailed.reached(digest)
@@ -779,7 +798,7 @@ def mail(args: argparse.Namespace, record: Record, mailed: MailedLog) -> int:
     try:
         emails.send_email(message, environ)
     except emails.PartlyDelivered as error:
-        mailed.append(digest, error.delivered, error.refused, pages)
+        remember(mailed, digest, error.delivered, error.refused, pages)
         log.error(
             "sent %s to %s; not to %s: run again to send it to them only",
             args.pdf,
@@ -790,7 +809,7 @@ def mail(args: argparse.Namespace, record: Record, mailed: MailedLog) -> int:
     except emails.EmailError as error:
         log.error("%s; not sent, the PDF is at %s: run again to send it", error, args.pdf)
         return EXIT_NOT_SENT
-    mailed.append(digest, targets, {}, pages)
+    remember(mailed, digest, targets, {}, pages)
     log.info(
         "sent %s (%s) to %s: %s",
         args.pdf,
