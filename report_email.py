@@ -61,6 +61,7 @@ import json
 import logging
 import math
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable
@@ -128,6 +129,9 @@ FROM_ENV = {
     "subject": ("REPORT_SUBJECT", DEFAULT_SUBJECT),
     "store_name": ("STORE_NAME", ""),
 }
+
+# A URL, or urllib3's way of naming the host it could not reach.
+INTERNAL_ADDRESS = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"()<>]+|host='[^']*', port=\d+")
 
 log = logging.getLogger("report_email")
 
@@ -330,12 +334,17 @@ def parse_record(path: Path, document: object) -> Record:
     return Record(
         path=path,
         version=version,
-        delivery=delivery if isinstance(delivery, str) and delivery else delivery_name(folder),
+        delivery=public(Path(delivery).name) if given_name(delivery) else delivery_name(folder),
         images=Path(images) if isinstance(images, str) and images else None,
         finished=str(document.get("finished") or ""),
         complete=document.get("complete", True) is not False,
         products=products,
     )
+
+
+def given_name(delivery: object) -> bool:
+    """The record names its delivery; only the last part of a path is shown."""
+    return isinstance(delivery, str) and bool(Path(delivery).name)
 
 
 def delivery_name(folder: object) -> str:
@@ -451,8 +460,15 @@ def differences(product: dict) -> str:
     )
 
 
+def public(text: str) -> str:
+    """text without the addresses of this company's machines: the PDF leaves it, and a
+    store error may quote a URL ('http://10.0.0.5:8000/fruits/') or urllib3's
+    "host='10.0.0.5', port=8000"."""
+    return INTERNAL_ADDRESS.sub("[address]", text)
+
+
 def status_text(product: dict) -> str:
-    outcome, reason = product["outcome"], product.get("reason", "")
+    outcome, reason = product["outcome"], public(product.get("reason", ""))
     if outcome == "already in store" and product.get("store_values"):
         return (
             f"already in store, with other values ({differences(product)}). The store cannot"

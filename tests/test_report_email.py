@@ -598,3 +598,24 @@ def test_a_line_cut_in_the_mailed_log_does_not_swallow_the_next(
     assert json.loads(kept)["delivered"] == ["alice@example.com"]
     assert report(record, tmp_path / "r.pdf") == 0
     assert len(mails(smtp_env)) == 1
+
+
+def test_no_internal_address_reaches_the_supplier(smtp_env, tmp_path, product, write_record):
+    reasons = [
+        "the store did not answer after 3 attempts (http://10.0.0.5:8000/api/fruits/: timed out)",
+        "HTTPConnectionPool(host='10.0.0.5', port=8000): Max retries exceeded",
+    ]
+    failed = [
+        product(f"00{n}.txt", "Pear", 5, outcome="failed", reason=why)
+        for n, why in enumerate(reasons, 2)
+    ]
+    record = write_record(
+        tmp_path / "imported.json",
+        [product("001.txt", "Apple", 1), *failed],
+        version=2,
+        delivery="/srv/internal/supplier-data",
+    )
+    assert report(record, tmp_path / "r.pdf") == 0
+    text = pdf_text(tmp_path / "r.pdf")
+    assert "10.0.0.5" not in text and "/srv/internal" not in text
+    assert "[address]" in words(text) and "Delivery supplier-data" in text
