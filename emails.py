@@ -419,7 +419,9 @@ def answer(code: int, text: bytes | str) -> str:
     """A server's answer as it said it: '552 5.3.4 Message size exceeds fixed limit'."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
-    return f"{code} {' '.join(text.split())}".strip()
+    # Shown on a terminal: a server's escape sequences must not reach it.
+    shown = "".join(c if c.isprintable() else " " for c in text)
+    return f"{code} {' '.join(shown.split())}".strip()
 
 
 def transfer(smtp: smtplib.SMTP, message: EmailMessage, settings: SmtpSettings) -> None:

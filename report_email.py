@@ -1021,7 +1021,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return report(args)
     except (BadRecord, CannotRun) as error:
-        log.error("%s", error)
+        log.error("%s", printable(error))  # it may quote a file name from the record
         return EXIT_USAGE
     except KeyboardInterrupt:
         log.error("interrupted")

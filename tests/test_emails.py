@@ -372,3 +372,7 @@ def test_a_server_quoting_the_auth_line_shows_nothing_of_the_password(quoting_sm
     plain = base64.b64encode(f"\0bob\0{password}".encode()).decode()
     assert "535 5.7.8 refused: AUTH PLAIN ***" in said
     assert password not in said and plain not in said
+
+
+def test_a_server_answer_reaches_the_terminal_without_escape_sequences():
+    assert emails.answer(550, b"no \x1b[2J\x07such user\r\n") == "550 no [2J such user"

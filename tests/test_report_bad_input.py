@@ -205,6 +205,11 @@ CASES = [
         message="cannot write the mailed log {dir}/imported.mailed.jsonl: Is a directory",
     ),
     # -- hostile places and values (a FIFO waits for a writer forever, /dev/zero never ends)
+    Case(
+        "file-name-with-escapes",
+        record=record(apple(file="a\x1b[31m\nERROR fake.txt", name=None)),
+        message="product 1 (a\\x1b[31m\\nERROR fake.txt): 'name' is null",
+    ),
     Case("record-fifo", setup="record-fifo", message="imported.json is not a regular file"),
     Case("record-devzero", setup="record-devzero", message="imported.json is not a regular file"),
     Case("record-nested-deep", record=DEEP, message="is unreadable (nested too deeply)"),
