@@ -41,6 +41,7 @@ Exit status: 0 sent (or saved), 1 not sent (or not to every recipient),
 from __future__ import annotations
 
 import argparse
+import base64
 import getpass
 import ipaddress
 import logging
@@ -51,6 +52,7 @@ import re
 import smtplib
 import socket
 import ssl
+import stat
 import sys
 import tempfile
 import threading
@@ -68,10 +70,16 @@ EXIT_OK, EXIT_NOT_SENT, EXIT_USAGE = 0, 1, 2
 SECURITY_PORTS = {"none": 25, "starttls": 587, "ssl": 465}
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_DEADLINE = 120.0
-# One plain address: no display name, no list separators, a dotted or single-label domain.
+# One plain address: no display name, no list separators, no control characters, a
+# dotted or single-label domain.
 ADDRESS = re.compile(
-    r"[^@\s<>()\[\],;:\"\\]+@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)*"
+    r"[^@\s<>()\[\],;:\"\\\x00-\x1f\x7f]+"
+    r"@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)*"
 )
+# What a header must not hold: every character str.splitlines() breaks at (the email
+# package refuses them all when it folds) and the other C0 controls but the tab.
+HEADER_BREAKS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+PASSWORD_FILE_LIMIT = 64 * 1024  # a password file holds one line
 # AUTH mechanisms that carry the password as given, so UTF-8 works (RFC 4616, 4954).
 UTF8_MECHANISMS = ("PLAIN", "LOGIN")
 
@@ -173,8 +181,10 @@ class SmtpSettings:
 
 
 def header_value(name: str, value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"{name} must not contain a line break: {value!r}")
+    """value, or ValueError when it holds a line break or another control character
+    (a header injection: `Hi\\r\\nBcc: x@y`, or U+2028 which the email package folds)."""
+    if HEADER_BREAKS.search(value):
+        raise ValueError(f"{name} must not contain a line break or control character: {value!r}")
     return value
 
 
@@ -247,22 +257,67 @@ def settings_from(environ: Mapping[str, str]) -> SmtpSettings:
     password = environ.get("SMTP_PASSWORD", "")
     password_file = environ.get("SMTP_PASSWORD_FILE", "")
     if password_file:
-        try:
-            password = Path(password_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as error:
-            why = getattr(error, "strerror", None) or "not UTF-8 text"
-            raise ValueError(f"cannot read SMTP_PASSWORD_FILE {password_file}: {why}") from None
+        password = read_password(password_file)
     return SmtpSettings(
-        host=environ.get("SMTP_HOST") or "localhost",
+        host=checked_host(environ.get("SMTP_HOST") or "localhost"),
         port=int(port),
         security=security,
         user=environ.get("SMTP_USER", ""),
         password=password,
         timeout=timeout,
         deadline=deadline,
-        ca_file=environ.get("SMTP_CA_FILE", ""),
+        ca_file=checked_ca_file(environ.get("SMTP_CA_FILE", "")),
         save_dir=environ.get("SMTP_SAVE_DIR", ""),
     )
+
+
+def read_password(name: str) -> str:
+    """The password in file `name`, read without following it into a FIFO (which would
+    wait for a writer forever) or a device such as /dev/zero (which never ends)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        raise ValueError(f"cannot read SMTP_PASSWORD_FILE {name}: {error.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        regular = stat.S_ISREG(info.st_mode) and info.st_size <= PASSWORD_FILE_LIMIT
+        data = os.read(fd, PASSWORD_FILE_LIMIT + 1) if regular else b""
+    finally:
+        os.close(fd)
+    why = "not a regular file" if not stat.S_ISREG(info.st_mode) else ""
+    if not why and len(data) > PASSWORD_FILE_LIMIT:
+        why = f"over {PASSWORD_FILE_LIMIT} bytes, not a password file"
+    if not why:
+        try:
+            return data.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            why = "not UTF-8 text"
+    raise ValueError(f"cannot read SMTP_PASSWORD_FILE {name}: {why}")
+
+
+def checked_ca_file(name: str) -> str:
+    """SMTP_CA_FILE when it is a regular file: OpenSSL would wait on a FIFO forever."""
+    if not name:
+        return name
+    try:
+        regular = stat.S_ISREG(os.stat(name).st_mode)
+    except OSError as error:
+        raise ValueError(f"environment variable SMTP_CA_FILE: {name}: {error.strerror}") from None
+    if not regular:
+        raise ValueError(f"environment variable SMTP_CA_FILE: {name} is not a regular file")
+    return name
+
+
+def checked_host(host: str) -> str:
+    """SMTP_HOST as a name the resolver can take, or ValueError naming the variable
+    (an empty label or one over 63 characters fails deep in the IDNA codec)."""
+    try:
+        if not host or any(c.isspace() for c in host):
+            raise UnicodeError("spaces")
+        host.encode("idna")
+    except UnicodeError:
+        raise ValueError(f"environment variable SMTP_HOST: {host!r} is not a host name") from None
+    return host
 
 
 # -- sending --------------------------------------------------------------------
@@ -374,7 +429,9 @@ def answer(code: int, text: bytes | str) -> str:
     """A server's answer as it said it: '552 5.3.4 Message size exceeds fixed limit'."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
-    return f"{code} {' '.join(text.split())}".strip()
+    # Shown on a terminal: a server's escape sequences must not reach it.
+    shown = "".join(c if c.isprintable() else " " for c in text)
+    return f"{code} {' '.join(shown.split())}".strip()
 
 
 def transfer(smtp: smtplib.SMTP, message: EmailMessage, settings: SmtpSettings) -> None:
@@ -411,13 +468,20 @@ def deliver(message: EmailMessage, settings: SmtpSettings) -> None:
             finally:
                 deadline.stop()  # before close: a watched descriptor must not be reused
                 smtp.close()
-        except (OSError, smtplib.SMTPException) as error:
+        except (OSError, smtplib.SMTPException, UnicodeError) as error:
             said = explain(error, settings, deadline.expired)
-            raise EmailError(redact(said, settings.password)) from None
+            raise EmailError(redact(said, settings)) from None
 
 
-def redact(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text
+def redact(text: str, settings: SmtpSettings) -> str:
+    """text without the password, as given or as AUTH PLAIN and LOGIN carried it
+    (base64): a server may quote the line it refuses."""
+    if not settings.password:
+        return text
+    plain = f"\0{settings.user}\0{settings.password}"
+    for secret in (plain, settings.password):
+        text = text.replace(base64.b64encode(secret.encode()).decode(), "***")
+    return text.replace(settings.password, "***")
 
 
 def explain(error: Exception, settings: SmtpSettings, expired: bool = False) -> str:
@@ -479,6 +543,8 @@ def send_email(message: EmailMessage, environ: Mapping[str, str] | None = None) 
     if settings.save_dir:
         try:
             return save_eml(message, settings.save_dir)
+        except FileExistsError:  # from mkdir: a file where the folder should be
+            raise EmailError(f"cannot save the mail in {settings.save_dir}: not a folder") from None
         except OSError as error:
             why = error.strerror or error
             raise EmailError(f"cannot save the mail in {settings.save_dir}: {why}") from None
@@ -508,18 +574,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def sender_name() -> str:
+def login_name() -> str:
+    """Who runs this, for the test message; a uid without a passwd entry is one too."""
     try:
         return getpass.getuser()
-    except (KeyError, OSError):  # no USER, LOGNAME or passwd entry
+    except (KeyError, OSError):
         return f"uid {os.getuid()}"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.quiet, args.verbose)
-    body = f"Test message from emails.py, sent by {sender_name()}.\n"
     try:
+        body = f"Test message from emails.py, sent by {login_name()}.\n"
         message = generate_email(args.sender, args.recipient, "Test message", body)
         saved = send_email(message)
     except EmailError as error:

@@ -65,7 +65,9 @@ mailed: it is tried again on the next run).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import errno
 import fcntl
 import functools
 import json
@@ -74,6 +76,7 @@ import math
 import os
 import re
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -110,6 +113,12 @@ BURN_WINDOWS = {"5m": 300, "30m": 1800, "1h": 3600, "6h": 21600}
 FAST_BURN = ("1h", "5m", 0.02)
 SLOW_BURN = ("6h", "30m", 0.05)
 PSUTIL_PIN = "psutil==7.2.2"
+STATE_LIMIT = 16 * MB  # a month of minute probes for a few URLs takes kilobytes
+LATEST = 1e11  # seconds since the epoch (year 5138): any later time in a state is corrupt
+MAX_COUNT = 10**15  # probes: a million years of minutes
+
+# The authority's userinfo: everything from // to the last @ before the path.
+CREDENTIALS = re.compile(r"^([^/?#]*//)[^/?#]*@")
 
 log = logging.getLogger("health_check")
 
@@ -270,23 +279,26 @@ def url_slo_type(text: str) -> tuple[str, float | bool | None]:
         own = slo_type(slo)
     else:
         url = text
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # ValueError for a port that is no number or over 65535
+        usable = parts.scheme in ("http", "https") and parts.hostname and port != 0
+    except ValueError:  # a bad IPv6 literal or port: its message would not be redacted
+        usable = False
+    if not usable:
         raise argparse.ArgumentTypeError(f"{redact(url)!r} is not an http:// or https:// URL")
     return url, own
 
 
 def redact(url: str) -> str:
-    """The URL as shown and stored: credentials (user:pass@) become ***@."""
-    parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+    """The URL as shown and stored: credentials (user:pass@) become ***@. A pattern,
+    not urlsplit, so that a URL urlsplit refuses (`http://u:p@[::1/`) is redacted too."""
+    return CREDENTIALS.sub(r"\1***@", url)
 
 
 def label(text: str) -> str:
     """A perfdata label, quoted when it needs to be (guidelines: no ' or =)."""
-    clean = text.replace("'", "").replace("=", "_")
+    clean = " ".join(text.replace("'", "").replace("=", "_").replace("|", "/").split())
     return f"'{clean}'" if " " in clean else clean
 
 
@@ -484,6 +496,8 @@ def status_line(results: list[Result], problems: list[str]) -> str:
     status = UNKNOWN if problems else overall(results)
     shown = [r for r in results if r.status == status] if OK < status < UNKNOWN else results
     text = "; ".join([*problems, *(r.summary for r in shown)])
+    # One line, and no '|' before the perfdata's: a URL or path may hold either.
+    text = " ".join(text.replace("|", "/").split())
     perfdata = " ".join(p for r in results for p in r.perf)
     return f"HEALTH {STATUS_WORDS[status]} - {text}" + (f" | {perfdata}" if perfdata else "")
 
@@ -776,34 +790,83 @@ def unsent(kept: dict, old: dict, failed: list[Mail]) -> dict:
 # -- the state file ----------------------------------------------------------------------------
 
 
+def is_time(value: object) -> bool:
+    """A finite time from the epoch to LATEST (JSON may hold NaN, Infinity, 1e300)."""
+    return type(value) in (int, float) and 0 <= value <= LATEST
+
+
+def is_count(value: object, most: int = MAX_COUNT) -> bool:
+    return type(value) is int and 0 <= value <= most
+
+
 def valid_checks(checks: object) -> dict:
-    """The checks part of a state, or ValueError when any entry has a wrong type."""
+    """The checks part of a state, or ValueError when any entry has a wrong type or a
+    time that is no time (a NaN or far-future last_mailed would silence the alert)."""
     if not isinstance(checks, dict):
         raise ValueError("checks is not a mapping")
     for key, entry in checks.items():
-        if not (isinstance(entry, dict) and isinstance(entry.get("since"), int | float)):
+        if not (isinstance(entry, dict) and is_time(entry.get("since"))):
             raise ValueError(f"check {key!r} has no time it started failing")
-        if not isinstance(entry.get("last_mailed"), int | float | None):
-            raise ValueError(f"check {key!r}: last_mailed {entry.get('last_mailed')!r}")
+        last = entry.get("last_mailed")
+        if not (last is None or is_time(last)):
+            raise ValueError(f"check {key!r}: last_mailed {last!r}")
     return checks
+
+
+def valid_bucket(bucket: object, latest: float, most: int) -> bool:
+    """[time, probes, good], with 0 <= good <= probes <= most."""
+    return (
+        isinstance(bucket, list)
+        and len(bucket) == 3
+        and is_count(bucket[0], int(latest))
+        and is_count(bucket[1], most)
+        and is_count(bucket[2], bucket[1])
+    )
 
 
 def valid_slo(slo: object) -> dict:
     if not isinstance(slo, dict):
         raise ValueError("slo is not a mapping")
     for url, series in slo.items():
-        buckets = [*series["minutes"], *series["hours"]]
-        if not all(
-            isinstance(b, list) and len(b) == 3 and all(type(n) is int for n in b) for b in buckets
+        if not isinstance(series, dict):
+            raise ValueError(f"the series of {url} is not a mapping")
+        minutes, hours = series["minutes"], series["hours"]
+        if not (
+            isinstance(minutes, list)
+            and isinstance(hours, list)
+            and all(valid_bucket(b, LATEST / 60, 1) for b in minutes)
+            and all(valid_bucket(b, LATEST / 3600, 60) for b in hours)
         ):
             raise ValueError(f"the probes of {url} are not [time, probes, good] buckets")
-        if not all(type(series[n]) is int for n in ("probes", "good")):
-            raise ValueError(f"the totals of {url} are not whole numbers")
-        if not isinstance(series["start"], int | float | None):
+        if not (is_count(series["probes"]) and is_count(series["good"], series["probes"])):
+            raise ValueError(f"the totals of {url} are not whole numbers of probes")
+        if not (series["start"] is None or is_time(series["start"])):
             raise ValueError(f"the start of {url} is not a time")
-        if not isinstance(series.get("slo"), float | None):
-            raise ValueError(f"the SLO of {url} is not a fraction")
+        if not (series.get("slo") is None or 0.5 <= series["slo"] < 1):
+            raise ValueError(f"the SLO of {url} is not a fraction from 0.5 to 1")
     return slo
+
+
+def settle(state: dict, now: float) -> list[str]:
+    """Make the state fit a clock that went back (or a HEALTH_NOW before the last
+    run): probes after `now` are dropped, so that new ones are counted again, and
+    mailing times after it become `now`, so reminders keep their pace. What changed."""
+    changed = []
+    for key, entry in state["checks"].items():
+        for name in ("since", "last_mailed"):
+            if entry.get(name) is not None and entry[name] > now:
+                entry[name] = now
+                changed.append(f"{key} {name}")
+    for url, series in state["slo"].items():
+        for name, size in (("minutes", 60), ("hours", 3600)):
+            kept = sorted(b for b in series[name] if b[0] <= now // size)
+            if kept != series[name]:
+                series[name] = kept
+                changed.append(f"{url} {name}")
+        if series["start"] is not None and series["start"] > now:
+            series["start"] = now // 60 * 60
+            changed.append(f"{url} start")
+    return changed
 
 
 def parse_state(text: str) -> dict:
@@ -816,7 +879,7 @@ def parse_state(text: str) -> dict:
     return {
         "checks": valid_checks(document["checks"]),
         "slo": valid_slo(document["slo"]),
-        "saved": float(document["saved"]),
+        "saved": float(document["saved"]) if is_time(document["saved"]) else 0.0,
     }
 
 
@@ -825,8 +888,14 @@ def empty_state() -> dict:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Temporary file, fsync, rename: a reader sees the old or the new file, whole."""
+    """Temporary file, fsync, rename: a reader sees the old or the new file, whole.
+    OSError when path is a folder, FIFO or device: the rename would replace it (as
+    root, --textfile /dev/null would replace the machine's /dev/null)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        mode = os.lstat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            raise OSError(errno.EEXIST, "not a regular file, which it would replace")
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
@@ -838,6 +907,23 @@ def write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def read_state(path: Path) -> bytes:
+    """The state file's bytes, opened without blocking: a FIFO would wait for a writer
+    forever, /dev/zero would fill the memory. OSError for anything but a regular file
+    of at most STATE_LIMIT bytes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if info.st_size > STATE_LIMIT:
+            raise OSError(errno.EFBIG, f"over {STATE_LIMIT // MB} MB")
+        with os.fdopen(os.dup(fd), "rb") as file:
+            return file.read(STATE_LIMIT)
+    finally:
+        os.close(fd)
 
 
 class StateFile:
@@ -859,7 +945,13 @@ class StateFile:
     def __enter__(self) -> StateFile:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.handle = self.lock_path.open("a")
+            # Non-blocking: opening a FIFO for writing would wait for a reader forever.
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+            fd = os.open(self.lock_path, flags, 0o644)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise OSError(errno.EEXIST, "not a regular file")
+            self.handle = os.fdopen(fd, "a")
         except OSError as error:
             raise Unknown(
                 f"cannot use the lock file {self.lock_path}: {error.strerror} (set --state)"
@@ -885,10 +977,10 @@ class StateFile:
 
     def load(self) -> dict:
         try:
-            return parse_state(self.path.read_text(encoding="utf-8"))
+            return parse_state(read_state(self.path).decode("utf-8"))
         except FileNotFoundError:
             return empty_state()
-        except (OSError, UnicodeError, ValueError, KeyError, TypeError) as error:
+        except (OSError, UnicodeError, ValueError, KeyError, TypeError, RecursionError) as error:
             reason = getattr(error, "strerror", None) or error
             log.warning("state file %s is unusable (%s); starting afresh", self.path, reason)
             return empty_state()
@@ -925,6 +1017,7 @@ class Background:
         self.value: object = None
         self.error: BaseException | None = None
         self.done = threading.Event()
+        self.started = time.monotonic()
         threading.Thread(target=self.run, args=(function, args), daemon=True).start()
 
     def run(self, function: Callable, args: tuple) -> None:
@@ -974,6 +1067,20 @@ def resolve(host: str) -> str | None:
         return None
 
 
+def http_only_opener():  # -> urllib.request.OpenerDirector, imported in the probe's thread
+    """An opener that follows redirects to http(s) only: urllib would follow one to
+    ftp://, reaching whatever internal server the page names."""
+    import urllib.request
+
+    class HttpOnly(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, request, answer, code, message, headers, new_url):
+            if urllib.parse.urlsplit(new_url).scheme not in ("http", "https"):
+                return None  # urllib then raises HTTPError with the redirect's code
+            return super().redirect_request(request, answer, code, message, headers, new_url)
+
+    return urllib.request.build_opener(HttpOnly)
+
+
 def fetch(url: str, timeout: float) -> Probe:
     """Ask for the page and read all of it (up to MAX_BODY), timing the whole.
     Credentials in the URL go as HTTP basic authentication, never into the Probe."""
@@ -990,17 +1097,21 @@ def fetch(url: str, timeout: float) -> Probe:
         login = (
             f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
         )
-        request.add_header("Authorization", "Basic " + base64.b64encode(login.encode()).decode())
+        # Unredirected: a redirect to another host must not carry the password there.
+        credentials = base64.b64encode(login.encode()).decode()
+        request.add_unredirected_header("Authorization", "Basic " + credentials)
     shown = redact(url)
     start = time.monotonic()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
+        with http_only_opener().open(request, timeout=timeout) as answer:
             received = 0
             while chunk := answer.read(65536):
                 received += len(chunk)
                 if received > MAX_BODY or time.monotonic() - start > timeout:
                     break
-            return Probe(shown, answer.status, time.monotonic() - start, "", timeout)
+            # A page past the limit (or one that never ends) did not load whole: bad.
+            over = f"over {MAX_BODY // MB} MB, not read whole" if received > MAX_BODY else ""
+            return Probe(shown, answer.status, time.monotonic() - start, over, timeout)
     except urllib.error.HTTPError as error:
         return Probe(shown, error.code, time.monotonic() - start, "", timeout)
     except (OSError, ValueError, http.client.HTTPException) as error:
@@ -1050,7 +1161,9 @@ def measure(
     results.append(evaluate_resolution(args.resolve_host, args.resolve_address, address))
     probes = []
     for url, background in pending.fetched:
-        probe = deadline.wait(background, f"probing {redact(url)}", args.url_timeout + 0.5)
+        # The probe's own limit runs from its start (beside the CPU sample), not from now.
+        limit = background.started + args.url_timeout + 0.5 - time.monotonic()
+        probe = deadline.wait(background, f"probing {redact(url)}", limit)
         late = f"no whole answer within {fmt(args.url_timeout)} s"
         probes.append(probe or Probe(redact(url), None, args.url_timeout, late, args.url_timeout))
     return results, probes
@@ -1062,7 +1175,9 @@ def measure(
 def send_all(emails, mails: list[Mail], args: argparse.Namespace, sent: list[Mail]) -> None:
     """Send each mail, appending it to `sent` as soon as it is out."""
     for mail in mails:
-        message = emails.generate_email(args.sender, args.recipient, mail.subject, mail.body)
+        # A path or host name may hold a line break: one line, or the alert never goes.
+        subject = " ".join(mail.subject.split())
+        message = emails.generate_email(args.sender, args.recipient, subject, mail.body)
         emails.send_email(message, {**os.environ, "SMTP_TIMEOUT": str(args.smtp_timeout)})
         sent.append(mail)
 
@@ -1305,7 +1420,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--sender",
         metavar="ADDRESS",
-        default=os.environ.get("HEALTH_SENDER") or SENDER,
         help=f"From address (default {SENDER}) [HEALTH_SENDER]",
     )
     add(
@@ -1329,7 +1443,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_standard_options(parser)
     args = parser.parse_args(argv)
     args.now = from_env(parser, "HEALTH_NOW", number(0, 1e11), None)
-    args.disk_path = args.disk_path or (os.environ.get("HEALTH_DISK_PATHS") or "/").split(":")
+    listed = os.environ.get("HEALTH_DISK_PATHS") or "/"
+    args.disk_path = args.disk_path or [path for path in listed.split(":") if path]
+    if not all(args.disk_path):
+        parser.error("argument --disk-path: a path is empty")
+    if not args.disk_path:
+        parser.error(f"environment variable HEALTH_DISK_PATHS: {listed!r} names no path")
     urls = from_env(parser, "HEALTH_URLS", lambda text: [url_slo_type(u) for u in text.split()], [])
     args.url = args.url or urls
     if args.url and args.url_timeout >= args.timeout:
@@ -1366,6 +1485,30 @@ def default_recipients() -> list[str]:
                 " set --recipient or HEALTH_RECIPIENTS"
             ) from None
     return listed or [f"{user}@example.com"]
+
+
+def check_mail_settings(args: argparse.Namespace) -> None:
+    """Recipients, sender and SMTP_* checked at start, naming the flag or variable:
+    found only at the first alert, a bad one would cost that alert."""
+    import emails
+
+    variable = "environment variable "
+    recipients_from = "--recipient" if args.recipient else variable + "HEALTH_RECIPIENTS"
+    sender_from = "--sender" if args.sender else variable + "HEALTH_SENDER"
+    listed = args.recipient or default_recipients()
+    args.sender = args.sender or os.environ.get("HEALTH_SENDER") or SENDER
+    checks = [
+        (recipients_from, lambda: [a for text in listed for a in emails.addresses(text)]),
+        (sender_from, lambda: emails.checked_address("sender", args.sender)),
+        ("", lambda: emails.settings_from(os.environ)),
+    ]
+    for source, check in checks:
+        try:
+            value = check()
+        except ValueError as error:
+            raise Unknown(f"{source}: {error}" if source else str(error)) from None
+        if source == recipients_from:
+            args.recipient = value
 
 
 def missing_parts(args: argparse.Namespace) -> None:
@@ -1408,10 +1551,17 @@ def main(argv: list[str] | None = None, clock: Callable[[], float] = time.time) 
     missing_parts(args)
     path = args.state or default_state()
     if not (args.no_email or args.slo_report):
-        args.recipient = args.recipient or default_recipients()
+        check_mail_settings(args)
     pending = None if args.slo_report else start_measuring(args)
     with StateFile(path, min(LOCK_WAIT, deadline.left())) as store:
         now = clock() if args.now is None else args.now
+        changed = settle(store.data, now)
+        if changed:
+            log.warning(
+                "state file %s holds times after now (the clock went back): %s adjusted",
+                path,
+                ", ".join(changed),
+            )
         if pending is None:
             return slo_report(args, store.data, now)
         return check(args, store, now, deadline, pending)

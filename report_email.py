@@ -61,6 +61,7 @@ import json
 import logging
 import math
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable
@@ -127,6 +128,19 @@ MAIL_OVERHEAD = 64_000
 PDF_BYTES_PER_PRODUCT = 120  # 55 for an imported product, more for a wrapped reason
 PDF_FIXED_BYTES = 60_000
 PDF_BYTES_PER_THUMBNAIL = 250  # beside the JPEG itself: its object and the drawing command
+RECORD_LIMIT = 256 << 20  # 256 MiB: 100,000 products make about 60 MB
+MAX_WEIGHT = 10**9  # lbs; anything larger is no fruit, and its digits would not fit the page
+# Options whose default comes from an environment variable: (variable, default). A bad
+# value is blamed on the variable when the option was not given.
+FROM_ENV = {
+    "pdf": ("REPORT_PDF", DEFAULT_PDF),
+    "sender": ("REPORT_SENDER", DEFAULT_SENDER),
+    "subject": ("REPORT_SUBJECT", DEFAULT_SUBJECT),
+    "store_name": ("STORE_NAME", ""),
+}
+
+# A URL, or urllib3's way of naming the host it could not reach.
+INTERNAL_ADDRESS = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"()<>]+|host='[^']*', port=\d+")
 
 log = logging.getLogger("report_email")
 
@@ -311,6 +325,8 @@ def check_product(index: int, product: object, version: int) -> str:
         return f"{label}: unknown outcome {product['outcome']!r} for a version {version} record"
     if product["outcome"] == "imported" and not (product["name"] and product["weight"] is not None):
         return f"{label}: imported without a name and a weight"
+    if product["weight"] is not None and not 0 <= product["weight"] <= MAX_WEIGHT:
+        return f"{label}: 'weight' is not from 0 to {MAX_WEIGHT:,} lbs"
     return ""
 
 
@@ -337,7 +353,7 @@ def parse_record(path: Path, document: object) -> Record:
     return Record(
         path=path,
         version=version,
-        delivery=delivery if isinstance(delivery, str) and delivery else delivery_name(folder),
+        delivery=public(Path(delivery).name) if given_name(delivery) else delivery_name(folder),
         images=Path(images) if isinstance(images, str) and images else None,
         finished=str(document.get("finished") or ""),
         complete=document.get("complete", True) is not False,
@@ -345,21 +361,46 @@ def parse_record(path: Path, document: object) -> Record:
     )
 
 
+def given_name(delivery: object) -> bool:
+    """The record names its delivery; only the last part of a path is shown."""
+    return isinstance(delivery, str) and bool(Path(delivery).name)
+
+
 def delivery_name(folder: object) -> str:
     """A version 1 record names no delivery: the folder holding its descriptions."""
     return expand_home(str(folder)).absolute().parent.name or "the delivery"
 
 
+def read_record(path: Path) -> bytes:
+    """The record's bytes. Opened without blocking and checked on the descriptor: a
+    FIFO would wait for a writer forever, /dev/zero would fill the memory."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise BadRecord(f"import record {path} is a folder; name the record file")
+        if not stat.S_ISREG(info.st_mode):
+            raise BadRecord(f"import record {path} is not a regular file: run run.py again")
+        if info.st_size > RECORD_LIMIT:
+            raise BadRecord(
+                f"import record {path} is {info.st_size:,} bytes, over the limit of"
+                f" {RECORD_LIMIT:,}: run run.py again"
+            )
+        with os.fdopen(os.dup(fd), "rb") as file:
+            return file.read(RECORD_LIMIT)
+    finally:
+        os.close(fd)
+
+
 def load_record(path: Path) -> Record:
     try:
-        text = path.read_text(encoding="utf-8")
-        document = json.loads(text)
+        document = json.loads(read_record(path))
     except FileNotFoundError:
         raise BadRecord(f"no import record at {path}: run run.py first") from None
-    except IsADirectoryError:
-        raise BadRecord(f"import record {path} is a folder; name the record file") from None
-    except (OSError, ValueError) as error:
-        why = getattr(error, "strerror", None) or error
+    except (OSError, ValueError, RecursionError) as error:
+        why = getattr(error, "strerror", None) or (
+            "nested too deeply" if isinstance(error, RecursionError) else error
+        )
         raise BadRecord(
             f"import record at {path} is unreadable ({why}): run run.py again"
         ) from None
@@ -387,7 +428,7 @@ def spoken(moment: str) -> str:
     """'November 26, 2026 at 10:55 UTC' for an ISO time from the mailed log."""
     try:
         time = datetime.datetime.fromisoformat(moment).astimezone(datetime.UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # a time at the calendar's edge has no UTC
         return moment
     return f"{long_date(time.isoformat())} at {time:%H:%M} UTC"
 
@@ -438,8 +479,15 @@ def differences(product: dict) -> str:
     )
 
 
+def public(text: str) -> str:
+    """text without the addresses of this company's machines: the PDF leaves it, and a
+    store error may quote a URL ('http://10.0.0.5:8000/fruits/') or urllib3's
+    "host='10.0.0.5', port=8000"."""
+    return INTERNAL_ADDRESS.sub("[address]", text)
+
+
 def status_text(product: dict) -> str:
-    outcome, reason = product["outcome"], product.get("reason", "")
+    outcome, reason = product["outcome"], public(product.get("reason", ""))
     if outcome == "already in store" and product.get("store_values"):
         return (
             f"already in store, with other values ({differences(product)}). The store cannot"
@@ -514,14 +562,12 @@ def intro_lines(record: Record, store_name: str, extra: list[str]) -> list[str]:
 
 
 def default_recipient() -> str:
-    """The lab's $USER@example.com. ValueError when this user has no name (no USER,
-    LOGNAME or passwd entry, as in some containers): the caller makes it a usage error."""
     try:
         user = os.environ.get("USER") or os.environ.get("LOGNAME") or getpass.getuser()
     except (KeyError, OSError):
         raise ValueError(
-            "no user name for the default recipient (no USER, LOGNAME or passwd entry):"
-            " give --recipient or REPORT_RECIPIENTS"
+            f"uid {os.getuid()} has no login name (no USER, no passwd entry) to mail;"
+            " set --recipient or REPORT_RECIPIENTS"
         ) from None
     return f"{user}@example.com"
 
@@ -531,6 +577,12 @@ def now() -> str:
 
 
 # -- thumbnails -------------------------------------------------------------------
+
+
+def printable(text: object) -> str:
+    """Text for the log: control characters (a terminal escape, a line that fakes
+    another log line) shown as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def pdf_budget(limit_mb: float) -> int:
@@ -546,9 +598,10 @@ def thumbnail(product: dict, root: Path) -> bytes | None:
         with open_delivery_file(path, root, IMAGE_LIMIT) as file:
             return reports.make_thumbnail(file)
     except RefusedFile as error:
-        log.warning("no picture for %s: %s", product_label(product), error)
+        log.warning("no picture for %s: %s", printable(product_label(product)), printable(error))
     except Exception as error:  # a hostile image may fail in any decoder: the report still goes
-        log.warning("no picture for %s: %s: %s", product_label(product), path, error)
+        said = printable(f"{path}: {error}")
+        log.warning("no picture for %s: %s", printable(product_label(product)), said)
     return None
 
 
@@ -603,7 +656,7 @@ class MailedLog:
         self.created = False
 
     def __enter__(self) -> MailedLog:
-        flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+        flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK
         try:
             try:
                 fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644)
@@ -614,6 +667,9 @@ class MailedLog:
             raise CannotRun(
                 f"cannot write the mailed log {self.path}: {error.strerror}; nothing sent"
             ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or /dev/zero: reading never ends
+            os.close(fd)
+            raise CannotRun(f"the mailed log {self.path} is not a regular file; nothing sent")
         self.file = os.fdopen(fd, "a+b")
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -654,9 +710,15 @@ class MailedLog:
             "pdf_pages": pages,
         }
         assert self.file is not None
-        # One write of a whole line, then fsync: a crash leaves whole lines only.
-        os.write(self.file.fileno(), (json.dumps(line, ensure_ascii=False) + "\n").encode())
-        os.fsync(self.file.fileno())
+        # One write of a whole line, then fsync: a crash leaves whole lines only. A short
+        # write (the disk filled up) is continued, so that its error is raised, not lost.
+        data = (json.dumps(line, ensure_ascii=False) + "\n").encode()
+        fd, size = self.file.fileno(), os.fstat(self.file.fileno()).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data  # after a line cut by a crash or a full disk
+        while data:
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
         self.entries.append(line)
 
 
@@ -700,7 +762,7 @@ def make_pdf(args: argparse.Namespace, record: Record, earlier: dict | None) -> 
     size = args.pdf.stat().st_size
     if size > budget:
         raise CannotRun(
-            f"the report of {len(record.products):,} products is {size / 1e6:.1f} MB even"
+            f"the report of {plural(len(record.products), 'product')} is {size / 1e6:.2f} MB even"
             f" without pictures, too large for a mail under {args.max_mail_size:g} MB"
             f" (--max-mail-size); it is at {args.pdf}, not mailed"
         )
@@ -715,6 +777,10 @@ def write_pdf(
     try:
         args.pdf.parent.mkdir(parents=True, exist_ok=True)
         return build_pdf(args.pdf, record, pictures, intro), said
+    except FileExistsError:  # from mkdir: a file where the PDF's folder should be
+        raise CannotRun(
+            f"cannot write the PDF {args.pdf}: {args.pdf.parent} is a file, not a folder"
+        ) from None
     except OSError as error:
         raise CannotRun(f"cannot write the PDF {args.pdf}: {error.strerror or error}") from None
 
@@ -737,6 +803,19 @@ def save(args: argparse.Namespace, record: Record) -> int:
     return EXIT_OK
 
 
+def remember(mailed: MailedLog, digest: str, delivered: list, refused: dict, pages: int) -> None:
+    """Log the send; when the log cannot be written (full disk), say who got the mail,
+    so nobody re-runs blindly and mails them twice."""
+    try:
+        mailed.append(digest, delivered, refused, pages)
+    except OSError as error:
+        raise CannotRun(
+            f"sent to {', '.join(delivered)}, but cannot write the mailed log {mailed.path}:"
+            f" {error.strerror or error}; a re-run would mail them again (--recipient"
+            " names only the others)"
+        ) from None
+
+
 def mail(args: argparse.Namespace, record: Record, mailed: MailedLog) -> int:
     digest = record.digest
     reached = mailed.reached(digest)
@@ -754,7 +833,7 @@ def mail(args: argparse.Namespace, record: Record, mailed: MailedLog) -> int:
     try:
         emails.send_email(message, environ)
     except emails.PartlyDelivered as error:
-        mailed.append(digest, error.delivered, error.refused, pages)
+        remember(mailed, digest, error.delivered, error.refused, pages)
         log.error(
             "sent %s to %s; not to %s: run again to send it to them only",
             args.pdf,
@@ -765,7 +844,7 @@ def mail(args: argparse.Namespace, record: Record, mailed: MailedLog) -> int:
     except emails.EmailError as error:
         log.error("%s; not sent, the PDF is at %s: run again to send it", error, args.pdf)
         return EXIT_NOT_SENT
-    mailed.append(digest, targets, {}, pages)
+    remember(mailed, digest, targets, {}, pages)
     log.info(
         "sent %s (%s) to %s: %s",
         args.pdf,
@@ -820,13 +899,13 @@ def parser_for() -> argparse.ArgumentParser:
         "--pdf",
         type=Path,
         metavar="FILE",
-        default=Path(env("REPORT_PDF", DEFAULT_PDF)),
+        default=None,
         help=f"where to write the PDF (default {DEFAULT_PDF}) [REPORT_PDF]",
     )
     add(
         "--sender",
         metavar="ADDR",
-        default=env("REPORT_SENDER", DEFAULT_SENDER),
+        default=None,
         help=f"From address (default {DEFAULT_SENDER}) [REPORT_SENDER]",
     )
     add(
@@ -839,13 +918,13 @@ def parser_for() -> argparse.ArgumentParser:
     add(
         "--subject",
         metavar="TEXT",
-        default=env("REPORT_SUBJECT", DEFAULT_SUBJECT),
+        default=None,
         help=f"subject when nothing failed (default '{DEFAULT_SUBJECT}') [REPORT_SUBJECT]",
     )
     add(
         "--store-name",
         metavar="NAME",
-        default=env("STORE_NAME", ""),
+        default=None,
         help="the store's public name, shown in the report (never a URL) [STORE_NAME]",
     )
     add(
@@ -867,6 +946,47 @@ def parser_for() -> argparse.ArgumentParser:
     return parser
 
 
+def fill_from_env(args: argparse.Namespace) -> dict[str, str]:
+    """Options not given take their variable's value or the default; for each option,
+    what a bad value is blamed on (the flag, or the variable the user set)."""
+    where = {}
+    for dest, (variable, default) in FROM_ENV.items():
+        where[dest] = "--" + dest.replace("_", "-")
+        if getattr(args, dest) is None:
+            text = os.environ.get(variable, "")
+            setattr(args, dest, text or default)
+            where[dest] = f"environment variable {variable}" if text else where[dest]
+    args.pdf = Path(args.pdf)
+    where["recipient"] = (
+        "--recipient"
+        if args.recipient
+        else "environment variable REPORT_RECIPIENTS"
+        if os.environ.get("REPORT_RECIPIENTS")
+        else "the default recipient"
+    )
+    return where
+
+
+def checked_subject(subject: str) -> None:
+    """ValueError for an empty subject or one that could inject a header."""
+    if not subject.strip():
+        raise ValueError("the subject is empty")
+    emails.header_value("subject", subject)
+
+
+def pdf_problem(path: Path) -> str:
+    """'' when a PDF may be written at path, else what is in the way."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return ""  # missing (it will be made) or unreachable (writing says why)
+    if stat.S_ISDIR(mode):
+        return "is a folder; name the PDF file to write"
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        return f"is {file_kind(mode)}, not a file a PDF may replace"
+    return ""
+
+
 def recipients(args: argparse.Namespace) -> list[str]:
     listed = args.recipient or [env("REPORT_RECIPIENTS", "") or default_recipient()]
     found = [address for text in listed for address in emails.addresses(text)]
@@ -879,18 +999,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.max_mail_size is None:
         limit = from_env(parser, "REPORT_MAX_MAIL_MB", number(0.1, 1000), DEFAULT_MAX_MAIL_MB)
         args.max_mail_size = limit
-    try:
-        args.recipient = recipients(args)
-        emails.checked_address("sender", args.sender)
-        emails.header_value("subject", args.subject)
-        emails.settings_from(os.environ)
-    except ValueError as error:
-        parser.error(str(error))
-    if args.pdf.is_dir():
-        parser.error(f"--pdf {args.pdf} is a folder; name the PDF file to write")
+    where = fill_from_env(args)
+    checks = {
+        "recipient": lambda: setattr(args, "recipient", recipients(args)),
+        "sender": lambda: emails.checked_address("sender", args.sender),
+        "subject": lambda: checked_subject(args.subject),
+        "smtp": lambda: emails.settings_from(os.environ),
+    }
+    for name, check in checks.items():
+        try:
+            check()
+        except ValueError as error:
+            parser.error(f"{where[name]}: {error}" if name in where else str(error))
+    if args.save_dir and args.save_dir.exists() and not args.save_dir.is_dir():
+        by_variable = os.environ.get("SMTP_SAVE_DIR") == str(args.save_dir)
+        source = "environment variable SMTP_SAVE_DIR" if by_variable else "--save-dir"
+        parser.error(f"{source} {args.save_dir} is not a folder")
+    if pdf_problem(args.pdf):
+        parser.error(f"{where['pdf']} {args.pdf} {pdf_problem(args.pdf)}")
     if "://" in args.store_name:
         parser.error(
-            "--store-name is the store's public name, not a URL (the PDF leaves the company)"
+            f"{where['store_name']} is the store's public name, not a URL"
+            " (the PDF leaves the company)"
         )
     return args
 
@@ -901,7 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return report(args)
     except (BadRecord, CannotRun) as error:
-        log.error("%s", error)
+        log.error("%s", printable(error))  # it may quote a file name from the record
         return EXIT_USAGE
     except KeyboardInterrupt:
         log.error("interrupted")

@@ -38,12 +38,14 @@ Exit status: 0 written, 2 usage error or the PDF cannot be written there.
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import io
 import logging
 import math
 import os
 import re
+import stat
 import sys
 import tempfile
 import warnings
@@ -420,9 +422,23 @@ def header_painter(widths: Sequence[float]) -> Callable[[pdfcanvas.Canvas, BaseD
     return paint
 
 
+def refuse_special(target: Path) -> None:
+    """OSError when target is a folder, FIFO, socket or device: renaming the PDF over
+    it would replace, say, /dev/null for the whole machine. A link is replaced, never
+    followed, so a planted link cannot aim the PDF at another file."""
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise OSError(errno.EEXIST, f"{target} is {kind}; name the PDF file to write")
+
+
 def build(attachment: str | Path, render: Callable[[str], None]) -> None:
     """Render the PDF to a temporary file beside `attachment`, then rename it into place."""
     target = Path(attachment)
+    refuse_special(target)
     fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -509,8 +525,10 @@ def main(argv: list[str] | None = None) -> int:
     add_standard_options(parser)
     args = parser.parse_args(argv)
     configure_logging(args.quiet, args.verbose)
-    if args.pdf.is_dir():
-        parser.error(f"{args.pdf} is a folder; name the PDF file to write")
+    try:
+        refuse_special(args.pdf)
+    except OSError as error:
+        parser.error(str(error.strerror))
     rows = sample_rows()
     try:
         pages = generate_supplier_report(args.pdf, "Processed Update (sample)", rows)

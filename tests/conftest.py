@@ -408,3 +408,102 @@ def assert_catalog(store, *deliveries: Path) -> None:
     contents = list(store_images(store).values())
     assert len(contents) == len(set(contents)), "an image stored twice"
     assert len(fruits) == sum(len(list((d / "descriptions").glob("*.txt"))) for d in deliveries)
+
+
+# -- hostile pass: a page that redirects -----------------------------------------------------
+
+
+class RedirectHandler(BaseHTTPRequestHandler):
+    """Answers every GET with 302 to the server's `location`."""
+
+    def do_GET(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", self.server.location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def redirect_to() -> Iterator[Callable[[str], str]]:
+    """redirect_to(location): the URL of a loopback page answering 302 to location."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(location: str) -> str:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), RedirectHandler)
+        server.location = location
+        servers.append(server)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        return f"http://127.0.0.1:{server.server_address[1]}/"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+class EndlessPageHandler(BaseHTTPRequestHandler):
+    """Answers GET with 200 and a body that never ends (or, with `length`, claims one)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        if self.server.length:
+            self.send_header("Content-Length", str(self.server.length))
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(b"x" * 65536)
+        except OSError:
+            pass  # the client stopped reading
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(params=[0, 5 * 10**9], ids=["endless", "5GB"])
+def endless_page(request) -> Iterator[str]:
+    """The URL of a page whose body never ends, or claims 5 GB."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EndlessPageHandler)
+    server.daemon_threads = True
+    server.length = request.param
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+# -- hostile pass: an SMTP server that quotes the AUTH line it refuses -------------------------
+
+
+def quote_auth(connection: socket.socket) -> None:
+    with connection, connection.makefile("rb") as lines:
+        connection.sendall(b"220 quoting ESMTP\r\n")
+        for line in lines:
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                connection.sendall(b"250-quoting\r\n250 AUTH PLAIN LOGIN\r\n")
+            elif verb == b"AUTH":
+                connection.sendall(b"535 5.7.8 refused: " + line.strip() + b"\r\n")
+            else:
+                connection.sendall(b"221 bye\r\n")
+                return
+
+
+@pytest.fixture
+def quoting_smtp() -> Iterator[int]:
+    """The port of an SMTP server that refuses AUTH quoting the client's line (base64)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=quote_auth, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -356,3 +357,22 @@ def test_auth_in_the_clear_is_allowed_on_loopback(catcher_factory):
     catcher = catcher_factory(user="alice", password="pw")
     emails.send_email(hello(), environment(catcher, SMTP_USER="alice", SMTP_PASSWORD="pw"))
     assert len(received(catcher)) == 1
+
+
+# -- hostile pass ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("password", ["hunter2", "pässwörd"])
+def test_a_server_quoting_the_auth_line_shows_nothing_of_the_password(quoting_smtp, password):
+    environ = {"SMTP_PORT": str(quoting_smtp), "SMTP_USER": "bob", "SMTP_PASSWORD": password}
+    message = emails.generate_email("a@example.com", "b@example.com", "Hi", "Body")
+    with pytest.raises(emails.EmailError) as refused:
+        emails.send_email(message, environ)
+    said = str(refused.value)
+    plain = base64.b64encode(f"\0bob\0{password}".encode()).decode()
+    assert "535 5.7.8 refused: AUTH PLAIN ***" in said
+    assert password not in said and plain not in said
+
+
+def test_a_server_answer_reaches_the_terminal_without_escape_sequences():
+    assert emails.answer(550, b"no \x1b[2J\x07such user\r\n") == "550 no [2J such user"

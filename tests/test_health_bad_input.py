@@ -3,6 +3,7 @@ expected message, what must not change), run as cron runs the script, under a ha
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -20,6 +21,26 @@ HANG_GUARD = 30  # seconds: the script promises 15; a run still going at 30 has 
 DISK_FAILS = ["--cpu", "100", "--disk", "100", "--memory", "0"]
 PASSING = ["--cpu", "100", "--disk", "0", "--memory", "0"]
 GOOD_STATE = '{"version":2,"checks":{},"slo":{},"saved":1.0}'
+SECRET = "hunter2"  # a password in URLs: it must never be shown
+NOW = 2_000_000_000  # HEALTH_NOW of the clock cases: minute 33333333, hour 555555
+
+
+def state_with(checks: str = "{}", one: str = "") -> str:
+    """A version 2 state; `one` is one URL's SLO series (JSON text) when given."""
+    slo = f'{{"http://127.0.0.1:9/":{one}}}' if one else "{}"
+    return f'{{"version":2,"checks":{checks},"slo":{slo},"saved":1}}'
+
+
+def series(minutes: str = "[]", hours: str = "[]", **fields: str) -> str:
+    values = {"start": "0", "probes": "1", "good": "1", "slo": "0.99", **fields}
+    return (
+        f'{{"start":{values["start"]},"minutes":{minutes},"hours":{hours},'
+        f'"probes":{values["probes"]},"good":{values["good"]},"slo":{values["slo"]}}}'
+    )
+
+
+def mailed(last: str, since: str = "1") -> str:
+    return f'{{"disk:/":{{"since":{since},"last_mailed":{last}}}}}'
 
 
 @dataclass(frozen=True)
@@ -85,9 +106,8 @@ CASES = [
         "smtp-port-word",
         DISK_FAILS,
         3,
-        "environment variable SMTP_PORT",
+        "environment variable SMTP_PORT: 'abc' is not a whole number",
         {"SMTP_PORT": "abc"},
-        state_kept=False,
     ),
     Case("slo-window-zero", ["--slo-window", "0"], 3, "argument --slo-window: '0'"),
     Case("budget-warning-over", ["--budget-warning", "200"], 3, "argument --budget-warning"),
@@ -138,7 +158,7 @@ CASES = [
         DISK_FAILS,
         2,
         "",
-        state='{"version":1,"checks":{"disk:/":{"since":1,"last_mailed":999999999999}}}',
+        state='{"version":1,"checks":{"disk:/":{"since":1,"last_mailed":4102444800}}}',
         state_kept=False,
     ),
     # Places and the lock.
@@ -179,6 +199,255 @@ CASES = [
         "has no login name (no USER, no passwd entry): set --recipient",
         setup="stranger-with-state",
         state=None,
+    ),
+    # Hostile state: any field NaN, infinite, huge, negative or of the wrong shape is reset
+    # with a warning; an alert is never silenced by it (a NaN or far-future last_mailed
+    # would never remind again), and the run never ends UNKNOWN over and over.
+    Case(
+        "state-last-mailed-nan",
+        DISK_FAILS,
+        2,
+        "last_mailed nan); starting afresh",
+        state=state_with(mailed("NaN")),
+        state_kept=False,
+        mails=1,
+    ),
+    Case(
+        "state-last-mailed-1e300",
+        DISK_FAILS,
+        2,
+        "last_mailed 1e+300); starting afresh",
+        state=state_with(mailed("1e300")),
+        state_kept=False,
+        mails=1,
+    ),
+    Case(
+        "state-since-infinite",
+        DISK_FAILS,
+        2,
+        "has no time it started failing",
+        state=state_with(mailed("null", since="Infinity")),
+        state_kept=False,
+        mails=1,
+    ),
+    Case(
+        "state-last-mailed-true",
+        DISK_FAILS,
+        2,
+        "last_mailed True",
+        state=state_with(mailed("true")),
+        state_kept=False,
+        mails=1,
+    ),
+    Case(
+        "state-bucket-count-huge",
+        [*PASSING, "--slo-report"],
+        0,
+        "are not [time, probes, good] buckets",
+        state=state_with(one=series(hours="[[1," + "9" * 40 + ",1]]")),
+    ),
+    Case(
+        "state-bucket-count-negative",
+        [*PASSING, "--slo-report"],
+        0,
+        "are not [time, probes, good] buckets",
+        state=state_with(one=series(minutes="[[5,-3,7]]")),
+    ),
+    Case(
+        "state-bucket-good-over-probes",
+        [*PASSING, "--slo-report"],
+        0,
+        "are not [time, probes, good] buckets",
+        state=state_with(one=series(hours="[[5,1,2]]")),
+    ),
+    Case(
+        "state-bucket-wrong-shape",
+        [*PASSING, "--slo-report"],
+        0,
+        "are not [time, probes, good] buckets",
+        state=state_with(one=series(minutes='{"a":1}')),
+    ),
+    Case(
+        "state-totals-huge",
+        [*PASSING, "--slo-report"],
+        0,
+        "the totals of http://127.0.0.1:9/",
+        state=state_with(one=series(probes="1" + "0" * 400)),
+    ),
+    Case(
+        "state-start-nan",
+        [*PASSING, "--slo-report"],
+        0,
+        "the start of http://127.0.0.1:9/ is not a time",
+        state=state_with(one=series(start="NaN")),
+    ),
+    Case(
+        "state-slo-500-percent",
+        [*PASSING, "--slo-report"],
+        0,
+        "is not a fraction from 0.5 to 1",
+        state=state_with(one=series(slo="5.0")),
+    ),
+    Case(
+        "state-series-a-list",
+        [*PASSING, "--slo-report"],
+        0,
+        "the series of http://127.0.0.1:9/ is not a mapping",
+        state=state_with(one="[1,2]"),
+    ),
+    Case(
+        "state-nested-deep",
+        PASSING,
+        0,
+        "is unusable",
+        state="[" * 100_000 + "]" * 100_000,
+        state_kept=False,
+    ),
+    # The clock going back (HEALTH_NOW before the state's last probe): later probes are
+    # dropped so new ones count, a later mailing becomes now so reminders keep pace.
+    Case(
+        "clock-back-probes",
+        [*PASSING, "--slo-report"],
+        0,
+        "holds times after now (the clock went back)",
+        env={"HEALTH_NOW": str(NOW)},
+        state=state_with(one=series(minutes="[[50000000,1,1]]", hours="[[833333,1,1]]")),
+    ),
+    Case(
+        "clock-back-mailing",
+        DISK_FAILS,
+        2,
+        "disk:/ last_mailed adjusted",
+        env={"HEALTH_NOW": str(NOW)},
+        state=state_with(mailed(str(NOW + 86400))),
+        state_kept=False,
+    ),
+    Case(
+        "month-gap",
+        [*PASSING, "--slo-report"],
+        0,
+        "(0 of 0 probes; 43174 expected probes missing)",
+        env={"HEALTH_NOW": str(NOW + 31 * 86400)},
+        state=state_with(one=series(minutes="[[33333333,1,1]]", hours="[[555555,1,1]]")),
+    ),
+    # Places that are not files: a FIFO waits forever, /dev/zero never ends, and renaming
+    # over either (or /dev/null, as root) would replace it.
+    Case(
+        "state-fifo",
+        PASSING,
+        3,
+        "is unusable (not a regular file)",
+        setup="state-fifo",
+        state=None,
+        state_kept=False,
+    ),
+    Case(
+        "state-devzero",
+        PASSING,
+        0,
+        "is unusable (not a regular file)",
+        setup="state-devzero",
+        state=None,
+        state_kept=False,
+    ),
+    Case("lock-fifo", PASSING, 3, "cannot use the lock file", setup="lock-fifo"),
+    Case("lock-devzero", PASSING, 3, "lock: not a regular file", setup="lock-devzero"),
+    Case(
+        "textfile-fifo",
+        [*PASSING, "--no-email", "--textfile", "{tmp}/fifo"],
+        3,
+        "cannot write {tmp}/fifo: not a regular file",
+        setup="fifo",
+    ),
+    # URLs: nothing of a password is shown, whatever urlsplit thinks of the rest.
+    Case(
+        "url-bad-ipv6-secret",
+        ["--url", f"http://bob:{SECRET}@[::1/"],
+        3,
+        "'http://***@[::1/' is not an http",
+    ),
+    Case(
+        "url-bad-port-secret",
+        ["--url", f"http://bob:{SECRET}@127.0.0.1:99999/"],
+        3,
+        "'http://***@127.0.0.1:99999/' is not an http",
+    ),
+    Case(
+        "urls-env-bad-ipv6-secret",
+        [],
+        3,
+        "environment variable HEALTH_URLS: 'http://***@[::1/'",
+        {"HEALTH_URLS": f"http://bob:{SECRET}@[::1/"},
+    ),
+    Case(
+        "url-pipe-in-status-line",
+        [*PASSING, "--no-email", "--nagios", "--url", "http://127.0.0.1:9/a|b"],
+        2,
+        "http://127.0.0.1:9/a/b SLO 99%",
+        state_kept=False,
+    ),
+    Case(
+        "disk-paths-env-empty",
+        PASSING,
+        3,
+        "environment variable HEALTH_DISK_PATHS: ':' names no path",
+        {"HEALTH_DISK_PATHS": ":"},
+    ),
+    Case("disk-path-empty", [*PASSING, "--disk-path", ""], 3, "--disk-path: a path is empty"),
+    Case(
+        "state-is-a-folder",
+        PASSING,
+        3,
+        "cannot save the state file {tmp}/cache: not a regular file",
+        {"HEALTH_STATE": "{tmp}/cache"},
+        state=None,
+    ),
+    Case(
+        "resolve-host-line-break",
+        [*PASSING, "--nagios", "--resolve-host", "nohost\nBcc: evil@y.com"],
+        2,
+        "HEALTH CRITICAL - nohost Bcc: evil@y.com resolves to nothing",
+        state_kept=False,
+        mails=1,  # the alert still goes out, its subject on one line
+    ),
+    # Mail settings are checked at start, even while every check passes.
+    Case(
+        "recipient-crlf-injection",
+        [*PASSING, "--recipient", "a@x.com\r\nBcc: evil@y.com"],
+        3,
+        "--recipient: recipient must not contain a line break",
+    ),
+    Case(
+        "recipients-env-bad",
+        PASSING,
+        3,
+        "environment variable HEALTH_RECIPIENTS: recipient 'b' is not one",
+        {"HEALTH_RECIPIENTS": "a@x.com;b"},
+    ),
+    Case("sender-bad", [*PASSING, "--sender", "bob"], 3, "--sender: sender 'bob' is not one"),
+    Case(
+        "sender-env-line-break",
+        PASSING,
+        3,
+        "environment variable HEALTH_SENDER: sender must not contain a line break",
+        {"HEALTH_SENDER": "a@x.com\u2028Bcc: e@y.com"},
+    ),
+    Case(
+        "smtp-port-while-healthy",
+        PASSING,
+        3,
+        "environment variable SMTP_PORT: '25x'",
+        {"SMTP_PORT": "25x"},
+    ),
+    Case(
+        "smtp-host-bad", PASSING, 3, "SMTP_HOST: 'a..b' is not a host name", {"SMTP_HOST": "a..b"}
+    ),
+    Case(
+        "smtp-password-file-devzero",
+        PASSING,
+        3,
+        "cannot read SMTP_PASSWORD_FILE /dev/zero: not a regular file",
+        {"SMTP_PASSWORD_FILE": "/dev/zero"},
     ),
     Case(
         "smtp-refused",
@@ -225,6 +494,20 @@ def prepare(case: Case, tmp_path: Path, env: dict[str, str], dead_port: int) -> 
             os.chown(state.parent, 54321, -1)
     if case.setup == "smtp-dead":
         env["SMTP_PORT"] = str(dead_port)
+    specials = {
+        "state-fifo": (state, None),
+        "state-devzero": (state, "/dev/zero"),
+        "lock-fifo": (state.with_name("state.json.lock"), None),
+        "lock-devzero": (state.with_name("state.json.lock"), "/dev/zero"),
+        "fifo": (tmp_path / "fifo", None),
+    }
+    if case.setup in specials:
+        place, target = specials[case.setup]
+        place.unlink(missing_ok=True)
+        if target is None:
+            os.mkfifo(place)
+        else:
+            place.symlink_to(target)
     return command, options
 
 
@@ -237,13 +520,15 @@ def test_bad_input(case: Case, tmp_path, smtp_env, dead_port):
         state.write_bytes(case.state.encode("utf-8", "surrogateescape"))
     before = state.read_bytes() if state.exists() else None
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTH_")}
-    env.update({"HEALTH_STATE": str(state), "USER": "alice", "HOME": str(tmp_path)}, **case.env)
+    env.update({"HEALTH_STATE": str(state), "USER": "alice", "HOME": str(tmp_path)})
+    env.update({name: value.replace("{tmp}", str(tmp_path)) for name, value in case.env.items()})
     command, options = prepare(case, tmp_path, env, dead_port)
-    with open(state.with_name("state.json.lock"), "a") as lock:
+    with contextlib.ExitStack() as stack:
         if case.setup == "lock-held":
+            lock = stack.enter_context(open(state.with_name("state.json.lock"), "a"))
             fcntl.flock(lock, fcntl.LOCK_EX)
         result = subprocess.run(
-            [*command, *case.args],
+            [*command, *(arg.replace("{tmp}", str(tmp_path)) for arg in case.args)],
             capture_output=True,
             text=True,
             env=env,
@@ -252,8 +537,10 @@ def test_bad_input(case: Case, tmp_path, smtp_env, dead_port):
             **options,
         )
     said = result.stdout + result.stderr
-    assert (result.returncode, case.says in said) == (case.status, True), said
+    says = case.says.replace("{tmp}", str(tmp_path))
+    assert (result.returncode, says in said) == (case.status, True), said
     assert "Traceback" not in said
+    assert SECRET not in said
     assert len(smtp_env.messages()) == case.mails
     if case.state_kept:
         assert (state.read_bytes() if state.exists() else None) == before

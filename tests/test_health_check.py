@@ -529,3 +529,42 @@ def wait_until_locked(lock: Path) -> None:
                     return
         time.sleep(0.05)
     raise AssertionError(f"nobody took {lock}")
+
+
+# -- hostile pass: redirects ------------------------------------------------------------------
+
+
+def test_a_redirect_elsewhere_does_not_carry_the_password(state, flaky_page, redirect_to):
+    start = redirect_to(flaky_page.url.replace("127.0.0.1", "localhost"))
+    url = start.replace("http://", "http://bob:hunter2@")
+    result = run(*PASSING, "--no-email", "--nagios", "--state", str(state), "--url", url)
+    assert (result.returncode, flaky_page.requests) == (0, 1), result.stdout
+    assert flaky_page.authorization is None
+    assert "hunter2" not in result.stdout + state.read_text()
+
+
+@pytest.mark.parametrize("location", ["ftp://127.0.0.1:21/x", "file:///etc/passwd"])
+def test_a_redirect_out_of_http_is_a_bad_probe(state, redirect_to, location):
+    url = redirect_to(location)
+    result = run(*PASSING, "--no-email", "--nagios", "--state", str(state), "--url", f"{url}=off")
+    assert result.returncode == 2
+    assert f"{url}: HTTP 302" in result.stdout
+
+
+# -- hostile pass: pages that never end or trickle ----------------------------------------------
+
+
+def test_a_page_that_never_ends_is_a_bad_probe_read_in_bounded_memory(state, endless_page):
+    url = f"{endless_page}=off"  # the plain per-probe result shows why
+    result = run(*PASSING, "--no-email", "--nagios", "--state", str(state), "--url", url)
+    assert result.returncode == 2, result.stdout
+    assert f"{endless_page}: over 10 MB, not read whole" in result.stdout
+
+
+def test_a_trickling_page_is_a_bad_probe_not_unknown(state, trickling_server):
+    port = trickling_server(b"HTTP/1.1 200 OK\r\n")
+    url = f"http://127.0.0.1:{port}/=off"
+    args = ["--no-email", "--nagios", "--state", str(state), "-t", "5", "--url-timeout", "3"]
+    result = run(*PASSING, *args, "--url", url)
+    assert result.returncode == 2, result.stdout
+    assert "no whole answer within 3 s" in result.stdout

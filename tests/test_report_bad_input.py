@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +62,25 @@ def pdf_is_a_folder(folder: Path) -> None:
     (folder / "out.pdf").mkdir()
 
 
-SETUPS = {"mailed-log-folder": mailed_log_is_a_folder, "pdf-folder": pdf_is_a_folder}
+def fifo(name: str) -> Callable[[Path], None]:
+    return lambda folder: os.mkfifo(folder / name)
+
+
+def link_to(name: str, target: str) -> Callable[[Path], None]:
+    return lambda folder: (folder / name).symlink_to(target)
+
+
+SETUPS = {
+    "mailed-log-folder": mailed_log_is_a_folder,
+    "pdf-folder": pdf_is_a_folder,
+    "record-fifo": fifo("imported.json"),
+    "record-devzero": link_to("imported.json", "/dev/zero"),
+    "mailed-log-fifo": fifo("imported.mailed.jsonl"),
+    "mailed-log-devzero": link_to("imported.mailed.jsonl", "/dev/zero"),
+    "password-fifo": fifo("password"),
+    "pdf-fifo": fifo("out.pdf"),
+}
+DEEP = '{"version": 1, "products": ' + "[" * 100_000 + "]" * 100_000 + "}"
 
 CASES = [
     # -- the record
@@ -185,6 +204,179 @@ CASES = [
         setup="mailed-log-folder",
         message="cannot write the mailed log {dir}/imported.mailed.jsonl: Is a directory",
     ),
+    # -- hostile places and values (a FIFO waits for a writer forever, /dev/zero never ends)
+    Case(
+        "file-name-with-escapes",
+        record=record(apple(file="a\x1b[31m\nERROR fake.txt", name=None)),
+        message="product 1 (a\\x1b[31m\\nERROR fake.txt): 'name' is null",
+    ),
+    Case("record-fifo", setup="record-fifo", message="imported.json is not a regular file"),
+    Case("record-devzero", setup="record-devzero", message="imported.json is not a regular file"),
+    Case("record-nested-deep", record=DEEP, message="is unreadable (nested too deeply)"),
+    Case(
+        "weight-huge",
+        record=record(apple(weight=10**4000)),
+        message="'weight' is not from 0 to 1,000,000,000 lbs",
+    ),
+    Case("weight-negative", record=record(apple(weight=-5)), message="'weight' is not from 0"),
+    Case(
+        "mailed-log-fifo",
+        record=record(),
+        setup="mailed-log-fifo",
+        message="the mailed log {dir}/imported.mailed.jsonl is not a regular file; nothing sent",
+    ),
+    Case(
+        "mailed-log-devzero",
+        record=record(),
+        setup="mailed-log-devzero",
+        message="imported.mailed.jsonl is not a regular file",
+    ),
+    Case(
+        "password-file-fifo",
+        env={"SMTP_PASSWORD_FILE": "{dir}/password"},
+        record=record(),
+        setup="password-fifo",
+        message="cannot read SMTP_PASSWORD_FILE {dir}/password: not a regular file",
+    ),
+    Case(
+        "password-file-devzero",
+        env={"SMTP_PASSWORD_FILE": "/dev/zero"},
+        record=record(),
+        message="cannot read SMTP_PASSWORD_FILE /dev/zero: not a regular file",
+    ),
+    Case(
+        "password-file-folder",
+        env={"SMTP_PASSWORD_FILE": "{dir}"},
+        record=record(),
+        message="cannot read SMTP_PASSWORD_FILE {dir}: not a regular file",
+    ),
+    Case(
+        "pdf-fifo",
+        args=("--pdf", "{dir}/out.pdf"),
+        record=record(),
+        setup="pdf-fifo",
+        message="--pdf {dir}/out.pdf is a FIFO, not a file a PDF may replace",
+    ),
+    Case(
+        "pdf-device",
+        args=("--pdf", "/dev/null"),
+        record=record(),
+        message="--pdf /dev/null is a device, not a file a PDF may replace",
+    ),
+    Case(
+        "pdf-env-folder",
+        env={"REPORT_PDF": "{dir}"},
+        record=record(),
+        message="environment variable REPORT_PDF {dir} is a folder",
+    ),
+    Case(
+        "sender-env",
+        env={"REPORT_SENDER": "me"},
+        record=record(),
+        message="environment variable REPORT_SENDER: sender 'me' is not one",
+    ),
+    Case(
+        "subject-env-line-separator",
+        env={"REPORT_SUBJECT": "Hi\u2028Bcc: x@example.com"},
+        record=record(),
+        message="environment variable REPORT_SUBJECT: subject must not contain a line break",
+    ),
+    Case(
+        "subject-next-line",
+        args=("--subject", "Hi\x85Bcc: x@example.com"),
+        record=record(),
+        message="--subject: subject must not contain a line break",
+    ),
+    Case(
+        "store-name-env-url",
+        env={"STORE_NAME": "http://10.0.0.5:8000/"},
+        record=record(),
+        message="environment variable STORE_NAME is the store's public name, not a URL",
+    ),
+    Case(
+        "recipients-env-bad",
+        env={"REPORT_RECIPIENTS": "a@x.com;b c@y.com"},
+        record=record(),
+        message="environment variable REPORT_RECIPIENTS: recipient 'b c@y.com' is not one",
+    ),
+    Case(
+        "recipient-control-character",
+        args=("--recipient", "a\x1bb@x.com"),
+        record=record(),
+        message="recipient must not contain a line break or control character",
+    ),
+    Case(
+        "recipient-crlf-injection",
+        args=("--recipient", "a@x.com\r\nBcc: evil@y.com"),
+        record=record(),
+        message="recipient must not contain a line break",
+    ),
+    Case(
+        "smtp-host-empty-label",
+        env={"SMTP_HOST": "mail..example.com"},
+        record=record(),
+        message="environment variable SMTP_HOST: 'mail..example.com' is not a host name",
+    ),
+    Case(
+        "smtp-host-long-label",
+        env={"SMTP_HOST": "a" * 64 + ".example.com"},
+        record=record(),
+        message="environment variable SMTP_HOST:",
+    ),
+    Case(
+        "smtp-host-space",
+        env={"SMTP_HOST": "mail example.com"},
+        record=record(),
+        message="is not a host name",
+    ),
+    Case(
+        "reports-pdf-fifo",
+        script="reports.py",
+        args=("{dir}/out.pdf",),
+        setup="pdf-fifo",
+        message="out.pdf is not a regular file",
+    ),
+    Case(
+        "emails-password-devzero",
+        script="emails.py",
+        args=("a@x.com",),
+        env={"SMTP_PASSWORD_FILE": "/dev/zero"},
+        message="cannot read SMTP_PASSWORD_FILE /dev/zero: not a regular file",
+    ),
+    Case(
+        "emails-ca-file-fifo",
+        script="emails.py",
+        args=("a@x.com",),
+        env={"SMTP_SECURITY": "starttls", "SMTP_CA_FILE": "{dir}/password"},
+        setup="password-fifo",
+        message="environment variable SMTP_CA_FILE: {dir}/password is not a regular file",
+    ),
+    Case(
+        "ca-file-missing",
+        env={"SMTP_SECURITY": "ssl", "SMTP_CA_FILE": "{dir}/ca.pem"},
+        record=record(),
+        message="environment variable SMTP_CA_FILE: {dir}/ca.pem: No such file or directory",
+    ),
+    Case(
+        "emails-smtp-host-bad",
+        script="emails.py",
+        args=("a@x.com",),
+        env={"SMTP_HOST": "-..-"},
+        message="environment variable SMTP_HOST",
+    ),
+    Case("subject-empty", args=("--subject", " "), record=record(), message="the subject is"),
+    Case(
+        "pdf-folder-is-a-file",
+        args=("--pdf", "{dir}/imported.json/out.pdf"),
+        record=record(),
+        message="cannot write the PDF {dir}/imported.json/out.pdf: {dir}/imported.json is a file",
+    ),
+    Case(
+        "save-dir-is-a-file",
+        args=("--save-dir", "{dir}/imported.json"),
+        record=record(),
+        message="--save-dir {dir}/imported.json is not a folder",
+    ),
     # -- the helper modules' command lines
     Case("reports-pdf-is-a-folder", script="reports.py", args=("{dir}",), message="is a folder"),
     Case("reports-unknown-option", script="reports.py", args=("--pdf",), message="unrecognized"),
@@ -210,9 +402,9 @@ def expand(text: str, folder: Path) -> str:
 
 
 def contents(folder: Path) -> dict[str, bytes | None]:
-    """Every file under the folder with its bytes (None for a folder)."""
+    """Every file under the folder with its bytes (None for a folder, FIFO or link)."""
     return {
-        str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes()
+        str(p.relative_to(folder)): p.read_bytes() if p.is_file() and not p.is_symlink() else None
         for p in sorted(folder.rglob("*"))
     }
 
@@ -234,7 +426,7 @@ def test_bad_input(case: Case, tmp_path: Path, mail_catcher):
         "REPORT_PDF": str(tmp_path / "out" / "processed.pdf"),
         "SMTP_HOST": mail_catcher.host,
         "SMTP_PORT": str(mail_catcher.port),
-        **case.env,
+        **{name: expand(value, folder) for name, value in case.env.items()},
     }
     before = contents(tmp_path)
     result = subprocess.run(
@@ -252,3 +444,32 @@ def test_bad_input(case: Case, tmp_path: Path, mail_catcher):
     assert mail_catcher.messages() == []
     after = {k: v for k, v in contents(tmp_path).items() if not k.startswith("catcher")}
     assert after == {k: v for k, v in before.items() if not k.startswith("catcher")}
+
+
+def test_a_uid_without_login_name_or_home_is_told_what_to_set(tmp_path):
+    """Run as uid 54321 (no passwd entry) with no HOME, USER or LOGNAME: one usage line."""
+    import shutil
+    import sys
+
+    python = shutil.which("python3", path="/usr/bin:/bin:/usr/local/bin")
+    if os.getuid() != 0 or not python:
+        pytest.skip("needs root and a system python3 to run as a uid without a passwd entry")
+    same = subprocess.run(
+        [python, "-c", f"import sys; sys.exit(sys.version_info[:2] != {sys.version_info[:2]})"]
+    )
+    if same.returncode:
+        pytest.skip("no system python3 of this version")
+    packages = next(p for p in sys.path if p.endswith("site-packages"))
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": packages}
+    result = subprocess.run(
+        [python, ROOT / "report_email.py"],
+        env=env,
+        user=54321,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "uid 54321 has no login name (no USER, no passwd entry)" in result.stderr
+    assert "Traceback" not in result.stderr

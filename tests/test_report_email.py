@@ -549,3 +549,73 @@ def test_help_shows_examples_exit_statuses_and_the_deadline():
         assert text in result.stdout
     version = subprocess.run([ROOT / "report_email.py", "-V"], capture_output=True, text=True)
     assert version.stdout == "report_email.py 2.0.0\n"
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59", "x"])
+def test_a_mailed_time_at_the_calendar_edge_is_shown_as_written(moment):
+    assert report_email.spoken(moment) == moment
+
+
+def test_control_characters_reach_the_log_as_escapes():
+    assert report_email.printable("Apple\x1b[31m\nERROR fake") == "Apple\\x1b[31m\\nERROR fake"
+
+
+def test_a_mailed_log_that_cannot_grow_says_who_got_the_mail(
+    smtp_env, tmp_path, product, write_record
+):
+    """A full disk after the send: exit 2 naming who got it, not 'run again' (which
+    would mail them twice). RLIMIT_FSIZE stands for the full disk."""
+    import resource
+
+    record = write_record(tmp_path / "imported.json", [product("001.txt", "Apple", 1)])
+    limit = 1_000_000
+    record.with_name("imported.mailed.jsonl").write_bytes(b"x" * (limit - 10) + b"\n")
+
+    def full_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run(
+        [ROOT / "report_email.py", "--record", str(record), "--pdf", str(tmp_path / "r.pdf")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=full_disk,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "sent to alice@example.com, but cannot write the mailed log" in result.stderr
+    assert "File too large; a re-run would mail them again" in result.stderr
+    assert len(mails(smtp_env)) == 1
+
+
+def test_a_line_cut_in_the_mailed_log_does_not_swallow_the_next(
+    smtp_env, tmp_path, product, write_record
+):
+    record = write_record(tmp_path / "imported.json", [product("001.txt", "Apple", 1)])
+    log = record.with_name("imported.mailed.jsonl")
+    log.write_text('{"time": "2026-11-26T10:00:00+00:00", "record_dig')  # cut by a crash
+    assert report(record, tmp_path / "r.pdf") == 0
+    _cut, kept = log.read_text().splitlines()
+    assert json.loads(kept)["delivered"] == ["alice@example.com"]
+    assert report(record, tmp_path / "r.pdf") == 0
+    assert len(mails(smtp_env)) == 1
+
+
+def test_no_internal_address_reaches_the_supplier(smtp_env, tmp_path, product, write_record):
+    reasons = [
+        "the store did not answer after 3 attempts (http://10.0.0.5:8000/api/fruits/: timed out)",
+        "HTTPConnectionPool(host='10.0.0.5', port=8000): Max retries exceeded",
+    ]
+    failed = [
+        product(f"00{n}.txt", "Pear", 5, outcome="failed", reason=why)
+        for n, why in enumerate(reasons, 2)
+    ]
+    record = write_record(
+        tmp_path / "imported.json",
+        [product("001.txt", "Apple", 1), *failed],
+        version=2,
+        delivery="/srv/internal/supplier-data",
+    )
+    assert report(record, tmp_path / "r.pdf") == 0
+    text = pdf_text(tmp_path / "r.pdf")
+    assert "10.0.0.5" not in text and "/srv/internal" not in text
+    assert "[address]" in words(text) and "Delivery supplier-data" in text
