@@ -314,6 +314,8 @@ RETRY_STATUSES = (502, 503, 504)
 BACKOFF_BASE, BACKOFF_MAX = 0.5, 10.0
 DEAD_AFTER = 3  # connection-level failures in a row, across workers: the store is down
 NAME_ROOM = 100 - len("images/")  # the store's FileField keeps images/<name> in 100 characters
+BODY_LIMIT = 1 << 20  # an answer to a POST, or an error page: a few lines
+LIST_LIMIT = 64 << 20  # GET /fruits/: ~250,000 products
 URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 _watched = threading.local()
 
@@ -366,10 +368,21 @@ def canonical_url(url: str) -> str:
         raise ValueError(f"{redact(url)!r} is not an http:// or https:// URL")
     if parts.query or parts.fragment:
         raise ValueError(f"{redact(url)!r} has a query or fragment; give the store's base URL")
+    host = host.rstrip(".")  # localhost. is localhost
     host = f"[{host}]" if ":" in host else host
     netloc = host if port in (None, {"http": 80, "https": 443}[scheme]) else f"{host}:{port}"
-    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    path = sent_path(parts.path)
+    path = path if path.endswith("/") else path + "/"
     return f"{scheme}://{netloc}{path}"
+
+
+def sent_path(path: str) -> str:
+    """The path as requests sends it: /a/./b/../ is /a/, %66ruits is fruits."""
+    try:
+        sent = urlsplit(requests.Request("GET", "http://host" + (path or "/")).prepare().url)
+    except requests.RequestException:
+        raise ValueError(f"{redact(path)!r} is not a URL path") from None
+    return sent.path
 
 
 def store_url(parser: argparse.ArgumentParser, flag: str | None) -> str:
@@ -511,6 +524,20 @@ class DeadlineRetry(Retry):
         super().sleep(response)
 
 
+def read_body(answer: requests.Response, limit: int) -> None:
+    """Reads answer's body up to limit bytes into answer.content; answer.cut is
+    True when there was more (that connection is then closed, not reused)."""
+    chunks, size = [], 0
+    for chunk in answer.iter_content(64 << 10):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    body = b"".join(chunks)
+    answer._content, answer.cut = body[:limit], len(body) > limit  # type: ignore[attr-defined]
+    answer.close()
+
+
 def make_session(url: str, token: str, retries: int, jobs: int) -> requests.Session:
     """One pooled session: GET and HEAD retried by urllib3 (refused connections,
     502/503/504 with backoff and Retry-After), POSTs only by Store.post()."""
@@ -612,15 +639,20 @@ class Store:
         self.failures, self.stopped = 0, ""
         self.lock = threading.Lock()
 
-    def request(self, method: str, path: str, **options: object) -> requests.Response:
+    def request(
+        self, method: str, path: str, limit: int = BODY_LIMIT, **options: object
+    ) -> requests.Response:
+        """The answer, its body read within the deadline and cut after limit bytes
+        (answer.cut tells): a store serving an endless body is not read into memory."""
         if self.stopped:
             raise StoreDown(self.stopped, maybe_sent=False)
         url = self.url + path
         with Watchdog(self.deadline) as dog:
             try:
                 answer = self.session.request(
-                    method, url, timeout=self.timeout, allow_redirects=False, **options
+                    method, url, timeout=self.timeout, allow_redirects=False, stream=True, **options
                 )
+                read_body(answer, limit)
             except requests.RequestException as error:
                 why = f"no whole answer within {dog.seconds:g} s" if dog.expired else ""
                 self.failed(f"{method} {url}: {why or connection_problem(error)}", error)
@@ -657,9 +689,11 @@ class Store:
 
     def fruits(self) -> list[dict]:
         """Every product the store has; also proves it answers."""
-        answer = self.request("GET", "fruits/")
+        answer = self.request("GET", "fruits/", limit=LIST_LIMIT)
         if answer.status_code != 200:
             raise StoreError(f"GET {self.url}fruits/: {rejection(answer)}")
+        if answer.cut:
+            raise StoreError(f"GET {self.url}fruits/ answered over {LIST_LIMIT >> 20} MiB")
         try:
             fruits = answer.json()
         except ValueError:
@@ -670,12 +704,12 @@ class Store:
 
     def holds(self, name: str, content: bytes) -> bool | None:
         """Whether the store serves exactly content as images/<name> (None: no such image)."""
-        answer = self.request("GET", "media/images/" + quote(name))
+        answer = self.request("GET", "media/images/" + quote(name), limit=len(content))
         if answer.status_code == 404:
             return None
         if answer.status_code != 200:
             raise StoreError(f"GET {self.url}media/images/{name}: {rejection(answer)}")
-        return answer.content == content
+        return not answer.cut and answer.content == content
 
     def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
         """The name this JPEG has or gets in the store, and whether the store already
