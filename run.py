@@ -2,7 +2,9 @@
 """Post every product description of a delivery to the store, exactly once.
 
 Each `.txt` (or `.TXT`) in the descriptions folder is a product: line 1 the
-name, line 2 the weight (`500 lbs`), the rest the description. Its picture is
+name, line 2 the weight (`500 lbs`: whole pounds, 0 to 2147483647, as the
+store keeps them), the rest the description (UTF-8, UTF-16 with its BOM, else
+read as Windows-1252; a file with NUL characters is refused). Its picture is
 the catalog JPEG `<stem>.jpeg` in the images folder. A product is posted to
 <store>/fruits/ only when the store serves exactly that JPEG under the
 image_name posted (the name supplier_image_upload.py gives it); else it fails
@@ -336,8 +338,10 @@ RETRY_STATUSES = (502, 503, 504)
 BACKOFF_BASE, BACKOFF_MAX = 0.5, 10.0
 DEAD_AFTER = 3  # connection-level failures in a row, across workers: the store is down
 NAME_ROOM = 100 - len("images/")  # the store's FileField keeps images/<name> in 100 characters
+NAME_BYTES = 255  # and writes it as a file: 255 bytes of UTF-8 on Linux
 BODY_LIMIT = 1 << 20  # an answer to a POST, or an error page: a few lines
 LIST_LIMIT = 64 << 20  # GET /fruits/: ~250,000 products
+JOURNAL_LIMIT = 64 << 20  # a journal read back: ~200,000 lines
 URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 _watched = threading.local()
 
@@ -376,6 +380,13 @@ def redact_logs() -> None:
         handler.addFilter(RedactingFilter())
 
 
+def hidden(url: str) -> str:
+    """url as an error shows it: nothing before its last @ (a password may hold
+    / ? or #), no query or fragment (a token may be there)."""
+    text = re.sub(r"(?i)^([a-z][a-z0-9+.-]*://)[^@]*@", r"\1", redact(url).strip())
+    return re.sub(r"[?#].*", "?...", text)
+
+
 def canonical_url(url: str) -> str:
     """The store's identity: scheme://host[:port]/path/, lower-case host, no default
     port, trailing slash, never credentials. http://Host, http://host/ and
@@ -385,11 +396,11 @@ def canonical_url(url: str) -> str:
     try:
         host, port = parts.hostname, parts.port
     except ValueError:
-        raise ValueError(f"{redact(url)!r} has a bad port") from None
+        raise ValueError(f"{hidden(url)!r} has a bad port") from None
     if scheme not in ("http", "https") or not host:
-        raise ValueError(f"{redact(url)!r} is not an http:// or https:// URL")
+        raise ValueError(f"{hidden(url)!r} is not an http:// or https:// URL")
     if parts.query or parts.fragment:
-        raise ValueError(f"{redact(url)!r} has a query or fragment; give the store's base URL")
+        raise ValueError(f"{hidden(url)!r} has a query or fragment; give the store's base URL")
     host = host.rstrip(".")  # localhost. is localhost
     host = f"[{host}]" if ":" in host else host
     netloc = host if port in (None, {"http": 80, "https": 443}[scheme]) else f"{host}:{port}"
@@ -410,7 +421,7 @@ def sent_path(path: str) -> str:
 def store_url(parser: argparse.ArgumentParser, flag: str | None) -> str:
     """--url, else CATALOG_URL, else the lab's store; a bad one is a usage error
     blamed on where it came from."""
-    if flag:
+    if flag is not None:
         source, text = "--url", flag
     elif os.environ.get("CATALOG_URL", "").strip():
         source, text = "environment variable CATALOG_URL", os.environ["CATALOG_URL"]
@@ -423,10 +434,25 @@ def store_url(parser: argparse.ArgumentParser, flag: str | None) -> str:
     return text.strip()
 
 
-def url_credentials(url: str) -> tuple[str, str] | None:
-    """user and password given in the URL, sent as HTTP basic authentication."""
+def store_token(parser: argparse.ArgumentParser) -> str:
+    """CATALOG_TOKEN, stripped; one that cannot go in an HTTP header (a line break,
+    a character outside ASCII) is a usage error that shows nothing of it."""
+    token = os.environ.get("CATALOG_TOKEN", "").strip()
+    if not all("!" <= char <= "~" for char in token):
+        parser.error(
+            "environment variable CATALOG_TOKEN: has spaces, line breaks or characters"
+            " outside ASCII, which an HTTP header cannot carry (not shown)"
+        )
+    return token
+
+
+def url_credentials(url: str) -> tuple[bytes, bytes] | None:
+    """user and password given in the URL, sent as HTTP basic authentication in
+    UTF-8 (requests would encode them as Latin-1, failing on other characters)."""
     parts = urlsplit(url.strip())
-    return (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
+    if not parts.username:
+        return None
+    return unquote(parts.username).encode(), unquote(parts.password or "").encode()
 
 
 def valid_filename(name: str) -> str:
@@ -444,7 +470,10 @@ def store_name(filename: str, tag: str = "") -> str:
     stem, ext = (stem, dot + ext) if dot else (ext, "")
     stem = stem.strip(".") or "image"
     tail = f"-{tag}" if tag else ""
-    return stem[: NAME_ROOM - len(ext) - len(tail)] + tail + ext
+    stem = stem[: NAME_ROOM - len(ext) - len(tail)]
+    while len(f"{stem}{tail}{ext}".encode()) > NAME_BYTES:  # the store's file system
+        stem = stem[:-1]
+    return stem + tail + ext
 
 
 def content_tag(content: bytes) -> str:
@@ -769,11 +798,10 @@ def read_journal(path: Path) -> list[dict]:
     """The journal's JSON objects; a line cut by a kill, not UTF-8 or not an
     object is ignored with a warning (it cannot decide anything anyway)."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    except OSError as error:
-        log.warning("%s: cannot read (%s); ignored", path, error.strerror)
+        raw = read_delivery_file(path, path.parent, JOURNAL_LIMIT)
+    except RefusedFile as error:
+        if path.exists() or path.is_symlink():
+            log.warning("%s; ignored (the store is asked anyway)", error)
         return []
     entries = []
     for number, line in enumerate(raw.splitlines(), 1):
@@ -792,6 +820,26 @@ def read_journal(path: Path) -> list[dict]:
 
 def now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def journal_time(entry: dict) -> float:
+    """A journal line's time in seconds since the epoch (0 when unreadable)."""
+    try:
+        return datetime.datetime.fromisoformat(entry["time"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+
+
+def await_stopped_requests(sent: float, grace: float) -> bool:
+    """A run killed during a request (sent at `sent`, epoch seconds) may see it land
+    later: wait until grace seconds after it before asking the store what it holds,
+    as for a lost answer. True when it waited."""
+    left = min(sent + 1 + grace - time.time(), grace + 1)  # journal times are whole seconds
+    if left <= 0:
+        return False
+    log.info("a stopped run's request may still land; looking in %.0f s (--grace)", left)
+    time.sleep(left)
+    return True
 
 
 # --- end shared block: http ---
@@ -968,6 +1016,7 @@ class Evidence:
     sent: dict[str, int] = field(default_factory=dict)  # name -> store's max id before
     other_ids: set[tuple] = field(default_factory=set)  # (id, identity) under another URL
     other_sent: dict[tuple, int] = field(default_factory=dict)  # identity -> max id before
+    in_flight: float = 0.0  # when the last POST a stopped run left without answer went out
 
     def ours(self, fruit: dict) -> bool:
         since = self.sent.get(fruit.get("name"))
@@ -1011,6 +1060,9 @@ def gather_evidence(journal: Path, record: Path, store: str) -> Evidence:
             log.warning("%s: a product line with a wrongly typed field; ignored", journal)
     for entry, same_store in earlier_record(record, store):
         evidence.add(entry, same_store)
+    last = {(e.get("run"), e.get("file")): e for e in entries if e.get("event") == "product"}
+    sending = [journal_time(e) for e in last.values() if e.get("outcome") == "sending"]
+    evidence.in_flight = max(sending, default=0.0)
     return evidence
 
 
@@ -1300,12 +1352,13 @@ def import_with_journal(args: argparse.Namespace, journal: int) -> int:
     started, run_id = now(), uuid.uuid4().hex
     store = Store(args.url, args.token, args.timeout, args.retries, args.jobs)
     importer = Importer(store, journal, run_id, args)
+    importer.evidence = gather_evidence(args.journal, args.record, store.url)
+    await_stopped_requests(importer.evidence.in_flight, args.grace)
     try:
         importer.list_store()
     except StoreError as error:
         log.error("cannot use the store at %s: %s (set --url or CATALOG_URL)", store.url, error)
         return EXIT_USAGE
-    importer.evidence = gather_evidence(args.journal, args.record, store.url)
     append_line(
         journal,
         {"event": "run", "run": run_id, "time": started, "store": store.url, "script": "run.py"},
@@ -1413,7 +1466,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_standard_options(parser)
     args = parser.parse_args(argv)
     args.url = store_url(parser, args.url)
-    args.token = os.environ.get("CATALOG_TOKEN", "")
+    args.token = store_token(parser)
     args.record = args.record or args.descriptions.parent / "imported.json"
     args.journal = args.record.with_suffix(".jsonl")
     if not args.descriptions.is_dir():

@@ -44,6 +44,14 @@ def journal_with_garbage(delivery: Path) -> None:
     (delivery / "imported.jsonl").write_bytes(b'\xff\xfe\n{"event": "run", "store": 5}\n[]\n{"cu')
 
 
+def sparse(name: str, size: int) -> Callable[[Path], None]:
+    def grow(delivery: Path) -> None:
+        with (delivery / name).open("wb") as file:
+            file.truncate(size)
+
+    return grow
+
+
 def description(content: bytes) -> Callable[[Path], None]:
     return lambda delivery: (delivery / "descriptions" / "001.txt").write_bytes(content)
 
@@ -82,7 +90,26 @@ CASES = [
         2,
         "environment variable CATALOG_URL: 'ftp://host/' is not an http:// or https:// URL",
     ),
+    (
+        "token-with-line-break",
+        BOTH,
+        [],
+        {"CATALOG_TOKEN": f"{SECRET}\r\nX-Evil: 1"},
+        None,
+        2,
+        "CATALOG_TOKEN: has spaces, line breaks or characters outside ASCII",
+    ),
+    (
+        "token-not-ascii",
+        BOTH,
+        [],
+        {"CATALOG_TOKEN": f"{SECRET}€"},
+        None,
+        2,
+        "which an HTTP header cannot carry (not shown)",
+    ),
     ("url-no-scheme", BOTH, ["--url", "localhost"], {}, None, 2, "--url: 'localhost' is not an"),
+    ("url-empty", BOTH, ["--url", ""], {}, None, 2, "--url: '' is not an http:// or https:// URL"),
     (
         "url-secret-bad-port",
         BOTH,
@@ -93,6 +120,24 @@ CASES = [
         "--url: 'http://host:99999/' has a bad port",
     ),
     ("url-query", BOTH, ["--url", "http://host/?x=1"], {}, None, 2, "has a query or fragment"),
+    (
+        "url-token-in-query",
+        BOTH,
+        ["--url", f"http://host/?token={SECRET}"],
+        {},
+        None,
+        2,
+        "'http://host/?...' has a query or fragment",
+    ),
+    (
+        "url-password-with-slash",
+        BOTH,
+        [],
+        {"CATALOG_URL": f"http://alice:{SECRET}/x#y@host/"},
+        None,
+        2,
+        "CATALOG_URL: 'http://host/' has a bad port",
+    ),
     ("no-images-folder", (UPLOAD,), ["--images", "/nonexistent"], {}, None, 2, "no images folder"),
     (
         "no-descriptions-folder",
@@ -224,6 +269,24 @@ CASES = [
         journal_with_garbage,
         1,
         "imported.jsonl line 1: not UTF-8; ignored",
+    ),
+    (
+        "upload-journal-of-10-gib",
+        (UPLOAD,),
+        [],
+        {},
+        sparse("uploaded.jsonl", 10 << 30),
+        0,
+        "over the limit of 67108864; not read; ignored",
+    ),
+    (
+        "import-journal-of-10-gib",
+        (RUN,),
+        [],
+        {},
+        sparse("imported.jsonl", 10 << 30),
+        1,  # read past; 001 fails only for want of its picture in the store
+        "over the limit of 67108864; not read; ignored",
     ),
     (
         "weight-of-5000-digits",
