@@ -67,7 +67,11 @@ from typing import IO, BinaryIO, NamedTuple
 # TiffImagePlugin is registered up front: opened through /proc/self/fd/N, a
 # file has no extension to tell Pillow which plugin to load, and a miss loads
 # all of them (~90 ms). JPEG, PNG, GIF and BMP come with Pillow's preinit.
-from PIL import Image, ImageCms, ImageColor, TiffImagePlugin  # noqa: F401
+try:
+    from PIL import Image, ImageCms, ImageColor, TiffImagePlugin  # noqa: F401
+except ImportError:  # copied alone: one line saying what to install, the usage status
+    print(f"{Path(sys.argv[0]).name}: needs Pillow: pip install Pillow", file=sys.stderr)
+    raise SystemExit(2) from None
 
 __version__ = "2.0.0"
 

@@ -73,10 +73,14 @@ from pathlib import Path
 from typing import IO, BinaryIO
 from urllib.parse import quote, unquote, urlsplit
 
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.util import Retry
+try:
+    import requests
+    import urllib3
+    from requests.adapters import HTTPAdapter
+    from urllib3.util import Retry
+except ImportError:  # copied alone: one line saying what to install, the usage status
+    print(f"{Path(sys.argv[0]).name}: needs requests: pip install requests", file=sys.stderr)
+    raise SystemExit(2) from None
 
 __version__ = "2.0.0"
 
@@ -1469,6 +1473,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.token = store_token(parser)
     args.record = args.record or args.descriptions.parent / "imported.json"
     args.journal = args.record.with_suffix(".jsonl")
+    if args.journal == args.record:
+        parser.error(
+            f"--record or IMPORT_RECORD: {args.record} is its own journal's name; end it in .json"
+        )
     if not args.descriptions.is_dir():
         parser.error(f"no descriptions folder at {args.descriptions}")
     return args

@@ -65,10 +65,14 @@ from pathlib import Path
 from typing import IO, BinaryIO
 from urllib.parse import quote, unquote, urlsplit
 
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.util import Retry
+try:
+    import requests
+    import urllib3
+    from requests.adapters import HTTPAdapter
+    from urllib3.util import Retry
+except ImportError:  # copied alone: one line saying what to install, the usage status
+    print(f"{Path(sys.argv[0]).name}: needs requests: pip install requests", file=sys.stderr)
+    raise SystemExit(2) from None
 
 __version__ = "2.0.0"
 

@@ -199,6 +199,15 @@ CASES = [
     ),
     ("record-is-a-folder", (RUN,), [], {}, record_folder, 2, "cannot write the record"),
     (
+        "record-is-its-journal",
+        (RUN,),
+        ["--record", "/nonexistent/imported.jsonl"],
+        {},
+        None,
+        2,
+        "imported.jsonl is its own journal's name; end it in .json",
+    ),
+    (
         "lock-links-out",
         BOTH,
         [],
