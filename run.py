@@ -2,7 +2,9 @@
 """Post every product description of a delivery to the store, exactly once.
 
 Each `.txt` (or `.TXT`) in the descriptions folder is a product: line 1 the
-name, line 2 the weight (`500 lbs`), the rest the description. Its picture is
+name, line 2 the weight (`500 lbs`: whole pounds, 0 to 2147483647, as the
+store keeps them), the rest the description (UTF-8, UTF-16 with its BOM, else
+read as Windows-1252; a file with NUL characters is refused). Its picture is
 the catalog JPEG `<stem>.jpeg` in the images folder. A product is posted to
 <store>/fruits/ only when the store serves exactly that JPEG under the
 image_name posted (the name supplier_image_upload.py gives it); else it fails
@@ -45,6 +47,7 @@ Exit status:
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import datetime
 import errno
@@ -91,6 +94,7 @@ RECORD_LIMIT = 64 << 20  # an earlier record read back: 64 MiB is ~100,000 produ
 # The store's own limits; checked before sending.
 MAX_LENGTHS = {"name": 100, "description": 5000}
 WEIGHT = re.compile(r"(\d+)\s*(?:lbs?)?", re.IGNORECASE)
+WEIGHT_MAX = 2**31 - 1  # the store's IntegerField (32 bits on its database)
 OUTCOMES = ("imported", "already in store", "uncertain", "failed")
 RECORD_FIELDS = [
     "file",
@@ -352,6 +356,10 @@ RETRY_STATUSES = (502, 503, 504)
 BACKOFF_BASE, BACKOFF_MAX = 0.5, 10.0
 DEAD_AFTER = 3  # connection-level failures in a row, across workers: the store is down
 NAME_ROOM = 100 - len("images/")  # the store's FileField keeps images/<name> in 100 characters
+NAME_BYTES = 255  # and writes it as a file: 255 bytes of UTF-8 on Linux
+BODY_LIMIT = 1 << 20  # an answer to a POST, or an error page: a few lines
+LIST_LIMIT = 64 << 20  # GET /fruits/: ~250,000 products
+JOURNAL_LIMIT = 64 << 20  # a journal read back: ~200,000 lines
 URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 _watched = threading.local()
 
@@ -390,6 +398,13 @@ def redact_logs() -> None:
         handler.addFilter(RedactingFilter())
 
 
+def hidden(url: str) -> str:
+    """url as an error shows it: nothing before its last @ (a password may hold
+    / ? or #), no query or fragment (a token may be there)."""
+    text = re.sub(r"(?i)^([a-z][a-z0-9+.-]*://)[^@]*@", r"\1", redact(url).strip())
+    return re.sub(r"[?#].*", "?...", text)
+
+
 def canonical_url(url: str) -> str:
     """The store's identity: scheme://host[:port]/path/, lower-case host, no default
     port, trailing slash, never credentials. http://Host, http://host/ and
@@ -399,21 +414,32 @@ def canonical_url(url: str) -> str:
     try:
         host, port = parts.hostname, parts.port
     except ValueError:
-        raise ValueError(f"{redact(url)!r} has a bad port") from None
+        raise ValueError(f"{hidden(url)!r} has a bad port") from None
     if scheme not in ("http", "https") or not host:
-        raise ValueError(f"{redact(url)!r} is not an http:// or https:// URL")
+        raise ValueError(f"{hidden(url)!r} is not an http:// or https:// URL")
     if parts.query or parts.fragment:
-        raise ValueError(f"{redact(url)!r} has a query or fragment; give the store's base URL")
+        raise ValueError(f"{hidden(url)!r} has a query or fragment; give the store's base URL")
+    host = host.rstrip(".")  # localhost. is localhost
     host = f"[{host}]" if ":" in host else host
     netloc = host if port in (None, {"http": 80, "https": 443}[scheme]) else f"{host}:{port}"
-    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    path = sent_path(parts.path)
+    path = path if path.endswith("/") else path + "/"
     return f"{scheme}://{netloc}{path}"
+
+
+def sent_path(path: str) -> str:
+    """The path as requests sends it: /a/./b/../ is /a/, %66ruits is fruits."""
+    try:
+        sent = urlsplit(requests.Request("GET", "http://host" + (path or "/")).prepare().url)
+    except requests.RequestException:
+        raise ValueError(f"{redact(path)!r} is not a URL path") from None
+    return sent.path
 
 
 def store_url(parser: argparse.ArgumentParser, flag: str | None) -> str:
     """--url, else CATALOG_URL, else the lab's store; a bad one is a usage error
     blamed on where it came from."""
-    if flag:
+    if flag is not None:
         source, text = "--url", flag
     elif os.environ.get("CATALOG_URL", "").strip():
         source, text = "environment variable CATALOG_URL", os.environ["CATALOG_URL"]
@@ -426,10 +452,25 @@ def store_url(parser: argparse.ArgumentParser, flag: str | None) -> str:
     return text.strip()
 
 
-def url_credentials(url: str) -> tuple[str, str] | None:
-    """user and password given in the URL, sent as HTTP basic authentication."""
+def store_token(parser: argparse.ArgumentParser) -> str:
+    """CATALOG_TOKEN, stripped; one that cannot go in an HTTP header (a line break,
+    a character outside ASCII) is a usage error that shows nothing of it."""
+    token = os.environ.get("CATALOG_TOKEN", "").strip()
+    if not all("!" <= char <= "~" for char in token):
+        parser.error(
+            "environment variable CATALOG_TOKEN: has spaces, line breaks or characters"
+            " outside ASCII, which an HTTP header cannot carry (not shown)"
+        )
+    return token
+
+
+def url_credentials(url: str) -> tuple[bytes, bytes] | None:
+    """user and password given in the URL, sent as HTTP basic authentication in
+    UTF-8 (requests would encode them as Latin-1, failing on other characters)."""
     parts = urlsplit(url.strip())
-    return (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
+    if not parts.username:
+        return None
+    return unquote(parts.username).encode(), unquote(parts.password or "").encode()
 
 
 def valid_filename(name: str) -> str:
@@ -447,7 +488,10 @@ def store_name(filename: str, tag: str = "") -> str:
     stem, ext = (stem, dot + ext) if dot else (ext, "")
     stem = stem.strip(".") or "image"
     tail = f"-{tag}" if tag else ""
-    return stem[: NAME_ROOM - len(ext) - len(tail)] + tail + ext
+    stem = stem[: NAME_ROOM - len(ext) - len(tail)]
+    while len(f"{stem}{tail}{ext}".encode()) > NAME_BYTES:  # the store's file system
+        stem = stem[:-1]
+    return stem + tail + ext
 
 
 def content_tag(content: bytes) -> str:
@@ -547,6 +591,20 @@ class DeadlineRetry(Retry):
         if dog is not None and dog.left() < wait:
             raise TimeoutError(f"no answer within {dog.seconds:g} s")
         super().sleep(response)
+
+
+def read_body(answer: requests.Response, limit: int) -> None:
+    """Reads answer's body up to limit bytes into answer.content; answer.cut is
+    True when there was more (that connection is then closed, not reused)."""
+    chunks, size = [], 0
+    for chunk in answer.iter_content(64 << 10):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    body = b"".join(chunks)
+    answer._content, answer.cut = body[:limit], len(body) > limit  # type: ignore[attr-defined]
+    answer.close()
 
 
 def make_session(url: str, token: str, retries: int, jobs: int) -> requests.Session:
@@ -650,15 +708,20 @@ class Store:
         self.failures, self.stopped = 0, ""
         self.lock = threading.Lock()
 
-    def request(self, method: str, path: str, **options: object) -> requests.Response:
+    def request(
+        self, method: str, path: str, limit: int = BODY_LIMIT, **options: object
+    ) -> requests.Response:
+        """The answer, its body read within the deadline and cut after limit bytes
+        (answer.cut tells): a store serving an endless body is not read into memory."""
         if self.stopped:
             raise StoreDown(self.stopped, maybe_sent=False)
         url = self.url + path
         with Watchdog(self.deadline) as dog:
             try:
                 answer = self.session.request(
-                    method, url, timeout=self.timeout, allow_redirects=False, **options
+                    method, url, timeout=self.timeout, allow_redirects=False, stream=True, **options
                 )
+                read_body(answer, limit)
             except requests.RequestException as error:
                 why = f"no whole answer within {dog.seconds:g} s" if dog.expired else ""
                 self.failed(f"{method} {url}: {why or connection_problem(error)}", error)
@@ -695,9 +758,11 @@ class Store:
 
     def fruits(self) -> list[dict]:
         """Every product the store has; also proves it answers."""
-        answer = self.request("GET", "fruits/")
+        answer = self.request("GET", "fruits/", limit=LIST_LIMIT)
         if answer.status_code != 200:
             raise StoreError(f"GET {self.url}fruits/: {rejection(answer)}")
+        if answer.cut:
+            raise StoreError(f"GET {self.url}fruits/ answered over {LIST_LIMIT >> 20} MiB")
         try:
             fruits = answer.json()
         except ValueError:
@@ -708,12 +773,12 @@ class Store:
 
     def holds(self, name: str, content: bytes) -> bool | None:
         """Whether the store serves exactly content as images/<name> (None: no such image)."""
-        answer = self.request("GET", "media/images/" + quote(name))
+        answer = self.request("GET", "media/images/" + quote(name), limit=len(content))
         if answer.status_code == 404:
             return None
         if answer.status_code != 200:
             raise StoreError(f"GET {self.url}media/images/{name}: {rejection(answer)}")
-        return answer.content == content
+        return not answer.cut and answer.content == content
 
     def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
         """The name this JPEG has or gets in the store, and whether the store already
@@ -751,11 +816,10 @@ def read_journal(path: Path) -> list[dict]:
     """The journal's JSON objects; a line cut by a kill, not UTF-8 or not an
     object is ignored with a warning (it cannot decide anything anyway)."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    except OSError as error:
-        log.warning("%s: cannot read (%s); ignored", path, error.strerror)
+        raw = read_delivery_file(path, path.parent, JOURNAL_LIMIT)
+    except RefusedFile as error:
+        if path.exists() or path.is_symlink():
+            log.warning("%s; ignored (the store is asked anyway)", error)
         return []
     entries = []
     for number, line in enumerate(raw.splitlines(), 1):
@@ -774,6 +838,26 @@ def read_journal(path: Path) -> list[dict]:
 
 def now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def journal_time(entry: dict) -> float:
+    """A journal line's time in seconds since the epoch (0 when unreadable)."""
+    try:
+        return datetime.datetime.fromisoformat(entry["time"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+
+
+def await_stopped_requests(sent: float, grace: float) -> bool:
+    """A run killed during a request (sent at `sent`, epoch seconds) may see it land
+    later: wait until grace seconds after it before asking the store what it holds,
+    as for a lost answer. True when it waited."""
+    left = min(sent + 1 + grace - time.time(), grace + 1)  # journal times are whole seconds
+    if left <= 0:
+        return False
+    log.info("a stopped run's request may still land; looking in %.0f s (--grace)", left)
+    time.sleep(left)
+    return True
 
 
 # --- end shared block: http ---
@@ -823,7 +907,11 @@ class InvalidDescription(Exception):
 
 
 def decode(raw: bytes) -> tuple[str, bool]:
-    """(text, was_utf8): UTF-8 with or without BOM, else cp1252."""
+    """(text, was_utf8): UTF-8 with or without BOM, UTF-16 with its BOM (Windows
+    Notepad's "Unicode"), else cp1252."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        with contextlib.suppress(UnicodeDecodeError):
+            return raw.decode("utf-16"), True
     try:
         return raw.decode("utf-8-sig"), True
     except UnicodeDecodeError:
@@ -831,14 +919,20 @@ def decode(raw: bytes) -> tuple[str, bool]:
 
 
 def parse_weight(text: str) -> int | None:
-    """'500 lbs', '500lbs', '500 LBS', '500' -> 500; anything else None."""
+    """'500 lbs', '500lbs', '500 LBS', '500' -> 500 (Unicode digits as the store's
+    int() reads them); anything else, or more than the store keeps, None."""
     match = WEIGHT.fullmatch(text.strip())
-    return int(match.group(1)) if match else None
+    if not match or len(match.group(1)) > len(str(WEIGHT_MAX)):
+        return None  # also keeps int() off a 5000-digit line (Python refuses those)
+    weight = int(match.group(1))
+    return weight if weight <= WEIGHT_MAX else None
 
 
 def parse_description(product: Product, text: str) -> None:
     """Fill product from a description's text; InvalidDescription when it cannot
     be one (product.name is set first, so a failure is named)."""
+    if "\0" in text:
+        raise InvalidDescription(f"{product.file}: has NUL characters; not a text file")
     lines = [line.strip() for line in text.splitlines()]
     numbered = [(number, line) for number, line in enumerate(lines, 1) if line]
     if not numbered:
@@ -850,8 +944,9 @@ def parse_description(product: Product, text: str) -> None:
     product.weight = parse_weight(weight_text)
     if product.weight is None:
         raise InvalidDescription(
-            f"{product.file} line {weight_line}: weight {weight_text!r} is not whole pounds"
+            f"{product.file} line {weight_line}: weight {weight_text[:40]!r} is not whole pounds"
             " (like '500 lbs')"
+            + (f", at most {WEIGHT_MAX}" if WEIGHT.fullmatch(weight_text) else "")
         )
     product.description = "\n".join(lines[weight_line:]).strip()
     if not product.description:
@@ -920,57 +1015,93 @@ def summary(products: list[Product]) -> str:
 # -- what this delivery created before ---------------------------------------
 
 
+def identity(entry: dict) -> tuple | None:
+    """A product's every field the store keeps (None when one is wrongly typed)."""
+    key = tuple(entry.get(k) for k in ("name", "weight", "description", "image_name"))
+    return (
+        key if all(type(v) is t for v, t in zip(key, (str, int, str, str), strict=True)) else None
+    )
+
+
 @dataclass
 class Evidence:
-    """What earlier runs of this delivery against this store sent and created,
-    from the journal (and an older record): the store decides, this says whose."""
+    """What earlier runs of this delivery sent and created, from the journal (and
+    an older record): the store decides, this says whose. Runs that named the
+    store by another URL (127.0.0.1 for localhost) count only for a product equal
+    in every field to the one they sent."""
 
     ids: set[int] = field(default_factory=set)  # products this delivery created
     sent: dict[str, int] = field(default_factory=dict)  # name -> store's max id before
+    other_ids: set[tuple] = field(default_factory=set)  # (id, identity) under another URL
+    other_sent: dict[tuple, int] = field(default_factory=dict)  # identity -> max id before
+    in_flight: float = 0.0  # when the last POST a stopped run left without answer went out
 
     def ours(self, fruit: dict) -> bool:
         since = self.sent.get(fruit.get("name"))
-        return fruit["id"] in self.ids or (since is not None and fruit["id"] > since)
+        if fruit["id"] in self.ids or (since is not None and fruit["id"] > since):
+            return True
+        key = identity(fruit)
+        since = self.other_sent.get(key) if key else None
+        return (fruit["id"], key) in self.other_ids or (since is not None and fruit["id"] > since)
+
+    def add(self, entry: dict, same_store: bool) -> bool:
+        """Takes an imported or sending line; False when its fields are wrongly typed."""
+        name, id_, since, key = entry.get("name"), entry.get("id"), entry.get("since_id"), None
+        if not same_store:
+            key = identity(entry)
+            if key is None:
+                return False
+        if entry.get("outcome") == "imported" and type(id_) is int:
+            if same_store:
+                self.ids.add(id_)
+            else:
+                self.other_ids.add((id_, key))
+        elif entry.get("outcome") == "sending" and type(since) is int and type(name) is str:
+            sent: dict = self.sent if same_store else self.other_sent
+            index = name if same_store else key
+            sent[index] = min(since, sent.get(index, since))
+        else:
+            return False
+        return True
 
 
 def gather_evidence(journal: Path, record: Path, store: str) -> Evidence:
     evidence = Evidence()
     entries = read_journal(journal)
-    this_store = {
-        e.get("run") for e in entries if e.get("event") == "run" and e.get("store") == store
-    }
+    stores = {e.get("run"): e.get("store") for e in entries if e.get("event") == "run"}
     for entry in entries:
-        if entry.get("event") != "product" or entry.get("run") not in this_store:
+        if entry.get("event") != "product" or entry.get("run") not in stores:
             continue
-        name, id_, since = entry.get("name"), entry.get("id"), entry.get("since_id")
-        if entry.get("outcome") == "imported" and type(id_) is int:
-            evidence.ids.add(id_)
-        elif entry.get("outcome") == "sending" and type(since) is int and type(name) is str:
-            evidence.sent[name] = min(since, evidence.sent.get(name, since))
-        elif entry.get("outcome") in ("imported", "sending"):
+        if entry.get("outcome") not in ("imported", "sending"):
+            continue
+        if not evidence.add(entry, stores[entry.get("run")] == store):
             log.warning("%s: a product line with a wrongly typed field; ignored", journal)
-    evidence.ids |= earlier_record_ids(record, store)
+    for entry, same_store in earlier_record(record, store):
+        evidence.add(entry, same_store)
+    last = {(e.get("run"), e.get("file")): e for e in entries if e.get("event") == "product"}
+    sending = [journal_time(e) for e in last.values() if e.get("outcome") == "sending"]
+    evidence.in_flight = max(sending, default=0.0)
     return evidence
 
 
-def earlier_record_ids(path: Path, store: str) -> set[int]:
-    """Ids an earlier record (version 1 or 2) of this store says were imported. It
-    is read like a delivery file: a link out, FIFO or /dev/zero is not read."""
+def earlier_record(path: Path, store: str) -> list[tuple[dict, bool]]:
+    """The imported products of an earlier record (version 1 or 2), each with
+    whether it names this store. It is read like a delivery file: a link out,
+    FIFO or /dev/zero is not read."""
     try:
         document = json.loads(read_delivery_file(path, path.parent, RECORD_LIMIT))
-        if canonical_url(document["store"]) != store:
-            return set()
-        return {
-            p["id"]
+        same_store = canonical_url(document["store"]) == store
+        return [
+            (p, same_store)
             for p in document["products"]
             if p.get("outcome") == "imported" and type(p.get("id")) is int
-        }
+        ]
     except RefusedFile as error:
         if path.exists() or path.is_symlink():
             log.warning("%s; ignored", error)
-        return set()
+        return []
     except (ValueError, KeyError, TypeError, AttributeError):
-        return set()
+        return []
 
 
 # -- the store ----------------------------------------------------------------
@@ -1239,12 +1370,13 @@ def import_with_journal(args: argparse.Namespace, journal: int) -> int:
     started, run_id = now(), uuid.uuid4().hex
     store = Store(args.url, args.token, args.timeout, args.retries, args.jobs)
     importer = Importer(store, journal, run_id, args)
+    importer.evidence = gather_evidence(args.journal, args.record, store.url)
+    await_stopped_requests(importer.evidence.in_flight, args.grace)
     try:
         importer.list_store()
     except StoreError as error:
         log.error("cannot use the store at %s: %s (set --url or CATALOG_URL)", store.url, error)
         return EXIT_USAGE
-    importer.evidence = gather_evidence(args.journal, args.record, store.url)
     append_line(
         journal,
         {"event": "run", "run": run_id, "time": started, "store": store.url, "script": "run.py"},
@@ -1352,9 +1484,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_standard_options(parser)
     args = parser.parse_args(argv)
     args.url = store_url(parser, args.url)
-    args.token = os.environ.get("CATALOG_TOKEN", "")
+    args.token = store_token(parser)
     args.record = args.record or args.descriptions.parent / "imported.json"
     args.journal = args.record.with_suffix(".jsonl")
+    if args.journal == args.record:
+        parser.error(
+            f"--record or IMPORT_RECORD: {args.record} is its own journal's name; end it in .json"
+        )
     if not args.descriptions.is_dir():
         parser.error(f"no descriptions folder at {args.descriptions}")
     return args

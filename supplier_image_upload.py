@@ -332,6 +332,10 @@ RETRY_STATUSES = (502, 503, 504)
 BACKOFF_BASE, BACKOFF_MAX = 0.5, 10.0
 DEAD_AFTER = 3  # connection-level failures in a row, across workers: the store is down
 NAME_ROOM = 100 - len("images/")  # the store's FileField keeps images/<name> in 100 characters
+NAME_BYTES = 255  # and writes it as a file: 255 bytes of UTF-8 on Linux
+BODY_LIMIT = 1 << 20  # an answer to a POST, or an error page: a few lines
+LIST_LIMIT = 64 << 20  # GET /fruits/: ~250,000 products
+JOURNAL_LIMIT = 64 << 20  # a journal read back: ~200,000 lines
 URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 _watched = threading.local()
 
@@ -370,6 +374,13 @@ def redact_logs() -> None:
         handler.addFilter(RedactingFilter())
 
 
+def hidden(url: str) -> str:
+    """url as an error shows it: nothing before its last @ (a password may hold
+    / ? or #), no query or fragment (a token may be there)."""
+    text = re.sub(r"(?i)^([a-z][a-z0-9+.-]*://)[^@]*@", r"\1", redact(url).strip())
+    return re.sub(r"[?#].*", "?...", text)
+
+
 def canonical_url(url: str) -> str:
     """The store's identity: scheme://host[:port]/path/, lower-case host, no default
     port, trailing slash, never credentials. http://Host, http://host/ and
@@ -379,21 +390,32 @@ def canonical_url(url: str) -> str:
     try:
         host, port = parts.hostname, parts.port
     except ValueError:
-        raise ValueError(f"{redact(url)!r} has a bad port") from None
+        raise ValueError(f"{hidden(url)!r} has a bad port") from None
     if scheme not in ("http", "https") or not host:
-        raise ValueError(f"{redact(url)!r} is not an http:// or https:// URL")
+        raise ValueError(f"{hidden(url)!r} is not an http:// or https:// URL")
     if parts.query or parts.fragment:
-        raise ValueError(f"{redact(url)!r} has a query or fragment; give the store's base URL")
+        raise ValueError(f"{hidden(url)!r} has a query or fragment; give the store's base URL")
+    host = host.rstrip(".")  # localhost. is localhost
     host = f"[{host}]" if ":" in host else host
     netloc = host if port in (None, {"http": 80, "https": 443}[scheme]) else f"{host}:{port}"
-    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    path = sent_path(parts.path)
+    path = path if path.endswith("/") else path + "/"
     return f"{scheme}://{netloc}{path}"
+
+
+def sent_path(path: str) -> str:
+    """The path as requests sends it: /a/./b/../ is /a/, %66ruits is fruits."""
+    try:
+        sent = urlsplit(requests.Request("GET", "http://host" + (path or "/")).prepare().url)
+    except requests.RequestException:
+        raise ValueError(f"{redact(path)!r} is not a URL path") from None
+    return sent.path
 
 
 def store_url(parser: argparse.ArgumentParser, flag: str | None) -> str:
     """--url, else CATALOG_URL, else the lab's store; a bad one is a usage error
     blamed on where it came from."""
-    if flag:
+    if flag is not None:
         source, text = "--url", flag
     elif os.environ.get("CATALOG_URL", "").strip():
         source, text = "environment variable CATALOG_URL", os.environ["CATALOG_URL"]
@@ -406,10 +428,25 @@ def store_url(parser: argparse.ArgumentParser, flag: str | None) -> str:
     return text.strip()
 
 
-def url_credentials(url: str) -> tuple[str, str] | None:
-    """user and password given in the URL, sent as HTTP basic authentication."""
+def store_token(parser: argparse.ArgumentParser) -> str:
+    """CATALOG_TOKEN, stripped; one that cannot go in an HTTP header (a line break,
+    a character outside ASCII) is a usage error that shows nothing of it."""
+    token = os.environ.get("CATALOG_TOKEN", "").strip()
+    if not all("!" <= char <= "~" for char in token):
+        parser.error(
+            "environment variable CATALOG_TOKEN: has spaces, line breaks or characters"
+            " outside ASCII, which an HTTP header cannot carry (not shown)"
+        )
+    return token
+
+
+def url_credentials(url: str) -> tuple[bytes, bytes] | None:
+    """user and password given in the URL, sent as HTTP basic authentication in
+    UTF-8 (requests would encode them as Latin-1, failing on other characters)."""
     parts = urlsplit(url.strip())
-    return (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
+    if not parts.username:
+        return None
+    return unquote(parts.username).encode(), unquote(parts.password or "").encode()
 
 
 def valid_filename(name: str) -> str:
@@ -427,7 +464,10 @@ def store_name(filename: str, tag: str = "") -> str:
     stem, ext = (stem, dot + ext) if dot else (ext, "")
     stem = stem.strip(".") or "image"
     tail = f"-{tag}" if tag else ""
-    return stem[: NAME_ROOM - len(ext) - len(tail)] + tail + ext
+    stem = stem[: NAME_ROOM - len(ext) - len(tail)]
+    while len(f"{stem}{tail}{ext}".encode()) > NAME_BYTES:  # the store's file system
+        stem = stem[:-1]
+    return stem + tail + ext
 
 
 def content_tag(content: bytes) -> str:
@@ -527,6 +567,20 @@ class DeadlineRetry(Retry):
         if dog is not None and dog.left() < wait:
             raise TimeoutError(f"no answer within {dog.seconds:g} s")
         super().sleep(response)
+
+
+def read_body(answer: requests.Response, limit: int) -> None:
+    """Reads answer's body up to limit bytes into answer.content; answer.cut is
+    True when there was more (that connection is then closed, not reused)."""
+    chunks, size = [], 0
+    for chunk in answer.iter_content(64 << 10):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    body = b"".join(chunks)
+    answer._content, answer.cut = body[:limit], len(body) > limit  # type: ignore[attr-defined]
+    answer.close()
 
 
 def make_session(url: str, token: str, retries: int, jobs: int) -> requests.Session:
@@ -630,15 +684,20 @@ class Store:
         self.failures, self.stopped = 0, ""
         self.lock = threading.Lock()
 
-    def request(self, method: str, path: str, **options: object) -> requests.Response:
+    def request(
+        self, method: str, path: str, limit: int = BODY_LIMIT, **options: object
+    ) -> requests.Response:
+        """The answer, its body read within the deadline and cut after limit bytes
+        (answer.cut tells): a store serving an endless body is not read into memory."""
         if self.stopped:
             raise StoreDown(self.stopped, maybe_sent=False)
         url = self.url + path
         with Watchdog(self.deadline) as dog:
             try:
                 answer = self.session.request(
-                    method, url, timeout=self.timeout, allow_redirects=False, **options
+                    method, url, timeout=self.timeout, allow_redirects=False, stream=True, **options
                 )
+                read_body(answer, limit)
             except requests.RequestException as error:
                 why = f"no whole answer within {dog.seconds:g} s" if dog.expired else ""
                 self.failed(f"{method} {url}: {why or connection_problem(error)}", error)
@@ -675,9 +734,11 @@ class Store:
 
     def fruits(self) -> list[dict]:
         """Every product the store has; also proves it answers."""
-        answer = self.request("GET", "fruits/")
+        answer = self.request("GET", "fruits/", limit=LIST_LIMIT)
         if answer.status_code != 200:
             raise StoreError(f"GET {self.url}fruits/: {rejection(answer)}")
+        if answer.cut:
+            raise StoreError(f"GET {self.url}fruits/ answered over {LIST_LIMIT >> 20} MiB")
         try:
             fruits = answer.json()
         except ValueError:
@@ -688,12 +749,12 @@ class Store:
 
     def holds(self, name: str, content: bytes) -> bool | None:
         """Whether the store serves exactly content as images/<name> (None: no such image)."""
-        answer = self.request("GET", "media/images/" + quote(name))
+        answer = self.request("GET", "media/images/" + quote(name), limit=len(content))
         if answer.status_code == 404:
             return None
         if answer.status_code != 200:
             raise StoreError(f"GET {self.url}media/images/{name}: {rejection(answer)}")
-        return answer.content == content
+        return not answer.cut and answer.content == content
 
     def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
         """The name this JPEG has or gets in the store, and whether the store already
@@ -731,11 +792,10 @@ def read_journal(path: Path) -> list[dict]:
     """The journal's JSON objects; a line cut by a kill, not UTF-8 or not an
     object is ignored with a warning (it cannot decide anything anyway)."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    except OSError as error:
-        log.warning("%s: cannot read (%s); ignored", path, error.strerror)
+        raw = read_delivery_file(path, path.parent, JOURNAL_LIMIT)
+    except RefusedFile as error:
+        if path.exists() or path.is_symlink():
+            log.warning("%s; ignored (the store is asked anyway)", error)
         return []
     entries = []
     for number, line in enumerate(raw.splitlines(), 1):
@@ -754,6 +814,26 @@ def read_journal(path: Path) -> list[dict]:
 
 def now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def journal_time(entry: dict) -> float:
+    """A journal line's time in seconds since the epoch (0 when unreadable)."""
+    try:
+        return datetime.datetime.fromisoformat(entry["time"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+
+
+def await_stopped_requests(sent: float, grace: float) -> bool:
+    """A run killed during a request (sent at `sent`, epoch seconds) may see it land
+    later: wait until grace seconds after it before asking the store what it holds,
+    as for a lost answer. True when it waited."""
+    left = min(sent + 1 + grace - time.time(), grace + 1)  # journal times are whole seconds
+    if left <= 0:
+        return False
+    log.info("a stopped run's request may still land; looking in %.0f s (--grace)", left)
+    time.sleep(left)
+    return True
 
 
 # --- end shared block: http ---
@@ -788,15 +868,12 @@ def same_store_name(images: list[Image]) -> list[list[Image]]:
     return list(groups.values())
 
 
-def interrupted(entries: list[dict], store: str) -> set[str]:
-    """Files whose last journal line for this store is `sending`: a run stopped
-    during their upload. Only said: the store is asked about every image anyway."""
-    last = {
-        e["file"]: e.get("state")
-        for e in entries
-        if e.get("store") == store and type(e.get("file")) is str
-    }
-    return {file for file, state in last.items() if state == "sending"}
+def interrupted(entries: list[dict]) -> dict[str, float]:
+    """Files whose last journal line (for any spelling of the store) is `sending`:
+    a run stopped during their upload, at that time. The store is asked about
+    every image anyway, once these had the grace period to land."""
+    last = {e["file"]: e for e in entries if type(e.get("file")) is str}
+    return {f: journal_time(e) for f, e in last.items() if e.get("state") == "sending"}
 
 
 def report(images: list[Image]) -> None:
@@ -960,12 +1037,13 @@ def upload_with_journal(args: argparse.Namespace, journal: int) -> int:
     except StoreError as error:
         log.error("cannot use the store at %s: %s (set --url or CATALOG_URL)", store.url, error)
         return EXIT_USAGE
-    in_flight = interrupted(read_journal(args.journal), store.url)
+    in_flight = interrupted(read_journal(args.journal))
     if in_flight:
         log.info(
             "%d uploads were in flight when a run stopped; the store says which landed",
             len(in_flight),
         )
+        await_stopped_requests(max(in_flight.values()), args.grace)
     images = upload_all(args, store, journal)
     report(images)
     log.info("%s", summary(images))
@@ -1045,7 +1123,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_standard_options(parser)
     args = parser.parse_args(argv)
     args.url = store_url(parser, args.url)
-    args.token = os.environ.get("CATALOG_TOKEN", "")
+    args.token = store_token(parser)
     args.journal = args.journal or args.images.parent / "uploaded.jsonl"
     if not args.images.is_dir():
         parser.error(f"no images folder at {args.images}")

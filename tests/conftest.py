@@ -3,6 +3,7 @@ ports for one test and stop them afterwards, plus small sample deliveries."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -422,6 +423,69 @@ class RedirectHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
+
+# -- hostile stores (tests/test_bad_input_pipeline.py) ------------------------------
+
+
+HOSTILE_LISTS = {
+    "html": (b"<html><body>Welcome</body></html>", "text/html"),
+    "empty-200": (b"", "application/json"),
+    "not-a-list": (b'{"results": []}', "application/json"),
+    "items-not-objects": (b'[1, "two", null]', "application/json"),
+    "items-wrong-types": (
+        b'[{"id": "1", "name": 5}, {"id": 2, "name": null, "weight": "x", "image_name": 7},'
+        b' {"id": 3, "name": "Fruit 1 of delivery 0", "weight": [], "image_name": {}}]',
+        "application/json",
+    ),
+}
+
+
+class HostileHandler(BaseHTTPRequestHandler):
+    """A store that misbehaves in one way, named by the server's `mode`: its
+    product list is garbage, or it serves other or endless bytes as images."""
+
+    protocol_version = "HTTP/1.1"
+
+    def answer(self, status: int, body: bytes, kind: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def endless(self, start: bytes, repeat: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            self.wfile.write(start)
+            while True:
+                self.wfile.write(repeat * 1024)
+
+    def do_GET(self) -> None:
+        mode = self.server.mode  # type: ignore[attr-defined]
+        if self.path.endswith("/fruits/"):
+            if mode == "redirect-away":
+                self.send_response(302)
+                self.send_header("Location", "http://elsewhere.example/fruits/")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif mode == "endless-list":
+                self.endless(b"[", b'{"id": 1, "name": "x"},' * 64)
+            else:
+                self.answer(200, *HOSTILE_LISTS.get(mode, (b"[]", "application/json")))
+        elif mode == "endless-image":
+            self.endless(b"\xff\xd8\xff", b"\0" * 1024)
+        elif mode == "other-image":
+            self.answer(200, b"\xff\xd8\xff another picture", "image/jpeg")
+        else:
+            self.answer(404, b'{"detail": "Not found."}')
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.posts += 1  # type: ignore[attr-defined]
+        self.answer(201, b'{"id": 1}')
+
     def log_message(self, *args) -> None:
         pass
 
@@ -437,6 +501,20 @@ def redirect_to() -> Iterator[Callable[[str], str]]:
         servers.append(server)
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         return f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def hostile_store() -> Iterator[Callable[[str], ThreadingHTTPServer]]:
+    """hostile_store("endless-image"): a running HostileHandler server (.url, .posts)."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(mode: str) -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), HostileHandler)
+        server.daemon_threads = True
+        server.mode, server.posts = mode, 0  # type: ignore[attr-defined]
+        server.url = f"http://127.0.0.1:{server.server_address[1]}/"  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
 
     yield start
     for server in servers:

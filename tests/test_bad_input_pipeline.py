@@ -44,6 +44,18 @@ def journal_with_garbage(delivery: Path) -> None:
     (delivery / "imported.jsonl").write_bytes(b'\xff\xfe\n{"event": "run", "store": 5}\n[]\n{"cu')
 
 
+def sparse(name: str, size: int) -> Callable[[Path], None]:
+    def grow(delivery: Path) -> None:
+        with (delivery / name).open("wb") as file:
+            file.truncate(size)
+
+    return grow
+
+
+def description(content: bytes) -> Callable[[Path], None]:
+    return lambda delivery: (delivery / "descriptions" / "001.txt").write_bytes(content)
+
+
 # id, scripts, flags, environment, files, exit status, fragment of stderr
 CASES = [
     ("timeout-nan", BOTH, ["--timeout", "nan"], {}, None, 2, "argument --timeout: 'nan' is not"),
@@ -78,7 +90,26 @@ CASES = [
         2,
         "environment variable CATALOG_URL: 'ftp://host/' is not an http:// or https:// URL",
     ),
+    (
+        "token-with-line-break",
+        BOTH,
+        [],
+        {"CATALOG_TOKEN": f"{SECRET}\r\nX-Evil: 1"},
+        None,
+        2,
+        "CATALOG_TOKEN: has spaces, line breaks or characters outside ASCII",
+    ),
+    (
+        "token-not-ascii",
+        BOTH,
+        [],
+        {"CATALOG_TOKEN": f"{SECRET}€"},
+        None,
+        2,
+        "which an HTTP header cannot carry (not shown)",
+    ),
     ("url-no-scheme", BOTH, ["--url", "localhost"], {}, None, 2, "--url: 'localhost' is not an"),
+    ("url-empty", BOTH, ["--url", ""], {}, None, 2, "--url: '' is not an http:// or https:// URL"),
     (
         "url-secret-bad-port",
         BOTH,
@@ -89,6 +120,24 @@ CASES = [
         "--url: 'http://host:99999/' has a bad port",
     ),
     ("url-query", BOTH, ["--url", "http://host/?x=1"], {}, None, 2, "has a query or fragment"),
+    (
+        "url-token-in-query",
+        BOTH,
+        ["--url", f"http://host/?token={SECRET}"],
+        {},
+        None,
+        2,
+        "'http://host/?...' has a query or fragment",
+    ),
+    (
+        "url-password-with-slash",
+        BOTH,
+        [],
+        {"CATALOG_URL": f"http://alice:{SECRET}/x#y@host/"},
+        None,
+        2,
+        "CATALOG_URL: 'http://host/' has a bad port",
+    ),
     ("no-images-folder", (UPLOAD,), ["--images", "/nonexistent"], {}, None, 2, "no images folder"),
     (
         "no-descriptions-folder",
@@ -149,6 +198,15 @@ CASES = [
         "004.jpeg: cannot open",
     ),
     ("record-is-a-folder", (RUN,), [], {}, record_folder, 2, "cannot write the record"),
+    (
+        "record-is-its-journal",
+        (RUN,),
+        ["--record", "/nonexistent/imported.jsonl"],
+        {},
+        None,
+        2,
+        "imported.jsonl is its own journal's name; end it in .json",
+    ),
     (
         "lock-links-out",
         BOTH,
@@ -221,6 +279,63 @@ CASES = [
         1,
         "imported.jsonl line 1: not UTF-8; ignored",
     ),
+    (
+        "upload-journal-of-10-gib",
+        (UPLOAD,),
+        [],
+        {},
+        sparse("uploaded.jsonl", 10 << 30),
+        0,
+        "over the limit of 67108864; not read; ignored",
+    ),
+    (
+        "import-journal-of-10-gib",
+        (RUN,),
+        [],
+        {},
+        sparse("imported.jsonl", 10 << 30),
+        1,  # read past; 001 fails only for want of its picture in the store
+        "over the limit of 67108864; not read; ignored",
+    ),
+    (
+        "weight-of-5000-digits",
+        (RUN,),
+        [],
+        {},
+        description(b"Melon\n" + b"9" * 5000 + b" lbs\nBig."),
+        1,
+        "is not whole pounds (like '500 lbs'), at most 2147483647",
+    ),
+    (
+        "weight-over-32-bits",
+        (RUN,),
+        [],
+        {},
+        description(b"Melon\n2147483648 lbs\nBig."),
+        1,
+        "weight '2147483648 lbs' is not whole pounds",
+    ),
+    ("weight-negative", (RUN,), [], {}, description(b"Melon\n-5 lbs\nA."), 1, "'-5 lbs' is not"),
+    ("weight-exponent", (RUN,), [], {}, description(b"Melon\n1e3 lbs\nA."), 1, "'1e3 lbs' is not"),
+    ("name-with-nul", (RUN,), [], {}, description(b"Mel\0on\n5 lbs\nA."), 1, "has NUL characters"),
+    (
+        "utf-16-without-bom",
+        (RUN,),
+        [],
+        {},
+        description("Melon\n5 lbs\nA.".encode("utf-16-le")),
+        1,
+        "has NUL characters; not a text file",
+    ),
+    (
+        "name-of-101-characters",
+        (RUN,),
+        [],
+        {},
+        description(b"M" * 101 + b"\n5 lbs\nA."),
+        1,
+        "name is 101 characters; the store accepts at most 100",
+    ),
 ]
 
 
@@ -259,6 +374,92 @@ def files_of(delivery: Path) -> list[str]:
     return sorted(
         p.name for p in delivery.iterdir() if p.name != ".fruit-catalog.lock" or p.is_symlink()
     )
+
+
+# id, description file's bytes, the product the store must end with (name, weight, description)
+ACCEPTED = [
+    ("utf-8-bom-crlf", b"\xef\xbb\xbfMelon\r\n5 lbs\r\n\r\nSweet.\r\n", ("Melon", 5, "Sweet.")),
+    ("utf-16-bom", "Melon\n5 lbs\nSweet.\n".encode("utf-16"), ("Melon", 5, "Sweet.")),
+    (
+        "utf-16-be-bom",
+        b"\xfe\xff" + "Melon\n5 lbs\nS.".encode("utf-16-be"),
+        ("Melon", 5, "S."),
+    ),
+    ("latin-1", "Melón\n5 lbs\nSüß.".encode("latin-1"), ("Melón", 5, "Süß.")),
+    ("weight-zero", b"Melon\n0 lbs\nAir.", ("Melon", 0, "Air.")),
+    ("weight-arabic-indic", "Melon\n٥٠٠ lbs\nA.".encode(), ("Melon", 500, "A.")),
+    ("weight-32-bit-max", b"Melon\n2147483647 lbs\nA.", ("Melon", 2147483647, "A.")),
+    ("blank-lines-first", b"\n  \n\tMelon  \n\n5 lbs\n\nA.\n\n", ("Melon", 5, "A.")),
+    ("rtl-mark-in-name", "\u200fMelon\u200f\n5 lbs\nA.".encode(), ("\u200fMelon\u200f", 5, "A.")),
+    ("name-of-100-characters", b"M" * 100 + b"\n5 lbs\nA.", ("M" * 100, 5, "A.")),
+]
+
+
+@pytest.mark.parametrize("content, fruit", [pytest.param(*c[1:], id=c[0]) for c in ACCEPTED])
+def test_descriptions_the_store_takes(store, tmp_path, run_script, catalog, content, fruit):
+    delivery = catalog(tmp_path / "supplier-data", ["001"])
+    description(content)(delivery)
+    for script in BOTH:
+        result = run_script(script, "--url", store.url, env={"SUPPLIER_DATA": str(delivery)})
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+    [stored] = store.catalog.fruits()
+    assert (stored["name"], stored["weight"], stored["description"]) == fruit
+
+
+# id, hostile store mode, exit status of (uploader, run.py), fragment of stderr
+HOSTILE = [
+    ("list-is-html", "html", (2, 2), "fruits/ did not answer a JSON list; is --url right?"),
+    ("list-empty-200", "empty-200", (2, 2), "did not answer a JSON list"),
+    ("list-not-a-list", "not-a-list", (2, 2), "did not answer a JSON list"),
+    ("list-items-not-objects", "items-not-objects", (2, 2), "did not answer a JSON list"),
+    ("list-items-wrong-types", "items-wrong-types", (0, 0), ", failed 0"),
+    ("list-endless", "endless-list", (2, 2), "fruits/ answered over 64 MiB"),
+    ("list-redirects-away", "redirect-away", (2, 2), "302 redirect to http://elsewhere.example"),
+    ("image-endless", "endless-image", (1, 1), "the store holds other images as both 001.jpeg"),
+    ("image-other-bytes", "other-image", (1, 1), "the store holds other images as both 001.jpeg"),
+]
+
+
+def clean_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CATALOG_", "UPLOAD_"))}
+
+
+def at_most_2_gib() -> None:
+    """The script's address space: an answer read into memory whole fails it."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+@pytest.mark.parametrize(
+    "mode, statuses, fragment", [pytest.param(*c[1:], id=c[0]) for c in HOSTILE]
+)
+def test_hostile_store(hostile_store, tmp_path, catalog, mode, statuses, fragment):
+    import subprocess
+
+    server = hostile_store(mode)
+    delivery = catalog(tmp_path / "supplier-data", ["001"])
+    before = {p: p.read_bytes() for p in delivery.rglob("*") if p.is_file()}
+    for script, status in zip(BOTH, statuses, strict=True):
+        result = subprocess.run(
+            [str(Path(__file__).parents[1] / script), "--url", server.url, "--timeout", "2"],
+            env={**clean_environment(), "SUPPLIER_DATA": str(delivery)},
+            capture_output=True,
+            text=True,
+            timeout=60,  # hang guard: a request's deadline is 2 x 2 + 5 s
+            preexec_fn=at_most_2_gib,
+            check=False,
+        )
+        assert result.returncode == status, result.stderr
+        assert fragment in result.stderr
+        assert "Traceback" not in result.stderr
+    if statuses == (2, 2):
+        assert server.posts == 0
+        assert {p: p.read_bytes() for p in before} == before
+        assert not (delivery / "imported.json").exists()
+    if "image" in mode:
+        assert server.posts == 0  # neither the image nor a product pointing at the wrong one
 
 
 def test_there_are_at_least_45_cases():

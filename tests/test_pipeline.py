@@ -97,14 +97,19 @@ def test_url_spellings_are_one_store(store, tmp_path, run_script, catalog, catal
     assert record(delivery)["store"] == store.url
 
 
-def test_another_name_for_the_same_store_stores_nothing_twice(store, tmp_path, run_script, catalog):
+def test_another_name_for_the_same_store_stores_nothing_twice(
+    store, tmp_path, run_script, catalog, catalog_check
+):
+    """Under another name the journal's products, found equal in every field,
+    are still this delivery's: the record keeps saying imported."""
     delivery = catalog(tmp_path / "supplier-data", ["001", "002"])
     pipeline(run_script, store.url, delivery)
     posts = store.post_count
     other = store.url.replace("127.0.0.1", "localhost")
     assert statuses(pipeline(run_script, other, delivery)) == [0, 0]
     assert store.post_count == posts
-    assert {p["outcome"] for p in record(delivery)["products"]} == {"already in store"}
+    assert record(delivery)["store"] == other
+    catalog_check(store, delivery)
 
 
 def test_a_lost_journal_sends_nothing_again(store, tmp_path, run_script, catalog):
@@ -242,6 +247,38 @@ def test_killed_mid_run_then_run_again_ends_with_one_of_everything(
     catalog_check(store, delivery)
 
 
+JOURNALS = {"supplier_image_upload.py": "uploaded.jsonl", "run.py": "imported.jsonl"}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("spelling", ["same", "another"])
+def test_killed_while_its_request_stalls_then_run_again_at_once_stores_nothing_twice(
+    store_factory, tmp_path, run_script, catalog, catalog_check, script, spelling
+):
+    """The store takes each POST 2 s after it came (stall before the work): the
+    run killed meanwhile left it in flight, and the next run, started at once
+    (under the same or another URL spelling), waits out the grace period before
+    it looks, instead of sending it a second time."""
+    store = store_factory(stall_every=1, stall=2)
+    delivery = catalog(tmp_path / "supplier-data", ["001", "002", "003"])
+    if script == "run.py":
+        run_script("supplier_image_upload.py", "--url", store.url, *folders("x", delivery))
+    journal_file = delivery / JOURNALS[script]
+    sent = journal_file.read_text().count('"sending"') if journal_file.exists() else 0
+    argv = [str(ROOT / script), "--url", store.url, *folders(script, delivery)]
+    process = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    wait_for(lambda: journal_file.exists() and journal_file.read_text().count('"sending"') > sent)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    url = store.url if spelling == "same" else store.url.replace("127.0.0.1", "localhost")
+    results = [
+        run_script(s, "--url", url, *folders(s, delivery), "--grace", "4")
+        for s in SCRIPTS[SCRIPTS.index(script) :]
+    ]
+    assert statuses(results) == [0] * len(results), results[-1].stderr
+    catalog_check(store, delivery)
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_two_runs_at_once_store_everything_once(
     store_factory, tmp_path, run_script, catalog, catalog_check, script
@@ -357,6 +394,40 @@ def test_credentials_in_the_url_are_never_written_or_shown(
     shown = [r.stdout + r.stderr for r in [*results, dead]]
     assert not [text for text in written + shown if "s3cr3t" in text or "alice" in text]
     assert record(delivery)["store"] == store.url
+
+
+def test_credentials_outside_latin_1_are_sent_as_utf_8_and_never_shown(
+    store, tmp_path, run_script, catalog, catalog_check
+):
+    delivery = catalog(tmp_path / "supplier-data", ["001"])
+    url = store.url.replace("http://", "http://%C3%A5lice:s3cr3t%E2%82%AC@")
+    results = pipeline(run_script, url, delivery, "-v")
+    assert statuses(results) == [0, 0], results[-1].stderr
+    written = [p.read_text(encoding="utf-8") for p in delivery.iterdir() if p.is_file()]
+    shown = [r.stdout + r.stderr for r in results]
+    assert not [text for text in written + shown if "s3cr3t" in text or "lice" in text]
+    catalog_check(store, delivery)
+
+
+@pytest.mark.parametrize(
+    "script, package",
+    [
+        ("supplier_image_upload.py", "requests"),
+        ("run.py", "requests"),
+        ("changeImage.py", "Pillow"),
+    ],
+)
+def test_a_script_copied_without_its_packages_says_what_to_install(script, package):
+    """-S -I: a Python without site-packages, as on a server the script was copied to."""
+    result = subprocess.run(
+        [sys.executable, "-S", "-I", str(ROOT / script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == f"{script}: needs {package}: pip install {package}\n"
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -25,6 +25,7 @@ ALPHABET = (
     "Ελληνικάкириллицаעבריתالعربية"  # other scripts
     "٣४๓²½"  # digits of other scripts, superscripts, fractions
     "\u0301\u200b\u00a0\u2028🍓"  # a combining accent, zero-width and odd spaces, an emoji
+    "\U00020000\U0002a700"  # 4-byte CJK letters (Extension B, C)
 )
 NAMED = [
     "fresh kiwi.jpeg",
@@ -65,6 +66,7 @@ def test_store_names_are_kept_unchanged_by_django_and_fit_the_field(script, tag)
         kept = script.store_name(name, tag)
         assert get_valid_filename(kept) == kept, name
         assert len("images/" + kept) <= 100, name
+        assert len(kept.encode()) <= 255, name  # a file name on the store's disk
         assert kept.endswith(f"{tag}.jpeg" if name.endswith(".jpeg") else tag), name
 
 
@@ -86,6 +88,12 @@ def test_both_scripts_derive_the_same_names():
 )
 def test_store_name_examples(name, kept):
     assert run.store_name(name) == kept
+
+
+def test_a_name_of_4_byte_letters_fits_the_stores_file_system_with_its_tag():
+    kept = run.store_name("\U00020000" * 62 + ".jpeg", "0123456789ab")
+    assert kept == "\U00020000" * 59 + "-0123456789ab.jpeg"
+    assert get_valid_filename(kept) == kept
 
 
 def test_a_content_tag_is_never_cut_off():

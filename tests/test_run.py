@@ -261,13 +261,14 @@ def test_an_empty_file_is_an_error_without_a_name(store, ready, logged_errors):
     assert logged_errors() == ["004.txt: empty file, expected name, weight, description"]
 
 
-def test_store_rejection_carries_the_store_text(store, ready, logged_errors):
+def test_a_weight_the_store_cannot_keep_is_refused_before_posting(store, ready, logged_errors):
     write(ready / "descriptions", "003.txt", "Giant\n99999999999 lbs\nBig.")
     assert import_(store, ready) == 1
     assert logged_errors() == [
-        "Giant (003.txt): the store rejected weight:"
-        " Ensure this value is less than or equal to 2147483647."
+        "Giant (003.txt): line 2: weight '99999999999 lbs' is not whole pounds (like '500 lbs'),"
+        " at most 2147483647"
     ]
+    assert len(store.catalog.fruits()) == 2  # 001 and 002; nothing posted for 003
 
 
 def test_check_reports_every_problem_without_the_store(tmp_path, caplog, logged_errors, dead_port):
