@@ -423,6 +423,9 @@ class RedirectHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
+    def log_message(self, *args) -> None:
+        pass
+
 
 # -- hostile stores (tests/test_bad_input_pipeline.py) ------------------------------
 
@@ -502,7 +505,13 @@ def redirect_to() -> Iterator[Callable[[str], str]]:
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         return f"http://127.0.0.1:{server.server_address[1]}/"
 
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
+
+@pytest.fixture
 def hostile_store() -> Iterator[Callable[[str], ThreadingHTTPServer]]:
     """hostile_store("endless-image"): a running HostileHandler server (.url, .posts)."""
     servers: list[ThreadingHTTPServer] = []

@@ -409,27 +409,6 @@ def test_credentials_outside_latin_1_are_sent_as_utf_8_and_never_shown(
     catalog_check(store, delivery)
 
 
-@pytest.mark.parametrize(
-    "script, package",
-    [
-        ("supplier_image_upload.py", "requests"),
-        ("run.py", "requests"),
-        ("changeImage.py", "Pillow"),
-    ],
-)
-def test_a_script_copied_without_its_packages_says_what_to_install(script, package):
-    """-S -I: a Python without site-packages, as on a server the script was copied to."""
-    result = subprocess.run(
-        [sys.executable, "-S", "-I", str(ROOT / script), "--help"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert result.stderr == f"{script}: needs {package}: pip install {package}\n"
-
-
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_a_dead_store_is_one_line_and_exit_2(tmp_path, run_script, catalog, script, dead_port):
     delivery = catalog(tmp_path / "supplier-data", ["001"])
