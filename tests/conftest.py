@@ -140,48 +140,6 @@ def redirecting_store() -> Iterator[str]:
 # -- report, mail: fixtures of report_email.py, emails.py and reports.py --------------
 
 
-class TricklingServer:
-    """A TCP server that answers every connection with an endless SMTP greeting,
-    one byte every `interval` seconds: each read succeeds, the reply never ends."""
-
-    def __init__(self, interval: float = 0.2):
-        self.interval = interval
-        self.stopped = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.trickle, args=(connection,), daemon=True).start()
-
-    def trickle(self, connection: socket.socket) -> None:
-        with connection:
-            while not self.stopped.wait(self.interval):
-                for byte in b"220-still greeting\r\n":
-                    if self.stopped.wait(self.interval):
-                        return
-                    try:
-                        connection.sendall(bytes([byte]))
-                    except OSError:
-                        return
-
-    def close(self) -> None:
-        self.stopped.set()
-        self.listener.close()
-
-
-@pytest.fixture
-def trickling_smtp() -> Iterator[TricklingServer]:
-    server = TricklingServer()
-    yield server
-    server.close()
-
-
 @pytest.fixture
 def bomb_jpeg() -> bytes:
     """A small JPEG whose header claims 30000x30000 pixels (a decompression bomb)."""
@@ -285,34 +243,37 @@ def flaky_page() -> Iterator[ThreadingHTTPServer]:
 
 
 @pytest.fixture
-def trickling_server() -> Iterator[Callable[[bytes], int]]:
-    """trickling_server(greeting): a loopback port whose server sends `greeting` one
-    byte every 2 seconds to each connection, endlessly: every per-read timeout passes."""
+def trickling_server() -> Iterator[Callable[..., int]]:
+    """trickling_server(greeting, interval=2.0): a loopback port whose server sends
+    `greeting` one byte every `interval` seconds to each connection, endlessly: every
+    per-read timeout longer than the interval passes, the whole answer never comes."""
     stop = threading.Event()
     listeners: list[socket.socket] = []
 
-    def trickle(connection: socket.socket, greeting: bytes) -> None:
+    def trickle(connection: socket.socket, greeting: bytes, interval: float) -> None:
         with connection:
             for index in range(10**6):
-                if stop.wait(0 if index == 0 else 2):
+                if stop.wait(0 if index == 0 else interval):
                     return
                 try:
                     connection.sendall(greeting[index % len(greeting) : index % len(greeting) + 1])
                 except OSError:
                     return
 
-    def serve(listener: socket.socket, greeting: bytes) -> None:
+    def serve(listener: socket.socket, greeting: bytes, interval: float) -> None:
         while not stop.is_set():
             try:
                 connection, _ = listener.accept()
             except OSError:
                 return
-            threading.Thread(target=trickle, args=(connection, greeting), daemon=True).start()
+            talk = threading.Thread(target=trickle, args=(connection, greeting, interval))
+            talk.daemon = True
+            talk.start()
 
-    def start(greeting: bytes) -> int:
+    def start(greeting: bytes, interval: float = 2.0) -> int:
         listener = socket.create_server(("127.0.0.1", 0))
         listeners.append(listener)
-        threading.Thread(target=serve, args=(listener, greeting), daemon=True).start()
+        threading.Thread(target=serve, args=(listener, greeting, interval), daemon=True).start()
         return listener.getsockname()[1]
 
     yield start

@@ -282,11 +282,12 @@ def test_a_wrong_non_ascii_password_is_not_shown(catcher_factory):
         assert fragment not in str(caught.value)
 
 
-def test_a_trickling_server_is_cut_at_the_deadline(trickling_smtp):
+def test_a_trickling_server_is_cut_at_the_deadline(trickling_server):
+    port = trickling_server(b"220-still greeting\r\n", interval=0.2)
     env = {
         "PATH": os.environ["PATH"],
         "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(trickling_smtp.port),
+        "SMTP_PORT": str(port),
         "SMTP_TIMEOUT": "1",
         "SMTP_DEADLINE": "2",
     }
@@ -295,8 +296,7 @@ def test_a_trickling_server_is_cut_at_the_deadline(trickling_smtp):
     )
     assert result.returncode == 1
     assert result.stderr == (
-        f"ERROR SMTP server 127.0.0.1:{trickling_smtp.port} did not finish within 2 s"
-        " (SMTP_DEADLINE)\n"
+        f"ERROR SMTP server 127.0.0.1:{port} did not finish within 2 s (SMTP_DEADLINE)\n"
     )
 
 

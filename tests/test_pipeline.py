@@ -12,10 +12,8 @@ import pty
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -334,41 +332,16 @@ def wait_for(condition, seconds: float = 30) -> None:
 # -- bounded time, no secrets ----------------------------------------------------------
 
 
-class Trickler(threading.Thread):
-    """A store that accepts, then trickles an HTTP answer one byte a second."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/"
-
-    def run(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.trickle, args=(client,), daemon=True).start()
-
-    def trickle(self, client: socket.socket) -> None:
-        with client:
-            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" * 10:
-                try:
-                    client.sendall(bytes([byte]))
-                except OSError:
-                    return
-                time.sleep(1)
-
-
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_a_store_trickling_its_answer_cannot_hold_the_run(tmp_path, run_script, catalog, script):
-    trickler = Trickler()
-    trickler.start()
+def test_a_store_trickling_its_answer_cannot_hold_the_run(
+    tmp_path, run_script, catalog, script, trickling_server
+):
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    url = f"http://127.0.0.1:{trickling_server(answer, interval=1.0)}/"
     delivery = catalog(tmp_path / "supplier-data", ["001"])
-    args = ["--url", trickler.url, *folders(script, delivery), "--timeout", "2", "--retries", "0"]
+    args = ["--url", url, *folders(script, delivery), "--timeout", "2", "--retries", "0"]
     # The deadline of a request is 2 x 2 + 5 = 9 s; the guard adds a margin.
     result = run_script(script, *args, timeout=25)
-    trickler.server.close()
     assert result.returncode == 2
     assert "no whole answer within 9 s" in result.stderr
 

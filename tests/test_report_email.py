@@ -393,13 +393,16 @@ def test_a_server_refusing_the_size_is_quoted(
     )
 
 
-def test_a_trickling_server_is_cut_at_the_deadline(trickling_smtp, tmp_path, product, write_record):
+def test_a_trickling_server_is_cut_at_the_deadline(
+    trickling_server, tmp_path, product, write_record
+):
     record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1)])
+    port = trickling_server(b"220-still greeting\r\n", interval=0.2)
     env = {
         "PATH": os.environ["PATH"],
         "USER": "alice",
         "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(trickling_smtp.port),
+        "SMTP_PORT": str(port),
         "SMTP_TIMEOUT": "1",
         "SMTP_DEADLINE": "2",
     }
@@ -411,9 +414,7 @@ def test_a_trickling_server_is_cut_at_the_deadline(trickling_smtp, tmp_path, pro
         timeout=60,  # the hang guard: the stated deadline plus a wide margin
     )
     assert result.returncode == 1
-    assert f"127.0.0.1:{trickling_smtp.port} did not finish within 2 s (SMTP_DEADLINE)" in (
-        result.stderr
-    )
+    assert f"127.0.0.1:{port} did not finish within 2 s (SMTP_DEADLINE)" in (result.stderr)
     assert mailed_log(record) == []
 
 
