@@ -504,6 +504,7 @@ def cmyk_to_rgb(image: Image.Image) -> Image.Image:
     return converted
 
 
+@functools.cache
 def srgb_profile() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 

@@ -108,13 +108,16 @@ def logged_errors(caplog) -> Callable[[], list[str]]:
 
 
 class RedirectingHandler(BaseHTTPRequestHandler):
-    """A misconfigured front: lists nothing, answers every POST with a redirect."""
+    """A misconfigured front: lists nothing, holds no image, answers every POST with a
+    redirect."""
 
     def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
+        found = not self.path.startswith("/media/")
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Length", "2" if found else "0")
         self.end_headers()
-        self.wfile.write(b"[]")
+        if found:
+            self.wfile.write(b"[]")
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
