@@ -612,9 +612,20 @@ def rotate_clockwise(image: Image.Image, degrees: float) -> Image.Image:
     return image.rotate(-degrees, resample=Image.Resampling.BICUBIC, expand=True)
 
 
+def orientation_left_to_apply(image: Image.Image) -> int:
+    """The EXIF orientation this script still has to apply.
+
+    Pillow turns a TIFF upright itself while loading it, and drops the tag, so
+    every image but a JPEG is loaded before asking. A JPEG is asked first: its
+    draft needs the final size before the pixels are read."""
+    if image.format != "JPEG":
+        image.load()
+    return image.getexif().get(0x0112, 1)
+
+
 def convert_image(image: Image.Image, options: Options) -> Image.Image:
     """The catalog image for an opened source: oriented, resized, rotated, RGB."""
-    orientation = image.getexif().get(0x0112, 1)
+    orientation = orientation_left_to_apply(image)
     if options.rotate % 90:
         # An arbitrary angle changes the bounding box: rotate at full size, with
         # transparent corners that end up on the background colour.

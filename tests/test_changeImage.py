@@ -184,6 +184,32 @@ def test_exif_orientation_is_applied(tmp_path):
     assert_colour_near(out.getpixel((10, 10)), BLUE, 40)
 
 
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("a.jpg", {"quality": 95}),
+        ("a.png", {}),
+        ("a.webp", {"lossless": True}),
+        ("a.tiff", {}),
+        ("a.tiff", {"compression": "tiff_adobe_deflate"}),
+        ("a.tiff", {"compression": "tiff_lzw"}),
+    ],
+)
+@pytest.mark.parametrize("orientation, top_left, top_right", [(3, BLUE, BLUE), (6, BLUE, RED)])
+def test_exif_orientation_is_applied_once_in_every_format(
+    tmp_path, name, params, orientation, top_left, top_right
+):
+    # Pillow turns a TIFF upright while loading it; turning it again gave 180 degrees.
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    marked((300, 200)).save(tmp_path / name, exif=exif, **params)
+    assert convert(tmp_path, "--fit", "--size", "600x600") == 0
+    size = (400, 600) if orientation == 6 else (600, 400)
+    out = assert_catalog_jpeg(tmp_path / "a.jpeg", size=size)
+    assert_colour_near(out.getpixel((10, 10)), top_left, 40)
+    assert_colour_near(out.getpixel((size[0] - 10, 10)), top_right, 40)
+
+
 def test_rgb_icc_profile_is_kept(tmp_path):
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     marked().save(tmp_path / "a.png", icc_profile=profile)
