@@ -14,6 +14,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -542,6 +543,170 @@ def tiff_bytes(**params) -> bytes:
     buffer = io.BytesIO()
     textured((300, 200)).save(buffer, "TIFF", **params)
     return buffer.getvalue()
+
+
+# -- deflate TIFFs inflated with libdeflate ------------------------------------
+
+
+def deflate_tiff(mode="RGBA", **params) -> bytes:
+    """A 301x203 deflate TIFF (its last strip shorter) with varied pixels and alpha."""
+    image = with_alpha(textured((301, 203), "RGB"), "cut-out").convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, "TIFF", **{"compression": "tiff_adobe_deflate", **params})
+    return buffer.getvalue()
+
+
+def with_tag(data: bytes, tag: int, value: int) -> bytes:
+    """The little-endian TIFF with one single-valued tag of its first IFD set."""
+    ifd = int.from_bytes(data[4:8], "little")
+    for entry in range(ifd + 2, ifd + 2 + 12 * int.from_bytes(data[ifd : ifd + 2], "little"), 12):
+        if int.from_bytes(data[entry : entry + 2], "little") == tag:
+            width = 2 if int.from_bytes(data[entry + 2 : entry + 4], "little") == 3 else 4
+            field = value.to_bytes(width, "little").ljust(4, b"\0")
+            return data[: entry + 8] + field + data[entry + 12 :]
+    raise AssertionError(f"no tag {tag}")
+
+
+def read_by_pillow(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return image
+
+
+def read_by_the_script(path: Path) -> Image.Image:
+    with changeImage.opened_source(path, path.parent) as image:
+        image.load()
+        return image.copy()
+
+
+def assert_same_pixels(image: Image.Image, expected: Image.Image) -> None:
+    assert (image.mode, image.size) == (expected.mode, expected.size)
+    assert image.tobytes() == expected.tobytes()
+
+
+def inflated_by_libdeflate(data: bytes) -> bool:
+    with Image.open(io.BytesIO(data)) as image:
+        return changeImage.deflate_strips(image) is not None
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "CMYK"])
+@pytest.mark.parametrize(
+    "layout",
+    [{"tiffinfo": {278: 1}}, {"tiffinfo": {278: 7}}, {"strip_size": 1 << 20}],
+    ids=["1-row strips", "7-row strips", "one strip"],
+)
+def test_deflate_strips_inflate_to_the_pixels_libtiff_gives(tmp_path, mode, layout):
+    data = deflate_tiff(mode, **layout)
+    (tmp_path / "a.tiff").write_bytes(data)
+    assert inflated_by_libdeflate(data)
+    assert_same_pixels(read_by_the_script(tmp_path / "a.tiff"), read_by_pillow(data))
+
+
+def test_the_old_deflate_compression_value_is_inflated_too(tmp_path):
+    data = with_tag(deflate_tiff(), changeImage.COMPRESSION, 32946)
+    (tmp_path / "a.tiff").write_bytes(data)
+    assert inflated_by_libdeflate(data)
+    assert_same_pixels(read_by_the_script(tmp_path / "a.tiff"), read_by_pillow(data))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(lambda: deflate_tiff(tiffinfo={317: 2}), id="horizontal predictor"),
+        pytest.param(lambda: deflate_tiff(tiffinfo={274: 6}), id="orientation tag"),
+        pytest.param(lambda: with_tag(deflate_tiff(), 338, 1), id="associated alpha"),
+        pytest.param(lambda: with_tag(deflate_tiff("L"), 262, 0), id="white is zero"),
+        pytest.param(lambda: deflate_tiff("I;16"), id="16-bit"),
+        pytest.param(lambda: deflate_tiff("P"), id="palette"),
+        pytest.param(lambda: deflate_tiff("1"), id="1-bit"),
+        pytest.param(lambda: deflate_tiff(compression="tiff_lzw"), id="LZW"),
+        pytest.param(lambda: deflate_tiff(compression="raw"), id="uncompressed"),
+    ],
+)
+def test_other_tiffs_are_left_to_pillow(tmp_path, data):
+    data = data()
+    assert not inflated_by_libdeflate(data)
+    (tmp_path / "a.tiff").write_bytes(data)
+    assert convert(tmp_path) == 0
+    assert_catalog_jpeg(tmp_path / "a.jpeg")
+
+
+def test_more_strips_than_the_limit_are_left_to_pillow(monkeypatch):
+    monkeypatch.setattr(changeImage, "MAX_STRIPS", 202)
+    assert not inflated_by_libdeflate(deflate_tiff(tiffinfo={278: 1}))
+    assert inflated_by_libdeflate(deflate_tiff(tiffinfo={278: 2}))
+
+
+def flip_a_byte(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
+
+
+BROKEN_DEFLATE_TIFFS = {
+    "a byte flipped": lambda: flip_a_byte(deflate_tiff(strip_size=1 << 20)),
+    "strip beyond the end": lambda: with_tag(deflate_tiff(strip_size=1 << 20), 273, 1 << 30),
+    "byte count cut short": lambda: with_tag(deflate_tiff(strip_size=1 << 20), 279, 100),
+    "0 rows per strip": lambda: with_tag(deflate_tiff(strip_size=1 << 20), 278, 0),
+}
+
+
+def outcome_of(data: bytes, folder: Path, caplog) -> tuple[int, bytes | None, list[str]]:
+    folder.mkdir()
+    (folder / "a.tiff").write_bytes(data)
+    caplog.clear()
+    status = convert(folder)
+    output = folder / "a.jpeg"
+    said = [record.getMessage().replace(str(folder), "") for record in caplog.records]
+    return status, output.read_bytes() if output.exists() else None, said
+
+
+@pytest.mark.parametrize("broken", list(BROKEN_DEFLATE_TIFFS))
+def test_a_broken_deflate_tiff_gets_what_pillow_alone_gives(tmp_path, caplog, monkeypatch, broken):
+    data = BROKEN_DEFLATE_TIFFS[broken]()
+    (tmp_path / "a.tiff").write_bytes(data)
+    with open(tmp_path / "a.tiff", "rb") as file, Image.open(file) as image:
+        assert changeImage.inflated(image, file.fileno()) is None
+    fast = outcome_of(data, tmp_path / "with", caplog)
+    monkeypatch.setattr(changeImage, "deflate", None)
+    assert fast == outcome_of(data, tmp_path / "without", caplog)
+
+
+def test_without_the_deflate_package_the_output_is_the_same(tmp_path):
+    for folder in ("with", "without"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "a.tiff").write_bytes(deflate_tiff())
+    blocked = "import runpy, sys; sys.modules['deflate'] = None; sys.argv[0] = sys.argv[1]; "
+    blocked += "del sys.argv[1]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    for command in (
+        [sys.executable, SCRIPT, tmp_path / "with"],
+        [sys.executable, "-c", blocked, SCRIPT, tmp_path / "without"],
+    ):
+        assert subprocess.run(command, capture_output=True, timeout=60).returncode == 0
+    with_it, without_it = (tmp_path / name / "a.jpeg" for name in ("with", "without"))
+    assert with_it.read_bytes() == without_it.read_bytes()
+
+
+# -- order of the work ----------------------------------------------------------
+
+
+def test_compressed_images_start_first_and_are_reported_in_name_order(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    for name in ("a", "b"):
+        textured((300, 200)).save(tmp_path / f"{name}.tiff")
+    (tmp_path / "c.tiff").write_bytes(deflate_tiff())
+    started = []
+    original = changeImage.convert_file
+
+    def recorded(task, options):
+        started.append(task.source.name)
+        return original(task, options)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(changeImage, "convert_file", recorded)
+        assert convert(tmp_path, "--jobs", "1") == 0
+    assert started[0] == "c.tiff"
+    converted = [r.getMessage().split()[1] for r in caplog.records if "->" in r.getMessage()]
+    assert [Path(name).name for name in converted] == ["a.tiff", "b.tiff", "c.tiff"]
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "RGB", "L", "LA", "P", "I;16", "CMYK", "1"])
