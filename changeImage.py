@@ -786,7 +786,8 @@ def inflated(image: Image.Image, fd: int) -> Image.Image | None:
     if strips is None:
         return None
     size, mode = os.fstat(fd).st_size, image.mode
-    if any(offset + count > size for offset, count, _ in strips):
+    # Strips of a real file do not overlap: what is read stays within the file once.
+    if sum(count for _, count, _ in strips) > size or any(o + c > size for o, c, _ in strips):
         return None
     row = image.width * len(image.getbands())
     canvas, band, band_rows, top = Image.new(mode, image.size), [], 0, 0

@@ -637,6 +637,18 @@ def test_more_strips_than_the_limit_are_left_to_pillow(monkeypatch):
     assert inflated_by_libdeflate(deflate_tiff(tiffinfo={278: 2}))
 
 
+def test_strips_that_overlap_are_not_read_again_and_again(tmp_path):
+    (tmp_path / "a.tiff").write_bytes(deflate_tiff(tiffinfo={278: 7}))
+    with open(tmp_path / "a.tiff", "rb") as file, Image.open(file) as image:
+        assert changeImage.inflated(image, file.fileno()) is not None
+        # Each strip within the file, all of them the same half of it.
+        offsets = image.tag_v2[changeImage.STRIP_OFFSETS]
+        half = (os.fstat(file.fileno()).st_size - offsets[0]) // 2
+        image.tag_v2[changeImage.STRIP_OFFSETS] = (offsets[0],) * len(offsets)
+        image.tag_v2[changeImage.STRIP_BYTE_COUNTS] = (half,) * len(offsets)
+        assert changeImage.inflated(image, file.fileno()) is None
+
+
 def flip_a_byte(data: bytes) -> bytes:
     middle = len(data) // 2
     return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
