@@ -6,6 +6,8 @@ kinds a supplier sends: 16 opaque uncompressed RGBA TIFFs (8 in one strip,
 8 in 5-row strips as libtiff-based writers store them), 8 uncompressed RGBA
 cut-outs with transparent surroundings, 8 compressed TIFFs (4 LZW RGB,
 4 deflate RGBA); reported apart, 2 16-bit greyscale and 2 palette TIFFs.
+Deflate TIFFs are also converted without the deflate package (libdeflate), as
+on a machine where it is not installed.
 
 Each side runs as a process, as users run it, on a fresh copy of the images:
 the lab recipe (open, convert('RGB'), resize((600, 400)), save), alone and
@@ -45,7 +47,8 @@ from make_delivery import parse_size, photo_like  # noqa: E402
 
 TARGET = (600, 400)
 CORES = len(os.sched_getaffinity(0))
-MAIN_KINDS = ("opaque, one strip", "opaque, 5-row strips", "transparent areas", "compressed")
+MAIN_KINDS = ("opaque, one strip", "opaque, 5-row strips", "transparent areas", "LZW RGB")
+MAIN_KINDS += ("deflate RGBA",)
 APART_KINDS = ("16-bit grey", "palette")
 
 LAB_RECIPE = """
@@ -82,9 +85,9 @@ def write_one(kind: str, seed: int, size: tuple[int, int], folder: Path) -> None
         image.save(path, tiffinfo={278: 5})
     elif kind == "transparent areas":
         cut_out(image, seed).save(path)
-    elif kind == "compressed" and seed % 2:
+    elif kind == "LZW RGB":
         image.convert("RGB").save(path, compression="tiff_lzw")
-    elif kind == "compressed":
+    elif kind == "deflate RGBA":
         image.save(path, compression="tiff_adobe_deflate")
     elif kind == "16-bit grey":
         grey = image.convert("L").point(lambda value: value * 257, "I").convert("I;16")
@@ -94,7 +97,8 @@ def write_one(kind: str, seed: int, size: tuple[int, int], folder: Path) -> None
 
 
 def make_corpus(folder: Path, size: tuple[int, int]) -> dict[str, list[Path]]:
-    counts = dict.fromkeys(MAIN_KINDS, 8) | dict.fromkeys(APART_KINDS, 2)
+    counts = dict.fromkeys(MAIN_KINDS[:3], 8) | dict.fromkeys(MAIN_KINDS[3:], 4)
+    counts |= dict.fromkeys(APART_KINDS, 2)
     jobs, seed = [], 0
     for kind, count in counts.items():
         (folder / kind).mkdir(parents=True)
@@ -155,12 +159,24 @@ def change_image(folder: Path, *flags: str) -> list[list[str]]:
     return [[sys.executable, str(ROOT / "changeImage.py"), str(folder), "-q", *flags]]
 
 
+# changeImage.py run as on a machine without the deflate package.
+WITHOUT_DEFLATE = (
+    "import runpy, sys; sys.modules['deflate'] = None; sys.argv = sys.argv[1:]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+def without_deflate(folder: Path) -> list[list[str]]:
+    return [[sys.executable, "-c", WITHOUT_DEFLATE, *change_image(folder, "--jobs", "1")[0][1:]]]
+
+
 SIDES = {
     "lab recipe, 1 process": lambda files, folder: recipe(files, 1),
     f"lab recipe, {CORES} processes": lambda files, folder: recipe(files, CORES),
     "changeImage.py --jobs 1": lambda files, folder: change_image(folder, "--jobs", "1"),
     f"changeImage.py, {CORES} cores": lambda files, folder: change_image(folder),
     "changeImage.py --best-quality": lambda files, folder: change_image(folder, "--best-quality"),
+    "--jobs 1, without libdeflate": lambda files, folder: without_deflate(folder),
 }
 
 
@@ -238,6 +254,14 @@ def premultiply_cost(source: Path) -> float:
         return best * 1000
 
 
+def deflate_reader() -> str:
+    try:
+        import deflate
+    except ImportError:
+        return "Pillow's libtiff (zlib): the deflate package is not installed"
+    return f"libdeflate (deflate {deflate.__version__}); LZW TIFFs: Pillow's libtiff"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -249,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus = make_corpus(scratch / "corpus", args.size)
         size = "x".join(map(str, args.size))
         print(f"{size}, {CORES} cores, {args.rounds} rounds interleaved; times in seconds")
+        print(f"deflate TIFFs: {deflate_reader()}")
         with ProcessPoolExecutor(1) as pool:  # keeps this process's peak memory small
             premultiply = pool.submit(premultiply_cost, corpus[MAIN_KINDS[0]][0]).result()
         print(
@@ -258,11 +283,12 @@ def main(argv: list[str] | None = None) -> int:
             f" full-size premultiply {premultiply:.1f} ms"
         )
         main_corpus = [path for kind in MAIN_KINDS for path in corpus[kind]]
-        results = measure(main_corpus, scratch, args.rounds, list(SIDES))
+        results = measure(main_corpus, scratch, args.rounds, list(SIDES)[:-1])
         report("whole corpus", main_corpus, results)
         quick = ["lab recipe, 1 process", "changeImage.py --jobs 1"]
         for kind in (*MAIN_KINDS, *APART_KINDS) if args.kinds else APART_KINDS:
-            report(kind, corpus[kind], measure(corpus[kind], scratch, args.rounds, quick))
+            sides = [*quick, list(SIDES)[-1]] if kind == "deflate RGBA" else quick
+            report(kind, corpus[kind], measure(corpus[kind], scratch, args.rounds, sides))
     return 0
 
 
