@@ -53,6 +53,7 @@ import os
 import re
 import signal
 import stat
+import struct
 import sys
 import tempfile
 import threading
@@ -118,9 +119,14 @@ RAW_BYTES = {"RGBA": 4, "RGB": 3, "L": 1}
 # values of deflate (Adobe's, and the old one), and the photometric value of
 # each mode Pillow reads as stored. Over MAX_STRIPS (1-row strips of a
 # 65,536-row image) libtiff's C loop beats a Python one.
-COMPRESSION, PHOTOMETRIC, FILL_ORDER, STRIP_OFFSETS, ORIENTATION = 259, 262, 266, 273, 274
-SAMPLES_PER_PIXEL, ROWS_PER_STRIP, STRIP_BYTE_COUNTS, PLANAR = 277, 278, 279, 284
-BITS_PER_SAMPLE, PREDICTOR, TILE_WIDTH, SAMPLE_FORMAT = 258, 317, 322, 339
+WIDTH, LENGTH, BITS_PER_SAMPLE, COMPRESSION, PHOTOMETRIC = 256, 257, 258, 259, 262
+FILL_ORDER, STRIP_OFFSETS, ORIENTATION, SAMPLES_PER_PIXEL = 266, 273, 274, 277
+ROWS_PER_STRIP, STRIP_BYTE_COUNTS, PLANAR, PREDICTOR = 278, 279, 284, 317
+TILE_WIDTH, EXTRA_SAMPLES, SAMPLE_FORMAT = 322, 338, 339
+SINGLE_VALUED = (WIDTH, LENGTH, COMPRESSION, PHOTOMETRIC, FILL_ORDER, ORIENTATION)
+SINGLE_VALUED += (SAMPLES_PER_PIXEL, ROWS_PER_STRIP, PLANAR, PREDICTOR)
+# Bytes of the field types libtiff reads those tags from: SHORT, LONG.
+INTEGER_FIELDS = {3: 2, 4: 4}
 DEFLATE_COMPRESSIONS = {8, 32946}
 PHOTOMETRIC_OF = {"L": 1, "LA": 1, "RGB": 2, "RGBA": 2, "CMYK": 5}
 MAX_STRIPS = 65_536
@@ -770,7 +776,7 @@ def deflate_strips(image: Image.Image) -> list[tuple[int, int, int]] | None:
         return None
     per_strip = min(per_strip, height)
     strips = -(-height // per_strip)
-    if strips > MAX_STRIPS or len(offsets) != strips or len(counts) != strips:
+    if not 0 < strips <= MAX_STRIPS or len(offsets) != strips or len(counts) != strips:
         return None
     if not all(isinstance(value, int) and value >= 0 for value in offsets + counts):
         return None
@@ -778,19 +784,67 @@ def deflate_strips(image: Image.Image) -> list[tuple[int, int, int]] | None:
     return list(zip(offsets, counts, rows, strict=True))
 
 
+def stored_fields(fd: int) -> dict[int, list[tuple[int, int, int]]] | None:
+    """(type, count, bytes past the end of the file) of each entry of the first
+    IFD of a classic TIFF, by tag, as stored: Pillow drops empty entries and
+    entries whose values are cut off, and keeps the first of two. None for
+    anything else (a BigTIFF goes to Pillow)."""
+    size, header = os.fstat(fd).st_size, os.pread(fd, 8, 0)
+    order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(header[:4])
+    if order is None or len(header) < 8:
+        return None
+    offset = struct.unpack_from(order + "I", header, 4)[0]
+    head = os.pread(fd, 2, offset)
+    entries = struct.unpack(order + "H", head)[0] if len(head) == 2 else 0
+    table = os.pread(fd, entries * 12, offset + 2)
+    if not entries or len(table) < entries * 12:
+        return None
+    fields: dict[int, list[tuple[int, int, int]]] = {}
+    for tag, kind, count, value in struct.iter_unpack(order + "HHII", table):
+        length = count * INTEGER_FIELDS.get(kind, 0)
+        past_end = max(0, value + length - size) if length > 4 else 0
+        fields.setdefault(tag, []).append((kind, count, past_end))
+    return fields
+
+
+def stored_as_libtiff_reads(fd: int, mode: str, strips: int) -> bool:
+    """Whether each tag deflate_strips() reads is stored once, as integers, as
+    many as libtiff needs, within the file. Pillow is more lenient (it keeps
+    the first of too many values, takes fractions, and drops what it cannot
+    read): libtiff refuses such a file."""
+    fields = stored_fields(fd)
+    if fields is None:
+        return False
+    samples = len(mode)
+    wanted = dict.fromkeys(SINGLE_VALUED, 1) | {
+        BITS_PER_SAMPLE: samples,
+        SAMPLE_FORMAT: samples,
+        EXTRA_SAMPLES: 1 if mode in {"LA", "RGBA"} else 0,
+        STRIP_OFFSETS: strips,
+        STRIP_BYTE_COUNTS: strips,
+    }
+    for tag, count in wanted.items():
+        stored = fields.get(tag, [])
+        if len(stored) > 1:
+            return False
+        if stored and (stored[0][0] not in INTEGER_FIELDS or stored[0][1:] != (count, 0)):
+            return False
+    return True
+
+
 def inflated(image: Image.Image, fd: int) -> Image.Image | None:
     """The pixels of a deflate TIFF inflated with libdeflate; None when
     deflate_strips() refuses it or a strip is not exactly what its tags say
     (then Pillow reads it, and reports what is wrong)."""
     strips = deflate_strips(image)
-    if strips is None:
+    if strips is None or not stored_as_libtiff_reads(fd, image.mode, len(strips)):
         return None
     size, mode = os.fstat(fd).st_size, image.mode
     # Strips of a real file do not overlap: what is read stays within the file once.
     if sum(count for _, count, _ in strips) > size or any(o + c > size for o, c, _ in strips):
         return None
     row = image.width * len(image.getbands())
-    canvas, band, band_rows, top = Image.new(mode, image.size), [], 0, 0
+    canvas, band, band_rows, top = None, [], 0, 0
     for index, (offset, count, rows) in enumerate(strips):
         try:
             pixels = deflate.zlib_decompress(os.pread(fd, count, offset), row * rows)
@@ -803,7 +857,13 @@ def inflated(image: Image.Image, fd: int) -> Image.Image | None:
         if band_rows * row >= BAND_BYTES or index == len(strips) - 1:
             data = band[0] if len(band) == 1 else b"".join(band)
             stripe = Image.frombuffer(mode, (image.width, band_rows), data, "raw", mode, 0, 1)
-            canvas.paste(stripe, (0, top))
+            if band_rows == image.height:  # one band: no second full-size copy
+                canvas = stripe
+            else:
+                # Made once the first band is good: a bad first strip costs nothing.
+                if canvas is None:
+                    canvas = Image.new(mode, image.size)
+                canvas.paste(stripe, (0, top))
             band, top, band_rows = [], top + band_rows, 0
     canvas.info.update(image.info)
     return canvas
@@ -1052,21 +1112,15 @@ def run_tasks(
             else committers.submit(commit, *outcome, task.target)
         )
 
+    futures: dict[Task, Future] = {}
+    reported: set[Task] = set()
     try:
         # The longest first, so that no thread is left alone with a long one at
         # the end; outcomes are reported in the tasks' order all the same.
-        futures: dict[Task, Future] = {}
         for task in sorted(tasks, key=lambda task: task.work, reverse=True):
             futures[task] = converters.submit(convert_and_commit, task)
         for task in tasks:
-            outcome = futures[task].result()
-            if isinstance(outcome, str):
-                log.error("%s", outcome)
-                counts["failed"] += 1
-            else:
-                outcome.result()
-                log.debug("converted %s -> %s", task.source, task.target)
-                counts["converted"] += 1
+            report(task, futures[task].result(), reported)
             progress.advance()
     finally:
         # On Ctrl-C or a write error, images in progress finish (and are renamed
@@ -1074,7 +1128,33 @@ def run_tasks(
         converters.shutdown(wait=True, cancel_futures=True)
         committers.shutdown(wait=True)
         progress.close()
+        count_outcomes(futures, reported, counts)
     sync_folders({task.target.parent for task in tasks})
+
+
+def report(task: Task, outcome: Future | str, reported: set[Task]) -> None:
+    """Log one task's outcome; OutputError when its output could not be written."""
+    if isinstance(outcome, str):
+        log.error("%s", outcome)
+    else:
+        outcome.result()
+        log.debug("converted %s -> %s", task.source, task.target)
+    reported.add(task)
+
+
+def count_outcomes(futures: dict[Task, Future], reported: set[Task], counts: Counter) -> None:
+    """Count what the tasks came to once the threads have stopped, so that after
+    Ctrl-C or a write error the images that finished while an earlier one was
+    awaited count (and are reported) too."""
+    for task, future in futures.items():
+        if not future.done() or future.cancelled() or future.exception():
+            continue
+        outcome = future.result()
+        if not isinstance(outcome, str) and (not outcome.done() or outcome.exception()):
+            continue
+        if task not in reported:
+            report(task, outcome, reported)
+        counts["failed" if isinstance(outcome, str) else "converted"] += 1
 
 
 def glibc() -> bool:

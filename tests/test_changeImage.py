@@ -5,17 +5,22 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import itertools
 import logging
 import math
 import os
 import pty
+import re
 import resource
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
+import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -373,6 +378,9 @@ def test_sigterm_stops_cleanly_with_whole_outputs(batch_copy):
     for jpeg in images.glob("*.jpeg"):
         assert_catalog_jpeg(jpeg)
     assert not [p for p in images.iterdir() if p.name.startswith(".")]
+    # Every output on disk is counted, also those finished out of name order.
+    said = re.search(r"interrupted: converted (\d+)", stderr)
+    assert said and int(said[1]) == len(list(images.glob("*.jpeg"))), stderr
 
 
 # -- bad input ------------------------------------------------------------------
@@ -489,9 +497,10 @@ def test_shrinking_matches_pillows_alpha_weighted_resize(mode, kind, source, siz
     assert max(ImageStat.Stat(difference).mean) < 0.05
 
 
-def test_transparent_band_over_red_stays_white_in_a_large_tiff(tmp_path):
+@pytest.mark.parametrize("compression", ["raw", "tiff_adobe_deflate"])
+def test_transparent_band_over_red_stays_white_in_a_large_tiff(tmp_path, compression):
     image = with_alpha(textured((3000, 2000), "RGB"), "band")
-    image.save(tmp_path / "a.tiff", tiffinfo={278: 5})  # many strips: no memory map
+    image.save(tmp_path / "a.tiff", tiffinfo={278: 5}, compression=compression)
     assert convert(tmp_path) == 0
     out = assert_catalog_jpeg(tmp_path / "a.jpeg")
     assert_colour_near(out.getpixel((300, 2)), WHITE, 8)
@@ -556,15 +565,38 @@ def deflate_tiff(mode="RGBA", **params) -> bytes:
     return buffer.getvalue()
 
 
-def with_tag(data: bytes, tag: int, value: int) -> bytes:
-    """The little-endian TIFF with one single-valued tag of its first IFD set."""
+FIELD_FORMATS = {3: "H", 4: "I", 5: "II", 11: "f", 12: "d"}  # SHORT LONG RATIONAL FLOAT DOUBLE
+
+
+def with_entry(
+    data: bytes, tag: int, field_type: int, values: list, *, again=False, cut_off=False
+) -> bytes:
+    """The little-endian TIFF with one tag of its first IFD set (or added) as
+    given: the IFD is written again at the end, values that do not fit in
+    the entry after it. again: a second entry for the tag, after the first;
+    cut_off: the values said to be past the end of the file."""
     ifd = int.from_bytes(data[4:8], "little")
-    for entry in range(ifd + 2, ifd + 2 + 12 * int.from_bytes(data[ifd : ifd + 2], "little"), 12):
-        if int.from_bytes(data[entry : entry + 2], "little") == tag:
-            width = 2 if int.from_bytes(data[entry + 2 : entry + 4], "little") == 3 else 4
-            field = value.to_bytes(width, "little").ljust(4, b"\0")
-            return data[: entry + 8] + field + data[entry + 12 :]
-    raise AssertionError(f"no tag {tag}")
+    count = int.from_bytes(data[ifd : ifd + 2], "little")
+    entries = {
+        (int.from_bytes(data[at : at + 2], "little"), 0): data[at : at + 12]
+        for at in range(ifd + 2, ifd + 2 + 12 * count, 12)
+    }
+    flat = [part for value in values for part in (value if isinstance(value, tuple) else (value,))]
+    packed = struct.pack("<" + FIELD_FORMATS[field_type] * len(values), *flat)
+    end = len(data) + len(data) % 2
+    if len(packed) > 4:
+        at = len(data) + 1000 if cut_off else end
+        data, packed = data.ljust(end, b"\0") + packed * (not cut_off), at.to_bytes(4, "little")
+    entry = struct.pack("<HHI", tag, field_type, len(values)) + packed.ljust(4, b"\0")
+    entries[tag, 1 if again else 0] = entry
+    start = len(data) + len(data) % 2
+    table = len(entries).to_bytes(2, "little") + b"".join(e for _, e in sorted(entries.items()))
+    head = data[:4] + start.to_bytes(4, "little")
+    return (head + data[8:]).ljust(start, b"\0") + table + bytes(4)
+
+
+def with_tag(data: bytes, tag: int, value: int) -> bytes:
+    return with_entry(data, tag, 4, [value])
 
 
 def read_by_pillow(data: bytes) -> Image.Image:
@@ -585,8 +617,11 @@ def assert_same_pixels(image: Image.Image, expected: Image.Image) -> None:
 
 
 def inflated_by_libdeflate(data: bytes) -> bool:
-    with Image.open(io.BytesIO(data)) as image:
-        return changeImage.deflate_strips(image) is not None
+    with tempfile.TemporaryFile() as file:
+        file.write(data)
+        file.flush()
+        with Image.open(file) as image:
+            return changeImage.inflated(image, file.fileno()) is not None
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "CMYK"])
@@ -597,6 +632,45 @@ def inflated_by_libdeflate(data: bytes) -> bool:
 )
 def test_deflate_strips_inflate_to_the_pixels_libtiff_gives(tmp_path, mode, layout):
     data = deflate_tiff(mode, **layout)
+    (tmp_path / "a.tiff").write_bytes(data)
+    assert inflated_by_libdeflate(data)
+    assert_same_pixels(read_by_the_script(tmp_path / "a.tiff"), read_by_pillow(data))
+
+
+def big_endian_deflate_tiff(image: Image.Image, rows: int) -> bytes:
+    """image (RGB or RGBA) as a big-endian deflate TIFF in strips of rows."""
+    line, samples = image.width * len(image.mode), len(image.mode)
+    raw = image.tobytes()
+    strips = [
+        zlib.compress(raw[top * line : (top + rows) * line]) for top in range(0, image.height, rows)
+    ]
+    offsets = list(itertools.accumulate((len(strip) for strip in strips[:-1]), initial=8))
+    ifd, n, count = 8 + sum(map(len, strips)), len(strips), 10 + (samples == 4)
+    extra = ifd + 2 + 12 * count + 4  # values that do not fit in an entry go after the IFD
+    entries = [
+        (256, 4, 1, struct.pack(">I", image.width)),
+        (257, 4, 1, struct.pack(">I", image.height)),
+        (258, 3, samples, struct.pack(">I", extra)),
+        (259, 3, 1, struct.pack(">HH", 8, 0)),
+        (262, 3, 1, struct.pack(">HH", 2, 0)),
+        (273, 4, n, struct.pack(">I", extra + 2 * samples)),
+        (277, 3, 1, struct.pack(">HH", samples, 0)),
+        (278, 4, 1, struct.pack(">I", rows)),
+        (279, 4, n, struct.pack(">I", extra + 2 * samples + 4 * n)),
+        (284, 3, 1, struct.pack(">HH", 1, 0)),
+        (338, 3, 1, struct.pack(">HH", 2, 0)),  # unassociated alpha
+    ][:count]
+    table = b"".join(struct.pack(">HHI", *entry[:3]) + entry[3] for entry in entries)
+    values = struct.pack(f">{samples}H{n}I{n}I", *[8] * samples, *offsets, *map(len, strips))
+    head = b"MM\x00*" + struct.pack(">I", ifd)
+    return head + b"".join(strips) + struct.pack(">H", count) + table + bytes(4) + values
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_a_big_endian_deflate_tiff_is_inflated_too(tmp_path, mode):
+    data = big_endian_deflate_tiff(
+        with_alpha(textured((301, 203), "RGB"), "cut-out").convert(mode), 7
+    )
     (tmp_path / "a.tiff").write_bytes(data)
     assert inflated_by_libdeflate(data)
     assert_same_pixels(read_by_the_script(tmp_path / "a.tiff"), read_by_pillow(data))
@@ -629,6 +703,40 @@ def test_other_tiffs_are_left_to_pillow(tmp_path, data):
     (tmp_path / "a.tiff").write_bytes(data)
     assert convert(tmp_path) == 0
     assert_catalog_jpeg(tmp_path / "a.jpeg")
+
+
+STORED_NOT_AS_LIBTIFF_READS = {
+    "rows per strip twice": (changeImage.ROWS_PER_STRIP, 4, [7, 7]),
+    "width twice": (changeImage.WIDTH, 3, [301, 301]),
+    "compression twice": (changeImage.COMPRESSION, 3, [8, 9]),
+    "bits per sample as fractions": (changeImage.BITS_PER_SAMPLE, 5, [(8, 1)] * 4),
+    "samples per pixel as a float": (changeImage.SAMPLES_PER_PIXEL, 11, [4.0]),
+    "planar configuration with no value": (changeImage.PLANAR, 3, []),
+    "sample format with no value": (changeImage.SAMPLE_FORMAT, 3, []),
+    "extra samples as a double": (changeImage.EXTRA_SAMPLES, 12, [2.0]),
+    "planar configuration twice": (changeImage.PLANAR, 3, [1], {"again": True}),
+    "sample format cut off": (changeImage.SAMPLE_FORMAT, 3, [1] * 4, {"cut_off": True}),
+}
+
+
+@pytest.mark.parametrize("case", list(STORED_NOT_AS_LIBTIFF_READS))
+def test_tags_libtiff_would_refuse_are_left_to_it(tmp_path, caplog, monkeypatch, case):
+    # Pillow reads these (the first of two values, a fraction as a number); libtiff
+    # refuses the file, so the script must too.
+    tag, field_type, values, *how = STORED_NOT_AS_LIBTIFF_READS[case]
+    data = with_entry(deflate_tiff(tiffinfo={278: 7}), tag, field_type, values, **dict(*how))
+    assert not inflated_by_libdeflate(data)
+    fast = outcome_of(data, tmp_path / "with", caplog)
+    monkeypatch.setattr(changeImage, "deflate", None)
+    assert fast == outcome_of(data, tmp_path / "without", caplog)
+
+
+def test_tags_stored_as_libtiff_reads_them_in_other_integer_types_are_inflated(tmp_path):
+    data = with_entry(deflate_tiff(tiffinfo={278: 7}), changeImage.ROWS_PER_STRIP, 3, [7])
+    data = with_entry(data, changeImage.SAMPLE_FORMAT, 3, [1] * 4)
+    (tmp_path / "a.tiff").write_bytes(data)
+    assert inflated_by_libdeflate(data)
+    assert_same_pixels(read_by_the_script(tmp_path / "a.tiff"), read_by_pillow(data))
 
 
 def test_more_strips_than_the_limit_are_left_to_pillow(monkeypatch):
