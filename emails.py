@@ -148,7 +148,13 @@ def expand_home(text: str) -> Path:
 
 
 class EmailError(Exception):
-    """Mail could not be sent; the message says why and what to set."""
+    """Mail could not be sent; the message says why and what to set. permanent:
+    the server refused it for good (a 5xx answer), so the same mail sent again
+    is refused again."""
+
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class PartlyDelivered(EmailError):
@@ -470,7 +476,14 @@ def deliver(message: EmailMessage, settings: SmtpSettings) -> None:
                 smtp.close()
         except (OSError, smtplib.SMTPException, UnicodeError) as error:
             said = explain(error, settings, deadline.expired)
-            raise EmailError(redact(said, settings)) from None
+            raise EmailError(redact(said, settings), permanent=refused_for_good(error)) from None
+
+
+def refused_for_good(error: Exception) -> bool:
+    """A 5xx answer (to every recipient): the server refuses the same mail again."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in error.recipients.values())
+    return isinstance(error, smtplib.SMTPResponseException) and error.smtp_code >= 500
 
 
 def redact(text: str, settings: SmtpSettings) -> str:

@@ -88,6 +88,9 @@ DEFAULT_PDF = "/tmp/processed.pdf"
 DEFAULT_SENDER = "automation@example.com"
 DEFAULT_SUBJECT = "Upload Completed - Online Fruit Store"
 DEFAULT_MAX_MAIL_MB = 10
+# The advice after a 5xx answer: the same mail would be refused again.
+CHANGE_IT = "the server would refuse it again: change what it names, then run again"
+CORRECT_THEM = "correct or remove those addresses, then run again: only they are mailed"
 SUCCESS_BODY = (
     "All fruits are uploaded to our website successfully. "
     "A detailed list is attached to this email."
@@ -834,15 +837,18 @@ def mail(args: argparse.Namespace, record: Record, mailed: MailedLog) -> int:
         emails.send_email(message, environ)
     except emails.PartlyDelivered as error:
         remember(mailed, digest, error.delivered, error.refused, pages)
+        for_good = all(said.startswith("5") for said in error.refused.values())
         log.error(
-            "sent %s to %s; not to %s: run again to send it to them only",
+            "sent %s to %s; not to %s: %s",
             args.pdf,
             ", ".join(error.delivered),
             "; ".join(f"{a} (the server said {said})" for a, said in error.refused.items()),
+            CORRECT_THEM if for_good else "run again to send it to them only",
         )
         return EXIT_NOT_SENT
     except emails.EmailError as error:
-        log.error("%s; not sent, the PDF is at %s: run again to send it", error, args.pdf)
+        advice = CHANGE_IT if error.permanent else "run again to send it"
+        log.error("%s; not sent, the PDF is at %s: %s", error, args.pdf, advice)
         return EXIT_NOT_SENT
     remember(mailed, digest, targets, {}, pages)
     log.info(

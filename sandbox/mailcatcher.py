@@ -5,7 +5,8 @@ Each accepted message is written as one `.eml` file into --maildir, exactly
 as received (with Unix line ends), so tests and the demo can read back what
 the scripts sent. Optionally it requires AUTH (UTF-8 passwords), refuses
 messages over --max-size with 552 as Postfix does, refuses --refuse
-recipients, offers STARTTLS, or speaks implicit TLS with a self-signed
+recipients (550), defers --defer recipients as greylisting does (450: try
+again later), offers STARTTLS, or speaks implicit TLS with a self-signed
 certificate it generates and writes to <maildir>/../catcher-cert.pem (or
 --cert-out) so clients can trust it through SMTP_CA_FILE.
 
@@ -74,15 +75,22 @@ def make_certificate(cert_path: Path, key_path: Path) -> None:
 class MaildirHandler:
     """aiosmtpd handler: one .eml file per accepted message."""
 
-    def __init__(self, maildir: Path, refuse: frozenset[str] = frozenset()):
+    def __init__(
+        self,
+        maildir: Path,
+        refuse: frozenset[str] = frozenset(),
+        defer: frozenset[str] = frozenset(),
+    ):
         self.maildir = maildir
-        self.refuse = refuse
+        self.refuse, self.defer = refuse, defer
         self.counter = itertools.count(1)
         self.lock = threading.Lock()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
         if address.lower() in self.refuse:
             return "550 5.1.1 No such user here"
+        if address.lower() in self.defer:
+            return "450 4.7.1 Greylisted, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -133,6 +141,7 @@ class MailCatcher:
         cert_out: Path | None = None,
         refuse: tuple[str, ...] = (),
         max_size: int = 0,
+        defer: tuple[str, ...] = (),
     ):
         if tls not in TLS_MODES:
             raise ValueError(f"tls must be one of {TLS_MODES}")
@@ -141,6 +150,7 @@ class MailCatcher:
         self.host, self.port, self.tls = host, port, tls
         self.user, self.password = user, password
         self.refuse = frozenset(address.lower() for address in refuse)
+        self.defer = frozenset(address.lower() for address in defer)
         self.max_size = max_size
         self.cert_path = cert_out or self.maildir.parent / "catcher-cert.pem"
         self.controller: Controller | None = None
@@ -170,7 +180,7 @@ class MailCatcher:
         if self.port == 0:
             self.port = free_port(self.host)
         self.controller = Controller(
-            MaildirHandler(self.maildir, self.refuse),
+            MaildirHandler(self.maildir, self.refuse, self.defer),
             hostname=self.host,
             port=self.port,
             ssl_context=context if self.tls == "ssl" else None,
@@ -202,6 +212,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--password", default="", help="the password AUTH accepts")
     parser.add_argument("--cert-out", type=Path, help="where to write the certificate")
     parser.add_argument("--refuse", action="append", default=[], help="recipient to refuse")
+    parser.add_argument("--defer", action="append", default=[], help="recipient to defer (450)")
     parser.add_argument(
         "--max-size", type=int, default=0, metavar="BYTES", help="refuse larger messages (552)"
     )
@@ -220,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         args.cert_out,
         tuple(args.refuse),
         args.max_size,
+        tuple(args.defer),
     ).start()
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

@@ -144,6 +144,27 @@ def test_refused_recipient_is_named_with_what_the_server_said(catcher_factory):
     )
 
 
+@pytest.mark.parametrize(
+    "refuse, defer, max_size, permanent",
+    [
+        (("alice@example.com",), (), 0, True),
+        ((), ("alice@example.com",), 0, False),
+        ((), (), 2000, True),
+    ],
+    ids=["550 no such user", "450 greylisted", "552 too large"],
+)
+def test_a_refusal_for_good_is_told_from_one_for_now(
+    catcher_factory, tmp_path, refuse, defer, max_size, permanent
+):
+    catcher = catcher_factory(refuse=refuse, defer=defer, max_size=max_size)
+    attachment = tmp_path / "big.pdf"
+    attachment.write_bytes(b"%PDF" + bytes(5000))
+    with pytest.raises(emails.EmailError) as caught:
+        emails.send_email(hello(attachment), environment(catcher))
+    assert caught.value.permanent is permanent
+    assert received(catcher) == []
+
+
 def test_one_refused_recipient_of_two_says_who_got_it(catcher_factory):
     catcher = catcher_factory(refuse=("bob@example.com",))
     message = emails.generate_email("a@example.com", ["bob@example.com", "c@example.com"], "S", "B")
