@@ -127,6 +127,13 @@ SINGLE_VALUED = (WIDTH, LENGTH, COMPRESSION, PHOTOMETRIC, FILL_ORDER, ORIENTATIO
 SINGLE_VALUED += (SAMPLES_PER_PIXEL, ROWS_PER_STRIP, PLANAR, PREDICTOR)
 # Bytes of the field types libtiff reads those tags from: SHORT, LONG.
 INTEGER_FIELDS = {3: 2, 4: 4}
+# Tags that only describe the image (sub-file type, names, resolution, page,
+# software, dates, artist, XMP, copyright, IPTC, Photoshop, ICC profile): the
+# fast path takes a file whose first IFD holds nothing but these and the ones
+# it reads. Any other (tiles, sample ranges, EXIF or GPS pointers, ...) is
+# libtiff's and Pillow's to interpret.
+DESCRIPTIVE_TAGS = {254, 255, 269, 270, 271, 272, 282, 283, 285, 296, 297, 305, 306, 315}
+DESCRIPTIVE_TAGS |= {316, 700, 33432, 33723, 34377, 34675}
 DEFLATE_COMPRESSIONS = {8, 32946}
 PHOTOMETRIC_OF = {"L": 1, "LA": 1, "RGB": 2, "RGBA": 2, "CMYK": 5}
 MAX_STRIPS = 65_536
@@ -808,10 +815,12 @@ def stored_fields(fd: int) -> dict[int, list[tuple[int, int, int]]] | None:
 
 
 def stored_as_libtiff_reads(fd: int, mode: str, strips: int) -> bool:
-    """Whether each tag deflate_strips() reads is stored once, as integers, as
-    many as libtiff needs, within the file. Pillow is more lenient (it keeps
-    the first of too many values, takes fractions, and drops what it cannot
-    read): libtiff refuses such a file."""
+    """Whether the first IFD holds only the tags deflate_strips() reads, each
+    stored once, as integers, as many as libtiff needs, within the file, and
+    DESCRIPTIVE_TAGS. Pillow is more lenient (it keeps the first of too many
+    values, takes fractions, drops what it cannot read, and reads strips
+    where libtiff would take tiles): libtiff refuses or reads such a file
+    otherwise."""
     fields = stored_fields(fd)
     if fields is None:
         return False
@@ -823,6 +832,8 @@ def stored_as_libtiff_reads(fd: int, mode: str, strips: int) -> bool:
         STRIP_OFFSETS: strips,
         STRIP_BYTE_COUNTS: strips,
     }
+    if not fields.keys() <= wanted.keys() | DESCRIPTIVE_TAGS:
+        return False
     for tag, count in wanted.items():
         stored = fields.get(tag, [])
         if len(stored) > 1:

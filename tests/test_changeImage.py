@@ -565,7 +565,8 @@ def deflate_tiff(mode="RGBA", **params) -> bytes:
     return buffer.getvalue()
 
 
-FIELD_FORMATS = {3: "H", 4: "I", 5: "II", 11: "f", 12: "d"}  # SHORT LONG RATIONAL FLOAT DOUBLE
+# struct formats of TIFF field types: SHORT LONG RATIONAL SLONG FLOAT DOUBLE
+FIELD_FORMATS = {3: "H", 4: "I", 5: "II", 9: "i", 11: "f", 12: "d"}
 
 
 def with_entry(
@@ -729,6 +730,37 @@ def test_tags_libtiff_would_refuse_are_left_to_it(tmp_path, caplog, monkeypatch,
     fast = outcome_of(data, tmp_path / "with", caplog)
     monkeypatch.setattr(changeImage, "deflate", None)
     assert fast == outcome_of(data, tmp_path / "without", caplog)
+
+
+OTHER_TAGS = {
+    "tile length alone": (323, 4, [16]),
+    "tile offsets without tile sizes": (324, 4, [8]),
+    "a minimum sample value per sample": (280, 3, [0, 1, 0]),
+    "a broken EXIF pointer": (34665, 9, [-1]),
+    "a GPS pointer": (34853, 4, [8]),
+}
+
+
+@pytest.mark.parametrize("case", list(OTHER_TAGS))
+def test_tags_the_fast_path_does_not_read_leave_the_file_to_pillow(
+    tmp_path, caplog, monkeypatch, case
+):
+    # libtiff reads tile offsets where the strip offsets are, Pillow fails on a
+    # broken EXIF pointer after decoding: what such tags mean is theirs to say.
+    data = with_entry(deflate_tiff("RGB", strip_size=1 << 20), *OTHER_TAGS[case])
+    assert not inflated_by_libdeflate(data)
+    fast = outcome_of(data, tmp_path / "with", caplog)
+    monkeypatch.setattr(changeImage, "deflate", None)
+    assert fast == outcome_of(data, tmp_path / "without", caplog)
+
+
+def test_descriptive_tags_keep_the_fast_path(tmp_path):
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    info = {270: "apples", 305: "scanner 2.0", 306: "2026:11:26 10:00:00", 33432: "(c) us"}
+    data = deflate_tiff("RGBA", dpi=(300, 300), icc_profile=profile, tiffinfo=info)
+    (tmp_path / "a.tiff").write_bytes(data)
+    assert inflated_by_libdeflate(data)
+    assert_same_pixels(read_by_the_script(tmp_path / "a.tiff"), read_by_pillow(data))
 
 
 def test_tags_stored_as_libtiff_reads_them_in_other_integer_types_are_inflated(tmp_path):
