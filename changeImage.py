@@ -128,12 +128,12 @@ SINGLE_VALUED += (SAMPLES_PER_PIXEL, ROWS_PER_STRIP, PLANAR, PREDICTOR)
 # Bytes of the field types libtiff reads those tags from: SHORT, LONG.
 INTEGER_FIELDS = {3: 2, 4: 4}
 # Tags that only describe the image (sub-file type, names, resolution, page,
-# software, dates, artist, XMP, copyright, IPTC, Photoshop, ICC profile): the
-# fast path takes a file whose first IFD holds nothing but these and the ones
-# it reads. Any other (tiles, sample ranges, EXIF or GPS pointers, ...) is
-# libtiff's and Pillow's to interpret.
+# software, dates, artist, copyright, IPTC, Photoshop, ICC profile): the fast
+# path takes a file whose first IFD holds nothing but these and the ones it
+# reads. Any other (tiles, sample ranges, EXIF or GPS pointers, XMP, which can
+# hold an orientation Pillow applies while loading) is libtiff's and Pillow's.
 DESCRIPTIVE_TAGS = {254, 255, 269, 270, 271, 272, 282, 283, 285, 296, 297, 305, 306, 315}
-DESCRIPTIVE_TAGS |= {316, 700, 33432, 33723, 34377, 34675}
+DESCRIPTIVE_TAGS |= {316, 33432, 33723, 34377, 34675}
 DEFLATE_COMPRESSIONS = {8, 32946}
 PHOTOMETRIC_OF = {"L": 1, "LA": 1, "RGB": 2, "RGBA": 2, "CMYK": 5}
 MAX_STRIPS = 65_536

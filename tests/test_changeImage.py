@@ -754,6 +754,15 @@ def test_tags_the_fast_path_does_not_read_leave_the_file_to_pillow(
     assert fast == outcome_of(data, tmp_path / "without", caplog)
 
 
+def test_an_xmp_orientation_leaves_the_file_to_pillow_and_is_applied_once(tmp_path):
+    xmp = b'<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    data = deflate_tiff("RGB", tiffinfo={700: xmp})
+    assert not inflated_by_libdeflate(data)
+    (tmp_path / "a.tiff").write_bytes(data)
+    assert convert(tmp_path, "--fit", "--size", "600x600") == 0
+    assert_catalog_jpeg(tmp_path / "a.jpeg", size=(405, 600))  # 301x203 turned: 203x301
+
+
 def test_descriptive_tags_keep_the_fast_path(tmp_path):
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     info = {270: "apples", 305: "scanner 2.0", 306: "2026:11:26 10:00:00", 33432: "(c) us"}
