@@ -14,8 +14,9 @@ the lab recipe (open, convert('RGB'), resize((600, 400)), save), alone and
 fanned out over every core (`xargs -P`-like, one process per core), and
 changeImage.py with --jobs 1 and with all cores. Rounds interleave the sides.
 Printed for each: the best and the median wall time, the best CPU time (user +
-system, which other work on a shared machine disturbs least), both ratios to
-the recipe on one process, the mean PSNR against a LANCZOS reference
+system, which other work on a shared machine disturbs least), the time per
+image with the side's start-up (a run on no images) taken out, their ratios
+to the recipe on one process, the mean PSNR against a LANCZOS reference
 (transparent areas composited on white, 16-bit scaled to 8 bits; "opaque"
 counts only the opaque areas, so the recipe's dropped alpha is neither
 rewarded nor punished) and the peak memory of a process (max RSS).
@@ -152,7 +153,9 @@ def run_timed(commands: list[list[str]]) -> tuple[float, float, int]:
 
 def recipe(files: list[Path], processes: int) -> list[list[str]]:
     shares = [files[i::processes] for i in range(processes)]
-    return [[sys.executable, "-c", LAB_RECIPE, *map(str, share)] for share in shares if share]
+    # With no files, one process: its start-up alone.
+    shares = [share for share in shares if share] or [[]]
+    return [[sys.executable, "-c", LAB_RECIPE, *map(str, share)] for share in shares]
 
 
 def change_image(folder: Path, *flags: str) -> list[list[str]]:
@@ -201,7 +204,7 @@ def scores(source: Path, outputs: list[Path]) -> list[tuple[float, float]]:
     return [(psnr(output, ideal, None), psnr(output, ideal, mask)) for output in outputs]
 
 
-def report(title: str, sources: list[Path], results: dict) -> None:
+def report(title: str, sources: list[Path], results: dict, startups: dict) -> None:
     # Images are compared in worker processes: a child's peak memory (max RSS)
     # counts its parent's peak at the time it started, so this one stays small.
     folders = [folder for *_, folder in results.values()]
@@ -209,16 +212,23 @@ def report(title: str, sources: list[Path], results: dict) -> None:
     with ProcessPoolExecutor() as pool:
         per_source = list(pool.map(scores, sources, outputs))
     base_wall, base_cpu = (min(values) for values in results["lab recipe, 1 process"][:2])
+
+    def per_image(side: str) -> float:
+        """ms per image of the best run, its side's start-up taken out."""
+        return (min(results[side][0]) - min(startups[side][0])) / len(sources) * 1000
+
+    base_image = per_image("lab recipe, 1 process")
     print(f"\n{title}: {len(sources)} images")
     header = f"{'side':31} {'best s':>6} {'median':>6} {'ratio':>6} {'CPU s':>6} {'ratio':>6}"
-    print(f"  {header} {'PSNR':>6} {'opaque':>6} {'MB':>4}")
+    print(f"  {header} {'ms/img':>6} {'ratio':>6} {'PSNR':>6} {'opaque':>6} {'MB':>4}")
     for index, (side, (times, cpus, peak, _)) in enumerate(results.items()):
         values = [source_scores[index] for source_scores in per_source]
         whole, opaque = (statistics.mean(column) for column in zip(*values, strict=True))
-        best, median, cpu = min(times), statistics.median(times), min(cpus)
+        best, median, cpu, image = min(times), statistics.median(times), min(cpus), per_image(side)
         print(
             f"  {side:31} {best:6.2f} {median:6.2f} {base_wall / best:5.2f}x {cpu:6.2f}"
-            f" {base_cpu / cpu:5.2f}x {whole:6.2f} {opaque:6.2f} {peak / 1024:4.0f}"
+            f" {base_cpu / cpu:5.2f}x {image:6.1f} {base_image / image:5.2f}x"
+            f" {whole:6.2f} {opaque:6.2f} {peak / 1024:4.0f}"
         )
 
 
@@ -282,13 +292,20 @@ def main(argv: list[str] | None = None) -> int:
             f" {fsync_cost(scratch / 'fsync4', 4):.1f} ms with 4 at once;"
             f" full-size premultiply {premultiply:.1f} ms"
         )
+        startups = measure([], scratch, args.rounds, list(SIDES))
+        print(
+            "start-up (no images, best):"
+            f" lab recipe {min(startups['lab recipe, 1 process'][0]):.3f} s,"
+            f" changeImage.py {min(startups['changeImage.py --jobs 1'][0]):.3f} s"
+        )
         main_corpus = [path for kind in MAIN_KINDS for path in corpus[kind]]
         results = measure(main_corpus, scratch, args.rounds, list(SIDES)[:-1])
-        report("whole corpus", main_corpus, results)
+        report("whole corpus", main_corpus, results, startups)
         quick = ["lab recipe, 1 process", "changeImage.py --jobs 1"]
         for kind in (*MAIN_KINDS, *APART_KINDS) if args.kinds else APART_KINDS:
             sides = [*quick, list(SIDES)[-1]] if kind == "deflate RGBA" else quick
-            report(kind, corpus[kind], measure(corpus[kind], scratch, args.rounds, sides))
+            results = measure(corpus[kind], scratch, args.rounds, sides)
+            report(kind, corpus[kind], results, startups)
     return 0
 
 
