@@ -122,9 +122,12 @@ RAW_BYTES = {"RGBA": 4, "RGB": 3, "L": 1}
 WIDTH, LENGTH, BITS_PER_SAMPLE, COMPRESSION, PHOTOMETRIC = 256, 257, 258, 259, 262
 FILL_ORDER, STRIP_OFFSETS, ORIENTATION, SAMPLES_PER_PIXEL = 266, 273, 274, 277
 ROWS_PER_STRIP, STRIP_BYTE_COUNTS, PLANAR, PREDICTOR = 278, 279, 284, 317
-TILE_WIDTH, EXTRA_SAMPLES, SAMPLE_FORMAT = 322, 338, 339
+EXTRA_SAMPLES, SAMPLE_FORMAT = 338, 339
 SINGLE_VALUED = (WIDTH, LENGTH, COMPRESSION, PHOTOMETRIC, FILL_ORDER, ORIENTATION)
 SINGLE_VALUED += (SAMPLES_PER_PIXEL, ROWS_PER_STRIP, PLANAR, PREDICTOR)
+DEFLATE_COMPRESSIONS = {8, 32946}
+PHOTOMETRIC_OF = {"L": 1, "LA": 1, "RGB": 2, "RGBA": 2, "CMYK": 5}
+MAX_STRIPS = 65_536
 # Bytes of the field types libtiff reads those tags from: SHORT, LONG.
 INTEGER_FIELDS = {3: 2, 4: 4}
 # Tags that only describe the image (sub-file type, names, resolution, page,
@@ -134,9 +137,6 @@ INTEGER_FIELDS = {3: 2, 4: 4}
 # hold an orientation Pillow applies while loading) is libtiff's and Pillow's.
 DESCRIPTIVE_TAGS = {254, 255, 269, 270, 271, 272, 282, 283, 285, 296, 297, 305, 306, 315}
 DESCRIPTIVE_TAGS |= {316, 33432, 33723, 34377, 34675}
-DEFLATE_COMPRESSIONS = {8, 32946}
-PHOTOMETRIC_OF = {"L": 1, "LA": 1, "RGB": 2, "RGBA": 2, "CMYK": 5}
-MAX_STRIPS = 65_536
 # Inflated strips are pasted in bands of about this many bytes: one paste per
 # 1-row strip would cost more than the inflating.
 BAND_BYTES = 1 << 20
@@ -773,7 +773,6 @@ def deflate_strips(image: Image.Image) -> list[tuple[int, int, int]] | None:
         or set(tag_values(tags, BITS_PER_SAMPLE, ())) != {8}
         or set(tag_values(tags, SAMPLE_FORMAT, (1,))) != {1}
         or any(tags.get(tag, 1) != 1 for tag in (PREDICTOR, PLANAR, FILL_ORDER, ORIENTATION))
-        or TILE_WIDTH in tags
     ):
         return None
     per_strip = tags.get(ROWS_PER_STRIP, height)
@@ -1139,7 +1138,7 @@ def run_tasks(
         converters.shutdown(wait=True, cancel_futures=True)
         committers.shutdown(wait=True)
         progress.close()
-        count_outcomes(futures, reported, counts)
+        count_outcomes(tasks, futures, reported, counts)
     sync_folders({task.target.parent for task in tasks})
 
 
@@ -1153,12 +1152,15 @@ def report(task: Task, outcome: Future | str, reported: set[Task]) -> None:
     reported.add(task)
 
 
-def count_outcomes(futures: dict[Task, Future], reported: set[Task], counts: Counter) -> None:
+def count_outcomes(
+    tasks: list[Task], futures: dict[Task, Future], reported: set[Task], counts: Counter
+) -> None:
     """Count what the tasks came to once the threads have stopped, so that after
     Ctrl-C or a write error the images that finished while an earlier one was
-    awaited count (and are reported) too."""
-    for task, future in futures.items():
-        if not future.done() or future.cancelled() or future.exception():
+    awaited count (and are reported, in the tasks' order) too."""
+    for task in tasks:
+        future = futures.get(task)
+        if future is None or not future.done() or future.cancelled() or future.exception():
             continue
         outcome = future.result()
         if not isinstance(outcome, str) and (not outcome.done() or outcome.exception()):
