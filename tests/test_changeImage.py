@@ -720,6 +720,7 @@ STORED_NOT_AS_LIBTIFF_READS = {
 }
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow on the crafted tags
 @pytest.mark.parametrize("case", list(STORED_NOT_AS_LIBTIFF_READS))
 def test_tags_libtiff_would_refuse_are_left_to_it(tmp_path, caplog, monkeypatch, case):
     # Pillow reads these (the first of two values, a fraction as a number); libtiff
@@ -741,6 +742,7 @@ OTHER_TAGS = {
 }
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow on the crafted tags
 @pytest.mark.parametrize("case", list(OTHER_TAGS))
 def test_tags_the_fast_path_does_not_read_leave_the_file_to_pillow(
     tmp_path, caplog, monkeypatch, case
@@ -821,6 +823,7 @@ def outcome_of(data: bytes, folder: Path, caplog) -> tuple[int, bytes | None, li
     return status, output.read_bytes() if output.exists() else None, said
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow on the crafted tags
 @pytest.mark.parametrize("broken", list(BROKEN_DEFLATE_TIFFS))
 def test_a_broken_deflate_tiff_gets_what_pillow_alone_gives(tmp_path, caplog, monkeypatch, broken):
     data = BROKEN_DEFLATE_TIFFS[broken]()
