@@ -790,12 +790,12 @@ def deflate_strips(image: Image.Image) -> list[tuple[int, int, int]] | None:
     return list(zip(offsets, counts, rows, strict=True))
 
 
-def stored_fields(fd: int) -> dict[int, list[tuple[int, int, int]]] | None:
+def stored_fields(fd: int, size: int) -> dict[int, list[tuple[int, int, int]]] | None:
     """(type, count, bytes past the end of the file) of each entry of the first
     IFD of a classic TIFF, by tag, as stored: Pillow drops empty entries and
     entries whose values are cut off, and keeps the first of two. None for
     anything else (a BigTIFF goes to Pillow)."""
-    size, header = os.fstat(fd).st_size, os.pread(fd, 8, 0)
+    header = os.pread(fd, 8, 0)
     order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(header[:4])
     if order is None or len(header) < 8:
         return None
@@ -813,14 +813,14 @@ def stored_fields(fd: int) -> dict[int, list[tuple[int, int, int]]] | None:
     return fields
 
 
-def stored_as_libtiff_reads(fd: int, mode: str, strips: int) -> bool:
+def stored_as_libtiff_reads(fd: int, size: int, mode: str, strips: int) -> bool:
     """Whether the first IFD holds only the tags deflate_strips() reads, each
     stored once, as integers, as many as libtiff needs, within the file, and
     DESCRIPTIVE_TAGS. Pillow is more lenient (it keeps the first of too many
     values, takes fractions, drops what it cannot read, and reads strips
     where libtiff would take tiles): libtiff refuses or reads such a file
     otherwise."""
-    fields = stored_fields(fd)
+    fields = stored_fields(fd, size)
     if fields is None:
         return False
     samples = len(mode)
@@ -847,9 +847,11 @@ def inflated(image: Image.Image, fd: int) -> Image.Image | None:
     deflate_strips() refuses it or a strip is not exactly what its tags say
     (then Pillow reads it, and reports what is wrong)."""
     strips = deflate_strips(image)
-    if strips is None or not stored_as_libtiff_reads(fd, image.mode, len(strips)):
+    if strips is None:
         return None
     size, mode = os.fstat(fd).st_size, image.mode
+    if not stored_as_libtiff_reads(fd, size, mode, len(strips)):
+        return None
     # Strips of a real file do not overlap: what is read stays within the file once.
     if sum(count for _, count, _ in strips) > size or any(o + c > size for o, c, _ in strips):
         return None

@@ -158,12 +158,14 @@ class EmailError(Exception):
 
 
 class PartlyDelivered(EmailError):
-    """The server took the mail for some recipients and refused others."""
+    """The server took the mail for some recipients and refused others (for
+    good when every refusal was a 5xx answer)."""
 
-    def __init__(self, delivered: list[str], refused: dict[str, str]):
+    def __init__(self, delivered: list[str], refused: dict[str, str], *, permanent: bool):
         self.delivered, self.refused = delivered, refused
         said = "; ".join(f"{address}: {answer}" for address, answer in refused.items())
-        super().__init__(f"sent to {', '.join(delivered)} but refused for {said}")
+        message = f"sent to {', '.join(delivered)} but refused for {said}"
+        super().__init__(message, permanent=permanent)
 
 
 @dataclass(frozen=True)
@@ -451,7 +453,9 @@ def transfer(smtp: smtplib.SMTP, message: EmailMessage, settings: SmtpSettings) 
     refused = smtp.send_message(message)
     if refused:
         delivered = [a for a in recipients_of(message) if a not in refused]
-        raise PartlyDelivered(delivered, {a: answer(*reply) for a, reply in refused.items()})
+        said = {address: answer(*reply) for address, reply in refused.items()}
+        permanent = all(code >= 500 for code, _ in refused.values())
+        raise PartlyDelivered(delivered, said, permanent=permanent)
 
 
 def recipients_of(message: EmailMessage) -> list[str]:

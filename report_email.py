@@ -837,13 +837,12 @@ def mail(args: argparse.Namespace, record: Record, mailed: MailedLog) -> int:
         emails.send_email(message, environ)
     except emails.PartlyDelivered as error:
         remember(mailed, digest, error.delivered, error.refused, pages)
-        for_good = all(said.startswith("5") for said in error.refused.values())
         log.error(
             "sent %s to %s; not to %s: %s",
             args.pdf,
             ", ".join(error.delivered),
             "; ".join(f"{a} (the server said {said})" for a, said in error.refused.items()),
-            CORRECT_THEM if for_good else "run again to send it to them only",
+            CORRECT_THEM if error.permanent else "run again to send it to them only",
         )
         return EXIT_NOT_SENT
     except emails.EmailError as error:

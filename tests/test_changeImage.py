@@ -775,8 +775,10 @@ def test_descriptive_tags_keep_the_fast_path(tmp_path):
 
 
 def test_tags_stored_as_libtiff_reads_them_in_other_integer_types_are_inflated(tmp_path):
-    data = with_entry(deflate_tiff(tiffinfo={278: 7}), changeImage.ROWS_PER_STRIP, 3, [7])
-    data = with_entry(data, changeImage.SAMPLE_FORMAT, 3, [1] * 4)
+    # Pillow writes these as SHORT and leaves SampleFormat out; LONG is as good.
+    data = with_entry(deflate_tiff(tiffinfo={278: 7}), changeImage.ROWS_PER_STRIP, 4, [7])
+    data = with_entry(data, changeImage.BITS_PER_SAMPLE, 4, [8] * 4)
+    data = with_entry(data, changeImage.SAMPLE_FORMAT, 4, [1] * 4)
     (tmp_path / "a.tiff").write_bytes(data)
     assert inflated_by_libdeflate(data)
     assert_same_pixels(read_by_the_script(tmp_path / "a.tiff"), read_by_pillow(data))

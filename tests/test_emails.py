@@ -172,6 +172,7 @@ def test_one_refused_recipient_of_two_says_who_got_it(catcher_factory):
         emails.send_email(message, environment(catcher))
     assert caught.value.delivered == ["c@example.com"]
     assert caught.value.refused == {"bob@example.com": "550 5.1.1 No such user here"}
+    assert caught.value.permanent  # a 550: sent again, refused again
     assert [m["To"] for m in received(catcher)] == ["bob@example.com, c@example.com"]
 
 
