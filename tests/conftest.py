@@ -8,12 +8,15 @@ import io
 import json
 import logging
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from PIL import Image
@@ -91,6 +94,37 @@ def smtp_env(mail_catcher: MailCatcher, monkeypatch: pytest.MonkeyPatch) -> Mail
 def delivery(tmp_path: Path) -> Path:
     """A small sample delivery: tmp_path/supplier-data with 3 products."""
     return make_delivery(tmp_path, count=3, size=(300, 200))
+
+
+class Stranger(NamedTuple):
+    """A uid with no passwd entry, and a Python it may run."""
+
+    uid: int
+    python: str
+
+
+@pytest.fixture
+def stranger() -> Callable[..., Stranger]:
+    """stranger(*paths): uid 54321 (no passwd entry) and a system Python of this
+    version it may run (the virtualenv's points into /root). Skips the test when
+    not root, without one, or when that uid cannot read one of the paths: a
+    clone inside a private folder, as `mktemp -d` makes."""
+    uid = 54321
+
+    def python_for(*paths: Path) -> Stranger:
+        if os.geteuid() != 0:
+            pytest.skip("needs root to run as a uid without a passwd entry")
+        python = shutil.which("python3", path="/usr/bin:/bin:/usr/local/bin")
+        version = f"import sys; sys.exit(sys.version_info[:2] != {sys.version_info[:2]})"
+        if not python or subprocess.run([python, "-c", version]).returncode:
+            pytest.skip("no system python3 of this version for another uid")
+        for path in paths:
+            readable = ["test", "-r", str(path)]
+            if subprocess.run(readable, user=uid, cwd="/").returncode:
+                pytest.skip(f"uid {uid} cannot read {path} (a private folder)")
+        return Stranger(uid, python)
+
+    return python_for
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -460,18 +458,9 @@ CASES = [
 ]
 
 
-def stranger_python() -> list[str]:
-    """A Python that uid 54321 may run (the virtualenv's points into /root), with psutil."""
-    python = shutil.which("python3", path="/usr/bin:/bin:/usr/local/bin")
-    same = python and subprocess.run(
-        [python, "-c", f"import sys; sys.exit(sys.version_info[:2] != {sys.version_info[:2]})"]
-    )
-    if not same or same.returncode:
-        pytest.skip("no system python3 of this version for another uid")
-    return [python]
-
-
-def prepare(case: Case, tmp_path: Path, env: dict[str, str], dead_port: int) -> tuple[list, dict]:
+def prepare(
+    case: Case, tmp_path: Path, env: dict[str, str], dead_port: int, stranger
+) -> tuple[list, dict]:
     """The command's start and the options for subprocess.run that put the case's
     situation in place."""
     command: list = [SCRIPT]
@@ -481,17 +470,17 @@ def prepare(case: Case, tmp_path: Path, env: dict[str, str], dead_port: int) -> 
         (tmp_path / "blocker").write_text("a file where the state folder should be")
         env["HEALTH_STATE"] = str(tmp_path / "blocker" / "state.json")
     if case.setup in ("stranger", "stranger-with-state"):
-        if os.getuid() != 0:
-            pytest.skip("needs root to run as a uid without a passwd entry")
+        packages = Path(psutil.__file__).parent.parent
+        uid, python = stranger(SCRIPT, packages / "psutil" / "__init__.py")
+        command = [python, SCRIPT]
         for name in ("HOME", "USER", "LOGNAME", "HEALTH_RECIPIENTS"):
             env.pop(name, None)
-        options["user"] = 54321
-        command = [*stranger_python(), SCRIPT]
-        env["PYTHONPATH"] = str(Path(psutil.__file__).parent.parent)
+        options["user"] = uid
+        env["PYTHONPATH"] = str(packages)
         if case.setup == "stranger":
             env.pop("HEALTH_STATE")
         else:
-            os.chown(state.parent, 54321, -1)
+            os.chown(state.parent, uid, -1)
     if case.setup == "smtp-dead":
         env["SMTP_PORT"] = str(dead_port)
     specials = {
@@ -512,7 +501,7 @@ def prepare(case: Case, tmp_path: Path, env: dict[str, str], dead_port: int) -> 
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, tmp_path, smtp_env, dead_port):
+def test_bad_input(case: Case, tmp_path, smtp_env, dead_port, stranger):
     state = tmp_path / "cache" / "state.json"
     state.parent.mkdir()
     os.chmod(tmp_path, 0o755)
@@ -522,7 +511,7 @@ def test_bad_input(case: Case, tmp_path, smtp_env, dead_port):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTH_")}
     env.update({"HEALTH_STATE": str(state), "USER": "alice", "HOME": str(tmp_path)})
     env.update({name: value.replace("{tmp}", str(tmp_path)) for name, value in case.env.items()})
-    command, options = prepare(case, tmp_path, env, dead_port)
+    command, options = prepare(case, tmp_path, env, dead_port, stranger)
     with contextlib.ExitStack() as stack:
         if case.setup == "lock-held":
             lock = stack.enter_context(open(state.with_name("state.json.lock"), "a"))

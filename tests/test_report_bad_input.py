@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import reportlab
 
 ROOT = Path(__file__).resolve().parent.parent
 APPLE = {
@@ -446,30 +447,20 @@ def test_bad_input(case: Case, tmp_path: Path, mail_catcher):
     assert after == {k: v for k, v in before.items() if not k.startswith("catcher")}
 
 
-def test_a_uid_without_login_name_or_home_is_told_what_to_set(tmp_path):
-    """Run as uid 54321 (no passwd entry) with no HOME, USER or LOGNAME: one usage line."""
-    import shutil
-    import sys
-
-    python = shutil.which("python3", path="/usr/bin:/bin:/usr/local/bin")
-    if os.getuid() != 0 or not python:
-        pytest.skip("needs root and a system python3 to run as a uid without a passwd entry")
-    same = subprocess.run(
-        [python, "-c", f"import sys; sys.exit(sys.version_info[:2] != {sys.version_info[:2]})"]
-    )
-    if same.returncode:
-        pytest.skip("no system python3 of this version")
-    packages = next(p for p in sys.path if p.endswith("site-packages"))
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": packages}
+def test_a_uid_without_login_name_or_home_is_told_what_to_set(tmp_path, stranger):
+    """Run as a uid with no passwd entry and no HOME, USER or LOGNAME: one usage line."""
+    packages = Path(reportlab.__file__).parent.parent
+    uid, python = stranger(ROOT / "report_email.py", packages / "reportlab" / "__init__.py")
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(packages)}
     result = subprocess.run(
         [python, ROOT / "report_email.py"],
         env=env,
-        user=54321,
+        user=uid,
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 2, result.stderr
-    assert "uid 54321 has no login name (no USER, no passwd entry)" in result.stderr
+    assert f"uid {uid} has no login name (no USER, no passwd entry)" in result.stderr
     assert "Traceback" not in result.stderr
