@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench clean blocks
 
 # The scripts are written and tested for Python 3.11 or newer; on an older one, stop
 # at once with one line rather than fail later inside pip or a test.
@@ -32,3 +32,7 @@ bench: $(INSTALLED)
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache
+
+# Rewrite the shared blocks' copies in the scripts from their homes in blocks/.
+blocks: $(INSTALLED)
+	$(BIN)/python tools/sync_blocks.py

@@ -60,10 +60,11 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, NamedTuple
+from typing import IO, Any, BinaryIO, NamedTuple
 
 # TiffImagePlugin is registered up front: opened through /proc/self/fd/N, a
 # file has no extension to tell Pillow which plugin to load, and a miss loads
@@ -164,7 +165,10 @@ UPRIGHT = {
 log = logging.getLogger("changeImage")
 
 
-# --- begin shared block: cli (copied exactly; tests/test_scripts.py) ---
+# --- begin shared block: cli (from blocks/cli.py; make blocks) ---
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
     """An argparse type: a finite number from low to high (nan, inf and 1e309 are
     refused). The same check serves a flag and its environment variable."""
@@ -195,21 +199,117 @@ def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, defaul
         parser.error(f"environment variable {name}: {error}")
 
 
-def add_standard_options(parser: argparse.ArgumentParser) -> None:
+@dataclass(frozen=True)
+class Option:
+    """One option, declared once: flags (or a positional's name), environment
+    variable, default, type with its bounds, help. --help shows the default and
+    the variable from this row, and a test compares the rows with the README.
+
+    A callable default is called when the parser is built; it reads its own
+    variables (an images folder that defaults to $SUPPLIER_DATA/images), so env
+    is then only shown. Otherwise a set env is parsed by type, and a bad value
+    is a usage error naming the variable. An "append" option's env holds several
+    values, split on whitespace, or on `split` when given."""
+
+    flags: str
+    help: str
+    env: str = ""
+    default: Any = None
+    type: Callable[[str], Any] | None = None
+    metavar: str | None = None
+    action: str | None = None
+    shown: str | None = None
+    nargs: str | None = None
+    split: str | None = None
+
+    def default_text(self) -> str:
+        if self.shown is not None:
+            return self.shown
+        if self.default is None or self.action == "store_true" or callable(self.default):
+            return ""
+        return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
+
+    def add_to(self, parser: argparse.ArgumentParser) -> argparse.Action:
+        shown, names = self.default_text(), self.flags.split()
+        extra = [f"default {shown}"] if shown else []
+        help = " ".join([self.help, *(f"({text})" for text in extra)])
+        help += f" [{self.env}]" if self.env else ""
+        keywords: dict[str, Any] = {"help": help.replace("%", "%%")}
+        for name in ("type", "metavar", "action", "nargs"):
+            if getattr(self, name) is not None:
+                keywords[name] = getattr(self, name)
+        if self.action == "version":
+            keywords["version"] = f"%(prog)s {__version__}"
+        else:
+            keywords["default"] = self.initial(parser)
+        action = parser.add_argument(*names, **keywords)
+        action.option = self  # type: ignore[attr-defined]
+        return action
+
+    def initial(self, parser: argparse.ArgumentParser) -> Any:
+        if callable(self.default):
+            try:
+                return self.default()
+            except (argparse.ArgumentTypeError, ValueError) as error:
+                parser.error(f"environment variable {self.env}: {error}")
+        if not self.env or self.action in ("store_true", "version"):
+            return self.default
+        if self.action == "append":
+            parse = self.type or str
+
+            def several(text: str) -> list:
+                return [parse(item) for item in text.split(self.split) if item.strip()]
+
+            return from_env(parser, self.env, several, self.default)
+        return from_env(parser, self.env, self.type or str, self.default)
+
+
+def standard_options() -> list[Option]:
     """-q, -v and -V/--version, meaning the same in every script."""
-    add = parser.add_argument
-    add("-q", "--quiet", action="store_true", help="print only errors")
-    add("-v", "--verbose", action="store_true", help="print each step (never library internals)")
-    add("-V", "--version", action="version", version=f"%(prog)s {__version__}")
+    return [
+        Option("-q --quiet", "print only errors", action="store_true"),
+        Option("-v --verbose", "print each step (never library internals)", action="store_true"),
+        Option("-V --version", "show the version and exit", action="version"),
+    ]
+
+
+def build_parser(
+    doc: str | None,
+    options: Sequence[Option],
+    parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    """The script's parser: its docstring (usage, examples, exit statuses) as the
+    description, then one argument per row, then -q, -v and -V."""
+    parser = parser_class(
+        description=doc, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for option in [*options, *standard_options()]:
+        option.add_to(parser)
+    return parser
+
+
+class WarningsToLog(logging.Filter):
+    """Python's warnings (Pillow's 'Corrupt EXIF data') as one WARNING line of
+    ours, without the library's path and source line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.args[0]) if record.args else record.getMessage()
+        first = text.strip().splitlines()[0] if text.strip() else text
+        record.msg, record.args = first.split(": ", 1)[-1], None
+        return True
 
 
 def configure_logging(quiet: bool, verbose: bool) -> None:
     """Log to stderr; third-party libraries never go below WARNING, so -v shows this
-    script's steps and not, for example, Pillow's TIFF tag dump."""
+    script's steps and not, for example, Pillow's TIFF tag dump; their warnings
+    become our log lines, so -q silences them."""
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").addFilter(WarningsToLog())
 
 
 def expand_home(text: str) -> Path:
@@ -222,10 +322,52 @@ def expand_home(text: str) -> Path:
         return Path(text)
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises
+    KeyboardInterrupt, so whatever finishes outputs after Ctrl-C runs for them too."""
+
+
+def raise_interrupted(signum: int, frame: object) -> None:
+    """Once: a second SIGTERM (systemd's stop repeated) must not cut the clean-up
+    that writes whole outputs."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def say_error(text: str) -> None:
+    logging.getLogger().error("%s", text)
+
+
+def guarded(
+    work: Callable[[], int],
+    say: Callable[[str], object] = say_error,
+    failed: int = 2,
+    interrupted: int = 130,
+) -> int:
+    """The script's one way out (nagiosplugin's guard): work()'s status; Ctrl-C,
+    SIGTERM or SIGHUP as one line and `interrupted`; any other exception as one
+    line and `failed`. Never a traceback."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, raise_interrupted) for sig in STOP_SIGNALS if in_main}
+    try:
+        return work()
+    except KeyboardInterrupt as stop:
+        say(f"interrupted by {stop}" if isinstance(stop, Interrupted) else "interrupted")
+        return interrupted
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        say(f"unexpected {type(error).__name__}" + (f": {first}" if first else ""))
+        return failed
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 # --- end shared block: cli ---
 
 
-# --- begin shared block: lock (copied exactly; tests/test_scripts.py) ---
+# --- begin shared block: lock (from blocks/lock.py; make blocks) ---
 LOCK_NAME = ".fruit-catalog.lock"
 
 
@@ -300,7 +442,7 @@ def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
 # --- end shared block: lock ---
 
 
-# --- begin shared block: progress (copied exactly; tests/test_scripts.py) ---
+# --- begin shared block: progress (from blocks/progress.py; make blocks) ---
 class Progress:
     """One updating line on a terminal: `converted 12/40, 6.1/s, 5 s left`. Shown only
     when stderr is a terminal, not quiet, and the work has taken over 2 seconds;
@@ -346,9 +488,14 @@ class Progress:
 # --- end shared block: progress ---
 
 
-# --- begin shared block: delivery files (copied exactly; tests/test_scripts.py) ---
+# --- begin shared block: delivery files (from blocks/delivery_files.py; make blocks) ---
 DESCRIPTION_LIMIT = 1 << 20  # 1 MiB: a description is a few lines
 IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
+
+
+def supplier_data() -> Path:
+    """The delivery: $SUPPLIER_DATA, else the lab's ~/supplier-data."""
+    return expand_home(os.environ.get("SUPPLIER_DATA") or "~/supplier-data")
 
 
 class RefusedFile(Exception):
@@ -1212,124 +1359,130 @@ def bomb_limit(max_pixels: int) -> Iterator[None]:
 
 
 def default_images_dir() -> Path:
-    return expand_home(os.environ.get("SUPPLIER_DATA") or "~/supplier-data") / "images"
+    return supplier_data() / "images"
 
 
-def suffix_from_env(parser: argparse.ArgumentParser) -> str | None:
+def suffix_from_env() -> str | None:
     """IMAGE_SUFFIX; set and empty means no extension (unlike other variables,
     empty is a value here: the icon job's outputs have none)."""
     if "IMAGE_SUFFIX" not in os.environ:
         return None
-    try:
-        return parse_suffix(os.environ["IMAGE_SUFFIX"])
-    except argparse.ArgumentTypeError as error:
-        parser.error(f"environment variable IMAGE_SUFFIX: {error}")
+    return parse_suffix(os.environ["IMAGE_SUFFIX"])
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Environment: SUPPLIER_DATA (default ~/supplier-data; images in its\n"
-        "images/), and the variable in [brackets] after each option. An IMAGE_SUFFIX\n"
-        "that is set but empty means no extension, as --suffix ''.",
-    )
-    add = parser.add_argument
-    add(
+EPILOG = """Environment: SUPPLIER_DATA (default ~/supplier-data; images in its
+images/), and the variable in [brackets] after each option. An IMAGE_SUFFIX
+that is set but empty means no extension, as --suffix ''."""
+OPTIONS = [
+    Option(
         "paths",
+        "image files or folders",
+        "SUPPLIER_DATA",
+        list,
+        Path,
+        "PATH",
         nargs="*",
-        type=Path,
-        metavar="PATH",
-        help="image files or folders (default: $SUPPLIER_DATA/images)",
-    )
-    add(
+        shown="$SUPPLIER_DATA/images",
+    ),
+    Option(
         "--output-dir",
-        type=Path,
-        metavar="DIR",
-        default=os.environ.get("IMAGE_OUTPUT_DIR") or None,
-        help="where outputs go (default: beside each input) [IMAGE_OUTPUT_DIR]",
-    )
-    add(
+        "where outputs go",
+        "IMAGE_OUTPUT_DIR",
+        None,
+        Path,
+        "DIR",
+        shown="beside each input",
+    ),
+    Option(
         "--size",
-        type=parse_size,
-        metavar="WxH",
-        default=from_env(parser, "IMAGE_SIZE", parse_size, DEFAULT_SIZE),
-        help=f"output size, each side 1-{MAX_SIDE} (default 600x400) [IMAGE_SIZE]",
-    )
-    add("--fit", action="store_true", help="keep the aspect ratio inside --size")
-    add(
+        f"output size, each side 1-{MAX_SIDE}",
+        "IMAGE_SIZE",
+        DEFAULT_SIZE,
+        parse_size,
+        "WxH",
+        shown="600x400",
+    ),
+    Option("--fit", "keep the aspect ratio inside --size", action="store_true"),
+    Option(
         "--rotate",
-        type=number(-360, 360),
-        metavar="DEG",
-        default=from_env(parser, "IMAGE_ROTATE", number(-360, 360), 0.0),
-        help="rotate clockwise by DEG degrees, -360 to 360 (default 0) [IMAGE_ROTATE]",
-    )
-    add(
+        "rotate clockwise by DEG degrees, -360 to 360",
+        "IMAGE_ROTATE",
+        0.0,
+        number(-360, 360),
+        "DEG",
+    ),
+    Option(
         "--format",
-        type=parse_format,
-        metavar="FORMAT",
-        default=from_env(parser, "IMAGE_FORMAT", parse_format, "JPEG"),
-        help="JPEG (or JPG), PNG, WEBP, TIFF (or TIF); default JPEG [IMAGE_FORMAT]",
-    )
-    add(
+        "JPEG (or JPG), PNG, WEBP, TIFF (or TIF)",
+        "IMAGE_FORMAT",
+        "JPEG",
+        parse_format,
+        "FORMAT",
+    ),
+    Option(
         "--suffix",
-        type=parse_suffix,
-        metavar="EXT",
-        default=suffix_from_env(parser),
-        help="output name = source name without its extension + EXT; '' for none "
-        "(needs --output-dir); default the format's: .jpeg, .png, .webp, .tiff [IMAGE_SUFFIX]",
-    )
-    add(
+        "output name = source name without its extension + EXT; '' for none (needs --output-dir)",
+        "IMAGE_SUFFIX",
+        suffix_from_env,
+        parse_suffix,
+        "EXT",
+        shown="the format's: .jpeg, .png, .webp, .tiff",
+    ),
+    Option(
         "--quality",
-        type=number(1, 100, whole=True),
-        metavar="Q",
-        default=from_env(parser, "IMAGE_QUALITY", number(1, 100, whole=True), DEFAULT_QUALITY),
-        help=f"JPEG/WebP quality 1-100 (default {DEFAULT_QUALITY}) [IMAGE_QUALITY]",
-    )
-    add(
+        "JPEG/WebP quality 1-100",
+        "IMAGE_QUALITY",
+        DEFAULT_QUALITY,
+        number(1, 100, whole=True),
+        "Q",
+    ),
+    Option(
         "--background",
-        type=parse_colour,
-        metavar="COLOUR",
-        default=from_env(parser, "IMAGE_BACKGROUND", parse_colour, (255, 255, 255)),
-        help="colour under transparent areas (default white) [IMAGE_BACKGROUND]",
-    )
-    jobs = number(0, MAX_JOBS, whole=True)
-    add(
+        "colour under transparent areas",
+        "IMAGE_BACKGROUND",
+        (255, 255, 255),
+        parse_colour,
+        "COLOUR",
+        shown="white",
+    ),
+    Option(
         "--jobs",
-        type=jobs,
-        metavar="N",
-        default=from_env(parser, "IMAGE_JOBS", jobs, 0),
-        help=f"images converted at once, 0-{MAX_JOBS} (default 0: all cores) [IMAGE_JOBS]",
-    )
-    pixels = number(1, MAX_PIXELS_LIMIT, whole=True)
-    add(
+        f"images converted at once, 0-{MAX_JOBS}",
+        "IMAGE_JOBS",
+        0,
+        number(0, MAX_JOBS, whole=True),
+        "N",
+        shown="0: all cores",
+    ),
+    Option(
         "--max-pixels",
-        type=pixels,
-        metavar="N",
-        default=from_env(parser, "IMAGE_MAX_PIXELS", pixels, Image.MAX_IMAGE_PIXELS),
-        help=f"refuse larger images (default Pillow's {Image.MAX_IMAGE_PIXELS}, at most "
-        f"{MAX_PIXELS_LIMIT}) [IMAGE_MAX_PIXELS]",
-    )
-    add(
+        f"refuse larger images, at most {MAX_PIXELS_LIMIT}",
+        "IMAGE_MAX_PIXELS",
+        Image.MAX_IMAGE_PIXELS,
+        number(1, MAX_PIXELS_LIMIT, whole=True),
+        "N",
+        shown=f"Pillow's {Image.MAX_IMAGE_PIXELS}",
+    ),
+    Option(
         "--wait",
-        type=number(0, 86400),
-        metavar="SECONDS",
-        default=from_env(parser, "IMAGE_WAIT", number(0, 86400), 0.0),
-        help="wait up to SECONDS for another run on the same delivery (default 0) [IMAGE_WAIT]",
-    )
-    add(
+        "wait up to SECONDS for another run on the same delivery",
+        "IMAGE_WAIT",
+        0.0,
+        number(0, 86400),
+        "SECONDS",
+    ),
+    Option(
         "--best-quality",
+        "slower resize with no moire on fine repeating texture (Pillow reducing_gap 3)",
         action="store_true",
-        help="slower resize with no moire on fine repeating texture (Pillow reducing_gap 3)",
-    )
-    add("--force", action="store_true", help="convert even when the output is up to date")
-    add("--dry-run", action="store_true", help="list what would be done; write nothing")
-    add_standard_options(parser)
-    return parser
+    ),
+    Option("--force", "convert even when the output is up to date", action="store_true"),
+    Option("--dry-run", "list what would be done; write nothing", action="store_true"),
+]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = build_parser()
+    parser = build_parser(__doc__, OPTIONS, epilog=EPILOG)
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.paths or [default_images_dir()] if not p.exists()]
     if missing:
@@ -1415,20 +1568,14 @@ def convert_locked(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    configure_logging(args.quiet, args.verbose)
-    try:
+    def work() -> int:
+        args = parse_args(argv)
+        configure_logging(args.quiet, args.verbose)
         with bomb_limit(args.max_pixels):
             return convert_all(args)
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return EXIT_INTERRUPTED
-    except Exception as error:  # the one guard: a line, never a traceback
-        log.error("stopped by an unexpected error: %s: %s", type(error).__name__, error)
-        return EXIT_USAGE
+
+    return guarded(work)
 
 
 if __name__ == "__main__":
-    # SIGTERM (kill, systemd, cron timeouts) stops like Ctrl-C: whole files only.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.exit(main())

@@ -49,6 +49,7 @@ import math
 import mimetypes
 import os
 import re
+import signal
 import smtplib
 import socket
 import ssl
@@ -63,6 +64,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
+from typing import Any
 
 __version__ = "2.0.0"
 
@@ -86,7 +88,10 @@ UTF8_MECHANISMS = ("PLAIN", "LOGIN")
 log = logging.getLogger("emails")
 
 
-# --- begin shared block: cli (copied exactly; tests/test_scripts.py) ---
+# --- begin shared block: cli (from blocks/cli.py; make blocks) ---
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
     """An argparse type: a finite number from low to high (nan, inf and 1e309 are
     refused). The same check serves a flag and its environment variable."""
@@ -117,21 +122,117 @@ def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, defaul
         parser.error(f"environment variable {name}: {error}")
 
 
-def add_standard_options(parser: argparse.ArgumentParser) -> None:
+@dataclass(frozen=True)
+class Option:
+    """One option, declared once: flags (or a positional's name), environment
+    variable, default, type with its bounds, help. --help shows the default and
+    the variable from this row, and a test compares the rows with the README.
+
+    A callable default is called when the parser is built; it reads its own
+    variables (an images folder that defaults to $SUPPLIER_DATA/images), so env
+    is then only shown. Otherwise a set env is parsed by type, and a bad value
+    is a usage error naming the variable. An "append" option's env holds several
+    values, split on whitespace, or on `split` when given."""
+
+    flags: str
+    help: str
+    env: str = ""
+    default: Any = None
+    type: Callable[[str], Any] | None = None
+    metavar: str | None = None
+    action: str | None = None
+    shown: str | None = None
+    nargs: str | None = None
+    split: str | None = None
+
+    def default_text(self) -> str:
+        if self.shown is not None:
+            return self.shown
+        if self.default is None or self.action == "store_true" or callable(self.default):
+            return ""
+        return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
+
+    def add_to(self, parser: argparse.ArgumentParser) -> argparse.Action:
+        shown, names = self.default_text(), self.flags.split()
+        extra = [f"default {shown}"] if shown else []
+        help = " ".join([self.help, *(f"({text})" for text in extra)])
+        help += f" [{self.env}]" if self.env else ""
+        keywords: dict[str, Any] = {"help": help.replace("%", "%%")}
+        for name in ("type", "metavar", "action", "nargs"):
+            if getattr(self, name) is not None:
+                keywords[name] = getattr(self, name)
+        if self.action == "version":
+            keywords["version"] = f"%(prog)s {__version__}"
+        else:
+            keywords["default"] = self.initial(parser)
+        action = parser.add_argument(*names, **keywords)
+        action.option = self  # type: ignore[attr-defined]
+        return action
+
+    def initial(self, parser: argparse.ArgumentParser) -> Any:
+        if callable(self.default):
+            try:
+                return self.default()
+            except (argparse.ArgumentTypeError, ValueError) as error:
+                parser.error(f"environment variable {self.env}: {error}")
+        if not self.env or self.action in ("store_true", "version"):
+            return self.default
+        if self.action == "append":
+            parse = self.type or str
+
+            def several(text: str) -> list:
+                return [parse(item) for item in text.split(self.split) if item.strip()]
+
+            return from_env(parser, self.env, several, self.default)
+        return from_env(parser, self.env, self.type or str, self.default)
+
+
+def standard_options() -> list[Option]:
     """-q, -v and -V/--version, meaning the same in every script."""
-    add = parser.add_argument
-    add("-q", "--quiet", action="store_true", help="print only errors")
-    add("-v", "--verbose", action="store_true", help="print each step (never library internals)")
-    add("-V", "--version", action="version", version=f"%(prog)s {__version__}")
+    return [
+        Option("-q --quiet", "print only errors", action="store_true"),
+        Option("-v --verbose", "print each step (never library internals)", action="store_true"),
+        Option("-V --version", "show the version and exit", action="version"),
+    ]
+
+
+def build_parser(
+    doc: str | None,
+    options: Sequence[Option],
+    parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    """The script's parser: its docstring (usage, examples, exit statuses) as the
+    description, then one argument per row, then -q, -v and -V."""
+    parser = parser_class(
+        description=doc, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for option in [*options, *standard_options()]:
+        option.add_to(parser)
+    return parser
+
+
+class WarningsToLog(logging.Filter):
+    """Python's warnings (Pillow's 'Corrupt EXIF data') as one WARNING line of
+    ours, without the library's path and source line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.args[0]) if record.args else record.getMessage()
+        first = text.strip().splitlines()[0] if text.strip() else text
+        record.msg, record.args = first.split(": ", 1)[-1], None
+        return True
 
 
 def configure_logging(quiet: bool, verbose: bool) -> None:
     """Log to stderr; third-party libraries never go below WARNING, so -v shows this
-    script's steps and not, for example, Pillow's TIFF tag dump."""
+    script's steps and not, for example, Pillow's TIFF tag dump; their warnings
+    become our log lines, so -q silences them."""
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").addFilter(WarningsToLog())
 
 
 def expand_home(text: str) -> Path:
@@ -142,6 +243,48 @@ def expand_home(text: str) -> Path:
         return Path(text).expanduser()
     except RuntimeError:
         return Path(text)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises
+    KeyboardInterrupt, so whatever finishes outputs after Ctrl-C runs for them too."""
+
+
+def raise_interrupted(signum: int, frame: object) -> None:
+    """Once: a second SIGTERM (systemd's stop repeated) must not cut the clean-up
+    that writes whole outputs."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def say_error(text: str) -> None:
+    logging.getLogger().error("%s", text)
+
+
+def guarded(
+    work: Callable[[], int],
+    say: Callable[[str], object] = say_error,
+    failed: int = 2,
+    interrupted: int = 130,
+) -> int:
+    """The script's one way out (nagiosplugin's guard): work()'s status; Ctrl-C,
+    SIGTERM or SIGHUP as one line and `interrupted`; any other exception as one
+    line and `failed`. Never a traceback."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, raise_interrupted) for sig in STOP_SIGNALS if in_main}
+    try:
+        return work()
+    except KeyboardInterrupt as stop:
+        say(f"interrupted by {stop}" if isinstance(stop, Interrupted) else "interrupted")
+        return interrupted
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        say(f"unexpected {type(error).__name__}" + (f": {first}" if first else ""))
+        return failed
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # --- end shared block: cli ---
@@ -580,7 +723,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sender", metavar="ADDR", default="automation@example.com", help="From address"
     )
-    add_standard_options(parser)
+    for option in standard_options():
+        option.add_to(parser)
     args = parser.parse_args(argv)
     try:
         args.recipient = [a for text in args.recipient for a in addresses(text)]
@@ -599,7 +743,7 @@ def login_name() -> str:
         return f"uid {os.getuid()}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def send_test_message(argv: list[str] | None) -> int:
     args = parse_args(argv)
     configure_logging(args.quiet, args.verbose)
     try:
@@ -609,11 +753,12 @@ def main(argv: list[str] | None = None) -> int:
     except EmailError as error:
         log.error("%s", error)
         return EXIT_NOT_SENT
-    except Exception as error:  # the one guard: a line, never a traceback
-        log.error("unexpected %s; nothing sent", type(error).__name__)
-        return EXIT_NOT_SENT
     log.info("saved %s" if saved else "sent to %s", saved or ", ".join(args.recipient))
     return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return guarded(lambda: send_test_message(argv), failed=EXIT_NOT_SENT)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ import contextlib
 import datetime
 import errno
 import fcntl
+import functools
 import hashlib
 import http.client
 import json
@@ -52,17 +53,18 @@ import logging
 import math
 import os
 import re
+import signal
 import socket
 import stat
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 from urllib.parse import quote, unquote, urlsplit
 
 try:
@@ -88,7 +90,10 @@ OUTCOMES = ("uploaded", "already in store", "uncertain", "failed")
 log = logging.getLogger("supplier_image_upload")
 
 
-# --- begin shared block: cli (copied exactly; tests/test_scripts.py) ---
+# --- begin shared block: cli (from blocks/cli.py; make blocks) ---
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
     """An argparse type: a finite number from low to high (nan, inf and 1e309 are
     refused). The same check serves a flag and its environment variable."""
@@ -119,21 +124,117 @@ def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, defaul
         parser.error(f"environment variable {name}: {error}")
 
 
-def add_standard_options(parser: argparse.ArgumentParser) -> None:
+@dataclass(frozen=True)
+class Option:
+    """One option, declared once: flags (or a positional's name), environment
+    variable, default, type with its bounds, help. --help shows the default and
+    the variable from this row, and a test compares the rows with the README.
+
+    A callable default is called when the parser is built; it reads its own
+    variables (an images folder that defaults to $SUPPLIER_DATA/images), so env
+    is then only shown. Otherwise a set env is parsed by type, and a bad value
+    is a usage error naming the variable. An "append" option's env holds several
+    values, split on whitespace, or on `split` when given."""
+
+    flags: str
+    help: str
+    env: str = ""
+    default: Any = None
+    type: Callable[[str], Any] | None = None
+    metavar: str | None = None
+    action: str | None = None
+    shown: str | None = None
+    nargs: str | None = None
+    split: str | None = None
+
+    def default_text(self) -> str:
+        if self.shown is not None:
+            return self.shown
+        if self.default is None or self.action == "store_true" or callable(self.default):
+            return ""
+        return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
+
+    def add_to(self, parser: argparse.ArgumentParser) -> argparse.Action:
+        shown, names = self.default_text(), self.flags.split()
+        extra = [f"default {shown}"] if shown else []
+        help = " ".join([self.help, *(f"({text})" for text in extra)])
+        help += f" [{self.env}]" if self.env else ""
+        keywords: dict[str, Any] = {"help": help.replace("%", "%%")}
+        for name in ("type", "metavar", "action", "nargs"):
+            if getattr(self, name) is not None:
+                keywords[name] = getattr(self, name)
+        if self.action == "version":
+            keywords["version"] = f"%(prog)s {__version__}"
+        else:
+            keywords["default"] = self.initial(parser)
+        action = parser.add_argument(*names, **keywords)
+        action.option = self  # type: ignore[attr-defined]
+        return action
+
+    def initial(self, parser: argparse.ArgumentParser) -> Any:
+        if callable(self.default):
+            try:
+                return self.default()
+            except (argparse.ArgumentTypeError, ValueError) as error:
+                parser.error(f"environment variable {self.env}: {error}")
+        if not self.env or self.action in ("store_true", "version"):
+            return self.default
+        if self.action == "append":
+            parse = self.type or str
+
+            def several(text: str) -> list:
+                return [parse(item) for item in text.split(self.split) if item.strip()]
+
+            return from_env(parser, self.env, several, self.default)
+        return from_env(parser, self.env, self.type or str, self.default)
+
+
+def standard_options() -> list[Option]:
     """-q, -v and -V/--version, meaning the same in every script."""
-    add = parser.add_argument
-    add("-q", "--quiet", action="store_true", help="print only errors")
-    add("-v", "--verbose", action="store_true", help="print each step (never library internals)")
-    add("-V", "--version", action="version", version=f"%(prog)s {__version__}")
+    return [
+        Option("-q --quiet", "print only errors", action="store_true"),
+        Option("-v --verbose", "print each step (never library internals)", action="store_true"),
+        Option("-V --version", "show the version and exit", action="version"),
+    ]
+
+
+def build_parser(
+    doc: str | None,
+    options: Sequence[Option],
+    parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    """The script's parser: its docstring (usage, examples, exit statuses) as the
+    description, then one argument per row, then -q, -v and -V."""
+    parser = parser_class(
+        description=doc, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for option in [*options, *standard_options()]:
+        option.add_to(parser)
+    return parser
+
+
+class WarningsToLog(logging.Filter):
+    """Python's warnings (Pillow's 'Corrupt EXIF data') as one WARNING line of
+    ours, without the library's path and source line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.args[0]) if record.args else record.getMessage()
+        first = text.strip().splitlines()[0] if text.strip() else text
+        record.msg, record.args = first.split(": ", 1)[-1], None
+        return True
 
 
 def configure_logging(quiet: bool, verbose: bool) -> None:
     """Log to stderr; third-party libraries never go below WARNING, so -v shows this
-    script's steps and not, for example, Pillow's TIFF tag dump."""
+    script's steps and not, for example, Pillow's TIFF tag dump; their warnings
+    become our log lines, so -q silences them."""
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").addFilter(WarningsToLog())
 
 
 def expand_home(text: str) -> Path:
@@ -146,8 +247,50 @@ def expand_home(text: str) -> Path:
         return Path(text)
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises
+    KeyboardInterrupt, so whatever finishes outputs after Ctrl-C runs for them too."""
+
+
+def raise_interrupted(signum: int, frame: object) -> None:
+    """Once: a second SIGTERM (systemd's stop repeated) must not cut the clean-up
+    that writes whole outputs."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def say_error(text: str) -> None:
+    logging.getLogger().error("%s", text)
+
+
+def guarded(
+    work: Callable[[], int],
+    say: Callable[[str], object] = say_error,
+    failed: int = 2,
+    interrupted: int = 130,
+) -> int:
+    """The script's one way out (nagiosplugin's guard): work()'s status; Ctrl-C,
+    SIGTERM or SIGHUP as one line and `interrupted`; any other exception as one
+    line and `failed`. Never a traceback."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, raise_interrupted) for sig in STOP_SIGNALS if in_main}
+    try:
+        return work()
+    except KeyboardInterrupt as stop:
+        say(f"interrupted by {stop}" if isinstance(stop, Interrupted) else "interrupted")
+        return interrupted
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        say(f"unexpected {type(error).__name__}" + (f": {first}" if first else ""))
+        return failed
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 # --- end shared block: cli ---
-# --- begin shared block: lock (copied exactly; tests/test_scripts.py) ---
+# --- begin shared block: lock (from blocks/lock.py; make blocks) ---
 LOCK_NAME = ".fruit-catalog.lock"
 
 
@@ -220,7 +363,7 @@ def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
 
 
 # --- end shared block: lock ---
-# --- begin shared block: progress (copied exactly; tests/test_scripts.py) ---
+# --- begin shared block: progress (from blocks/progress.py; make blocks) ---
 class Progress:
     """One updating line on a terminal: `converted 12/40, 6.1/s, 5 s left`. Shown only
     when stderr is a terminal, not quiet, and the work has taken over 2 seconds;
@@ -264,9 +407,14 @@ class Progress:
 
 
 # --- end shared block: progress ---
-# --- begin shared block: delivery files (copied exactly; tests/test_scripts.py) ---
+# --- begin shared block: delivery files (from blocks/delivery_files.py; make blocks) ---
 DESCRIPTION_LIMIT = 1 << 20  # 1 MiB: a description is a few lines
 IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
+
+
+def supplier_data() -> Path:
+    """The delivery: $SUPPLIER_DATA, else the lab's ~/supplier-data."""
+    return expand_home(os.environ.get("SUPPLIER_DATA") or "~/supplier-data")
 
 
 class RefusedFile(Exception):
@@ -325,7 +473,7 @@ def read_delivery_file(path: Path, root: Path, limit: int) -> bytes:
 
 
 # --- end shared block: delivery files ---
-# --- begin shared block: http (copied exactly; tests/test_scripts.py) ---
+# --- begin shared block: http (from blocks/http.py; make blocks) ---
 DEFAULT_URL = "http://localhost/"
 CONNECT_TIMEOUT = 5.0
 RETRY_STATUSES = (502, 503, 504)
@@ -412,20 +560,56 @@ def sent_path(path: str) -> str:
     return sent.path
 
 
-def store_url(parser: argparse.ArgumentParser, flag: str | None) -> str:
-    """--url, else CATALOG_URL, else the lab's store; a bad one is a usage error
-    blamed on where it came from."""
-    if flag is not None:
-        source, text = "--url", flag
-    elif os.environ.get("CATALOG_URL", "").strip():
-        source, text = "environment variable CATALOG_URL", os.environ["CATALOG_URL"]
-    else:
-        return DEFAULT_URL
+def store_url(text: str) -> str:
+    """An argparse type: a store URL (--url or CATALOG_URL), as given."""
     try:
         canonical_url(text)
     except ValueError as error:
-        parser.error(f"{source}: {error}")
+        raise argparse.ArgumentTypeError(str(error)) from None
     return text.strip()
+
+
+def store_options(sending: str) -> list[Option]:
+    """The store's options, the same in both scripts that talk to it; `sending`
+    names what a lost answer belonged to ("a POST", "an upload")."""
+    seconds, whole = number(0, 86400), functools.partial(number, whole=True)
+    return [
+        Option("--url", "the store's base URL", "CATALOG_URL", DEFAULT_URL, store_url, "URL"),
+        Option("--jobs", "requests in parallel, 1-64", "CATALOG_JOBS", 8, whole(1, 64), "N"),
+        Option(
+            "--timeout",
+            "wait for each read (connect 5); a request with its retries ends within"
+            " 2 x SECONDS + 5",
+            "CATALOG_TIMEOUT",
+            30.0,
+            number(0.1, 3600),
+            "SECONDS",
+        ),
+        Option(
+            "--retries",
+            "retries of a GET, or of a POST the store surely did not take (refused, 503), 0-10",
+            "CATALOG_RETRIES",
+            4,
+            whole(0, 10),
+            "N",
+        ),
+        Option(
+            "--grace",
+            f"after {sending} lost its answer, wait this long before looking for it in the store",
+            "CATALOG_GRACE",
+            10.0,
+            seconds,
+            "SECONDS",
+        ),
+        Option(
+            "--wait",
+            "wait this long for another run on the delivery to finish",
+            "CATALOG_WAIT",
+            0.0,
+            seconds,
+            "SECONDS",
+        ),
+    ]
 
 
 def store_token(parser: argparse.ArgumentParser) -> str:
@@ -557,9 +741,16 @@ class WatchedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": WatchedPool, "https": WatchedHTTPSPool}
 
 
-class DeadlineRetry(Retry):
-    """urllib3's retries of GET and HEAD, giving up rather than sleeping past the
-    request's deadline."""
+class StoreRetry(Retry):
+    """The one retry policy of every request: urllib3 retries GET and HEAD after
+    a refused connection, a lost answer or 502/503/504, and a POST only when the
+    store surely did not take it (a connection never opened, or 503), with
+    backoff and Retry-After; it gives up rather than sleep past the deadline."""
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if method == "POST":
+            return status_code == 503
+        return super().is_retry(method, status_code, has_retry_after)
 
     def sleep(self, response: urllib3.BaseHTTPResponse | None = None) -> None:
         dog = getattr(_watched, "dog", None)
@@ -584,9 +775,8 @@ def read_body(answer: requests.Response, limit: int) -> None:
 
 
 def make_session(url: str, token: str, retries: int, jobs: int) -> requests.Session:
-    """One pooled session: GET and HEAD retried by urllib3 (refused connections,
-    502/503/504 with backoff and Retry-After), POSTs only by Store.post()."""
-    retry = DeadlineRetry(
+    """One pooled session, every request retried by StoreRetry."""
+    retry = StoreRetry(
         total=retries,
         connect=retries,
         read=retries,
@@ -635,15 +825,6 @@ def never_sent(error: requests.RequestException) -> bool:
         "host name not found",
         "network unreachable",
     }
-
-
-def backoff(attempt: int, retry_after: str | None) -> float:
-    """Seconds to wait before attempt+1: exponential, capped, Retry-After honoured."""
-    delay = min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt)
-    if retry_after:
-        with contextlib.suppress(Exception):  # an unparsable header is ignored, as urllib3 does
-            delay = max(delay, min(BACKOFF_MAX, Retry().parse_retry_after(retry_after)))
-    return delay
 
 
 def store_errors(body: object) -> str:
@@ -717,20 +898,14 @@ class Store:
         raise kind(self.stopped or message, maybe_sent=not never_sent(error))
 
     def post(self, path: str, **options: object) -> requests.Response:
-        """POST, repeated only when the store surely did not take it (503, or a
-        connection that never opened: urllib3 retries those). A lost answer (or
-        502/504) raises Unanswered(maybe_sent=True): the caller re-reads the
-        store after a grace period instead of sending it again."""
-        for attempt in range(self.retries + 1):
-            answer = self.request("POST", path, **options)
-            if answer.status_code == 503 and attempt < self.retries:
-                time.sleep(backoff(attempt, answer.headers.get("Retry-After")))
-                continue
-            if answer.status_code in (502, 504):
-                message = f"POST {self.url}{path}: the store answered {answer.status_code}"
-                raise Unanswered(message, maybe_sent=True)
-            return answer
-        raise AssertionError("unreachable: the last attempt returns")
+        """POST, repeated by StoreRetry only when the store surely did not take it.
+        A lost answer (or 502/504) raises Unanswered(maybe_sent=True): the caller
+        re-reads the store after a grace period instead of sending it again."""
+        answer = self.request("POST", path, **options)
+        if answer.status_code in (502, 504):
+            message = f"POST {self.url}{path}: the store answered {answer.status_code}"
+            raise Unanswered(message, maybe_sent=True)
+        return answer
 
     def fruits(self) -> list[dict]:
         """Every product the store has; also proves it answers."""
@@ -798,17 +973,17 @@ def read_journal(path: Path) -> list[dict]:
             log.warning("%s; ignored (the store is asked anyway)", error)
         return []
     entries = []
-    for number, line in enumerate(raw.splitlines(), 1):
+    for count, line in enumerate(raw.splitlines(), 1):
         try:
             entry = json.loads(line.decode("utf-8"))
         except ValueError as error:
             why = "not UTF-8" if isinstance(error, UnicodeDecodeError) else "not JSON"
-            log.warning("%s line %d: %s; ignored", path, number, why)
+            log.warning("%s line %d: %s; ignored", path, count, why)
             continue
         if isinstance(entry, dict):
             entries.append(entry)
         else:
-            log.warning("%s line %d: not a JSON object; ignored", path, number)
+            log.warning("%s line %d: not a JSON object; ignored", path, count)
     return entries
 
 
@@ -834,6 +1009,30 @@ def await_stopped_requests(sent: float, grace: float) -> bool:
     log.info("a stopped run's request may still land; looking in %.0f s (--grace)", left)
     time.sleep(left)
     return True
+
+
+def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with CATALOG_TOKEN checked (it has no flag: never on a command line)."""
+    args = parser.parse_args(argv)
+    args.token = store_token(parser)
+    return args
+
+
+def store_main(
+    argv: list[str] | None,
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace], int],
+) -> int:
+    """main() of both scripts that talk to the store: no credentials in any line."""
+
+    def work() -> int:
+        args = parse_args(argv)
+        configure_logging(args.quiet, args.verbose)
+        logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry warnings: ours say more
+        redact_logs()
+        return run(args)
+
+    return guarded(work)
 
 
 # --- end shared block: http ---
@@ -1056,74 +1255,33 @@ def upload_with_journal(args: argparse.Namespace, journal: int) -> int:
 # -- the command line -----------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    data = expand_home(os.environ.get("SUPPLIER_DATA") or "~/supplier-data")
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add = parser.add_argument
-    add("--url", metavar="URL", help=f"the store's base URL (default {DEFAULT_URL}) [CATALOG_URL]")
-    add(
+OPTIONS = [
+    *store_options("an upload"),
+    Option(
         "--images",
-        metavar="DIR",
-        type=Path,
-        default=data / "images",
-        help="folder of the catalog JPEGs (default $SUPPLIER_DATA/images) [SUPPLIER_DATA]",
-    )
-    add(
+        "folder of the catalog JPEGs",
+        "SUPPLIER_DATA",
+        lambda: supplier_data() / "images",
+        Path,
+        "DIR",
+        shown="$SUPPLIER_DATA/images",
+    ),
+    Option(
         "--journal",
-        metavar="FILE",
-        type=Path,
-        default=os.environ.get("UPLOAD_JOURNAL") or None,
-        help="journal of uploads (default uploaded.jsonl beside the images folder)"
-        " [UPLOAD_JOURNAL]",
-    )
-    jobs, timeout = number(1, 64, whole=True), number(0.1, 3600)
-    retries, seconds = number(0, 10, whole=True), number(0, 86400)
-    add(
-        "--jobs",
-        metavar="N",
-        type=jobs,
-        default=from_env(parser, "CATALOG_JOBS", jobs, 8),
-        help="requests in parallel, 1-64 (default 8) [CATALOG_JOBS]",
-    )
-    add(
-        "--timeout",
-        metavar="SECONDS",
-        type=timeout,
-        default=from_env(parser, "CATALOG_TIMEOUT", timeout, 30.0),
-        help="wait for each read (default 30; connect 5); a request with its retries"
-        " ends within 2 x SECONDS + 5 [CATALOG_TIMEOUT]",
-    )
-    add(
-        "--retries",
-        metavar="N",
-        type=retries,
-        default=from_env(parser, "CATALOG_RETRIES", retries, 4),
-        help="retries of a GET, or of a POST the store surely did not take (refused,"
-        " 503), 0-10 (default 4)"
-        " [CATALOG_RETRIES]",
-    )
-    add(
-        "--grace",
-        metavar="SECONDS",
-        type=seconds,
-        default=from_env(parser, "CATALOG_GRACE", seconds, 10.0),
-        help="after an upload lost its answer, wait this long before looking for it"
-        " in the store (default 10) [CATALOG_GRACE]",
-    )
-    add(
-        "--wait",
-        metavar="SECONDS",
-        type=seconds,
-        default=from_env(parser, "CATALOG_WAIT", seconds, 0.0),
-        help="wait this long for another run on the delivery to finish (default 0) [CATALOG_WAIT]",
-    )
-    add("--dry-run", action="store_true", help="list what would be uploaded; contact no store")
-    add_standard_options(parser)
-    args = parser.parse_args(argv)
-    args.url = store_url(parser, args.url)
-    args.token = store_token(parser)
+        "journal of uploads",
+        "UPLOAD_JOURNAL",
+        None,
+        Path,
+        "FILE",
+        shown="uploaded.jsonl beside the images folder",
+    ),
+    Option("--dry-run", "list what would be uploaded; contact no store", action="store_true"),
+]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser(__doc__, OPTIONS)
+    args = store_arguments(parser, argv)
     args.journal = args.journal or args.images.parent / "uploaded.jsonl"
     if not args.images.is_dir():
         parser.error(f"no images folder at {args.images}")
@@ -1131,18 +1289,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    configure_logging(args.quiet, args.verbose)
-    logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry warnings: ours say more
-    redact_logs()
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return EXIT_INTERRUPTED
-    except Exception as error:  # the one guard: a line, not a traceback
-        log.error("unexpected %s: %s", type(error).__name__, redact(str(error)))
-        return EXIT_USAGE
+    return store_main(argv, parse_args, run)
 
 
 if __name__ == "__main__":

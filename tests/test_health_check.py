@@ -482,7 +482,7 @@ def test_the_guard_turns_any_exception_into_one_unknown_line(capsys):
     def broken() -> int:
         raise KeyError("disk:/")
 
-    assert hc.guarded(broken)() == hc.UNKNOWN
+    assert hc.guard(broken) == hc.UNKNOWN
     assert capsys.readouterr().out == "HEALTH UNKNOWN - unexpected KeyError: 'disk:/'\n"
 
 
@@ -490,7 +490,7 @@ def test_the_guard_keeps_usage_errors_and_interrupts_short(capsys):
     def interrupted() -> int:
         raise KeyboardInterrupt
 
-    assert hc.guarded(interrupted)() == hc.UNKNOWN
+    assert hc.guard(interrupted) == hc.UNKNOWN
     assert capsys.readouterr().out == "HEALTH UNKNOWN - interrupted\n"
     with pytest.raises(SystemExit) as usage:
         hc.main(["--remind", "nan"])

@@ -6,6 +6,7 @@ blocks copied on purpose between standalone scripts are still identical."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import re
 import shutil
@@ -115,12 +116,32 @@ def test_shared_block_is_in_every_script_that_needs_it(name: str) -> None:
     assert having == BLOCKS[name]
 
 
-@pytest.mark.parametrize("name", sorted(BLOCKS))
-def test_shared_block_copies_are_identical(name: str) -> None:
-    copies = {script: shared_blocks(script).get(name) for script in sorted(BLOCKS[name])}
-    first_script, first = next(iter(copies.items()))
-    for script, copy in copies.items():
-        assert copy == first, f"shared block {name!r} differs between {first_script} and {script}"
+def test_every_copy_of_a_shared_block_is_generated_from_its_home() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "sync_blocks.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout
+
+
+def test_a_stale_copy_is_named_with_the_command_that_mends_it(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("sync_blocks", ROOT / "tools" / "sync_blocks.py")
+    blocks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(blocks)
+    edited = source("run.py").replace("def redact(", "def redacted(", 1)
+    (tmp_path / "run.py").write_text(edited, encoding="utf-8")
+    (tmp_path / "blocks").symlink_to(ROOT / "blocks")
+    original = blocks.ROOT, blocks.HOMES
+    blocks.ROOT, blocks.HOMES = tmp_path, ROOT / "blocks"
+    try:
+        assert blocks.stale() == ["run.py: block http differs from blocks/http.py: run make blocks"]
+        assert blocks.main([]) == 0
+        assert blocks.stale() == []
+    finally:
+        blocks.ROOT, blocks.HOMES = original
+    assert (tmp_path / "run.py").read_text(encoding="utf-8") == source("run.py")
 
 
 def test_every_script_has_the_same_version() -> None:

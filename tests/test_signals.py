@@ -1,0 +1,170 @@
+"""Every script stopped by a real signal in the middle of its work (systemd
+stopping a unit, `timeout`, an operator's kill, a closed terminal): one line,
+the documented status, and every output it wrote whole."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import reports
+from make_delivery import make_delivery
+
+ROOT = Path(__file__).resolve().parent.parent
+SMTP_GREETING = b"220 slow.example.com ESMTP\r\n"
+HTTP_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100
+
+
+def start(script: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CATALOG_", "SMTP_"))}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / script), *args],
+        env={**clean, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 30) -> None:
+    """Returns once condition() holds; fails the test after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the script never reached the point to stop it"
+        time.sleep(0.05)
+
+
+def stop(process: subprocess.Popen, sig: signal.Signals) -> tuple[int, str, str]:
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=60)
+    return process.returncode, out, err
+
+
+def assert_one_line(text: str, expected: str) -> None:
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert "Traceback" not in text, text
+    assert lines and lines[-1] == expected, text
+
+
+def whole_jpegs(folder: Path) -> list[Path]:
+    """Every JPEG in folder, each opened and decoded in full (a cut one fails)."""
+    jpegs = sorted(folder.glob("*.jpeg"))
+    for jpeg in jpegs:
+        with Image.open(jpeg) as image:
+            image.load()
+    return jpegs
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_change_image_stops_with_130_and_only_whole_jpegs(tmp_path: Path, sig) -> None:
+    delivery = make_delivery(tmp_path, count=40, size=(1200, 800))
+    images = delivery / "images"
+    process = start("changeImage.py", "--jobs", "1", str(images))
+    wait_until(lambda: any(images.glob("*.jpeg")))
+    status, _, err = stop(process, sig)
+    assert status == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert 1 <= len(whole_jpegs(images)) < 40
+    assert not [p for p in images.iterdir() if p.name.startswith(".")] or all(
+        p.name == ".fruit-catalog.lock" for p in images.iterdir() if p.name.startswith(".")
+    )
+
+
+def test_run_py_stopped_writes_its_record(tmp_path: Path, store_factory, catalog) -> None:
+    store = store_factory(slow_every=1, slow=1.0)
+    delivery = catalog(tmp_path, [f"{n:03d}" for n in range(1, 13)])
+    uploaded = start(
+        "supplier_image_upload.py", "--url", store.url, "--images", str(delivery / "images")
+    )
+    assert uploaded.wait(timeout=120) == 0, uploaded.stderr.read()
+    args = ["--url", store.url, "--descriptions", str(delivery / "descriptions"), "--jobs", "2"]
+    process = start("run.py", *args, "--images", str(delivery / "images"))
+    wait_until(lambda: len(store.catalog.fruits()) >= 1)
+    status, _, err = stop(process, signal.SIGTERM)
+    assert status == 130, err
+    assert_one_line(err, "ERROR interrupted by SIGTERM")
+    record = json.loads((delivery / "imported.json").read_text(encoding="utf-8"))
+    assert record["complete"] is False
+    assert record["summary"].startswith("interrupted: ")
+    imported = {p["name"] for p in record["products"] if p["outcome"] == "imported"}
+    in_store = {f["name"] for f in store.catalog.fruits()}
+    assert imported == in_store, "the record must say exactly what the store took"
+    unsent = [p for p in record["products"] if p["outcome"] == "failed"]
+    assert unsent and all("interrupted" in p["reason"] for p in unsent)
+    journal = (delivery / "imported.jsonl").read_text(encoding="utf-8").splitlines()
+    assert all(json.loads(line) for line in journal)
+
+
+def test_the_uploader_stopped_leaves_a_whole_journal(tmp_path: Path, store_factory, catalog):
+    store = store_factory(slow_every=1, slow=1.0)
+    delivery = catalog(tmp_path, [f"{n:03d}" for n in range(1, 13)])
+    journal = delivery / "uploaded.jsonl"
+    args = ["--url", store.url, "--images", str(delivery / "images"), "--jobs", "2"]
+    process = start("supplier_image_upload.py", *args)
+    wait_until(lambda: store.post_count >= 1)
+    status, _, err = stop(process, signal.SIGTERM)
+    assert status == 130, err
+    assert "interrupted" in err.splitlines()[-1] and "Traceback" not in err
+    assert all(json.loads(line) for line in journal.read_text(encoding="utf-8").splitlines())
+
+
+def test_report_email_stopped_mid_send(tmp_path: Path, trickling_server, write_record, product):
+    port = trickling_server(SMTP_GREETING, interval=5.0)
+    record = write_record(tmp_path / "imported.json", [product("001.txt", "Apple", 500)])
+    pdf = tmp_path / "processed.pdf"
+    env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TIMEOUT": "60"}
+    process = start("report_email.py", "--record", str(record), "--pdf", str(pdf), env=env)
+    wait_until(pdf.exists)
+    time.sleep(0.5)
+    status, _, err = stop(process, signal.SIGTERM)
+    assert status == 130, err
+    assert_one_line(err, "ERROR interrupted by SIGTERM")
+    assert pdf.read_bytes().rstrip().endswith(b"%%EOF")
+
+
+def test_emails_py_stopped_mid_send(trickling_server) -> None:
+    port = trickling_server(SMTP_GREETING, interval=5.0)
+    env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TIMEOUT": "60"}
+    process = start("emails.py", "you@example.com", env=env)
+    time.sleep(1.5)
+    status, _, err = stop(process, signal.SIGTERM)
+    assert status == 130, err
+    assert_one_line(err, "ERROR interrupted by SIGTERM")
+
+
+def test_health_check_stopped_mid_probe_is_one_unknown_line(tmp_path: Path, trickling_server):
+    port = trickling_server(HTTP_ANSWER, interval=5.0)
+    state = tmp_path / "state.json"
+    args = ["--url", f"http://127.0.0.1:{port}/", "--url-timeout", "50", "-t", "60"]
+    process = start("health_check.py", *args, "--state", str(state), "--no-email", "--nagios")
+    time.sleep(1.5)
+    status, out, err = stop(process, signal.SIGTERM)
+    assert status == 3, err
+    assert out == "HEALTH UNKNOWN - interrupted by SIGTERM\n"
+    assert "Traceback" not in err
+    assert not state.exists() or json.loads(state.read_text(encoding="utf-8"))
+
+
+def test_reports_py_stopped_while_writing(tmp_path: Path, monkeypatch, caplog) -> None:
+    """reports.py writes its sample too fast to catch from outside: the signal is
+    sent to this process from inside the writing, and the guard must turn it into
+    130 and one line."""
+
+    def interrupted_writing(*args: object, **kwargs: object) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise AssertionError("SIGTERM did not stop the writing")
+
+    monkeypatch.setattr(reports, "generate_supplier_report", interrupted_writing)
+    assert reports.main([str(tmp_path / "sample.pdf")]) == 130
+    assert caplog.messages[-1] == "interrupted by SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
