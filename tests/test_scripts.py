@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -134,7 +135,7 @@ def test_a_stale_copy_is_named_with_the_command_that_mends_it(tmp_path: Path) ->
     (tmp_path / "run.py").write_text(edited, encoding="utf-8")
     (tmp_path / "blocks").symlink_to(ROOT / "blocks")
     original = blocks.ROOT, blocks.HOMES
-    blocks.ROOT, blocks.HOMES = tmp_path, ROOT / "blocks"
+    blocks.ROOT, blocks.HOMES = tmp_path, tmp_path / "blocks"
     try:
         assert blocks.stale() == ["run.py: block http differs from blocks/http.py: run make blocks"]
         assert blocks.main([]) == 0
@@ -227,3 +228,96 @@ def test_a_user_with_no_home_and_no_name_gets_an_error_not_a_traceback(script: s
     )
     assert done.returncode == (3 if script == "health_check.py" else 2), done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+# -- the README's configuration table against every parser --------------------------------
+
+README_ROW = re.compile(
+    r"^\| *(?P<script>[^|]*?) *\| *(?P<flags>[^|]*?) *\| *(?P<env>[^|]*?) *\|(?P<default>.*)\|$"
+)
+STANDARD_FLAGS = {"--quiet", "--verbose", "--version", "-q", "-v", "-V", "-h", "--help"}
+# Scripts whose options are declared as Option rows (OPTIONS).
+DECLARED = ["changeImage.py", "supplier_image_upload.py", "run.py"]
+
+
+class ReadmeRow(NamedTuple):
+    flags: list[tuple[str, str]]  # (flag or positional name, metavar as written)
+    env: set[str]
+    default: str
+    as_above: bool
+
+
+def readme_rows() -> dict[str, list[ReadmeRow]]:
+    """The Configuration table, row by row, under the script each row belongs to."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, list[ReadmeRow]] = {}
+    script = ""
+    for line in table.splitlines():
+        match = README_ROW.match(line)
+        if not match or match["script"] in ("script", "---"):
+            continue
+        script = match["script"].split()[0] if match["script"] else script
+        flags = [
+            tuple([*cell.split(" ", 1), ""][:2])
+            for cell in re.findall(r"`([^`]+)`", match["flags"])
+        ]
+        rows.setdefault(script, []).append(
+            ReadmeRow(
+                flags,
+                set(re.findall(r"`([A-Z][A-Z0-9_]+)`", match["env"])),
+                match["default"].replace("`", "").strip(),
+                match["env"] == "as above",
+            )
+        )
+    return rows
+
+
+def declared(script: str) -> dict[str, object]:
+    """Each Option row of the script by its long flag (a positional by its metavar)."""
+    module = importlib.import_module(Path(script).stem)
+    options = {}
+    for option in module.OPTIONS:
+        names = option.flags.split()
+        long = [name for name in names if name.startswith("--")]
+        options[long[0] if long else (option.metavar or names[0])] = option
+    return options
+
+
+@pytest.mark.parametrize("script", DECLARED)
+def test_the_readme_lists_every_option_as_its_parser_declares_it(script: str) -> None:
+    """Every option the parser declares has its README row: flag, metavar,
+    variable and default; "as above" takes them from an earlier script's row."""
+    rows, options = readme_rows()[script], declared(script)
+    listed = {flag for row in rows for flag, _ in row.flags if flag not in STANDARD_FLAGS}
+    listed = {flag for flag in listed if flag.startswith("--") or flag.isupper()}
+    assert listed == set(options), f"README and {script} disagree on the options"
+    table = readme_rows()
+    earlier = list(table)[: list(table).index(script)]
+    above = {flag: row for name in earlier for row in table[name] for flag, _ in row.flags}
+    for row in rows:
+        for flag, metavar in row.flags:
+            option = options.get(flag)
+            if option is None:
+                continue
+            if metavar and metavar != "...":
+                assert metavar == option.metavar, f"{script} {flag}: README shows {metavar}"
+            if len(row.flags) > 1 and not row.as_above:
+                assert not option.env and option.default_text() == "", f"{script} {flag}"
+                continue
+            source = above[flag] if row.as_above else row
+            assert source.env == ({option.env} if option.env else set()), f"{script} {flag}"
+            assert option.default_text() in source.default, (
+                f"{script} {flag}: README default {source.default!r}"
+                f" does not say {option.default_text()!r}"
+            )
+
+
+@pytest.mark.parametrize("script", DECLARED)
+def test_help_shows_each_options_default_and_variable(script: str) -> None:
+    text = " ".join(run_script(script, "--help").stdout.split())
+    for option in declared(script).values():
+        if option.default_text():
+            assert f"(default {option.default_text()})" in text, option.flags
+        if option.env:
+            assert f"[{option.env}]" in text, option.flags
