@@ -6,8 +6,6 @@ kinds a supplier sends: 16 opaque uncompressed RGBA TIFFs (8 in one strip,
 8 in 5-row strips as libtiff-based writers store them), 8 uncompressed RGBA
 cut-outs with transparent surroundings, 8 compressed TIFFs (4 LZW RGB,
 4 deflate RGBA); reported apart, 2 16-bit greyscale and 2 palette TIFFs.
-Deflate TIFFs are also converted without the deflate package (libdeflate), as
-on a machine where it is not installed.
 
 Each side runs as a process, as users run it, on a fresh copy of the images:
 the lab recipe (open, convert('RGB'), resize((600, 400)), save), alone and
@@ -162,24 +160,12 @@ def change_image(folder: Path, *flags: str) -> list[list[str]]:
     return [[sys.executable, str(ROOT / "changeImage.py"), str(folder), "-q", *flags]]
 
 
-# changeImage.py run as on a machine without the deflate package.
-WITHOUT_DEFLATE = (
-    "import runpy, sys; sys.modules['deflate'] = None; sys.argv = sys.argv[1:]; "
-    "runpy.run_path(sys.argv[0], run_name='__main__')"
-)
-
-
-def without_deflate(folder: Path) -> list[list[str]]:
-    return [[sys.executable, "-c", WITHOUT_DEFLATE, *change_image(folder, "--jobs", "1")[0][1:]]]
-
-
 SIDES = {
     "lab recipe, 1 process": lambda files, folder: recipe(files, 1),
     f"lab recipe, {CORES} processes": lambda files, folder: recipe(files, CORES),
     "changeImage.py --jobs 1": lambda files, folder: change_image(folder, "--jobs", "1"),
     f"changeImage.py, {CORES} cores": lambda files, folder: change_image(folder),
     "changeImage.py --best-quality": lambda files, folder: change_image(folder, "--best-quality"),
-    "--jobs 1, without libdeflate": lambda files, folder: without_deflate(folder),
 }
 
 
@@ -264,14 +250,6 @@ def premultiply_cost(source: Path) -> float:
         return best * 1000
 
 
-def deflate_reader() -> str:
-    try:
-        import deflate
-    except ImportError:
-        return "Pillow's libtiff (zlib): the deflate package is not installed"
-    return f"libdeflate (deflate {deflate.__version__}); LZW TIFFs: Pillow's libtiff"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -283,7 +261,6 @@ def main(argv: list[str] | None = None) -> int:
         corpus = make_corpus(scratch / "corpus", args.size)
         size = "x".join(map(str, args.size))
         print(f"{size}, {CORES} cores, {args.rounds} rounds interleaved; times in seconds")
-        print(f"deflate TIFFs: {deflate_reader()}")
         with ProcessPoolExecutor(1) as pool:  # keeps this process's peak memory small
             premultiply = pool.submit(premultiply_cost, corpus[MAIN_KINDS[0]][0]).result()
         print(
@@ -299,12 +276,11 @@ def main(argv: list[str] | None = None) -> int:
             f" changeImage.py {min(startups['changeImage.py --jobs 1'][0]):.3f} s"
         )
         main_corpus = [path for kind in MAIN_KINDS for path in corpus[kind]]
-        results = measure(main_corpus, scratch, args.rounds, list(SIDES)[:-1])
+        results = measure(main_corpus, scratch, args.rounds, list(SIDES))
         report("whole corpus", main_corpus, results, startups)
         quick = ["lab recipe, 1 process", "changeImage.py --jobs 1"]
         for kind in (*MAIN_KINDS, *APART_KINDS) if args.kinds else APART_KINDS:
-            sides = [*quick, list(SIDES)[-1]] if kind == "deflate RGBA" else quick
-            results = measure(corpus[kind], scratch, args.rounds, sides)
+            results = measure(corpus[kind], scratch, args.rounds, quick)
             report(kind, corpus[kind], results, startups)
     return 0
 
