@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test demo bench clean blocks
+.PHONY: test demo bench clean blocks coverage
 
 # The scripts are written and tested for Python 3.11 or newer; on an older one, stop
 # at once with one line rather than fail later inside pip or a test.
@@ -23,6 +23,10 @@ test: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# Branch coverage of the scripts, in the test process and the scripts it starts.
+coverage: $(INSTALLED)
+	$(BIN)/python -m pytest --cov=. --cov-branch --cov-report=term
 
 demo: $(INSTALLED)
 	$(BIN)/python sandbox/demo.py $(if $(KEEP),--keep)

@@ -48,7 +48,9 @@ class PostCounter:
 
     def next(self) -> int:
         with self.lock:
-            self.count += 1
+            # Read back: StoreProcess.reset() empties a store between tests by
+            # writing 0 here, so the next POST is number 1 again.
+            self.count = int(self.path.read_text() or 0) + 1
             self.write()
             return self.count
 
