@@ -26,7 +26,7 @@ test: $(INSTALLED)
 
 # Branch coverage of the scripts, in the test process and the scripts it starts.
 coverage: $(INSTALLED)
-	$(BIN)/python -m pytest --cov=. --cov-branch --cov-report=term
+	$(BIN)/python -m pytest --cov --cov-report=term
 
 demo: $(INSTALLED)
 	$(BIN)/python sandbox/demo.py $(if $(KEEP),--keep)
