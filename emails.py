@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import getpass
 import ipaddress
 import logging
@@ -59,7 +60,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -89,7 +90,9 @@ log = logging.getLogger("emails")
 
 
 # --- begin shared block: cli (from blocks/cli.py; make blocks) ---
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+UNSET = object()  # the default of an option not given on the command line
+STOPPING = threading.Event()  # set by the first stop signal: no new request, no retry
 
 
 def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
@@ -164,7 +167,7 @@ class Option:
         if self.action == "version":
             keywords["version"] = f"%(prog)s {__version__}"
         else:
-            keywords["default"] = self.initial(parser)
+            keywords["default"] = UNSET
         action = parser.add_argument(*names, **keywords)
         action.option = self  # type: ignore[attr-defined]
         return action
@@ -204,7 +207,18 @@ def build_parser(
 ) -> argparse.ArgumentParser:
     """The script's parser: its docstring (usage, examples, exit statuses) as the
     description, then one argument per row, then -q, -v and -V."""
-    parser = parser_class(
+
+    class OptionParser(parser_class):  # type: ignore[valid-type, misc]
+        def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+            """Then the defaults of the options not given: a variable is read only
+            when its flag is absent (the flag wins), never for --help or -V."""
+            known, rest = super().parse_known_args(args, namespace)
+            for action in self._actions:
+                if getattr(known, action.dest, None) is UNSET:
+                    setattr(known, action.dest, action.option.initial(self))
+            return known, rest
+
+    parser = OptionParser(
         description=doc, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     for option in [*options, *standard_options()]:
@@ -246,16 +260,40 @@ def expand_home(text: str) -> Path:
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises
+    """SIGINT, SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises
     KeyboardInterrupt, so whatever finishes outputs after Ctrl-C runs for them too."""
 
 
+HELD = {"depth": 0, "pending": ""}
+
+
 def raise_interrupted(signum: int, frame: object) -> None:
-    """Once: a second SIGTERM (systemd's stop repeated) must not cut the clean-up
-    that writes whole outputs."""
+    """The first stop signal: later ones are ignored (a second SIGTERM from systemd,
+    an impatient Ctrl-C must not cut the clean-up that writes whole outputs), the
+    worker threads see STOPPING, and inside signals_held() it waits for its end."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
-    raise Interrupted(signal.Signals(signum).name)
+    STOPPING.set()
+    name = signal.Signals(signum).name
+    if HELD["depth"]:
+        HELD["pending"] = name
+        return
+    raise Interrupted(name)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """A stop signal arriving inside waits until the block is done (a record
+    being written), then interrupts as usual."""
+    HELD["depth"] += 1
+    try:
+        yield
+    finally:
+        HELD["depth"] -= 1
+        pending, HELD["pending"] = HELD["pending"], ""
+        if pending and not HELD["depth"]:
+            raise Interrupted(pending)
+        HELD["pending"] = pending
 
 
 def say_error(text: str) -> None:
@@ -268,15 +306,20 @@ def guarded(
     failed: int = 2,
     interrupted: int = 130,
 ) -> int:
-    """The script's one way out (nagiosplugin's guard): work()'s status; Ctrl-C,
+    """The script's one way out (nagiosplugin's guard): work()'s status; SIGINT,
     SIGTERM or SIGHUP as one line and `interrupted`; any other exception as one
-    line and `failed`. Never a traceback."""
+    line and `failed`. Never a traceback. A signal ignored when the script started
+    (nohup, `trap '' HUP`) stays ignored."""
     in_main = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.signal(sig, raise_interrupted) for sig in STOP_SIGNALS if in_main}
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if in_main else {}
+    STOPPING.clear()
+    for sig, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(sig, raise_interrupted)
     try:
         return work()
     except KeyboardInterrupt as stop:
-        say(f"interrupted by {stop}" if isinstance(stop, Interrupted) else "interrupted")
+        say(f"interrupted by {stop}" if str(stop) not in ("", "SIGINT") else "interrupted")
         return interrupted
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""

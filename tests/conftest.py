@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -39,13 +40,13 @@ class StorePool:
     before each (a start costs about 0.4 s of CPU; hundreds of tests use one)."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder, self.stores = folder, {}
+        self.folder, self.stores, self.started = folder, {}, itertools.count()
 
     def get(self, token: str) -> StoreProcess:
         store = self.stores.get(token)
         if store is not None and store.running:
             return store.reset()
-        store = StoreProcess(self.folder / f"store{len(self.stores)}-{os.getpid()}", token=token)
+        store = StoreProcess(self.folder / f"store{next(self.started)}", token=token)
         self.stores[token] = store.start()
         return store
 

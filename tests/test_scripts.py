@@ -127,22 +127,67 @@ def test_every_copy_of_a_shared_block_is_generated_from_its_home() -> None:
     assert done.returncode == 0, done.stdout
 
 
-def test_a_stale_copy_is_named_with_the_command_that_mends_it(tmp_path: Path) -> None:
+def sync_blocks_on(tmp_path: Path, script_text: str):
+    """tools/sync_blocks.py loaded to work on tmp_path/run.py (the homes are ours)."""
     spec = importlib.util.spec_from_file_location("sync_blocks", ROOT / "tools" / "sync_blocks.py")
     blocks = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(blocks)
-    edited = source("run.py").replace("def redact(", "def redacted(", 1)
-    (tmp_path / "run.py").write_text(edited, encoding="utf-8")
+    (tmp_path / "run.py").write_bytes(script_text.encode())
     (tmp_path / "blocks").symlink_to(ROOT / "blocks")
-    original = blocks.ROOT, blocks.HOMES
     blocks.ROOT, blocks.HOMES = tmp_path, tmp_path / "blocks"
-    try:
-        assert blocks.stale() == ["run.py: block http differs from blocks/http.py: run make blocks"]
-        assert blocks.main([]) == 0
-        assert blocks.stale() == []
-    finally:
-        blocks.ROOT, blocks.HOMES = original
+    return blocks
+
+
+def damaged(old: str, new: str) -> str:
+    assert old in source("run.py")
+    return source("run.py").replace(old, new, 1)
+
+
+def test_a_stale_copy_is_named_with_the_command_that_mends_it(tmp_path: Path) -> None:
+    blocks = sync_blocks_on(tmp_path, damaged("def redact(", "def redacted("))
+    assert blocks.stale() == ["run.py: block http differs from blocks/http.py: run make blocks"]
+    assert blocks.main([]) == 0
+    assert blocks.stale() == []
     assert (tmp_path / "run.py").read_text(encoding="utf-8") == source("run.py")
+
+
+# id, run.py as damaged, the problem named (nothing is rewritten)
+BROKEN_FENCES = [
+    (
+        "no home",
+        lambda: damaged("shared block: progress (", "shared block: progres (").replace(
+            "end shared block: progress ", "end shared block: progres "
+        ),
+        "run.py: block progres has no home progres.py",
+    ),
+    (
+        "end fence gone",
+        lambda: damaged("# --- end shared block: progress ---\n", ""),
+        "run.py: a begin or end fence has no partner (or extra spaces)",
+    ),
+    (
+        "spaces after a fence",
+        lambda: damaged("end shared block: progress ---", "end shared block: progress --- "),
+        "run.py: a begin or end fence has no partner (or extra spaces)",
+    ),
+    (
+        "CRLF",
+        lambda: source("run.py").replace("\n", "\r\n"),
+        "run.py: uses CRLF line ends; the blocks are LF",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "text, problem", [pytest.param(case[1], case[2], id=case[0]) for case in BROKEN_FENCES]
+)
+def test_broken_fences_are_named_and_nothing_is_rewritten(tmp_path, capsys, text, problem):
+    blocks = sync_blocks_on(tmp_path, text())
+    before = (tmp_path / "run.py").read_bytes()
+    assert problem in blocks.stale()
+    assert blocks.main([]) == 1
+    assert problem in capsys.readouterr().err
+    assert (tmp_path / "run.py").read_bytes() == before
 
 
 def test_every_script_has_the_same_version() -> None:

@@ -168,3 +168,59 @@ def test_reports_py_stopped_while_writing(tmp_path: Path, monkeypatch, caplog) -
     assert reports.main([str(tmp_path / "sample.pdf")]) == 130
     assert caplog.messages[-1] == "interrupted by SIGTERM"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_hangup_ignored_by_nohup_stays_ignored(tmp_path: Path) -> None:
+    delivery = make_delivery(tmp_path, count=12, size=(1200, 800))
+    images = delivery / "images"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "changeImage.py"), "--jobs", "1", str(images)],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
+    wait_until(lambda: any(images.glob("*.jpeg")))
+    status, _, err = stop(process, signal.SIGHUP)
+    assert status == 0, err
+    assert len(whole_jpegs(images)) == 12
+
+
+def test_a_stop_inside_signals_held_waits_for_the_block(monkeypatch, caplog) -> None:
+    """A record being written is finished first; the stop still ends the run, and a
+    second signal meanwhile is ignored."""
+    steps = []
+
+    def work() -> int:
+        with reports.signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+            steps.append("record written")
+        steps.append("went on")
+        return 0
+
+    assert reports.guarded(work) == 130
+    assert steps == ["record written"]
+    assert caplog.messages[-1] == "interrupted by SIGTERM"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize(
+    "script, args, env",
+    [
+        ("run.py", ["--help"], {"CATALOG_JOBS": "0"}),
+        ("changeImage.py", ["--version"], {"IMAGE_SIZE": "big"}),
+        ("run.py", ["--jobs", "2", "--check"], {"CATALOG_JOBS": "0"}),
+    ],
+)
+def test_the_flag_wins_over_a_bad_variable(tmp_path: Path, script, args, env) -> None:
+    make_delivery(tmp_path, count=1, size=(60, 40))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        env={**os.environ, "SUPPLIER_DATA": str(tmp_path / "supplier-data"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "environment variable" not in done.stderr

@@ -70,10 +70,29 @@ def scripts() -> list[Path]:
     return sorted(ROOT.glob("*.py"))
 
 
+def broken(script: Path) -> list[str]:
+    """What keeps a script's fences from being read or rewritten safely."""
+    text = script.read_bytes().decode("utf-8")
+    found = FENCE.findall(text)
+    begins = len(re.findall(r"^# --- begin shared block:", text, re.MULTILINE))
+    ends = len(re.findall(r"^# --- end shared block:", text, re.MULTILINE))
+    problems = [f"{script.name}: uses CRLF line ends; the blocks are LF"] if "\r" in text else []
+    if begins != len(found) or ends != len(found):
+        problems.append(f"{script.name}: a begin or end fence has no partner (or extra spaces)")
+    for name, _ in found:
+        if not home_of(name).is_file():
+            problems.append(f"{script.name}: block {name} has no home {home_of(name).name}")
+    return problems
+
+
 def stale() -> list[str]:
-    """One line per script whose copy of a block differs from its home."""
+    """One line per script whose copy of a block differs from its home, or whose
+    fences cannot be read."""
     problems = []
     for script in scripts():
+        if broken(script):
+            problems += broken(script)
+            continue
         text = script.read_text(encoding="utf-8")
         for match in FENCE.finditer(text):
             if match[0] != fence(match["name"], body_of(match["name"])):
@@ -94,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         problems = stale()
         print("\n".join(problems) or "every copy is generated from its home")
         return 1 if problems else 0
+    problems = [problem for script in scripts() for problem in broken(script)]
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 1
     for script in scripts():
         text = script.read_text(encoding="utf-8")
         new = generated(text)
