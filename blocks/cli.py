@@ -101,7 +101,8 @@ class Option:
         if self.action == "version":
             keywords["version"] = f"%(prog)s {__version__}"
         else:
-            keywords["default"] = UNSET
+            # An "append" option starts from None: argparse appends to its default.
+            keywords["default"] = None if self.action == "append" else UNSET
         action = parser.add_argument(*names, **keywords)
         action.option = self  # type: ignore[attr-defined]
         return action
@@ -148,8 +149,9 @@ def build_parser(
             when its flag is absent (the flag wins), never for --help or -V."""
             known, rest = super().parse_known_args(args, namespace)
             for action in self._actions:
-                if getattr(known, action.dest, None) is UNSET:
-                    setattr(known, action.dest, action.option.initial(self))
+                option, value = getattr(action, "option", None), getattr(known, action.dest, None)
+                if value is UNSET or (value is None and option and option.action == "append"):
+                    setattr(known, action.dest, option.initial(self))
             return known, rest
 
     parser = OptionParser(
