@@ -2,12 +2,15 @@
 """Email the supplier a PDF of what run.py imported, truthfully, once.
 
 Reads run.py's record (version 1 or 2; never the descriptions again) and
-builds one table with a row per product: a small thumbnail, the lab's
-`name: X` / `weight: N lbs` lines for an imported product, and the outcome
-(already in store, with the store's differing values; uncertain; failed,
-with the reason). It names the delivery, the date and the store's public
-name (--store-name), and mails the PDF through emails.py. With nothing
-imported, no mail is sent.
+builds a table with a row per product: a small thumbnail, the lab's
+`name: X` / `weight: N lbs` lines for an imported product, and the outcome.
+Products that need the supplier's attention come first, marked in red (not
+imported, not confirmed, or differing from the store's copy), each saying
+what is wrong with what they sent and what to do ("fix line 2 of 003.txt
+and send 003.txt again"), or that the fault is ours; the record's reasons,
+with our folders and commands, go to the log only. It names the delivery,
+the date and the store's public name (--store-name), and mails the PDF
+through emails.py. With nothing imported, no mail is sent.
 
 Each state of the delivery is mailed once: imported.mailed.jsonl beside the
 record remembers which report (a digest of the products) reached whom. A
@@ -637,14 +640,118 @@ def public(text: str) -> str:
     return INTERNAL_ADDRESS.sub("[address]", text)
 
 
-def status_text(product: dict) -> str:
-    outcome, reason = product["outcome"], public(product.get("reason", ""))
-    if outcome == "already in store" and product.get("store_values"):
-        return (
-            f"already in store, with other values ({differences(product)}). The store cannot"
-            " change a product: run.py --force adds this one as a new product."
+@dataclass(frozen=True)
+class Advice:
+    """What the supplier reads about a product that needs their attention: a marker,
+    what is wrong with what they sent (or that the fault is ours), what to do. It
+    names their own files only, never our folders, scripts or addresses."""
+
+    marker: str
+    problem: str
+    todo: str
+
+
+NOT_IMPORTED = "Not imported"
+OURS = "nothing on your side: we import it again"
+# run.py's reasons (operator text, with our paths and commands) -> the supplier's
+# problem and what to do, in order: the first pattern found in the reason wins.
+# {file} is their description file, {stem} its product number, {0}... the groups.
+SUPPLIER_TEXTS: list[tuple[re.Pattern, str, str]] = [
+    (
+        re.compile(r"line (\d+): weight ('.*'|\".*\") is not whole pounds.*, at most (\d+)"),
+        "line {0} of {file}: the weight {1} is over the {2} lbs the store takes",
+        "fix line {0} of {file} and send {file} again",
+    ),
+    (
+        re.compile(r"line (\d+): weight ('.*'|\".*\") is not whole pounds"),
+        "line {0} of {file}: the weight {1} is not whole pounds (like 500 lbs)",
+        "fix line {0} of {file} and send {file} again",
+    ),
+    (
+        re.compile(r"empty file"),
+        "{file} is empty",
+        "send {file} again with the name, the weight and the description, each on its own line",
+    ),
+    (
+        re.compile(r"no weight line after the name"),
+        "{file} has the name but no weight line after it",
+        "add the weight (like 500 lbs) on the line after the name and send {file} again",
+    ),
+    (
+        re.compile(r"no description after the weight"),
+        "{file} has no description after the weight",
+        "add the description after the weight line and send {file} again",
+    ),
+    (
+        re.compile(r"(name|description) is (\d+) characters; the store accepts at most (\d+)"),
+        "the {0} in {file} is {1} characters long; the store takes at most {2}",
+        "shorten the {0} and send {file} again",
+    ),
+    (
+        re.compile(r"the same product name as ([^;\s]+)"),
+        "{file} names the same product as {0}",
+        "give one of them another name and send it again",
+    ),
+    (
+        re.compile(r"no catalog image|\.jpe?g\b.*(?:not read|cannot open)"),
+        "we have no usable photo for it",
+        "send its photo again, named {stem} (JPEG, PNG or TIFF)",
+    ),
+    (
+        re.compile(r"NUL characters|not a regular file|not read|cannot open"),
+        "{file} could not be read as a text file",
+        "send {file} again as plain text: the name, the weight and the description",
+    ),
+    (re.compile(r"interrupted"), "the import stopped before this product was sent", OURS),
+    (re.compile(r"^not sent"), "our store could not be reached during the import", OURS),
+    (re.compile(r"image not in the store"), "its photo had not reached our store yet", OURS),
+    (
+        re.compile(r"the store rejected"),
+        "our store refused its values",
+        "check the name, the weight and the description in {file} and send it again",
+    ),
+]
+
+
+def advice(product: dict) -> Advice | None:
+    """What the supplier reads for a product needing attention; None for the others."""
+    outcome = product["outcome"]
+    if outcome == "uncertain":
+        return Advice(
+            "Not confirmed",
+            "it was sent to our store, but we could not confirm that the store has it",
+            "nothing on your side: we check it",
         )
-    return f"{outcome}: {reason}" if reason else outcome
+    if outcome == "already in store" and product.get("store_values"):
+        return Advice(
+            "Differs from the store",
+            f"the store already has it, with other values ({differences(product)})",
+            "if the values of this delivery are right, tell us: the store cannot change a"
+            " product, so we add it anew",
+        )
+    if outcome != "failed":
+        return None
+    return Advice(NOT_IMPORTED, *failure_texts(product))
+
+
+def failure_texts(product: dict) -> tuple[str, str]:
+    """(problem, what to do) for a failed product, from its reason."""
+    file = Path(product["file"]).name
+    names = {"file": file, "stem": Path(file).stem}
+    reason = product.get("reason", "")
+    for pattern, problem, todo in SUPPLIER_TEXTS:
+        match = pattern.search(reason)
+        if match:
+            groups = match.groups()
+            return problem.format(*groups, **names), todo.format(*groups, **names)
+    if not product["name"].strip():
+        return (f"we could not read a product name from {file}", f"check {file} and send it again")
+    return "it could not be imported because of a problem on our side", OURS
+
+
+def status_text(product: dict) -> str:
+    """The outcome column for a product needing no attention."""
+    return product["outcome"]
 
 
 def summary_line(products: list[dict]) -> str:
@@ -779,12 +886,26 @@ def pictures_for(record: Record, budget: int) -> Pictures:
     return pictures
 
 
+def row_for(product: dict, thumbnail: bytes | None) -> reports.Row:
+    """The product's row; what the supplier reads about a problem, while the reason
+    in the record (our paths and commands) goes to the operator's log."""
+    said = advice(product)
+    if said is None:
+        return reports.Row(product_lines(product), status_text(product), thumbnail)
+    log.info(
+        "%s, %s: %s",
+        printable(product_label(product)),
+        product["outcome"],
+        printable(product.get("reason") or said.problem),
+    )
+    return reports.Row(
+        product_lines(product), said.problem, thumbnail, attention=said.marker, todo=said.todo
+    )
+
+
 def build_pdf(path: Path, record: Record, pictures: Pictures, intro: list[str]) -> int:
     """Write the report; its number of pages."""
-    rows = [
-        reports.Row(product_lines(p), status_text(p), pictures.by_index.get(index))
-        for index, p in enumerate(record.products)
-    ]
+    rows = [row_for(p, pictures.by_index.get(index)) for index, p in enumerate(record.products)]
     title = report_title(datetime.date.today())
     return reports.generate_supplier_report(path, title, rows, intro)
 

@@ -128,6 +128,9 @@ CELL_PADDING = 6  # reportlab's default left and right padding of a table cell
 FONT_SIZE, SMALLEST_FONT_SIZE = 9, 6
 MAX_CELL_TEXT = 300
 HEADER_HEIGHT = 8 * mm
+ATTENTION_RED = "#b00020"
+ATTENTION_HEADING = "Needs your attention"
+OTHERS_HEADING = "All other products"
 
 log = logging.getLogger("reports")
 # Binary streams as they are: ASCII85 would make every embedded JPEG a quarter larger.
@@ -136,11 +139,15 @@ rl_config.useA85 = 0
 
 @dataclass(frozen=True)
 class Row:
-    """One product in the supplier report: its lines, outcome and thumbnail JPEG."""
+    """One product in the supplier report: its lines, outcome and thumbnail JPEG.
+    A row with an `attention` marker ('Not imported') is listed first, the marker
+    in bold red, then the status (what is wrong) and `todo` (what to do)."""
 
     lines: tuple[str, ...]
     status: str
     thumbnail: bytes | None = None
+    attention: str = ""
+    todo: str = ""
 
 
 # --- begin shared block: cli (from blocks/cli.py; make blocks) ---
@@ -451,6 +458,9 @@ def styles() -> dict[str, ParagraphStyle]:
         "product": body.clone("ReportProduct", spaceAfter=body.leading),
         "cell": body.clone("ReportCell", fontSize=FONT_SIZE, leading=FONT_SIZE + 2),
         "head": body.clone("ReportHead", fontName=bold, fontSize=FONT_SIZE, leading=11),
+        "section": body.clone(
+            "ReportSection", fontName=bold, fontSize=12, leading=15, spaceBefore=6, spaceAfter=4
+        ),
     }
 
 
@@ -510,6 +520,18 @@ def cell(lines: Sequence[str], width: float) -> Flowable | str:
     return Paragraph("<br/>".join(markup(line) for line in lines), style)
 
 
+def outcome_cell(row: Row, width: float) -> Flowable | str:
+    """The outcome; for a row needing attention its marker in bold red, what is
+    wrong and what to do, wrapped to the column."""
+    if not row.attention:
+        return cell([row.status], width)
+    marker = f'<font color="{ATTENTION_RED}"><b>{markup(row.attention)}</b></font>'
+    parts = [marker, markup(shortened(row.status))]
+    if row.todo:
+        parts.append(f"<b>What to do:</b> {markup(shortened(row.todo))}")
+    return Paragraph("<br/>".join(parts), styles()["cell"])
+
+
 def picture(row: Row) -> Flowable | str:
     if row.thumbnail is None:
         return ""
@@ -536,7 +558,7 @@ def table_flowables(rows: Sequence[Row], widths: Sequence[float]) -> list[Flowab
     for start in range(0, max(len(rows), 1), TABLE_BLOCK_ROWS):
         data = [
             [picture(row)] * pictures
-            + [cell(row.lines, product_width), cell([row.status], status_width)]
+            + [cell(row.lines, product_width), outcome_cell(row, status_width)]
             for row in rows[start : start + TABLE_BLOCK_ROWS]
         ]
         if start == 0:
@@ -627,15 +649,42 @@ def generate_report(attachment: str | Path, title: str, paragraph: str) -> None:
     build(attachment, lambda path: write(path, title, title, body_flowables(paragraph)))
 
 
+def sections(rows: Sequence[Row], widths: Sequence[float]) -> list[Flowable]:
+    """The rows needing attention first, under a red heading, then the others
+    (each group in the given order); one plain table when none needs attention."""
+    marked = [row for row in rows if row.attention]
+    if not marked:
+        return table_flowables(rows, widths)
+    others = [row for row in rows if not row.attention]
+    story: list[Flowable] = [
+        Paragraph(
+            f'<font color="{ATTENTION_RED}">{ATTENTION_HEADING} ({len(marked):,} of {len(rows):,}'
+            " products)</font>",
+            styles()["section"],
+        ),
+        *table_flowables(marked, widths),
+    ]
+    if others:
+        heading = f"{OTHERS_HEADING} ({len(others):,})"
+        story += [Paragraph(heading, styles()["section"]), *table_flowables(others, widths)]
+    return story
+
+
 def generate_supplier_report(
-    attachment: str | Path, title: str, rows: Sequence[Row], intro: Sequence[str] = ()
+    attachment: str | Path,
+    title: str,
+    rows: Sequence[Row],
+    intro: Sequence[str] = (),
+    chart: Flowable | None = None,
 ) -> int:
-    """Heading, intro lines, and one table row per product; the number of pages."""
+    """Heading, intro lines, a chart (if any), and one table row per product, those
+    needing attention first; the number of pages."""
     widths = WIDTHS_WITH_PICTURES if any(r.thumbnail for r in rows) else WIDTHS_WITHOUT
     story = [
         *(Paragraph(markup(line), styles()["body"]) for line in intro),
         Spacer(1, 4 * mm),
-        *table_flowables(rows, widths),
+        *([chart, Spacer(1, 4 * mm)] if chart is not None else []),
+        *sections(rows, widths),
     ]
     subject = intro[-1] if intro else title
     pages: list[int] = []
@@ -653,7 +702,12 @@ def sample_rows() -> list[Row]:
     return [
         Row(("name: Apple", "weight: 500 lbs"), "imported"),
         Row(("name: Cherry & <b>Berry</b>", "weight: 30 lbs"), "imported"),
-        Row(("Ελιά / Вишня / 苹果 (003.txt)",), "failed: weight 'heavy' is not a number"),
+        Row(
+            ("Ελιά / Вишня / 苹果 (003.txt)",),
+            "line 2 of 003.txt: the weight 'heavy' is not whole pounds (like 500 lbs)",
+            attention="Not imported",
+            todo="fix line 2 of 003.txt and send it again",
+        ),
     ]
 
 
