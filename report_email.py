@@ -69,6 +69,7 @@ import signal
 import stat
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -907,7 +908,15 @@ def build_pdf(path: Path, record: Record, pictures: Pictures, intro: list[str]) 
     """Write the report; its number of pages."""
     rows = [row_for(p, pictures.by_index.get(index)) for index, p in enumerate(record.products)]
     title = report_title(datetime.date.today())
-    return reports.generate_supplier_report(path, title, rows, intro)
+    return reports.generate_supplier_report(path, title, rows, intro, chart(record.products))
+
+
+def chart(products: list[dict]) -> reports.Drawing:
+    """The pies of what was imported, by weight, and of the products by outcome."""
+    weights = [(p["name"], p["weight"]) for p in products if p["outcome"] == "imported"]
+    said = {"failed": "not imported", "uncertain": "not confirmed"}
+    outcomes = Counter(said.get(p["outcome"], p["outcome"]) for p in products)
+    return reports.delivery_chart(weights, outcomes)
 
 
 # -- the mailed log -------------------------------------------------------------------

@@ -5,12 +5,19 @@ Two ways in:
   generate_report(attachment, title, paragraph)
       the lab's signature: `title` as the heading and `paragraph` (reportlab
       Paragraph markup, <br/> line breaks) as the body.
-  generate_supplier_report(attachment, title, rows, intro=())
-      the heading, a few intro lines (delivery, store, summary), then one
-      table with a row per product: its thumbnail, its lines (the lab's
-      `name: X` / `weight: N lbs` for an imported product) and its outcome.
-      Each product appears once; the table header repeats on every page.
-      Returns the number of pages. Supplier text is escaped, never markup.
+  generate_supplier_report(attachment, title, rows, intro=(), chart=None)
+      the heading, a few intro lines (delivery, store, summary), the chart,
+      then a table with a row per product: its thumbnail, its lines (the
+      lab's `name: X` / `weight: N lbs` for an imported product) and its
+      outcome. Rows with an `attention` marker come first, under a red
+      "Needs your attention" heading, the marker in bold red with what to
+      do; the others follow. Each product appears once; the table header
+      repeats on every page. Returns the number of pages. Supplier text is
+      escaped, never markup.
+  delivery_chart(weights, outcomes)
+      the course's pie chart (a ReportLab Drawing): what was imported by
+      weight (the six largest products, the rest as one "others" slice, so
+      500 products read as well as 3) beside the products by outcome.
   make_thumbnail(file)
       a small JPEG (144x96 at most, a few KB) from an open image file; an
       image whose header claims more than 40 million pixels is refused with
@@ -60,6 +67,9 @@ from xml.sax.saxutils import escape
 try:
     from PIL import Image as PILImage
     from reportlab import rl_config
+    from reportlab.graphics.charts.legends import Legend
+    from reportlab.graphics.charts.piecharts import Pie
+    from reportlab.graphics.shapes import Drawing, String
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
@@ -129,6 +139,18 @@ FONT_SIZE, SMALLEST_FONT_SIZE = 9, 6
 MAX_CELL_TEXT = 300
 HEADER_HEIGHT = 8 * mm
 ATTENTION_RED = "#b00020"
+# The chart: two pies side by side, each with its legend (slice names as text).
+CHART_WIDTH, CHART_HEIGHT, PIE_SIZE = 170 * mm, 44 * mm, 30 * mm
+CHART_SLICES = 6  # the largest products by weight; the rest is one "other" slice
+CHART_LABEL = 18  # characters of a product name in the legend
+WEIGHT_COLORS = ("#1b5e20", "#66bb6a", "#2e7d32", "#a5d6a7", "#43a047", "#c8e6c9")
+OTHER_COLOR = "#9e9e9e"
+OUTCOME_COLORS = {
+    "imported": "#2e7d32",
+    "already in store": "#1565c0",
+    "not confirmed": "#ef6c00",
+    "not imported": ATTENTION_RED,
+}
 ATTENTION_HEADING = "Needs your attention"
 OTHERS_HEADING = "All other products"
 
@@ -567,6 +589,78 @@ def table_flowables(rows: Sequence[Row], widths: Sequence[float]) -> list[Flowab
     return blocks
 
 
+def largest(pairs: Sequence[tuple[str, float]], keep: int = CHART_SLICES) -> list:
+    """The `keep` largest (label, value) pairs, the rest summed as one 'other' pair;
+    pairs without a positive value are left out (a pie cannot show them)."""
+    ranked = sorted((pair for pair in pairs if pair[1] > 0), key=lambda pair: -pair[1])
+    if len(ranked) <= keep + 1:
+        return ranked
+    rest = ranked[keep:]
+    return [*ranked[:keep], (f"{len(rest):,} others", sum(v for _, v in rest))]
+
+
+def share(value: float, total: float) -> str:
+    """'12%', or '<1%' for a slice too small to round to one."""
+    percent = 100 * value / total
+    return "<1%" if 0 < percent < 0.5 else f"{percent:.0f}%"
+
+
+def pie(x: float, title: str, slices: Sequence[tuple[str, float, str]], unit: str) -> list:
+    """A titled pie at x with a legend beside it: 'Apple: 500 lbs (12%)' per slice."""
+    regular, bold = fonts()
+    top = CHART_HEIGHT - 4 * mm
+    shapes: list = [String(x, top, title, fontName=bold, fontSize=FONT_SIZE)]
+    total = sum(value for _, value, _ in slices)
+    if not total:
+        return [*shapes, String(x, top - 6 * mm, "nothing to show", fontName=regular, fontSize=8)]
+    chart = Pie()
+    chart.x, chart.y, chart.width, chart.height = x, 2 * mm, PIE_SIZE, PIE_SIZE
+    chart.data = [value for _, value, _ in slices]
+    chart.labels = None
+    chart.slices.strokeWidth, chart.slices.strokeColor = 0.5, colors.white
+    for index, (_, _, color) in enumerate(slices):
+        chart.slices[index].fillColor = colors.HexColor(color)
+    legend = Legend()
+    legend.x, legend.y = x + PIE_SIZE + 4 * mm, 2 * mm + PIE_SIZE
+    legend.fontName, legend.fontSize, legend.alignment = regular, 7, "right"
+    legend.dx = legend.dy = 2.5 * mm
+    legend.deltay, legend.columnMaximum = 9, len(slices)
+    legend.colorNamePairs = [
+        (colors.HexColor(color), f"{label}: {value:,.0f}{unit} ({share(value, total)})")
+        for label, value, color in slices
+    ]
+    return [*shapes, chart, legend]
+
+
+def delivery_chart(weights: Sequence[tuple[str, float]], outcomes: dict[str, int]) -> Drawing:
+    """The delivery at a glance, after the course's pie chart: what was imported by
+    weight (the largest products, the rest as 'other'), and the products by outcome
+    (the keys of OUTCOME_COLORS), failures in the attention red."""
+    named = [(shortened_label(name), weight) for name, weight in weights]
+    by_weight = [
+        (label, value, WEIGHT_COLORS[i] if i < CHART_SLICES else OTHER_COLOR)
+        for i, (label, value) in enumerate(largest(named))
+    ]
+    by_outcome = [
+        (outcome.capitalize(), outcomes[outcome], color)
+        for outcome, color in OUTCOME_COLORS.items()
+        if outcomes.get(outcome)
+    ]
+    drawing = Drawing(CHART_WIDTH, CHART_HEIGHT)
+    half = CHART_WIDTH / 2
+    for shape in [
+        *pie(0, "Imported, by weight", by_weight, " lbs"),
+        *pie(half, "Products, by outcome", by_outcome, ""),
+    ]:
+        drawing.add(shape)
+    return drawing
+
+
+def shortened_label(name: str) -> str:
+    name = " ".join(name.split())
+    return name if len(name) <= CHART_LABEL else name[: CHART_LABEL - 1] + "…"
+
+
 def header_painter(widths: Sequence[float]) -> Callable[[pdfcanvas.Canvas, BaseDocTemplate], None]:
     """Draws the table header at the top of every page after the first."""
     headings = HEADINGS[-len(widths) :]
@@ -698,6 +792,12 @@ def generate_supplier_report(
 # -- command line -----------------------------------------------------------------
 
 
+def sample_chart() -> Drawing:
+    return delivery_chart(
+        [("Apple", 500), ("Cherry & <b>Berry</b>", 30)], {"imported": 2, "not imported": 1}
+    )
+
+
 def sample_rows() -> list[Row]:
     return [
         Row(("name: Apple", "weight: 500 lbs"), "imported"),
@@ -729,7 +829,9 @@ def write_sample(argv: list[str] | None) -> int:
         parser.error(str(error.strerror))
     rows = sample_rows()
     try:
-        pages = generate_supplier_report(args.pdf, "Processed Update (sample)", rows)
+        pages = generate_supplier_report(
+            args.pdf, "Processed Update (sample)", rows, chart=sample_chart()
+        )
     except OSError as error:
         log.error("cannot write %s: %s", args.pdf, error.strerror or error)
         return EXIT_USAGE

@@ -122,6 +122,8 @@ def test_the_supplier_gets_the_lab_mail_and_pdf(smtp_env, tmp_path, product, wri
             assert f"name: {name}\nweight: {weight} lbs" in text
             assert text.count(f"name: {name}") == 1
     assert "3 products: 3 imported (total weight 885 lbs)" in pdf_text(pdf)
+    for legend in ("Imported, by weight", "Apple: 500 lbs (56%)", "Imported: 3 (100%)"):
+        assert legend in pdf_text(pdf)  # the chart's
     assert len(PdfReader(pdf).pages[0].images) == 3
 
 
