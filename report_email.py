@@ -72,6 +72,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -1100,7 +1101,7 @@ def remember(mailed: MailedLog, digest: str, delivered: list, refused: dict, pag
 def mail(args: argparse.Namespace, record: Record, mailed: MailedLog) -> int:
     digest = record.digest
     reached = mailed.reached(digest)
-    targets = [r for r in args.recipient if args.resend or r not in reached]
+    targets = [r for r in args.recipient if args.resend or plain(r) not in reached]
     if not targets:
         log.info(
             "this report was sent to %s on %s; nothing sent (--resend sends it again)",
@@ -1127,7 +1128,7 @@ def mail(args: argparse.Namespace, record: Record, mailed: MailedLog) -> int:
         advice = CHANGE_IT if error.permanent else "run again to send it"
         log.error("%s; not sent, the PDF is at %s: %s", error, args.pdf, advice)
         return EXIT_NOT_SENT
-    remember(mailed, digest, targets, {}, pages)
+    remember(mailed, digest, [plain(target) for target in targets], {}, pages)
     log.info(
         "sent %s (%s) to %s: %s",
         args.pdf,
@@ -1272,9 +1273,19 @@ def pdf_problem(path: Path) -> str:
 
 
 def recipients(args: argparse.Namespace) -> list[str]:
+    """Each address once (by its plain address), display names kept for the To header."""
     listed = args.recipient or [env("REPORT_RECIPIENTS", "") or default_recipient()]
     found = [address for text in listed for address in emails.addresses(text)]
-    return list(dict.fromkeys(found))
+    unique: dict[str, str] = {}
+    for address in found:
+        unique.setdefault(plain(address), address)
+    return list(unique.values())
+
+
+def plain(address: str) -> str:
+    """j@example.com for '"Doe, John" <j@example.com>': the mailed log and the server's
+    refusals name recipients by their plain address."""
+    return parseaddr(address)[1]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

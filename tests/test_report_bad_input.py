@@ -123,10 +123,17 @@ CASES = [
         message="cannot write the PDF /dev/null/out.pdf",
     ),
     Case(
-        "recipient-with-display-name",
-        args=("--recipient", "Alice <a@x.com>"),
+        "recipient-a-group",
+        args=("--recipient", "team: a@x.com, b@x.com;"),
         record=record(),
-        message="recipient 'Alice <a@x.com>' is not one email address",
+        message="--recipient: recipient list 'team: a@x.com, b@x.com;' is a group",
+    ),
+    Case(
+        "recipients-unquoted-comma",
+        env={"REPORT_RECIPIENTS": "Doe, John <j@x.com>"},
+        record=record(),
+        message="environment variable REPORT_RECIPIENTS: recipient 'Doe' is not one email"
+        " address (like alice@example.com); a display name with a comma needs quotes",
     ),
     Case(
         "recipients-with-a-space",

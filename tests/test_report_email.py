@@ -422,6 +422,22 @@ def test_sender_recipients_and_subject_can_be_set(
     assert (second["To"], second["Subject"]) == ("c@x.org, d@x.org", "Env subject")
 
 
+def test_recipients_with_display_names_are_mailed_once_by_their_address(
+    smtp_env, tmp_path, monkeypatch, product, write_record
+):
+    record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1)])
+    monkeypatch.setenv("REPORT_RECIPIENTS", '"Doe, John" <j@example.com>')
+    assert report(record, tmp_path / "r.pdf") == 0
+    assert mailed_log(record)[0]["delivered"] == ["j@example.com"]
+    # The same address under another name has the report already; a new one gets it.
+    args = ["--recipient", "John Doe <j@example.com>", "--recipient", "Kim <k@example.com>"]
+    assert report(record, tmp_path / "r.pdf", *args) == 0
+    first, second = mails(smtp_env)
+    assert first["To"] == '"Doe, John" <j@example.com>'
+    assert second["To"] == "Kim <k@example.com>"
+    assert mailed_log(record)[1]["delivered"] == ["k@example.com"]
+
+
 def test_save_dir_writes_the_mail_as_eml_and_remembers_nothing(tmp_path, product, write_record):
     record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1)])
     assert report(record, tmp_path / "r.pdf", "--save-dir", str(tmp_path / "outbox")) == 0
