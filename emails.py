@@ -799,16 +799,19 @@ def send_email(message: EmailMessage, environ: Mapping[str, str] | None = None) 
 # -- command line ---------------------------------------------------------------
 
 
+OPTIONS = [
+    Option(
+        "recipient",
+        "To address(es); 'John Doe <j@example.com>' too, ',' or ';' between several",
+        metavar="RECIPIENT",
+        nargs="+",
+    ),
+    Option("--sender", "From address", default="automation@example.com", metavar="ADDR"),
+]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("recipient", nargs="+", metavar="RECIPIENT", help="To address(es)")
-    parser.add_argument(
-        "--sender", metavar="ADDR", default="automation@example.com", help="From address"
-    )
-    for option in standard_options():
-        option.add_to(parser)
+    parser = build_parser(__doc__, OPTIONS)
     args = parser.parse_args(argv)
     try:
         args.recipient = [a for text in args.recipient for a in addresses(text)]

@@ -140,15 +140,6 @@ PDF_FIXED_BYTES = 60_000
 PDF_BYTES_PER_THUMBNAIL = 250  # beside the JPEG itself: its object and the drawing command
 RECORD_LIMIT = 256 << 20  # 256 MiB: 100,000 products make about 60 MB
 MAX_WEIGHT = 10**9  # lbs; anything larger is no fruit, and its digits would not fit the page
-# Options whose default comes from an environment variable: (variable, default). A bad
-# value is blamed on the variable when the option was not given.
-FROM_ENV = {
-    "pdf": ("REPORT_PDF", DEFAULT_PDF),
-    "sender": ("REPORT_SENDER", DEFAULT_SENDER),
-    "subject": ("REPORT_SUBJECT", DEFAULT_SUBJECT),
-    "store_name": ("STORE_NAME", ""),
-}
-
 # A URL, or urllib3's way of naming the host it could not reach.
 INTERNAL_ADDRESS = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"()<>]+|host='[^']*', port=\d+")
 
@@ -1188,98 +1179,18 @@ def report(args: argparse.Namespace) -> int:
 # -- command line ---------------------------------------------------------------
 
 
-def env(name: str, default: str) -> str:
-    return os.environ.get(name) or default
+def checked(check: Callable[[str], object]) -> Callable[[str], str]:
+    """An argparse type: the text when check(text) passes; its ValueError as the
+    usage error, naming the flag or the variable the text came from."""
 
+    def parse(text: str) -> str:
+        try:
+            check(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return text
 
-def parser_for() -> argparse.ArgumentParser:
-    data = expand_home(env("SUPPLIER_DATA", "~/supplier-data"))
-    parser = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Mail settings come from SMTP_HOST, SMTP_PORT, SMTP_SECURITY, SMTP_USER,\n"
-        "SMTP_PASSWORD(_FILE), SMTP_TIMEOUT (10 s per answer), SMTP_DEADLINE (120 s per\n"
-        "send) and SMTP_CA_FILE: see ./emails.py --help.",
-    )
-    add = parser.add_argument
-    add(
-        "--record",
-        type=Path,
-        metavar="FILE",
-        default=Path(env("IMPORT_RECORD", str(data / "imported.json"))),
-        help="run.py's record (default $SUPPLIER_DATA/imported.json) [IMPORT_RECORD]",
-    )
-    add(
-        "--pdf",
-        type=Path,
-        metavar="FILE",
-        default=None,
-        help=f"where to write the PDF (default {DEFAULT_PDF}) [REPORT_PDF]",
-    )
-    add(
-        "--sender",
-        metavar="ADDR",
-        default=None,
-        help=f"From address (default {DEFAULT_SENDER}) [REPORT_SENDER]",
-    )
-    add(
-        "--recipient",
-        action="append",
-        metavar="ADDR",
-        help="To address, repeatable; ',' or ';' separate several"
-        " (default <login name>@example.com) [REPORT_RECIPIENTS]",
-    )
-    add(
-        "--subject",
-        metavar="TEXT",
-        default=None,
-        help=f"subject when nothing failed (default '{DEFAULT_SUBJECT}') [REPORT_SUBJECT]",
-    )
-    add(
-        "--store-name",
-        metavar="NAME",
-        default=None,
-        help="the store's public name, shown in the report (never a URL) [STORE_NAME]",
-    )
-    add(
-        "--max-mail-size",
-        type=number(0.1, 1000),
-        metavar="MB",
-        help=f"largest mail, base64 included (default {DEFAULT_MAX_MAIL_MB}) [REPORT_MAX_MAIL_MB]",
-    )
-    add(
-        "--save-dir",
-        type=Path,
-        metavar="DIR",
-        default=Path(os.environ["SMTP_SAVE_DIR"]) if os.environ.get("SMTP_SAVE_DIR") else None,
-        help="write the mail as an .eml file there instead of sending [SMTP_SAVE_DIR]",
-    )
-    add("--resend", action="store_true", help="send even when this report was sent already")
-    add("--no-thumbnails", action="store_true", help="leave product pictures out of the PDF")
-    for option in standard_options():
-        option.add_to(parser)
-    return parser
-
-
-def fill_from_env(args: argparse.Namespace) -> dict[str, str]:
-    """Options not given take their variable's value or the default; for each option,
-    what a bad value is blamed on (the flag, or the variable the user set)."""
-    where = {}
-    for dest, (variable, default) in FROM_ENV.items():
-        where[dest] = "--" + dest.replace("_", "-")
-        if getattr(args, dest) is None:
-            text = os.environ.get(variable, "")
-            setattr(args, dest, text or default)
-            where[dest] = f"environment variable {variable}" if text else where[dest]
-    args.pdf = Path(args.pdf)
-    where["recipient"] = (
-        "--recipient"
-        if args.recipient
-        else "environment variable REPORT_RECIPIENTS"
-        if os.environ.get("REPORT_RECIPIENTS")
-        else "the default recipient"
-    )
-    return where
+    return parse
 
 
 def checked_subject(subject: str) -> None:
@@ -1287,6 +1198,108 @@ def checked_subject(subject: str) -> None:
     if not subject.strip():
         raise ValueError("the subject is empty")
     emails.header_value("subject", subject)
+
+
+def public_name(name: str) -> None:
+    if "://" in name:
+        raise ValueError(
+            f"{name!r} is a URL, not the store's public name (the PDF leaves the company)"
+        )
+
+
+def pdf_file(text: str) -> Path:
+    """A path a PDF may be written at, or the usage error saying what is in the way."""
+    path = Path(text)
+    problem = pdf_problem(path)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{path} {problem}")
+    return path
+
+
+def save_folder(text: str) -> Path:
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is not a folder")
+    return path
+
+
+def default_record() -> Path:
+    return Path(os.environ.get("IMPORT_RECORD") or supplier_data() / "imported.json")
+
+
+def recipients_after_parsing() -> None:
+    """--recipient's default: REPORT_RECIPIENTS is read once the flags are parsed, so
+    that a --recipient replaces it (argparse's append would add to it)."""
+    return None
+
+
+EPILOG = """Mail settings come from SMTP_HOST, SMTP_PORT, SMTP_SECURITY, SMTP_USER,
+SMTP_PASSWORD(_FILE), SMTP_TIMEOUT (10 s per answer), SMTP_DEADLINE (120 s per
+send) and SMTP_CA_FILE: see ./emails.py --help."""
+OPTIONS = [
+    Option(
+        "--record",
+        "run.py's record (version 1 or 2)",
+        "IMPORT_RECORD",
+        default_record,
+        Path,
+        "FILE",
+        shown="$SUPPLIER_DATA/imported.json",
+    ),
+    Option("--pdf", "where to write the PDF", "REPORT_PDF", DEFAULT_PDF, pdf_file, "FILE"),
+    Option(
+        "--sender",
+        "From address",
+        "REPORT_SENDER",
+        DEFAULT_SENDER,
+        checked(lambda text: emails.checked_address("sender", text)),
+        "ADDR",
+    ),
+    Option(
+        "--recipient",
+        "To address ('John Doe <j@example.com>' too), repeatable; ',' or ';' separate several",
+        "REPORT_RECIPIENTS",
+        recipients_after_parsing,
+        metavar="ADDR",
+        action="append",
+        shown="<login name>@example.com",
+    ),
+    Option(
+        "--subject",
+        "subject when nothing failed",
+        "REPORT_SUBJECT",
+        DEFAULT_SUBJECT,
+        checked(checked_subject),
+        "TEXT",
+        shown=f"'{DEFAULT_SUBJECT}'",
+    ),
+    Option(
+        "--store-name",
+        "the store's public name, shown in the report (never a URL)",
+        "STORE_NAME",
+        "",
+        checked(public_name),
+        "NAME",
+    ),
+    Option(
+        "--max-mail-size",
+        "largest mail, base64 included",
+        "REPORT_MAX_MAIL_MB",
+        DEFAULT_MAX_MAIL_MB,
+        number(0.1, 1000),
+        "MB",
+    ),
+    Option(
+        "--save-dir",
+        "write the mail as an .eml file there instead of sending",
+        "SMTP_SAVE_DIR",
+        None,
+        save_folder,
+        "DIR",
+    ),
+    Option("--resend", "send even when this report was sent already", action="store_true"),
+    Option("--no-thumbnails", "leave product pictures out of the PDF", action="store_true"),
+]
 
 
 def pdf_problem(path: Path) -> str:
@@ -1304,7 +1317,7 @@ def pdf_problem(path: Path) -> str:
 
 def recipients(args: argparse.Namespace) -> list[str]:
     """Each address once (by its plain address), display names kept for the To header."""
-    listed = args.recipient or [env("REPORT_RECIPIENTS", "") or default_recipient()]
+    listed = args.recipient or [os.environ.get("REPORT_RECIPIENTS") or default_recipient()]
     found = [address for text in listed for address in emails.addresses(text)]
     unique: dict[str, str] = {}
     for address in found:
@@ -1318,35 +1331,25 @@ def plain(address: str) -> str:
     return parseaddr(address)[1]
 
 
+def recipients_source(args: argparse.Namespace) -> str:
+    if args.recipient:
+        return "--recipient"
+    if os.environ.get("REPORT_RECIPIENTS"):
+        return "environment variable REPORT_RECIPIENTS"
+    return "the default recipient"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = parser_for()
+    parser = build_parser(__doc__, OPTIONS, epilog=EPILOG)
     args = parser.parse_args(argv)
-    if args.max_mail_size is None:
-        limit = from_env(parser, "REPORT_MAX_MAIL_MB", number(0.1, 1000), DEFAULT_MAX_MAIL_MB)
-        args.max_mail_size = limit
-    where = fill_from_env(args)
-    checks = {
-        "recipient": lambda: setattr(args, "recipient", recipients(args)),
-        "sender": lambda: emails.checked_address("sender", args.sender),
-        "subject": lambda: checked_subject(args.subject),
-        "smtp": lambda: emails.settings_from(os.environ),
-    }
-    for name, check in checks.items():
-        try:
-            check()
-        except ValueError as error:
-            parser.error(f"{where[name]}: {error}" if name in where else str(error))
-    if args.save_dir and args.save_dir.exists() and not args.save_dir.is_dir():
-        by_variable = os.environ.get("SMTP_SAVE_DIR") == str(args.save_dir)
-        source = "environment variable SMTP_SAVE_DIR" if by_variable else "--save-dir"
-        parser.error(f"{source} {args.save_dir} is not a folder")
-    if pdf_problem(args.pdf):
-        parser.error(f"{where['pdf']} {args.pdf} {pdf_problem(args.pdf)}")
-    if "://" in args.store_name:
-        parser.error(
-            f"{where['store_name']} is the store's public name, not a URL"
-            " (the PDF leaves the company)"
-        )
+    try:
+        args.recipient = recipients(args)
+    except ValueError as error:
+        parser.error(f"{recipients_source(args)}: {error}")
+    try:
+        emails.settings_from(os.environ)
+    except ValueError as error:
+        parser.error(str(error))
     return args
 
 

@@ -841,16 +841,14 @@ def sample_rows() -> list[Row]:
     ]
 
 
+OPTIONS = [
+    Option("pdf", "output file", default=Path("sample.pdf"), type=Path, metavar="PDF", nargs="?")
+]
+
+
 def write_sample(argv: list[str] | None) -> int:
     """Write a small sample report, to see the layout and fonts."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "pdf", nargs="?", type=Path, default=Path("sample.pdf"), metavar="PDF", help="output file"
-    )
-    for option in standard_options():
-        option.add_to(parser)
+    parser = build_parser(__doc__, OPTIONS)
     args = parser.parse_args(argv)
     configure_logging(args.quiet, args.verbose)
     try:
