@@ -674,7 +674,6 @@ class Advice:
     todo: str
 
 
-NOT_IMPORTED = "Not imported"
 OURS = "nothing on your side: we import it again"
 # run.py's reasons (operator text, with our paths and commands) -> the supplier's
 # problem and what to do, in order: the first pattern found in the reason wins.
@@ -754,7 +753,7 @@ def advice(product: dict) -> Advice | None:
         )
     if outcome != "failed":
         return None
-    return Advice(NOT_IMPORTED, *failure_texts(product))
+    return Advice("Not imported", *failure_texts(product))
 
 
 def failure_texts(product: dict) -> tuple[str, str]:
@@ -770,11 +769,6 @@ def failure_texts(product: dict) -> tuple[str, str]:
     if not product["name"].strip():
         return (f"we could not read a product name from {file}", f"check {file} and send it again")
     return "it could not be imported because of a problem on our side", OURS
-
-
-def status_text(product: dict) -> str:
-    """The outcome column for a product needing no attention."""
-    return product["outcome"]
 
 
 def summary_line(products: list[dict]) -> str:
@@ -909,18 +903,21 @@ def pictures_for(record: Record, budget: int) -> Pictures:
     return pictures
 
 
+def log_reasons(products: list[dict]) -> None:
+    """The record's reasons, with our paths and commands, for the operator: the
+    supplier reads advice() instead."""
+    for product in products:
+        said = advice(product)
+        if said:
+            reason = printable(product.get("reason") or said.problem)
+            log.info("%s, %s: %s", printable(product_label(product)), product["outcome"], reason)
+
+
 def row_for(product: dict, thumbnail: bytes | None) -> reports.Row:
-    """The product's row; what the supplier reads about a problem, while the reason
-    in the record (our paths and commands) goes to the operator's log."""
+    """The product's row; for a product needing attention, what the supplier reads."""
     said = advice(product)
     if said is None:
-        return reports.Row(product_lines(product), status_text(product), thumbnail)
-    log.info(
-        "%s, %s: %s",
-        printable(product_label(product)),
-        product["outcome"],
-        printable(product.get("reason") or said.problem),
-    )
+        return reports.Row(product_lines(product), product["outcome"], thumbnail)
     return reports.Row(
         product_lines(product), said.problem, thumbnail, attention=said.marker, todo=said.todo
     )
@@ -1050,6 +1047,7 @@ def mailed_log_path(record: Path) -> Path:
 
 def make_pdf(args: argparse.Namespace, record: Record, earlier: dict | None) -> tuple[int, list]:
     """Write the PDF within the mail budget: (pages, notes for the body)."""
+    log_reasons(record.products)
     budget = pdf_budget(args.max_mail_size)
     text = PDF_FIXED_BYTES + PDF_BYTES_PER_PRODUCT * len(record.products)
     pictures = Pictures() if args.no_thumbnails else pictures_for(record, budget - text)

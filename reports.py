@@ -623,10 +623,11 @@ def largest(pairs: Sequence[tuple[str, float]], keep: int = CHART_SLICES) -> lis
     """The `keep` largest (label, value) pairs, the rest summed as one 'other' pair;
     pairs without a positive value are left out (a pie cannot show them)."""
     ranked = sorted((pair for pair in pairs if pair[1] > 0), key=lambda pair: -pair[1])
-    if len(ranked) <= keep + 1:
+    if len(ranked) <= keep:
         return ranked
     rest = ranked[keep:]
-    return [*ranked[:keep], (f"{len(rest):,} others", sum(v for _, v in rest))]
+    other = "1 other" if len(rest) == 1 else f"{len(rest):,} others"
+    return [*ranked[:keep], (other, sum(v for _, v in rest))]
 
 
 def share(value: float, total: float) -> str:

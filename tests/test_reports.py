@@ -380,13 +380,17 @@ def test_the_chart_is_drawn_on_the_first_page(tmp_path, count, legend):
     [
         ([], []),
         ([("a", 0), ("b", 2)], [("b", 2)]),
-        ([(str(n), n) for n in range(1, 8)], [(str(n), n) for n in range(7, 0, -1)]),
+        ([(str(n), n) for n in range(1, 7)], [(str(n), n) for n in range(6, 0, -1)]),
+        (
+            [(str(n), n) for n in range(1, 8)],
+            [(str(n), n) for n in range(7, 1, -1)] + [("1 other", 1)],
+        ),
         (
             [(str(n), n) for n in range(1, 9)],
             [(str(n), n) for n in range(8, 2, -1)] + [("2 others", 3)],
         ),
     ],
-    ids=["none", "a zero weight left out", "seven fit", "eight make an other"],
+    ids=["none", "a zero weight left out", "six fit", "seven make one other", "eight"],
 )
 def test_the_largest_slices_and_the_rest_as_other(pairs, expected):
     assert reports.largest(pairs) == expected
