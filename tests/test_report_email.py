@@ -353,6 +353,19 @@ def test_the_supplier_reads_what_is_wrong_and_what_to_do_never_our_insides(
     assert f"Fig (003.txt), {outcome}: {reason}" in caplog.messages
 
 
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("", ("we could not read a product name from 003.txt", "check 003.txt and send it again")),
+        ("Fig", ("it could not be imported because of a problem on our side", report_email.OURS)),
+    ],
+    ids=["no-name", "named"],
+)
+def test_an_unknown_reason_is_told_without_its_text(name, expected):
+    product = {"file": "003.txt", "name": name, "reason": "/srv/ops/x: run changeImage.py"}
+    assert report_email.failure_texts(product) == expected
+
+
 def test_a_marked_row_is_set_in_red(tmp_path, product, write_record):
     record = write_record(
         tmp_path / "imported.json",
