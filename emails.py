@@ -3,8 +3,13 @@
 
   generate_email(sender, recipient, subject, body, attachment_path=None)
       an email.message.EmailMessage; recipient may be a list. Every address
-      must be one plain address (alice@example.com) and no header value may
-      hold a line break: ValueError otherwise.
+      must be one address, plain (alice@example.com) or with a display name
+      (`"Doe, John" <j@example.com>`), and no header value may hold a line
+      break: ValueError otherwise.
+  addresses(text)
+      the addresses of a list as mail software reads it: commas or
+      semicolons between entries, a comma inside a quoted display name kept;
+      a group (`team: a@x.com;`) is refused, and a bad entry named.
   send_email(message)
       sends it through SMTP configured from the environment, or saves it as
       an .eml file when SMTP_SAVE_DIR is set. Failures raise EmailError with
@@ -62,8 +67,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, getaddresses, make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +85,11 @@ ADDRESS = re.compile(
     r"[^@\s<>()\[\],;:\"\\\x00-\x1f\x7f]+"
     r"@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)*"
 )
+# `Display Name <address>`, the name bare or quoted (a comma inside quotes belongs to it).
+NAME_ADDR = re.compile(r'(?P<name>"(?:[^"\\]|\\.)*"|[^"<>]*?)\s*<(?P<addr>[^<>]*)>')
+# A list's tokens: quoted strings, comments and angle addresses whole, the rest by character
+# runs, so that only a comma, semicolon or colon outside them stands alone.
+LIST_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"?|\((?:[^()\\]|\\.)*\)?|<[^<>]*>?|[^",;:<(]+|.', re.S)
 # What a header must not hold: every character str.splitlines() breaks at (the email
 # package refuses them all when it folds) and the other C0 controls but the tab.
 HEADER_BREAKS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
@@ -174,6 +185,14 @@ class Option:
         return action
 
     def initial(self, parser: argparse.ArgumentParser) -> Any:
+        """The value of an option not given: its variable's, else its default (a
+        text default goes through type, as argparse does with one)."""
+        value = self.from_variable_or_default(parser)
+        if isinstance(value, str) and self.type is not None and value is self.default:
+            return self.type(value)
+        return value
+
+    def from_variable_or_default(self, parser: argparse.ArgumentParser) -> Any:
         if callable(self.default):
             try:
                 return self.default()
@@ -228,27 +247,57 @@ def build_parser(
     return parser
 
 
-class WarningsToLog(logging.Filter):
-    """Python's warnings (Pillow's 'Corrupt EXIF data') as one WARNING line of
-    ours, without the library's path and source line."""
+WORKING_ON = threading.local()  # the file this thread works on, named in its warnings
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = str(record.args[0]) if record.args else record.getMessage()
-        first = text.strip().splitlines()[0] if text.strip() else text
-        record.msg, record.args = first.split(": ", 1)[-1], None
-        return True
+
+class WorkingOn:
+    """`with WorkingOn(path):` names path in the warnings this thread raises meanwhile
+    (Pillow's 'Corrupt EXIF data' then says which image). Thread-local: images convert
+    in threads, and warnings.catch_warnings would change every thread's filters."""
+
+    def __init__(self, about: object) -> None:
+        self.about = str(about)
+
+    def __enter__(self) -> None:
+        self.outer, WORKING_ON.about = getattr(WORKING_ON, "about", ""), self.about
+
+    def __exit__(self, *exc_info: object) -> None:
+        WORKING_ON.about = self.outer
+
+
+class WarningsToLog:
+    """Python's warnings as our own log lines, once per file and message, naming the
+    file (WorkingOn) and never the library's path and source line: WARNING, or DEBUG
+    for a deprecation (a note for developers). So -q silences them."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, str]] = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        about, text = getattr(WORKING_ON, "about", ""), " ".join(str(message).split())
+        if (about, text) in self.seen:
+            return
+        self.seen.add((about, text))
+        developers = issubclass(category, (DeprecationWarning, PendingDeprecationWarning))
+        level = logging.DEBUG if developers else logging.WARNING
+        logging.getLogger("py.warnings").log(level, "%s", f"{about}: {text}" if about else text)
 
 
 def configure_logging(quiet: bool, verbose: bool) -> None:
     """Log to stderr; third-party libraries never go below WARNING, so -v shows this
     script's steps and not, for example, Pillow's TIFF tag dump; their warnings
     become our log lines, so -q silences them."""
+    import warnings  # here: only this function of the block needs it
+
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
-    logging.captureWarnings(True)
-    logging.getLogger("py.warnings").addFilter(WarningsToLog())
+    # Every warning of Pillow's reaches WarningsToLog, which keeps one per file and
+    # message (Python's default keeps one per source line: the second image's would
+    # go unnamed). Appended: a filter set with -W or PYTHONWARNINGS still wins.
+    warnings.filterwarnings("always", module=r"PIL\.", append=True)
+    warnings.showwarning = WarningsToLog()
 
 
 def expand_home(text: str) -> Path:
@@ -384,20 +433,62 @@ def header_value(name: str, value: str) -> str:
     return value
 
 
-def checked_address(name: str, value: str) -> str:
-    """One plain address, or ValueError naming the field."""
+def mailbox(name: str, value: str) -> Address:
+    """One address, plain (alice@example.com) or with a display name as mail software
+    writes it (`John Doe <j@example.com>`, `"Doe, John" <j@example.com>`); ValueError
+    naming the field otherwise."""
     header_value(name, value)
-    if not ADDRESS.fullmatch(value):
+    text = value.strip()
+    angle = NAME_ADDR.fullmatch(text)
+    spec = angle.group("addr").strip() if angle else text
+    if not ADDRESS.fullmatch(spec):
         raise ValueError(f"{name} {value!r} is not one email address (like alice@example.com)")
-    return value
+    display = getaddresses([text])[0][0] if angle and angle.group("name") else ""
+    local, _, domain = spec.rpartition("@")
+    return Address(display_name=display, username=local, domain=domain)
+
+
+def checked_address(name: str, value: str) -> str:
+    """One address (a display name allowed), as the header will show it; ValueError
+    naming the field otherwise."""
+    return str(mailbox(name, value))
+
+
+def list_entries(text: str, name: str) -> list[str]:
+    """The entries of a list, split at commas and semicolons outside quotes, angle
+    brackets and comments; ValueError for a group (`team: a@x.com, b@x.com;`)."""
+    entries, current = [], ""
+    for token in LIST_TOKENS.findall(text):
+        if token == ":":
+            raise ValueError(
+                f"{name} list {text!r} is a group (NAME: addresses;), which is not mailed:"
+                " list its addresses instead"
+            )
+        if token in ",;":
+            entries.append(current)
+            current = ""
+        else:
+            current += token
+    return [entry.strip() for entry in [*entries, current] if entry.strip()]
 
 
 def addresses(text: str, name: str = "recipient") -> list[str]:
-    """The addresses of a list separated by commas or semicolons, each checked."""
-    listed = [part.strip() for part in re.split(r"[,;]", text)]
-    if not any(listed):
+    """The addresses of a list separated by commas or semicolons, each checked, as the
+    header will show them (display names kept, quoted where needed)."""
+    header_value(name, text)
+    listed = list_entries(text, name)
+    if not listed:
         raise ValueError(f"{name} list {text!r} holds no address")
-    return [checked_address(name, part) for part in listed if part]
+    found = []
+    for entry in listed:
+        try:
+            found.append(checked_address(name, entry))
+        except ValueError as error:
+            if "@" in entry or len(listed) == 1:
+                raise
+            hint = 'a display name with a comma needs quotes: "Doe, John" <j@example.com>'
+            raise ValueError(f"{error}; {hint}") from None
+    return found
 
 
 def generate_email(
@@ -410,11 +501,11 @@ def generate_email(
     """An EmailMessage with an optional attachment, its type guessed from the name."""
     recipients = [recipient] if isinstance(recipient, str) else list(recipient)
     message = EmailMessage()
-    message["From"] = checked_address("sender", sender)
-    message["To"] = ", ".join(checked_address("recipient", r) for r in recipients)
+    message["From"] = mailbox("sender", sender)
+    message["To"] = [mailbox("recipient", r) for r in recipients]
     message["Subject"] = header_value("subject", subject)
     message["Date"] = formatdate(localtime=True)
-    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    message["Message-ID"] = make_msgid(domain=message["From"].addresses[0].domain or None)
     message.set_content(body)
     if attachment_path is not None:
         path = Path(attachment_path)
@@ -647,7 +738,8 @@ def transfer(smtp: smtplib.SMTP, message: EmailMessage, settings: SmtpSettings) 
 
 
 def recipients_of(message: EmailMessage) -> list[str]:
-    return [a.strip() for a in str(message["To"]).split(",") if a.strip()]
+    """The plain addresses the mail goes to (as the server's refusals name them)."""
+    return [address.addr_spec for address in message["To"].addresses]
 
 
 def deliver(message: EmailMessage, settings: SmtpSettings) -> None:
@@ -760,16 +852,19 @@ def send_email(message: EmailMessage, environ: Mapping[str, str] | None = None) 
 # -- command line ---------------------------------------------------------------
 
 
+OPTIONS = [
+    Option(
+        "recipient",
+        "To address(es); 'John Doe <j@example.com>' too, ',' or ';' between several",
+        metavar="RECIPIENT",
+        nargs="+",
+    ),
+    Option("--sender", "From address", default="automation@example.com", metavar="ADDR"),
+]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("recipient", nargs="+", metavar="RECIPIENT", help="To address(es)")
-    parser.add_argument(
-        "--sender", metavar="ADDR", default="automation@example.com", help="From address"
-    )
-    for option in standard_options():
-        option.add_to(parser)
+    parser = build_parser(__doc__, OPTIONS)
     args = parser.parse_args(argv)
     try:
         args.recipient = [a for text in args.recipient for a in addresses(text)]

@@ -2,12 +2,15 @@
 """Email the supplier a PDF of what run.py imported, truthfully, once.
 
 Reads run.py's record (version 1 or 2; never the descriptions again) and
-builds one table with a row per product: a small thumbnail, the lab's
-`name: X` / `weight: N lbs` lines for an imported product, and the outcome
-(already in store, with the store's differing values; uncertain; failed,
-with the reason). It names the delivery, the date and the store's public
-name (--store-name), and mails the PDF through emails.py. With nothing
-imported, no mail is sent.
+builds a table with a row per product: a small thumbnail, the lab's
+`name: X` / `weight: N lbs` lines for an imported product, and the outcome.
+Products that need the supplier's attention come first, marked in red (not
+imported, not confirmed, or differing from the store's copy), each saying
+what is wrong with what they sent and what to do ("fix line 2 of 003.txt
+and send 003.txt again"), or that the fault is ours; the record's reasons,
+with our folders and commands, go to the log only. It names the delivery,
+the date and the store's public name (--store-name), and mails the PDF
+through emails.py. With nothing imported, no mail is sent.
 
 Each state of the delivery is mailed once: imported.mailed.jsonl beside the
 record remembers which report (a digest of the products) reached whom. A
@@ -67,8 +70,10 @@ import signal
 import stat
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -136,15 +141,6 @@ PDF_FIXED_BYTES = 60_000
 PDF_BYTES_PER_THUMBNAIL = 250  # beside the JPEG itself: its object and the drawing command
 RECORD_LIMIT = 256 << 20  # 256 MiB: 100,000 products make about 60 MB
 MAX_WEIGHT = 10**9  # lbs; anything larger is no fruit, and its digits would not fit the page
-# Options whose default comes from an environment variable: (variable, default). A bad
-# value is blamed on the variable when the option was not given.
-FROM_ENV = {
-    "pdf": ("REPORT_PDF", DEFAULT_PDF),
-    "sender": ("REPORT_SENDER", DEFAULT_SENDER),
-    "subject": ("REPORT_SUBJECT", DEFAULT_SUBJECT),
-    "store_name": ("STORE_NAME", ""),
-}
-
 # A URL, or urllib3's way of naming the host it could not reach.
 INTERNAL_ADDRESS = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"()<>]+|host='[^']*', port=\d+")
 
@@ -236,6 +232,14 @@ class Option:
         return action
 
     def initial(self, parser: argparse.ArgumentParser) -> Any:
+        """The value of an option not given: its variable's, else its default (a
+        text default goes through type, as argparse does with one)."""
+        value = self.from_variable_or_default(parser)
+        if isinstance(value, str) and self.type is not None and value is self.default:
+            return self.type(value)
+        return value
+
+    def from_variable_or_default(self, parser: argparse.ArgumentParser) -> Any:
         if callable(self.default):
             try:
                 return self.default()
@@ -290,27 +294,57 @@ def build_parser(
     return parser
 
 
-class WarningsToLog(logging.Filter):
-    """Python's warnings (Pillow's 'Corrupt EXIF data') as one WARNING line of
-    ours, without the library's path and source line."""
+WORKING_ON = threading.local()  # the file this thread works on, named in its warnings
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = str(record.args[0]) if record.args else record.getMessage()
-        first = text.strip().splitlines()[0] if text.strip() else text
-        record.msg, record.args = first.split(": ", 1)[-1], None
-        return True
+
+class WorkingOn:
+    """`with WorkingOn(path):` names path in the warnings this thread raises meanwhile
+    (Pillow's 'Corrupt EXIF data' then says which image). Thread-local: images convert
+    in threads, and warnings.catch_warnings would change every thread's filters."""
+
+    def __init__(self, about: object) -> None:
+        self.about = str(about)
+
+    def __enter__(self) -> None:
+        self.outer, WORKING_ON.about = getattr(WORKING_ON, "about", ""), self.about
+
+    def __exit__(self, *exc_info: object) -> None:
+        WORKING_ON.about = self.outer
+
+
+class WarningsToLog:
+    """Python's warnings as our own log lines, once per file and message, naming the
+    file (WorkingOn) and never the library's path and source line: WARNING, or DEBUG
+    for a deprecation (a note for developers). So -q silences them."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, str]] = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        about, text = getattr(WORKING_ON, "about", ""), " ".join(str(message).split())
+        if (about, text) in self.seen:
+            return
+        self.seen.add((about, text))
+        developers = issubclass(category, (DeprecationWarning, PendingDeprecationWarning))
+        level = logging.DEBUG if developers else logging.WARNING
+        logging.getLogger("py.warnings").log(level, "%s", f"{about}: {text}" if about else text)
 
 
 def configure_logging(quiet: bool, verbose: bool) -> None:
     """Log to stderr; third-party libraries never go below WARNING, so -v shows this
     script's steps and not, for example, Pillow's TIFF tag dump; their warnings
     become our log lines, so -q silences them."""
+    import warnings  # here: only this function of the block needs it
+
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
-    logging.captureWarnings(True)
-    logging.getLogger("py.warnings").addFilter(WarningsToLog())
+    # Every warning of Pillow's reaches WarningsToLog, which keeps one per file and
+    # message (Python's default keeps one per source line: the second image's would
+    # go unnamed). Appended: a filter set with -W or PYTHONWARNINGS still wins.
+    warnings.filterwarnings("always", module=r"PIL\.", append=True)
+    warnings.showwarning = WarningsToLog()
 
 
 def expand_home(text: str) -> Path:
@@ -682,14 +716,112 @@ def public(text: str) -> str:
     return INTERNAL_ADDRESS.sub("[address]", text)
 
 
-def status_text(product: dict) -> str:
-    outcome, reason = product["outcome"], public(product.get("reason", ""))
-    if outcome == "already in store" and product.get("store_values"):
-        return (
-            f"already in store, with other values ({differences(product)}). The store cannot"
-            " change a product: run.py --force adds this one as a new product."
+@dataclass(frozen=True)
+class Advice:
+    """What the supplier reads about a product that needs their attention: a marker,
+    what is wrong with what they sent (or that the fault is ours), what to do. It
+    names their own files only, never our folders, scripts or addresses."""
+
+    marker: str
+    problem: str
+    todo: str
+
+
+OURS = "nothing on your side: we import it again"
+# run.py's reasons (operator text, with our paths and commands) -> the supplier's
+# problem and what to do, in order: the first pattern found in the reason wins.
+# {file} is their description file, {stem} its product number, {0}... the groups.
+SUPPLIER_TEXTS: list[tuple[re.Pattern, str, str]] = [
+    (
+        re.compile(r"line (\d+): weight ('.*'|\".*\") is not whole pounds.*, at most (\d+)"),
+        "line {0} of {file}: the weight {1} is over the {2} lbs the store takes",
+        "fix line {0} of {file} and send {file} again",
+    ),
+    (
+        re.compile(r"line (\d+): weight ('.*'|\".*\") is not whole pounds"),
+        "line {0} of {file}: the weight {1} is not whole pounds (like 500 lbs)",
+        "fix line {0} of {file} and send {file} again",
+    ),
+    (
+        re.compile(r"empty file"),
+        "{file} is empty",
+        "send {file} again with the name, the weight and the description, each on its own line",
+    ),
+    (
+        re.compile(r"no weight line after the name"),
+        "{file} has the name but no weight line after it",
+        "add the weight (like 500 lbs) on the line after the name and send {file} again",
+    ),
+    (
+        re.compile(r"no description after the weight"),
+        "{file} has no description after the weight",
+        "add the description after the weight line and send {file} again",
+    ),
+    (
+        re.compile(r"(name|description) is (\d+) characters; the store accepts at most (\d+)"),
+        "the {0} in {file} is {1} characters long; the store takes at most {2}",
+        "shorten the {0} and send {file} again",
+    ),
+    (
+        re.compile(r"the same product name as ([^;\s]+)"),
+        "{file} names the same product as {0}",
+        "give one of them another name and send it again",
+    ),
+    (
+        re.compile(r"no catalog image|\.jpe?g\b.*(?:not read|cannot open)"),
+        "we have no usable photo for it",
+        "send its photo again, named {stem} (JPEG, PNG or TIFF)",
+    ),
+    (
+        re.compile(r"NUL characters|not a regular file|not read|cannot open"),
+        "{file} could not be read as a text file",
+        "send {file} again as plain text: the name, the weight and the description",
+    ),
+    (re.compile(r"interrupted"), "the import stopped before this product was sent", OURS),
+    (re.compile(r"^not sent"), "our store could not be reached during the import", OURS),
+    (re.compile(r"image not in the store"), "its photo had not reached our store yet", OURS),
+    (
+        re.compile(r"the store rejected"),
+        "our store refused its values",
+        "check the name, the weight and the description in {file} and send it again",
+    ),
+]
+
+
+def advice(product: dict) -> Advice | None:
+    """What the supplier reads for a product needing attention; None for the others."""
+    outcome = product["outcome"]
+    if outcome == "uncertain":
+        return Advice(
+            "Not confirmed",
+            "it was sent to our store, but we could not confirm that the store has it",
+            "nothing on your side: we check it",
         )
-    return f"{outcome}: {reason}" if reason else outcome
+    if outcome == "already in store" and product.get("store_values"):
+        return Advice(
+            "Differs from the store",
+            f"the store already has it, with other values ({differences(product)})",
+            "if the values of this delivery are right, tell us: the store cannot change a"
+            " product, so we add it anew",
+        )
+    if outcome != "failed":
+        return None
+    return Advice("Not imported", *failure_texts(product))
+
+
+def failure_texts(product: dict) -> tuple[str, str]:
+    """(problem, what to do) for a failed product, from its reason."""
+    file = Path(product["file"]).name
+    names = {"file": file, "stem": Path(file).stem}
+    reason = product.get("reason", "")
+    for pattern, problem, todo in SUPPLIER_TEXTS:
+        match = pattern.search(reason)
+        if match:
+            groups = match.groups()
+            return problem.format(*groups, **names), todo.format(*groups, **names)
+    if not product["name"].strip():
+        return (f"we could not read a product name from {file}", f"check {file} and send it again")
+    return "it could not be imported because of a problem on our side", OURS
 
 
 def summary_line(products: list[dict]) -> str:
@@ -824,14 +956,39 @@ def pictures_for(record: Record, budget: int) -> Pictures:
     return pictures
 
 
+def log_reasons(products: list[dict]) -> None:
+    """The record's reasons, with our paths and commands, for the operator: the
+    supplier reads advice() instead."""
+    for product in products:
+        said = advice(product)
+        if said:
+            reason = printable(product.get("reason") or said.problem)
+            log.info("%s, %s: %s", printable(product_label(product)), product["outcome"], reason)
+
+
+def row_for(product: dict, thumbnail: bytes | None) -> reports.Row:
+    """The product's row; for a product needing attention, what the supplier reads."""
+    said = advice(product)
+    if said is None:
+        return reports.Row(product_lines(product), product["outcome"], thumbnail)
+    return reports.Row(
+        product_lines(product), said.problem, thumbnail, attention=said.marker, todo=said.todo
+    )
+
+
 def build_pdf(path: Path, record: Record, pictures: Pictures, intro: list[str]) -> int:
     """Write the report; its number of pages."""
-    rows = [
-        reports.Row(product_lines(p), status_text(p), pictures.by_index.get(index))
-        for index, p in enumerate(record.products)
-    ]
+    rows = [row_for(p, pictures.by_index.get(index)) for index, p in enumerate(record.products)]
     title = report_title(datetime.date.today())
-    return reports.generate_supplier_report(path, title, rows, intro)
+    return reports.generate_supplier_report(path, title, rows, intro, chart(record.products))
+
+
+def chart(products: list[dict]) -> reports.Drawing:
+    """The pies of what was imported, by weight, and of the products by outcome."""
+    weights = [(p["name"], p["weight"]) for p in products if p["outcome"] == "imported"]
+    said = {"failed": "not imported", "uncertain": "not confirmed"}
+    outcomes = Counter(said.get(p["outcome"], p["outcome"]) for p in products)
+    return reports.delivery_chart(weights, outcomes)
 
 
 # -- the mailed log -------------------------------------------------------------------
@@ -943,6 +1100,7 @@ def mailed_log_path(record: Path) -> Path:
 
 def make_pdf(args: argparse.Namespace, record: Record, earlier: dict | None) -> tuple[int, list]:
     """Write the PDF within the mail budget: (pages, notes for the body)."""
+    log_reasons(record.products)
     budget = pdf_budget(args.max_mail_size)
     text = PDF_FIXED_BYTES + PDF_BYTES_PER_PRODUCT * len(record.products)
     pictures = Pictures() if args.no_thumbnails else pictures_for(record, budget - text)
@@ -1015,7 +1173,7 @@ def remember(mailed: MailedLog, digest: str, delivered: list, refused: dict, pag
 def mail(args: argparse.Namespace, record: Record, mailed: MailedLog) -> int:
     digest = record.digest
     reached = mailed.reached(digest)
-    targets = [r for r in args.recipient if args.resend or r not in reached]
+    targets = [r for r in args.recipient if args.resend or plain(r) not in reached]
     if not targets:
         log.info(
             "this report was sent to %s on %s; nothing sent (--resend sends it again)",
@@ -1042,7 +1200,7 @@ def mail(args: argparse.Namespace, record: Record, mailed: MailedLog) -> int:
         advice = CHANGE_IT if error.permanent else "run again to send it"
         log.error("%s; not sent, the PDF is at %s: %s", error, args.pdf, advice)
         return EXIT_NOT_SENT
-    remember(mailed, digest, targets, {}, pages)
+    remember(mailed, digest, [plain(target) for target in targets], {}, pages)
     log.info(
         "sent %s (%s) to %s: %s",
         args.pdf,
@@ -1072,98 +1230,18 @@ def report(args: argparse.Namespace) -> int:
 # -- command line ---------------------------------------------------------------
 
 
-def env(name: str, default: str) -> str:
-    return os.environ.get(name) or default
+def checked(check: Callable[[str], object]) -> Callable[[str], str]:
+    """An argparse type: the text when check(text) passes; its ValueError as the
+    usage error, naming the flag or the variable the text came from."""
 
+    def parse(text: str) -> str:
+        try:
+            check(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return text
 
-def parser_for() -> argparse.ArgumentParser:
-    data = expand_home(env("SUPPLIER_DATA", "~/supplier-data"))
-    parser = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Mail settings come from SMTP_HOST, SMTP_PORT, SMTP_SECURITY, SMTP_USER,\n"
-        "SMTP_PASSWORD(_FILE), SMTP_TIMEOUT (10 s per answer), SMTP_DEADLINE (120 s per\n"
-        "send) and SMTP_CA_FILE: see ./emails.py --help.",
-    )
-    add = parser.add_argument
-    add(
-        "--record",
-        type=Path,
-        metavar="FILE",
-        default=Path(env("IMPORT_RECORD", str(data / "imported.json"))),
-        help="run.py's record (default $SUPPLIER_DATA/imported.json) [IMPORT_RECORD]",
-    )
-    add(
-        "--pdf",
-        type=Path,
-        metavar="FILE",
-        default=None,
-        help=f"where to write the PDF (default {DEFAULT_PDF}) [REPORT_PDF]",
-    )
-    add(
-        "--sender",
-        metavar="ADDR",
-        default=None,
-        help=f"From address (default {DEFAULT_SENDER}) [REPORT_SENDER]",
-    )
-    add(
-        "--recipient",
-        action="append",
-        metavar="ADDR",
-        help="To address, repeatable; ',' or ';' separate several"
-        " (default <login name>@example.com) [REPORT_RECIPIENTS]",
-    )
-    add(
-        "--subject",
-        metavar="TEXT",
-        default=None,
-        help=f"subject when nothing failed (default '{DEFAULT_SUBJECT}') [REPORT_SUBJECT]",
-    )
-    add(
-        "--store-name",
-        metavar="NAME",
-        default=None,
-        help="the store's public name, shown in the report (never a URL) [STORE_NAME]",
-    )
-    add(
-        "--max-mail-size",
-        type=number(0.1, 1000),
-        metavar="MB",
-        help=f"largest mail, base64 included (default {DEFAULT_MAX_MAIL_MB}) [REPORT_MAX_MAIL_MB]",
-    )
-    add(
-        "--save-dir",
-        type=Path,
-        metavar="DIR",
-        default=Path(os.environ["SMTP_SAVE_DIR"]) if os.environ.get("SMTP_SAVE_DIR") else None,
-        help="write the mail as an .eml file there instead of sending [SMTP_SAVE_DIR]",
-    )
-    add("--resend", action="store_true", help="send even when this report was sent already")
-    add("--no-thumbnails", action="store_true", help="leave product pictures out of the PDF")
-    for option in standard_options():
-        option.add_to(parser)
-    return parser
-
-
-def fill_from_env(args: argparse.Namespace) -> dict[str, str]:
-    """Options not given take their variable's value or the default; for each option,
-    what a bad value is blamed on (the flag, or the variable the user set)."""
-    where = {}
-    for dest, (variable, default) in FROM_ENV.items():
-        where[dest] = "--" + dest.replace("_", "-")
-        if getattr(args, dest) is None:
-            text = os.environ.get(variable, "")
-            setattr(args, dest, text or default)
-            where[dest] = f"environment variable {variable}" if text else where[dest]
-    args.pdf = Path(args.pdf)
-    where["recipient"] = (
-        "--recipient"
-        if args.recipient
-        else "environment variable REPORT_RECIPIENTS"
-        if os.environ.get("REPORT_RECIPIENTS")
-        else "the default recipient"
-    )
-    return where
+    return parse
 
 
 def checked_subject(subject: str) -> None:
@@ -1171,6 +1249,108 @@ def checked_subject(subject: str) -> None:
     if not subject.strip():
         raise ValueError("the subject is empty")
     emails.header_value("subject", subject)
+
+
+def public_name(name: str) -> None:
+    if "://" in name:
+        raise ValueError(
+            f"{name!r} is a URL, not the store's public name (the PDF leaves the company)"
+        )
+
+
+def pdf_file(text: str) -> Path:
+    """A path a PDF may be written at, or the usage error saying what is in the way."""
+    path = Path(text)
+    problem = pdf_problem(path)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{path} {problem}")
+    return path
+
+
+def save_folder(text: str) -> Path:
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is not a folder")
+    return path
+
+
+def default_record() -> Path:
+    return Path(os.environ.get("IMPORT_RECORD") or supplier_data() / "imported.json")
+
+
+def recipients_after_parsing() -> None:
+    """--recipient's default: REPORT_RECIPIENTS is read once the flags are parsed, so
+    that a --recipient replaces it (argparse's append would add to it)."""
+    return None
+
+
+EPILOG = """Mail settings come from SMTP_HOST, SMTP_PORT, SMTP_SECURITY, SMTP_USER,
+SMTP_PASSWORD(_FILE), SMTP_TIMEOUT (10 s per answer), SMTP_DEADLINE (120 s per
+send) and SMTP_CA_FILE: see ./emails.py --help."""
+OPTIONS = [
+    Option(
+        "--record",
+        "run.py's record (version 1 or 2)",
+        "IMPORT_RECORD",
+        default_record,
+        Path,
+        "FILE",
+        shown="$SUPPLIER_DATA/imported.json",
+    ),
+    Option("--pdf", "where to write the PDF", "REPORT_PDF", DEFAULT_PDF, pdf_file, "FILE"),
+    Option(
+        "--sender",
+        "From address",
+        "REPORT_SENDER",
+        DEFAULT_SENDER,
+        checked(lambda text: emails.checked_address("sender", text)),
+        "ADDR",
+    ),
+    Option(
+        "--recipient",
+        "To address ('John Doe <j@example.com>' too), repeatable; ',' or ';' separate several",
+        "REPORT_RECIPIENTS",
+        recipients_after_parsing,
+        metavar="ADDR",
+        action="append",
+        shown="$USER@example.com",
+    ),
+    Option(
+        "--subject",
+        "subject when nothing failed",
+        "REPORT_SUBJECT",
+        DEFAULT_SUBJECT,
+        checked(checked_subject),
+        "TEXT",
+        shown=f"'{DEFAULT_SUBJECT}'",
+    ),
+    Option(
+        "--store-name",
+        "the store's public name, shown in the report (never a URL)",
+        "STORE_NAME",
+        "",
+        checked(public_name),
+        "NAME",
+    ),
+    Option(
+        "--max-mail-size",
+        "largest mail, base64 included",
+        "REPORT_MAX_MAIL_MB",
+        DEFAULT_MAX_MAIL_MB,
+        number(0.1, 1000),
+        "MB",
+    ),
+    Option(
+        "--save-dir",
+        "write the mail as an .eml file there instead of sending",
+        "SMTP_SAVE_DIR",
+        None,
+        save_folder,
+        "DIR",
+    ),
+    Option("--resend", "send even when this report was sent already", action="store_true"),
+    Option("--no-thumbnails", "leave product pictures out of the PDF", action="store_true"),
+]
 
 
 def pdf_problem(path: Path) -> str:
@@ -1187,40 +1367,40 @@ def pdf_problem(path: Path) -> str:
 
 
 def recipients(args: argparse.Namespace) -> list[str]:
-    listed = args.recipient or [env("REPORT_RECIPIENTS", "") or default_recipient()]
+    """Each address once (by its plain address), display names kept for the To header."""
+    listed = args.recipient or [os.environ.get("REPORT_RECIPIENTS") or default_recipient()]
     found = [address for text in listed for address in emails.addresses(text)]
-    return list(dict.fromkeys(found))
+    unique: dict[str, str] = {}
+    for address in found:
+        unique.setdefault(plain(address), address)
+    return list(unique.values())
+
+
+def plain(address: str) -> str:
+    """j@example.com for '"Doe, John" <j@example.com>': the mailed log and the server's
+    refusals name recipients by their plain address."""
+    return parseaddr(address)[1]
+
+
+def recipients_source(args: argparse.Namespace) -> str:
+    if args.recipient:
+        return "--recipient"
+    if os.environ.get("REPORT_RECIPIENTS"):
+        return "environment variable REPORT_RECIPIENTS"
+    return "the default recipient"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = parser_for()
+    parser = build_parser(__doc__, OPTIONS, epilog=EPILOG)
     args = parser.parse_args(argv)
-    if args.max_mail_size is None:
-        limit = from_env(parser, "REPORT_MAX_MAIL_MB", number(0.1, 1000), DEFAULT_MAX_MAIL_MB)
-        args.max_mail_size = limit
-    where = fill_from_env(args)
-    checks = {
-        "recipient": lambda: setattr(args, "recipient", recipients(args)),
-        "sender": lambda: emails.checked_address("sender", args.sender),
-        "subject": lambda: checked_subject(args.subject),
-        "smtp": lambda: emails.settings_from(os.environ),
-    }
-    for name, check in checks.items():
-        try:
-            check()
-        except ValueError as error:
-            parser.error(f"{where[name]}: {error}" if name in where else str(error))
-    if args.save_dir and args.save_dir.exists() and not args.save_dir.is_dir():
-        by_variable = os.environ.get("SMTP_SAVE_DIR") == str(args.save_dir)
-        source = "environment variable SMTP_SAVE_DIR" if by_variable else "--save-dir"
-        parser.error(f"{source} {args.save_dir} is not a folder")
-    if pdf_problem(args.pdf):
-        parser.error(f"{where['pdf']} {args.pdf} {pdf_problem(args.pdf)}")
-    if "://" in args.store_name:
-        parser.error(
-            f"{where['store_name']} is the store's public name, not a URL"
-            " (the PDF leaves the company)"
-        )
+    try:
+        args.recipient = recipients(args)
+    except ValueError as error:
+        parser.error(f"{recipients_source(args)}: {error}")
+    try:
+        emails.settings_from(os.environ)
+    except ValueError as error:
+        parser.error(str(error))
     return args
 
 

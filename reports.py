@@ -5,12 +5,19 @@ Two ways in:
   generate_report(attachment, title, paragraph)
       the lab's signature: `title` as the heading and `paragraph` (reportlab
       Paragraph markup, <br/> line breaks) as the body.
-  generate_supplier_report(attachment, title, rows, intro=())
-      the heading, a few intro lines (delivery, store, summary), then one
-      table with a row per product: its thumbnail, its lines (the lab's
-      `name: X` / `weight: N lbs` for an imported product) and its outcome.
-      Each product appears once; the table header repeats on every page.
-      Returns the number of pages. Supplier text is escaped, never markup.
+  generate_supplier_report(attachment, title, rows, intro=(), chart=None)
+      the heading, a few intro lines (delivery, store, summary), the chart,
+      then a table with a row per product: its thumbnail, its lines (the
+      lab's `name: X` / `weight: N lbs` for an imported product) and its
+      outcome. Rows with an `attention` marker come first, under a red
+      "Needs your attention" heading, the marker in bold red with what to
+      do; the others follow. Each product appears once; the table header
+      repeats on every page. Returns the number of pages. Supplier text is
+      escaped, never markup.
+  delivery_chart(weights, outcomes)
+      the course's pie chart (a ReportLab Drawing): what was imported by
+      weight (the six largest products, the rest as one "others" slice, so
+      500 products read as well as 3) beside the products by outcome.
   make_thumbnail(file)
       a small JPEG (144x96 at most, a few KB) from an open image file; an
       image whose header claims more than 40 million pixels is refused with
@@ -61,6 +68,9 @@ from xml.sax.saxutils import escape
 try:
     from PIL import Image as PILImage
     from reportlab import rl_config
+    from reportlab.graphics.charts.legends import Legend
+    from reportlab.graphics.charts.piecharts import Pie
+    from reportlab.graphics.shapes import Drawing, String
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
@@ -129,6 +139,21 @@ CELL_PADDING = 6  # reportlab's default left and right padding of a table cell
 FONT_SIZE, SMALLEST_FONT_SIZE = 9, 6
 MAX_CELL_TEXT = 300
 HEADER_HEIGHT = 8 * mm
+ATTENTION_RED = "#b00020"
+# The chart: two pies side by side, each with its legend (slice names as text).
+CHART_WIDTH, CHART_HEIGHT, PIE_SIZE = 170 * mm, 44 * mm, 30 * mm
+CHART_SLICES = 6  # the largest products by weight; the rest is one "other" slice
+CHART_LABEL = 18  # characters of a product name in the legend
+WEIGHT_COLORS = ("#1b5e20", "#66bb6a", "#2e7d32", "#a5d6a7", "#43a047", "#c8e6c9")
+OTHER_COLOR = "#9e9e9e"
+OUTCOME_COLORS = {
+    "imported": "#2e7d32",
+    "already in store": "#1565c0",
+    "not confirmed": "#ef6c00",
+    "not imported": ATTENTION_RED,
+}
+ATTENTION_HEADING = "Needs your attention"
+OTHERS_HEADING = "All other products"
 
 log = logging.getLogger("reports")
 # Binary streams as they are: ASCII85 would make every embedded JPEG a quarter larger.
@@ -137,11 +162,15 @@ rl_config.useA85 = 0
 
 @dataclass(frozen=True)
 class Row:
-    """One product in the supplier report: its lines, outcome and thumbnail JPEG."""
+    """One product in the supplier report: its lines, outcome and thumbnail JPEG.
+    A row with an `attention` marker ('Not imported') is listed first, the marker
+    in bold red, then the status (what is wrong) and `todo` (what to do)."""
 
     lines: tuple[str, ...]
     status: str
     thumbnail: bytes | None = None
+    attention: str = ""
+    todo: str = ""
 
 
 # --- begin shared block: cli (from blocks/cli.py; make blocks) ---
@@ -229,6 +258,14 @@ class Option:
         return action
 
     def initial(self, parser: argparse.ArgumentParser) -> Any:
+        """The value of an option not given: its variable's, else its default (a
+        text default goes through type, as argparse does with one)."""
+        value = self.from_variable_or_default(parser)
+        if isinstance(value, str) and self.type is not None and value is self.default:
+            return self.type(value)
+        return value
+
+    def from_variable_or_default(self, parser: argparse.ArgumentParser) -> Any:
         if callable(self.default):
             try:
                 return self.default()
@@ -283,27 +320,57 @@ def build_parser(
     return parser
 
 
-class WarningsToLog(logging.Filter):
-    """Python's warnings (Pillow's 'Corrupt EXIF data') as one WARNING line of
-    ours, without the library's path and source line."""
+WORKING_ON = threading.local()  # the file this thread works on, named in its warnings
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = str(record.args[0]) if record.args else record.getMessage()
-        first = text.strip().splitlines()[0] if text.strip() else text
-        record.msg, record.args = first.split(": ", 1)[-1], None
-        return True
+
+class WorkingOn:
+    """`with WorkingOn(path):` names path in the warnings this thread raises meanwhile
+    (Pillow's 'Corrupt EXIF data' then says which image). Thread-local: images convert
+    in threads, and warnings.catch_warnings would change every thread's filters."""
+
+    def __init__(self, about: object) -> None:
+        self.about = str(about)
+
+    def __enter__(self) -> None:
+        self.outer, WORKING_ON.about = getattr(WORKING_ON, "about", ""), self.about
+
+    def __exit__(self, *exc_info: object) -> None:
+        WORKING_ON.about = self.outer
+
+
+class WarningsToLog:
+    """Python's warnings as our own log lines, once per file and message, naming the
+    file (WorkingOn) and never the library's path and source line: WARNING, or DEBUG
+    for a deprecation (a note for developers). So -q silences them."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, str]] = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        about, text = getattr(WORKING_ON, "about", ""), " ".join(str(message).split())
+        if (about, text) in self.seen:
+            return
+        self.seen.add((about, text))
+        developers = issubclass(category, (DeprecationWarning, PendingDeprecationWarning))
+        level = logging.DEBUG if developers else logging.WARNING
+        logging.getLogger("py.warnings").log(level, "%s", f"{about}: {text}" if about else text)
 
 
 def configure_logging(quiet: bool, verbose: bool) -> None:
     """Log to stderr; third-party libraries never go below WARNING, so -v shows this
     script's steps and not, for example, Pillow's TIFF tag dump; their warnings
     become our log lines, so -q silences them."""
+    import warnings  # here: only this function of the block needs it
+
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
-    logging.captureWarnings(True)
-    logging.getLogger("py.warnings").addFilter(WarningsToLog())
+    # Every warning of Pillow's reaches WarningsToLog, which keeps one per file and
+    # message (Python's default keeps one per source line: the second image's would
+    # go unnamed). Appended: a filter set with -W or PYTHONWARNINGS still wins.
+    warnings.filterwarnings("always", module=r"PIL\.", append=True)
+    warnings.showwarning = WarningsToLog()
 
 
 def expand_home(text: str) -> Path:
@@ -496,6 +563,9 @@ def styles() -> dict[str, ParagraphStyle]:
         "product": body.clone("ReportProduct", spaceAfter=body.leading),
         "cell": body.clone("ReportCell", fontSize=FONT_SIZE, leading=FONT_SIZE + 2),
         "head": body.clone("ReportHead", fontName=bold, fontSize=FONT_SIZE, leading=11),
+        "section": body.clone(
+            "ReportSection", fontName=bold, fontSize=12, leading=15, spaceBefore=6, spaceAfter=4
+        ),
     }
 
 
@@ -555,6 +625,18 @@ def cell(lines: Sequence[str], width: float) -> Flowable | str:
     return Paragraph("<br/>".join(markup(line) for line in lines), style)
 
 
+def outcome_cell(row: Row, width: float) -> Flowable | str:
+    """The outcome; for a row needing attention its marker in bold red, what is
+    wrong and what to do, wrapped to the column."""
+    if not row.attention:
+        return cell([row.status], width)
+    marker = f'<font color="{ATTENTION_RED}"><b>{markup(row.attention)}</b></font>'
+    parts = [marker, markup(shortened(row.status))]
+    if row.todo:
+        parts.append(f"<b>What to do:</b> {markup(shortened(row.todo))}")
+    return Paragraph("<br/>".join(parts), styles()["cell"])
+
+
 def picture(row: Row) -> Flowable | str:
     if row.thumbnail is None:
         return ""
@@ -581,13 +663,86 @@ def table_flowables(rows: Sequence[Row], widths: Sequence[float]) -> list[Flowab
     for start in range(0, max(len(rows), 1), TABLE_BLOCK_ROWS):
         data = [
             [picture(row)] * pictures
-            + [cell(row.lines, product_width), cell([row.status], status_width)]
+            + [cell(row.lines, product_width), outcome_cell(row, status_width)]
             for row in rows[start : start + TABLE_BLOCK_ROWS]
         ]
         if start == 0:
             data.insert(0, header)
         blocks.append(Table(data, colWidths=widths, style=table_style()))
     return blocks
+
+
+def largest(pairs: Sequence[tuple[str, float]], keep: int = CHART_SLICES) -> list:
+    """The `keep` largest (label, value) pairs, the rest summed as one 'other' pair;
+    pairs without a positive value are left out (a pie cannot show them)."""
+    ranked = sorted((pair for pair in pairs if pair[1] > 0), key=lambda pair: -pair[1])
+    if len(ranked) <= keep:
+        return ranked
+    rest = ranked[keep:]
+    other = "1 other" if len(rest) == 1 else f"{len(rest):,} others"
+    return [*ranked[:keep], (other, sum(v for _, v in rest))]
+
+
+def share(value: float, total: float) -> str:
+    """'12%', or '<1%' for a slice too small to round to one."""
+    percent = 100 * value / total
+    return "<1%" if 0 < percent < 0.5 else f"{percent:.0f}%"
+
+
+def pie(x: float, title: str, slices: Sequence[tuple[str, float, str]], unit: str) -> list:
+    """A titled pie at x with a legend beside it: 'Apple: 500 lbs (12%)' per slice."""
+    regular, bold = fonts()
+    top = CHART_HEIGHT - 4 * mm
+    shapes: list = [String(x, top, title, fontName=bold, fontSize=FONT_SIZE)]
+    total = sum(value for _, value, _ in slices)
+    if not total:
+        return [*shapes, String(x, top - 6 * mm, "nothing to show", fontName=regular, fontSize=8)]
+    chart = Pie()
+    chart.x, chart.y, chart.width, chart.height = x, 2 * mm, PIE_SIZE, PIE_SIZE
+    chart.data = [value for _, value, _ in slices]
+    chart.labels = None
+    chart.slices.strokeWidth, chart.slices.strokeColor = 0.5, colors.white
+    for index, (_, _, color) in enumerate(slices):
+        chart.slices[index].fillColor = colors.HexColor(color)
+    legend = Legend()
+    legend.x, legend.y = x + PIE_SIZE + 4 * mm, 2 * mm + PIE_SIZE
+    legend.fontName, legend.fontSize, legend.alignment = regular, 7, "right"
+    legend.dx = legend.dy = 2.5 * mm
+    legend.deltay, legend.columnMaximum = 9, len(slices)
+    legend.colorNamePairs = [
+        (colors.HexColor(color), f"{label}: {value:,.0f}{unit} ({share(value, total)})")
+        for label, value, color in slices
+    ]
+    return [*shapes, chart, legend]
+
+
+def delivery_chart(weights: Sequence[tuple[str, float]], outcomes: dict[str, int]) -> Drawing:
+    """The delivery at a glance, after the course's pie chart: what was imported by
+    weight (the largest products, the rest as 'other'), and the products by outcome
+    (the keys of OUTCOME_COLORS), failures in the attention red."""
+    named = [(shortened_label(name), weight) for name, weight in weights]
+    by_weight = [
+        (label, value, WEIGHT_COLORS[i] if i < CHART_SLICES else OTHER_COLOR)
+        for i, (label, value) in enumerate(largest(named))
+    ]
+    by_outcome = [
+        (outcome.capitalize(), outcomes[outcome], color)
+        for outcome, color in OUTCOME_COLORS.items()
+        if outcomes.get(outcome)
+    ]
+    drawing = Drawing(CHART_WIDTH, CHART_HEIGHT)
+    half = CHART_WIDTH / 2
+    for shape in [
+        *pie(0, "Imported, by weight", by_weight, " lbs"),
+        *pie(half, "Products, by outcome", by_outcome, ""),
+    ]:
+        drawing.add(shape)
+    return drawing
+
+
+def shortened_label(name: str) -> str:
+    name = " ".join(name.split())
+    return name if len(name) <= CHART_LABEL else name[: CHART_LABEL - 1] + "…"
 
 
 def header_painter(widths: Sequence[float]) -> Callable[[pdfcanvas.Canvas, BaseDocTemplate], None]:
@@ -672,15 +827,42 @@ def generate_report(attachment: str | Path, title: str, paragraph: str) -> None:
     build(attachment, lambda path: write(path, title, title, body_flowables(paragraph)))
 
 
+def sections(rows: Sequence[Row], widths: Sequence[float]) -> list[Flowable]:
+    """The rows needing attention first, under a red heading, then the others
+    (each group in the given order); one plain table when none needs attention."""
+    marked = [row for row in rows if row.attention]
+    if not marked:
+        return table_flowables(rows, widths)
+    others = [row for row in rows if not row.attention]
+    story: list[Flowable] = [
+        Paragraph(
+            f'<font color="{ATTENTION_RED}">{ATTENTION_HEADING} ({len(marked):,} of {len(rows):,}'
+            " products)</font>",
+            styles()["section"],
+        ),
+        *table_flowables(marked, widths),
+    ]
+    if others:
+        heading = f"{OTHERS_HEADING} ({len(others):,})"
+        story += [Paragraph(heading, styles()["section"]), *table_flowables(others, widths)]
+    return story
+
+
 def generate_supplier_report(
-    attachment: str | Path, title: str, rows: Sequence[Row], intro: Sequence[str] = ()
+    attachment: str | Path,
+    title: str,
+    rows: Sequence[Row],
+    intro: Sequence[str] = (),
+    chart: Flowable | None = None,
 ) -> int:
-    """Heading, intro lines, and one table row per product; the number of pages."""
+    """Heading, intro lines, a chart (if any), and one table row per product, those
+    needing attention first; the number of pages."""
     widths = WIDTHS_WITH_PICTURES if any(r.thumbnail for r in rows) else WIDTHS_WITHOUT
     story = [
         *(Paragraph(markup(line), styles()["body"]) for line in intro),
         Spacer(1, 4 * mm),
-        *table_flowables(rows, widths),
+        *([chart, Spacer(1, 4 * mm)] if chart is not None else []),
+        *sections(rows, widths),
     ]
     subject = intro[-1] if intro else title
     pages: list[int] = []
@@ -694,24 +876,33 @@ def generate_supplier_report(
 # -- command line -----------------------------------------------------------------
 
 
+def sample_chart() -> Drawing:
+    return delivery_chart(
+        [("Apple", 500), ("Cherry & <b>Berry</b>", 30)], {"imported": 2, "not imported": 1}
+    )
+
+
 def sample_rows() -> list[Row]:
     return [
         Row(("name: Apple", "weight: 500 lbs"), "imported"),
         Row(("name: Cherry & <b>Berry</b>", "weight: 30 lbs"), "imported"),
-        Row(("Ελιά / Вишня / 苹果 (003.txt)",), "failed: weight 'heavy' is not a number"),
+        Row(
+            ("Ελιά / Вишня / 苹果 (003.txt)",),
+            "line 2 of 003.txt: the weight 'heavy' is not whole pounds (like 500 lbs)",
+            attention="Not imported",
+            todo="fix line 2 of 003.txt and send it again",
+        ),
     ]
+
+
+OPTIONS = [
+    Option("pdf", "output file", default=Path("sample.pdf"), type=Path, metavar="PDF", nargs="?")
+]
 
 
 def write_sample(argv: list[str] | None) -> int:
     """Write a small sample report, to see the layout and fonts."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "pdf", nargs="?", type=Path, default=Path("sample.pdf"), metavar="PDF", help="output file"
-    )
-    for option in standard_options():
-        option.add_to(parser)
+    parser = build_parser(__doc__, OPTIONS)
     args = parser.parse_args(argv)
     configure_logging(args.quiet, args.verbose)
     try:
@@ -720,7 +911,9 @@ def write_sample(argv: list[str] | None) -> int:
         parser.error(str(error.strerror))
     rows = sample_rows()
     try:
-        pages = generate_supplier_report(args.pdf, "Processed Update (sample)", rows)
+        pages = generate_supplier_report(
+            args.pdf, "Processed Update (sample)", rows, chart=sample_chart()
+        )
     except OSError as error:
         log.error("cannot write %s: %s", args.pdf, error.strerror or error)
         return EXIT_USAGE

@@ -108,6 +108,14 @@ class Option:
         return action
 
     def initial(self, parser: argparse.ArgumentParser) -> Any:
+        """The value of an option not given: its variable's, else its default (a
+        text default goes through type, as argparse does with one)."""
+        value = self.from_variable_or_default(parser)
+        if isinstance(value, str) and self.type is not None and value is self.default:
+            return self.type(value)
+        return value
+
+    def from_variable_or_default(self, parser: argparse.ArgumentParser) -> Any:
         if callable(self.default):
             try:
                 return self.default()
@@ -162,27 +170,57 @@ def build_parser(
     return parser
 
 
-class WarningsToLog(logging.Filter):
-    """Python's warnings (Pillow's 'Corrupt EXIF data') as one WARNING line of
-    ours, without the library's path and source line."""
+WORKING_ON = threading.local()  # the file this thread works on, named in its warnings
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = str(record.args[0]) if record.args else record.getMessage()
-        first = text.strip().splitlines()[0] if text.strip() else text
-        record.msg, record.args = first.split(": ", 1)[-1], None
-        return True
+
+class WorkingOn:
+    """`with WorkingOn(path):` names path in the warnings this thread raises meanwhile
+    (Pillow's 'Corrupt EXIF data' then says which image). Thread-local: images convert
+    in threads, and warnings.catch_warnings would change every thread's filters."""
+
+    def __init__(self, about: object) -> None:
+        self.about = str(about)
+
+    def __enter__(self) -> None:
+        self.outer, WORKING_ON.about = getattr(WORKING_ON, "about", ""), self.about
+
+    def __exit__(self, *exc_info: object) -> None:
+        WORKING_ON.about = self.outer
+
+
+class WarningsToLog:
+    """Python's warnings as our own log lines, once per file and message, naming the
+    file (WorkingOn) and never the library's path and source line: WARNING, or DEBUG
+    for a deprecation (a note for developers). So -q silences them."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, str]] = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        about, text = getattr(WORKING_ON, "about", ""), " ".join(str(message).split())
+        if (about, text) in self.seen:
+            return
+        self.seen.add((about, text))
+        developers = issubclass(category, (DeprecationWarning, PendingDeprecationWarning))
+        level = logging.DEBUG if developers else logging.WARNING
+        logging.getLogger("py.warnings").log(level, "%s", f"{about}: {text}" if about else text)
 
 
 def configure_logging(quiet: bool, verbose: bool) -> None:
     """Log to stderr; third-party libraries never go below WARNING, so -v shows this
     script's steps and not, for example, Pillow's TIFF tag dump; their warnings
     become our log lines, so -q silences them."""
+    import warnings  # here: only this function of the block needs it
+
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
-    logging.captureWarnings(True)
-    logging.getLogger("py.warnings").addFilter(WarningsToLog())
+    # Every warning of Pillow's reaches WarningsToLog, which keeps one per file and
+    # message (Python's default keeps one per source line: the second image's would
+    # go unnamed). Appended: a filter set with -W or PYTHONWARNINGS still wins.
+    warnings.filterwarnings("always", module=r"PIL\.", append=True)
+    warnings.showwarning = WarningsToLog()
 
 
 def expand_home(text: str) -> Path:

@@ -247,27 +247,77 @@ def test_bad_settings_name_the_variable(name, value, fragment):
     assert str(caught.value) == f"environment variable {name}: {fragment}"
 
 
-@pytest.mark.parametrize(
-    "text, expected",
-    [
-        ("a@x.com", ["a@x.com"]),
-        ("a@x.com;b@y.com", ["a@x.com", "b@y.com"]),
-        (" a@x.com , b@y.com; ", ["a@x.com", "b@y.com"]),
-        ("alice@localhost", ["alice@localhost"]),
-        ("émile@bücher.example", ["émile@bücher.example"]),
-    ],
-)
-def test_address_lists_split_on_commas_and_semicolons(text, expected):
-    assert emails.addresses(text) == expected
+# (id, the list as typed, the addresses as the To header shows them, or the error)
+ADDRESS_LISTS = [
+    ("plain", "a@x.com", ["a@x.com"]),
+    ("semicolon", "a@x.com;b@y.com", ["a@x.com", "b@y.com"]),
+    ("spaces", " a@x.com , b@y.com; ", ["a@x.com", "b@y.com"]),
+    ("single-label-domain", "alice@localhost", ["alice@localhost"]),
+    ("non-ascii", "émile@bücher.example", ["émile@bücher.example"]),
+    ("display-name", "John Doe <j@example.com>", ["John Doe <j@example.com>"]),
+    ("quoted-comma", '"Doe, John" <j@example.com>', ['"Doe, John" <j@example.com>']),
+    (
+        "quoted-semicolon-and-another",
+        '"Doe; J" <j@x.com>, k@x.com',
+        ['"Doe; J" <j@x.com>', "k@x.com"],
+    ),
+    ("angle-only", "<a@x.com>", ["a@x.com"]),
+    ("accented-name", "Zoë Ünal <z@x.com>", ["Zoë Ünal <z@x.com>"]),
+    ("empty", "", "recipient list '' holds no address"),
+    ("separators-only", " ; ", "recipient list ' ; ' holds no address"),
+    ("no-domain", "alice", "recipient 'alice' is not one email address (like alice@example.com)"),
+    ("nothing-after-at", "a@", "recipient 'a@' is not one email address"),
+    ("nothing-before-at", "@x.com", "recipient '@x.com' is not one email address"),
+    ("space-in-address", "a b@x.com", "recipient 'a b@x.com' is not one email address"),
+    ("name-without-brackets", "Alice a@x.com", "recipient 'Alice a@x.com' is not one"),
+    ("unclosed-bracket", "Alice <a@x.com", "recipient 'Alice <a@x.com' is not one"),
+    ("two-addresses-one-name", "A <a@x.com> <b@x.com>", "recipient 'A <a@x.com> <b@x.com>'"),
+    ("unclosed-quote", '"Doe <j@x.com>', "recipient '\"Doe <j@x.com>' is not one"),
+    ("double-dot", "a@x..com", "recipient 'a@x..com' is not one email address"),
+    ("hyphen-domain", "a@-x.com", "recipient 'a@-x.com' is not one email address"),
+    (
+        "unquoted-comma",
+        "Doe, John <j@x.com>",
+        "recipient 'Doe' is not one email address (like alice@example.com); a display name"
+        ' with a comma needs quotes: "Doe, John" <j@example.com>',
+    ),
+    (
+        "group",
+        "team: a@x.com, b@x.com;",
+        "recipient list 'team: a@x.com, b@x.com;' is a group (NAME: addresses;), which is not"
+        " mailed: list its addresses instead",
+    ),
+    ("line-break", "a@x.com\nBcc: b@x.com", "recipient must not contain a line break"),
+]
 
 
 @pytest.mark.parametrize(
-    "text",
-    ["", " ; ", "alice", "a@", "@x.com", "a b@x.com", "Alice <a@x.com>", "a@x..com", "a@-x.com"],
+    "text, expected", [case[1:] for case in ADDRESS_LISTS], ids=[case[0] for case in ADDRESS_LISTS]
 )
-def test_what_is_not_an_address_is_refused(text):
-    with pytest.raises(ValueError, match="recipient"):
-        emails.addresses(text)
+def test_address_lists_are_read_as_mail_software_reads_them(text, expected):
+    if isinstance(expected, list):
+        assert emails.addresses(text) == expected
+    else:
+        with pytest.raises(ValueError) as caught:
+            emails.addresses(text)
+        assert str(caught.value).startswith(expected)
+
+
+def test_display_names_reach_the_header_and_the_server_gets_the_plain_addresses(
+    catcher_factory,
+):
+    catcher = catcher_factory(refuse=("z@example.com",))
+    to = emails.addresses('"Doe, John" <j@example.com>; Zoë <z@example.com>')
+    message = emails.generate_email("Fruit Store <shop@example.com>", to, "Hi", "Body")
+    with pytest.raises(emails.PartlyDelivered) as caught:
+        emails.send_email(message, environment(catcher))
+    # The server was asked for the plain addresses, and refused one of them by it.
+    assert caught.value.delivered == ["j@example.com"]
+    assert list(caught.value.refused) == ["z@example.com"]
+    [mail] = received(catcher)
+    assert mail["To"] == '"Doe, John" <j@example.com>, Zoë <z@example.com>'
+    assert mail["From"] == "Fruit Store <shop@example.com>"
+    assert mail["Message-ID"].endswith("@example.com>")
 
 
 def test_generate_email_refuses_a_list_in_one_address():

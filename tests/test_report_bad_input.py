@@ -123,10 +123,17 @@ CASES = [
         message="cannot write the PDF /dev/null/out.pdf",
     ),
     Case(
-        "recipient-with-display-name",
-        args=("--recipient", "Alice <a@x.com>"),
+        "recipient-a-group",
+        args=("--recipient", "team: a@x.com, b@x.com;"),
         record=record(),
-        message="recipient 'Alice <a@x.com>' is not one email address",
+        message="--recipient: recipient list 'team: a@x.com, b@x.com;' is a group",
+    ),
+    Case(
+        "recipients-unquoted-comma",
+        env={"REPORT_RECIPIENTS": "Doe, John <j@x.com>"},
+        record=record(),
+        message="environment variable REPORT_RECIPIENTS: recipient 'Doe' is not one email"
+        " address (like alice@example.com); a display name with a comma needs quotes",
     ),
     Case(
         "recipients-with-a-space",
@@ -196,7 +203,7 @@ CASES = [
         "store-name-is-a-url",
         args=("--store-name", "http://10.0.0.5:8000/"),
         record=record(),
-        message="--store-name is the store's public name, not a URL",
+        message="argument --store-name: 'http://10.0.0.5:8000/' is a URL, not the store's",
     ),
     Case("unknown-option", args=("--bogus",), record=record(), message="unrecognized arguments"),
     Case(
@@ -256,19 +263,19 @@ CASES = [
         args=("--pdf", "{dir}/out.pdf"),
         record=record(),
         setup="pdf-fifo",
-        message="--pdf {dir}/out.pdf is a FIFO, not a file a PDF may replace",
+        message="argument --pdf: {dir}/out.pdf is a FIFO, not a file a PDF may replace",
     ),
     Case(
         "pdf-device",
         args=("--pdf", "/dev/null"),
         record=record(),
-        message="--pdf /dev/null is a device, not a file a PDF may replace",
+        message="argument --pdf: /dev/null is a device, not a file a PDF may replace",
     ),
     Case(
         "pdf-env-folder",
         env={"REPORT_PDF": "{dir}"},
         record=record(),
-        message="environment variable REPORT_PDF {dir} is a folder",
+        message="environment variable REPORT_PDF: {dir} is a folder",
     ),
     Case(
         "sender-env",
@@ -292,7 +299,7 @@ CASES = [
         "store-name-env-url",
         env={"STORE_NAME": "http://10.0.0.5:8000/"},
         record=record(),
-        message="environment variable STORE_NAME is the store's public name, not a URL",
+        message="environment variable STORE_NAME: 'http://10.0.0.5:8000/' is a URL",
     ),
     Case(
         "recipients-env-bad",
@@ -376,7 +383,7 @@ CASES = [
         "save-dir-is-a-file",
         args=("--save-dir", "{dir}/imported.json"),
         record=record(),
-        message="--save-dir {dir}/imported.json is not a folder",
+        message="argument --save-dir: {dir}/imported.json is not a folder",
     ),
     # -- the helper modules' command lines
     Case("reports-pdf-is-a-folder", script="reports.py", args=("{dir}",), message="is a folder"),

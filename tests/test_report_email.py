@@ -122,6 +122,8 @@ def test_the_supplier_gets_the_lab_mail_and_pdf(smtp_env, tmp_path, product, wri
             assert f"name: {name}\nweight: {weight} lbs" in text
             assert text.count(f"name: {name}") == 1
     assert "3 products: 3 imported (total weight 885 lbs)" in pdf_text(pdf)
+    for legend in ("Imported, by weight", "Apple: 500 lbs (56%)", "Imported: 3 (100%)"):
+        assert legend in pdf_text(pdf)  # the chart's
     assert len(PdfReader(pdf).pages[0].images) == 3
 
 
@@ -157,8 +159,14 @@ def test_failures_change_subject_body_and_pdf(smtp_env, tmp_path, product, write
         [
             product("001.txt", "Apple", 500),
             product("002.txt", "Pear", 20, "already in store"),
-            product("003.txt", "", None, "failed", "003.txt line 2: weight 'heavy' is bad"),
-            product("016.txt", "Durian", None, "failed", "no weight line"),
+            product(
+                "003.txt",
+                "Fig",
+                None,
+                "failed",
+                "003.txt line 2: weight 'heavy' is not whole pounds (like '500 lbs')",
+            ),
+            product("016.txt", "Durian", None, "failed", "016.txt: no weight line after the name"),
             product("005.txt", "Kiwi", 9),
         ],
     )
@@ -174,44 +182,199 @@ def test_failures_change_subject_body_and_pdf(smtp_env, tmp_path, product, write
     assert "name: Apple weight: 500 lbs imported" in text
     assert "name: Kiwi weight: 9 lbs imported" in text
     assert "name: Pear" not in text and "Pear (002.txt) 20 lbs already in store" in text
-    assert "003.txt failed: 003.txt line 2: weight 'heavy' is bad" in text
-    assert "Durian (016.txt) failed: no weight line" in text
+    assert (
+        "Fig (003.txt) Not imported line 2 of 003.txt: the weight 'heavy' is not whole pounds"
+        " (like 500 lbs) What to do: fix line 2 of 003.txt and send 003.txt again" in text
+    )
+    assert "Durian (016.txt) Not imported 016.txt has the name but no weight line" in text
     assert "5 products: 2 imported (total weight 509 lbs), 1 already in store, 2 failed" in text
+    # Failures first, under their heading, in file order; then the others, in file order.
+    order = ["Needs your attention (2 of 5", "Fig (003", "Durian (016", "All other products (3)"]
+    order += ["name: Apple", "Pear (002", "name: Kiwi"]
+    assert [text.index(part) for part in order] == sorted(text.index(part) for part in order)
 
 
-def test_version_2_outcomes_store_values_and_store_name(smtp_env, tmp_path, product, write_record):
+# Every kind of problem the record holds: (id, outcome, reason, the supplier's problem,
+# what to do). Reasons as run.py writes them, with our folders and commands in them.
+SUPPLIER_CASES = [
+    (
+        "weight",
+        "failed",
+        "003.txt line 2: weight 'heavy' is not whole pounds (like '500 lbs')",
+        "line 2 of 003.txt: the weight 'heavy' is not whole pounds (like 500 lbs)",
+        "fix line 2 of 003.txt and send 003.txt again",
+    ),
+    (
+        "weight-too-large",
+        "failed",
+        "003.txt line 3: weight '9999999999' is not whole pounds (like '500 lbs'),"
+        " at most 2147483647",
+        "line 3 of 003.txt: the weight '9999999999' is over the 2147483647 lbs the store takes",
+        "fix line 3 of 003.txt and send 003.txt again",
+    ),
+    (
+        "empty-file",
+        "failed",
+        "003.txt: empty file, expected name, weight, description",
+        "003.txt is empty",
+        "send 003.txt again with the name, the weight and the description",
+    ),
+    (
+        "no-weight",
+        "failed",
+        "003.txt: no weight line after the name",
+        "003.txt has the name but no weight line after it",
+        "add the weight (like 500 lbs) on the line after the name and send 003.txt again",
+    ),
+    (
+        "no-description",
+        "failed",
+        "003.txt: no description after the weight (the store refuses a blank one)",
+        "003.txt has no description after the weight",
+        "add the description after the weight line and send 003.txt again",
+    ),
+    (
+        "too-long",
+        "failed",
+        "003.txt: name is 240 characters; the store accepts at most 100",
+        "the name in 003.txt is 240 characters long; the store takes at most 100",
+        "shorten the name and send 003.txt again",
+    ),
+    (
+        "same-name",
+        "failed",
+        "003.txt: the same product name as 001.txt; the store tells products apart by name:"
+        " rename one",
+        "003.txt names the same product as 001.txt",
+        "give one of them another name and send it again",
+    ),
+    (
+        "not-text",
+        "failed",
+        "/srv/ops/supplier-data/descriptions/003.txt: a FIFO, not a regular file; not read",
+        "003.txt could not be read as a text file",
+        "send 003.txt again as plain text",
+    ),
+    (
+        "no-catalog-image",
+        "failed",
+        "no catalog image 003.jpeg in /srv/ops/supplier-data/images: run changeImage.py",
+        "we have no usable photo for it",
+        "send its photo again, named 003 (JPEG, PNG or TIFF)",
+    ),
+    (
+        "photo-refused",
+        "failed",
+        "/srv/ops/supplier-data/images/003.jpeg: links outside /srv/ops/supplier-data/images;"
+        " not read",
+        "we have no usable photo for it",
+        "send its photo again, named 003",
+    ),
+    (
+        "photo-not-in-store",
+        "failed",
+        "image not in the store: run supplier_image_upload.py (003.jpeg, looked for as 003.jpeg)",
+        "its photo had not reached our store yet",
+        "nothing on your side: we import it again",
+    ),
+    (
+        "refused-by-store",
+        "failed",
+        "the store rejected description: This field may not be blank.",
+        "our store refused its values",
+        "check the name, the weight and the description in 003.txt and send it again",
+    ),
+    (
+        "store-error",
+        "failed",
+        "the store answered 500 redirect to http://10.0.0.5:8000/login; check --url",
+        "it could not be imported because of a problem on our side",
+        "nothing on your side: we import it again",
+    ),
+    (
+        "interrupted",
+        "failed",
+        "not sent: the run was interrupted; run again",
+        "the import stopped before this product was sent",
+        "nothing on your side: we import it again",
+    ),
+    (
+        "store-down",
+        "failed",
+        "not sent: the store at http://10.0.0.5:8000/ stopped answering (3 failures in a row)",
+        "our store could not be reached during the import",
+        "nothing on your side: we import it again",
+    ),
+    (
+        "uncertain",
+        "uncertain",
+        "sent, but no answer came (timed out after 30 s); the next run looks for it",
+        "it was sent to our store, but we could not confirm that the store has it",
+        "nothing on your side: we check it",
+    ),
+    (
+        "differs-from-store",
+        "already in store",
+        "the store's copy differs and the store cannot change a product; run.py --force posts"
+        " it as a new product",
+        "the store already has it, with other values (weight: the store has 18 lbs, this"
+        " delivery 20 lbs)",
+        "if the values of this delivery are right, tell us",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "outcome, reason, problem, todo",
+    [case[1:] for case in SUPPLIER_CASES],
+    ids=[case[0] for case in SUPPLIER_CASES],
+)
+def test_the_supplier_reads_what_is_wrong_and_what_to_do_never_our_insides(
+    tmp_path, caplog, product, write_record, outcome, reason, problem, todo
+):
+    values = {"store_values": {"weight": 18}} if outcome == "already in store" else {}
     record = write_record(
         tmp_path / "imported.json",
         [
             product("001.txt", "Apple", 500),
-            product(
-                "002.txt",
-                "Pear",
-                20,
-                "already in store",
-                store_values={"weight": 18, "description": "Old pear text"},
-                description="New pear text",
-            ),
-            product("003.txt", "Fig", 7, "uncertain", "the answer was lost; check the store"),
+            product("003.txt", "Fig", 20, outcome, reason, **values),
         ],
         version=2,
-        delivery="acme-2026-11",
-        store="http://admin:hunter2@10.0.0.5:8000/",
     )
     pdf = tmp_path / "r.pdf"
-    assert report(record, pdf, "--store-name", "Fruit & Co") == 0
-    [mail] = mails(smtp_env)
-    assert "For 1 fruit we could not confirm the upload" in body_of(mail)
-    text = words(pdf_text(pdf))
-    assert "Delivery acme-2026-11, imported November 25, 2026 Store: Fruit & Co" in text
-    assert (
-        "weight: the store has 18 lbs, this delivery 20 lbs; description: the store has"
-        ' "Old pear text", this delivery "New pear text"' in text
+    assert report(record, pdf, "--save-dir", str(tmp_path / "outbox")) == 0
+    for text in (words(pdf_text(pdf)), words(poppler_text(pdf))):
+        row = text[text.index("Fig (003.txt)") : text.index("All other products")]
+        assert problem in row and f"What to do: {todo}" in row, row
+        assert text.index("Needs your attention (1 of 2 products)") < text.index("Fig (003.txt)")
+        for private in ("/", ".py", "--", "http", "10.0.0.5", "srv", "images", "changeImage"):
+            assert private not in text
+    # The operator still reads the reason as run.py wrote it.
+    assert f"Fig (003.txt), {outcome}: {reason}" in caplog.messages
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("", ("we could not read a product name from 003.txt", "check 003.txt and send it again")),
+        ("Fig", ("it could not be imported because of a problem on our side", report_email.OURS)),
+    ],
+    ids=["no-name", "named"],
+)
+def test_an_unknown_reason_is_told_without_its_text(name, expected):
+    product = {"file": "003.txt", "name": name, "reason": "/srv/ops/x: run changeImage.py"}
+    assert report_email.failure_texts(product) == expected
+
+
+def test_a_marked_row_is_set_in_red(tmp_path, product, write_record):
+    record = write_record(
+        tmp_path / "imported.json",
+        [product("001.txt", "Apple", 500), product("003.txt", "Fig", None, "failed", "x")],
     )
-    assert "The store cannot change a product: run.py --force adds this one" in text
-    assert "Fig (003.txt) 7 lbs uncertain: the answer was lost; check the store" in text
-    for private in ("10.0.0.5", "hunter2", "http"):
-        assert private not in text
+    pdf = tmp_path / "r.pdf"
+    assert report(record, pdf, "--save-dir", str(tmp_path / "outbox")) == 0
+    content = PdfReader(pdf).pages[0].get_contents().get_data()
+    assert b".690196 0 .12549 rg" in content  # reports.ATTENTION_RED, #b00020
 
 
 def test_an_incomplete_import_is_said(smtp_env, tmp_path, product, write_record):
@@ -270,6 +433,22 @@ def test_sender_recipients_and_subject_can_be_set(
         "Done - Shop",
     )
     assert (second["To"], second["Subject"]) == ("c@x.org, d@x.org", "Env subject")
+
+
+def test_recipients_with_display_names_are_mailed_once_by_their_address(
+    smtp_env, tmp_path, monkeypatch, product, write_record
+):
+    record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1)])
+    monkeypatch.setenv("REPORT_RECIPIENTS", '"Doe, John" <j@example.com>')
+    assert report(record, tmp_path / "r.pdf") == 0
+    assert mailed_log(record)[0]["delivered"] == ["j@example.com"]
+    # The same address under another name has the report already; a new one gets it.
+    args = ["--recipient", "John Doe <j@example.com>", "--recipient", "Kim <k@example.com>"]
+    assert report(record, tmp_path / "r.pdf", *args) == 0
+    first, second = mails(smtp_env)
+    assert first["To"] == '"Doe, John" <j@example.com>'
+    assert second["To"] == "Kim <k@example.com>"
+    assert mailed_log(record)[1]["delivered"] == ["k@example.com"]
 
 
 def test_save_dir_writes_the_mail_as_eml_and_remembers_nothing(tmp_path, product, write_record):
@@ -646,5 +825,5 @@ def test_no_internal_address_reaches_the_supplier(smtp_env, tmp_path, product, w
     )
     assert report(record, tmp_path / "r.pdf") == 0
     text = pdf_text(tmp_path / "r.pdf")
-    assert "10.0.0.5" not in text and "/srv/internal" not in text
-    assert "[address]" in words(text) and "Delivery supplier-data" in text
+    assert "10.0.0.5" not in text and "/srv/internal" not in text and "http" not in text
+    assert "Delivery supplier-data" in text

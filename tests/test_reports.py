@@ -300,3 +300,104 @@ def test_version_and_a_folder_as_the_pdf(tmp_path):
     assert folder.returncode == 2
     assert f"{tmp_path} is a folder; name the PDF file to write" in folder.stderr
     assert "Traceback" not in folder.stderr
+
+
+# -- failures first, and the chart -----------------------------------------------------
+
+
+def test_rows_needing_attention_come_first_marked_in_red(tmp_path):
+    rows = lab_rows(3)
+    rows.insert(1, reports.Row(("Fig (002.txt)",), "002.txt is empty", None, "Not imported", "x"))
+    pdf = tmp_path / "r.pdf"
+    reports.generate_supplier_report(pdf, "Processed Update", rows)
+    for extractor in EXTRACTORS.values():
+        text = " ".join(extractor(pdf).split())
+        order = ["Needs your attention (1 of 4 products)", "Fig (002.txt) Not imported"]
+        order += ["What to do: x", "All other products (3)", "name: Fruit 1", "name: Fruit 3"]
+        assert [text.index(part) for part in order] == sorted(text.index(p) for p in order)
+    content = PdfReader(pdf).pages[0].get_contents().get_data()
+    assert b".690196 0 .12549 rg" in content  # ATTENTION_RED
+
+
+def rendered_first_page(pdf: Path, folder: Path) -> Image.Image:
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm is missing: apt-get install poppler-utils (make test does as root)")
+    subprocess.run(
+        ["pdftoppm", "-r", "50", "-f", "1", "-l", "1", "-png", str(pdf), str(folder / "page")],
+        check=True,
+        timeout=60,
+    )
+    [png] = folder.glob("page*.png")
+    return Image.open(png).convert("RGB")
+
+
+def pixels_of(page: Image.Image, color: str, box: tuple[int, int, int, int] | None = None) -> int:
+    """How many pixels of the page (or of box) have this color, give or take a little."""
+    target = Image.new("RGB", (1, 1), color).getpixel((0, 0))
+    area = page.crop(box) if box else page
+    return sum(
+        n
+        for n, pixel in area.getcolors(area.width * area.height)
+        if all(abs(a - b) <= 6 for a, b in zip(pixel, target, strict=True))
+    )
+
+
+@pytest.mark.parametrize(
+    "count, legend",
+    [(3, "Fruit 3: 3 lbs (50%)"), (500, "494 others: 122,265 lbs (98%)")],
+    ids=["3-products", "500-products"],
+)
+def test_the_chart_is_drawn_on_the_first_page(tmp_path, count, legend):
+    rows = lab_rows(count)
+    chart = reports.delivery_chart(
+        [(f"Fruit {n}", n) for n in range(1, count + 1)], {"imported": count, "not imported": 1}
+    )
+    pdf = tmp_path / "r.pdf"
+    reports.generate_supplier_report(pdf, "Processed Update", rows, ["Delivery d"], chart)
+    page = rendered_first_page(pdf, tmp_path)
+    # The chart sits between the intro and the table, in the top third of the page.
+    chart_area = (0, 0, page.width, page.height // 3)
+    assert pixels_of(page, reports.OUTCOME_COLORS["imported"], chart_area) > 500
+    assert pixels_of(page, reports.OUTCOME_COLORS["imported"]) == pixels_of(
+        page, reports.OUTCOME_COLORS["imported"], chart_area
+    )
+    slices = reports.WEIGHT_COLORS[:3] if count == 3 else [reports.OTHER_COLOR]
+    for color in slices:
+        assert pixels_of(page, color, chart_area) > 50, color
+    first = poppler_text(pdf).split("\f")[0]
+    assert "Imported, by weight" in first and "Products, by outcome" in first
+    assert legend in " ".join(first.split())
+    assert f"Not imported: 1 ({'<1' if count == 500 else '25'}%)" in first
+    for extractor in EXTRACTORS.values():
+        text = extractor(pdf)
+        assert text.splitlines()[0] == "Processed Update"
+        assert text.count("name: Fruit") == count
+        assert "name: Fruit 1\nweight: 1 lbs" in text and f"name: Fruit {count}\n" in text
+
+
+@pytest.mark.parametrize(
+    "pairs, expected",
+    [
+        ([], []),
+        ([("a", 0), ("b", 2)], [("b", 2)]),
+        ([(str(n), n) for n in range(1, 7)], [(str(n), n) for n in range(6, 0, -1)]),
+        (
+            [(str(n), n) for n in range(1, 8)],
+            [(str(n), n) for n in range(7, 1, -1)] + [("1 other", 1)],
+        ),
+        (
+            [(str(n), n) for n in range(1, 9)],
+            [(str(n), n) for n in range(8, 2, -1)] + [("2 others", 3)],
+        ),
+    ],
+    ids=["none", "a zero weight left out", "six fit", "seven make one other", "eight"],
+)
+def test_the_largest_slices_and_the_rest_as_other(pairs, expected):
+    assert reports.largest(pairs) == expected
+
+
+def test_a_chart_with_no_weight_says_so(tmp_path):
+    chart = reports.delivery_chart([("Air", 0)], {"imported": 1})
+    pdf = tmp_path / "r.pdf"
+    reports.generate_supplier_report(pdf, "T", lab_rows(1), chart=chart)
+    assert "nothing to show" in text_of(pdf)

@@ -282,7 +282,14 @@ README_ROW = re.compile(
 )
 STANDARD_FLAGS = {"--quiet", "--verbose", "--version", "-q", "-v", "-V", "-h", "--help"}
 # Scripts whose options are declared as Option rows (OPTIONS).
-DECLARED = ["changeImage.py", "supplier_image_upload.py", "run.py"]
+DECLARED = [
+    "changeImage.py",
+    "supplier_image_upload.py",
+    "run.py",
+    "report_email.py",
+    "reports.py",
+    "emails.py",
+]
 
 
 class ReadmeRow(NamedTuple):

@@ -10,10 +10,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helper import wait_for
 from PIL import Image
 
 import reports
@@ -33,14 +33,6 @@ def start(script: str, *args: str, env: dict | None = None) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 30) -> None:
-    """Returns once condition() holds; fails the test after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the script never reached the point to stop it"
-        time.sleep(0.05)
 
 
 def stop(process: subprocess.Popen, sig: signal.Signals) -> tuple[int, str, str]:
@@ -69,7 +61,7 @@ def test_change_image_stops_with_130_and_only_whole_jpegs(tmp_path: Path, sig) -
     delivery = make_delivery(tmp_path, count=40, size=(1200, 800))
     images = delivery / "images"
     process = start("changeImage.py", "--jobs", "1", str(images))
-    wait_until(lambda: any(images.glob("*.jpeg")))
+    wait_for(lambda: any(images.glob("*.jpeg")))
     status, _, err = stop(process, sig)
     assert status == 130, err
     assert "interrupted" in err and "Traceback" not in err
@@ -88,7 +80,7 @@ def test_run_py_stopped_writes_its_record(tmp_path: Path, store_factory, catalog
     assert uploaded.wait(timeout=120) == 0, uploaded.stderr.read()
     args = ["--url", store.url, "--descriptions", str(delivery / "descriptions"), "--jobs", "2"]
     process = start("run.py", *args, "--images", str(delivery / "images"))
-    wait_until(lambda: len(store.catalog.fruits()) >= 1)
+    wait_for(lambda: len(store.catalog.fruits()) >= 1)
     status, _, err = stop(process, signal.SIGTERM)
     assert status == 130, err
     assert_one_line(err, "ERROR interrupted by SIGTERM")
@@ -110,7 +102,7 @@ def test_the_uploader_stopped_leaves_a_whole_journal(tmp_path: Path, store_facto
     journal = delivery / "uploaded.jsonl"
     args = ["--url", store.url, "--images", str(delivery / "images"), "--jobs", "2"]
     process = start("supplier_image_upload.py", *args)
-    wait_until(lambda: store.post_count >= 1)
+    wait_for(lambda: store.post_count >= 1)
     status, _, err = stop(process, signal.SIGTERM)
     assert status == 130, err
     assert "interrupted" in err.splitlines()[-1] and "Traceback" not in err
@@ -123,7 +115,7 @@ def test_report_email_stopped_mid_send(tmp_path: Path, trickling_server, write_r
     pdf = tmp_path / "processed.pdf"
     env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TIMEOUT": "60"}
     process = start("report_email.py", "--record", str(record), "--pdf", str(pdf), env=env)
-    wait_until(pdf.exists)
+    wait_for(pdf.exists)
     time.sleep(0.5)
     status, _, err = stop(process, signal.SIGTERM)
     assert status == 130, err
@@ -179,7 +171,7 @@ def test_a_hangup_ignored_by_nohup_stays_ignored(tmp_path: Path) -> None:
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
     )
-    wait_until(lambda: any(images.glob("*.jpeg")))
+    wait_for(lambda: any(images.glob("*.jpeg")))
     status, _, err = stop(process, signal.SIGHUP)
     assert status == 0, err
     assert len(whole_jpegs(images)) == 12

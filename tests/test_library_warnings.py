@@ -1,0 +1,117 @@
+"""Library warnings (Pillow's 'Corrupt EXIF data') become our own log lines naming
+the file, at WARNING, so -q silences them; never a library's path or source line.
+The cli block does it for every script; changeImage.py names the image."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+import warnings
+from pathlib import Path
+
+import pytest
+from helper import with_entry
+from test_changeImage import deflate_tiff
+
+import reports  # carries the cli block, as every script does
+
+ROOT = Path(__file__).resolve().parent.parent
+CORRUPT_EXIF = "Corrupt EXIF data. Expecting to read 12 bytes but only got 0."
+LIBRARY_TRACES = ("site-packages", "UserWarning", ".py:", "warnings.warn")
+
+
+def with_broken_exif(data: bytes) -> bytes:
+    """The TIFF with an EXIF IFD at its very end that claims 5 entries and holds none."""
+    end = len(with_entry(data, 34665, 4, [0]))  # the same length whatever the pointer
+    return with_entry(data, 34665, 4, [end]) + (5).to_bytes(2, "little")
+
+
+@pytest.fixture
+def corrupt_tiffs(tmp_path) -> tuple[Path, Path, Path]:
+    """Two TIFFs that convert with Pillow's warning, and one cut short that fails."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    warned = with_broken_exif(deflate_tiff("RGB"))
+    (folder / "a.tiff").write_bytes(warned)
+    (folder / "b.tiff").write_bytes(warned)
+    raw = deflate_tiff("RGB", compression="raw", strip_size=1 << 22)
+    cut = with_broken_exif(with_entry(raw, 273, 4, [len(raw) - 1000]))  # strip past the end
+    (folder / "c.tiff").write_bytes(cut)
+    return folder / "a.tiff", folder / "b.tiff", folder / "c.tiff"
+
+
+def change_image(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, ROOT / "changeImage.py", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_quiet_prints_only_our_error_line(corrupt_tiffs):
+    good, other, cut = corrupt_tiffs
+    result = change_image("-q", str(good.parent))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"ERROR {cut}: corrupt or truncated image (image file is truncated (364 bytes not"
+        " processed))"
+    ]
+    assert result.stdout == ""
+    assert good.with_suffix(".jpeg").exists() and other.with_suffix(".jpeg").exists()
+
+
+def test_without_quiet_each_image_warns_in_our_words_naming_it(corrupt_tiffs):
+    good, other, cut = corrupt_tiffs
+    result = change_image(str(good.parent))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    for image in (good, other):  # the same warning at the same place, once per image
+        assert lines.count(f"WARNING {image}: {CORRUPT_EXIF}") == 1
+    assert any(line.startswith(f"ERROR {cut}: corrupt or truncated") for line in lines)
+    for trace in LIBRARY_TRACES:
+        assert trace not in result.stderr
+
+
+def test_threads_name_their_own_file_once_per_message(caplog):
+    caplog.set_level(logging.DEBUG)
+    show = reports.WarningsToLog()
+
+    def work(name: str) -> None:
+        with reports.WorkingOn(name):
+            for _ in range(3):
+                show(UserWarning("Corrupt EXIF data."), UserWarning, "/x/PIL/Tiff.py", 982)
+        show(UserWarning("after"), UserWarning, "/x/PIL/Tiff.py", 982)
+
+    threads = [threading.Thread(target=work, args=(f"{n}.tiff",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    lines = sorted((r.levelname, r.getMessage()) for r in caplog.records)
+    expected = [("WARNING", f"{n}.tiff: Corrupt EXIF data.") for n in range(4)]
+    assert lines == sorted([*expected, ("WARNING", "after")])
+
+
+def test_a_deprecation_is_a_note_for_developers_not_a_warning(caplog):
+    caplog.set_level(logging.DEBUG)
+    reports.WarningsToLog()(DeprecationWarning("old API"), DeprecationWarning, "/x/y.py", 1)
+    [record] = caplog.records
+    assert (record.levelname, record.getMessage()) == ("DEBUG", "old API")
+
+
+def test_configure_logging_sends_pillows_warnings_to_our_log(caplog):
+    with warnings.catch_warnings():
+        reports.configure_logging(quiet=False, verbose=False)
+        assert isinstance(warnings.showwarning, reports.WarningsToLog)
+        with reports.WorkingOn("a.tiff"):
+            warnings.warn_explicit("Corrupt EXIF data.", UserWarning, "Tiff.py", 1, "PIL.Tiff")
+            warnings.warn_explicit("Corrupt EXIF data.", UserWarning, "Tiff.py", 1, "PIL.Tiff")
+        with reports.WorkingOn("b.tiff"):
+            warnings.warn_explicit("Corrupt EXIF data.", UserWarning, "Tiff.py", 1, "PIL.Tiff")
+    assert [r.getMessage() for r in caplog.records if r.name == "py.warnings"] == [
+        "a.tiff: Corrupt EXIF data.",
+        "b.tiff: Corrupt EXIF data.",
+    ]
