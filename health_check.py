@@ -1448,9 +1448,9 @@ def slo_report(args: argparse.Namespace, state: dict, now: float) -> int:
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):
-        """Monitoring engines read exit 3 as UNKNOWN: a bad option is not 'unhealthy'."""
-        self.print_usage(sys.stderr)
-        self.exit(UNKNOWN, f"{self.prog}: error: {message}\n")
+        """A bad option or variable is the one UNKNOWN line (status 3) like any other
+        way the check cannot run: an engine shows the line, not a usage on stderr."""
+        raise Unknown(f"usage: {message} (see --help)")
 
 
 def range_option(parser: Parser, flag: str, parse: Callable, default: str, help: str) -> None:

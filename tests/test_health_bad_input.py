@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -529,6 +530,9 @@ def test_bad_input(case: Case, tmp_path, smtp_env, dead_port, stranger):
     says = case.says.replace("{tmp}", str(tmp_path))
     assert (result.returncode, says in said) == (case.status, True), said
     assert "Traceback" not in said
+    if case.status == 3:  # any way the check cannot run: one line an engine shows
+        assert re.fullmatch(r"HEALTH UNKNOWN - [^\n]+\n", result.stdout), said
+        assert "usage:" not in result.stderr
     assert SECRET not in said
     assert len(smtp_env.messages()) == case.mails
     if case.state_kept:
