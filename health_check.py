@@ -15,10 +15,19 @@ prints the budget of every URL. With --no-email only psutil is needed.
 Thresholds take the Monitoring Plugins range syntax: `10:` (alert under 10),
 `~:20` or `20` (over 20), `10:20` (outside), `@10:20` (inside). A plain
 number keeps the lab's meaning: --cpu 80 alerts over 80%, --disk 20 and
---memory 500MB under them.
+--memory 500MB under them. -c and -w set them as the Monitoring Plugins
+guidelines do, one METRIC=RANGE per metric, comma-separated: cpu (% used),
+disk (% free, on every --disk-path), memory (available) and, for -w only,
+budget (% of the error budget left; the burn rates make it CRITICAL):
+    -w cpu=70,disk=30,memory=1GB -c cpu=90,disk=10,memory=200MB
+is --cpu-warning 70 --disk-warning 30 --memory-warning 1GB --cpu 90 --disk 10
+--memory 200MB. A bare `-w 80` is refused: name the metric. Every WARNING must
+come before its CRITICAL (--cpu 90 --cpu-warning 95 is refused). Sizes are a
+whole number of MB or a number with its unit (B, KB, MB, GB, TB: 1.5GB).
 
 Usage:
-    ./health_check.py [--cpu PERCENT] [--disk PERCENT] [--memory SIZE]
+    ./health_check.py [-w METRIC=RANGE,...] [-c METRIC=RANGE,...]
+                      [--cpu PERCENT] [--disk PERCENT] [--memory SIZE]
                       [--url URL[=SLO]] [--slo PERCENT] [--nagios] [--textfile FILE]
                       [--no-email] [--slo-report] [-t SECONDS]
 
@@ -69,6 +78,7 @@ import contextlib
 import datetime
 import errno
 import fcntl
+import itertools
 import json
 import logging
 import math
@@ -346,10 +356,13 @@ def percent_value(text: str) -> float:
 
 
 def size_value(text: str) -> float:
-    """'500MB' -> bytes (1 MB = 1024**2); a bare number is in MB."""
-    match = re.fullmatch(r"\s*([-+.\w]+?)\s*([KMGT]?B)?\s*", text, re.IGNORECASE)
+    """'500MB', '1.5GB' -> bytes (1 MB = 1024**2); a bare whole number is in MB. No
+    exponent ('1e3' was once read as 1000 MB) and no bare fraction: say the unit."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?B)?\s*", text, re.IGNORECASE)
     if not match:
-        raise argparse.ArgumentTypeError(f"expected a size like 500MB, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a size like 500MB or 1.5GB, got {text!r}")
+    if match.group(2) is None and "." in match.group(1):
+        raise argparse.ArgumentTypeError(f"{text!r} needs a unit: a bare number is whole MB")
     amount = number(0, 1e12)(match.group(1))
     return float(int(amount * UNITS[(match.group(2) or "MB").upper()]))
 
@@ -403,6 +416,18 @@ def range_type(value: Callable[[str], float], plain_is_minimum: bool) -> Callabl
 
     parse.__name__ = "range"
     return parse
+
+
+def covers(warning: Range, critical: Range, low: float, high: float) -> bool:
+    """Whether every value from low to high that is CRITICAL is also past the
+    warning: else the warning is past the critical threshold (--cpu 90
+    --cpu-warning 95). Both alert regions change only at the ranges' ends, so the
+    ends and the points between them decide it."""
+    ends = {low, high, critical.start, critical.end, warning.start, warning.end}
+    points = sorted(v for v in ends if math.isfinite(v) and low <= v <= high)
+    points += [points[-1] + 1] if high == math.inf else []
+    between = [(a + b) / 2 for a, b in itertools.pairwise(points)]
+    return all(warning.alerts(v) for v in [*points, *between] if critical.alerts(v))
 
 
 def slo_type(text: str) -> float | None:
@@ -1446,157 +1471,283 @@ def slo_report(args: argparse.Namespace, state: dict, now: float) -> int:
 # -- command line -------------------------------------------------------------------------------
 
 
+class FlagsWin(argparse.Action):
+    """'append' whose first flag replaces the list its variable gave (argparse's own
+    would add --disk-path /b to HEALTH_DISK_PATHS=/a)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        items = getattr(namespace, self.dest, None)
+        items = [] if items is None or items is self.default else items
+        setattr(namespace, self.dest, [*items, values])
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **keywords: Any):
+        super().__init__(*args, **keywords)
+        self.register("action", "append", FlagsWin)
+
     def error(self, message: str):
         """A bad option or variable is the one UNKNOWN line (status 3) like any other
         way the check cannot run: an engine shows the line, not a usage on stderr."""
         raise Unknown(f"usage: {message} (see --help)")
 
 
-def range_option(parser: Parser, flag: str, parse: Callable, default: str, help: str) -> None:
-    """A critical (with a default) or warning threshold, its variable HEALTH_<FLAG>."""
-    env = "HEALTH_" + flag.removeprefix("--").replace("-", "_").upper()
-    parser.add_argument(
-        flag,
-        type=parse,
-        metavar="RANGE" if "warning" in flag else "SIZE" if "memory" in flag else "PERCENT",
-        default=from_env(parser, env, parse, parse(default) if default else None),
-        help=f"{help} [{env}]",
-    )
+PERCENT_RANGE = range_type(percent_value, plain_is_minimum=False)
+FREE_RANGE = range_type(percent_value, plain_is_minimum=True)
+SIZE_RANGE = range_type(size_value, plain_is_minimum=True)
+BUDGET_RANGE = range_type(number(-1e6, 100), plain_is_minimum=True)
+# -w/-c METRIC=RANGE: (critical flag, warning flag, range type, lowest, highest value).
+METRICS = {
+    "cpu": ("--cpu", "--cpu-warning", PERCENT_RANGE, 0, 100),
+    "disk": ("--disk", "--disk-warning", FREE_RANGE, 0, 100),
+    "memory": ("--memory", "--memory-warning", SIZE_RANGE, 0, math.inf),
+    "budget": ("", "--budget-warning", BUDGET_RANGE, -1e6, 100),
+}
+
+
+def thresholds(critical: bool) -> Callable[[str], dict[str, Range]]:
+    """The type of -w/-c: 'cpu=80,disk=20,memory=500MB', each RANGE as its own flag's."""
+    names = [name for name, row in METRICS.items() if row[0] or not critical]
+
+    def parse(text: str) -> dict[str, Range]:
+        found: dict[str, Range] = {}
+        for item in text.split(","):
+            name, equals, limit = item.strip().partition("=")
+            if not equals or name not in names:
+                raise argparse.ArgumentTypeError(
+                    f"{item.strip()!r} is not METRIC=RANGE; metrics: {', '.join(names)}"
+                    f" (as in {'-c cpu=90,disk=10' if critical else '-w cpu=70,disk=30'})"
+                )
+            if name in found:
+                raise argparse.ArgumentTypeError(f"{name} is given twice in {text!r}")
+            found[name] = METRICS[name][2](limit)
+        return found
+
+    parse.__name__ = "METRIC=RANGE list"
+    return parse
+
+
+OPTIONS = [
+    Option(
+        "-c --critical",
+        "CRITICAL thresholds as METRIC=RANGE,...: cpu, disk, memory (-c cpu=90,disk=10,"
+        "memory=200MB is --cpu 90 --disk 10 --memory 200MB); repeatable",
+        type=thresholds(critical=True),
+        metavar="METRIC=RANGE,...",
+        action="append",
+    ),
+    Option(
+        "-w --warning",
+        "WARNING thresholds as METRIC=RANGE,...: cpu, disk, memory, budget (-w cpu=70,disk=30,"
+        "memory=1GB is --cpu-warning 70 --disk-warning 30 --memory-warning 1GB); repeatable",
+        type=thresholds(critical=False),
+        metavar="METRIC=RANGE,...",
+        action="append",
+    ),
+    Option(
+        "--cpu",
+        "CRITICAL over this CPU % (or outside RANGE)",
+        "HEALTH_CPU",
+        Range(0, 80),
+        PERCENT_RANGE,
+        "PERCENT",
+        shown="80",
+    ),
+    Option(
+        "--disk",
+        "CRITICAL under this free disk % (or outside RANGE)",
+        "HEALTH_DISK",
+        Range(20, math.inf),
+        FREE_RANGE,
+        "PERCENT",
+        shown="20",
+    ),
+    Option(
+        "--memory",
+        "CRITICAL under this available memory (or outside RANGE); 500MB, 1.5GB,"
+        " a bare whole number is MB",
+        "HEALTH_MEMORY",
+        Range(500 * MB, math.inf),
+        SIZE_RANGE,
+        "SIZE",
+        shown="500MB",
+    ),
+    Option(
+        "--cpu-warning",
+        "WARNING range for CPU %",
+        "HEALTH_CPU_WARNING",
+        None,
+        PERCENT_RANGE,
+        "RANGE",
+    ),
+    Option(
+        "--disk-warning",
+        "WARNING range for free disk %",
+        "HEALTH_DISK_WARNING",
+        None,
+        FREE_RANGE,
+        "RANGE",
+    ),
+    Option(
+        "--memory-warning",
+        "WARNING range for available memory",
+        "HEALTH_MEMORY_WARNING",
+        None,
+        SIZE_RANGE,
+        "RANGE",
+    ),
+    Option(
+        "--disk-path",
+        "mount to check, repeatable; the variable's are colon-separated",
+        "HEALTH_DISK_PATHS",
+        None,
+        metavar="PATH",
+        action="append",
+        shown="/",
+        split=":",
+    ),
+    Option(
+        "--url",
+        "page to probe against its SLO (URL=off: alert on every bad probe), repeatable;"
+        " the variable's are space-separated",
+        "HEALTH_URLS",
+        None,
+        url_slo_type,
+        "URL[=SLO]",
+        action="append",
+    ),
+    Option(
+        "--url-timeout",
+        "a probe is good when the whole page came with 200 within this",
+        "HEALTH_URL_TIMEOUT",
+        10.0,
+        number(0.1, 300),
+        "SECONDS",
+    ),
+    Option(
+        "--slo",
+        "share of good probes each --url must reach, 50 to 99.999, or off",
+        "HEALTH_SLO",
+        0.99,
+        slo_type,
+        "PERCENT",
+        shown="99%",
+    ),
+    Option(
+        "--slo-window", "the SLO's rolling window", "HEALTH_SLO_WINDOW", 30.0, number(1, 90), "DAYS"
+    ),
+    Option(
+        "--budget-warning",
+        "WARNING when the % of error budget left is outside this",
+        "HEALTH_BUDGET_WARNING",
+        Range(25, math.inf),
+        BUDGET_RANGE,
+        "RANGE",
+        shown="25:",
+    ),
+    Option("--slo-report", "print every URL's SLO budget and exit 0", action="store_true"),
+    Option(
+        "--resolve-host", "host name to resolve", "HEALTH_RESOLVE_HOST", "localhost", metavar="HOST"
+    ),
+    Option(
+        "--resolve-address",
+        "address it must resolve to",
+        "HEALTH_RESOLVE_ADDRESS",
+        "127.0.0.1",
+        metavar="ADDRESS",
+    ),
+    Option(
+        "--state",
+        "what was mailed when, and the probes",
+        "HEALTH_STATE",
+        None,
+        Path,
+        "FILE",
+        shown="~/.cache/health_check/state.json",
+    ),
+    Option(
+        "--remind",
+        "minutes between reminders while a check fails",
+        "HEALTH_REMIND",
+        60.0,
+        number(1, 43200),
+        "MINUTES",
+    ),
+    Option("--every-run", "mail on every failing run, like the lab", action="store_true"),
+    Option(
+        "--recipient",
+        "To address, repeatable; the variable's are separated by spaces or commas",
+        "HEALTH_RECIPIENTS",
+        lambda: None,  # read by default_recipients(), which names the variable
+        metavar="ADDRESS",
+        action="append",
+        shown="<login name>@example.com",
+    ),
+    Option(
+        "--sender", "From address", "HEALTH_SENDER", lambda: None, metavar="ADDRESS", shown=SENDER
+    ),
+    Option(
+        "-t --timeout",
+        "the whole run's budget, above --url-timeout; a stage still running then is UNKNOWN",
+        "HEALTH_TIMEOUT",
+        15.0,
+        number(2, 3600),
+        "SECONDS",
+    ),
+    Option("--nagios", "print a Monitoring Plugins status line", action="store_true"),
+    Option(
+        "--textfile",
+        "write Prometheus text for node_exporter here",
+        "HEALTH_TEXTFILE",
+        None,
+        Path,
+        "FILE",
+    ),
+    Option("--no-email", "measure and report only; send no mail", action="store_true"),
+]
+
+
+def apply_thresholds(parser: Parser, args: argparse.Namespace) -> None:
+    """-c/-w onto the flags they stand for; then every WARNING must come before its
+    CRITICAL (a warning past it would never show)."""
+    for given, critical in ((args.critical, True), (args.warning, False)):
+        for name, limit in ((n, r) for found in given or [] for n, r in found.items()):
+            flag = METRICS[name][0 if critical else 1]
+            dest = flag.removeprefix("--").replace("-", "_")
+            if getattr(args, dest) is not parser.get_default(dest):
+                short = "-c" if critical else "-w"
+                parser.error(f"{short} {name}=... and {flag} (or {name} twice) both given")
+            setattr(args, dest, limit)
+    for name, (_, warning_flag, _, low, high) in METRICS.items():
+        warning = getattr(args, warning_flag.removeprefix("--").replace("-", "_"))
+        critical = getattr(args, name, None)
+        if (
+            warning is not None
+            and critical is not None
+            and not covers(warning, critical, low, high)
+        ):
+            parser.error(
+                f"the {name} WARNING range {warning.perf()} is past the CRITICAL"
+                f" {critical.perf()}: every critical value must be a warning too"
+            )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add = parser.add_argument
-    percent = range_type(percent_value, plain_is_minimum=False)
-    minimum = range_type(percent_value, plain_is_minimum=True)
-    size = range_type(size_value, plain_is_minimum=True)
-    range_option(parser, "--cpu", percent, "80", "alert over this CPU %% or RANGE (default 80)")
-    range_option(parser, "--disk", minimum, "20", "alert under this free disk %% (default 20)")
-    range_option(parser, "--memory", size, "500MB", "alert under this available (default 500MB)")
-    range_option(parser, "--cpu-warning", percent, "", "WARNING range for CPU %% (none)")
-    range_option(parser, "--disk-warning", minimum, "", "WARNING range for free disk %% (none)")
-    range_option(parser, "--memory-warning", size, "", "WARNING range for memory (none)")
-    add(
-        "--disk-path",
-        action="append",
-        metavar="PATH",
-        help="mount to check, repeatable (default /) [HEALTH_DISK_PATHS, colon-separated]",
-    )
-    add(
-        "--url",
-        action="append",
-        type=url_slo_type,
-        metavar="URL[=SLO]",
-        help="page to probe against its SLO (URL=off: alert on every bad probe), repeatable"
-        " [HEALTH_URLS, space-separated]",
-    )
-    add(
-        "--url-timeout",
-        type=number(0.1, 300),
-        metavar="SECONDS",
-        default=from_env(parser, "HEALTH_URL_TIMEOUT", number(0.1, 300), 10.0),
-        help="a probe is good when the whole page came with 200 within this (default 10)"
-        " [HEALTH_URL_TIMEOUT]",
-    )
-    add(
-        "--slo",
-        type=slo_type,
-        metavar="PERCENT",
-        default=from_env(parser, "HEALTH_SLO", slo_type, 0.99),
-        help="share of good probes each --url must reach, 50 to 99.999, or off (default 99%%)"
-        " [HEALTH_SLO]",
-    )
-    add(
-        "--slo-window",
-        type=number(1, 90),
-        metavar="DAYS",
-        default=from_env(parser, "HEALTH_SLO_WINDOW", number(1, 90), 30.0),
-        help="the SLO's rolling window (default 30) [HEALTH_SLO_WINDOW]",
-    )
-    budget_range = range_type(number(-1e6, 100), plain_is_minimum=True)
-    add(
-        "--budget-warning",
-        type=budget_range,
-        metavar="RANGE",
-        default=from_env(parser, "HEALTH_BUDGET_WARNING", budget_range, Range(25, math.inf)),
-        help="WARNING when the %% of error budget left is outside this (default 25:)"
-        " [HEALTH_BUDGET_WARNING]",
-    )
-    add("--slo-report", action="store_true", help="print every URL's SLO budget and exit 0")
-    add(
-        "--resolve-host",
-        metavar="HOST",
-        default=os.environ.get("HEALTH_RESOLVE_HOST") or "localhost",
-        help="host name to resolve (default localhost) [HEALTH_RESOLVE_HOST]",
-    )
-    add(
-        "--resolve-address",
-        metavar="ADDRESS",
-        default=os.environ.get("HEALTH_RESOLVE_ADDRESS") or "127.0.0.1",
-        help="address it must resolve to (default 127.0.0.1) [HEALTH_RESOLVE_ADDRESS]",
-    )
-    add(
-        "--state",
-        type=Path,
-        metavar="FILE",
-        default=os.environ.get("HEALTH_STATE") or None,
-        help="what was mailed when, and the probes (default ~/.cache/health_check/state.json)"
-        " [HEALTH_STATE]",
-    )
-    add(
-        "--remind",
-        type=number(1, 43200),
-        metavar="MINUTES",
-        default=from_env(parser, "HEALTH_REMIND", number(1, 43200), 60.0),
-        help="minutes between reminders while a check fails (default 60) [HEALTH_REMIND]",
-    )
-    add("--every-run", action="store_true", help="mail on every failing run, like the lab")
-    add(
-        "--recipient",
-        action="append",
-        metavar="ADDRESS",
-        help="To address, repeatable (default <login name>@example.com) [HEALTH_RECIPIENTS]",
-    )
-    add(
-        "--sender",
-        metavar="ADDRESS",
-        help=f"From address (default {SENDER}) [HEALTH_SENDER]",
-    )
-    add(
-        "-t",
-        "--timeout",
-        type=number(2, 3600),
-        metavar="SECONDS",
-        default=from_env(parser, "HEALTH_TIMEOUT", number(2, 3600), 15.0),
-        help="the whole run's budget, above --url-timeout; a stage still running then is"
-        " UNKNOWN (default 15) [HEALTH_TIMEOUT]",
-    )
-    add("--nagios", action="store_true", help="print a Monitoring Plugins status line")
-    add(
-        "--textfile",
-        type=Path,
-        metavar="FILE",
-        default=os.environ.get("HEALTH_TEXTFILE") or None,
-        help="write Prometheus text for node_exporter here [HEALTH_TEXTFILE]",
-    )
-    add("--no-email", action="store_true", help="measure and report only; send no mail")
-    for option in standard_options():
-        option.add_to(parser)
+    parser = build_parser(__doc__, OPTIONS, parser_class=Parser)
     args = parser.parse_args(argv)
     args.now = from_env(parser, "HEALTH_NOW", number(0, 1e11), None)
-    listed = os.environ.get("HEALTH_DISK_PATHS") or "/"
-    args.disk_path = args.disk_path or [path for path in listed.split(":") if path]
+    listed = os.environ.get("HEALTH_DISK_PATHS", "")
+    if listed.strip() and not args.disk_path:
+        parser.error(f"environment variable HEALTH_DISK_PATHS: {listed!r} names no path")
+    args.disk_path = args.disk_path or ["/"]
     if not all(args.disk_path):
         parser.error("argument --disk-path: a path is empty")
-    if not args.disk_path:
-        parser.error(f"environment variable HEALTH_DISK_PATHS: {listed!r} names no path")
-    urls = from_env(parser, "HEALTH_URLS", lambda text: [url_slo_type(u) for u in text.split()], [])
-    args.url = args.url or urls
+    args.url = args.url or []
     if args.url and args.url_timeout >= args.timeout:
         parser.error("--url-timeout must be below -t/--timeout, which bounds the whole run")
     if not args.no_email:
         args.smtp_timeout = from_env(parser, "SMTP_TIMEOUT", number(0.1, 3600), 10.0)
+    apply_thresholds(parser, args)
     args.limits = Limits(
         args.cpu, args.disk, args.memory, args.cpu_warning, args.disk_warning, args.memory_warning
     )

@@ -90,3 +90,60 @@ def test_help_and_version_still_print_to_stdout_and_exit_0(tmp_path):
         result = subprocess.run([SCRIPT, flag], capture_output=True, text=True, timeout=HANG_GUARD)
         assert (result.returncode, result.stderr) == (0, ""), flag
         assert result.stdout.strip()
+
+
+# -- 2. -w/-c and consistent thresholds ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Threshold:
+    id: str
+    args: list[str]
+    status: int
+    says: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+QUIET = ["-c", "cpu=100,disk=0,memory=0"]
+THRESHOLDS = [
+    Threshold("bare-w", ["-w", "80", "-c", "90"], 3, "'80' is not METRIC=RANGE; metrics: cpu,"),
+    Threshold("unknown-metric", ["-w", "swap=10"], 3, "'swap=10' is not METRIC=RANGE"),
+    Threshold("budget-has-no-critical", ["-c", "budget=10"], 3, "metrics: cpu, disk, memory ("),
+    Threshold("twice-in-one", ["-w", "cpu=1,cpu=2"], 3, "cpu is given twice"),
+    Threshold("c-and-flag", ["-c", "cpu=90", "--cpu", "80"], 3, "-c cpu=... and --cpu"),
+    Threshold(
+        "cpu-warning-past", ["--cpu", "90", "--cpu-warning", "95"], 3, "cpu WARNING range 95"
+    ),
+    Threshold("disk-warning-past", ["--disk", "20", "--disk-warning", "10"], 3, "disk WARNING"),
+    Threshold("w-c-disk-past", ["-w", "disk=10", "-c", "disk=20"], 3, "is past the CRITICAL 20:"),
+    Threshold("env-past", [], 3, "cpu WARNING", {"HEALTH_CPU": "90", "HEALTH_CPU_WARNING": "95"}),
+    Threshold("memory-exponent", ["--memory", "1e3"], 3, "expected a size like 500MB"),
+    Threshold("memory-bare-fraction", ["--memory", "0.5"], 3, "'0.5' needs a unit"),
+    Threshold("memory-w-exponent", ["-w", "memory=1e3"], 3, "expected a size like 500MB"),
+    Threshold("w-sets-warnings", ["-w", "disk=100", *QUIET], 1, "(warning: less than 100%)"),
+    Threshold("w-inside", ["-w", "cpu=@0:100", *QUIET], 1, "(warning: between 0% and 100%)"),
+    Threshold(
+        "c-sets-critical", ["-c", "cpu=100,disk=0,memory=1000TB"], 2, "(less than 1048576000MB)"
+    ),
+    Threshold("warning-equal-critical", ["-w", "disk=0", *QUIET], 0, "HEALTH OK - "),
+    Threshold(
+        "disk-path-flag-wins",
+        ["--disk-path", "/", *QUIET],
+        0,
+        "disk / ",
+        {"HEALTH_DISK_PATHS": "/no/such/mount"},
+    ),
+]
+
+
+@pytest.mark.parametrize("case", THRESHOLDS, ids=[c.id for c in THRESHOLDS])
+def test_thresholds(case: Threshold, tmp_path):
+    result = plugin(tmp_path, "--nagios", "--no-email", *case.args, env=case.env)
+    assert (result.returncode, case.says in result.stdout) == (case.status, True), result.stdout
+
+
+def test_help_shows_w_and_c_with_examples():
+    shown = subprocess.run([SCRIPT, "--help"], capture_output=True, text=True).stdout
+    assert "-w cpu=70,disk=30,memory=1GB -c cpu=90,disk=10,memory=200MB" in shown
+    assert "-c METRIC=RANGE,..., --critical METRIC=RANGE,..." in shown
+    assert "-t SECONDS, --timeout SECONDS" in shown and "-V, --version" in shown
