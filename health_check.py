@@ -28,7 +28,8 @@ whole number of MB or a number with its unit (B, KB, MB, GB, TB: 1.5GB).
 Usage:
     ./health_check.py [-w METRIC=RANGE,...] [-c METRIC=RANGE,...]
                       [--cpu PERCENT] [--disk PERCENT] [--memory SIZE]
-                      [--url URL[=SLO]] [--slo PERCENT] [--nagios] [--textfile FILE]
+                      [--url URL [slo=PERCENT] [label=NAME]] [--slo PERCENT]
+                      [--nagios] [--textfile FILE]
                       [--no-email] [--slo-report] [-t SECONDS]
 
 Examples:
@@ -36,11 +37,12 @@ Examples:
     $ ./health_check.py --nagios --no-email --url http://127.0.0.1:8123/
     HEALTH CRITICAL - CPU 100% (over 80%) | cpu=100%;;80;0;100 disk_free=29%;;20:;0;100
     mem_available=24057987072B;;524288000:;0 localhost=1;;1:;0;1
-    'url http://127.0.0.1:8123/'=0.009s;;10;0 'slo_good http://127.0.0.1:8123/'=99.931%;;;0;100
-    'slo_budget_left http://127.0.0.1:8123/'=93.1%;25:;;;100
+    'url 127.0.0.1:8123/'=0.009s;;10;0 'slo_good 127.0.0.1:8123/'=99.931%;;;0;100
+    'slo_budget_left 127.0.0.1:8123/'=93.1%;25:;;;100
     (one line, folded here; exit status 2)
+    $ ./health_check.py --nagios --no-email --url 'http://127.0.0.1:8123/s?page=2&t=X' slo=99.9
     $ ./health_check.py --slo-report
-    http://127.0.0.1:8123/  SLO 99% over 30 days (3 days so far)
+    127.0.0.1:8123/  SLO 99% over 30 days (3 days so far)
       good ratio    99.931% (4318 of 4321 probes; 0 expected probes missing)
       error budget  43.2 min; spent 3.0 min; left 40.2 min (93.1%)
       burn rates    5m 0.0, 30m 0.0, 1h 0.0, 6h 0.8 (alert: 1h and 5m over 14.4, 6h and 30m over 6)
@@ -64,6 +66,13 @@ install alerts at once), with reminders and a recovery mail like the
 others. Probes are kept per minute for 6 h and per hour for the window;
 one probe per URL and minute counts. While the state
 cannot be saved, the lock file's time keeps alerts to one per --remind.
+
+URLs: `--url URL slo=99.9 label=NAME`; the settings are words of their own,
+so any URL a browser takes is probed as given, query string included. A URL
+is named by its label, host[:port]/path unless label= says otherwise (two
+URLs with one label are refused); nothing of a URL but scheme, host, port and
+path is ever written (a query string may hold a token). A bad probe says why
+(refused, timed out, status 503, short page) and has U as its time.
 
 Exit status (Monitoring Plugins): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a
 bad option, a check that could not run or timed out, another run holding
@@ -437,29 +446,80 @@ def slo_type(text: str) -> float | None:
     return number(50, 99.999)(text.strip().removesuffix("%")) / 100
 
 
-def url_slo_type(text: str) -> tuple[str, float | bool | None]:
-    """'URL' or 'URL=SLO'; True stands for 'the --slo default'."""
-    url, equals, slo = text.rpartition("=")
-    own: float | bool | None = True
-    if equals and re.fullmatch(r"\s*(off|[\d.]+%?)\s*", slo, re.IGNORECASE):
-        own = slo_type(slo)
-    else:
-        url = text
+@dataclass(frozen=True)
+class Target:
+    """One --url: the URL as given (credentials and query included: only fetch() sees
+    it), its own SLO (True: the --slo default, None: off), its label and public form."""
+
+    url: str
+    slo: float | bool | None
+    label: str
+    public: str
+
+
+def public(url: str) -> str:
+    """What may be written of a URL: scheme, host, port and path. A pattern, not
+    urlsplit, so that a URL urlsplit refuses (`http://u:p@[::1/`) loses its secrets too."""
+    return re.split(r"[?#]", CREDENTIALS.sub(r"\1", url), maxsplit=1)[0]
+
+
+def url_label(url: str) -> str:
+    """host[:port]/path: short, stable, and free of credentials and query strings."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{host}{port}{parts.path or '/'}"
+
+
+def checked_url(url: str) -> str:
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port  # ValueError for a port that is no number or over 65535
         usable = parts.scheme in ("http", "https") and parts.hostname and port != 0
-    except ValueError:  # a bad IPv6 literal or port: its message would not be redacted
+    except ValueError:  # a bad IPv6 literal or port: its message would hold the URL
         usable = False
     if not usable:
-        raise argparse.ArgumentTypeError(f"{redact(url)!r} is not an http:// or https:// URL")
-    return url, own
+        raise argparse.ArgumentTypeError(f"{public(url)!r} is not an http:// or https:// URL")
+    if re.search(r"=(off|[\d.]+%?)$", parts.path, re.IGNORECASE):
+        raise argparse.ArgumentTypeError(
+            f"{public(url)!r}: an SLO now follows the URL as a word: --url URL slo=99.9"
+        )
+    return url
 
 
-def redact(url: str) -> str:
-    """The URL as shown and stored: credentials (user:pass@) become ***@. A pattern,
-    not urlsplit, so that a URL urlsplit refuses (`http://u:p@[::1/`) is redacted too."""
-    return CREDENTIALS.sub(r"\1***@", url)
+def targets(words: list[str]) -> list[Target]:
+    """--url URL [slo=PERCENT|off] [label=NAME], and HEALTH_URLS the same words
+    space-separated. A setting is a word of its own, so a query string's `=` (or its
+    last one, `?page=2&x=1`) is never taken for one. Two URLs with one label: name one."""
+    found: list[dict] = []
+    for word in words:
+        name, equals, value = word.partition("=")
+        if not (equals and name in ("slo", "label")):
+            found.append({"url": checked_url(word), "slo": True, "label": None})
+        elif not found:
+            raise argparse.ArgumentTypeError(f"{word!r} comes before any URL")
+        elif name == "slo":
+            found[-1]["slo"] = slo_type(value)
+        elif re.fullmatch(r"[\w.:/~-]{1,80}", value):
+            found[-1]["label"] = value
+        else:
+            raise argparse.ArgumentTypeError(
+                f"label {value!r}: up to 80 letters, digits and . : / ~ - _"
+            )
+    result = [
+        Target(f["url"], f["slo"], f["label"] or url_label(f["url"]), public(f["url"]))
+        for f in found
+    ]
+    seen: dict[str, Target] = {}
+    for target in result:
+        if target.label in seen:
+            raise argparse.ArgumentTypeError(
+                f"{seen[target.label].public} and {target.public} share the label"
+                f" {target.label!r}: give one label=NAME"
+            )
+        seen[target.label] = target
+    return result
 
 
 def label(text: str) -> str:
@@ -617,39 +677,58 @@ def evaluate_resolution(host: str, expected: str, resolved: str | None) -> Resul
 
 @dataclass(frozen=True)
 class Probe:
-    """One URL probe: good is 200 with the whole body within the URL timeout."""
+    """One URL probe: good is 200 with the whole body within the URL timeout; error
+    says why no whole page came ('refused', 'timed out', 'short page ...')."""
 
-    url: str
+    label: str
     code: int | None
     seconds: float
     error: str
     timeout: float
 
     @property
+    def whole(self) -> bool:
+        return self.code == 200 and not self.error
+
+    @property
     def good(self) -> bool:
-        return self.code == 200 and not self.error and self.seconds <= self.timeout
+        return self.whole and self.seconds <= self.timeout
 
-    def outcome(self) -> str:
-        return self.error or f"HTTP {self.code} in {self.seconds:.2f} s"
+    def reason(self) -> str:
+        """Why the probe was bad, or how long the good one took."""
+        if self.error:
+            return self.error
+        if self.code != 200:
+            return f"status {self.code}"
+        if not self.good:
+            return f"slow: {self.seconds:.2f} s, over {fmt(self.timeout)} s"
+        return f"answered in {self.seconds:.2f} s"
+
+    def perf(self) -> str:
+        """The time of a whole page; U (undetermined) when none came."""
+        value = f"{self.seconds:.3f}s" if self.whole else "U"
+        return perf(f"url {self.label}", value, "", fmt(self.timeout), "0")
+
+    def metrics(self) -> list:
+        labels = {"url": self.label}
+        seconds = [("health_url_response_seconds", labels, self.seconds)] if self.whole else []
+        return [("health_url_up", labels, float(self.good)), *seconds]
 
 
-def evaluate_url(probe: Probe, slo: float | None) -> Result:
-    """With an SLO the probe only feeds the SLI: the SLO result alerts, not one bad minute."""
-    url, limit = probe.url, fmt(probe.timeout)
+def evaluate_url(probe: Probe, shown: str) -> Result:
+    """A URL without an SLO: every bad probe is CRITICAL."""
+    limit = fmt(probe.timeout)
     return Result(
-        key=f"url:{url}",
-        status=OK if probe.good or slo is not None else CRITICAL,
-        summary=f"{url} answered in {probe.seconds:.2f} s"
+        key=f"url:{probe.label}",
+        status=OK if probe.good else CRITICAL,
+        summary=f"{probe.label} {probe.reason()}"
         if probe.good
-        else f"{url}: " + probe.outcome(),
-        problem=f"{url} did not answer 200 within {limit} seconds",
-        recovery=f"{url} answers 200 within {limit} seconds again",
-        detail=f"Measured: {url} {probe.outcome()}; expected HTTP 200 within {limit} s",
-        perf=[perf(f"url {url}", f"{probe.seconds:.3f}s", "", limit, "0")],
-        metrics=[
-            ("health_url_up", {"url": url}, float(probe.good)),
-            ("health_url_response_seconds", {"url": url}, probe.seconds),
-        ],
+        else f"{probe.label}: " + probe.reason(),
+        problem=f"{shown} did not answer 200 within {limit} seconds",
+        recovery=f"{shown} answers 200 within {limit} seconds again",
+        detail=f"Measured: {shown}: {probe.reason()}; expected HTTP 200 within {limit} s",
+        perf=[probe.perf()],
+        metrics=probe.metrics(),
     )
 
 
@@ -846,51 +925,70 @@ def duration(minutes: float) -> str:
     return f"{fmt(round(minutes / 1440, 1))} days"
 
 
+def minutes(value: float) -> str:
+    """43.2, but 0.01 (not 0.0) for the budget of a minute at 99%."""
+    return f"{value:.1f}" if abs(value) >= 1 else f"{value:.2f}"
+
+
 def budget_lines(figures: Budget) -> list[str]:
-    """The report and the SLO mail's facts."""
+    """The report and the SLO mail's facts; before a full window, what its budget means."""
     window = duration(figures.window / 60)
-    covered = (
-        "" if figures.covered * 60 >= figures.window else f" ({duration(figures.covered)} so far)"
-    )
+    filled = figures.covered * 60 >= figures.window
+    covered = "" if filled else f" ({duration(figures.covered)} so far)"
     rates = ", ".join(f"{name} {value:.1f}" for name, value in figures.burn.items())
     days = figures.window / 86400
     fast, slow = (burn_limit(share, days, long) for long, _, share in (FAST_BURN, SLOW_BURN))
-    return [
+    lines = [
         f"{figures.url}  SLO {fmt(figures.slo * 100)}% over {window}{covered}",
         f"  good ratio    {figures.ratio:.3%} ({figures.good} of {figures.probes} probes;"
         f" {figures.missing} expected probes missing)",
-        f"  error budget  {figures.total:.1f} min; spent {figures.spent:.1f} min;"
-        f" left {figures.left:.1f} min ({figures.left_ratio:.1%})",
+        f"  error budget  {minutes(figures.total)} min; spent {figures.spent:.1f} min;"
+        f" left {minutes(figures.left)} min ({figures.left_ratio:.1%})",
         f"  burn rates    {rates} (alert: 1h and 5m over {fmt(round(fast, 2))},"
         f" 6h and 30m over {fmt(round(slow, 2))})",
     ]
+    if not filled:
+        lines.append(
+            f"  so far        the budget grows with the time covered: {duration(figures.covered)}"
+            f" x {fmt(round((1 - figures.slo) * 100, 3))}% = {minutes(figures.total)} min, and each"
+            f" bad probe spends its whole minute, so a short history can sink far below 0%;"
+            f" it settles as the {window} fill"
+        )
+    return lines
 
 
-def evaluate_slo(figures: Budget, series: dict, warning: Range) -> Result:
-    url, slo = figures.url, f"{fmt(figures.slo * 100)}%"
+def evaluate_slo(figures: Budget, series: dict, warning: Range, probe: Probe, shown: str) -> Result:
+    """A URL with an SLO: this minute's probe first (why it failed), then the budget;
+    the burn rates make it CRITICAL, not one bad minute."""
+    label, slo = figures.url, f"{fmt(figures.slo * 100)}%"
     burning = figures.burning()
     left = figures.left_ratio * 100
     status = CRITICAL if burning else WARNING if warning.alerts(left) else OK
     over = duration(figures.covered) + (" so far" if figures.covered * 60 < figures.window else "")
+    last = "" if probe.good else f": {probe.reason()};"
     summary = (
-        f"{url} SLO {slo}: {figures.ratio:.2%} good over {over}, {left:.0f}% of its budget left"
+        f"{label}{last} SLO {slo}: {figures.ratio:.2%} good over {over},"
+        f" {left:.0f}% of its budget left"
     )
     if burning:
         long = FAST_BURN[0] if burning == "fast" else SLOW_BURN[0]
         summary += f", burning {figures.burn[long]:.1f}x its budget over {long}"
-    labels = {"url": url}
+    labels = {"url": label}
+    measured = f"Measured: {shown}: {probe.reason()} (this run's probe)"
     return Result(
-        key=f"slo:{url}",
+        key=f"url:{label}",
         status=status,
         summary=summary,
-        problem=f"{url} is burning its error budget too fast (SLO {slo})",
-        recovery=f"{url} is no longer burning its error budget too fast (SLO {slo})",
-        detail="\n".join(budget_lines(figures)),
+        problem=f"{shown} is burning its error budget too fast (SLO {slo})",
+        recovery=f"{shown} is no longer burning its error budget too fast (SLO {slo})",
+        detail="\n".join([measured, *budget_lines(figures)]),
         perf=[
-            perf(f"slo_good {url}", f"{figures.ratio * 100:.3f}%", "", "", "0", "100"),
-            perf(f"slo_budget_left {url}", f"{left:.1f}%", warning.perf(), "", "", "100"),
+            probe.perf(),
+            perf(f"slo_good {label}", f"{figures.ratio * 100:.3f}%", "", "", "0", "100"),
+            perf(f"slo_budget_left {label}", f"{left:.1f}%", warning.perf(), "", "", "100"),
         ],
         metrics=[
+            *probe.metrics(),
             ("health_url_probes_total", labels, float(series["probes"])),
             ("health_url_good_probes_total", labels, float(series["good"])),
             ("health_slo_objective_ratio", labels, figures.slo),
@@ -1043,10 +1141,27 @@ def parse_state(text: str) -> dict:
     if document["version"] == 1:
         document = {"checks": document["checks"], "slo": {}, "saved": 0.0}
     return {
-        "checks": valid_checks(document["checks"]),
-        "slo": valid_slo(document["slo"]),
+        "checks": relabel_checks(valid_checks(document["checks"])),
+        "slo": relabel(valid_slo(document["slo"])),
         "saved": float(document["saved"]) if is_time(document["saved"]) else 0.0,
     }
+
+
+def relabel(slo: dict) -> dict:
+    """Series as 2.0.0 kept them, under the whole URL (with its query string, a token
+    perhaps), under their label instead: the token is gone at the next save."""
+    return {(url_label(key) if "://" in key else key): series for key, series in slo.items()}
+
+
+def relabel_checks(checks: dict) -> dict:
+    """'url:URL' and 'slo:URL' of 2.0.0 become the URL's one check, 'url:LABEL'."""
+    kept: dict = {}
+    for key, entry in checks.items():
+        kind, _, rest = key.partition(":")
+        if kind in ("url", "slo") and "://" in rest:
+            key = f"url:{url_label(rest)}"
+        kept.setdefault(key, entry)
+    return kept
 
 
 def empty_state() -> dict:
@@ -1247,7 +1362,26 @@ def http_only_opener():  # -> urllib.request.OpenerDirector, imported in the pro
     return urllib.request.build_opener(HttpOnly)
 
 
-def fetch(url: str, timeout: float) -> Probe:
+def why(error: BaseException) -> str:
+    """Why a probe got no page, in a few stable words (never the URL, which a
+    library's message may hold with its query string)."""
+    import http.client
+
+    reason = getattr(error, "reason", error)  # URLError wraps the socket's error
+    if isinstance(reason, ConnectionRefusedError):
+        return "refused"
+    if isinstance(reason, TimeoutError):
+        return "timed out"
+    if isinstance(error, http.client.IncompleteRead):
+        return "short page (the connection closed before the whole page came)"
+    if isinstance(reason, OSError) and reason.strerror:
+        return f"no answer ({reason.strerror})"
+    if isinstance(reason, OSError) and isinstance(getattr(reason, "reason", None), str):
+        return f"no answer ({reason.reason})"  # ssl errors: CERTIFICATE_VERIFY_FAILED
+    return f"bad answer ({type(reason).__name__})"
+
+
+def fetch(target: Target, timeout: float) -> Probe:
     """Ask for the page and read all of it (up to MAX_BODY), timing the whole.
     Credentials in the URL go as HTTP basic authentication, never into the Probe."""
     import base64  # imported here, in the probe's thread, while the CPU is sampled
@@ -1255,7 +1389,7 @@ def fetch(url: str, timeout: float) -> Probe:
     import urllib.error
     import urllib.request
 
-    parts = urllib.parse.urlsplit(url)
+    parts = urllib.parse.urlsplit(target.url)
     request = urllib.request.Request(
         parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
     )
@@ -1266,23 +1400,26 @@ def fetch(url: str, timeout: float) -> Probe:
         # Unredirected: a redirect to another host must not carry the password there.
         credentials = base64.b64encode(login.encode()).decode()
         request.add_unredirected_header("Authorization", "Basic " + credentials)
-    shown = redact(url)
     start = time.monotonic()
     try:
         with http_only_opener().open(request, timeout=timeout) as answer:
-            received = 0
+            received, error = 0, ""
             while chunk := answer.read(65536):
                 received += len(chunk)
-                if received > MAX_BODY or time.monotonic() - start > timeout:
+                if received > MAX_BODY:
+                    error = f"page over {MAX_BODY // MB} MB, not read whole"
                     break
-            # A page past the limit (or one that never ends) did not load whole: bad.
-            over = f"over {MAX_BODY // MB} MB, not read whole" if received > MAX_BODY else ""
-            return Probe(shown, answer.status, time.monotonic() - start, over, timeout)
+                if time.monotonic() - start > timeout:  # a page that trickles
+                    error = f"timed out (page not whole after {fmt(timeout)} s)"
+                    break
+            missing = getattr(answer, "length", None)  # what Content-Length promised more
+            if not error and missing:
+                error = f"short page ({received} of {received + missing} bytes)"
+            return Probe(target.label, answer.status, time.monotonic() - start, error, timeout)
     except urllib.error.HTTPError as error:
-        return Probe(shown, error.code, time.monotonic() - start, "", timeout)
+        return Probe(target.label, error.code, time.monotonic() - start, "", timeout)
     except (OSError, ValueError, http.client.HTTPException) as error:
-        reason = getattr(error, "reason", error)
-        return Probe(shown, None, time.monotonic() - start, f"no answer ({reason})", timeout)
+        return Probe(target.label, None, time.monotonic() - start, why(error), timeout)
 
 
 def local_measurements(paths: list[str]) -> tuple[float, list, int]:
@@ -1297,7 +1434,7 @@ class Pending:
 
     local: Background
     resolved: Background
-    fetched: list[tuple[str, Background]]
+    fetched: list[tuple[Target, Background]]
 
 
 def start_measuring(args: argparse.Namespace) -> Pending:
@@ -1307,7 +1444,7 @@ def start_measuring(args: argparse.Namespace) -> Pending:
     return Pending(
         Background(local_measurements, args.disk_path),
         Background(resolve, args.resolve_host),
-        [(url, Background(fetch, url, args.url_timeout)) for url, _ in args.url],
+        [(target, Background(fetch, target, args.url_timeout)) for target in args.url],
     )
 
 
@@ -1326,12 +1463,13 @@ def measure(
     address = deadline.wait(pending.resolved, f"resolving {args.resolve_host}", RESOLVE_TIMEOUT)
     results.append(evaluate_resolution(args.resolve_host, args.resolve_address, address))
     probes = []
-    for url, background in pending.fetched:
+    for target, background in pending.fetched:
         # The probe's own limit runs from its start (beside the CPU sample), not from now.
         limit = background.started + args.url_timeout + 0.5 - time.monotonic()
-        probe = deadline.wait(background, f"probing {redact(url)}", limit)
-        late = f"no whole answer within {fmt(args.url_timeout)} s"
-        probes.append(probe or Probe(redact(url), None, args.url_timeout, late, args.url_timeout))
+        probe = deadline.wait(background, f"probing {target.label}", limit)
+        late = f"timed out (no whole answer within {fmt(args.url_timeout)} s)"
+        timeout = args.url_timeout
+        probes.append(probe or Probe(target.label, None, timeout, late, timeout))
     return results, probes
 
 
@@ -1379,20 +1517,20 @@ def slo_of(args: argparse.Namespace, own: float | bool | None) -> float | None:
 
 
 def track_slos(args: argparse.Namespace, state: dict, probes: list[Probe], now: float) -> list:
-    """Record each probe in its URL's series and evaluate the SLO results."""
+    """Each URL's result: its probe alone, or recorded in its series (keyed by label:
+    no credentials or query in the state) against its SLO."""
     results = []
     window = args.slo_window * 86400
-    for probe, (_, own) in zip(probes, args.url, strict=True):
-        slo = slo_of(args, own)
-        results.append(evaluate_url(probe, slo))
+    for probe, target in zip(probes, args.url, strict=True):
+        slo = slo_of(args, target.slo)
         if slo is None:
+            results.append(evaluate_url(probe, target.public))
             continue
-        url = probe.url  # redacted: no credentials in the state
-        series = state["slo"].setdefault(url, new_series())
+        series = state["slo"].setdefault(probe.label, new_series())
         series["slo"] = slo
         record(series, now, probe.good, window)
-        figures = budget(url, series, now, slo, window)
-        results.append(evaluate_slo(figures, series, args.budget_warning))
+        figures = budget(probe.label, series, now, slo, window)
+        results.append(evaluate_slo(figures, series, args.budget_warning, probe, target.public))
     return results
 
 
@@ -1456,15 +1594,15 @@ def check(
 
 
 def slo_report(args: argparse.Namespace, state: dict, now: float) -> int:
-    given = {redact(url): own for url, own in args.url}
-    urls = dict.fromkeys([*given, *state["slo"]])
-    if not urls:
+    given = {target.label: target.slo for target in args.url}
+    labels = dict.fromkeys([*given, *state["slo"]])
+    if not labels:
         print("no URL has an SLO yet: give --url, and run from cron to record probes")
-    for url in urls:
-        own = given.get(url, state["slo"].get(url, {}).get("slo", True))
+    for label in labels:
+        own = given.get(label, state["slo"].get(label, {}).get("slo", True))
         slo = slo_of(args, own) or args.slo or 0.99
-        series = state["slo"].get(url) or new_series()
-        print("\n".join(budget_lines(budget(url, series, now, slo, args.slo_window * 86400))))
+        series = state["slo"].get(label) or new_series()
+        print("\n".join(budget_lines(budget(label, series, now, slo, args.slo_window * 86400))))
     return OK
 
 
@@ -1608,13 +1746,15 @@ OPTIONS = [
     ),
     Option(
         "--url",
-        "page to probe against its SLO (URL=off: alert on every bad probe), repeatable;"
-        " the variable's are space-separated",
+        "page to probe against its SLO, any URL a browser takes (a space as %20), then its"
+        " own settings as words: slo=99.9 (or slo=off: alert on every bad probe),"
+        " label=NAME (default host[:port]/path); repeatable; the variable holds the same"
+        " words space-separated, as in 'http://a/?page=2&x=1 slo=99.9 http://b/'",
         "HEALTH_URLS",
         None,
-        url_slo_type,
-        "URL[=SLO]",
+        metavar=("URL", "slo=PERCENT|label=NAME"),  # type: ignore[arg-type]
         action="append",
+        nargs="+",
     ),
     Option(
         "--url-timeout",
@@ -1742,7 +1882,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.disk_path = args.disk_path or ["/"]
     if not all(args.disk_path):
         parser.error("argument --disk-path: a path is empty")
-    args.url = args.url or []
+    words = [w for given in args.url or [] for w in (given if isinstance(given, list) else [given])]
+    try:
+        args.url = targets(words)
+    except argparse.ArgumentTypeError as error:
+        from_flags = args.url is not parser.get_default("url")
+        parser.error(
+            f"{'argument --url' if from_flags else 'environment variable HEALTH_URLS'}: {error}"
+        )
     if args.url and args.url_timeout >= args.timeout:
         parser.error("--url-timeout must be below -t/--timeout, which bounds the whole run")
     if not args.no_email:

@@ -94,13 +94,24 @@ CASES = [
     Case("url-timeout-env", [], 3, "HEALTH_URL_TIMEOUT: 'nan'", {"HEALTH_URL_TIMEOUT": "nan"}),
     Case("slo-100", ["--slo", "100"], 3, "argument --slo: '100' is not from 50 to 99.999"),
     Case("slo-nan", ["--slo", "nan%"], 3, "argument --slo: 'nan'"),
-    Case("urls-env-slo", [], 3, "HEALTH_URLS: '1' is not from 50", {"HEALTH_URLS": "http://x/=1"}),
+    Case(
+        "urls-env-slo", [], 3, "HEALTH_URLS: '1' is not from 50", {"HEALTH_URLS": "http://x/ slo=1"}
+    ),
+    Case("urls-env-old-slo", [], 3, "an SLO now follows the URL", {"HEALTH_URLS": "http://x/=99"}),
+    Case("url-setting-first", ["--url", "slo=99"], 3, "'slo=99' comes before any URL"),
+    Case("url-label-bad", ["--url", "http://x/", "label=a b"], 3, "label 'a b': up to 80"),
+    Case(
+        "url-labels-collide",
+        ["--url", "http://x/s?p=1", "--url", "https://x/s?p=2"],
+        3,
+        "http://x/s and https://x/s share the label 'x/s': give one label=NAME",
+    ),
     Case("url-file", ["--url", "file:///etc/shadow"], 3, "'file:///etc/shadow' is not an http"),
     Case(
         "url-no-host-secret",
         ["--url", "http://bob:hunter2@"],
         3,
-        "'http://***@' is not an http:// or https:// URL",
+        "'http://' is not an http:// or https:// URL",
     ),
     Case(
         "smtp-port-word",
@@ -364,26 +375,26 @@ CASES = [
         "url-bad-ipv6-secret",
         ["--url", f"http://bob:{SECRET}@[::1/"],
         3,
-        "'http://***@[::1/' is not an http",
+        "'http://[::1/' is not an http",
     ),
     Case(
         "url-bad-port-secret",
         ["--url", f"http://bob:{SECRET}@127.0.0.1:99999/"],
         3,
-        "'http://***@127.0.0.1:99999/' is not an http",
+        "'http://127.0.0.1:99999/' is not an http",
     ),
     Case(
         "urls-env-bad-ipv6-secret",
         [],
         3,
-        "environment variable HEALTH_URLS: 'http://***@[::1/'",
+        "environment variable HEALTH_URLS: 'http://[::1/'",
         {"HEALTH_URLS": f"http://bob:{SECRET}@[::1/"},
     ),
     Case(
         "url-pipe-in-status-line",
         [*PASSING, "--no-email", "--nagios", "--url", "http://127.0.0.1:9/a|b"],
         2,
-        "http://127.0.0.1:9/a/b SLO 99%",
+        "127.0.0.1:9/a/b: refused; SLO 99%",
         state_kept=False,
     ),
     Case(

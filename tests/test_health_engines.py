@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import threading
+from email import message_from_bytes, policy
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,7 +25,7 @@ WORDS = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
 
 
 def environment(tmp_path: Path, extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEALTH_", "SMTP_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTH_")}
     env.update({"HEALTH_STATE": str(tmp_path / "state.json"), "USER": "alice"})
     env.update({k: v.replace("{tmp}", str(tmp_path)) for k, v in extra.items()})
     return env
@@ -147,3 +148,124 @@ def test_help_shows_w_and_c_with_examples():
     assert "-w cpu=70,disk=30,memory=1GB -c cpu=90,disk=10,memory=200MB" in shown
     assert "-c METRIC=RANGE,..., --critical METRIC=RANGE,..." in shown
     assert "-t SECONDS, --timeout SECONDS" in shown and "-V, --version" in shown
+
+
+# -- 3. probes that say why, labels, query strings, the textfile agrees ------------------------
+
+
+class PageHandler(BaseHTTPRequestHandler):
+    """`mode` of the server: 'ok', '503', 'short' (promises more than it sends) or
+    'slow' (answers after 3 s); `paths` collects each request's path and query."""
+
+    def do_GET(self) -> None:
+        self.server.paths.append(self.path)
+        mode = self.server.mode
+        if mode == "slow":
+            self.server.release.wait(3)
+        body = b"<html>fruit</html>"
+        self.send_response(503 if mode == "503" else 200)
+        self.send_header("Content-Length", str(len(body) * (10 if mode == "short" else 1)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def page():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PageHandler)
+    server.mode, server.paths, server.release = "ok", [], threading.Event()
+    server.base = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield server
+    server.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass(frozen=True)
+class Probing:
+    id: str
+    mode: str  # the page's, or 'refused' for a port with nothing listening
+    path: str
+    settings: list[str]
+    status: int
+    says: str  # in the line, with {label} for the URL's label
+    perf: str  # the URL's time in perfdata, a pattern
+
+
+PROBES = [
+    Probing("refused", "refused", "/", ["slo=off"], 2, "{label}: refused", r"=U;;2;0"),
+    Probing("503", "503", "/", ["slo=off"], 2, "{label}: status 503", r"=U;;2;0"),
+    Probing("short-page", "short", "/", ["slo=off"], 2, "{label}: short page (", r"=U;;2;0"),
+    Probing("timed-out", "slow", "/", ["slo=off"], 2, "{label}: timed out", r"=U;;2;0"),
+    Probing("good", "ok", "/", ["slo=off"], 0, "{label} answered in ", r"=[\d.]+s;;2;0"),
+    Probing(
+        "query-string",
+        "ok",
+        "/status?page=2&x=1",
+        [],
+        0,
+        "{label} SLO 99%: 100.00%",
+        r"=[\d.]+s;;2;0",
+    ),
+    Probing(
+        "query-string-own-slo",
+        "ok",
+        "/status?page=2&x=1",
+        ["slo=99.9", "label=status-page"],
+        0,
+        "status-page SLO 99.9%: 100.00% good",
+        r"=[\d.]+s;;2;0",
+    ),
+    Probing(
+        "fresh-install-refused",
+        "refused",
+        "/",
+        [],
+        2,
+        "{label}: refused; SLO 99%: 0.00% good over 1 min so far, -9900% of its budget left",
+        r"=U;;2;0",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", PROBES, ids=[c.id for c in PROBES])
+def test_a_probe_says_why_it_failed_and_the_textfile_agrees(
+    case: Probing, tmp_path, page, dead_port
+):
+    page.mode = case.mode
+    base = f"http://127.0.0.1:{dead_port}" if case.mode == "refused" else page.base
+    label = (
+        "status-page"
+        if "label=status-page" in case.settings
+        else base[7:] + case.path.split("?")[0]
+    )
+    textfile = tmp_path / "health.prom"
+    args = ["--nagios", "--no-email", "--url-timeout", "2", "--textfile", str(textfile)]
+    result = plugin(tmp_path, *args, *QUIET, "--url", base + case.path, *case.settings)
+    assert result.returncode == case.status, result.stdout
+    assert case.says.format(label=label) in result.stdout
+    assert re.search(re.escape(f"'url {label}'") + case.perf, result.stdout)
+    if case.mode == "ok":
+        assert page.paths == [case.path]  # the query string went to the page as given
+    ok = re.search(
+        rf'health_check_ok{{check="url:{re.escape(label)}"}} (\S+)', textfile.read_text()
+    )
+    assert ok and float(ok.group(1)) == (0.0 if case.status == 2 else 1.0)
+    seconds = f'health_url_response_seconds{{url="{label}"}}'
+    assert (seconds in textfile.read_text()) == (case.mode == "ok")
+
+
+def test_a_fresh_install_mails_what_happened_first_and_what_its_budget_means(
+    tmp_path, smtp_env, dead_port
+):
+    url = f"http://127.0.0.1:{dead_port}/"
+    result = plugin(tmp_path, "--nagios", *QUIET, "--url-timeout", "2", "--url", url)
+    assert result.returncode == 2
+    [message] = smtp_env.messages()
+    body = message_from_bytes(message.read_bytes(), policy=policy.default).get_content()
+    assert body.index(f"Measured: {url}: refused (this run's probe)") < body.index("SLO 99% over")
+    assert "error budget  0.01 min; spent 1.0 min; left -0.99 min (-9900.0%)" in body
+    assert "the budget grows with the time covered: 1 min x 1% = 0.01 min" in body
