@@ -136,6 +136,8 @@ STATE_LIMIT = 16 * MB  # a month of minute probes for a few URLs takes kilobytes
 LATEST = 1e11  # seconds since the epoch (year 5138): any later time in a state is corrupt
 MAX_COUNT = 10**15  # probes: a million years of minutes
 
+# Characters a URL's path and query keep as they are; others are percent-encoded.
+URL_SAFE = "/%:@!$&'()*+,;=-._~?"
 # The authority's userinfo: everything from // to the last @ before the path.
 CREDENTIALS = re.compile(r"^([^/?#]*//)[^/?#]*@")
 
@@ -1390,9 +1392,15 @@ def fetch(target: Target, timeout: float) -> Probe:
     import urllib.request
 
     parts = urllib.parse.urlsplit(target.url)
-    request = urllib.request.Request(
-        parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
-    )
+    # As a browser sends it: a space or other unsafe character percent-encoded.
+    path, query = (urllib.parse.quote(text, safe=URL_SAFE) for text in (parts.path, parts.query))
+    netloc = parts.netloc.rpartition("@")[2]
+    address = parts._replace(netloc=netloc, path=path, query=query, fragment="").geturl()
+    start = time.monotonic()
+    try:
+        request = urllib.request.Request(address)
+    except ValueError as error:  # its message holds the URL, query string and all
+        return Probe(target.label, None, 0.0, why(error), timeout)
     if parts.username is not None:
         login = (
             f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
@@ -1400,7 +1408,6 @@ def fetch(target: Target, timeout: float) -> Probe:
         # Unredirected: a redirect to another host must not carry the password there.
         credentials = base64.b64encode(login.encode()).decode()
         request.add_unredirected_header("Authorization", "Basic " + credentials)
-    start = time.monotonic()
     try:
         with http_only_opener().open(request, timeout=timeout) as answer:
             received, error = 0, ""

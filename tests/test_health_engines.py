@@ -5,12 +5,13 @@ Every case is a row, run as a subprocess the way the engine runs the plugin."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import threading
-from email import message_from_bytes, policy
 from dataclasses import dataclass, field
+from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -269,3 +270,75 @@ def test_a_fresh_install_mails_what_happened_first_and_what_its_budget_means(
     assert body.index(f"Measured: {url}: refused (this run's probe)") < body.index("SLO 99% over")
     assert "error budget  0.01 min; spent 1.0 min; left -0.99 min (-9900.0%)" in body
     assert "the budget grows with the time covered: 1 min x 1% = 0.01 min" in body
+
+
+# -- 4. nothing of a URL but scheme, host, port and path is written ---------------------------
+
+TOKEN, PASSWORD = "TOK3n5ecret", "pa55word"
+
+
+@dataclass(frozen=True)
+class Secret:
+    id: str
+    mode: str  # the page's
+    args: list[str]
+    old_state: bool = False  # a state as 2.0.0 wrote it, the token in its keys
+
+
+SECRETS = [
+    Secret("nagios-textfile", "ok", ["--nagios", "--no-email", "--textfile", "{tmp}/h.prom"]),
+    Secret("failing-mailed", "503", ["--nagios", "--textfile", "{tmp}/h.prom"]),
+    Secret("failing-slo-off-mailed", "503", ["--nagios", "slo=off"]),
+    Secret("short-page-verbose", "short", ["--nagios", "--no-email", "-v"]),
+    Secret("report", "ok", ["--slo-report"]),
+    Secret("old-state-relabelled", "ok", ["--nagios", "--no-email"], old_state=True),
+    Secret("bad-url", "ok", ["--nagios", "--url", f"http://u:{PASSWORD}@h:99999/?token={TOKEN}"]),
+    Secret("timed-out", "slow", ["--nagios", "--url-timeout", "1", "-t", "4"]),
+]
+
+
+@pytest.mark.parametrize("case", SECRETS, ids=[c.id for c in SECRETS])
+def test_no_token_or_password_is_written_anywhere(case: Secret, tmp_path, page, smtp_env):
+    page.mode = case.mode
+    url = f"http://bob:{PASSWORD}@{page.base[7:]}/status?page=2&token={TOKEN}"
+    state = tmp_path / "state.json"
+    if case.old_state:
+        old = {"start": 60, "minutes": [], "hours": [], "probes": 1, "good": 1, "slo": 0.99}
+        state.write_text(
+            json.dumps(
+                {
+                    "version": 2,
+                    "saved": 60,
+                    "checks": {f"slo:{url}": {"since": 60, "last_mailed": 60}},
+                    "slo": {url.replace(f"bob:{PASSWORD}", "***"): old},
+                }
+            )
+        )
+    args = [a.replace("{tmp}", str(tmp_path)) for a in case.args]
+    first = args.index("slo=off") if "slo=off" in args else len(args)
+    command = [SCRIPT, *QUIET, "--url", url, *args[first:], *args[:first]]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+        env=environment(tmp_path, {}),
+        cwd=tmp_path,
+    )
+    files = [p.read_bytes().decode(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
+    mails = [  # decoded: a soft line break could split the token in the raw text
+        message_from_bytes(m.read_bytes(), policy=policy.default).get_content()
+        + str(message_from_bytes(m.read_bytes(), policy=policy.default)["Subject"])
+        for m in smtp_env.messages()
+    ]
+    written = [result.stdout, result.stderr, *files, *mails]
+    assert result.returncode in (0, 1, 2, 3) and result.stdout, result.stderr
+    assert all(TOKEN not in text and PASSWORD not in text for text in written), written
+    if case.mode == "503":  # the mail went out, naming the URL by what may be shown
+        assert mails and all(f"{page.base}/status" in m for m in mails)
+    if case.mode == "ok" and case.id != "bad-url":
+        assert page.paths in ([], [f"/status?page=2&token={TOKEN}"])  # sent, never written
+    if case.old_state:
+        saved = json.loads(state.read_text())
+        assert list(saved["slo"]) == [f"{page.base[7:]}/status"]
+        assert list(saved["checks"]) in ([], [f"url:{page.base[7:]}/status"])
