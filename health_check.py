@@ -122,6 +122,7 @@ ALERT_BODY = "Please check your system and resolve the issue as soon as possible
 RECOVERY_BODY = "The problem reported earlier has cleared. No action is needed."
 CPU_INTERVAL = 1.0  # seconds; psutil's first call without an interval always says 0.0
 RESOLVE_TIMEOUT = 3.0
+MEASURE_WAIT = 5.0  # seconds past the CPU sample: a disk not measured by then hangs
 LOCK_WAIT = 3.0  # a run holds the lock for at most its own budget
 RESERVE = 0.5  # seconds of the budget kept to save the state after the mail
 MAX_BODY = 10 * MB  # a probe reads at most this much of a page
@@ -734,15 +735,33 @@ def evaluate_url(probe: Probe, shown: str) -> Result:
     )
 
 
+# CRITICAL outranks UNKNOWN: a check that cannot measure must not hide one that fails.
+SEVERITY = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}
+
+
 def overall(results: list[Result]) -> int:
-    return max((r.status for r in results), default=OK)
+    return max((r.status for r in results), key=SEVERITY.__getitem__, default=OK)
+
+
+def unmeasured(key: str, noun: str, why: str, name: str) -> Result:
+    """A check that could not measure: UNKNOWN for itself alone, U in perfdata."""
+    return Result(
+        key=key,
+        status=UNKNOWN,
+        summary=f"{noun} cannot be measured: {why}",
+        problem=f"{noun} cannot be measured",
+        recovery=f"{noun} can be measured again",
+        detail=f"Measured: nothing; {noun.lower()} cannot be measured: {why}",
+        perf=[perf(name, "U", "", "")],
+    )
 
 
 def status_line(results: list[Result], problems: list[str]) -> str:
-    """The Monitoring Plugins line: the worst status, what caused it, all perfdata."""
+    """The Monitoring Plugins line: the worst status, what is wrong (worst first)
+    or, when nothing is, every summary; all perfdata."""
     status = UNKNOWN if problems else overall(results)
-    shown = [r for r in results if r.status == status] if OK < status < UNKNOWN else results
-    text = "; ".join([*problems, *(r.summary for r in shown)])
+    wrong = sorted((r for r in results if r.status != OK), key=lambda r: -SEVERITY[r.status])
+    text = "; ".join([*problems, *(r.summary for r in wrong or results)])
     # One line, and no '|' before the perfdata's: a URL or path may hold either.
     text = " ".join(text.replace("|", "/").split())
     perfdata = " ".join(p for r in results for p in r.perf)
@@ -766,6 +785,7 @@ FAMILIES = {
         "Share of the window's error budget left; negative when overspent.",
     ),
     "health_check_ok": ("gauge", "1 when the check passes its critical threshold."),
+    "health_check_measured": ("gauge", "0 when the check could not measure (UNKNOWN)."),
     "health_check_last_run_timestamp_seconds": ("gauge", "When health_check.py last ran."),
 }
 
@@ -776,10 +796,12 @@ def prometheus_text(results: list[Result], now: float) -> str:
     for result in results:
         for name, labels, value in result.metrics:
             samples[name].append(f"{name}{format_labels(labels)} {float(value)!r}")
-        ok = float(result.status != CRITICAL)
-        samples["health_check_ok"].append(
-            f"health_check_ok{format_labels({'check': result.key})} {ok!r}"
-        )
+        check = format_labels({"check": result.key})
+        known = result.status != UNKNOWN
+        samples["health_check_measured"].append(f"health_check_measured{check} {float(known)!r}")
+        if known:  # no verdict on what could not be measured
+            ok = float(result.status != CRITICAL)
+            samples["health_check_ok"].append(f"health_check_ok{check} {ok!r}")
     samples["health_check_last_run_timestamp_seconds"].append(
         f"health_check_last_run_timestamp_seconds {float(now)!r}"
     )
@@ -1027,7 +1049,9 @@ def plan_mails(
     kept: dict = {}
     for result in results:
         previous = checks.get(result.key)
-        if result.status == CRITICAL:
+        # A check that cannot measure mails once too (cron has no other way to say
+        # so), and is no recovery of the problem it had.
+        if result.status in (CRITICAL, UNKNOWN):
             entry = dict(previous or {"since": now, "last_mailed": None})
             last = entry["last_mailed"]
             if every_run or last is None or now - last >= remind:
@@ -1429,17 +1453,22 @@ def fetch(target: Target, timeout: float) -> Probe:
         return Probe(target.label, None, time.monotonic() - start, why(error), timeout)
 
 
-def local_measurements(paths: list[str]) -> tuple[float, list, int]:
-    cpu = psutil.cpu_percent(interval=CPU_INTERVAL)
-    disks = [(path, psutil.disk_usage(path)) for path in paths]
-    return cpu, disks, psutil.virtual_memory().available
+def cpu_percent() -> float:
+    return psutil.cpu_percent(interval=CPU_INTERVAL)
+
+
+def available_memory() -> int:
+    return psutil.virtual_memory().available
 
 
 @dataclass(frozen=True)
 class Pending:
-    """Measurements under way."""
+    """Measurements under way, each in its own thread: one that fails or hangs (a
+    hung mount) leaves the others to be reported."""
 
-    local: Background
+    cpu: Background
+    disks: list[tuple[str, Background]]
+    memory: Background
     resolved: Background
     fetched: list[tuple[Target, Background]]
 
@@ -1449,24 +1478,52 @@ def start_measuring(args: argparse.Namespace) -> Pending:
     a hung mount hangs statvfs, and a trickling page outlasts urlopen's timeout.
     Started before the state is loaded, so the CPU sample hides the rest."""
     return Pending(
-        Background(local_measurements, args.disk_path),
+        Background(cpu_percent),
+        [(path, Background(psutil.disk_usage, path)) for path in args.disk_path],
+        Background(available_memory),
         Background(resolve, args.resolve_host),
         [(target, Background(fetch, target, args.url_timeout)) for target in args.url],
     )
+
+
+def measured(background: Background, deadline: Deadline) -> tuple[Any, str]:
+    """(value, '') or (None, why it could not be measured): an error, or no answer
+    within MEASURE_WAIT from its start (or the run's end, if sooner)."""
+    limit = background.started + CPU_INTERVAL + MEASURE_WAIT - time.monotonic()
+    try:
+        value = background.result(min(limit, deadline.left()))
+    except (OSError, psutil.Error) as error:
+        return None, getattr(error, "strerror", None) or str(error) or type(error).__name__
+    if not background.done.is_set():
+        return None, f"no answer within {fmt(time.monotonic() - background.started)} s"
+    return value, ""
+
+
+def local_results(args: argparse.Namespace, pending: Pending, deadline: Deadline) -> list:
+    """CPU, each disk and memory, each evaluated on its own."""
+    limits = args.limits
+    cpu, why = measured(pending.cpu, deadline)
+    results = [unmeasured("cpu", "CPU usage", why, "cpu") if why else evaluate_cpu(cpu, limits)]
+    for path, background in pending.disks:
+        usage, why = measured(background, deadline)
+        if why:
+            name = "disk_free" if path == "/" else f"disk_free {path}"
+            results.append(unmeasured(f"disk:{path}", f"Disk space of {path}", why, name))
+        else:
+            results.append(evaluate_disk(path, usage.free, usage.total, limits))
+    memory, why = measured(pending.memory, deadline)
+    if why:
+        results.append(unmeasured("memory", "Available memory", why, "mem_available"))
+    else:
+        results.append(evaluate_memory(memory, limits))
+    return results
 
 
 def measure(
     args: argparse.Namespace, pending: Pending, deadline: Deadline
 ) -> tuple[list[Result], list[Probe]]:
     """The results of the checks, waiting for each within the run's budget."""
-    try:
-        cpu, disks, memory = deadline.wait(pending.local, "measuring CPU, disk and memory")
-    except (OSError, psutil.Error) as error:
-        raise Unknown(f"the check could not run: {error}") from None
-    limits = args.limits
-    results = [evaluate_cpu(cpu, limits)]
-    results += [evaluate_disk(path, u.free, u.total, limits) for path, u in disks]
-    results.append(evaluate_memory(memory, limits))
+    results = local_results(args, pending, deadline)
     address = deadline.wait(pending.resolved, f"resolving {args.resolve_host}", RESOLVE_TIMEOUT)
     results.append(evaluate_resolution(args.resolve_host, args.resolve_address, address))
     probes = []

@@ -342,3 +342,73 @@ def test_no_token_or_password_is_written_anywhere(case: Secret, tmp_path, page, 
         saved = json.loads(state.read_text())
         assert list(saved["slo"]) == [f"{page.base[7:]}/status"]
         assert list(saved["checks"]) in ([], [f"url:{page.base[7:]}/status"])
+
+
+# -- 5. graceful degradation: each check on its own --------------------------------------------
+
+
+def subjects_of(catcher) -> list[str]:
+    return sorted(
+        str(message_from_bytes(m.read_bytes(), policy=policy.default)["Subject"])
+        for m in catcher.messages()
+    )
+
+
+@dataclass(frozen=True)
+class Degraded:
+    id: str
+    memory: str  # the CRITICAL memory threshold
+    status: int
+    says: list[str]  # in the line, {tmp} for the test's folder
+    subjects: list[str]
+
+
+GONE = "Disk space of {tmp}/unmounted cannot be measured"
+DEGRADED = [
+    Degraded(
+        "unmounted-and-memory-failing",
+        "1000TB",
+        2,
+        ["HEALTH CRITICAL - memory ", "(less than 1048576000MB); " + GONE + ": No such file"],
+        ["Error - Available memory is less than 1048576000MB", "Error - " + GONE],
+    ),
+    Degraded("unmounted-alone", "0", 3, ["HEALTH UNKNOWN - " + GONE], ["Error - " + GONE]),
+]
+
+
+@pytest.mark.parametrize("case", DEGRADED, ids=[c.id for c in DEGRADED])
+def test_a_check_that_cannot_measure_is_unknown_for_itself(case: Degraded, tmp_path, smtp_env):
+    textfile = tmp_path / "h.prom"
+    args = ["--nagios", "--textfile", str(textfile), "--disk-path", "/"]
+    thresholds = ["-c", f"cpu=100,disk=0,memory={case.memory}"]
+    result = plugin(tmp_path, *args, "--disk-path", "{tmp}/unmounted", *thresholds)
+    assert result.returncode == case.status
+    for text in case.says:
+        assert text.replace("{tmp}", str(tmp_path)) in result.stdout
+    assert f"'disk_free {tmp_path}/unmounted'=U" in result.stdout
+    assert "disk_free=" in result.stdout  # the mounted disk still measured
+    expected = sorted(s.replace("{tmp}", str(tmp_path)) for s in case.subjects)
+    assert subjects_of(smtp_env) == expected
+    prom = textfile.read_text()
+    gone = f'check="disk:{tmp_path}/unmounted"'
+    assert f"health_check_measured{{{gone}}} 0.0" in prom
+    assert f"health_check_ok{{{gone}}}" not in prom
+    memory_ok = "0.0" if case.status == 2 else "1.0"
+    assert f'health_check_ok{{check="memory"}} {memory_ok}' in prom
+
+
+def test_the_others_recover_as_usual_while_one_cannot_measure(tmp_path, smtp_env):
+    def run(memory: str, at: int):
+        args = ["--nagios", "--disk-path", "{tmp}/unmounted", "-c", f"cpu=100,memory={memory}"]
+        return plugin(tmp_path, *args, env={"HEALTH_NOW": str(at)})
+
+    assert run("1000TB", 1_000_000).returncode == 2
+    assert run("0", 1_000_060).returncode == 3
+    gone = GONE.replace("{tmp}", str(tmp_path))
+    assert subjects_of(smtp_env) == sorted(
+        [
+            "Error - Available memory is less than 1048576000MB",
+            f"Error - {gone}",
+            "Recovered - Available memory is no longer less than 0MB",  # today's threshold
+        ]
+    )
