@@ -74,6 +74,14 @@ URLs with one label are refused); nothing of a URL but scheme, host, port and
 path is ever written (a query string may hold a token). A bad probe says why
 (refused, timed out, status 503, short page) and has U as its time.
 
+Limits: memory and CPU are measured against this process's cgroup limits
+when it has any (v2 or v1, found from /proc/self/cgroup), else the host's;
+the line says which ("of cgroup v2 /x (0.5 CPUs)", "on the host").
+HEALTH_CGROUP_ROOT (a folder standing for /) replaces the machine's: for tests
+only. Each check is measured and judged alone: one that cannot measure (an
+unmounted --disk-path) is UNKNOWN for itself and mailed; the others still
+alert and recover; CRITICAL outranks UNKNOWN, which outranks WARNING.
+
 Exit status (Monitoring Plugins): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a
 bad option, a check that could not run or timed out, another run holding
 the lock, a state that cannot be saved, or an alert that could not be
@@ -603,17 +611,18 @@ def threshold_result(
     )
 
 
-def evaluate_cpu(percent: float, limits: Limits) -> Result:
+def evaluate_cpu(percent: float, limits: Limits, scope: str = "the host") -> Result:
+    """scope: what the percentage is of, 'the host' or 'cgroup v2 /x (0.5 CPUs)'."""
     shown = f"{fmt(round(percent))}%"
     warn = limits.cpu_warning.perf() if limits.cpu_warning else ""
     return threshold_result(
         "cpu",
         "CPU usage",
-        f"{shown} over {fmt(CPU_INTERVAL)} s",
+        f"{shown} of {scope} over {fmt(CPU_INTERVAL)} s",
         percent,
         (limits.cpu, limits.cpu_warning),
         show=lambda v: f"{fmt(v)}%",
-        summary=f"CPU {shown}",
+        summary=f"CPU {shown} of {scope}",
         perf=perf("cpu", shown, warn, limits.cpu.perf(), "0", "100"),
         metrics=[("health_cpu_usage_ratio", {}, percent / 100)],
     )
@@ -644,18 +653,26 @@ def evaluate_disk(path: str, free: int, total: int, limits: Limits) -> Result:
     )
 
 
-def evaluate_memory(available: int, limits: Limits) -> Result:
+def evaluate_memory(
+    available: int, limits: Limits, scope: str = "on the host", limit: int | None = None
+) -> Result:
+    """scope: whose memory, 'on the host' or 'in cgroup v1 /x (limit 256MB)'; limit
+    the cgroup's, the top of the perfdata's range."""
     warn = limits.memory_warning.perf() if limits.memory_warning else ""
+    top = "" if limit is None else str(limit)
     return threshold_result(
         "memory",
         "Available memory",
-        megabytes(available),
+        f"{megabytes(available)} {scope}",
         available,
         (limits.memory, limits.memory_warning),
         show=megabytes,
-        summary=f"memory {available // MB} MB available",
-        perf=perf("mem_available", f"{available}B", warn, limits.memory.perf(), "0"),
-        metrics=[("health_memory_available_bytes", {}, float(available))],
+        summary=f"memory {available // MB} MB available {scope}",
+        perf=perf("mem_available", f"{available}B", warn, limits.memory.perf(), "0", top),
+        metrics=[
+            ("health_memory_available_bytes", {}, float(available)),
+            *([("health_memory_limit_bytes", {}, float(limit))] if limit is not None else []),
+        ],
     )
 
 
@@ -773,6 +790,7 @@ FAMILIES = {
     "health_cpu_usage_ratio": ("gauge", "CPU usage over the sample, 0 to 1."),
     "health_disk_free_ratio": ("gauge", "Available disk space as a fraction of the disk."),
     "health_memory_available_bytes": ("gauge", "Memory available to new processes, in bytes."),
+    "health_memory_limit_bytes": ("gauge", "The cgroup's memory limit, when it has one."),
     "health_name_resolves": ("gauge", "1 when the host resolves to the expected address."),
     "health_url_up": ("gauge", "1 when the URL answered 200 within the time limit."),
     "health_url_response_seconds": ("gauge", "Time the URL took to answer, in seconds."),
@@ -1453,12 +1471,176 @@ def fetch(target: Target, timeout: float) -> Probe:
         return Probe(target.label, None, time.monotonic() - start, why(error), timeout)
 
 
-def cpu_percent() -> float:
-    return psutil.cpu_percent(interval=CPU_INTERVAL)
+def cgroup_root() -> Path:
+    """A folder standing for / when reading cgroups: HEALTH_CGROUP_ROOT, for tests only."""
+    return Path(os.environ.get("HEALTH_CGROUP_ROOT") or "/")
 
 
-def available_memory() -> int:
-    return psutil.virtual_memory().available
+@dataclass(frozen=True)
+class Cgroup:
+    """This process's cgroup for one controller: its folder, the hierarchy's mount
+    (limits set on a parent count too) and its name in /proc/self/cgroup."""
+
+    version: int
+    folder: Path
+    mount: Path
+    name: str
+
+    def ancestors(self) -> list[Path]:
+        folders = [self.folder]
+        while folders[-1] != self.mount and self.mount in folders[-1].parents:
+            folders.append(folders[-1].parent)
+        return folders
+
+    def limits(self, name: str, parse: Callable[[str], float | None]) -> list[float]:
+        found = [parse((f / name).read_text()) for f in self.ancestors() if (f / name).exists()]
+        return [value for value in found if value is not None]
+
+
+def own_cgroups(root: Path) -> dict[str, Cgroup]:
+    """Controller name -> this process's cgroup, from /proc/self/cgroup: v1 lines
+    `4:memory:/path` (hierarchy mounted at /sys/fs/cgroup/<controllers>), v2's
+    `0::/path` (mounted at /sys/fs/cgroup). A v1 controller wins in a hybrid setup. A
+    path missing under the mount (a container seeing its own cgroup as the root)
+    is the mount itself."""
+    mount = root / "sys" / "fs" / "cgroup"
+    found: dict[str, Cgroup] = {}
+    unified = None
+    for line in (root / "proc" / "self" / "cgroup").read_text().splitlines():
+        _, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if controllers:
+            for name in controllers.split(","):
+                base = next((b for b in (mount / controllers, mount / name) if b.is_dir()), None)
+                if base is not None:
+                    folder = base / path.lstrip("/")
+                    found.setdefault(
+                        name, Cgroup(1, folder if folder.is_dir() else base, base, path)
+                    )
+        elif (mount / "cgroup.controllers").is_file():
+            folder = mount / path.lstrip("/")
+            unified = Cgroup(2, folder if folder.is_dir() else mount, mount, path)
+    if unified is not None:
+        for name in (mount / "cgroup.controllers").read_text().split():
+            found.setdefault(name, unified)
+    return found
+
+
+def byte_limit(text: str) -> float | None:
+    """memory.max's 'max', or v1's 'no limit' (a page-rounded 2**63), is none."""
+    value = text.strip()
+    return None if value == "max" or int(value) >= 2**62 else float(value)
+
+
+def stat_value(path: Path, key: str) -> int:
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value)
+    return 0
+
+
+@dataclass(frozen=True)
+class Memory:
+    available: int
+    scope: str  # 'on the host' or 'in cgroup v1 /x (limit 256MB)'
+    limit: int | None
+
+
+def cgroup_memory(cgroups: dict[str, Cgroup], host: Any) -> Memory | None:
+    """The cgroup's limit less what it uses (page cache it may drop not counted, as
+    the kernel's own working set), when it has a limit below the host's memory."""
+    group = cgroups.get("memory")
+    if group is None:
+        return None
+    v2 = group.version == 2
+    limit_file, usage_file = (
+        ("memory.max", "memory.current")
+        if v2
+        else (
+            "memory.limit_in_bytes",
+            "memory.usage_in_bytes",
+        )
+    )
+    limits = group.limits(limit_file, byte_limit)
+    if not limits or min(limits) >= host.total:
+        return None
+    limit = int(min(limits))
+    used = int((group.folder / usage_file).read_text())
+    used -= stat_value(
+        group.folder / "memory.stat", "inactive_file" if v2 else "total_inactive_file"
+    )
+    available = max(min(limit - max(used, 0), host.available), 0)
+    scope = f"in cgroup v{group.version} {group.name} (limit {megabytes(limit)})"
+    return Memory(available, scope, limit)
+
+
+def available_memory() -> Memory:
+    """Memory left to this process: its cgroup's when limited, else the host's."""
+    host = psutil.virtual_memory()
+    try:
+        limited = cgroup_memory(own_cgroups(cgroup_root()), host)
+    except (OSError, ValueError):  # no cgroup files, or not ours to read: the host's
+        limited = None
+    return limited or Memory(host.available, "on the host", None)
+
+
+def cpu_quota(text: str) -> float | None:
+    """cpu.max 'QUOTA PERIOD' (v2) as CPUs; 'max' is none."""
+    quota, period = text.split()[:2]
+    return None if quota == "max" else int(quota) / int(period)
+
+
+def cgroup_cpus(cgroups: dict[str, Cgroup]) -> tuple[float, Callable[[], float], str] | None:
+    """(CPUs the cgroup may use, a reader of its CPU seconds so far, its name)."""
+    group = cgroups.get("cpu")
+    if group is None:
+        return None
+    if group.version == 2:
+        quotas = group.limits("cpu.max", cpu_quota)
+        stat = group.folder / "cpu.stat"
+
+        def used() -> float:
+            return stat_value(stat, "usage_usec") / 1e6
+    else:
+        period = float((group.folder / "cpu.cfs_period_us").read_text())
+        quotas = group.limits(
+            "cpu.cfs_quota_us", lambda text: int(text) / period if int(text) > 0 else None
+        )
+        accounted = cgroups.get("cpuacct", group)
+        if accounted.name != group.name:  # its use is not counted on its own: the host's
+            return None
+        usage = accounted.folder / "cpuacct.usage"
+
+        def used() -> float:
+            return int(usage.read_text()) / 1e9
+
+    if not quotas:
+        return None
+    return min(quotas), used, f"cgroup v{group.version} {group.name}"
+
+
+@dataclass(frozen=True)
+class Cpu:
+    percent: float
+    scope: str  # 'the host' or 'cgroup v2 /x (0.5 CPUs)'
+
+
+def cpu_percent() -> Cpu:
+    """CPU use over CPU_INTERVAL: of the cgroup's quota when it has one below the
+    host's CPUs, else of the host."""
+    try:
+        limited = cgroup_cpus(own_cgroups(cgroup_root()))
+    except (OSError, ValueError, IndexError):
+        limited = None
+    if limited is None or limited[0] >= (psutil.cpu_count() or 1):
+        return Cpu(psutil.cpu_percent(interval=CPU_INTERVAL), "the host")
+    cpus, used, name = limited
+    first, start = used(), time.monotonic()
+    time.sleep(CPU_INTERVAL)
+    spent, elapsed = used() - first, time.monotonic() - start
+    percent = min(max(100 * spent / (elapsed * cpus), 0.0), 100.0) if elapsed > 0 else 0.0
+    return Cpu(percent, f"{name} ({fmt(round(cpus, 3))} CPUs)")
 
 
 @dataclass(frozen=True)
@@ -1503,7 +1685,11 @@ def local_results(args: argparse.Namespace, pending: Pending, deadline: Deadline
     """CPU, each disk and memory, each evaluated on its own."""
     limits = args.limits
     cpu, why = measured(pending.cpu, deadline)
-    results = [unmeasured("cpu", "CPU usage", why, "cpu") if why else evaluate_cpu(cpu, limits)]
+    results = [
+        unmeasured("cpu", "CPU usage", why, "cpu")
+        if why
+        else evaluate_cpu(cpu.percent, limits, cpu.scope)
+    ]
     for path, background in pending.disks:
         usage, why = measured(background, deadline)
         if why:
@@ -1515,7 +1701,7 @@ def local_results(args: argparse.Namespace, pending: Pending, deadline: Deadline
     if why:
         results.append(unmeasured("memory", "Available memory", why, "mem_available"))
     else:
-        results.append(evaluate_memory(memory, limits))
+        results.append(evaluate_memory(memory.available, limits, memory.scope, memory.limit))
     return results
 
 

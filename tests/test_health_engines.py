@@ -5,6 +5,7 @@ Every case is a row, run as a subprocess the way the engine runs the plugin."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -412,3 +413,195 @@ def test_the_others_recover_as_usual_while_one_cannot_measure(tmp_path, smtp_env
             "Recovered - Available memory is no longer less than 0MB",  # today's threshold
         ]
     )
+
+
+# -- 6. cgroups: the limits this process lives under -------------------------------------------
+
+V2 = {
+    "proc/self/cgroup": "0::/app.slice/shop.service\n",
+    "sys/fs/cgroup/cgroup.controllers": "cpu memory pids\n",
+}
+V2_OWN = "sys/fs/cgroup/app.slice/shop.service/"
+V2_LIMITED = {
+    **V2,
+    V2_OWN + "memory.max": "268435456\n",
+    V2_OWN + "memory.current": "104857600\n",
+    V2_OWN + "memory.stat": "anon 100663296\ninactive_file 4194304\n",
+    V2_OWN + "cpu.max": "50000 100000\n",
+    V2_OWN + "cpu.stat": "usage_usec 1000\nuser_usec 800\n",
+}
+V1 = {"proc/self/cgroup": "5:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n1:name=systemd:/\n"}
+V1_MEMORY, V1_CPU = "sys/fs/cgroup/memory/docker/abc/", "sys/fs/cgroup/cpu,cpuacct/docker/abc/"
+V1_LIMITED = {
+    **V1,
+    V1_MEMORY + "memory.limit_in_bytes": "268435456\n",
+    V1_MEMORY + "memory.usage_in_bytes": "104857600\n",
+    V1_MEMORY + "memory.stat": "cache 8388608\ntotal_inactive_file 4194304\n",
+    V1_CPU + "cpu.cfs_quota_us": "150000\n",
+    V1_CPU + "cpu.cfs_period_us": "100000\n",
+    V1_CPU + "cpuacct.usage": "5000000\n",
+}
+
+
+@dataclass(frozen=True)
+class Tree:
+    id: str
+    files: dict[str, str]  # under the fake root
+    memory: str  # the CRITICAL memory threshold
+    status: int
+    says: list[str]
+
+
+CGROUPS = [
+    Tree(
+        "v2-limited",
+        V2_LIMITED,
+        "0",
+        0,
+        [
+            "CPU 0% of cgroup v2 /app.slice/shop.service (0.5 CPUs)",
+            "memory 160 MB available in cgroup v2 /app.slice/shop.service (limit 256MB)",
+            "mem_available=167772160B;;;0;268435456",
+        ],
+    ),
+    Tree(
+        "v2-memory-low",
+        V2_LIMITED,
+        "200MB",
+        2,
+        [
+            "HEALTH CRITICAL - memory 160 MB available in cgroup v2 /app.slice/shop.service"
+            " (limit 256MB) (less than 200MB)"
+        ],
+    ),
+    Tree(
+        "v2-parent-limit",
+        {
+            **V2_LIMITED,
+            V2_OWN + "memory.max": "max\n",
+            "sys/fs/cgroup/app.slice/memory.max": "134217728\n",
+        },
+        "0",
+        0,
+        ["memory 32 MB available in cgroup v2 /app.slice/shop.service (limit 128MB)"],
+    ),
+    Tree(
+        "v2-unlimited",
+        {**V2_LIMITED, V2_OWN + "memory.max": "max\n", V2_OWN + "cpu.max": "max 100000\n"},
+        "0",
+        0,
+        ["CPU ", "% of the host;", " MB available on the host;"],
+    ),
+    Tree(
+        "v1-limited",
+        V1_LIMITED,
+        "0",
+        0,
+        [
+            "CPU 0% of cgroup v1 /docker/abc (1.5 CPUs)",
+            "memory 160 MB available in cgroup v1 /docker/abc (limit 256MB)",
+        ],
+    ),
+    Tree(
+        "v1-unlimited",
+        {
+            **V1_LIMITED,
+            V1_MEMORY + "memory.limit_in_bytes": "9223372036854771712\n",
+            V1_CPU + "cpu.cfs_quota_us": "-1\n",
+        },
+        "0",
+        0,
+        ["% of the host;", " MB available on the host;"],
+    ),
+    Tree(
+        "v1-container-sees-its-cgroup-as-root",
+        {
+            **V1,
+            "sys/fs/cgroup/memory/memory.limit_in_bytes": "268435456\n",
+            "sys/fs/cgroup/memory/memory.usage_in_bytes": "104857600\n",
+            "sys/fs/cgroup/memory/memory.stat": "total_inactive_file 0\n",
+        },
+        "0",
+        0,
+        ["memory 156 MB available in cgroup v1 /docker/abc (limit 256MB)", "% of the host;"],
+    ),
+    Tree("no-cgroup-files", {}, "0", 0, ["% of the host;", " MB available on the host;"]),
+    Tree(
+        "garbage-is-the-host",
+        {**V2_LIMITED, V2_OWN + "memory.max": "lots\n", V2_OWN + "cpu.max": "half\n"},
+        "0",
+        0,
+        ["% of the host;", " MB available on the host;"],
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CGROUPS, ids=[c.id for c in CGROUPS])
+def test_memory_and_cpu_are_measured_against_the_cgroup_limits(case: Tree, tmp_path):
+    """A fake root laid out as the kernel shows cgroups (HEALTH_CGROUP_ROOT, for tests):
+    the check reads these files, so this tests its parsing and arithmetic honestly."""
+    root = tmp_path / "root"
+    for name, text in case.files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    root.mkdir(exist_ok=True)
+    args = ["--nagios", "--no-email", "-c", f"cpu=100,disk=0,memory={case.memory}"]
+    result = plugin(tmp_path, *args, env={"HEALTH_CGROUP_ROOT": str(root)})
+    assert result.returncode == case.status, result.stdout
+    for text in case.says:
+        assert text in result.stdout
+
+
+@pytest.fixture
+def real_cgroup():
+    """A cgroup of this machine made for the test: 256 MB and 0.5 CPUs (v2 when
+    /sys/fs/cgroup is the unified hierarchy with those controllers, else v1).
+    Yields (version, name, the cgroup.procs files to join); skips with the reason
+    when the machine does not allow making one (no root, read-only cgroupfs)."""
+    mount = Path("/sys/fs/cgroup")
+    name = f"health-test-{os.getpid()}-{threading.get_ident()}"
+    controllers = mount / "cgroup.controllers"
+    v2 = controllers.is_file() and {"memory", "cpu"} <= set(controllers.read_text().split())
+    made: list[Path] = []
+    try:
+        if v2:
+            (mount / "cgroup.subtree_control").write_text("+memory +cpu")
+            made.append(mount / name)
+            made[0].mkdir()
+            (made[0] / "memory.max").write_text("268435456")
+            (made[0] / "cpu.max").write_text("50000 100000")
+        else:
+            for controller in ("memory", "cpu", "cpuacct"):
+                made.append(mount / controller / name)
+                made[-1].mkdir()
+            (made[0] / "memory.limit_in_bytes").write_text("268435456")
+            (made[1] / "cpu.cfs_period_us").write_text("100000")
+            (made[1] / "cpu.cfs_quota_us").write_text("50000")
+    except OSError as error:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        pytest.skip(f"this machine does not allow making a cgroup ({error})")
+    yield (2 if v2 else 1), f"/{name}", [folder / "cgroup.procs" for folder in made]
+    for folder in reversed(made):
+        folder.rmdir()
+
+
+def test_under_a_real_cgroup_the_check_measures_its_limits(tmp_path, real_cgroup):
+    version, name, procs = real_cgroup
+    join = " ".join(f"echo $$ > {p} || exit 99;" for p in procs)
+    args = ["--nagios", "--no-email", "--state", str(tmp_path / "s.json"), *QUIET]
+    result = subprocess.run(
+        ["sh", "-c", f'{join} exec "$0" "$@"', SCRIPT, *args],
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+        env=environment(tmp_path, {}),
+    )
+    if result.returncode == 99:
+        pytest.skip(f"cannot move a process into the cgroup: {result.stderr.strip()}")
+    assert LINE.fullmatch(result.stdout), result.stdout + result.stderr
+    assert f"of cgroup v{version} {name} (0.5 CPUs)" in result.stdout
+    assert f"MB available in cgroup v{version} {name} (limit 256MB)" in result.stdout
+    available = int(re.search(r"mem_available=(\d+)B", result.stdout).group(1))
+    assert 0 < available <= 256 * 1024**2
