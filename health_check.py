@@ -1471,6 +1471,9 @@ def fetch(target: Target, timeout: float) -> Probe:
         return Probe(target.label, None, time.monotonic() - start, why(error), timeout)
 
 
+CGROUP_ERRORS = (OSError, ValueError, IndexError, ArithmeticError)
+
+
 def cgroup_root() -> Path:
     """A folder standing for / when reading cgroups: HEALTH_CGROUP_ROOT, for tests only."""
     return Path(os.environ.get("HEALTH_CGROUP_ROOT") or "/")
@@ -1580,7 +1583,7 @@ def available_memory() -> Memory:
     host = psutil.virtual_memory()
     try:
         limited = cgroup_memory(own_cgroups(cgroup_root()), host)
-    except (OSError, ValueError):  # no cgroup files, or not ours to read: the host's
+    except CGROUP_ERRORS:  # no cgroup files, not ours to read, or garbage: the host's
         limited = None
     return limited or Memory(host.available, "on the host", None)
 
@@ -1631,7 +1634,7 @@ def cpu_percent() -> Cpu:
     host's CPUs, else of the host."""
     try:
         limited = cgroup_cpus(own_cgroups(cgroup_root()))
-    except (OSError, ValueError, IndexError):
+    except CGROUP_ERRORS:
         limited = None
     if limited is None or limited[0] >= (psutil.cpu_count() or 1):
         return Cpu(psutil.cpu_percent(interval=CPU_INTERVAL), "the host")
@@ -1674,7 +1677,7 @@ def measured(background: Background, deadline: Deadline) -> tuple[Any, str]:
     limit = background.started + CPU_INTERVAL + MEASURE_WAIT - time.monotonic()
     try:
         value = background.result(min(limit, deadline.left()))
-    except (OSError, psutil.Error) as error:
+    except Exception as error:  # whatever it was, it is this check's alone
         return None, getattr(error, "strerror", None) or str(error) or type(error).__name__
     if not background.done.is_set():
         return None, f"no answer within {fmt(time.monotonic() - background.started)} s"

@@ -525,6 +525,13 @@ CGROUPS = [
         0,
         ["memory 156 MB available in cgroup v1 /docker/abc (limit 256MB)", "% of the host;"],
     ),
+    Tree(
+        "v1-zero-period-is-the-host",
+        {**V1_LIMITED, V1_CPU + "cpu.cfs_period_us": "0\n"},
+        "0",
+        0,
+        ["% of the host;", "MB available in cgroup v1 /docker/abc (limit 256MB)"],
+    ),
     Tree("no-cgroup-files", {}, "0", 0, ["% of the host;", " MB available on the host;"]),
     Tree(
         "garbage-is-the-host",
