@@ -35,7 +35,7 @@ Usage:
 Examples:
     $ ./health_check.py                      # from cron: quiet unless it mails
     $ ./health_check.py --nagios --no-email --url http://127.0.0.1:8123/
-    HEALTH CRITICAL - CPU 100% (over 80%) | cpu=100%;;80;0;100 disk_free=29%;;20:;0;100
+    HEALTH CRITICAL - CPU 100% of the host (over 80%) | cpu=100%;;80;0;100 disk_free=29%;;20:;0;100
     mem_available=24057987072B;;524288000:;0 localhost=1;;1:;0;1
     'url 127.0.0.1:8123/'=0.009s;;10;0 'slo_good 127.0.0.1:8123/'=99.931%;;;0;100
     'slo_budget_left 127.0.0.1:8123/'=93.1%;25:;;;100
@@ -83,9 +83,11 @@ unmounted --disk-path) is UNKNOWN for itself and mailed; the others still
 alert and recover; CRITICAL outranks UNKNOWN, which outranks WARNING.
 
 Exit status (Monitoring Plugins): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a
-bad option, a check that could not run or timed out, another run holding
-the lock, a state that cannot be saved, or an alert that could not be
-mailed: it is tried again on the next run).
+bad option or variable, a check that could not measure and none CRITICAL, a
+run that timed out, another run holding the lock, a state that cannot be
+saved, or an alert that could not be mailed: it is tried again on the next
+run). Whatever stops the run prints one line on standard output, as an
+engine reads it: `HEALTH UNKNOWN - <why>` (`usage: ...` for a bad option).
 """
 
 from __future__ import annotations

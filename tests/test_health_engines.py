@@ -260,6 +260,17 @@ def test_a_probe_says_why_it_failed_and_the_textfile_agrees(
     assert (seconds in textfile.read_text()) == (case.mode == "ok")
 
 
+def test_the_variable_holds_the_same_words_and_flags_replace_it(tmp_path, page):
+    words = f"{page.base}/status?page=2&x=1 slo=off label=st {page.base}/"
+    args = ["--nagios", "--no-email", *QUIET]
+    from_env = plugin(tmp_path, *args, env={"HEALTH_URLS": words})
+    assert "st answered in " in from_env.stdout
+    assert f"{page.base[7:]}/ SLO 99%: 100.00% good" in from_env.stdout
+    from_flag = plugin(tmp_path, *args, "--url", f"{page.base}/x", env={"HEALTH_URLS": words})
+    assert "'url st'" not in from_flag.stdout and f"'url {page.base[7:]}/x'" in from_flag.stdout
+    assert sorted(page.paths) == ["/", "/status?page=2&x=1", "/x"]
+
+
 def test_a_fresh_install_mails_what_happened_first_and_what_its_budget_means(
     tmp_path, smtp_env, dead_port
 ):
