@@ -1064,7 +1064,9 @@ def plan_mails(
 ) -> tuple[list[Mail], dict]:
     """The mails to send and the checks' state to keep if they all go out.
 
-    checks maps a check's key to {"since": t, "last_mailed": t or None}."""
+    checks maps a check's key to {"since": t, "last_mailed": t or None, "recovery":
+    the recovery subject of the last alert}: a recovery answers what was mailed, a
+    disk that could not be measured 'can be measured again'."""
     mails: list[Mail] = []
     kept: dict = {}
     for result in results:
@@ -1077,11 +1079,12 @@ def plan_mails(
             if every_run or last is None or now - last >= remind:
                 body = mail_body(ALERT_BODY, result, now)
                 mails.append(Mail(result.key, f"Error - {result.problem}", body, False))
-                entry["last_mailed"] = now
+                entry["last_mailed"], entry["recovery"] = now, result.recovery
             kept[result.key] = entry
         elif previous and previous["last_mailed"] is not None:
             body = mail_body(RECOVERY_BODY, result, now)
-            mails.append(Mail(result.key, f"Recovered - {result.recovery}", body, True))
+            subject = f"Recovered - {previous.get('recovery') or result.recovery}"
+            mails.append(Mail(result.key, subject, body, True))
     return mails, kept
 
 
@@ -1092,8 +1095,12 @@ def unsent(kept: dict, old: dict, failed: list[Mail]) -> dict:
         if mail.recovery:
             checks[mail.key] = old[mail.key]
         else:
-            previous = old.get(mail.key, {}).get("last_mailed")
-            checks[mail.key] = {**checks[mail.key], "last_mailed": previous}
+            before = old.get(mail.key, {})
+            checks[mail.key] = {
+                **checks[mail.key],
+                "last_mailed": before.get("last_mailed"),
+                "recovery": before.get("recovery"),
+            }
     return checks
 
 
@@ -1120,6 +1127,8 @@ def valid_checks(checks: object) -> dict:
         last = entry.get("last_mailed")
         if not (last is None or is_time(last)):
             raise ValueError(f"check {key!r}: last_mailed {last!r}")
+        if not isinstance(entry.get("recovery") or "", str):
+            raise ValueError(f"check {key!r}: recovery {entry['recovery']!r}")
     return checks
 
 

@@ -208,7 +208,9 @@ def test_second_failing_run_is_quiet_then_reminds_then_recovers(smtp_env, state)
     assert subjects(smtp_env)[1] == "Error - Available disk space is less than 100%"
     assert check(state, *PASSING, at=5000) == hc.OK  # the disk "recovers" under --disk 0
     recovered = mails(smtp_env)[2]
-    assert recovered["Subject"] == "Recovered - Available disk space is no longer less than 0%"
+    assert (
+        recovered["Subject"] == "Recovered - Available disk space is no longer less than 100%"
+    )  # as mailed
     assert recovered.get_content().splitlines()[0] == hc.RECOVERY_BODY
     assert check(state, *PASSING, at=5060) == hc.OK
     assert len(mails(smtp_env)) == 3
@@ -225,7 +227,7 @@ def test_a_recovery_mail_that_failed_is_sent_on_the_next_run(
     assert check(state, *PASSING, at=1120) == hc.OK
     assert subjects(smtp_env) == [
         "Error - Available disk space is less than 100%",
-        "Recovered - Available disk space is no longer less than 0%",
+        "Recovered - Available disk space is no longer less than 100%",  # the alert it answers
     ]
 
 

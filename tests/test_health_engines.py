@@ -421,9 +421,13 @@ def test_the_others_recover_as_usual_while_one_cannot_measure(tmp_path, smtp_env
         [
             "Error - Available memory is less than 1048576000MB",
             f"Error - {gone}",
-            "Recovered - Available memory is no longer less than 0MB",  # today's threshold
+            "Recovered - Available memory is no longer less than 1048576000MB",  # as mailed
         ]
     )
+    (tmp_path / "unmounted").mkdir()
+    assert run("0", 1_000_120).returncode == 0
+    recovered = f"Recovered - Disk space of {tmp_path}/unmounted can be measured again"
+    assert subjects_of(smtp_env)[-1] == recovered
 
 
 # -- 6. cgroups: the limits this process lives under -------------------------------------------
