@@ -15,23 +15,34 @@ prints the budget of every URL. With --no-email only psutil is needed.
 Thresholds take the Monitoring Plugins range syntax: `10:` (alert under 10),
 `~:20` or `20` (over 20), `10:20` (outside), `@10:20` (inside). A plain
 number keeps the lab's meaning: --cpu 80 alerts over 80%, --disk 20 and
---memory 500MB under them.
+--memory 500MB under them. -c and -w set them as the Monitoring Plugins
+guidelines do, one METRIC=RANGE per metric, comma-separated: cpu (% used),
+disk (% free, on every --disk-path), memory (available) and, for -w only,
+budget (% of the error budget left; the burn rates make it CRITICAL):
+    -w cpu=70,disk=30,memory=1GB -c cpu=90,disk=10,memory=200MB
+is --cpu-warning 70 --disk-warning 30 --memory-warning 1GB --cpu 90 --disk 10
+--memory 200MB. A bare `-w 80` is refused: name the metric. Every WARNING must
+come before its CRITICAL (--cpu 90 --cpu-warning 95 is refused). Sizes are a
+whole number of MB or a number with its unit (B, KB, MB, GB, TB: 1.5GB).
 
 Usage:
-    ./health_check.py [--cpu PERCENT] [--disk PERCENT] [--memory SIZE]
-                      [--url URL[=SLO]] [--slo PERCENT] [--nagios] [--textfile FILE]
+    ./health_check.py [-w METRIC=RANGE,...] [-c METRIC=RANGE,...]
+                      [--cpu PERCENT] [--disk PERCENT] [--memory SIZE]
+                      [--url URL [slo=PERCENT] [label=NAME]] [--slo PERCENT]
+                      [--nagios] [--textfile FILE]
                       [--no-email] [--slo-report] [-t SECONDS]
 
 Examples:
     $ ./health_check.py                      # from cron: quiet unless it mails
     $ ./health_check.py --nagios --no-email --url http://127.0.0.1:8123/
-    HEALTH CRITICAL - CPU 100% (over 80%) | cpu=100%;;80;0;100 disk_free=29%;;20:;0;100
+    HEALTH CRITICAL - CPU 100% of the host (over 80%) | cpu=100%;;80;0;100 disk_free=29%;;20:;0;100
     mem_available=24057987072B;;524288000:;0 localhost=1;;1:;0;1
-    'url http://127.0.0.1:8123/'=0.009s;;10;0 'slo_good http://127.0.0.1:8123/'=99.931%;;;0;100
-    'slo_budget_left http://127.0.0.1:8123/'=93.1%;25:;;;100
+    'url 127.0.0.1:8123/'=0.009s;;10;0 'slo_good 127.0.0.1:8123/'=99.931%;;;0;100
+    'slo_budget_left 127.0.0.1:8123/'=93.1%;25:;;;100
     (one line, folded here; exit status 2)
+    $ ./health_check.py --nagios --no-email --url 'http://127.0.0.1:8123/s?page=2&t=X' slo=99.9
     $ ./health_check.py --slo-report
-    http://127.0.0.1:8123/  SLO 99% over 30 days (3 days so far)
+    127.0.0.1:8123/  SLO 99% over 30 days (3 days so far)
       good ratio    99.931% (4318 of 4321 probes; 0 expected probes missing)
       error budget  43.2 min; spent 3.0 min; left 40.2 min (93.1%)
       burn rates    5m 0.0, 30m 0.0, 1h 0.0, 6h 0.8 (alert: 1h and 5m over 14.4, 6h and 30m over 6)
@@ -56,10 +67,27 @@ others. Probes are kept per minute for 6 h and per hour for the window;
 one probe per URL and minute counts. While the state
 cannot be saved, the lock file's time keeps alerts to one per --remind.
 
+URLs: `--url URL slo=99.9 label=NAME`; the settings are words of their own,
+so any URL a browser takes is probed as given, query string included. A URL
+is named by its label, host[:port]/path unless label= says otherwise (two
+URLs with one label are refused); nothing of a URL but scheme, host, port and
+path is ever written (a query string may hold a token). A bad probe says why
+(refused, timed out, status 503, short page) and has U as its time.
+
+Limits: memory and CPU are measured against this process's cgroup limits
+when it has any (v2 or v1, found from /proc/self/cgroup), else the host's;
+the line says which ("of cgroup v2 /x (0.5 CPUs)", "on the host").
+HEALTH_CGROUP_ROOT (a folder standing for /) replaces the machine's: for tests
+only. Each check is measured and judged alone: one that cannot measure (an
+unmounted --disk-path) is UNKNOWN for itself and mailed; the others still
+alert and recover; CRITICAL outranks UNKNOWN, which outranks WARNING.
+
 Exit status (Monitoring Plugins): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a
-bad option, a check that could not run or timed out, another run holding
-the lock, a state that cannot be saved, or an alert that could not be
-mailed: it is tried again on the next run).
+bad option or variable, a check that could not measure and none CRITICAL, a
+run that timed out, another run holding the lock, a state that cannot be
+saved, or an alert that could not be mailed: it is tried again on the next
+run). Whatever stops the run prints one line on standard output, as an
+engine reads it: `HEALTH UNKNOWN - <why>` (`usage: ...` for a bad option).
 """
 
 from __future__ import annotations
@@ -69,6 +97,7 @@ import contextlib
 import datetime
 import errno
 import fcntl
+import itertools
 import json
 import logging
 import math
@@ -103,6 +132,7 @@ ALERT_BODY = "Please check your system and resolve the issue as soon as possible
 RECOVERY_BODY = "The problem reported earlier has cleared. No action is needed."
 CPU_INTERVAL = 1.0  # seconds; psutil's first call without an interval always says 0.0
 RESOLVE_TIMEOUT = 3.0
+MEASURE_WAIT = 5.0  # seconds past the CPU sample: a disk not measured by then hangs
 LOCK_WAIT = 3.0  # a run holds the lock for at most its own budget
 RESERVE = 0.5  # seconds of the budget kept to save the state after the mail
 MAX_BODY = 10 * MB  # a probe reads at most this much of a page
@@ -117,6 +147,8 @@ STATE_LIMIT = 16 * MB  # a month of minute probes for a few URLs takes kilobytes
 LATEST = 1e11  # seconds since the epoch (year 5138): any later time in a state is corrupt
 MAX_COUNT = 10**15  # probes: a million years of minutes
 
+# Characters a URL's path and query keep as they are; others are percent-encoded.
+URL_SAFE = "/%:@!$&'()*+,;=-._~?"
 # The authority's userinfo: everything from // to the last @ before the path.
 CREDENTIALS = re.compile(r"^([^/?#]*//)[^/?#]*@")
 
@@ -428,10 +460,13 @@ def percent_value(text: str) -> float:
 
 
 def size_value(text: str) -> float:
-    """'500MB' -> bytes (1 MB = 1024**2); a bare number is in MB."""
-    match = re.fullmatch(r"\s*([-+.\w]+?)\s*([KMGT]?B)?\s*", text, re.IGNORECASE)
+    """'500MB', '1.5GB' -> bytes (1 MB = 1024**2); a bare whole number is in MB. No
+    exponent ('1e3' was once read as 1000 MB) and no bare fraction: say the unit."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?B)?\s*", text, re.IGNORECASE)
     if not match:
-        raise argparse.ArgumentTypeError(f"expected a size like 500MB, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a size like 500MB or 1.5GB, got {text!r}")
+    if match.group(2) is None and "." in match.group(1):
+        raise argparse.ArgumentTypeError(f"{text!r} needs a unit: a bare number is whole MB")
     amount = number(0, 1e12)(match.group(1))
     return float(int(amount * UNITS[(match.group(2) or "MB").upper()]))
 
@@ -487,6 +522,18 @@ def range_type(value: Callable[[str], float], plain_is_minimum: bool) -> Callabl
     return parse
 
 
+def covers(warning: Range, critical: Range, low: float, high: float) -> bool:
+    """Whether every value from low to high that is CRITICAL is also past the
+    warning: else the warning is past the critical threshold (--cpu 90
+    --cpu-warning 95). Both alert regions change only at the ranges' ends, so the
+    ends and the points between them decide it."""
+    ends = {low, high, critical.start, critical.end, warning.start, warning.end}
+    points = sorted(v for v in ends if math.isfinite(v) and low <= v <= high)
+    points += [points[-1] + 1] if high == math.inf else []
+    between = [(a + b) / 2 for a, b in itertools.pairwise(points)]
+    return all(warning.alerts(v) for v in [*points, *between] if critical.alerts(v))
+
+
 def slo_type(text: str) -> float | None:
     """'99%', '99.9' -> 0.99, 0.999; 'off' -> None (plain per-probe alerts)."""
     if text.strip().lower() == "off":
@@ -494,29 +541,80 @@ def slo_type(text: str) -> float | None:
     return number(50, 99.999)(text.strip().removesuffix("%")) / 100
 
 
-def url_slo_type(text: str) -> tuple[str, float | bool | None]:
-    """'URL' or 'URL=SLO'; True stands for 'the --slo default'."""
-    url, equals, slo = text.rpartition("=")
-    own: float | bool | None = True
-    if equals and re.fullmatch(r"\s*(off|[\d.]+%?)\s*", slo, re.IGNORECASE):
-        own = slo_type(slo)
-    else:
-        url = text
+@dataclass(frozen=True)
+class Target:
+    """One --url: the URL as given (credentials and query included: only fetch() sees
+    it), its own SLO (True: the --slo default, None: off), its label and public form."""
+
+    url: str
+    slo: float | bool | None
+    label: str
+    public: str
+
+
+def public(url: str) -> str:
+    """What may be written of a URL: scheme, host, port and path. A pattern, not
+    urlsplit, so that a URL urlsplit refuses (`http://u:p@[::1/`) loses its secrets too."""
+    return re.split(r"[?#]", CREDENTIALS.sub(r"\1", url), maxsplit=1)[0]
+
+
+def url_label(url: str) -> str:
+    """host[:port]/path: short, stable, and free of credentials and query strings."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{host}{port}{parts.path or '/'}"
+
+
+def checked_url(url: str) -> str:
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port  # ValueError for a port that is no number or over 65535
         usable = parts.scheme in ("http", "https") and parts.hostname and port != 0
-    except ValueError:  # a bad IPv6 literal or port: its message would not be redacted
+    except ValueError:  # a bad IPv6 literal or port: its message would hold the URL
         usable = False
     if not usable:
-        raise argparse.ArgumentTypeError(f"{redact(url)!r} is not an http:// or https:// URL")
-    return url, own
+        raise argparse.ArgumentTypeError(f"{public(url)!r} is not an http:// or https:// URL")
+    if re.search(r"=(off|[\d.]+%?)$", parts.path, re.IGNORECASE):
+        raise argparse.ArgumentTypeError(
+            f"{public(url)!r}: an SLO now follows the URL as a word: --url URL slo=99.9"
+        )
+    return url
 
 
-def redact(url: str) -> str:
-    """The URL as shown and stored: credentials (user:pass@) become ***@. A pattern,
-    not urlsplit, so that a URL urlsplit refuses (`http://u:p@[::1/`) is redacted too."""
-    return CREDENTIALS.sub(r"\1***@", url)
+def targets(words: list[str]) -> list[Target]:
+    """--url URL [slo=PERCENT|off] [label=NAME], and HEALTH_URLS the same words
+    space-separated. A setting is a word of its own, so a query string's `=` (or its
+    last one, `?page=2&x=1`) is never taken for one. Two URLs with one label: name one."""
+    found: list[dict] = []
+    for word in words:
+        name, equals, value = word.partition("=")
+        if not (equals and name in ("slo", "label")):
+            found.append({"url": checked_url(word), "slo": True, "label": None})
+        elif not found:
+            raise argparse.ArgumentTypeError(f"{word!r} comes before any URL")
+        elif name == "slo":
+            found[-1]["slo"] = slo_type(value)
+        elif re.fullmatch(r"[\w.:/~-]{1,80}", value):
+            found[-1]["label"] = value
+        else:
+            raise argparse.ArgumentTypeError(
+                f"label {value!r}: up to 80 letters, digits and . : / ~ - _"
+            )
+    result = [
+        Target(f["url"], f["slo"], f["label"] or url_label(f["url"]), public(f["url"]))
+        for f in found
+    ]
+    seen: dict[str, Target] = {}
+    for target in result:
+        if target.label in seen:
+            raise argparse.ArgumentTypeError(
+                f"{seen[target.label].public} and {target.public} share the label"
+                f" {target.label!r}: give one label=NAME"
+            )
+        seen[target.label] = target
+    return result
 
 
 def label(text: str) -> str:
@@ -597,17 +695,18 @@ def threshold_result(
     )
 
 
-def evaluate_cpu(percent: float, limits: Limits) -> Result:
+def evaluate_cpu(percent: float, limits: Limits, scope: str = "the host") -> Result:
+    """scope: what the percentage is of, 'the host' or 'cgroup v2 /x (0.5 CPUs)'."""
     shown = f"{fmt(round(percent))}%"
     warn = limits.cpu_warning.perf() if limits.cpu_warning else ""
     return threshold_result(
         "cpu",
         "CPU usage",
-        f"{shown} over {fmt(CPU_INTERVAL)} s",
+        f"{shown} of {scope} over {fmt(CPU_INTERVAL)} s",
         percent,
         (limits.cpu, limits.cpu_warning),
         show=lambda v: f"{fmt(v)}%",
-        summary=f"CPU {shown}",
+        summary=f"CPU {shown} of {scope}",
         perf=perf("cpu", shown, warn, limits.cpu.perf(), "0", "100"),
         metrics=[("health_cpu_usage_ratio", {}, percent / 100)],
     )
@@ -638,18 +737,26 @@ def evaluate_disk(path: str, free: int, total: int, limits: Limits) -> Result:
     )
 
 
-def evaluate_memory(available: int, limits: Limits) -> Result:
+def evaluate_memory(
+    available: int, limits: Limits, scope: str = "on the host", limit: int | None = None
+) -> Result:
+    """scope: whose memory, 'on the host' or 'in cgroup v1 /x (limit 256MB)'; limit
+    the cgroup's, the top of the perfdata's range."""
     warn = limits.memory_warning.perf() if limits.memory_warning else ""
+    top = "" if limit is None else str(limit)
     return threshold_result(
         "memory",
         "Available memory",
-        megabytes(available),
+        f"{megabytes(available)} {scope}",
         available,
         (limits.memory, limits.memory_warning),
         show=megabytes,
-        summary=f"memory {available // MB} MB available",
-        perf=perf("mem_available", f"{available}B", warn, limits.memory.perf(), "0"),
-        metrics=[("health_memory_available_bytes", {}, float(available))],
+        summary=f"memory {available // MB} MB available {scope}",
+        perf=perf("mem_available", f"{available}B", warn, limits.memory.perf(), "0", top),
+        metrics=[
+            ("health_memory_available_bytes", {}, float(available)),
+            *([("health_memory_limit_bytes", {}, float(limit))] if limit is not None else []),
+        ],
     )
 
 
@@ -674,51 +781,88 @@ def evaluate_resolution(host: str, expected: str, resolved: str | None) -> Resul
 
 @dataclass(frozen=True)
 class Probe:
-    """One URL probe: good is 200 with the whole body within the URL timeout."""
+    """One URL probe: good is 200 with the whole body within the URL timeout; error
+    says why no whole page came ('refused', 'timed out', 'short page ...')."""
 
-    url: str
+    label: str
     code: int | None
     seconds: float
     error: str
     timeout: float
 
     @property
+    def whole(self) -> bool:
+        return self.code == 200 and not self.error
+
+    @property
     def good(self) -> bool:
-        return self.code == 200 and not self.error and self.seconds <= self.timeout
+        return self.whole and self.seconds <= self.timeout
 
-    def outcome(self) -> str:
-        return self.error or f"HTTP {self.code} in {self.seconds:.2f} s"
+    def reason(self) -> str:
+        """Why the probe was bad, or how long the good one took."""
+        if self.error:
+            return self.error
+        if self.code != 200:
+            return f"status {self.code}"
+        if not self.good:
+            return f"slow: {self.seconds:.2f} s, over {fmt(self.timeout)} s"
+        return f"answered in {self.seconds:.2f} s"
+
+    def perf(self) -> str:
+        """The time of a whole page; U (undetermined) when none came."""
+        value = f"{self.seconds:.3f}s" if self.whole else "U"
+        return perf(f"url {self.label}", value, "", fmt(self.timeout), "0")
+
+    def metrics(self) -> list:
+        labels = {"url": self.label}
+        seconds = [("health_url_response_seconds", labels, self.seconds)] if self.whole else []
+        return [("health_url_up", labels, float(self.good)), *seconds]
 
 
-def evaluate_url(probe: Probe, slo: float | None) -> Result:
-    """With an SLO the probe only feeds the SLI: the SLO result alerts, not one bad minute."""
-    url, limit = probe.url, fmt(probe.timeout)
+def evaluate_url(probe: Probe, shown: str) -> Result:
+    """A URL without an SLO: every bad probe is CRITICAL."""
+    limit = fmt(probe.timeout)
     return Result(
-        key=f"url:{url}",
-        status=OK if probe.good or slo is not None else CRITICAL,
-        summary=f"{url} answered in {probe.seconds:.2f} s"
+        key=f"url:{probe.label}",
+        status=OK if probe.good else CRITICAL,
+        summary=f"{probe.label} {probe.reason()}"
         if probe.good
-        else f"{url}: " + probe.outcome(),
-        problem=f"{url} did not answer 200 within {limit} seconds",
-        recovery=f"{url} answers 200 within {limit} seconds again",
-        detail=f"Measured: {url} {probe.outcome()}; expected HTTP 200 within {limit} s",
-        perf=[perf(f"url {url}", f"{probe.seconds:.3f}s", "", limit, "0")],
-        metrics=[
-            ("health_url_up", {"url": url}, float(probe.good)),
-            ("health_url_response_seconds", {"url": url}, probe.seconds),
-        ],
+        else f"{probe.label}: " + probe.reason(),
+        problem=f"{shown} did not answer 200 within {limit} seconds",
+        recovery=f"{shown} answers 200 within {limit} seconds again",
+        detail=f"Measured: {shown}: {probe.reason()}; expected HTTP 200 within {limit} s",
+        perf=[probe.perf()],
+        metrics=probe.metrics(),
     )
 
 
+# CRITICAL outranks UNKNOWN: a check that cannot measure must not hide one that fails.
+SEVERITY = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}
+
+
 def overall(results: list[Result]) -> int:
-    return max((r.status for r in results), default=OK)
+    return max((r.status for r in results), key=SEVERITY.__getitem__, default=OK)
+
+
+def unmeasured(key: str, noun: str, why: str, name: str) -> Result:
+    """A check that could not measure: UNKNOWN for itself alone, U in perfdata."""
+    return Result(
+        key=key,
+        status=UNKNOWN,
+        summary=f"{noun} cannot be measured: {why}",
+        problem=f"{noun} cannot be measured",
+        recovery=f"{noun} can be measured again",
+        detail=f"Measured: nothing; {noun.lower()} cannot be measured: {why}",
+        perf=[perf(name, "U", "", "")],
+    )
 
 
 def status_line(results: list[Result], problems: list[str]) -> str:
-    """The Monitoring Plugins line: the worst status, what caused it, all perfdata."""
+    """The Monitoring Plugins line: the worst status, what is wrong (worst first)
+    or, when nothing is, every summary; all perfdata."""
     status = UNKNOWN if problems else overall(results)
-    shown = [r for r in results if r.status == status] if OK < status < UNKNOWN else results
-    text = "; ".join([*problems, *(r.summary for r in shown)])
+    wrong = sorted((r for r in results if r.status != OK), key=lambda r: -SEVERITY[r.status])
+    text = "; ".join([*problems, *(r.summary for r in wrong or results)])
     # One line, and no '|' before the perfdata's: a URL or path may hold either.
     text = " ".join(text.replace("|", "/").split())
     perfdata = " ".join(p for r in results for p in r.perf)
@@ -730,6 +874,7 @@ FAMILIES = {
     "health_cpu_usage_ratio": ("gauge", "CPU usage over the sample, 0 to 1."),
     "health_disk_free_ratio": ("gauge", "Available disk space as a fraction of the disk."),
     "health_memory_available_bytes": ("gauge", "Memory available to new processes, in bytes."),
+    "health_memory_limit_bytes": ("gauge", "The cgroup's memory limit, when it has one."),
     "health_name_resolves": ("gauge", "1 when the host resolves to the expected address."),
     "health_url_up": ("gauge", "1 when the URL answered 200 within the time limit."),
     "health_url_response_seconds": ("gauge", "Time the URL took to answer, in seconds."),
@@ -742,6 +887,7 @@ FAMILIES = {
         "Share of the window's error budget left; negative when overspent.",
     ),
     "health_check_ok": ("gauge", "1 when the check passes its critical threshold."),
+    "health_check_measured": ("gauge", "0 when the check could not measure (UNKNOWN)."),
     "health_check_last_run_timestamp_seconds": ("gauge", "When health_check.py last ran."),
 }
 
@@ -752,10 +898,12 @@ def prometheus_text(results: list[Result], now: float) -> str:
     for result in results:
         for name, labels, value in result.metrics:
             samples[name].append(f"{name}{format_labels(labels)} {float(value)!r}")
-        ok = float(result.status != CRITICAL)
-        samples["health_check_ok"].append(
-            f"health_check_ok{format_labels({'check': result.key})} {ok!r}"
-        )
+        check = format_labels({"check": result.key})
+        known = result.status != UNKNOWN
+        samples["health_check_measured"].append(f"health_check_measured{check} {float(known)!r}")
+        if known:  # no verdict on what could not be measured
+            ok = float(result.status != CRITICAL)
+            samples["health_check_ok"].append(f"health_check_ok{check} {ok!r}")
     samples["health_check_last_run_timestamp_seconds"].append(
         f"health_check_last_run_timestamp_seconds {float(now)!r}"
     )
@@ -903,51 +1051,70 @@ def duration(minutes: float) -> str:
     return f"{fmt(round(minutes / 1440, 1))} days"
 
 
+def minutes(value: float) -> str:
+    """43.2, but 0.01 (not 0.0) for the budget of a minute at 99%."""
+    return f"{value:.1f}" if abs(value) >= 1 else f"{value:.2f}"
+
+
 def budget_lines(figures: Budget) -> list[str]:
-    """The report and the SLO mail's facts."""
+    """The report and the SLO mail's facts; before a full window, what its budget means."""
     window = duration(figures.window / 60)
-    covered = (
-        "" if figures.covered * 60 >= figures.window else f" ({duration(figures.covered)} so far)"
-    )
+    filled = figures.covered * 60 >= figures.window
+    covered = "" if filled else f" ({duration(figures.covered)} so far)"
     rates = ", ".join(f"{name} {value:.1f}" for name, value in figures.burn.items())
     days = figures.window / 86400
     fast, slow = (burn_limit(share, days, long) for long, _, share in (FAST_BURN, SLOW_BURN))
-    return [
+    lines = [
         f"{figures.url}  SLO {fmt(figures.slo * 100)}% over {window}{covered}",
         f"  good ratio    {figures.ratio:.3%} ({figures.good} of {figures.probes} probes;"
         f" {figures.missing} expected probes missing)",
-        f"  error budget  {figures.total:.1f} min; spent {figures.spent:.1f} min;"
-        f" left {figures.left:.1f} min ({figures.left_ratio:.1%})",
+        f"  error budget  {minutes(figures.total)} min; spent {figures.spent:.1f} min;"
+        f" left {minutes(figures.left)} min ({figures.left_ratio:.1%})",
         f"  burn rates    {rates} (alert: 1h and 5m over {fmt(round(fast, 2))},"
         f" 6h and 30m over {fmt(round(slow, 2))})",
     ]
+    if not filled:
+        lines.append(
+            f"  so far        the budget grows with the time covered: {duration(figures.covered)}"
+            f" x {fmt(round((1 - figures.slo) * 100, 3))}% = {minutes(figures.total)} min, and each"
+            f" bad probe spends its whole minute, so a short history can sink far below 0%;"
+            f" it settles as the {window} fill"
+        )
+    return lines
 
 
-def evaluate_slo(figures: Budget, series: dict, warning: Range) -> Result:
-    url, slo = figures.url, f"{fmt(figures.slo * 100)}%"
+def evaluate_slo(figures: Budget, series: dict, warning: Range, probe: Probe, shown: str) -> Result:
+    """A URL with an SLO: this minute's probe first (why it failed), then the budget;
+    the burn rates make it CRITICAL, not one bad minute."""
+    label, slo = figures.url, f"{fmt(figures.slo * 100)}%"
     burning = figures.burning()
     left = figures.left_ratio * 100
     status = CRITICAL if burning else WARNING if warning.alerts(left) else OK
     over = duration(figures.covered) + (" so far" if figures.covered * 60 < figures.window else "")
+    last = "" if probe.good else f": {probe.reason()};"
     summary = (
-        f"{url} SLO {slo}: {figures.ratio:.2%} good over {over}, {left:.0f}% of its budget left"
+        f"{label}{last} SLO {slo}: {figures.ratio:.2%} good over {over},"
+        f" {left:.0f}% of its budget left"
     )
     if burning:
         long = FAST_BURN[0] if burning == "fast" else SLOW_BURN[0]
         summary += f", burning {figures.burn[long]:.1f}x its budget over {long}"
-    labels = {"url": url}
+    labels = {"url": label}
+    measured = f"Measured: {shown}: {probe.reason()} (this run's probe)"
     return Result(
-        key=f"slo:{url}",
+        key=f"url:{label}",
         status=status,
         summary=summary,
-        problem=f"{url} is burning its error budget too fast (SLO {slo})",
-        recovery=f"{url} is no longer burning its error budget too fast (SLO {slo})",
-        detail="\n".join(budget_lines(figures)),
+        problem=f"{shown} is burning its error budget too fast (SLO {slo})",
+        recovery=f"{shown} is no longer burning its error budget too fast (SLO {slo})",
+        detail="\n".join([measured, *budget_lines(figures)]),
         perf=[
-            perf(f"slo_good {url}", f"{figures.ratio * 100:.3f}%", "", "", "0", "100"),
-            perf(f"slo_budget_left {url}", f"{left:.1f}%", warning.perf(), "", "", "100"),
+            probe.perf(),
+            perf(f"slo_good {label}", f"{figures.ratio * 100:.3f}%", "", "", "0", "100"),
+            perf(f"slo_budget_left {label}", f"{left:.1f}%", warning.perf(), "", "", "100"),
         ],
         metrics=[
+            *probe.metrics(),
             ("health_url_probes_total", labels, float(series["probes"])),
             ("health_url_good_probes_total", labels, float(series["good"])),
             ("health_slo_objective_ratio", labels, figures.slo),
@@ -979,22 +1146,27 @@ def plan_mails(
 ) -> tuple[list[Mail], dict]:
     """The mails to send and the checks' state to keep if they all go out.
 
-    checks maps a check's key to {"since": t, "last_mailed": t or None}."""
+    checks maps a check's key to {"since": t, "last_mailed": t or None, "recovery":
+    the recovery subject of the last alert}: a recovery answers what was mailed, a
+    disk that could not be measured 'can be measured again'."""
     mails: list[Mail] = []
     kept: dict = {}
     for result in results:
         previous = checks.get(result.key)
-        if result.status == CRITICAL:
+        # A check that cannot measure mails once too (cron has no other way to say
+        # so), and is no recovery of the problem it had.
+        if result.status in (CRITICAL, UNKNOWN):
             entry = dict(previous or {"since": now, "last_mailed": None})
             last = entry["last_mailed"]
             if every_run or last is None or now - last >= remind:
                 body = mail_body(ALERT_BODY, result, now)
                 mails.append(Mail(result.key, f"Error - {result.problem}", body, False))
-                entry["last_mailed"] = now
+                entry["last_mailed"], entry["recovery"] = now, result.recovery
             kept[result.key] = entry
         elif previous and previous["last_mailed"] is not None:
             body = mail_body(RECOVERY_BODY, result, now)
-            mails.append(Mail(result.key, f"Recovered - {result.recovery}", body, True))
+            subject = f"Recovered - {previous.get('recovery') or result.recovery}"
+            mails.append(Mail(result.key, subject, body, True))
     return mails, kept
 
 
@@ -1005,8 +1177,12 @@ def unsent(kept: dict, old: dict, failed: list[Mail]) -> dict:
         if mail.recovery:
             checks[mail.key] = old[mail.key]
         else:
-            previous = old.get(mail.key, {}).get("last_mailed")
-            checks[mail.key] = {**checks[mail.key], "last_mailed": previous}
+            before = old.get(mail.key, {})
+            checks[mail.key] = {
+                **checks[mail.key],
+                "last_mailed": before.get("last_mailed"),
+                "recovery": before.get("recovery"),
+            }
     return checks
 
 
@@ -1033,6 +1209,8 @@ def valid_checks(checks: object) -> dict:
         last = entry.get("last_mailed")
         if not (last is None or is_time(last)):
             raise ValueError(f"check {key!r}: last_mailed {last!r}")
+        if not isinstance(entry.get("recovery") or "", str):
+            raise ValueError(f"check {key!r}: recovery {entry['recovery']!r}")
     return checks
 
 
@@ -1100,10 +1278,27 @@ def parse_state(text: str) -> dict:
     if document["version"] == 1:
         document = {"checks": document["checks"], "slo": {}, "saved": 0.0}
     return {
-        "checks": valid_checks(document["checks"]),
-        "slo": valid_slo(document["slo"]),
+        "checks": relabel_checks(valid_checks(document["checks"])),
+        "slo": relabel(valid_slo(document["slo"])),
         "saved": float(document["saved"]) if is_time(document["saved"]) else 0.0,
     }
+
+
+def relabel(slo: dict) -> dict:
+    """Series as 2.0.0 kept them, under the whole URL (with its query string, a token
+    perhaps), under their label instead: the token is gone at the next save."""
+    return {(url_label(key) if "://" in key else key): series for key, series in slo.items()}
+
+
+def relabel_checks(checks: dict) -> dict:
+    """'url:URL' and 'slo:URL' of 2.0.0 become the URL's one check, 'url:LABEL'."""
+    kept: dict = {}
+    for key, entry in checks.items():
+        kind, _, rest = key.partition(":")
+        if kind in ("url", "slo") and "://" in rest:
+            key = f"url:{url_label(rest)}"
+        kept.setdefault(key, entry)
+    return kept
 
 
 def empty_state() -> dict:
@@ -1304,7 +1499,26 @@ def http_only_opener():  # -> urllib.request.OpenerDirector, imported in the pro
     return urllib.request.build_opener(HttpOnly)
 
 
-def fetch(url: str, timeout: float) -> Probe:
+def why(error: BaseException) -> str:
+    """Why a probe got no page, in a few stable words (never the URL, which a
+    library's message may hold with its query string)."""
+    import http.client
+
+    reason = getattr(error, "reason", error)  # URLError wraps the socket's error
+    if isinstance(reason, ConnectionRefusedError):
+        return "refused"
+    if isinstance(reason, TimeoutError):
+        return "timed out"
+    if isinstance(error, http.client.IncompleteRead):
+        return "short page (the connection closed before the whole page came)"
+    if isinstance(reason, OSError) and reason.strerror:
+        return f"no answer ({reason.strerror})"
+    if isinstance(reason, OSError) and isinstance(getattr(reason, "reason", None), str):
+        return f"no answer ({reason.reason})"  # ssl errors: CERTIFICATE_VERIFY_FAILED
+    return f"bad answer ({type(reason).__name__})"
+
+
+def fetch(target: Target, timeout: float) -> Probe:
     """Ask for the page and read all of it (up to MAX_BODY), timing the whole.
     Credentials in the URL go as HTTP basic authentication, never into the Probe."""
     import base64  # imported here, in the probe's thread, while the CPU is sampled
@@ -1312,10 +1526,16 @@ def fetch(url: str, timeout: float) -> Probe:
     import urllib.error
     import urllib.request
 
-    parts = urllib.parse.urlsplit(url)
-    request = urllib.request.Request(
-        parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
-    )
+    parts = urllib.parse.urlsplit(target.url)
+    # As a browser sends it: a space or other unsafe character percent-encoded.
+    path, query = (urllib.parse.quote(text, safe=URL_SAFE) for text in (parts.path, parts.query))
+    netloc = parts.netloc.rpartition("@")[2]
+    address = parts._replace(netloc=netloc, path=path, query=query, fragment="").geturl()
+    start = time.monotonic()
+    try:
+        request = urllib.request.Request(address)
+    except ValueError as error:  # its message holds the URL, query string and all
+        return Probe(target.label, None, 0.0, why(error), timeout)
     if parts.username is not None:
         login = (
             f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
@@ -1323,38 +1543,212 @@ def fetch(url: str, timeout: float) -> Probe:
         # Unredirected: a redirect to another host must not carry the password there.
         credentials = base64.b64encode(login.encode()).decode()
         request.add_unredirected_header("Authorization", "Basic " + credentials)
-    shown = redact(url)
-    start = time.monotonic()
     try:
         with http_only_opener().open(request, timeout=timeout) as answer:
-            received = 0
+            received, error = 0, ""
             while chunk := answer.read(65536):
                 received += len(chunk)
-                if received > MAX_BODY or time.monotonic() - start > timeout:
+                if received > MAX_BODY:
+                    error = f"page over {MAX_BODY // MB} MB, not read whole"
                     break
-            # A page past the limit (or one that never ends) did not load whole: bad.
-            over = f"over {MAX_BODY // MB} MB, not read whole" if received > MAX_BODY else ""
-            return Probe(shown, answer.status, time.monotonic() - start, over, timeout)
+                if time.monotonic() - start > timeout:  # a page that trickles
+                    error = f"timed out (page not whole after {fmt(timeout)} s)"
+                    break
+            missing = getattr(answer, "length", None)  # what Content-Length promised more
+            if not error and missing:
+                error = f"short page ({received} of {received + missing} bytes)"
+            return Probe(target.label, answer.status, time.monotonic() - start, error, timeout)
     except urllib.error.HTTPError as error:
-        return Probe(shown, error.code, time.monotonic() - start, "", timeout)
+        return Probe(target.label, error.code, time.monotonic() - start, "", timeout)
     except (OSError, ValueError, http.client.HTTPException) as error:
-        reason = getattr(error, "reason", error)
-        return Probe(shown, None, time.monotonic() - start, f"no answer ({reason})", timeout)
+        return Probe(target.label, None, time.monotonic() - start, why(error), timeout)
 
 
-def local_measurements(paths: list[str]) -> tuple[float, list, int]:
-    cpu = psutil.cpu_percent(interval=CPU_INTERVAL)
-    disks = [(path, psutil.disk_usage(path)) for path in paths]
-    return cpu, disks, psutil.virtual_memory().available
+CGROUP_ERRORS = (OSError, ValueError, IndexError, ArithmeticError)
+
+
+def cgroup_root() -> Path:
+    """A folder standing for / when reading cgroups: HEALTH_CGROUP_ROOT, for tests only."""
+    return Path(os.environ.get("HEALTH_CGROUP_ROOT") or "/")
+
+
+@dataclass(frozen=True)
+class Cgroup:
+    """This process's cgroup for one controller: its folder, the hierarchy's mount
+    (limits set on a parent count too) and its name in /proc/self/cgroup."""
+
+    version: int
+    folder: Path
+    mount: Path
+    name: str
+
+    def ancestors(self) -> list[Path]:
+        folders = [self.folder]
+        while folders[-1] != self.mount and self.mount in folders[-1].parents:
+            folders.append(folders[-1].parent)
+        return folders
+
+    def limits(self, name: str, parse: Callable[[str], float | None]) -> list[float]:
+        found = [parse((f / name).read_text()) for f in self.ancestors() if (f / name).exists()]
+        return [value for value in found if value is not None]
+
+
+def own_cgroups(root: Path) -> dict[str, Cgroup]:
+    """Controller name -> this process's cgroup, from /proc/self/cgroup: v1 lines
+    `4:memory:/path` (hierarchy mounted at /sys/fs/cgroup/<controllers>), v2's
+    `0::/path` (mounted at /sys/fs/cgroup). A v1 controller wins in a hybrid setup. A
+    path missing under the mount (a container seeing its own cgroup as the root)
+    is the mount itself."""
+    mount = root / "sys" / "fs" / "cgroup"
+    found: dict[str, Cgroup] = {}
+    unified = None
+    for line in (root / "proc" / "self" / "cgroup").read_text().splitlines():
+        _, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if controllers:
+            for name in controllers.split(","):
+                base = next((b for b in (mount / controllers, mount / name) if b.is_dir()), None)
+                if base is not None:
+                    folder = base / path.lstrip("/")
+                    found.setdefault(
+                        name, Cgroup(1, folder if folder.is_dir() else base, base, path)
+                    )
+        elif (mount / "cgroup.controllers").is_file():
+            folder = mount / path.lstrip("/")
+            unified = Cgroup(2, folder if folder.is_dir() else mount, mount, path)
+    if unified is not None:
+        for name in (mount / "cgroup.controllers").read_text().split():
+            found.setdefault(name, unified)
+    return found
+
+
+def byte_limit(text: str) -> float | None:
+    """memory.max's 'max', or v1's 'no limit' (a page-rounded 2**63), is none."""
+    value = text.strip()
+    return None if value == "max" or int(value) >= 2**62 else float(value)
+
+
+def stat_value(path: Path, key: str) -> int:
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value)
+    return 0
+
+
+@dataclass(frozen=True)
+class Memory:
+    available: int
+    scope: str  # 'on the host' or 'in cgroup v1 /x (limit 256MB)'
+    limit: int | None
+
+
+def cgroup_memory(cgroups: dict[str, Cgroup], host: Any) -> Memory | None:
+    """The cgroup's limit less what it uses (page cache it may drop not counted, as
+    the kernel's own working set), when it has a limit below the host's memory."""
+    group = cgroups.get("memory")
+    if group is None:
+        return None
+    v2 = group.version == 2
+    limit_file, usage_file = (
+        ("memory.max", "memory.current")
+        if v2
+        else (
+            "memory.limit_in_bytes",
+            "memory.usage_in_bytes",
+        )
+    )
+    limits = group.limits(limit_file, byte_limit)
+    if not limits or min(limits) >= host.total:
+        return None
+    limit = int(min(limits))
+    used = int((group.folder / usage_file).read_text())
+    used -= stat_value(
+        group.folder / "memory.stat", "inactive_file" if v2 else "total_inactive_file"
+    )
+    available = max(min(limit - max(used, 0), host.available), 0)
+    scope = f"in cgroup v{group.version} {group.name} (limit {megabytes(limit)})"
+    return Memory(available, scope, limit)
+
+
+def available_memory() -> Memory:
+    """Memory left to this process: its cgroup's when limited, else the host's."""
+    host = psutil.virtual_memory()
+    try:
+        limited = cgroup_memory(own_cgroups(cgroup_root()), host)
+    except CGROUP_ERRORS:  # no cgroup files, not ours to read, or garbage: the host's
+        limited = None
+    return limited or Memory(host.available, "on the host", None)
+
+
+def cpu_quota(text: str) -> float | None:
+    """cpu.max 'QUOTA PERIOD' (v2) as CPUs; 'max' is none."""
+    quota, period = text.split()[:2]
+    return None if quota == "max" else int(quota) / int(period)
+
+
+def cgroup_cpus(cgroups: dict[str, Cgroup]) -> tuple[float, Callable[[], float], str] | None:
+    """(CPUs the cgroup may use, a reader of its CPU seconds so far, its name)."""
+    group = cgroups.get("cpu")
+    if group is None:
+        return None
+    if group.version == 2:
+        quotas = group.limits("cpu.max", cpu_quota)
+        stat = group.folder / "cpu.stat"
+
+        def used() -> float:
+            return stat_value(stat, "usage_usec") / 1e6
+    else:
+        period = float((group.folder / "cpu.cfs_period_us").read_text())
+        quotas = group.limits(
+            "cpu.cfs_quota_us", lambda text: int(text) / period if int(text) > 0 else None
+        )
+        accounted = cgroups.get("cpuacct", group)
+        if accounted.name != group.name:  # its use is not counted on its own: the host's
+            return None
+        usage = accounted.folder / "cpuacct.usage"
+
+        def used() -> float:
+            return int(usage.read_text()) / 1e9
+
+    if not quotas:
+        return None
+    return min(quotas), used, f"cgroup v{group.version} {group.name}"
+
+
+@dataclass(frozen=True)
+class Cpu:
+    percent: float
+    scope: str  # 'the host' or 'cgroup v2 /x (0.5 CPUs)'
+
+
+def cpu_percent() -> Cpu:
+    """CPU use over CPU_INTERVAL: of the cgroup's quota when it has one below the
+    host's CPUs, else of the host."""
+    try:
+        limited = cgroup_cpus(own_cgroups(cgroup_root()))
+    except CGROUP_ERRORS:
+        limited = None
+    if limited is None or limited[0] >= (psutil.cpu_count() or 1):
+        return Cpu(psutil.cpu_percent(interval=CPU_INTERVAL), "the host")
+    cpus, used, name = limited
+    first, start = used(), time.monotonic()
+    time.sleep(CPU_INTERVAL)
+    spent, elapsed = used() - first, time.monotonic() - start
+    percent = min(max(100 * spent / (elapsed * cpus), 0.0), 100.0) if elapsed > 0 else 0.0
+    return Cpu(percent, f"{name} ({fmt(round(cpus, 3))} CPUs)")
 
 
 @dataclass(frozen=True)
 class Pending:
-    """Measurements under way."""
+    """Measurements under way, each in its own thread: one that fails or hangs (a
+    hung mount) leaves the others to be reported."""
 
-    local: Background
+    cpu: Background
+    disks: list[tuple[str, Background]]
+    memory: Background
     resolved: Background
-    fetched: list[tuple[str, Background]]
+    fetched: list[tuple[Target, Background]]
 
 
 def start_measuring(args: argparse.Namespace) -> Pending:
@@ -1362,33 +1756,66 @@ def start_measuring(args: argparse.Namespace) -> Pending:
     a hung mount hangs statvfs, and a trickling page outlasts urlopen's timeout.
     Started before the state is loaded, so the CPU sample hides the rest."""
     return Pending(
-        Background(local_measurements, args.disk_path),
+        Background(cpu_percent),
+        [(path, Background(psutil.disk_usage, path)) for path in args.disk_path],
+        Background(available_memory),
         Background(resolve, args.resolve_host),
-        [(url, Background(fetch, url, args.url_timeout)) for url, _ in args.url],
+        [(target, Background(fetch, target, args.url_timeout)) for target in args.url],
     )
+
+
+def measured(background: Background, deadline: Deadline) -> tuple[Any, str]:
+    """(value, '') or (None, why it could not be measured): an error, or no answer
+    within MEASURE_WAIT from its start (or the run's end, if sooner)."""
+    limit = background.started + CPU_INTERVAL + MEASURE_WAIT - time.monotonic()
+    try:
+        value = background.result(min(limit, deadline.left()))
+    except Exception as error:  # whatever it was, it is this check's alone
+        return None, getattr(error, "strerror", None) or str(error) or type(error).__name__
+    if not background.done.is_set():
+        return None, f"no answer within {fmt(time.monotonic() - background.started)} s"
+    return value, ""
+
+
+def local_results(args: argparse.Namespace, pending: Pending, deadline: Deadline) -> list:
+    """CPU, each disk and memory, each evaluated on its own."""
+    limits = args.limits
+    cpu, why = measured(pending.cpu, deadline)
+    results = [
+        unmeasured("cpu", "CPU usage", why, "cpu")
+        if why
+        else evaluate_cpu(cpu.percent, limits, cpu.scope)
+    ]
+    for path, background in pending.disks:
+        usage, why = measured(background, deadline)
+        if why:
+            name = "disk_free" if path == "/" else f"disk_free {path}"
+            results.append(unmeasured(f"disk:{path}", f"Disk space of {path}", why, name))
+        else:
+            results.append(evaluate_disk(path, usage.free, usage.total, limits))
+    memory, why = measured(pending.memory, deadline)
+    if why:
+        results.append(unmeasured("memory", "Available memory", why, "mem_available"))
+    else:
+        results.append(evaluate_memory(memory.available, limits, memory.scope, memory.limit))
+    return results
 
 
 def measure(
     args: argparse.Namespace, pending: Pending, deadline: Deadline
 ) -> tuple[list[Result], list[Probe]]:
     """The results of the checks, waiting for each within the run's budget."""
-    try:
-        cpu, disks, memory = deadline.wait(pending.local, "measuring CPU, disk and memory")
-    except (OSError, psutil.Error) as error:
-        raise Unknown(f"the check could not run: {error}") from None
-    limits = args.limits
-    results = [evaluate_cpu(cpu, limits)]
-    results += [evaluate_disk(path, u.free, u.total, limits) for path, u in disks]
-    results.append(evaluate_memory(memory, limits))
+    results = local_results(args, pending, deadline)
     address = deadline.wait(pending.resolved, f"resolving {args.resolve_host}", RESOLVE_TIMEOUT)
     results.append(evaluate_resolution(args.resolve_host, args.resolve_address, address))
     probes = []
-    for url, background in pending.fetched:
+    for target, background in pending.fetched:
         # The probe's own limit runs from its start (beside the CPU sample), not from now.
         limit = background.started + args.url_timeout + 0.5 - time.monotonic()
-        probe = deadline.wait(background, f"probing {redact(url)}", limit)
-        late = f"no whole answer within {fmt(args.url_timeout)} s"
-        probes.append(probe or Probe(redact(url), None, args.url_timeout, late, args.url_timeout))
+        probe = deadline.wait(background, f"probing {target.label}", limit)
+        late = f"timed out (no whole answer within {fmt(args.url_timeout)} s)"
+        timeout = args.url_timeout
+        probes.append(probe or Probe(target.label, None, timeout, late, timeout))
     return results, probes
 
 
@@ -1436,20 +1863,20 @@ def slo_of(args: argparse.Namespace, own: float | bool | None) -> float | None:
 
 
 def track_slos(args: argparse.Namespace, state: dict, probes: list[Probe], now: float) -> list:
-    """Record each probe in its URL's series and evaluate the SLO results."""
+    """Each URL's result: its probe alone, or recorded in its series (keyed by label:
+    no credentials or query in the state) against its SLO."""
     results = []
     window = args.slo_window * 86400
-    for probe, (_, own) in zip(probes, args.url, strict=True):
-        slo = slo_of(args, own)
-        results.append(evaluate_url(probe, slo))
+    for probe, target in zip(probes, args.url, strict=True):
+        slo = slo_of(args, target.slo)
         if slo is None:
+            results.append(evaluate_url(probe, target.public))
             continue
-        url = probe.url  # redacted: no credentials in the state
-        series = state["slo"].setdefault(url, new_series())
+        series = state["slo"].setdefault(probe.label, new_series())
         series["slo"] = slo
         record(series, now, probe.good, window)
-        figures = budget(url, series, now, slo, window)
-        results.append(evaluate_slo(figures, series, args.budget_warning))
+        figures = budget(probe.label, series, now, slo, window)
+        results.append(evaluate_slo(figures, series, args.budget_warning, probe, target.public))
     return results
 
 
@@ -1513,172 +1940,307 @@ def check(
 
 
 def slo_report(args: argparse.Namespace, state: dict, now: float) -> int:
-    given = {redact(url): own for url, own in args.url}
-    urls = dict.fromkeys([*given, *state["slo"]])
-    if not urls:
+    given = {target.label: target.slo for target in args.url}
+    labels = dict.fromkeys([*given, *state["slo"]])
+    if not labels:
         print("no URL has an SLO yet: give --url, and run from cron to record probes")
-    for url in urls:
-        own = given.get(url, state["slo"].get(url, {}).get("slo", True))
+    for label in labels:
+        own = given.get(label, state["slo"].get(label, {}).get("slo", True))
         slo = slo_of(args, own) or args.slo or 0.99
-        series = state["slo"].get(url) or new_series()
-        print("\n".join(budget_lines(budget(url, series, now, slo, args.slo_window * 86400))))
+        series = state["slo"].get(label) or new_series()
+        print("\n".join(budget_lines(budget(label, series, now, slo, args.slo_window * 86400))))
     return OK
 
 
 # -- command line -------------------------------------------------------------------------------
 
 
+class FlagsWin(argparse.Action):
+    """'append' whose first flag replaces the list its variable gave (argparse's own
+    would add --disk-path /b to HEALTH_DISK_PATHS=/a)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        items = getattr(namespace, self.dest, None)
+        items = [] if items is None or items is self.default else items
+        setattr(namespace, self.dest, [*items, values])
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **keywords: Any):
+        super().__init__(*args, **keywords)
+        self.register("action", "append", FlagsWin)
+
     def error(self, message: str):
-        """Monitoring engines read exit 3 as UNKNOWN: a bad option is not 'unhealthy'."""
-        self.print_usage(sys.stderr)
-        self.exit(UNKNOWN, f"{self.prog}: error: {message}\n")
+        """A bad option or variable is the one UNKNOWN line (status 3) like any other
+        way the check cannot run: an engine shows the line, not a usage on stderr."""
+        raise Unknown(f"usage: {message} (see --help)")
 
 
-def range_option(parser: Parser, flag: str, parse: Callable, default: str, help: str) -> None:
-    """A critical (with a default) or warning threshold, its variable HEALTH_<FLAG>."""
-    env = "HEALTH_" + flag.removeprefix("--").replace("-", "_").upper()
-    parser.add_argument(
-        flag,
-        type=parse,
-        metavar="RANGE" if "warning" in flag else "SIZE" if "memory" in flag else "PERCENT",
-        default=from_env(parser, env, parse, parse(default) if default else None),
-        help=f"{help} [{env}]",
-    )
+PERCENT_RANGE = range_type(percent_value, plain_is_minimum=False)
+FREE_RANGE = range_type(percent_value, plain_is_minimum=True)
+SIZE_RANGE = range_type(size_value, plain_is_minimum=True)
+BUDGET_RANGE = range_type(number(-1e6, 100), plain_is_minimum=True)
+# -w/-c METRIC=RANGE: (critical flag, warning flag, range type, lowest, highest value).
+METRICS = {
+    "cpu": ("--cpu", "--cpu-warning", PERCENT_RANGE, 0, 100),
+    "disk": ("--disk", "--disk-warning", FREE_RANGE, 0, 100),
+    "memory": ("--memory", "--memory-warning", SIZE_RANGE, 0, math.inf),
+    "budget": ("", "--budget-warning", BUDGET_RANGE, -1e6, 100),
+}
+
+
+def thresholds(critical: bool) -> Callable[[str], dict[str, Range]]:
+    """The type of -w/-c: 'cpu=80,disk=20,memory=500MB', each RANGE as its own flag's."""
+    names = [name for name, row in METRICS.items() if row[0] or not critical]
+
+    def parse(text: str) -> dict[str, Range]:
+        found: dict[str, Range] = {}
+        for item in text.split(","):
+            name, equals, limit = item.strip().partition("=")
+            if not equals or name not in names:
+                raise argparse.ArgumentTypeError(
+                    f"{item.strip()!r} is not METRIC=RANGE; metrics: {', '.join(names)}"
+                    f" (as in {'-c cpu=90,disk=10' if critical else '-w cpu=70,disk=30'})"
+                )
+            if name in found:
+                raise argparse.ArgumentTypeError(f"{name} is given twice in {text!r}")
+            found[name] = METRICS[name][2](limit)
+        return found
+
+    parse.__name__ = "METRIC=RANGE list"
+    return parse
+
+
+OPTIONS = [
+    Option(
+        "-c --critical",
+        "CRITICAL thresholds as METRIC=RANGE,...: cpu, disk, memory (-c cpu=90,disk=10,"
+        "memory=200MB is --cpu 90 --disk 10 --memory 200MB); repeatable",
+        type=thresholds(critical=True),
+        metavar="METRIC=RANGE,...",
+        action="append",
+    ),
+    Option(
+        "-w --warning",
+        "WARNING thresholds as METRIC=RANGE,...: cpu, disk, memory, budget (-w cpu=70,disk=30,"
+        "memory=1GB is --cpu-warning 70 --disk-warning 30 --memory-warning 1GB); repeatable",
+        type=thresholds(critical=False),
+        metavar="METRIC=RANGE,...",
+        action="append",
+    ),
+    Option(
+        "--cpu",
+        "CRITICAL over this CPU % (or outside RANGE)",
+        "HEALTH_CPU",
+        Range(0, 80),
+        PERCENT_RANGE,
+        "PERCENT",
+        shown="80",
+    ),
+    Option(
+        "--disk",
+        "CRITICAL under this free disk % (or outside RANGE)",
+        "HEALTH_DISK",
+        Range(20, math.inf),
+        FREE_RANGE,
+        "PERCENT",
+        shown="20",
+    ),
+    Option(
+        "--memory",
+        "CRITICAL under this available memory (or outside RANGE); 500MB, 1.5GB,"
+        " a bare whole number is MB",
+        "HEALTH_MEMORY",
+        Range(500 * MB, math.inf),
+        SIZE_RANGE,
+        "SIZE",
+        shown="500MB",
+    ),
+    Option(
+        "--cpu-warning",
+        "WARNING range for CPU %",
+        "HEALTH_CPU_WARNING",
+        None,
+        PERCENT_RANGE,
+        "RANGE",
+    ),
+    Option(
+        "--disk-warning",
+        "WARNING range for free disk %",
+        "HEALTH_DISK_WARNING",
+        None,
+        FREE_RANGE,
+        "RANGE",
+    ),
+    Option(
+        "--memory-warning",
+        "WARNING range for available memory",
+        "HEALTH_MEMORY_WARNING",
+        None,
+        SIZE_RANGE,
+        "RANGE",
+    ),
+    Option(
+        "--disk-path",
+        "mount to check, repeatable; the variable's are colon-separated",
+        "HEALTH_DISK_PATHS",
+        None,
+        metavar="PATH",
+        action="append",
+        shown="/",
+        split=":",
+    ),
+    Option(
+        "--url",
+        "page to probe against its SLO, any URL a browser takes (a space as %20), then its"
+        " own settings as words: slo=99.9 (or slo=off: alert on every bad probe),"
+        " label=NAME (default host[:port]/path); repeatable; the variable holds the same"
+        " words space-separated, as in 'http://a/?page=2&x=1 slo=99.9 http://b/'",
+        "HEALTH_URLS",
+        None,
+        metavar=("URL", "slo=PERCENT|label=NAME"),  # type: ignore[arg-type]
+        action="append",
+        nargs="+",
+    ),
+    Option(
+        "--url-timeout",
+        "a probe is good when the whole page came with 200 within this",
+        "HEALTH_URL_TIMEOUT",
+        10.0,
+        number(0.1, 300),
+        "SECONDS",
+    ),
+    Option(
+        "--slo",
+        "share of good probes each --url must reach, 50 to 99.999, or off",
+        "HEALTH_SLO",
+        0.99,
+        slo_type,
+        "PERCENT",
+        shown="99%",
+    ),
+    Option(
+        "--slo-window", "the SLO's rolling window", "HEALTH_SLO_WINDOW", 30.0, number(1, 90), "DAYS"
+    ),
+    Option(
+        "--budget-warning",
+        "WARNING when the % of error budget left is outside this",
+        "HEALTH_BUDGET_WARNING",
+        Range(25, math.inf),
+        BUDGET_RANGE,
+        "RANGE",
+        shown="25:",
+    ),
+    Option("--slo-report", "print every URL's SLO budget and exit 0", action="store_true"),
+    Option(
+        "--resolve-host", "host name to resolve", "HEALTH_RESOLVE_HOST", "localhost", metavar="HOST"
+    ),
+    Option(
+        "--resolve-address",
+        "address it must resolve to",
+        "HEALTH_RESOLVE_ADDRESS",
+        "127.0.0.1",
+        metavar="ADDRESS",
+    ),
+    Option(
+        "--state",
+        "what was mailed when, and the probes",
+        "HEALTH_STATE",
+        None,
+        Path,
+        "FILE",
+        shown="~/.cache/health_check/state.json",
+    ),
+    Option(
+        "--remind",
+        "minutes between reminders while a check fails",
+        "HEALTH_REMIND",
+        60.0,
+        number(1, 43200),
+        "MINUTES",
+    ),
+    Option("--every-run", "mail on every failing run, like the lab", action="store_true"),
+    Option(
+        "--recipient",
+        "To address, repeatable; the variable's are separated by spaces or commas",
+        "HEALTH_RECIPIENTS",
+        lambda: None,  # read by default_recipients(), which names the variable
+        metavar="ADDRESS",
+        action="append",
+        shown="$USER@example.com",
+    ),
+    Option(
+        "--sender", "From address", "HEALTH_SENDER", lambda: None, metavar="ADDRESS", shown=SENDER
+    ),
+    Option(
+        "-t --timeout",
+        "the whole run's budget, above --url-timeout; a stage still running then is UNKNOWN",
+        "HEALTH_TIMEOUT",
+        15.0,
+        number(2, 3600),
+        "SECONDS",
+    ),
+    Option("--nagios", "print a Monitoring Plugins status line", action="store_true"),
+    Option(
+        "--textfile",
+        "write Prometheus text for node_exporter here",
+        "HEALTH_TEXTFILE",
+        None,
+        Path,
+        "FILE",
+    ),
+    Option("--no-email", "measure and report only; send no mail", action="store_true"),
+]
+
+
+def apply_thresholds(parser: Parser, args: argparse.Namespace) -> None:
+    """-c/-w onto the flags they stand for; then every WARNING must come before its
+    CRITICAL (a warning past it would never show)."""
+    for given, critical in ((args.critical, True), (args.warning, False)):
+        for name, limit in ((n, r) for found in given or [] for n, r in found.items()):
+            flag = METRICS[name][0 if critical else 1]
+            dest = flag.removeprefix("--").replace("-", "_")
+            if getattr(args, dest) is not parser.get_default(dest):
+                short = "-c" if critical else "-w"
+                parser.error(f"{short} {name}=... and {flag} (or {name} twice) both given")
+            setattr(args, dest, limit)
+    for name, (_, warning_flag, _, low, high) in METRICS.items():
+        warning = getattr(args, warning_flag.removeprefix("--").replace("-", "_"))
+        critical = getattr(args, name, None)
+        if (
+            warning is not None
+            and critical is not None
+            and not covers(warning, critical, low, high)
+        ):
+            parser.error(
+                f"the {name} WARNING range {warning.perf()} is past the CRITICAL"
+                f" {critical.perf()}: every critical value must be a warning too"
+            )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add = parser.add_argument
-    percent = range_type(percent_value, plain_is_minimum=False)
-    minimum = range_type(percent_value, plain_is_minimum=True)
-    size = range_type(size_value, plain_is_minimum=True)
-    range_option(parser, "--cpu", percent, "80", "alert over this CPU %% or RANGE (default 80)")
-    range_option(parser, "--disk", minimum, "20", "alert under this free disk %% (default 20)")
-    range_option(parser, "--memory", size, "500MB", "alert under this available (default 500MB)")
-    range_option(parser, "--cpu-warning", percent, "", "WARNING range for CPU %% (none)")
-    range_option(parser, "--disk-warning", minimum, "", "WARNING range for free disk %% (none)")
-    range_option(parser, "--memory-warning", size, "", "WARNING range for memory (none)")
-    add(
-        "--disk-path",
-        action="append",
-        metavar="PATH",
-        help="mount to check, repeatable (default /) [HEALTH_DISK_PATHS, colon-separated]",
-    )
-    add(
-        "--url",
-        action="append",
-        type=url_slo_type,
-        metavar="URL[=SLO]",
-        help="page to probe against its SLO (URL=off: alert on every bad probe), repeatable"
-        " [HEALTH_URLS, space-separated]",
-    )
-    add(
-        "--url-timeout",
-        type=number(0.1, 300),
-        metavar="SECONDS",
-        default=from_env(parser, "HEALTH_URL_TIMEOUT", number(0.1, 300), 10.0),
-        help="a probe is good when the whole page came with 200 within this (default 10)"
-        " [HEALTH_URL_TIMEOUT]",
-    )
-    add(
-        "--slo",
-        type=slo_type,
-        metavar="PERCENT",
-        default=from_env(parser, "HEALTH_SLO", slo_type, 0.99),
-        help="share of good probes each --url must reach, 50 to 99.999, or off (default 99%%)"
-        " [HEALTH_SLO]",
-    )
-    add(
-        "--slo-window",
-        type=number(1, 90),
-        metavar="DAYS",
-        default=from_env(parser, "HEALTH_SLO_WINDOW", number(1, 90), 30.0),
-        help="the SLO's rolling window (default 30) [HEALTH_SLO_WINDOW]",
-    )
-    budget_range = range_type(number(-1e6, 100), plain_is_minimum=True)
-    add(
-        "--budget-warning",
-        type=budget_range,
-        metavar="RANGE",
-        default=from_env(parser, "HEALTH_BUDGET_WARNING", budget_range, Range(25, math.inf)),
-        help="WARNING when the %% of error budget left is outside this (default 25:)"
-        " [HEALTH_BUDGET_WARNING]",
-    )
-    add("--slo-report", action="store_true", help="print every URL's SLO budget and exit 0")
-    add(
-        "--resolve-host",
-        metavar="HOST",
-        default=os.environ.get("HEALTH_RESOLVE_HOST") or "localhost",
-        help="host name to resolve (default localhost) [HEALTH_RESOLVE_HOST]",
-    )
-    add(
-        "--resolve-address",
-        metavar="ADDRESS",
-        default=os.environ.get("HEALTH_RESOLVE_ADDRESS") or "127.0.0.1",
-        help="address it must resolve to (default 127.0.0.1) [HEALTH_RESOLVE_ADDRESS]",
-    )
-    add(
-        "--state",
-        type=Path,
-        metavar="FILE",
-        default=os.environ.get("HEALTH_STATE") or None,
-        help="what was mailed when, and the probes (default ~/.cache/health_check/state.json)"
-        " [HEALTH_STATE]",
-    )
-    add(
-        "--remind",
-        type=number(1, 43200),
-        metavar="MINUTES",
-        default=from_env(parser, "HEALTH_REMIND", number(1, 43200), 60.0),
-        help="minutes between reminders while a check fails (default 60) [HEALTH_REMIND]",
-    )
-    add("--every-run", action="store_true", help="mail on every failing run, like the lab")
-    add(
-        "--recipient",
-        action="append",
-        metavar="ADDRESS",
-        help="To address, repeatable (default <login name>@example.com) [HEALTH_RECIPIENTS]",
-    )
-    add(
-        "--sender",
-        metavar="ADDRESS",
-        help=f"From address (default {SENDER}) [HEALTH_SENDER]",
-    )
-    add(
-        "-t",
-        "--timeout",
-        type=number(2, 3600),
-        metavar="SECONDS",
-        default=from_env(parser, "HEALTH_TIMEOUT", number(2, 3600), 15.0),
-        help="the whole run's budget, above --url-timeout; a stage still running then is"
-        " UNKNOWN (default 15) [HEALTH_TIMEOUT]",
-    )
-    add("--nagios", action="store_true", help="print a Monitoring Plugins status line")
-    add(
-        "--textfile",
-        type=Path,
-        metavar="FILE",
-        default=os.environ.get("HEALTH_TEXTFILE") or None,
-        help="write Prometheus text for node_exporter here [HEALTH_TEXTFILE]",
-    )
-    add("--no-email", action="store_true", help="measure and report only; send no mail")
-    for option in standard_options():
-        option.add_to(parser)
+    parser = build_parser(__doc__, OPTIONS, parser_class=Parser)
     args = parser.parse_args(argv)
     args.now = from_env(parser, "HEALTH_NOW", number(0, 1e11), None)
-    listed = os.environ.get("HEALTH_DISK_PATHS") or "/"
-    args.disk_path = args.disk_path or [path for path in listed.split(":") if path]
+    listed = os.environ.get("HEALTH_DISK_PATHS", "")
+    if listed.strip() and not args.disk_path:
+        parser.error(f"environment variable HEALTH_DISK_PATHS: {listed!r} names no path")
+    args.disk_path = args.disk_path or ["/"]
     if not all(args.disk_path):
         parser.error("argument --disk-path: a path is empty")
-    if not args.disk_path:
-        parser.error(f"environment variable HEALTH_DISK_PATHS: {listed!r} names no path")
-    urls = from_env(parser, "HEALTH_URLS", lambda text: [url_slo_type(u) for u in text.split()], [])
-    args.url = args.url or urls
+    words = [w for given in args.url or [] for w in (given if isinstance(given, list) else [given])]
+    try:
+        args.url = targets(words)
+    except argparse.ArgumentTypeError as error:
+        from_flags = args.url is not parser.get_default("url")
+        parser.error(
+            f"{'argument --url' if from_flags else 'environment variable HEALTH_URLS'}: {error}"
+        )
     if args.url and args.url_timeout >= args.timeout:
         parser.error("--url-timeout must be below -t/--timeout, which bounds the whole run")
     if not args.no_email:
         args.smtp_timeout = from_env(parser, "SMTP_TIMEOUT", number(0.1, 3600), 10.0)
+    apply_thresholds(parser, args)
     args.limits = Limits(
         args.cpu, args.disk, args.memory, args.cpu_warning, args.disk_warning, args.memory_warning
     )

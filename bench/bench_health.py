@@ -48,7 +48,7 @@ class Page(BaseHTTPRequestHandler):
 def month_of_state(path: Path, url: str, now: float) -> None:
     """30 days of minute probes, one bad minute in 500, as the script records them."""
     with hc.StateFile(path, 1) as store:
-        series = store.data["slo"].setdefault(url, hc.new_series())
+        series = store.data["slo"].setdefault(hc.url_label(url), hc.new_series())
         series["slo"] = 0.99
         for minute in range(30 * 1440, 0, -1):
             hc.record(series, now - 60 * minute, minute % 500 != 0, 30 * 86400)

@@ -46,7 +46,7 @@ def minute(n: int) -> float:
 def seed(state: Path, url: str, minutes: range, bad: set[int] = frozenset()) -> None:
     """History as the script itself records it, without running it each minute."""
     with hc.StateFile(state, 1) as store:
-        series = store.data["slo"].setdefault(url, hc.new_series())
+        series = store.data["slo"].setdefault(hc.url_label(url), hc.new_series())
         series["slo"] = 0.99
         for n in minutes:
             hc.record(series, minute(n), n not in bad, 30 * 86400)
@@ -98,7 +98,7 @@ def test_a_month_of_minutes_gives_the_formulas_figures():
 def test_the_window_rolls_and_before_a_full_window_says_so(state, flaky_page):
     seed(state, flaky_page.url, range(2 * DAY), bad={10, 11})
     with hc.StateFile(state, 1) as store:
-        series = store.data["slo"][flaky_page.url]
+        series = store.data["slo"][hc.url_label(flaky_page.url)]
     early = hc.budget(flaky_page.url, series, minute(2 * DAY - 1), 0.99, 30 * 86400)
     assert early.covered == 2 * DAY and early.total == pytest.approx(28.8)
     assert "(2 days so far)" in hc.budget_lines(early)[0]
@@ -126,14 +126,16 @@ def test_a_full_outage_after_good_probes_mails_at_the_ninth_minute(state, smtp_e
     lines = mail.get_content().splitlines()
     assert lines[0] == hc.ALERT_BODY
     assert f"Host: {socket.gethostname()}" in lines
-    url = flaky_page.url
-    assert lines[3:7] == [
-        f"{url}  SLO 99% over 30 days (6.2 h so far)",
+    label = hc.url_label(flaky_page.url)
+    assert lines[3] == f"Measured: {flaky_page.url}: status 500 (this run's probe)"
+    assert lines[4:8] == [
+        f"{label}  SLO 99% over 30 days (6.2 h so far)",
         "  good ratio    97.561% (360 of 369 probes; 0 expected probes missing)",
         "  error budget  3.7 min; spent 9.0 min; left -5.3 min (-143.9%)",
         "  burn rates    5m 100.0, 30m 30.0, 1h 15.0, 6h 2.5"
         " (alert: 1h and 5m over 14.4, 6h and 30m over 6)",
     ]
+    assert lines[8].startswith("  so far        the budget grows with the time covered: 6.2 h")
     assert "When: 2025-11-26 06:08:07 UTC" in lines
 
 
@@ -180,15 +182,15 @@ def test_an_outage_right_after_installing_mails_at_once(state, smtp_env, flaky_p
 
 
 def test_a_url_with_its_own_slo_and_one_without(state, smtp_env, flaky_page, capsys):
-    url = flaky_page.url
+    url, label = flaky_page.url, hc.url_label(flaky_page.url)
     hc.main(
-        ["--state", str(state), *PASSING, "--url", f"{url}=99.9%", "--nagios", "--no-email"],
+        ["--state", str(state), *PASSING, "--url", url, "slo=99.9%", "--nagios", "--no-email"],
         clock=lambda: minute(0),
     )
-    assert f"'slo_good {url}'=100.000%;;;0;100" in capsys.readouterr().out
-    assert json.loads(state.read_text())["slo"][url]["slo"] == pytest.approx(0.999)
+    assert f"'slo_good {label}'=100.000%;;;0;100" in capsys.readouterr().out
+    assert json.loads(state.read_text())["slo"][label]["slo"] == pytest.approx(0.999)
     flaky_page.status = 500
-    hc.main(["--state", str(state), *PASSING, "--url", f"{url}=off"], clock=lambda: minute(1))
+    hc.main(["--state", str(state), *PASSING, "--url", url, "slo=off"], clock=lambda: minute(1))
     assert subjects(smtp_env) == [f"Error - {url} did not answer 200 within 10 seconds"]
 
 
@@ -198,7 +200,7 @@ def test_a_second_run_in_the_same_minute_does_not_count_twice(state, flaky_page)
             ["--state", str(state), *PASSING, "--url", flaky_page.url, *args],
             clock=lambda: minute(0),
         )
-    series = json.loads(state.read_text())["slo"][flaky_page.url]
+    series = json.loads(state.read_text())["slo"][hc.url_label(flaky_page.url)]
     assert flaky_page.requests == 2 and series["probes"] == 1
 
 
@@ -224,7 +226,7 @@ def test_nagios_perfdata_has_the_good_ratio_and_the_budget_left(state, flaky_pag
         env={**os.environ, "HEALTH_NOW": str(minute(DAY))},
     )
     line = result.stdout.strip()
-    url = flaky_page.url
+    url = hc.url_label(flaky_page.url)
     good = re.search(rf"'slo_good {url}'=([\d.]+)%;;;0;100", line)
     left = re.search(rf"'slo_budget_left {url}'=(-?[\d.]+)%;25:;;;100", line)
     assert good and float(good.group(1)) == pytest.approx(
@@ -238,7 +240,8 @@ def test_budget_below_its_warning_range_is_a_warning(state, flaky_page, capsys):
     seed(state, flaky_page.url, range(DAY), bad=set(range(100, 112)))
     args = ["--state", str(state), "--nagios", "--no-email", *PASSING, "--url", flaky_page.url]
     assert hc.main(args, clock=lambda: minute(DAY)) == hc.WARNING
-    assert capsys.readouterr().out.startswith(f"HEALTH WARNING - {flaky_page.url} SLO 99%:")
+    label = hc.url_label(flaky_page.url)
+    assert capsys.readouterr().out.startswith(f"HEALTH WARNING - {label} SLO 99%:")
 
 
 def test_textfile_counters_only_grow_and_parse(state, flaky_page, tmp_path):
@@ -248,7 +251,7 @@ def test_textfile_counters_only_grow_and_parse(state, flaky_page, tmp_path):
         flaky_page.status = status
         hc.main([*args, "--url", flaky_page.url], clock=lambda n=n: minute(n))
     families = {f.name: f for f in text_string_to_metric_families(textfile.read_text())}
-    labels = {"url": flaky_page.url}
+    labels = {"url": hc.url_label(flaky_page.url)}
     probes, good = families["health_url_probes"], families["health_url_good_probes"]
     assert probes.type == good.type == "counter"
     assert [(s.name, s.labels, s.value) for s in probes.samples] == [
@@ -271,7 +274,7 @@ def test_slo_report_reads_the_state_and_probes_nothing(state, flaky_page):
     )
     assert result.returncode == 0 and flaky_page.requests == 0
     assert result.stdout.splitlines() == [
-        f"{flaky_page.url}  SLO 99% over 30 days",
+        f"{hc.url_label(flaky_page.url)}  SLO 99% over 30 days",
         f"  good ratio    99.931% ({MONTH - 30} of {MONTH} probes; 0 expected probes missing)",
         "  error budget  432.0 min; spent 30.0 min; left 402.0 min (93.1%)",
         "  burn rates    5m 0.0, 30m 0.0, 1h 0.0, 6h 0.0"
@@ -292,7 +295,7 @@ def test_credentials_in_a_url_are_used_but_never_shown_or_stored(
     state, smtp_env, flaky_page, tmp_path, capsys
 ):
     secret = flaky_page.url.replace("http://", "http://alice:s3cret@")
-    shown = flaky_page.url.replace("http://", "http://***@")
+    shown = hc.url_label(flaky_page.url)
     textfile = tmp_path / "health.prom"
     flaky_page.status = 500
     args = ["--state", str(state), *PASSING, "--nagios", "--textfile", str(textfile)]
