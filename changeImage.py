@@ -265,9 +265,11 @@ def build_parser(
             """Then the defaults of the options not given: a variable is read only
             when its flag is absent (the flag wins), never for --help or -V."""
             known, rest = super().parse_known_args(args, namespace)
+            self.not_given = set()
             for action in self._actions:
                 option, value = getattr(action, "option", None), getattr(known, action.dest, None)
                 if value is UNSET or (value is None and option and option.action == "append"):
+                    self.not_given.add(action.dest)
                     setattr(known, action.dest, option.initial(self))
             return known, rest
 

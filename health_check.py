@@ -288,9 +288,11 @@ def build_parser(
             """Then the defaults of the options not given: a variable is read only
             when its flag is absent (the flag wins), never for --help or -V."""
             known, rest = super().parse_known_args(args, namespace)
+            self.not_given = set()
             for action in self._actions:
                 option, value = getattr(action, "option", None), getattr(known, action.dest, None)
                 if value is UNSET or (value is None and option and option.action == "append"):
+                    self.not_given.add(action.dest)
                     setattr(known, action.dest, option.initial(self))
             return known, rest
 
@@ -2200,7 +2202,7 @@ def apply_thresholds(parser: Parser, args: argparse.Namespace) -> None:
         for name, limit in ((n, r) for found in given or [] for n, r in found.items()):
             flag = METRICS[name][0 if critical else 1]
             dest = flag.removeprefix("--").replace("-", "_")
-            if getattr(args, dest) is not parser.get_default(dest):
+            if dest not in parser.not_given:
                 short = "-c" if critical else "-w"
                 parser.error(f"{short} {name}=... and {flag} (or {name} twice) both given")
             setattr(args, dest, limit)
@@ -2232,7 +2234,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     try:
         args.url = targets(words)
     except argparse.ArgumentTypeError as error:
-        from_flags = args.url is not parser.get_default("url")
+        from_flags = "url" not in parser.not_given
         parser.error(
             f"{'argument --url' if from_flags else 'environment variable HEALTH_URLS'}: {error}"
         )
