@@ -349,8 +349,9 @@ class Engine(NamedTuple):
     image: str
 
 
-# Sandboxed hosts refuse some of the engines' defaults: podman asks for a million open files
-# and crun for a pure cgroup v2; these limits are low enough anywhere, and runc is tried.
+# Sandboxed hosts refuse some of the engines' defaults: podman asks for a million open files,
+# and crun refuses a hybrid cgroup hierarchy; these limits are low enough anywhere, and
+# podman's other runtime, runc, is tried.
 LIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
 TEST_IMAGE = "localhost/fruit-catalog:test"
 
@@ -395,6 +396,7 @@ def container(tmp_path_factory) -> Iterator[Engine]:
     python = run(
         engine, "run", "--rm", *options, "--network", "none", base, "python3", "-c", version
     )
+    assert python.returncode == 0, f"{base} runs no python3: {python.stderr}"
     download = run(
         *(sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q"),
         *("--only-binary=:all:", "--python-version", python.stdout.strip()),
@@ -410,6 +412,7 @@ def container(tmp_path_factory) -> Iterator[Engine]:
     pip_conf.write_text(
         f"[global]\nno-index = true\nfind-links = http://127.0.0.1:{server.server_port}/\n"
     )
+    previous = image_id(engine)
     try:
         # Host network: the wheels are on the host's loopback, and the final stage's
         # apt-get reaches the Debian mirror as the host does.
@@ -427,12 +430,19 @@ def container(tmp_path_factory) -> Iterator[Engine]:
         server.shutdown()
         server.server_close()
     assert build.returncode == 0, (build.stdout + build.stderr)[-3000:]
-    # The image stays, tagged for tests only, so that the next run builds from the cache.
+    # The image stays, tagged for tests only, so that the next run builds from its cache;
+    # the one it replaced would be left untagged.
+    if previous and previous != image_id(engine):
+        run(engine, "image", "rm", previous.strip())
     yield Engine(engine, options, TEST_IMAGE)
 
 
-def in_container(container: Engine, *argv: str, limits=()) -> subprocess.CompletedProcess:
-    options = [*container.options, *limits]
+def image_id(engine: str) -> str:
+    return run(engine, "image", "inspect", "--format", "{{.Id}}", TEST_IMAGE).stdout
+
+
+def in_container(container: Engine, *argv: str, extra=()) -> subprocess.CompletedProcess:
+    options = [*container.options, *extra]
     return run(container.command, "run", "--rm", *options, container.image, *argv)
 
 
@@ -448,11 +458,14 @@ def test_container_runs_each_script(container, script):
 
 def test_container_health_check_under_its_limits(container):
     limits = ["--memory", "256m", "--cpus", "1", "--pids-limit", "64", "--network", "none"]
+    # As the README runs it: a read-only root, the state (and its lock) in a volume, which
+    # starts out with the ownership of the image's folder (anonymous here: --rm removes it).
+    limits += ["--read-only", "--volume", "/home/fruit/.cache/health_check"]
     result = in_container(
         container,
         *("health_check.py", "--nagios", "--no-email", "--cpu", "100", "--disk", "0"),
         *("--memory", "0"),
-        limits=limits,
+        extra=limits,
     )
     assert (result.returncode, result.stderr) == (0, ""), result.stdout
     assert result.stdout.startswith("HEALTH OK - ") and "mem_available=" in result.stdout
@@ -463,3 +476,14 @@ def test_container_is_not_root_and_holds_no_build_tools(container):
     probe = f"id -u; for t in {tools}; do command -v $t; done"
     result = in_container(container, "sh", "-c", probe)
     assert result.stdout.split() == ["10001"], result.stdout + result.stderr
+
+
+def test_container_converts_a_mounted_delivery(container, delivery):
+    """As the README runs an import: the delivery mounted, SUPPLIER_DATA pointing at it."""
+    for path in [delivery, *delivery.rglob("*")]:
+        path.chmod(0o777 if path.is_dir() else 0o666)  # writable by the image's user
+    mount = ["--volume", f"{delivery}:/data", "--env", "SUPPLIER_DATA=/data", "--network", "none"]
+    result = in_container(container, "changeImage.py", "-q", extra=mount)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    converted = sorted(p.name for p in (delivery / "images").glob("*.jpeg"))
+    assert converted == ["001.jpeg", "002.jpeg", "003.jpeg"]
