@@ -39,6 +39,7 @@ ALERTS = [
     "HealthSLOSlowBurn",
     "HealthSLOBudgetBurn",
     "HealthCheckFailing",
+    "HealthCheckNotMeasured",
     "HealthCheckNotRunning",
 ]
 
@@ -77,7 +78,7 @@ def test_promtool_check_rules():
     promtool = tool("promtool", "apt-get install prometheus")
     result = run(promtool, "check", "rules", RULES)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 15 rules found" in result.stdout
+    assert "SUCCESS: 16 rules found" in result.stdout
 
 
 def test_promtool_test_rules():
@@ -119,15 +120,89 @@ def test_the_rules_read_what_the_textfile_holds(tmp_path, flaky_page):
     assert result.returncode == 0, result.stdout + result.stderr
     text = textfile.read_text()
     series = dict(re.findall(r"^(health_\w+)(\{[^}]*\})? ", text, re.MULTILINE))
-    expressions = "\n".join(re.findall(r"expr: (.*)", RULES.read_text()))
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    expressions = "\n".join(rule["expr"] for group in groups for rule in group["rules"])
     used = set(re.findall(r"(?<![\w:])health_\w+", expressions))  # not the recorded url:...
     assert used <= series.keys()
     # The burn rates divide counters by the objective: the same labels on both.
     assert series["health_url_probes_total"] == series["health_slo_objective_ratio"]
-    assert f'{{check="slo:{flaky_page.url}"}}' in text  # what HealthCheckFailing leaves out
+    # HealthCheckFailing leaves out the check of a URL with an SLO by turning the
+    # objective's url="LABEL" into check="url:LABEL": both must name the URL alike.
+    label = flaky_page.url.removeprefix("http://")  # host:port/path
+    assert f'health_slo_objective_ratio{{url="{label}"}}' in text
+    assert f'health_check_ok{{check="url:{label}"}} 1' in text
+    assert f'health_check_measured{{check="url:{label}"}} 1' in text
     if shutil.which("promtool"):
         lint = run("promtool", "check", "metrics", input=text)
         assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_the_alerts_fire_on_what_a_failing_run_writes(tmp_path, flaky_page):
+    """A real textfile, served for ten minutes in a promtool test: the URL with an SLO is
+    left to the burn rates, the one with slo=off alerts, and so does an unmounted disk."""
+    promtool = tool("promtool", "apt-get install prometheus")
+    flaky_page.status = 500
+    textfile = tmp_path / "health.prom"
+    result = run(
+        *(sys.executable, ROOT / "health_check.py", "--no-email", "--textfile", textfile),
+        *("--url", flaky_page.url, flaky_page.url, "slo=off", "label=stock"),
+        *("--state", tmp_path / "state.json", "--disk-path", tmp_path / "unmounted"),
+        *("--cpu", "100", "--disk", "0", "--memory", "0"),
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    samples = re.findall(r"^(health_\w+)(?:\{([^}]*)\})? (\S+)$", textfile.read_text(), re.M)
+    series = [
+        {
+            "series": f'{name}{{instance="shop1:9100",job="node"{"," if labels else ""}{labels}}}',
+            "values": f"{value}+0x10",
+        }
+        for name, labels, value in samples
+    ]
+    assert "health_check_ok" in (s["series"].split("{")[0] for s in series)
+    label = flaky_page.url.removeprefix("http://")
+    target = {"severity": "ticket", "instance": "shop1:9100", "job": "node"}
+    disk = f"disk:{tmp_path}/unmounted"
+    tests = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    {
+                        "eval_time": "5m",
+                        "alertname": "HealthCheckFailing",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {**target, "check": "url:stock"},
+                                "exp_annotations": {
+                                    "summary": "health check url:stock fails on shop1:9100"
+                                },
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "5m",
+                        "alertname": "HealthCheckNotMeasured",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {**target, "check": disk},
+                                "exp_annotations": {
+                                    "summary": f"health check {disk} cannot measure on"
+                                    " shop1:9100 (UNKNOWN)"
+                                },
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    assert f'health_check_ok{{check="url:{label}"}} 0' in textfile.read_text()
+    (tmp_path / "textfile.test.yml").write_text(yaml.safe_dump(tests))
+    checked = run(promtool, "test", "rules", tmp_path / "textfile.test.yml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 # -- Icinga 2 and Nagios ------------------------------------------------------------------------
