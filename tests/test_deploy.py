@@ -209,8 +209,8 @@ def test_the_alerts_fire_on_what_a_failing_run_writes(tmp_path, flaky_page):
 
 
 def icinga_arguments() -> dict[str, tuple[str, bool]]:
-    """--flag: (custom variable, repeated per array element), as the CheckCommand has them."""
-    blocks = re.findall(r'"(--[\w-]+)" = \{(.*?)\}', ICINGA.read_text(), re.DOTALL)
+    """-f or --flag: (custom variable, repeat_key), as the CheckCommand has them."""
+    blocks = re.findall(r'"(--?[\w-]+)" = \{(.*?)\}', ICINGA.read_text(), re.DOTALL)
     return {
         flag: (re.search(r'value = "\$(\w+)\$"', body)[1], "repeat_key = true" in body)
         for flag, body in blocks
@@ -220,6 +220,8 @@ def icinga_arguments() -> dict[str, tuple[str, bool]]:
 # One value each health_check.py accepts, for every variable the CheckCommand reads: a new
 # argument needs a line here, so its value is tried too.
 ICINGA_VALUES = {
+    "fruit_health_warning": ["cpu=100", "disk=0,memory=0,budget=0:"],
+    "fruit_health_critical": "cpu=100,disk=0,memory=0",
     "fruit_health_cpu": "100",
     "fruit_health_cpu_warning": "~:100",
     "fruit_health_disk": "0",
@@ -227,7 +229,7 @@ ICINGA_VALUES = {
     "fruit_health_disk_paths": ["/"],
     "fruit_health_memory": "0",
     "fruit_health_memory_warning": "0:",
-    "fruit_health_urls": ["{url}"],
+    "fruit_health_urls": ["{url}", "slo=99.9", "label=shop", "{url}", "slo=off"],
     "fruit_health_url_timeout": "5",
     "fruit_health_slo": "99.9%",
     "fruit_health_slo_window": "7",
@@ -279,18 +281,51 @@ def test_the_icinga_arguments_are_all_given_a_value():
     assert {var for var, _ in icinga_arguments().values()} == ICINGA_VALUES.keys()
 
 
-def test_health_check_accepts_the_icinga_command_line(tmp_path, flaky_page):
+# A threshold is set by -w/-c or by its own variable, not both (the script refuses that).
+SHORT_THRESHOLDS = {"fruit_health_warning", "fruit_health_critical"}
+FLAG_THRESHOLDS = {
+    f"fruit_health_{metric}{suffix}"
+    for metric in ("cpu", "disk", "memory")
+    for suffix in ("", "_warning")
+} | {"fruit_health_budget_warning"}
+
+
+def icinga_command_line(values: dict[str, str | list[str]]) -> list[str]:
+    """The arguments as Icinga 2 adds them: an array's elements each after the key with
+    repeat_key, else the key once before them all; an unset variable adds nothing."""
+    argv = []
+    for flag, (var, repeat) in icinga_arguments().items():
+        if var not in values:
+            continue
+        items = values[var] if isinstance(values[var], list) else [values[var]]
+        for index, item in enumerate(items):
+            argv += [flag, item] if repeat or index == 0 else [item]
+    return argv
+
+
+@pytest.mark.parametrize("thresholds", ["-w/-c", "flags"])
+def test_health_check_accepts_the_icinga_command_line(tmp_path, flaky_page, thresholds):
     """The command line Icinga builds from the CheckCommand: a status line, not a usage error."""
     fill = {"url": flaky_page.url, "state": str(tmp_path / "state.json")}
+    left_out = FLAG_THRESHOLDS if thresholds == "-w/-c" else SHORT_THRESHOLDS
+    values = {
+        var: [v.format(**fill) for v in value] if isinstance(value, list) else value.format(**fill)
+        for var, value in ICINGA_VALUES.items()
+        if var not in left_out
+    }
     argv = [sys.executable, str(ROOT / "health_check.py"), "--nagios", "--no-email"]
-    for flag, (var, repeat) in icinga_arguments().items():
-        value = ICINGA_VALUES[var]
-        for item in value if repeat else [value]:
-            argv += [flag, item.format(**fill)]
-    result = run(*argv)
+    result = run(*argv, *icinga_command_line(values))
     assert (result.returncode, result.stderr) == (0, ""), result.stdout
     assert result.stdout.startswith("HEALTH OK - ")
-    assert "cpu=" in result.stdout and f"'slo_good {flaky_page.url}'" in result.stdout
+    label = flaky_page.url.removeprefix("http://")  # host:port/path
+    assert re.search(r" cpu=\d+%;(~:)?100;100;0;100 ", result.stdout), result.stdout  # -w, -c
+    assert "'slo_good shop'" in result.stdout and f"'url {label}'" in result.stdout
+    assert f"'slo_good {label}'" not in result.stdout  # slo=off: probed, no SLO
+
+
+def test_the_icinga_thresholds_are_set_one_way_or_the_other():
+    variables = {var for var, _ in icinga_arguments().values()}
+    assert SHORT_THRESHOLDS | FLAG_THRESHOLDS <= variables
 
 
 WEEKDAYS = ("mon", "tues", "wednes", "thurs", "fri", "satur", "sun")
