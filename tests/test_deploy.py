@@ -68,7 +68,7 @@ def installed_here(text: str, quote: Callable[[str], str] = str) -> str:
 def help_options() -> frozenset[str]:
     result = run(sys.executable, ROOT / "health_check.py", "--help")
     assert result.returncode == 0, result.stderr
-    return frozenset(re.findall(r"(?<![\w-])--[a-z][a-z-]*", result.stdout))
+    return frozenset(re.findall(r"(?<![\w-])-(?:-[a-z][a-z-]*|[a-zA-Z](?![\w-]))", result.stdout))
 
 
 # -- Prometheus ---------------------------------------------------------------------------------
@@ -347,7 +347,8 @@ def nagios_config(folder: Path) -> Path:
         "    max_check_attempts 1\n    check_period 24x7\n    contacts ops\n"
         "    notification_period 24x7\n}\n"
         "define service {\n    host_name shop1\n    service_description fruit-health\n"
-        "    check_command check_fruit_health!80!20!500MB!--url http://localhost/ --slo 99.9%\n"
+        "    check_command check_fruit_health!cpu=70,disk=30,memory=1GB"
+        "!cpu=90,disk=10,memory=200MB!--url http://localhost/ slo=99.9\n"
         "    max_check_attempts 3\n    check_interval 1\n    retry_interval 1\n"
         "    check_period 24x7\n    notification_period 24x7\n    contacts ops\n}\n"
     )
@@ -371,14 +372,21 @@ def test_nagios_validates_the_command(tmp_path):
 def test_health_check_accepts_the_nagios_command_line(tmp_path, flaky_page):
     """$ARGn$ filled in as the example service does, run through the shell as Nagios does."""
     line = re.search(r"^\s*command_line\s+(.*)$", NAGIOS.read_text(), re.MULTILINE)[1]
-    args = {"$ARG1$": "100", "$ARG2$": "0", "$ARG3$": "0"}
-    args["$ARG4$"] = f"--url {flaky_page.url} --slo 99.9% --state {tmp_path / 'state.json'}"
+    url = flaky_page.url
+    args = {"$ARG1$": "cpu=~:100,disk=0,memory=0,budget=0:", "$ARG2$": "cpu=100,disk=0,memory=0"}
+    args["$ARG3$"] = (
+        f"--url {url} slo=99.9 label=shop --url '{url}stock?page=2&x=1' slo=off"
+        f" --state {tmp_path / 'state.json'}"
+    )
     for macro, value in args.items():
         line = line.replace(macro, value)
     result = run("/bin/sh", "-c", installed_here(line, quote=shlex.quote))
     assert (result.returncode, result.stderr) == (0, ""), result.stdout
     assert result.stdout.startswith("HEALTH OK - ")
-    assert f"'slo_good {flaky_page.url}'" in result.stdout
+    label = url.removeprefix("http://")  # host:port/path
+    assert re.search(r" cpu=\d+%;~:100;100;0;100 ", result.stdout), result.stdout  # -w, -c
+    assert "'slo_good shop'" in result.stdout and f"'url {label}stock'=" in result.stdout
+    assert "page=2" not in result.stdout  # the query string may hold a token
 
 
 @pytest.mark.parametrize(
@@ -395,6 +403,13 @@ def test_artifacts_name_only_options_the_health_check_has(artifact, part):
     named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text))
     assert named, "no option found: the pattern no longer matches the file"
     assert named <= help_options()
+
+
+def test_the_engines_short_options_are_the_health_checks():
+    """-w, -c: the Icinga arguments' keys and the Nagios command line."""
+    command_line = re.search(r"^\s*command_line\s+(.*)$", NAGIOS.read_text(), re.MULTILINE)[1]
+    for named in (set(icinga_arguments()), set(re.findall(r"(?<!\S)-\w\b", command_line))):
+        assert {"-w", "-c"} <= named <= help_options()
 
 
 # -- systemd ------------------------------------------------------------------------------------
