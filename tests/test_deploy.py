@@ -393,7 +393,7 @@ def test_health_check_accepts_the_nagios_command_line(tmp_path, flaky_page):
     ("artifact", "part"),
     [
         (ICINGA, r"(?s).*"),  # the arguments and the example's
-        (NAGIOS, r"(?s).*"),  # the command line and the example's $ARG4$
+        (NAGIOS, r"(?s).*"),  # the command line and the example's $ARG3$
         (SERVICE, r"(?m)^ExecStart=.*"),  # not the systemctl in its comments
     ],
     ids=lambda value: getattr(value, "name", ""),
