@@ -7,8 +7,9 @@ store keeps them), the rest the description (UTF-8, UTF-16 with its BOM, else
 read as Windows-1252; a file with NUL characters is refused). Its picture is
 the catalog JPEG `<stem>.jpeg` in the images folder. A product is posted to
 <store>/fruits/ only when the store serves exactly that JPEG under the
-image_name posted (the name supplier_image_upload.py gives it); else it fails
-with "image not in the store: run supplier_image_upload.py". A product's
+image_name posted (`<stem>-<first 12 hex of its SHA-256>.jpeg`, the name
+supplier_image_upload.py gives it); else it fails with "image not in the
+store: run supplier_image_upload.py". A product's
 identity is its name: one the store already has is not posted again (when
 the store's copy differs, both values are recorded; the store cannot change
 a product, --force posts a new one). Each outcome is appended to a journal as
@@ -679,8 +680,16 @@ def store_name(filename: str, tag: str = "") -> str:
 
 
 def content_tag(content: bytes) -> str:
-    """The digest both scripts put in a name when the lab's name holds other bytes."""
+    """The digest both scripts put in every catalog image's name."""
     return hashlib.sha256(content).hexdigest()[:12]
+
+
+def catalog_name(filename: str, content: bytes) -> str:
+    """The name a catalog JPEG is uploaded and posted under: <stem>-<first 12 hex
+    of its SHA-256>.jpeg. Two different pictures never share a name, so importers
+    racing on one store (the store never says under which name it kept an upload)
+    cannot take each other's; the same picture twice is the same bytes."""
+    return store_name(filename, content_tag(content))
 
 
 class Watchdog:
@@ -956,19 +965,14 @@ class Store:
         return not answer.cut and answer.content == content
 
     def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
-        """The name this JPEG has or gets in the store, and whether the store already
-        serves it there. The lab's name when free or holding these bytes; else
-        (a second delivery reusing 001...) <stem>-<first 12 hex of SHA-256>.jpeg,
-        which both scripts derive alike without talking to each other."""
-        default = store_name(filename)
-        held = self.holds(default, content)
-        if held is not False:
-            return default, bool(held)
-        other = store_name(filename, content_tag(content))
-        held = self.holds(other, content)
+        """The name this JPEG gets in the store (catalog_name, which both scripts
+        derive alike without talking to each other), and whether the store already
+        serves it there."""
+        name = catalog_name(filename, content)
+        held = self.holds(name, content)
         if held is False:
-            raise StoreError(f"the store holds other images as both {default} and {other}")
-        return other, bool(held)
+            raise StoreError(f"the store serves other bytes as {name}")
+        return name, bool(held)
 
 
 def open_journal(path: Path) -> int:
@@ -1356,14 +1360,23 @@ class Importer:
         elif found and not self.args.force:
             self.take(product, found, "already in store")
         else:
-            content = self.local_jpeg(product)
-            product.image_name, held = self.store.image_name(product.image_name, content)
-            if not held:
-                raise StoreError(
-                    "image not in the store: run supplier_image_upload.py"
-                    f" ({Path(product.file).stem}.jpeg, looked for as {product.image_name})"
-                )
+            product.image_name = self.served_name(product, self.local_jpeg(product))
             self.post(product)
+
+    def served_name(self, product: Product, content: bytes) -> str:
+        """The name the store serves this picture under: its catalog_name (as the
+        uploader names it), or the lab's plain name for a picture an earlier version
+        uploaded. Only a name serving exactly these bytes is ever posted."""
+        jpeg = Path(product.file).stem + ".jpeg"
+        name, held = self.store.image_name(jpeg, content)
+        if held:
+            return name
+        plain = store_name(jpeg)
+        if self.store.holds(plain, content):
+            return plain
+        raise StoreError(
+            f"image not in the store: run supplier_image_upload.py ({jpeg}, looked for as {name})"
+        )
 
     def take(self, product: Product, found: list[dict], outcome: str) -> None:
         """A product the store has: record the store's id, and its values that differ."""
@@ -1548,6 +1561,10 @@ def check(args: argparse.Namespace) -> int:
             log.error("%s", product.problem())
         elif args.dry_run:
             url = canonical_url(args.url)
+            with contextlib.suppress(RefusedFile):
+                jpeg = Path(product.file).stem + ".jpeg"
+                content = read_delivery_file(args.images / jpeg, args.images, IMAGE_LIMIT)
+                product.image_name = catalog_name(jpeg, content)
             print(f"POST {url}fruits/ {json.dumps(product.payload(), ensure_ascii=False)}")
     if args.check:
         bad = sum(p.outcome == "failed" for p in products)

@@ -4,14 +4,15 @@
 Catalog images are what changeImage.py writes: files named `<stem>.jpeg`
 (JPEG content). Supplier originals (`014.jpg`, TIFFs, ...), hidden and macOS
 `._*` files are never uploaded. The store decides what is there: each image
-is looked for under the name the store keeps (Django's file-name rules:
-`fresh kiwi.jpeg` is kept as `fresh_kiwi.jpeg`; names shortened to fit) and
-sent to <store>/upload/ only when that name is free. When the store holds
-other bytes under it (a second delivery numbering its files 001...), the
-image is sent as `<stem>-<first 12 hex of its SHA-256>.jpeg`, the name
-run.py looks for too. An upload whose answer was lost is never sent again
-blindly: GRACE seconds later the store is asked for it; not there, it is
-sent once more; still unknown, it is reported as uncertain.
+is named by its content, `<stem>-<first 12 hex of its SHA-256>.jpeg` (the
+name run.py looks for; Django's file-name rules applied: `fresh kiwi.jpeg` is
+sent as `fresh_kiwi-<hex>.jpeg`, shortened to fit), looked for in the store
+and sent to <store>/upload/ only when the store does not serve it yet: two
+importers of different deliveries never send two pictures under one name,
+so neither can lose the other's to the store's silent renaming. An upload
+whose answer was lost is never sent again blindly: GRACE seconds later the
+store is asked for it; not there, it is sent once more; still unknown, it is
+reported as uncertain.
 
 Usage:
     ./supplier_image_upload.py [--url URL] [--images DIR] [--journal FILE]
@@ -655,8 +656,16 @@ def store_name(filename: str, tag: str = "") -> str:
 
 
 def content_tag(content: bytes) -> str:
-    """The digest both scripts put in a name when the lab's name holds other bytes."""
+    """The digest both scripts put in every catalog image's name."""
     return hashlib.sha256(content).hexdigest()[:12]
+
+
+def catalog_name(filename: str, content: bytes) -> str:
+    """The name a catalog JPEG is uploaded and posted under: <stem>-<first 12 hex
+    of its SHA-256>.jpeg. Two different pictures never share a name, so importers
+    racing on one store (the store never says under which name it kept an upload)
+    cannot take each other's; the same picture twice is the same bytes."""
+    return store_name(filename, content_tag(content))
 
 
 class Watchdog:
@@ -932,19 +941,14 @@ class Store:
         return not answer.cut and answer.content == content
 
     def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
-        """The name this JPEG has or gets in the store, and whether the store already
-        serves it there. The lab's name when free or holding these bytes; else
-        (a second delivery reusing 001...) <stem>-<first 12 hex of SHA-256>.jpeg,
-        which both scripts derive alike without talking to each other."""
-        default = store_name(filename)
-        held = self.holds(default, content)
-        if held is not False:
-            return default, bool(held)
-        other = store_name(filename, content_tag(content))
-        held = self.holds(other, content)
+        """The name this JPEG gets in the store (catalog_name, which both scripts
+        derive alike without talking to each other), and whether the store already
+        serves it there."""
+        name = catalog_name(filename, content)
+        held = self.holds(name, content)
         if held is False:
-            raise StoreError(f"the store holds other images as both {default} and {other}")
-        return other, bool(held)
+            raise StoreError(f"the store serves other bytes as {name}")
+        return name, bool(held)
 
 
 def open_journal(path: Path) -> int:
@@ -1170,6 +1174,17 @@ class Uploader:
                 image.reason = f"the store now holds other bytes as {image.name}; run again"
             elif not last:
                 self.send(image)
+                if image.outcome == "uploaded":
+                    stem, dot, ext = image.name.rpartition(".")
+                    log.warning(
+                        "%s: sent again after its answer was lost; if the first lands late"
+                        " the store keeps the same bytes also as %s_XXXXXXX%s%s (a name it"
+                        " does not say), which no product shows",
+                        image.path.name,
+                        stem,
+                        dot,
+                        ext,
+                    )
         except StoreError as error:
             image.reason = f"sent, but the store could not be asked again ({error})"
 
@@ -1205,9 +1220,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     if args.dry_run:
-        for path in catalog_jpegs(args.images):
-            print(f"POST {canonical_url(args.url)}upload/ file={store_name(path.name)}")
-        return EXIT_OK
+        return dry_run(args)
     try:
         held = hold_delivery_lock(args.images.parent, args.wait)
     except DeliveryBusy as error:
@@ -1215,6 +1228,19 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     with held:
         return upload_to_store(args)
+
+
+def dry_run(args: argparse.Namespace) -> int:
+    status = EXIT_OK
+    for path in catalog_jpegs(args.images):
+        try:
+            content = read_delivery_file(path, args.images, IMAGE_LIMIT)
+        except RefusedFile as error:
+            log.error("%s: %s", path.name, error)
+            status = EXIT_FAILED
+            continue
+        print(f"POST {canonical_url(args.url)}upload/ file={catalog_name(path.name, content)}")
+    return status
 
 
 def upload_to_store(args: argparse.Namespace) -> int:

@@ -218,8 +218,16 @@ def store_name(filename: str, tag: str = "") -> str:
 
 
 def content_tag(content: bytes) -> str:
-    """The digest both scripts put in a name when the lab's name holds other bytes."""
+    """The digest both scripts put in every catalog image's name."""
     return hashlib.sha256(content).hexdigest()[:12]
+
+
+def catalog_name(filename: str, content: bytes) -> str:
+    """The name a catalog JPEG is uploaded and posted under: <stem>-<first 12 hex
+    of its SHA-256>.jpeg. Two different pictures never share a name, so importers
+    racing on one store (the store never says under which name it kept an upload)
+    cannot take each other's; the same picture twice is the same bytes."""
+    return store_name(filename, content_tag(content))
 
 
 class Watchdog:
@@ -495,19 +503,14 @@ class Store:
         return not answer.cut and answer.content == content
 
     def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
-        """The name this JPEG has or gets in the store, and whether the store already
-        serves it there. The lab's name when free or holding these bytes; else
-        (a second delivery reusing 001...) <stem>-<first 12 hex of SHA-256>.jpeg,
-        which both scripts derive alike without talking to each other."""
-        default = store_name(filename)
-        held = self.holds(default, content)
-        if held is not False:
-            return default, bool(held)
-        other = store_name(filename, content_tag(content))
-        held = self.holds(other, content)
+        """The name this JPEG gets in the store (catalog_name, which both scripts
+        derive alike without talking to each other), and whether the store already
+        serves it there."""
+        name = catalog_name(filename, content)
+        held = self.holds(name, content)
         if held is False:
-            raise StoreError(f"the store holds other images as both {default} and {other}")
-        return other, bool(held)
+            raise StoreError(f"the store serves other bytes as {name}")
+        return name, bool(held)
 
 
 def open_journal(path: Path) -> int:

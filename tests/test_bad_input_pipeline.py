@@ -416,8 +416,8 @@ HOSTILE = [
     ("list-items-wrong-types", "items-wrong-types", (0, 0), ", failed 0"),
     ("list-endless", "endless-list", (2, 2), "fruits/ answered over 64 MiB"),
     ("list-redirects-away", "redirect-away", (2, 2), "302 redirect to http://elsewhere.example"),
-    ("image-endless", "endless-image", (1, 1), "the store holds other images as both 001.jpeg"),
-    ("image-other-bytes", "other-image", (1, 1), "the store holds other images as both 001.jpeg"),
+    ("image-endless", "endless-image", (1, 1), "the store serves other bytes as 001-"),
+    ("image-other-bytes", "other-image", (1, 1), "the store serves other bytes as 001-"),
 ]
 
 

@@ -135,10 +135,19 @@ def test_a_picture_missing_from_the_store_fails_that_product_only(
     catalog(data, ["001", "002"])  # 002 converted after the upload ran
     assert import_(store, data) == 1
     assert [f["name"] for f in store.catalog.fruits()] == ["Fruit 1 of delivery 0"]
+    name = run.catalog_name("002.jpeg", (data / "images" / "002.jpeg").read_bytes())
     assert logged_errors() == [
         "Fruit 2 of delivery 0 (002.txt): image not in the store: run supplier_image_upload.py"
-        " (002.jpeg, looked for as 002.jpeg)"
+        f" (002.jpeg, looked for as {name})"
     ]
+
+
+def test_a_picture_an_earlier_version_uploaded_under_the_lab_name_is_used(store, tmp_path, catalog):
+    data = catalog(tmp_path / "supplier-data", ["001"])
+    jpeg = (data / "images" / "001.jpeg").read_bytes()
+    requests.post(store.url + "upload/", files={"file": ("001.jpeg", jpeg)}, timeout=5)
+    assert import_(store, data) == 0
+    assert [f["image_name"] for f in store.catalog.fruits()] == ["001.jpeg"]
 
 
 def test_a_product_without_a_catalog_jpeg_says_to_convert(store, ready, logged_errors):
@@ -289,7 +298,9 @@ def test_dry_run_prints_payloads_and_sends_nothing(store, tmp_path, catalog, cap
     assert import_(store, data, "--dry-run") == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[0].startswith(f"POST {store.url}fruits/ {{")
-    assert json.loads(lines[1].split(" ", 2)[2])["image_name"] == "fresh_kiwi.jpeg"
+    jpeg = (data / "images" / "fresh kiwi.jpeg").read_bytes()
+    expected = f"fresh_kiwi-{run.content_tag(jpeg)}.jpeg"
+    assert json.loads(lines[1].split(" ", 2)[2])["image_name"] == expected
     assert store.post_count == 0
 
 

@@ -33,11 +33,18 @@ def stored(store) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(store.catalog.images.iterdir())}
 
 
+def kept(images: Path, *names: str) -> list[str]:
+    """The names the store keeps these files under: <stem>-<12 hex of SHA-256>.jpeg."""
+    tags = [hashlib.sha256((images / name).read_bytes()).hexdigest()[:12] for name in names]
+    return [f"{Path(name).stem}-{tag}.jpeg" for name, tag in zip(names, tags, strict=True)]
+
+
 def test_every_catalog_jpeg_is_uploaded_with_its_content(store, tmp_path, catalog):
     images = catalog(tmp_path / "supplier-data", ["001", "002"]) / "images"
     assert upload(store, images) == 0
-    for name in ("001.jpeg", "002.jpeg"):
-        served = requests.get(f"{store.url}media/images/{name}", timeout=5)
+    names = ("001.jpeg", "002.jpeg")
+    for name, kept_as in zip(names, kept(images, *names), strict=True):
+        served = requests.get(f"{store.url}media/images/{kept_as}", timeout=5)
         assert (served.status_code, served.content) == (200, (images / name).read_bytes())
 
 
@@ -49,7 +56,7 @@ def test_only_catalog_images_are_uploaded_never_originals_or_hidden_files(store,
     Image.new("RGB", (60, 40)).save(images / "016.tiff")
     (images / "LICENSE").write_text("licence")
     assert upload(store, images) == 0
-    assert list(stored(store)) == ["001.jpeg"]
+    assert list(stored(store)) == kept(images, "001.jpeg")
 
 
 def test_a_jpeg_name_without_jpeg_content_fails_by_name(store, tmp_path, catalog, logged_errors):
@@ -57,7 +64,7 @@ def test_a_jpeg_name_without_jpeg_content_fails_by_name(store, tmp_path, catalog
     (images / "002.jpeg").write_text("not a jpeg")
     assert upload(store, images) == 1
     assert logged_errors() == [f"002.jpeg: {images / '002.jpeg'}: not a JPEG; not uploaded"]
-    assert list(stored(store)) == ["001.jpeg"]
+    assert list(stored(store)) == kept(images, "001.jpeg")
 
 
 def test_rerun_uploads_nothing_new(store, tmp_path, catalog, caplog):
@@ -71,8 +78,9 @@ def test_rerun_uploads_nothing_new(store, tmp_path, catalog, caplog):
 
 def test_images_someone_else_uploaded_are_found_in_the_store(store, tmp_path, catalog):
     images = catalog(tmp_path / "supplier-data", ["001", "002"]) / "images"
-    for name in ("001.jpeg", "002.jpeg"):
-        files = {"file": (name, (images / name).read_bytes(), "image/jpeg")}
+    names = ("001.jpeg", "002.jpeg")
+    for name, kept_as in zip(names, kept(images, *names), strict=True):
+        files = {"file": (kept_as, (images / name).read_bytes(), "image/jpeg")}
         requests.post(store.url + "upload/", files=files, timeout=5)
     assert upload(store, images) == 0
     assert len(stored(store)) == 2 and store.post_count == 2
@@ -84,19 +92,17 @@ def test_a_wiped_store_gets_its_images_again_whatever_the_journal_says(store, tm
     for path in store.catalog.images.iterdir():
         path.unlink()
     assert upload(store, images) == 0
-    assert list(stored(store)) == ["001.jpeg", "002.jpeg"]
+    assert list(stored(store)) == kept(images, "001.jpeg", "002.jpeg")
 
 
-def test_other_bytes_under_the_lab_name_go_under_a_name_from_the_content(store, tmp_path, catalog):
+def test_two_deliveries_numbered_alike_keep_their_pictures_apart(store, tmp_path, catalog):
     first = catalog(tmp_path / "first", ["001"], shade=1) / "images"
     second = catalog(tmp_path / "second", ["001"], shade=2) / "images"
     assert upload(store, first) == 0
     assert upload(store, second) == 0
-    content = (second / "001.jpeg").read_bytes()
-    tag = hashlib.sha256(content).hexdigest()[:12]
     assert stored(store) == {
-        "001.jpeg": (first / "001.jpeg").read_bytes(),
-        f"001-{tag}.jpeg": content,
+        kept(first, "001.jpeg")[0]: (first / "001.jpeg").read_bytes(),
+        kept(second, "001.jpeg")[0]: (second / "001.jpeg").read_bytes(),
     }
     assert upload(store, second) == 0 and len(stored(store)) == 2
 
@@ -106,9 +112,10 @@ def test_journal_records_sending_then_uploaded_for_the_canonical_store(store, tm
     host, port = store.server_address
     assert uploader.main(["--url", f"HTTP://{host}:{port}", "--images", str(images)]) == 0
     lines = [json.loads(line) for line in (images.parent / "uploaded.jsonl").open()]
+    name = kept(images, "001.jpeg")[0]
     assert [(e["file"], e["name"], e["state"]) for e in lines] == [
-        ("001.jpeg", "001.jpeg", "sending"),
-        ("001.jpeg", "001.jpeg", "uploaded"),
+        ("001.jpeg", name, "sending"),
+        ("001.jpeg", name, "uploaded"),
     ]
     assert {e["store"] for e in lines} == {store.url}
 
@@ -136,7 +143,8 @@ def test_no_catalog_jpegs_is_exit_2_naming_the_folder(store, tmp_path, logged_er
 def test_dry_run_lists_store_names_and_sends_nothing(store, tmp_path, catalog, capsys):
     images = catalog(tmp_path / "supplier-data", ["fresh kiwi"]) / "images"
     assert upload(store, images, "--dry-run") == 0
-    assert capsys.readouterr().out == f"POST {store.url}upload/ file=fresh_kiwi.jpeg\n"
+    tag = hashlib.sha256((images / "fresh kiwi.jpeg").read_bytes()).hexdigest()[:12]
+    assert capsys.readouterr().out == f"POST {store.url}upload/ file=fresh_kiwi-{tag}.jpeg\n"
     assert store.post_count == 0
 
 
@@ -146,7 +154,7 @@ def test_a_link_out_of_the_delivery_is_never_uploaded(store, tmp_path, catalog, 
     private.write_bytes((images / "001.jpeg").read_bytes() + b"private")
     (images / "002.jpeg").symlink_to(private)
     assert upload(store, images) == 1
-    assert list(stored(store)) == ["001.jpeg"]
+    assert list(stored(store)) == kept(images, "001.jpeg")
     assert logged_errors() == [f"002.jpeg: {images / '002.jpeg'}: links outside {images}; not read"]
 
 
@@ -181,4 +189,4 @@ def test_uploads_in_flight_when_a_run_stopped_are_said_and_the_store_decides(
     messages = [r.getMessage() for r in caplog.records]
     assert "1 uploads were in flight when a run stopped; the store says which landed" in messages
     assert f"{journal} line 3: not UTF-8; ignored" in messages
-    assert list(stored(store)) == ["001.jpeg"]
+    assert list(stored(store)) == kept(images, "001.jpeg")
