@@ -7,8 +7,11 @@ skipped; upper-case extensions are fine. Transparent areas are composited on
 white, 16-bit images are scaled to 8 bits, the EXIF orientation is applied and
 a usable RGB ICC profile is kept. Each output is written to a hidden temporary
 file, flushed to disk and renamed into place, so an interrupted or killed run
-never leaves a truncated output; outputs newer than their source are skipped,
-so a re-run only does what is left. Only regular files really inside the
+never leaves a truncated output. Each output is marked with the SHA-256 of its
+source's bytes and the options: a re-run skips an output made from the same
+bytes with the same options, whatever the files' dates, and never replaces a
+file it did not write (a supplier's own 001.jpeg beside 001.tiff is an error
+naming both; the rest goes on). Only regular files really inside the
 images folder are read (no links out of it, FIFOs, devices or files over
 200 MB). One run at a time per delivery (the folder holding images/).
 
@@ -70,7 +73,7 @@ from typing import IO, Any, BinaryIO, NamedTuple
 # file has no extension to tell Pillow which plugin to load, and a miss loads
 # all of them (~90 ms). JPEG, PNG, GIF and BMP come with Pillow's preinit.
 try:
-    from PIL import Image, ImageCms, ImageColor, TiffImagePlugin
+    from PIL import Image, ImageCms, ImageColor, PngImagePlugin, TiffImagePlugin
 except ImportError as missing:  # copied alone: say what it needs, in one line
     print(
         f"{Path(__file__).name}: {missing.name} is missing: "
@@ -114,6 +117,17 @@ ALPHA_TILE = 16
 # the converting ones go on: concurrent fsyncs share one journal commit.
 COMMITTERS = 4
 TEMPORARY_SUFFIX = ".changeImage.tmp"
+# Every output carries this mark (a JPEG comment, PNG text, WEBP XMP or TIFF
+# ImageDescription): the SHA-256 of its source's bytes and the options, so that
+# a re-run knows by content whether it is current, whatever the files' dates,
+# and never takes a file it did not write (a supplier's own 001.jpeg) for one.
+MARK = "fruit-catalog changeImage.py made-from-sha256={key} size={width}x{height}"
+MARK_PATTERN = re.compile(
+    r"fruit-catalog changeImage\.py made-from-sha256=(?P<key>[0-9a-f]{64})"
+    r" size=(?P<width>[0-9]+)x(?P<height>[0-9]+)"
+)
+MARK_KEY = "fruit-catalog"  # the PNG text chunk's keyword
+JPEG_END = b"\xff\xd9"
 # Bytes per pixel of the uncompressed TIFF layouts whose strips can be merged.
 RAW_BYTES = {"RGBA": 4, "RGB": 3, "L": 1}
 # TIFF tags read to take the deflate fast path, and its limits: the compression
@@ -572,6 +586,7 @@ class Task(NamedTuple):
     root: Path
     target: Path
     work: int  # estimate_work() of the source
+    current: str = ""  # the key in the mark of the output there, if any (not --force)
 
 
 class OutputError(Exception):
@@ -861,16 +876,20 @@ class BadImage(Exception):
 
 @contextlib.contextmanager
 def opened_source(path: Path, root: Path) -> Iterator[Image.Image]:
-    """The image in a delivery file, read through the descriptor that was checked.
+    """The image in a delivery file, read through the descriptor that was checked."""
+    with open_delivery_file(path, root, IMAGE_LIMIT) as file, image_in(file) as image:
+        yield image
 
-    Pillow memory-maps an uncompressed image only when it is given a file name,
-    so it gets /proc/self/fd/N: a name for the checked descriptor, which cannot
-    be swapped for another file."""
-    with open_delivery_file(path, root, IMAGE_LIMIT) as file:
-        name = PROC_FD / str(file.fileno())
-        with Image.open(name if PROC_FD.is_dir() else file) as image:
-            merge_strips(image)
-            yield inflated(image, file.fileno()) or image
+
+@contextlib.contextmanager
+def image_in(file: BinaryIO) -> Iterator[Image.Image]:
+    """The image in a checked delivery file. Pillow memory-maps an uncompressed
+    image only when it is given a file name, so it gets /proc/self/fd/N: a name
+    for the checked descriptor, which cannot be swapped for another file."""
+    name = PROC_FD / str(file.fileno())
+    with Image.open(name if PROC_FD.is_dir() else file) as image:
+        merge_strips(image)
+        yield inflated(image, file.fileno()) or image
 
 
 def merge_strips(image: Image.Image) -> None:
@@ -1078,8 +1097,57 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
-def encoded(image: Image.Image, options: Options, source: Path) -> bytes:
-    params: dict = {}
+def made_from(fd: int, options: Options) -> str:
+    """The key of an output: SHA-256 of the source's bytes (read through its
+    checked descriptor) and of the options."""
+    source, offset = hashlib.sha256(), 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        source.update(chunk)  # hashlib lets other threads run meanwhile
+        offset += len(chunk)
+    return hashlib.sha256(source.digest() + json.dumps(list(options)).encode()).hexdigest()
+
+
+def mark_params(text: str, image_format: str) -> dict:
+    """Pillow's save parameters that put the mark into an output of that format."""
+    if image_format == "JPEG":
+        return {"comment": text}
+    if image_format == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_text(MARK_KEY, text)
+        return {"pnginfo": info}
+    if image_format == "WEBP":
+        return {"xmp": text.encode()}
+    return {"description": text}  # TIFF
+
+
+def output_key(target: Path) -> str | None:
+    """The key in the mark of an output changeImage.py wrote; "" for one of ours
+    that is not whole (a JPEG cut short); None for a file it did not write."""
+    try:
+        with Image.open(target) as image:
+            found = [image.info.get(k) for k in ("comment", "xmp", MARK_KEY)]
+            if isinstance(image, TiffImagePlugin.TiffImageFile):
+                found.append(image.tag_v2.get(270))
+            image_format = image.format
+    except Exception:  # unreadable, or not an image: certainly not ours
+        return None
+    for value in found:
+        text = value.decode("latin-1") if isinstance(value, bytes) else str(value or "")
+        match = MARK_PATTERN.search(text)
+        if match:
+            return match["key"] if image_format != "JPEG" or whole_jpeg(target) else ""
+    return None
+
+
+def whole_jpeg(path: Path) -> bool:
+    with path.open("rb") as file:
+        file.seek(max(0, path.stat().st_size - len(JPEG_END)))
+        return file.read() == JPEG_END
+
+
+def encoded(image: Image.Image, options: Options, source: Path, key: str) -> bytes:
+    mark = MARK.format(key=key, width=image.width, height=image.height)
+    params: dict = mark_params(mark, options.format)
     icc = output_profile(image, source)
     if icc:
         params["icc_profile"] = icc
@@ -1131,13 +1199,18 @@ def commit(fd: int, temporary: Path, target: Path) -> None:
         raise cannot_write(target, error) from None
 
 
-def convert_file(task: Task, options: Options) -> tuple[int, Path] | str:
-    """Convert one file into an unflushed temporary output; the reason of the
+def convert_file(task: Task, options: Options) -> tuple[int, Path] | str | None:
+    """Convert one file into an unflushed temporary output; None when the output
+    there was made from these bytes with these options; the reason of the
     failure when the source cannot be converted. OutputError when it cannot be
     written."""
     try:
-        with opened_source(task.source, task.root) as image:
-            data = encoded(convert_image(image, options), options, task.source)
+        with open_delivery_file(task.source, task.root, IMAGE_LIMIT) as file:
+            key = made_from(file.fileno(), options)
+            if key == task.current:
+                return None
+            with image_in(file) as image:
+                data = encoded(convert_image(image, options), options, task.source, key)
     except RefusedFile as error:
         return str(error)
     except Exception as error:  # any decoder error fails only this file
@@ -1241,12 +1314,27 @@ def plan(
             counts["failed"] += 1
             continue
         claimed[target] = source
-        if not force and target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
-            log.debug("skipped %s: %s is up to date", source, target)
-            counts["skip:up to date"] += 1
+        current = output_key(target) if target.exists() or target.is_symlink() else ""
+        if current is None:
+            log.error(
+                "%s: %s is not an output of changeImage.py (the supplier's own file, or one"
+                " made before version 2.1); not replaced: move it away, or convert into"
+                " --output-dir",
+                source,
+                target,
+            )
+            counts["failed"] += 1
             continue
-        tasks.append(Task(source, root, target, work))
+        tasks.append(Task(source, root, target, work, "" if force else current))
     return tasks, list(claimed)
+
+
+def is_current(task: Task, options: Options) -> bool:
+    """Whether the output there was made from the source's bytes with these options."""
+    if not task.current:
+        return False
+    with open_delivery_file(task.source, task.root, IMAGE_LIMIT) as file:
+        return made_from(file.fileno(), options) == task.current
 
 
 # -- running ------------------------------------------------------------------
@@ -1263,11 +1351,11 @@ def run_tasks(
     committers = ThreadPoolExecutor(COMMITTERS, thread_name_prefix="commit")
     converters = ThreadPoolExecutor(jobs, thread_name_prefix="convert")
 
-    def convert_and_commit(task: Task) -> Future | str:
+    def convert_and_commit(task: Task) -> Future | str | None:
         outcome = convert_file(task, options)
         return (
             outcome
-            if isinstance(outcome, str)
+            if outcome is None or isinstance(outcome, str)
             else committers.submit(commit, *outcome, task.target)
         )
 
@@ -1291,9 +1379,11 @@ def run_tasks(
     sync_folders({task.target.parent for task in tasks})
 
 
-def report(task: Task, outcome: Future | str, reported: set[Task]) -> None:
+def report(task: Task, outcome: Future | str | None, reported: set[Task]) -> None:
     """Log one task's outcome; OutputError when its output could not be written."""
-    if isinstance(outcome, str):
+    if outcome is None:
+        log.debug("skipped %s: %s is up to date", task.source, task.target)
+    elif isinstance(outcome, str):
         log.error("%s", outcome)
     else:
         outcome.result()
@@ -1312,11 +1402,12 @@ def count_outcomes(
         if future is None or not future.done() or future.cancelled() or future.exception():
             continue
         outcome = future.result()
-        if not isinstance(outcome, str) and (not outcome.done() or outcome.exception()):
+        if isinstance(outcome, Future) and (not outcome.done() or outcome.exception()):
             continue
         if task not in reported:
             report(task, outcome, reported)
-        counts["failed" if isinstance(outcome, str) else "converted"] += 1
+        kind = "skip:up to date" if outcome is None else "converted"
+        counts["failed" if isinstance(outcome, str) else kind] += 1
 
 
 def glibc() -> bool:
@@ -1476,7 +1567,11 @@ OPTIONS = [
         "slower resize with no moire on fine repeating texture (Pillow reducing_gap 3)",
         action="store_true",
     ),
-    Option("--force", "convert even when the output is up to date", action="store_true"),
+    Option(
+        "--force",
+        "convert even when the output is up to date (a file it did not write is never replaced)",
+        action="store_true",
+    ),
     Option("--dry-run", "list what would be done; write nothing", action="store_true"),
 ]
 
@@ -1531,6 +1626,9 @@ def convert_all(args: argparse.Namespace) -> int:
     paths = args.paths or [default_images_dir()]
     if args.dry_run:
         tasks, _ = plan(list_sources(paths), args.output_dir, options, args.force, counts)
+        current = [task for task in tasks if is_current(task, options)]
+        counts["skip:up to date"] += len(current)
+        tasks = [task for task in tasks if task not in current]
         for task in tasks:
             print(f"would convert {task.source} -> {task.target}")
         log.info("dry run: would convert %d, %s", len(tasks), summary(counts))
