@@ -2,8 +2,10 @@
 """Upload a delivery's catalog JPEGs to the store, each exactly once.
 
 Catalog images are what changeImage.py writes: files named `<stem>.jpeg`
-(JPEG content). Supplier originals (`014.jpg`, TIFFs, ...), hidden and macOS
-`._*` files are never uploaded. The store decides what is there: each image
+(JPEG content), whole (walked to their end marker) and of the size in
+changeImage.py's mark (600x400 without one); any other fails by name.
+Supplier originals (`014.jpg`, TIFFs, ...), hidden and macOS `._*` files are
+never uploaded. The store decides what is there: each image
 is named by its content, `<stem>-<first 12 hex of its SHA-256>.jpeg` (the
 name run.py looks for; Django's file-name rules applied: `fresh kiwi.jpeg` is
 sent as `fresh_kiwi-<hex>.jpeg`, shortened to fit), looked for in the store
@@ -486,6 +488,12 @@ BODY_LIMIT = 1 << 20  # an answer to a POST, or an error page: a few lines
 LIST_LIMIT = 64 << 20  # GET /fruits/: ~250,000 products
 JOURNAL_LIMIT = 64 << 20  # a journal read back: ~200,000 lines
 URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+CATALOG_SIZE = (600, 400)  # the lab's: a JPEG without changeImage.py's mark must have it
+JPEG_MARK = re.compile(
+    rb"fruit-catalog changeImage\.py made-from-sha256=[0-9a-f]{64} size=([0-9]+)x([0-9]+)"
+)
+SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
+STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
 _watched = threading.local()
 
 
@@ -666,6 +674,63 @@ def catalog_name(filename: str, content: bytes) -> str:
     racing on one store (the store never says under which name it kept an upload)
     cannot take each other's; the same picture twice is the same bytes."""
     return store_name(filename, content_tag(content))
+
+
+def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes]:
+    """A whole JPEG's (width, height) and its comments, walked segment by segment
+    and through its coded data to the end marker, without decoding (these scripts
+    need no Pillow); ValueError saying what is wrong."""
+    cut = f"cut short (no end marker after {len(content)} bytes)"
+    if not content.startswith(b"\xff\xd8"):
+        raise ValueError("not a JPEG")
+    size, comments, at = None, b"", 2
+    while True:
+        if at + 2 > len(content):
+            raise ValueError(cut)
+        if content[at] != 0xFF:
+            raise ValueError(f"broken at byte {at} (no segment starts there)")
+        marker = content[at + 1]
+        if marker == 0xD9:
+            return size, comments
+        if marker == 0xFF or marker in STANDALONE_MARKERS:
+            at += 1 if marker == 0xFF else 2
+            continue
+        length = int.from_bytes(content[at + 2 : at + 4], "big")
+        end = at + 2 + length
+        if length < 2 or end > len(content):
+            raise ValueError(cut)
+        if marker in SOF_MARKERS and length >= 7:
+            size = (
+                int.from_bytes(content[at + 7 : at + 9]),
+                int.from_bytes(content[at + 5 : at + 7]),
+            )
+        elif marker == 0xFE:
+            comments += content[at + 4 : end]
+        at = end
+        if marker == 0xDA:  # coded data: runs to the next marker that is not 00 or a restart
+            while True:
+                at = content.find(b"\xff", at)
+                if at < 0 or at + 1 >= len(content):
+                    raise ValueError(cut)
+                if content[at + 1] not in STANDALONE_MARKERS | {0x00, 0xFF}:
+                    break
+                at += 1 if content[at + 1] == 0xFF else 2
+
+
+def catalog_jpeg_problem(content: bytes) -> str:
+    """What keeps content from being a catalog JPEG ("" when it is one): a whole
+    JPEG, of the size its changeImage.py mark gives, or 600x400 without a mark."""
+    try:
+        size, comments = jpeg_layout(content)
+    except ValueError as error:
+        return f"not a whole JPEG: {error}"
+    mark = JPEG_MARK.search(comments)
+    expected = (int(mark[1]), int(mark[2])) if mark else CATALOG_SIZE
+    if size != expected:
+        shown = "no frame" if size is None else f"{size[0]}x{size[1]}"
+        whose = "its changeImage.py mark says" if mark else "a catalog JPEG is"
+        return f"{shown} pixels where {whose} {expected[0]}x{expected[1]}"
+    return ""
 
 
 class Watchdog:
@@ -1122,6 +1187,9 @@ class Uploader:
             image.content = read_delivery_file(image.path, self.root, IMAGE_LIMIT)
             if not image.content.startswith(JPEG_MAGIC):
                 raise RefusedFile(f"{image.path}: not a JPEG; not uploaded")
+            problem = catalog_jpeg_problem(image.content)
+            if problem:
+                raise RefusedFile(f"{problem}; not uploaded: convert it again (changeImage.py)")
             image.name, held = self.store.image_name(image.path.name, image.content)
             if held:
                 image.outcome = "already in store"

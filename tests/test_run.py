@@ -350,3 +350,17 @@ def test_bad_journal_lines_are_ignored_with_a_warning(store, ready, caplog):
     assert any("not JSON; ignored" in w for w in warnings)
     assert any("a product line with a wrongly typed field; ignored" in w for w in warnings)
     assert {p["outcome"] for p in record(ready)["products"]} == {"imported"}
+
+
+def test_a_product_whose_picture_is_not_a_whole_jpeg_is_refused(
+    store, tmp_path, catalog, logged_errors
+):
+    data = uploaded(store, catalog(tmp_path / "supplier-data", ["001", "007"]))
+    jpeg = data / "images" / "007.jpeg"
+    jpeg.write_bytes(jpeg.read_bytes()[:3000])
+    assert import_(store, data) == 1
+    assert [f["name"] for f in store.catalog.fruits()] == ["Fruit 1 of delivery 0"]
+    assert logged_errors() == [
+        "Fruit 2 of delivery 0 (007.txt): 007.jpeg: not a whole JPEG: cut short (no end marker"
+        " after 3000 bytes); not posted: convert it again and upload it"
+    ]

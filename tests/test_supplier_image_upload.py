@@ -190,3 +190,53 @@ def test_uploads_in_flight_when_a_run_stopped_are_said_and_the_store_decides(
     assert "1 uploads were in flight when a run stopped; the store says which landed" in messages
     assert f"{journal} line 3: not UTF-8; ignored" in messages
     assert list(stored(store)) == kept(images, "001.jpeg")
+
+
+# -- only whole catalog JPEGs of the expected size leave the machine ---------------------
+
+
+def cut_to_3000(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:3000])
+
+
+def suppliers_640x480(path: Path) -> None:
+    Image.new("RGB", (640, 480), "red").save(path)
+
+
+def marked_600x400_but_640x480(path: Path) -> None:
+    mark = "fruit-catalog changeImage.py made-from-sha256=" + "0" * 64 + " size=600x400"
+    Image.new("RGB", (640, 480), "red").save(path, comment=mark)
+
+
+def marked_300x200(path: Path) -> None:
+    mark = "fruit-catalog changeImage.py made-from-sha256=" + "0" * 64 + " size=300x200"
+    Image.new("RGB", (300, 200), "red").save(path, comment=mark)
+
+
+NOT_CATALOG_JPEGS = [
+    ("truncated", cut_to_3000, "not a whole JPEG: cut short (no end marker after 3000 bytes)"),
+    ("unmarked-640x480", suppliers_640x480, "640x480 pixels where a catalog JPEG is 600x400"),
+    (
+        "mark-disagrees",
+        marked_600x400_but_640x480,
+        "640x480 pixels where its changeImage.py mark says 600x400",
+    ),
+    ("marked-300x200", marked_300x200, ""),
+]
+
+
+@pytest.mark.parametrize(
+    "change, problem", [pytest.param(*case[1:], id=case[0]) for case in NOT_CATALOG_JPEGS]
+)
+def test_only_whole_catalog_jpegs_are_uploaded(
+    store, tmp_path, catalog, logged_errors, change, problem
+):
+    images = catalog(tmp_path / "supplier-data", [f"{n:03d}" for n in range(1, 13)]) / "images"
+    change(images / "007.jpeg")
+    assert upload(store, images) == (1 if problem else 0)
+    if problem:
+        assert logged_errors() == [
+            f"007.jpeg: {problem}; not uploaded: convert it again (changeImage.py)"
+        ]
+    names = [f"{n:03d}.jpeg" for n in range(1, 13) if n != 7 or not problem]
+    assert list(stored(store)) == kept(images, *names)
