@@ -48,6 +48,7 @@ BODY_LIMIT = 1 << 20  # an answer to a POST, or an error page: a few lines
 LIST_LIMIT = 64 << 20  # GET /fruits/: ~250,000 products
 JOURNAL_LIMIT = 64 << 20  # a journal read back: ~200,000 lines
 URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+ENDPOINTS = ("fruits/", "upload/")  # given for the store's root, they mean it
 CATALOG_SIZE = (600, 400)  # the lab's: a JPEG without changeImage.py's mark must have it
 JPEG_MARK = re.compile(
     rb"fruit-catalog changeImage\.py made-from-sha256=[0-9a-f]{64} size=([0-9]+)x([0-9]+)"
@@ -101,7 +102,9 @@ def hidden(url: str) -> str:
 def canonical_url(url: str) -> str:
     """The store's identity: scheme://host[:port]/path/, lower-case host, no default
     port, trailing slash, never credentials. http://Host, http://host/ and
-    http://HOST:80/ are the same store. ValueError when it is not a store URL."""
+    http://HOST:80/ are the same store, and so are its endpoints' URLs given
+    for it (http://host/fruits/, http://host/upload/). ValueError when it is
+    not a store URL."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     try:
@@ -117,6 +120,8 @@ def canonical_url(url: str) -> str:
     netloc = host if port in (None, {"http": 80, "https": 443}[scheme]) else f"{host}:{port}"
     path = sent_path(parts.path)
     path = path if path.endswith("/") else path + "/"
+    for endpoint in ENDPOINTS:
+        path = path.removesuffix(endpoint) if path.endswith("/" + endpoint) else path
     return f"{scheme}://{netloc}{path}"
 
 
@@ -143,7 +148,14 @@ def store_options(sending: str) -> list[Option]:
     names what a lost answer belonged to ("a POST", "an upload")."""
     seconds, whole = number(0, 86400), functools.partial(number, whole=True)
     return [
-        Option("--url", "the store's base URL", "CATALOG_URL", DEFAULT_URL, store_url, "URL"),
+        Option(
+            "--url",
+            "the store's base URL (its .../fruits/ or .../upload/ URL means the same)",
+            "CATALOG_URL",
+            DEFAULT_URL,
+            store_url,
+            "URL",
+        ),
         Option("--jobs", "requests in parallel, 1-64", "CATALOG_JOBS", 8, whole(1, 64), "N"),
         Option(
             "--timeout",

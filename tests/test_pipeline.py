@@ -94,6 +94,18 @@ def test_url_spellings_are_one_store(store, tmp_path, run_script, catalog, catal
     assert record(delivery)["store"] == store.url
 
 
+@pytest.mark.parametrize("endpoint", ["upload/", "fruits/", "fruits", "upload"])
+def test_an_endpoints_url_given_for_the_store_means_the_store(
+    store, tmp_path, run_script, catalog, catalog_check, endpoint
+):
+    """Both scripts take the store's address the same way: `--url http://host/upload/`
+    (the uploader's endpoint) or `.../fruits/` (run.py's) means http://host/."""
+    delivery = catalog(tmp_path / "supplier-data", ["001", "002"])
+    assert statuses(pipeline(run_script, store.url + endpoint, delivery)) == [0, 0]
+    catalog_check(store, delivery)
+    assert record(delivery)["store"] == store.url
+
+
 def test_another_name_for_the_same_store_stores_nothing_twice(
     store, tmp_path, run_script, catalog, catalog_check
 ):
