@@ -3,8 +3,9 @@
 
 Each `.txt` (or `.TXT`) in the descriptions folder is a product: line 1 the
 name, line 2 the weight (`500 lbs`: whole pounds, 0 to 2147483647, as the
-store keeps them), the rest the description (UTF-8, UTF-16 with its BOM, else
-read as Windows-1252; a file with NUL characters is refused). Its picture is
+store keeps them), the rest the description, which may be empty (the store
+then gets none). Files are UTF-8, UTF-16 with its BOM, else read as
+Windows-1252; a file with NUL characters is refused. Its picture is
 the catalog JPEG `<stem>.jpeg` in the images folder. A product is posted to
 <store>/fruits/ only when the store serves exactly that JPEG under the
 image_name posted (`<stem>-<first 12 hex of its SHA-256>.jpeg`, the name
@@ -1163,12 +1164,12 @@ class Product:
         return {key: getattr(self, key) for key in RECORD_FIELDS}
 
     def payload(self) -> dict:
-        return {
-            "name": self.name,
-            "weight": self.weight,
-            "description": self.description,
-            "image_name": self.image_name,
-        }
+        """The product as the store takes it: a description it refuses blank but
+        takes left out (it keeps "" then), so an empty one is left out."""
+        sent = {"name": self.name, "weight": self.weight, "description": self.description}
+        if not self.description:
+            del sent["description"]
+        return sent | {"image_name": self.image_name}
 
     def problem(self) -> str:
         """'Durian (016.txt): no weight line after the name': named when it can be."""
@@ -1227,10 +1228,6 @@ def parse_description(product: Product, text: str) -> None:
             + (f", at most {WEIGHT_MAX}" if WEIGHT.fullmatch(weight_text) else "")
         )
     product.description = "\n".join(lines[weight_line:]).strip()
-    if not product.description:
-        raise InvalidDescription(
-            f"{product.file}: no description after the weight (the store refuses a blank one)"
-        )
     for key, limit in MAX_LENGTHS.items():
         if len(getattr(product, key)) > limit:
             raise InvalidDescription(

@@ -392,6 +392,8 @@ ACCEPTED = [
     ("blank-lines-first", b"\n  \n\tMelon  \n\n5 lbs\n\nA.\n\n", ("Melon", 5, "A.")),
     ("rtl-mark-in-name", "\u200fMelon\u200f\n5 lbs\nA.".encode(), ("\u200fMelon\u200f", 5, "A.")),
     ("name-of-100-characters", b"M" * 100 + b"\n5 lbs\nA.", ("M" * 100, 5, "A.")),
+    ("no-description", b"Melon\n5 lbs", ("Melon", 5, "")),
+    ("no-description-blank-lines", b"Melon\n5 lbs\n\n \t\n", ("Melon", 5, "")),
 ]
 
 

@@ -256,12 +256,17 @@ def test_bad_weight_fails_that_file_only(store, ready, content, line, value, log
     ]
 
 
-def test_a_blank_description_is_refused_before_the_store_refuses_it(store, ready, logged_errors):
-    write(ready / "descriptions", "004.txt", "Apple\n500 lbs\n\n")
-    assert import_(store, ready) == 1
-    assert logged_errors() == [
-        "Apple (004.txt): no description after the weight (the store refuses a blank one)"
-    ]
+def test_a_name_and_a_weight_with_no_description_is_a_product(store, tmp_path, catalog):
+    """The store refuses a blank description but takes one left out (it keeps "")."""
+    data = uploaded(store, catalog(tmp_path / "supplier-data", ["001"]))
+    write(data / "descriptions", "001.txt", "Apple\n500 lbs\n\n  \n")
+    assert import_(store, data) == 0
+    [fruit] = store.catalog.fruits()
+    assert (fruit["name"], fruit["weight"], fruit["description"]) == ("Apple", 500, "")
+    assert import_(store, data) == 0
+    [product] = record(data)["products"]
+    assert (product["outcome"], product["store_values"]) == ("imported", {})
+    assert len(store.catalog.fruits()) == 1
 
 
 def test_an_empty_file_is_an_error_without_a_name(store, ready, logged_errors):
