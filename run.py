@@ -111,6 +111,7 @@ RECORD_FIELDS = [
     "outcome",
     "reason",
     "store_values",
+    "this_run",
 ]
 
 log = logging.getLogger("run")
@@ -1157,6 +1158,7 @@ class Product:
     outcome: str = "failed"
     reason: str = ""
     store_values: dict = field(default_factory=dict)
+    this_run: bool = False  # imported by this run's POST (not found from an earlier one)
     since_id: int = 0  # the highest store id before its last POST
     sent: float = 0.0  # when its last POST went out (monotonic)
 
@@ -1280,8 +1282,13 @@ def refuse_same_names(products: list[Product]) -> None:
 
 
 def summary(products: list[Product]) -> str:
+    """What this run did: 'imported 0, already imported 10 (earlier runs), ...'."""
     count = {kind: sum(p.outcome == kind for p in products) for kind in OUTCOMES}
-    text = f"imported {count['imported']}, already in store {count['already in store']}"
+    now = sum(p.outcome == "imported" and p.this_run for p in products)
+    text = f"imported {now}"
+    if count["imported"] > now:
+        text += f", already imported {count['imported'] - now} (earlier runs)"
+    text += f", already in store {count['already in store']}"
     if count["uncertain"]:
         text += f", uncertain {count['uncertain']}"
     return text + f", failed {count['failed']}"
@@ -1513,7 +1520,7 @@ class Importer:
             product.id = int(answer.json()["id"])
         except (ValueError, KeyError, TypeError):
             product.id = None
-        product.outcome, product.reason = "imported", ""
+        product.outcome, product.reason, product.this_run = "imported", "", True
 
     def settle(self, products: list[Product]) -> None:
         """POSTs whose answer was lost: GRACE seconds after the last was sent,
@@ -1544,7 +1551,7 @@ class Importer:
         if landed:
             self.evidence.ids.add(landed[0]["id"])
             self.take(product, landed, "imported")
-            product.sent = 0.0
+            product.this_run, product.sent = True, 0.0
             self.note(product)
         elif not last:
             try:

@@ -90,6 +90,28 @@ def test_the_record_is_version_2_with_every_field(store, ready):
     assert [p.name for p in ready.iterdir() if p.name.startswith(".")] == [".fruit-catalog.lock"]
 
 
+def test_the_summary_says_what_this_run_did(store, ready, caplog):
+    assert import_(store, ready) == 0
+    assert caplog.records[-1].getMessage() == "imported 3, already in store 0, failed 0"
+    assert {p["this_run"] for p in record(ready)["products"]} == {True}
+    write(ready / "descriptions", "004.txt", "Durian\n5 lbs\nSmelly.")
+    (ready / "images" / "004.jpeg").write_bytes((ready / "images" / "001.jpeg").read_bytes())
+    assert import_(store, uploaded(store, ready)) == 0
+    summary = "imported 1, already imported 3 (earlier runs), already in store 0, failed 0"
+    assert caplog.records[-1].getMessage() == summary
+    assert record(ready)["summary"] == summary
+    outcomes = {p["file"]: (p["outcome"], p["this_run"]) for p in record(ready)["products"]}
+    assert outcomes == {
+        "001.txt": ("imported", False),
+        "002.txt": ("imported", False),
+        "003.txt": ("imported", False),
+        "004.txt": ("imported", True),
+    }
+    assert import_(store, ready) == 0
+    summary = "imported 0, already imported 4 (earlier runs), already in store 0, failed 0"
+    assert caplog.records[-1].getMessage() == summary
+
+
 def test_the_journal_says_sending_before_each_post_and_each_outcome(store, ready):
     assert import_(store, ready) == 0
     lines = journal(ready)
