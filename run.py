@@ -519,6 +519,7 @@ JPEG_MARK = re.compile(
 )
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
 STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
+IN_CODED_DATA = STANDALONE_MARKERS | {0x00, 0xFF}  # after FF in coded data: not its end
 _watched = threading.local()
 
 
@@ -748,7 +749,7 @@ def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes]:
                 at = content.find(b"\xff", at)
                 if at < 0 or at + 1 >= len(content):
                     raise ValueError(cut)
-                if content[at + 1] not in STANDALONE_MARKERS | {0x00, 0xFF}:
+                if content[at + 1] not in IN_CODED_DATA:
                     break
                 at += 1 if content[at + 1] == 0xFF else 2
 

@@ -5,13 +5,13 @@ Catalog images are what changeImage.py writes: files named `<stem>.jpeg`
 (JPEG content), whole (walked to their end marker) and of the size in
 changeImage.py's mark (600x400 without one); any other fails by name.
 Supplier originals (`014.jpg`, TIFFs, ...), hidden and macOS `._*` files are
-never uploaded. The store decides what is there: each image
-is named by its content, `<stem>-<first 12 hex of its SHA-256>.jpeg` (the
-name run.py looks for; Django's file-name rules applied: `fresh kiwi.jpeg` is
-sent as `fresh_kiwi-<hex>.jpeg`, shortened to fit), looked for in the store
-and sent to <store>/upload/ only when the store does not serve it yet: two
-importers of different deliveries never send two pictures under one name,
-so neither can lose the other's to the store's silent renaming. An upload
+never uploaded. The store decides what is there: each image is named by its
+content, `<stem>-<first 12 hex of its SHA-256>.jpeg` (the name run.py looks
+for; Django's file-name rules applied: `fresh kiwi.jpeg` is sent as
+`fresh_kiwi-<hex>.jpeg`, shortened to fit), looked for in the store and sent
+to <store>/upload/ only when the store does not serve it yet: importers of
+different deliveries never send two pictures under one name, so none can
+lose another's to the store's silent renaming. An upload
 whose answer was lost is never sent again blindly: GRACE seconds later the
 store is asked for it; not there, it is sent once more; still unknown, it is
 reported as uncertain.
@@ -495,6 +495,7 @@ JPEG_MARK = re.compile(
 )
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
 STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
+IN_CODED_DATA = STANDALONE_MARKERS | {0x00, 0xFF}  # after FF in coded data: not its end
 _watched = threading.local()
 
 
@@ -724,7 +725,7 @@ def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes]:
                 at = content.find(b"\xff", at)
                 if at < 0 or at + 1 >= len(content):
                     raise ValueError(cut)
-                if content[at + 1] not in STANDALONE_MARKERS | {0x00, 0xFF}:
+                if content[at + 1] not in IN_CODED_DATA:
                     break
                 at += 1 if content[at + 1] == 0xFF else 2
 
@@ -1139,9 +1140,9 @@ def catalog_jpegs(folder: Path) -> list[Path]:
 
 
 def same_store_name(images: list[Image]) -> list[list[Image]]:
-    """Images grouped by the name the store would keep: `a b.jpeg` and `a_b.jpeg`
-    are one name there, so they go one after the other (the second then sees
-    the first and takes the name from its content), never racing."""
+    """Images grouped by the stem the store would keep: `a b.jpeg` and `a_b.jpeg`
+    holding the same bytes get one name, so they go one after the other (the
+    second finds the first's upload), never racing to leave a copy."""
     groups: dict[str, list[Image]] = {}
     for image in images:
         groups.setdefault(store_name(image.path.name), []).append(image)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,11 +41,16 @@ def tiff_delivery(root: Path, shade: int) -> Path:
     return root
 
 
-def import_delivery(delivery: Path, url: str) -> list[tuple[str, int, str]]:
-    """The three steps, one after the other, each its own process."""
+def import_delivery(
+    delivery: Path, url: str, converted: threading.Barrier
+) -> list[tuple[str, int, str]]:
+    """The three steps, one after the other, each its own process; the uploads
+    start together (once every delivery is converted), where the race is."""
     env = {"PATH": os.environ["PATH"], "SUPPLIER_DATA": str(delivery), "CATALOG_URL": url}
     done = []
     for step in STEPS:
+        if step == "supplier_image_upload.py":
+            converted.wait(timeout=120)
         result = subprocess.run(
             [str(PIPELINE_ROOT / step), "-q"],
             env=env,
@@ -63,8 +69,10 @@ def test_four_deliveries_imported_at_once_each_show_their_own_photos(
 ):
     store = store_factory()
     deliveries = [tiff_delivery(tmp_path / f"delivery{n}", n + 10 * round_) for n in range(4)]
+    converted = threading.Barrier(DELIVERIES)
     with ThreadPoolExecutor(DELIVERIES) as pool:
-        results = list(pool.map(import_delivery, deliveries, [store.url] * DELIVERIES))
+        runs = [pool.submit(import_delivery, d, store.url, converted) for d in deliveries]
+        results = [run.result() for run in runs]
     for steps in results:
         assert [(step, status) for step, status, _ in steps] == [(s, 0) for s in STEPS], steps
     assert_catalog(store, *deliveries)
