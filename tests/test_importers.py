@@ -2,12 +2,14 @@
 changeImage.py, supplier_image_upload.py and run.py by its own processes, all
 deliveries at the same time, every one numbering its files 001..012.
 
-The previous code (the lab's plain name when free) lost this race in 6 of 10
-rounds of four deliveries on the project's 2-core machine (2026-12-06: 21 to
-26 products of 48 missing in the worst rounds, each lost picture kept by the
-store as 00N_XXXXXXX.jpeg, which no product shows): two uploaders saw 002.jpeg
-free, both sent it, the store kept the second as 002_XXXXXXX.jpeg and answered
-201 to both. With a name from the content no two pictures share a name."""
+The previous code (the lab's plain name when free) lost this test's race in 7
+of 10 rounds on the project's 2-core machine (2026-12-06, two runs of this
+file against /work/wt-base; 4 of 15 rounds before the uploads were made to
+start together; 6 of 10 rounds, up to 26 of 48 products missing, in an ad hoc
+run without changeImage.py): two uploaders saw 002.jpeg free, both sent it,
+the store kept the second as 002_XXXXXXX.jpeg (a file no product shows) and
+answered 201 to both, and run.py refused the loser's product (exit 1). With a
+name from the content no two pictures share a name: 10 of 10 rounds whole."""
 
 from __future__ import annotations
 
