@@ -52,6 +52,7 @@ import io
 import json
 import logging
 import math
+import mmap
 import os
 import re
 import signal
@@ -118,14 +119,22 @@ ALPHA_TILE = 16
 COMMITTERS = 4
 TEMPORARY_SUFFIX = ".changeImage.tmp"
 # Every output carries this mark (a JPEG comment, PNG text, WEBP XMP or TIFF
-# ImageDescription): the SHA-256 of its source's bytes and the options, so that
-# a re-run knows by content whether it is current, whatever the files' dates,
-# and never takes a file it did not write (a supplier's own 001.jpeg) for one.
-MARK = "fruit-catalog changeImage.py made-from-sha256={key} size={width}x{height}"
-MARK_PATTERN = re.compile(
-    r"fruit-catalog changeImage\.py made-from-sha256=(?P<key>[0-9a-f]{64})"
-    r" size=(?P<width>[0-9]+)x(?P<height>[0-9]+)"
+# ImageDescription): the SHA-256 of its source's bytes and a digest of the
+# options, so that a re-run knows by content whether it is current, whatever the
+# files' dates, and never takes a file it did not write (a supplier's own
+# 001.jpeg) for one. The same source and options give the same bytes, and so
+# the same name in the store.
+MARK = (
+    "fruit-catalog changeImage.py made-from-sha256={digest} options={options} size={width}x{height}"
 )
+MARK_PATTERN = re.compile(
+    r"fruit-catalog changeImage\.py made-from-sha256=(?P<digest>[0-9a-f]{64})"
+    r" options=(?P<options>[0-9a-f]{16}) size=[0-9]+x[0-9]+"
+)
+# Beside the mark, where the file system keeps extended attributes, the source
+# file's identity when it was read (device, inode, size, mtime and ctime in ns:
+# no unpacking or copy keeps a ctime): an untouched source is not hashed again.
+SOURCE_ATTRIBUTE = "user.fruit-catalog.source"
 MARK_KEY = "fruit-catalog"  # the PNG text chunk's keyword
 JPEG_END = b"\xff\xd9"
 # Bytes per pixel of the uncompressed TIFF layouts whose strips can be merged.
@@ -581,12 +590,20 @@ class Options(NamedTuple):
     suffix: str = ".jpeg"
 
 
+class Made(NamedTuple):
+    """What an output was made from, as its mark says (empty: never current)."""
+
+    digest: str = ""  # SHA-256 of the source's bytes
+    options: str = ""  # options_tag()
+    source: str = ""  # source_identity() of the source file when it was read, if known
+
+
 class Task(NamedTuple):
     source: Path
     root: Path
     target: Path
     work: int  # estimate_work() of the source
-    current: str = ""  # the key in the mark of the output there, if any (not --force)
+    made: Made = Made()  # what the output there was made from (empty with --force)
 
 
 class OutputError(Exception):
@@ -1097,14 +1114,33 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
-def made_from(fd: int, options: Options) -> str:
-    """The key of an output: SHA-256 of the source's bytes (read through its
-    checked descriptor) and of the options."""
-    source, offset = hashlib.sha256(), 0
-    while chunk := os.pread(fd, 1 << 20, offset):
-        source.update(chunk)  # hashlib lets other threads run meanwhile
-        offset += len(chunk)
-    return hashlib.sha256(source.digest() + json.dumps(list(options)).encode()).hexdigest()
+def options_tag(options: Options) -> str:
+    return hashlib.sha256(json.dumps(list(options)).encode()).hexdigest()[:16]
+
+
+def source_identity(info: os.stat_result) -> str:
+    return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}"
+
+
+def file_digest(fd: int) -> str:
+    """SHA-256 of a file's bytes, read through its checked descriptor (mapped:
+    no copy; hashlib lets other threads run meanwhile)."""
+    if os.fstat(fd).st_size == 0:
+        return hashlib.sha256().hexdigest()
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
+        return hashlib.sha256(mapped).hexdigest()
+
+
+def made_from(fd: int, options: Options, output: Made) -> Made | None:
+    """What an output of this source with these options is made from; None when
+    `output` (an output's mark) says it was: the same options, and the very file
+    it was made from untouched since (same identity, ctime included), or else
+    the same bytes (hashed again)."""
+    made = Made("", options_tag(options), source_identity(os.fstat(fd)))  # stat first
+    if output.options == made.options and output.source == made.source != "":
+        return None
+    made = made._replace(digest=file_digest(fd))
+    return None if output.options == made.options and output.digest == made.digest else made
 
 
 def mark_params(text: str, image_format: str) -> dict:
@@ -1120,9 +1156,9 @@ def mark_params(text: str, image_format: str) -> dict:
     return {"description": text}  # TIFF
 
 
-def output_key(target: Path) -> str | None:
-    """The key in the mark of an output changeImage.py wrote; "" for one of ours
-    that is not whole (a JPEG cut short); None for a file it did not write."""
+def output_made(target: Path) -> Made | None:
+    """What the mark of an output changeImage.py wrote says; an empty Made for one
+    of ours that is not whole (a JPEG cut short); None for a file it did not write."""
     try:
         with Image.open(target) as image:
             found = [image.info.get(k) for k in ("comment", "xmp", MARK_KEY)]
@@ -1134,9 +1170,18 @@ def output_key(target: Path) -> str | None:
     for value in found:
         text = value.decode("latin-1") if isinstance(value, bytes) else str(value or "")
         match = MARK_PATTERN.search(text)
+        if match and (image_format != "JPEG" or whole_jpeg(target)):
+            return Made(match["digest"], match["options"], source_attribute(target))
         if match:
-            return match["key"] if image_format != "JPEG" or whole_jpeg(target) else ""
+            return Made()
     return None
+
+
+def source_attribute(target: Path) -> str:
+    try:
+        return os.getxattr(target, SOURCE_ATTRIBUTE).decode("ascii", "replace")
+    except OSError:
+        return ""
 
 
 def whole_jpeg(path: Path) -> bool:
@@ -1145,8 +1190,10 @@ def whole_jpeg(path: Path) -> bool:
         return file.read() == JPEG_END
 
 
-def encoded(image: Image.Image, options: Options, source: Path, key: str) -> bytes:
-    mark = MARK.format(key=key, width=image.width, height=image.height)
+def encoded(image: Image.Image, options: Options, source: Path, made: Made) -> bytes:
+    mark = MARK.format(
+        digest=made.digest, options=made.options, width=image.width, height=image.height
+    )
     params: dict = mark_params(mark, options.format)
     icc = output_profile(image, source)
     if icc:
@@ -1162,8 +1209,9 @@ def cannot_write(target: Path, error: OSError) -> OutputError:
     return OutputError(f"cannot write {target}: {error.strerror or error}")
 
 
-def write_temporary(data: bytes, target: Path) -> tuple[int, Path]:
-    """The bytes in a hidden temporary file beside the target, not yet flushed;
+def write_temporary(data: bytes, target: Path, source: str) -> tuple[int, Path]:
+    """The bytes in a hidden temporary file beside the target, not yet flushed,
+    with the source's identity as an attribute where the file system keeps one;
     returns its open descriptor and name."""
     try:
         fd, name = tempfile.mkstemp(
@@ -1176,6 +1224,8 @@ def write_temporary(data: bytes, target: Path) -> tuple[int, Path]:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        with contextlib.suppress(OSError):  # none there: the source is hashed each run
+            os.setxattr(fd, SOURCE_ATTRIBUTE, source.encode())
     except BaseException as error:
         os.close(fd)
         Path(name).unlink(missing_ok=True)
@@ -1206,16 +1256,16 @@ def convert_file(task: Task, options: Options) -> tuple[int, Path] | str | None:
     written."""
     try:
         with open_delivery_file(task.source, task.root, IMAGE_LIMIT) as file:
-            key = made_from(file.fileno(), options)
-            if key == task.current:
+            made = made_from(file.fileno(), options, task.made)
+            if made is None:
                 return None
             with image_in(file) as image:
-                data = encoded(convert_image(image, options), options, task.source, key)
+                data = encoded(convert_image(image, options), options, task.source, made)
     except RefusedFile as error:
         return str(error)
     except Exception as error:  # any decoder error fails only this file
         return f"{task.source}: {describe_error(error)}"
-    return write_temporary(data, task.target)
+    return write_temporary(data, task.target, made.source)
 
 
 def sync_folders(folders: set[Path]) -> None:
@@ -1314,8 +1364,8 @@ def plan(
             counts["failed"] += 1
             continue
         claimed[target] = source
-        current = output_key(target) if target.exists() or target.is_symlink() else ""
-        if current is None:
+        made = output_made(target) if target.exists() or target.is_symlink() else Made()
+        if made is None:
             log.error(
                 "%s: %s is not an output of changeImage.py (the supplier's own file, or one"
                 " made before version 2.1); not replaced: move it away, or convert into"
@@ -1325,16 +1375,16 @@ def plan(
             )
             counts["failed"] += 1
             continue
-        tasks.append(Task(source, root, target, work, "" if force else current))
+        tasks.append(Task(source, root, target, work, Made() if force else made))
     return tasks, list(claimed)
 
 
 def is_current(task: Task, options: Options) -> bool:
     """Whether the output there was made from the source's bytes with these options."""
-    if not task.current:
+    if not task.made.options:
         return False
     with open_delivery_file(task.source, task.root, IMAGE_LIMIT) as file:
-        return made_from(file.fileno(), options) == task.current
+        return made_from(file.fileno(), options, task.made) is None
 
 
 # -- running ------------------------------------------------------------------

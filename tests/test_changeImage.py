@@ -324,6 +324,25 @@ def test_a_redelivery_with_old_dates_gets_the_new_photo(tmp_path, caplog):
     assert caplog.records[-1].getMessage().startswith("converted 1, ")
 
 
+def test_an_untouched_source_is_not_read_again_a_touched_one_is_by_content(
+    tmp_path, caplog, monkeypatch
+):
+    marked().save(tmp_path / "a.tiff")
+    assert convert(tmp_path) == 0
+    if not changeImage.source_attribute(tmp_path / "a.jpeg"):
+        pytest.skip("this file system keeps no extended attributes: every run hashes")
+    before = (tmp_path / "a.jpeg").read_bytes()
+    hashed = []
+    monkeypatch.setattr(changeImage, "file_digest", lambda fd: hashed.append(fd) or "0" * 64)
+    assert convert(tmp_path) == 0
+    assert hashed == [] and (tmp_path / "a.jpeg").read_bytes() == before
+    monkeypatch.undo()
+    os.utime(tmp_path / "a.tiff", (0, 0))  # the same bytes, other dates (and ctime)
+    assert convert(tmp_path) == 0
+    assert "1 up to date" in caplog.records[-1].getMessage()
+    assert (tmp_path / "a.jpeg").read_bytes() == before
+
+
 def test_an_output_made_with_other_options_is_made_again(tmp_path, caplog):
     marked().save(tmp_path / "a.tiff")
     assert convert(tmp_path) == 0
@@ -348,7 +367,8 @@ def test_every_format_carries_the_mark_and_a_rerun_skips_it(tmp_path, caplog, im
     marked().save(tmp_path / "a.bmp")
     assert convert(tmp_path, "--format", image_format) == 0
     output = tmp_path / ("a" + changeImage.FORMATS[image_format])
-    assert re.fullmatch("[0-9a-f]{64}", changeImage.output_key(output) or "")
+    made = changeImage.output_made(output)
+    assert made is not None and re.fullmatch("[0-9a-f]{64}", made.digest)
     before = output.read_bytes()
     assert convert(tmp_path, "--format", image_format) == 0
     assert caplog.records[-1].getMessage().startswith("converted 0, ")

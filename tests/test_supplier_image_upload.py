@@ -17,6 +17,10 @@ from PIL import Image
 import run
 import supplier_image_upload as uploader
 
+MARK = (  # changeImage.py's, as it writes it into a JPEG comment
+    "fruit-catalog changeImage.py made-from-sha256={digest} options={options} size={size}"
+)
+
 
 @pytest.fixture(autouse=True)
 def quiet_environment(monkeypatch, caplog):
@@ -204,12 +208,12 @@ def suppliers_640x480(path: Path) -> None:
 
 
 def marked_600x400_but_640x480(path: Path) -> None:
-    mark = "fruit-catalog changeImage.py made-from-sha256=" + "0" * 64 + " size=600x400"
+    mark = MARK.format(digest="0" * 64, options="1" * 16, size="600x400")
     Image.new("RGB", (640, 480), "red").save(path, comment=mark)
 
 
 def marked_300x200(path: Path) -> None:
-    mark = "fruit-catalog changeImage.py made-from-sha256=" + "0" * 64 + " size=300x200"
+    mark = MARK.format(digest="0" * 64, options="1" * 16, size="300x200")
     Image.new("RGB", (300, 200), "red").save(path, comment=mark)
 
 
