@@ -512,6 +512,7 @@ BODY_LIMIT = 1 << 20  # an answer to a POST, or an error page: a few lines
 LIST_LIMIT = 64 << 20  # GET /fruits/: ~250,000 products
 JOURNAL_LIMIT = 64 << 20  # a journal read back: ~200,000 lines
 URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+WRITING_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 0.0)  # a picture served half written: ask again
 ENDPOINTS = ("fruits/", "upload/")  # given for the store's root, they mean it
 CATALOG_SIZE = (600, 400)  # the lab's: a JPEG without changeImage.py's mark must have it
 JPEG_MARK = re.compile(  # changeImage.py's MARK
@@ -1035,13 +1036,21 @@ class Store:
         return fruits
 
     def holds(self, name: str, content: bytes) -> bool | None:
-        """Whether the store serves exactly content as images/<name> (None: no such image)."""
-        answer = self.request("GET", "media/images/" + quote(name), limit=len(content))
-        if answer.status_code == 404:
-            return None
-        if answer.status_code != 200:
-            raise StoreError(f"GET {self.url}media/images/{name}: {rejection(answer)}")
-        return not answer.cut and answer.content == content
+        """Whether the store serves exactly content as images/<name> (None: no such
+        image). Served a beginning of content, another importer's upload of the same
+        picture is still being written there: asked again for a few seconds."""
+        for pause in WRITING_PAUSES:
+            answer = self.request("GET", "media/images/" + quote(name), limit=len(content))
+            if answer.status_code == 404:
+                return None
+            if answer.status_code != 200:
+                raise StoreError(f"GET {self.url}media/images/{name}: {rejection(answer)}")
+            if answer.cut or not content.startswith(answer.content):
+                return False
+            if len(answer.content) == len(content):
+                return True
+            time.sleep(pause)
+        return False
 
     def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
         """The name this JPEG gets in the store (catalog_name, which both scripts
@@ -1564,6 +1573,29 @@ class Importer:
                 product.sent = 0.0
                 self.note(product)
 
+    def name_copies(self, products: list[Product]) -> None:
+        """No lock reaches another machine: a run of the same delivery there may have
+        posted the same products at the same moment. The store's list, read once
+        more after this run's POSTs, names every copy."""
+        posted = [p for p in products if p.this_run]
+        if not posted or self.store.stopped:
+            return
+        try:
+            self.list_store()
+        except StoreError as error:
+            log.warning("could not look for copies posted elsewhere at the same time: %s", error)
+            return
+        for product in posted:
+            found = [f for f in self.fruits if f.get("name") == product.name]
+            if len(found) > 1:
+                ids = ", ".join(str(f["id"]) for f in found)
+                product.reason = (
+                    f"the store holds {len(found)} products named {product.name!r} (ids {ids}):"
+                    " another run posted it at the same moment (the same delivery imported"
+                    " elsewhere?); remove the copy in the store"
+                )
+                log.warning("%s", product.problem())
+
 
 def report(products: list[Product]) -> None:
     """A line per product that failed; those not sent because the store stopped, in one."""
@@ -1726,6 +1758,7 @@ def import_with_journal(args: argparse.Namespace, journal: int) -> int:
         finish(importer, products, started, "interrupted: ")
         raise
     importer.settle(products)
+    importer.name_copies(products)
     text = finish(importer, products, started)
     log.info("%s", text)
     if store.stopped:

@@ -488,6 +488,7 @@ BODY_LIMIT = 1 << 20  # an answer to a POST, or an error page: a few lines
 LIST_LIMIT = 64 << 20  # GET /fruits/: ~250,000 products
 JOURNAL_LIMIT = 64 << 20  # a journal read back: ~200,000 lines
 URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+WRITING_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 0.0)  # a picture served half written: ask again
 ENDPOINTS = ("fruits/", "upload/")  # given for the store's root, they mean it
 CATALOG_SIZE = (600, 400)  # the lab's: a JPEG without changeImage.py's mark must have it
 JPEG_MARK = re.compile(  # changeImage.py's MARK
@@ -1011,13 +1012,21 @@ class Store:
         return fruits
 
     def holds(self, name: str, content: bytes) -> bool | None:
-        """Whether the store serves exactly content as images/<name> (None: no such image)."""
-        answer = self.request("GET", "media/images/" + quote(name), limit=len(content))
-        if answer.status_code == 404:
-            return None
-        if answer.status_code != 200:
-            raise StoreError(f"GET {self.url}media/images/{name}: {rejection(answer)}")
-        return not answer.cut and answer.content == content
+        """Whether the store serves exactly content as images/<name> (None: no such
+        image). Served a beginning of content, another importer's upload of the same
+        picture is still being written there: asked again for a few seconds."""
+        for pause in WRITING_PAUSES:
+            answer = self.request("GET", "media/images/" + quote(name), limit=len(content))
+            if answer.status_code == 404:
+                return None
+            if answer.status_code != 200:
+                raise StoreError(f"GET {self.url}media/images/{name}: {rejection(answer)}")
+            if answer.cut or not content.startswith(answer.content):
+                return False
+            if len(answer.content) == len(content):
+                return True
+            time.sleep(pause)
+        return False
 
     def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
         """The name this JPEG gets in the store (catalog_name, which both scripts

@@ -44,7 +44,7 @@ def tiff_delivery(root: Path, shade: int) -> Path:
 
 
 def import_delivery(
-    delivery: Path, url: str, converted: threading.Barrier
+    delivery: Path, url: str, converted: threading.Barrier, *flags: str
 ) -> list[tuple[str, int, str]]:
     """The three steps, one after the other, each its own process; the uploads
     start together (once every delivery is converted), where the race is."""
@@ -54,7 +54,7 @@ def import_delivery(
         if step == "supplier_image_upload.py":
             converted.wait(timeout=120)
         result = subprocess.run(
-            [str(PIPELINE_ROOT / step), "-q"],
+            [str(PIPELINE_ROOT / step), *(flags or ["-q"])],
             env=env,
             capture_output=True,
             text=True,
@@ -80,3 +80,36 @@ def test_four_deliveries_imported_at_once_each_show_their_own_photos(
     assert_catalog(store, *deliveries)
     kept = sorted(path.name for path in store.catalog.images.iterdir())
     assert len(kept) == DELIVERIES * len(STEMS), kept  # no file that no product shows
+
+
+@pytest.mark.parametrize("round_", range(2))
+def test_two_machines_importing_the_same_delivery_show_the_right_photos_and_name_copies(
+    store_factory, tmp_path, round_
+):
+    """No lock reaches another machine: what README promises then. Every product
+    shows its photo; a copy the race left is either a product that a run names,
+    or a picture of the same bytes that no product shows."""
+    store = store_factory()
+    copies = [tiff_delivery(tmp_path / f"machine{n}" / "supplier-data", 5) for n in range(2)]
+    converted = threading.Barrier(len(copies))
+    with ThreadPoolExecutor(len(copies)) as pool:
+        runs = [pool.submit(import_delivery, d, store.url, converted, "-v") for d in copies]
+        results = [run.result() for run in runs]
+    for steps in results:
+        assert [(step, status) for step, status, _ in steps] == [(s, 0) for s in STEPS], steps
+    said = "".join(steps[-1][2] for steps in results)
+    jpegs = {stem: (copies[0] / "images" / f"{stem}.jpeg").read_bytes() for stem in STEMS}
+    assert jpegs == {s: (copies[1] / "images" / f"{s}.jpeg").read_bytes() for s in STEMS}
+    fruits = store.catalog.fruits()
+    for fruit in fruits:
+        stem = fruit["description"].removeprefix("From ").removesuffix(".")
+        assert (store.catalog.images / fruit["image_name"]).read_bytes() == jpegs[stem]
+    assert {f["name"] for f in fruits} == {f"Fruit {n} of delivery 5" for n in range(1, 13)}
+    named = {f["image_name"] for f in fruits}
+    for path in store.catalog.images.iterdir():
+        if path.name not in named:
+            original = path.name[: -len("_XXXXXXX.jpeg")] + ".jpeg"
+            assert path.read_bytes() == (store.catalog.images / original).read_bytes()
+    twice = {f["name"] for f in fruits if [g["name"] for g in fruits].count(f["name"]) > 1}
+    for name in twice:
+        assert f"the store holds 2 products named {name!r}" in said
