@@ -1368,8 +1368,8 @@ def plan(
         if made is None:
             log.error(
                 "%s: %s is not an output of changeImage.py (the supplier's own file, or one"
-                " made before version 2.1); not replaced: move it away, or convert into"
-                " --output-dir",
+                " made before outputs were marked); not replaced: move it away, or convert"
+                " into --output-dir",
                 source,
                 target,
             )

@@ -393,8 +393,8 @@ def test_a_suppliers_own_jpeg_beside_its_tiff_is_never_replaced_nor_taken(
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert errors == [
         f"{images / '001.tiff'}: {images / '001.jpeg'} is not an output of changeImage.py"
-        " (the supplier's own file, or one made before version 2.1); not replaced: move it"
-        " away, or convert into --output-dir"
+        " (the supplier's own file, or one made before outputs were marked); not replaced:"
+        " move it away, or convert into --output-dir"
     ]
     assert (images / "001.jpeg").read_bytes() == theirs
     assert_catalog_jpeg(images / "002.jpeg")
