@@ -1576,7 +1576,8 @@ class Importer:
     def name_copies(self, products: list[Product]) -> None:
         """No lock reaches another machine: a run of the same delivery there may have
         posted the same products at the same moment. The store's list, read once
-        more after this run's POSTs, names every copy."""
+        more after this run's POSTs, names every copy that landed since ours went
+        out (an older product of that name, posted with --force, is no copy)."""
         posted = [p for p in products if p.this_run]
         if not posted or self.store.stopped:
             return
@@ -1586,8 +1587,12 @@ class Importer:
             log.warning("could not look for copies posted elsewhere at the same time: %s", error)
             return
         for product in posted:
-            found = [f for f in self.fruits if f.get("name") == product.name]
-            if len(found) > 1:
+            found = [
+                f
+                for f in self.fruits
+                if f.get("name") == product.name and f["id"] > product.since_id
+            ]
+            if len(found) > 1:  # posted since this run's POST went out: not an older one
                 ids = ", ".join(str(f["id"]) for f in found)
                 product.reason = (
                     f"the store holds {len(found)} products named {product.name!r} (ids {ids}):"

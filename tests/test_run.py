@@ -203,6 +203,7 @@ def test_a_name_the_store_has_with_other_values_records_both(store, ready, catal
     assert len(store.catalog.fruits()) == 3
     assert import_(store, ready, "--force") == 0
     assert by_file(ready)["001.txt"]["outcome"] == "imported"
+    assert by_file(ready)["001.txt"]["reason"] == ""  # the older product is no copy of ours
     assert import_(store, ready) == 0  # --force posted it once; the delivery now owns it
     assert len(store.catalog.fruits()) == 4
     assert by_file(ready)["001.txt"]["outcome"] == "imported"
