@@ -7,8 +7,11 @@ skipped; upper-case extensions are fine. Transparent areas are composited on
 white, 16-bit images are scaled to 8 bits, the EXIF orientation is applied and
 a usable RGB ICC profile is kept. Each output is written to a hidden temporary
 file, flushed to disk and renamed into place, so an interrupted or killed run
-never leaves a truncated output; outputs newer than their source are skipped,
-so a re-run only does what is left. Only regular files really inside the
+never leaves a truncated output. Each output is marked with the SHA-256 of its
+source's bytes and the options: a re-run skips an output made from the same
+bytes with the same options, whatever the files' dates, and never replaces a
+file it did not write (a supplier's own 001.jpeg beside 001.tiff is an error
+naming both; the rest goes on). Only regular files really inside the
 images folder are read (no links out of it, FIFOs, devices or files over
 200 MB). One run at a time per delivery (the folder holding images/).
 
@@ -49,6 +52,7 @@ import io
 import json
 import logging
 import math
+import mmap
 import os
 import re
 import signal
@@ -69,7 +73,7 @@ from typing import IO, Any, BinaryIO, NamedTuple
 # file has no extension to tell Pillow which plugin to load, and a miss loads
 # all of them (~90 ms). JPEG, PNG, GIF and BMP come with Pillow's preinit.
 try:
-    from PIL import Image, ImageCms, ImageColor, TiffImagePlugin  # noqa: F401
+    from PIL import Image, ImageCms, ImageColor, PngImagePlugin, TiffImagePlugin
 except ImportError as missing:  # copied alone: say what it needs, in one line
     print(
         f"{Path(__file__).name}: {missing.name} is missing: "
@@ -106,6 +110,25 @@ ALPHA_TILE = 16
 # the converting ones go on: concurrent fsyncs share one journal commit.
 COMMITTERS = 4
 TEMPORARY_SUFFIX = ".changeImage.tmp"
+# Every output carries this mark (a JPEG comment, PNG text, WEBP XMP or TIFF
+# ImageDescription): the SHA-256 of its source's bytes and a digest of the
+# options, so that a re-run knows by content whether it is current, whatever the
+# files' dates, and never takes a file it did not write (a supplier's own
+# 001.jpeg) for one. The same source and options give the same bytes, and so
+# the same name in the store.
+MARK = (
+    "fruit-catalog changeImage.py made-from-sha256={digest} options={options} size={width}x{height}"
+)
+MARK_PATTERN = re.compile(
+    r"fruit-catalog changeImage\.py made-from-sha256=(?P<digest>[0-9a-f]{64})"
+    r" options=(?P<options>[0-9a-f]{16}) size=[0-9]+x[0-9]+"
+)
+# Beside the mark, where the file system keeps extended attributes, the source
+# file's identity when it was read (device, inode, size, mtime and ctime in ns:
+# no unpacking or copy keeps a ctime): an untouched source is not hashed again.
+SOURCE_ATTRIBUTE = "user.fruit-catalog.source"
+MARK_KEY = "fruit-catalog"  # the PNG text chunk's keyword
+JPEG_END = b"\xff\xd9"
 # Bytes per pixel of the uncompressed TIFF layouts whose strips can be merged.
 RAW_BYTES = {"RGBA": 4, "RGB": 3, "L": 1}
 # Decoding a compressed image takes about 7 times as long as reading an
@@ -618,11 +641,20 @@ class Options(NamedTuple):
     suffix: str = ".jpeg"
 
 
+class Made(NamedTuple):
+    """What an output was made from, as its mark says (empty: never current)."""
+
+    digest: str = ""  # SHA-256 of the source's bytes
+    options: str = ""  # options_tag()
+    source: str = ""  # source_identity() of the source file when it was read, if known
+
+
 class Task(NamedTuple):
     source: Path
     root: Path
     target: Path
     work: int  # estimate_work() of the source
+    made: Made = Made()  # what the output there was made from (empty with --force)
 
 
 class OutputError(Exception):
@@ -912,16 +944,20 @@ class BadImage(Exception):
 
 @contextlib.contextmanager
 def opened_source(path: Path, root: Path) -> Iterator[Image.Image]:
-    """The image in a delivery file, read through the descriptor that was checked.
+    """The image in a delivery file, read through the descriptor that was checked."""
+    with open_delivery_file(path, root, IMAGE_LIMIT) as file, image_in(file) as image:
+        yield image
 
-    Pillow memory-maps an uncompressed image only when it is given a file name,
-    so it gets /proc/self/fd/N: a name for the checked descriptor, which cannot
-    be swapped for another file."""
-    with open_delivery_file(path, root, IMAGE_LIMIT) as file:
-        name = PROC_FD / str(file.fileno())
-        with Image.open(name if PROC_FD.is_dir() else file) as image:
-            merge_strips(image)
-            yield image
+
+@contextlib.contextmanager
+def image_in(file: BinaryIO) -> Iterator[Image.Image]:
+    """The image in a checked delivery file. Pillow memory-maps an uncompressed
+    image only when it is given a file name, so it gets /proc/self/fd/N: a name
+    for the checked descriptor, which cannot be swapped for another file."""
+    name = PROC_FD / str(file.fileno())
+    with Image.open(name if PROC_FD.is_dir() else file) as image:
+        merge_strips(image)
+        yield image
 
 
 def merge_strips(image: Image.Image) -> None:
@@ -997,8 +1033,87 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
-def encoded(image: Image.Image, options: Options, source: Path) -> bytes:
-    params: dict = {}
+def options_tag(options: Options) -> str:
+    return hashlib.sha256(json.dumps(list(options)).encode()).hexdigest()[:16]
+
+
+def source_identity(info: os.stat_result) -> str:
+    return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}"
+
+
+def file_digest(fd: int) -> str:
+    """SHA-256 of a file's bytes, read through its checked descriptor (mapped:
+    no copy; hashlib lets other threads run meanwhile)."""
+    if os.fstat(fd).st_size == 0:
+        return hashlib.sha256().hexdigest()
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
+        return hashlib.sha256(mapped).hexdigest()
+
+
+def made_from(fd: int, options: Options, output: Made) -> Made | None:
+    """What an output of this source with these options is made from; None when
+    `output` (an output's mark) says it was: the same options, and the very file
+    it was made from untouched since (same identity, ctime included), or else
+    the same bytes (hashed again)."""
+    made = Made("", options_tag(options), source_identity(os.fstat(fd)))  # stat first
+    if output.options == made.options and output.source == made.source != "":
+        return None
+    made = made._replace(digest=file_digest(fd))
+    return None if output.options == made.options and output.digest == made.digest else made
+
+
+def mark_params(text: str, image_format: str) -> dict:
+    """Pillow's save parameters that put the mark into an output of that format."""
+    if image_format == "JPEG":
+        return {"comment": text}
+    if image_format == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_text(MARK_KEY, text)
+        return {"pnginfo": info}
+    if image_format == "WEBP":
+        return {"xmp": text.encode()}
+    return {"description": text}  # TIFF
+
+
+def output_made(target: Path) -> Made | None:
+    """What the mark of an output changeImage.py wrote says; an empty Made for one
+    of ours that is not whole (a JPEG cut short); None for a file it did not write."""
+    try:
+        with Image.open(target) as image:
+            found = [image.info.get(k) for k in ("comment", "xmp", MARK_KEY)]
+            if isinstance(image, TiffImagePlugin.TiffImageFile):
+                found.append(image.tag_v2.get(270))
+            image_format = image.format
+    except Exception:  # unreadable, or not an image: certainly not ours
+        return None
+    for value in found:
+        text = value.decode("latin-1") if isinstance(value, bytes) else str(value or "")
+        match = MARK_PATTERN.search(text)
+        if match and (image_format != "JPEG" or whole_jpeg(target)):
+            return Made(match["digest"], match["options"], source_attribute(target))
+        if match:
+            return Made()
+    return None
+
+
+def source_attribute(target: Path) -> str:
+    try:
+        return os.getxattr(target, SOURCE_ATTRIBUTE).decode("ascii", "replace")
+    except OSError:
+        return ""
+
+
+def whole_jpeg(path: Path) -> bool:
+    with path.open("rb") as file:
+        file.seek(max(0, path.stat().st_size - len(JPEG_END)))
+        return file.read() == JPEG_END
+
+
+def encoded(image: Image.Image, options: Options, source: Path, made: Made) -> bytes:
+    mark = MARK.format(
+        digest=made.digest, options=made.options, width=image.width, height=image.height
+    )
+    params: dict = mark_params(mark, options.format)
     icc = output_profile(image, source)
     if icc:
         params["icc_profile"] = icc
@@ -1013,8 +1128,9 @@ def cannot_write(target: Path, error: OSError) -> OutputError:
     return OutputError(f"cannot write {target}: {error.strerror or error}")
 
 
-def write_temporary(data: bytes, target: Path) -> tuple[int, Path]:
-    """The bytes in a hidden temporary file beside the target, not yet flushed;
+def write_temporary(data: bytes, target: Path, source: str) -> tuple[int, Path]:
+    """The bytes in a hidden temporary file beside the target, not yet flushed,
+    with the source's identity as an attribute where the file system keeps one;
     returns its open descriptor and name."""
     try:
         fd, name = tempfile.mkstemp(
@@ -1027,6 +1143,8 @@ def write_temporary(data: bytes, target: Path) -> tuple[int, Path]:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        with contextlib.suppress(OSError):  # none there: the source is hashed each run
+            os.setxattr(fd, SOURCE_ATTRIBUTE, source.encode())
     except BaseException as error:
         os.close(fd)
         Path(name).unlink(missing_ok=True)
@@ -1050,18 +1168,23 @@ def commit(fd: int, temporary: Path, target: Path) -> None:
         raise cannot_write(target, error) from None
 
 
-def convert_file(task: Task, options: Options) -> tuple[int, Path] | str:
-    """Convert one file into an unflushed temporary output; the reason of the
+def convert_file(task: Task, options: Options) -> tuple[int, Path] | str | None:
+    """Convert one file into an unflushed temporary output; None when the output
+    there was made from these bytes with these options; the reason of the
     failure when the source cannot be converted. OutputError when it cannot be
     written."""
     try:
-        with opened_source(task.source, task.root) as image:
-            data = encoded(convert_image(image, options), options, task.source)
+        with open_delivery_file(task.source, task.root, IMAGE_LIMIT) as file:
+            made = made_from(file.fileno(), options, task.made)
+            if made is None:
+                return None
+            with image_in(file) as image:
+                data = encoded(convert_image(image, options), options, task.source, made)
     except RefusedFile as error:
         return str(error)
     except Exception as error:  # any decoder error fails only this file
         return f"{task.source}: {describe_error(error)}"
-    return write_temporary(data, task.target)
+    return write_temporary(data, task.target, made.source)
 
 
 def sync_folders(folders: set[Path]) -> None:
@@ -1160,12 +1283,27 @@ def plan(
             counts["failed"] += 1
             continue
         claimed[target] = source
-        if not force and target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
-            log.debug("skipped %s: %s is up to date", source, target)
-            counts["skip:up to date"] += 1
+        made = output_made(target) if target.exists() or target.is_symlink() else Made()
+        if made is None:
+            log.error(
+                "%s: %s is not an output of changeImage.py (the supplier's own file, or one"
+                " made before outputs were marked); not replaced: move it away, or convert"
+                " into --output-dir",
+                source,
+                target,
+            )
+            counts["failed"] += 1
             continue
-        tasks.append(Task(source, root, target, work))
+        tasks.append(Task(source, root, target, work, Made() if force else made))
     return tasks, list(claimed)
+
+
+def is_current(task: Task, options: Options) -> bool:
+    """Whether the output there was made from the source's bytes with these options."""
+    if not task.made.options:
+        return False
+    with open_delivery_file(task.source, task.root, IMAGE_LIMIT) as file:
+        return made_from(file.fileno(), options, task.made) is None
 
 
 # -- running ------------------------------------------------------------------
@@ -1182,12 +1320,12 @@ def run_tasks(
     committers = ThreadPoolExecutor(COMMITTERS, thread_name_prefix="commit")
     converters = ThreadPoolExecutor(jobs, thread_name_prefix="convert")
 
-    def convert_and_commit(task: Task) -> Future | str:
+    def convert_and_commit(task: Task) -> Future | str | None:
         with WorkingOn(task.source):
             outcome = convert_file(task, options)
         return (
             outcome
-            if isinstance(outcome, str)
+            if outcome is None or isinstance(outcome, str)
             else committers.submit(commit, *outcome, task.target)
         )
 
@@ -1211,9 +1349,11 @@ def run_tasks(
     sync_folders({task.target.parent for task in tasks})
 
 
-def report(task: Task, outcome: Future | str, reported: set[Task]) -> None:
+def report(task: Task, outcome: Future | str | None, reported: set[Task]) -> None:
     """Log one task's outcome; OutputError when its output could not be written."""
-    if isinstance(outcome, str):
+    if outcome is None:
+        log.debug("skipped %s: %s is up to date", task.source, task.target)
+    elif isinstance(outcome, str):
         log.error("%s", outcome)
     else:
         outcome.result()
@@ -1232,11 +1372,12 @@ def count_outcomes(
         if future is None or not future.done() or future.cancelled() or future.exception():
             continue
         outcome = future.result()
-        if not isinstance(outcome, str) and (not outcome.done() or outcome.exception()):
+        if isinstance(outcome, Future) and (not outcome.done() or outcome.exception()):
             continue
         if task not in reported:
             report(task, outcome, reported)
-        counts["failed" if isinstance(outcome, str) else "converted"] += 1
+        kind = "skip:up to date" if outcome is None else "converted"
+        counts["failed" if isinstance(outcome, str) else kind] += 1
 
 
 def glibc() -> bool:
@@ -1396,7 +1537,11 @@ OPTIONS = [
         "slower resize with no moire on fine repeating texture (Pillow reducing_gap 3)",
         action="store_true",
     ),
-    Option("--force", "convert even when the output is up to date", action="store_true"),
+    Option(
+        "--force",
+        "convert even when the output is up to date (a file it did not write is never replaced)",
+        action="store_true",
+    ),
     Option("--dry-run", "list what would be done; write nothing", action="store_true"),
 ]
 
@@ -1451,6 +1596,9 @@ def convert_all(args: argparse.Namespace) -> int:
     paths = args.paths or [default_images_dir()]
     if args.dry_run:
         tasks, _ = plan(list_sources(paths), args.output_dir, options, args.force, counts)
+        current = [task for task in tasks if is_current(task, options)]
+        counts["skip:up to date"] += len(current)
+        tasks = [task for task in tasks if task not in current]
         for task in tasks:
             print(f"would convert {task.source} -> {task.target}")
         log.info("dry run: would convert %d, %s", len(tasks), summary(counts))

@@ -3,12 +3,14 @@
 
 Each `.txt` (or `.TXT`) in the descriptions folder is a product: line 1 the
 name, line 2 the weight (`500 lbs`: whole pounds, 0 to 2147483647, as the
-store keeps them), the rest the description (UTF-8, UTF-16 with its BOM, else
-read as Windows-1252; a file with NUL characters is refused). Its picture is
+store keeps them), the rest the description, which may be empty (the store
+then gets none). Files are UTF-8, UTF-16 with its BOM, else read as
+Windows-1252; a file with NUL characters is refused. Its picture is
 the catalog JPEG `<stem>.jpeg` in the images folder. A product is posted to
 <store>/fruits/ only when the store serves exactly that JPEG under the
-image_name posted (the name supplier_image_upload.py gives it); else it fails
-with "image not in the store: run supplier_image_upload.py". A product's
+image_name posted (`<stem>-<first 12 hex of its SHA-256>.jpeg`, the name
+supplier_image_upload.py gives it); else it fails with "image not in the
+store: run supplier_image_upload.py". A product's
 identity is its name: one the store already has is not posted again (when
 the store's copy differs, both values are recorded; the store cannot change
 a product, --force posts a new one). Each outcome is appended to a journal as
@@ -109,6 +111,7 @@ RECORD_FIELDS = [
     "outcome",
     "reason",
     "store_values",
+    "this_run",
 ]
 
 log = logging.getLogger("run")
@@ -593,6 +596,16 @@ BODY_LIMIT = 1 << 20  # an answer to a POST, or an error page: a few lines
 LIST_LIMIT = 64 << 20  # GET /fruits/: ~250,000 products
 JOURNAL_LIMIT = 64 << 20  # a journal read back: ~200,000 lines
 URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+WRITING_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 0.0)  # a picture served half written: ask again
+ENDPOINTS = ("fruits/", "upload/")  # given for the store's root, they mean it
+CATALOG_SIZE = (600, 400)  # the lab's: a JPEG without changeImage.py's mark must have it
+JPEG_MARK = re.compile(  # changeImage.py's MARK
+    rb"fruit-catalog changeImage\.py made-from-sha256=[0-9a-f]{64} options=[0-9a-f]{16}"
+    rb" size=([0-9]+)x([0-9]+)"
+)
+SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
+STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
+IN_CODED_DATA = STANDALONE_MARKERS | {0x00, 0xFF}  # after FF in coded data: not its end
 _watched = threading.local()
 
 
@@ -640,7 +653,9 @@ def hidden(url: str) -> str:
 def canonical_url(url: str) -> str:
     """The store's identity: scheme://host[:port]/path/, lower-case host, no default
     port, trailing slash, never credentials. http://Host, http://host/ and
-    http://HOST:80/ are the same store. ValueError when it is not a store URL."""
+    http://HOST:80/ are the same store, and so are its endpoints' URLs given
+    for it (http://host/fruits/, http://host/upload/). ValueError when it is
+    not a store URL."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     try:
@@ -656,6 +671,8 @@ def canonical_url(url: str) -> str:
     netloc = host if port in (None, {"http": 80, "https": 443}[scheme]) else f"{host}:{port}"
     path = sent_path(parts.path)
     path = path if path.endswith("/") else path + "/"
+    for endpoint in ENDPOINTS:
+        path = path.removesuffix(endpoint) if path.endswith("/" + endpoint) else path
     return f"{scheme}://{netloc}{path}"
 
 
@@ -682,7 +699,14 @@ def store_options(sending: str) -> list[Option]:
     names what a lost answer belonged to ("a POST", "an upload")."""
     seconds, whole = number(0, 86400), functools.partial(number, whole=True)
     return [
-        Option("--url", "the store's base URL", "CATALOG_URL", DEFAULT_URL, store_url, "URL"),
+        Option(
+            "--url",
+            "the store's base URL (its .../fruits/ or .../upload/ URL means the same)",
+            "CATALOG_URL",
+            DEFAULT_URL,
+            store_url,
+            "URL",
+        ),
         Option("--jobs", "requests in parallel, 1-64", "CATALOG_JOBS", 8, whole(1, 64), "N"),
         Option(
             "--timeout",
@@ -763,8 +787,73 @@ def store_name(filename: str, tag: str = "") -> str:
 
 
 def content_tag(content: bytes) -> str:
-    """The digest both scripts put in a name when the lab's name holds other bytes."""
+    """The digest both scripts put in every catalog image's name."""
     return hashlib.sha256(content).hexdigest()[:12]
+
+
+def catalog_name(filename: str, content: bytes) -> str:
+    """The name a catalog JPEG is uploaded and posted under: <stem>-<first 12 hex
+    of its SHA-256>.jpeg. Two different pictures never share a name, so importers
+    racing on one store (the store never says under which name it kept an upload)
+    cannot take each other's; the same picture twice is the same bytes."""
+    return store_name(filename, content_tag(content))
+
+
+def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes]:
+    """A whole JPEG's (width, height) and its comments, walked segment by segment
+    and through its coded data to the end marker, without decoding (these scripts
+    need no Pillow); ValueError saying what is wrong."""
+    cut = f"cut short (no end marker after {len(content)} bytes)"
+    if not content.startswith(b"\xff\xd8"):
+        raise ValueError("not a JPEG")
+    size, comments, at = None, b"", 2
+    while True:
+        if at + 2 > len(content):
+            raise ValueError(cut)
+        if content[at] != 0xFF:
+            raise ValueError(f"broken at byte {at} (no segment starts there)")
+        marker = content[at + 1]
+        if marker == 0xD9:
+            return size, comments
+        if marker == 0xFF or marker in STANDALONE_MARKERS:
+            at += 1 if marker == 0xFF else 2
+            continue
+        length = int.from_bytes(content[at + 2 : at + 4], "big")
+        end = at + 2 + length
+        if length < 2 or end > len(content):
+            raise ValueError(cut)
+        if marker in SOF_MARKERS and length >= 7:
+            size = (
+                int.from_bytes(content[at + 7 : at + 9]),
+                int.from_bytes(content[at + 5 : at + 7]),
+            )
+        elif marker == 0xFE:
+            comments += content[at + 4 : end]
+        at = end
+        if marker == 0xDA:  # coded data: runs to the next marker that is not 00 or a restart
+            while True:
+                at = content.find(b"\xff", at)
+                if at < 0 or at + 1 >= len(content):
+                    raise ValueError(cut)
+                if content[at + 1] not in IN_CODED_DATA:
+                    break
+                at += 1 if content[at + 1] == 0xFF else 2
+
+
+def catalog_jpeg_problem(content: bytes) -> str:
+    """What keeps content from being a catalog JPEG ("" when it is one): a whole
+    JPEG, of the size its changeImage.py mark gives, or 600x400 without a mark."""
+    try:
+        size, comments = jpeg_layout(content)
+    except ValueError as error:
+        return f"not a whole JPEG: {error}"
+    mark = JPEG_MARK.search(comments)
+    expected = (int(mark[1]), int(mark[2])) if mark else CATALOG_SIZE
+    if size != expected:
+        shown = "no frame" if size is None else f"{size[0]}x{size[1]}"
+        whose = "its changeImage.py mark says" if mark else "a catalog JPEG is"
+        return f"{shown} pixels where {whose} {expected[0]}x{expected[1]}"
+    return ""
 
 
 class Watchdog:
@@ -1031,28 +1120,31 @@ class Store:
         return fruits
 
     def holds(self, name: str, content: bytes) -> bool | None:
-        """Whether the store serves exactly content as images/<name> (None: no such image)."""
-        answer = self.request("GET", "media/images/" + quote(name), limit=len(content))
-        if answer.status_code == 404:
-            return None
-        if answer.status_code != 200:
-            raise StoreError(f"GET {self.url}media/images/{name}: {rejection(answer)}")
-        return not answer.cut and answer.content == content
+        """Whether the store serves exactly content as images/<name> (None: no such
+        image). Served a beginning of content, another importer's upload of the same
+        picture is still being written there: asked again for a few seconds."""
+        for pause in WRITING_PAUSES:
+            answer = self.request("GET", "media/images/" + quote(name), limit=len(content))
+            if answer.status_code == 404:
+                return None
+            if answer.status_code != 200:
+                raise StoreError(f"GET {self.url}media/images/{name}: {rejection(answer)}")
+            if answer.cut or not content.startswith(answer.content):
+                return False
+            if len(answer.content) == len(content):
+                return True
+            time.sleep(pause)
+        return False
 
     def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
-        """The name this JPEG has or gets in the store, and whether the store already
-        serves it there. The lab's name when free or holding these bytes; else
-        (a second delivery reusing 001...) <stem>-<first 12 hex of SHA-256>.jpeg,
-        which both scripts derive alike without talking to each other."""
-        default = store_name(filename)
-        held = self.holds(default, content)
-        if held is not False:
-            return default, bool(held)
-        other = store_name(filename, content_tag(content))
-        held = self.holds(other, content)
+        """The name this JPEG gets in the store (catalog_name, which both scripts
+        derive alike without talking to each other), and whether the store already
+        serves it there."""
+        name = catalog_name(filename, content)
+        held = self.holds(name, content)
         if held is False:
-            raise StoreError(f"the store holds other images as both {default} and {other}")
-        return other, bool(held)
+            raise StoreError(f"the store serves other bytes as {name}")
+        return name, bool(held)
 
 
 def open_journal(path: Path) -> int:
@@ -1161,6 +1253,7 @@ class Product:
     outcome: str = "failed"
     reason: str = ""
     store_values: dict = field(default_factory=dict)
+    this_run: bool = False  # imported by this run's POST (not found from an earlier one)
     since_id: int = 0  # the highest store id before its last POST
     sent: float = 0.0  # when its last POST went out (monotonic)
 
@@ -1168,12 +1261,12 @@ class Product:
         return {key: getattr(self, key) for key in RECORD_FIELDS}
 
     def payload(self) -> dict:
-        return {
-            "name": self.name,
-            "weight": self.weight,
-            "description": self.description,
-            "image_name": self.image_name,
-        }
+        """The product as the store takes it: a description it refuses blank but
+        takes left out (it keeps "" then), so an empty one is left out."""
+        sent = {"name": self.name, "weight": self.weight, "description": self.description}
+        if not self.description:
+            del sent["description"]
+        return sent | {"image_name": self.image_name}
 
     def problem(self) -> str:
         """'Durian (016.txt): no weight line after the name': named when it can be."""
@@ -1232,10 +1325,6 @@ def parse_description(product: Product, text: str) -> None:
             + (f", at most {WEIGHT_MAX}" if WEIGHT.fullmatch(weight_text) else "")
         )
     product.description = "\n".join(lines[weight_line:]).strip()
-    if not product.description:
-        raise InvalidDescription(
-            f"{product.file}: no description after the weight (the store refuses a blank one)"
-        )
     for key, limit in MAX_LENGTHS.items():
         if len(getattr(product, key)) > limit:
             raise InvalidDescription(
@@ -1288,8 +1377,13 @@ def refuse_same_names(products: list[Product]) -> None:
 
 
 def summary(products: list[Product]) -> str:
+    """What this run did: 'imported 0, already imported 10 (earlier runs), ...'."""
     count = {kind: sum(p.outcome == kind for p in products) for kind in OUTCOMES}
-    text = f"imported {count['imported']}, already in store {count['already in store']}"
+    now = sum(p.outcome == "imported" and p.this_run for p in products)
+    text = f"imported {now}"
+    if count["imported"] > now:
+        text += f", already imported {count['imported'] - now} (earlier runs)"
+    text += f", already in store {count['already in store']}"
     if count["uncertain"]:
         text += f", uncertain {count['uncertain']}"
     return text + f", failed {count['failed']}"
@@ -1440,14 +1534,23 @@ class Importer:
         elif found and not self.args.force:
             self.take(product, found, "already in store")
         else:
-            content = self.local_jpeg(product)
-            product.image_name, held = self.store.image_name(product.image_name, content)
-            if not held:
-                raise StoreError(
-                    "image not in the store: run supplier_image_upload.py"
-                    f" ({Path(product.file).stem}.jpeg, looked for as {product.image_name})"
-                )
+            product.image_name = self.served_name(product, self.local_jpeg(product))
             self.post(product)
+
+    def served_name(self, product: Product, content: bytes) -> str:
+        """The name the store serves this picture under: its catalog_name (as the
+        uploader names it), or the lab's plain name for a picture an earlier version
+        uploaded. Only a name serving exactly these bytes is ever posted."""
+        jpeg = Path(product.file).stem + ".jpeg"
+        name, held = self.store.image_name(jpeg, content)
+        if held:
+            return name
+        plain = store_name(jpeg)
+        if self.store.holds(plain, content):
+            return plain
+        raise StoreError(
+            f"image not in the store: run supplier_image_upload.py ({jpeg}, looked for as {name})"
+        )
 
     def take(self, product: Product, found: list[dict], outcome: str) -> None:
         """A product the store has: record the store's id, and its values that differ."""
@@ -1487,7 +1590,11 @@ class Importer:
         path = images / (Path(product.file).stem + ".jpeg")
         if not path.exists():
             raise RefusedFile(f"no catalog image {path.name} in {images}: run changeImage.py")
-        return read_delivery_file(path, images, IMAGE_LIMIT)
+        content = read_delivery_file(path, images, IMAGE_LIMIT)
+        problem = catalog_jpeg_problem(content)
+        if problem:
+            raise RefusedFile(f"{path.name}: {problem}; not posted: convert it again and upload it")
+        return content
 
     def post(self, product: Product) -> None:
         with self.lock:
@@ -1508,7 +1615,7 @@ class Importer:
             product.id = int(answer.json()["id"])
         except (ValueError, KeyError, TypeError):
             product.id = None
-        product.outcome, product.reason = "imported", ""
+        product.outcome, product.reason, product.this_run = "imported", "", True
 
     def settle(self, products: list[Product]) -> None:
         """POSTs whose answer was lost: GRACE seconds after the last was sent,
@@ -1539,7 +1646,7 @@ class Importer:
         if landed:
             self.evidence.ids.add(landed[0]["id"])
             self.take(product, landed, "imported")
-            product.sent = 0.0
+            product.this_run, product.sent = True, 0.0
             self.note(product)
         elif not last:
             try:
@@ -1549,6 +1656,34 @@ class Importer:
             if product.outcome == "imported":
                 product.sent = 0.0
                 self.note(product)
+
+    def name_copies(self, products: list[Product]) -> None:
+        """No lock reaches another machine: a run of the same delivery there may have
+        posted the same products at the same moment. The store's list, read once
+        more after this run's POSTs, names every copy that landed since ours went
+        out (an older product of that name, posted with --force, is no copy)."""
+        posted = [p for p in products if p.this_run]
+        if not posted or self.store.stopped:
+            return
+        try:
+            self.list_store()
+        except StoreError as error:
+            log.warning("could not look for copies posted elsewhere at the same time: %s", error)
+            return
+        for product in posted:
+            found = [
+                f
+                for f in self.fruits
+                if f.get("name") == product.name and f["id"] > product.since_id
+            ]
+            if len(found) > 1:  # posted since this run's POST went out: not an older one
+                ids = ", ".join(str(f["id"]) for f in found)
+                product.reason = (
+                    f"the store holds {len(found)} products named {product.name!r} (ids {ids}):"
+                    " another run posted it at the same moment (the same delivery imported"
+                    " elsewhere?); remove the copy in the store"
+                )
+                log.warning("%s", product.problem())
 
 
 def report(products: list[Product]) -> None:
@@ -1632,6 +1767,10 @@ def check(args: argparse.Namespace) -> int:
             log.error("%s", product.problem())
         elif args.dry_run:
             url = canonical_url(args.url)
+            with contextlib.suppress(RefusedFile):
+                jpeg = Path(product.file).stem + ".jpeg"
+                content = read_delivery_file(args.images / jpeg, args.images, IMAGE_LIMIT)
+                product.image_name = catalog_name(jpeg, content)
             print(f"POST {url}fruits/ {json.dumps(product.payload(), ensure_ascii=False)}")
     if args.check:
         bad = sum(p.outcome == "failed" for p in products)
@@ -1708,6 +1847,7 @@ def import_with_journal(args: argparse.Namespace, journal: int) -> int:
         finish(importer, products, started, "interrupted: ")
         raise
     importer.settle(products)
+    importer.name_copies(products)
     text = finish(importer, products, started)
     log.info("%s", text)
     if store.stopped:

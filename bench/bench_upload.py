@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the uploader and run.py against a naive loop, in the same run.
 
-Makes N small JPEGs and N descriptions, starts a fresh stand-in store for
+Makes N catalog JPEGs (600x400) and N descriptions, starts a fresh stand-in store for
 each measurement (as its own process, answering after --delay seconds like
 a store across a network), and times:
   naive:   requests.post per item, no session, one at a time
@@ -39,7 +39,8 @@ def make_items(data: Path, count: int) -> None:
     descriptions.mkdir()
     for number in range(1, count + 1):
         stem = f"{number:03d}"
-        Image.new("RGB", (60, 40), (number % 256, 90, 160)).save(images / f"{stem}.jpeg")
+        picture = Image.new("RGB", (600, 400), (number % 256, 90, 160))
+        picture.save(images / f"{stem}.jpeg", comment=stem)  # a catalog JPEG, its own bytes
         (descriptions / f"{stem}.txt").write_text(f"Fruit {number}\n{number} lbs\nTasty.\n")
 
 

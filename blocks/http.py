@@ -48,6 +48,16 @@ BODY_LIMIT = 1 << 20  # an answer to a POST, or an error page: a few lines
 LIST_LIMIT = 64 << 20  # GET /fruits/: ~250,000 products
 JOURNAL_LIMIT = 64 << 20  # a journal read back: ~200,000 lines
 URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+WRITING_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 0.0)  # a picture served half written: ask again
+ENDPOINTS = ("fruits/", "upload/")  # given for the store's root, they mean it
+CATALOG_SIZE = (600, 400)  # the lab's: a JPEG without changeImage.py's mark must have it
+JPEG_MARK = re.compile(  # changeImage.py's MARK
+    rb"fruit-catalog changeImage\.py made-from-sha256=[0-9a-f]{64} options=[0-9a-f]{16}"
+    rb" size=([0-9]+)x([0-9]+)"
+)
+SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
+STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
+IN_CODED_DATA = STANDALONE_MARKERS | {0x00, 0xFF}  # after FF in coded data: not its end
 _watched = threading.local()
 
 
@@ -95,7 +105,9 @@ def hidden(url: str) -> str:
 def canonical_url(url: str) -> str:
     """The store's identity: scheme://host[:port]/path/, lower-case host, no default
     port, trailing slash, never credentials. http://Host, http://host/ and
-    http://HOST:80/ are the same store. ValueError when it is not a store URL."""
+    http://HOST:80/ are the same store, and so are its endpoints' URLs given
+    for it (http://host/fruits/, http://host/upload/). ValueError when it is
+    not a store URL."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     try:
@@ -111,6 +123,8 @@ def canonical_url(url: str) -> str:
     netloc = host if port in (None, {"http": 80, "https": 443}[scheme]) else f"{host}:{port}"
     path = sent_path(parts.path)
     path = path if path.endswith("/") else path + "/"
+    for endpoint in ENDPOINTS:
+        path = path.removesuffix(endpoint) if path.endswith("/" + endpoint) else path
     return f"{scheme}://{netloc}{path}"
 
 
@@ -137,7 +151,14 @@ def store_options(sending: str) -> list[Option]:
     names what a lost answer belonged to ("a POST", "an upload")."""
     seconds, whole = number(0, 86400), functools.partial(number, whole=True)
     return [
-        Option("--url", "the store's base URL", "CATALOG_URL", DEFAULT_URL, store_url, "URL"),
+        Option(
+            "--url",
+            "the store's base URL (its .../fruits/ or .../upload/ URL means the same)",
+            "CATALOG_URL",
+            DEFAULT_URL,
+            store_url,
+            "URL",
+        ),
         Option("--jobs", "requests in parallel, 1-64", "CATALOG_JOBS", 8, whole(1, 64), "N"),
         Option(
             "--timeout",
@@ -218,8 +239,73 @@ def store_name(filename: str, tag: str = "") -> str:
 
 
 def content_tag(content: bytes) -> str:
-    """The digest both scripts put in a name when the lab's name holds other bytes."""
+    """The digest both scripts put in every catalog image's name."""
     return hashlib.sha256(content).hexdigest()[:12]
+
+
+def catalog_name(filename: str, content: bytes) -> str:
+    """The name a catalog JPEG is uploaded and posted under: <stem>-<first 12 hex
+    of its SHA-256>.jpeg. Two different pictures never share a name, so importers
+    racing on one store (the store never says under which name it kept an upload)
+    cannot take each other's; the same picture twice is the same bytes."""
+    return store_name(filename, content_tag(content))
+
+
+def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes]:
+    """A whole JPEG's (width, height) and its comments, walked segment by segment
+    and through its coded data to the end marker, without decoding (these scripts
+    need no Pillow); ValueError saying what is wrong."""
+    cut = f"cut short (no end marker after {len(content)} bytes)"
+    if not content.startswith(b"\xff\xd8"):
+        raise ValueError("not a JPEG")
+    size, comments, at = None, b"", 2
+    while True:
+        if at + 2 > len(content):
+            raise ValueError(cut)
+        if content[at] != 0xFF:
+            raise ValueError(f"broken at byte {at} (no segment starts there)")
+        marker = content[at + 1]
+        if marker == 0xD9:
+            return size, comments
+        if marker == 0xFF or marker in STANDALONE_MARKERS:
+            at += 1 if marker == 0xFF else 2
+            continue
+        length = int.from_bytes(content[at + 2 : at + 4], "big")
+        end = at + 2 + length
+        if length < 2 or end > len(content):
+            raise ValueError(cut)
+        if marker in SOF_MARKERS and length >= 7:
+            size = (
+                int.from_bytes(content[at + 7 : at + 9]),
+                int.from_bytes(content[at + 5 : at + 7]),
+            )
+        elif marker == 0xFE:
+            comments += content[at + 4 : end]
+        at = end
+        if marker == 0xDA:  # coded data: runs to the next marker that is not 00 or a restart
+            while True:
+                at = content.find(b"\xff", at)
+                if at < 0 or at + 1 >= len(content):
+                    raise ValueError(cut)
+                if content[at + 1] not in IN_CODED_DATA:
+                    break
+                at += 1 if content[at + 1] == 0xFF else 2
+
+
+def catalog_jpeg_problem(content: bytes) -> str:
+    """What keeps content from being a catalog JPEG ("" when it is one): a whole
+    JPEG, of the size its changeImage.py mark gives, or 600x400 without a mark."""
+    try:
+        size, comments = jpeg_layout(content)
+    except ValueError as error:
+        return f"not a whole JPEG: {error}"
+    mark = JPEG_MARK.search(comments)
+    expected = (int(mark[1]), int(mark[2])) if mark else CATALOG_SIZE
+    if size != expected:
+        shown = "no frame" if size is None else f"{size[0]}x{size[1]}"
+        whose = "its changeImage.py mark says" if mark else "a catalog JPEG is"
+        return f"{shown} pixels where {whose} {expected[0]}x{expected[1]}"
+    return ""
 
 
 class Watchdog:
@@ -486,28 +572,31 @@ class Store:
         return fruits
 
     def holds(self, name: str, content: bytes) -> bool | None:
-        """Whether the store serves exactly content as images/<name> (None: no such image)."""
-        answer = self.request("GET", "media/images/" + quote(name), limit=len(content))
-        if answer.status_code == 404:
-            return None
-        if answer.status_code != 200:
-            raise StoreError(f"GET {self.url}media/images/{name}: {rejection(answer)}")
-        return not answer.cut and answer.content == content
+        """Whether the store serves exactly content as images/<name> (None: no such
+        image). Served a beginning of content, another importer's upload of the same
+        picture is still being written there: asked again for a few seconds."""
+        for pause in WRITING_PAUSES:
+            answer = self.request("GET", "media/images/" + quote(name), limit=len(content))
+            if answer.status_code == 404:
+                return None
+            if answer.status_code != 200:
+                raise StoreError(f"GET {self.url}media/images/{name}: {rejection(answer)}")
+            if answer.cut or not content.startswith(answer.content):
+                return False
+            if len(answer.content) == len(content):
+                return True
+            time.sleep(pause)
+        return False
 
     def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
-        """The name this JPEG has or gets in the store, and whether the store already
-        serves it there. The lab's name when free or holding these bytes; else
-        (a second delivery reusing 001...) <stem>-<first 12 hex of SHA-256>.jpeg,
-        which both scripts derive alike without talking to each other."""
-        default = store_name(filename)
-        held = self.holds(default, content)
-        if held is not False:
-            return default, bool(held)
-        other = store_name(filename, content_tag(content))
-        held = self.holds(other, content)
+        """The name this JPEG gets in the store (catalog_name, which both scripts
+        derive alike without talking to each other), and whether the store already
+        serves it there."""
+        name = catalog_name(filename, content)
+        held = self.holds(name, content)
         if held is False:
-            raise StoreError(f"the store holds other images as both {default} and {other}")
-        return other, bool(held)
+            raise StoreError(f"the store serves other bytes as {name}")
+        return name, bool(held)
 
 
 def open_journal(path: Path) -> int:

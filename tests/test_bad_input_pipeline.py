@@ -392,6 +392,8 @@ ACCEPTED = [
     ("blank-lines-first", b"\n  \n\tMelon  \n\n5 lbs\n\nA.\n\n", ("Melon", 5, "A.")),
     ("rtl-mark-in-name", "\u200fMelon\u200f\n5 lbs\nA.".encode(), ("\u200fMelon\u200f", 5, "A.")),
     ("name-of-100-characters", b"M" * 100 + b"\n5 lbs\nA.", ("M" * 100, 5, "A.")),
+    ("no-description", b"Melon\n5 lbs", ("Melon", 5, "")),
+    ("no-description-blank-lines", b"Melon\n5 lbs\n\n \t\n", ("Melon", 5, "")),
 ]
 
 
@@ -416,8 +418,8 @@ HOSTILE = [
     ("list-items-wrong-types", "items-wrong-types", (0, 0), ", failed 0"),
     ("list-endless", "endless-list", (2, 2), "fruits/ answered over 64 MiB"),
     ("list-redirects-away", "redirect-away", (2, 2), "302 redirect to http://elsewhere.example"),
-    ("image-endless", "endless-image", (1, 1), "the store holds other images as both 001.jpeg"),
-    ("image-other-bytes", "other-image", (1, 1), "the store holds other images as both 001.jpeg"),
+    ("image-endless", "endless-image", (1, 1), "the store serves other bytes as 001-"),
+    ("image-other-bytes", "other-image", (1, 1), "the store serves other bytes as 001-"),
 ]
 
 

@@ -306,6 +306,96 @@ def test_source_newer_than_output_is_converted_again(tmp_path):
     assert_colour_near(centre(opened(tmp_path / "a.jpeg")), GREEN)
 
 
+def test_a_redelivery_with_old_dates_gets_the_new_photo(tmp_path, caplog):
+    """Unpacked with the archive's dates (unzip, tar, rsync -t, cp -p), the new
+    TIFF is older than last week's JPEG: the content decides, not the dates."""
+    marked().save(tmp_path / "a.tiff")
+    assert convert(tmp_path) == 0
+    last_week = (tmp_path / "a.jpeg").stat().st_mtime - 7 * 86400
+    Image.new("RGB", (30, 20), GREEN).save(tmp_path / "a.tiff")
+    os.utime(tmp_path / "a.tiff", (last_week, last_week))
+    assert convert(tmp_path) == 0
+    assert_colour_near(centre(opened(tmp_path / "a.jpeg")), GREEN)
+    assert caplog.records[-1].getMessage().startswith("converted 1, ")
+
+
+def test_an_untouched_source_is_not_read_again_a_touched_one_is_by_content(
+    tmp_path, caplog, monkeypatch
+):
+    marked().save(tmp_path / "a.tiff")
+    assert convert(tmp_path) == 0
+    if not changeImage.source_attribute(tmp_path / "a.jpeg"):
+        pytest.skip("this file system keeps no extended attributes: every run hashes")
+    before = (tmp_path / "a.jpeg").read_bytes()
+    hashed = []
+    monkeypatch.setattr(changeImage, "file_digest", lambda fd: hashed.append(fd) or "0" * 64)
+    assert convert(tmp_path) == 0
+    assert hashed == [] and (tmp_path / "a.jpeg").read_bytes() == before
+    monkeypatch.undo()
+    os.utime(tmp_path / "a.tiff", (0, 0))  # the same bytes, other dates (and ctime)
+    assert convert(tmp_path) == 0
+    assert "1 up to date" in caplog.records[-1].getMessage()
+    assert (tmp_path / "a.jpeg").read_bytes() == before
+
+
+def test_an_output_made_with_other_options_is_made_again(tmp_path, caplog):
+    marked().save(tmp_path / "a.tiff")
+    assert convert(tmp_path) == 0
+    assert convert(tmp_path, "--size", "300x200") == 0
+    assert_catalog_jpeg(tmp_path / "a.jpeg", size=(300, 200))
+    assert convert(tmp_path, "--size", "300x200") == 0
+    assert caplog.records[-1].getMessage().startswith("converted 0, ")
+    assert "1 up to date" in caplog.records[-1].getMessage()
+
+
+def test_an_output_of_ours_cut_short_is_made_again(tmp_path):
+    marked().save(tmp_path / "a.tiff")
+    assert convert(tmp_path) == 0
+    whole = (tmp_path / "a.jpeg").read_bytes()
+    (tmp_path / "a.jpeg").write_bytes(whole[:3000])
+    assert convert(tmp_path) == 0
+    assert (tmp_path / "a.jpeg").read_bytes() == whole
+
+
+@pytest.mark.parametrize("image_format", ["JPEG", "PNG", "WEBP", "TIFF"])
+def test_every_format_carries_the_mark_and_a_rerun_skips_it(tmp_path, caplog, image_format):
+    marked().save(tmp_path / "a.bmp")
+    assert convert(tmp_path, "--format", image_format) == 0
+    output = tmp_path / ("a" + changeImage.FORMATS[image_format])
+    made = changeImage.output_made(output)
+    assert made is not None and re.fullmatch("[0-9a-f]{64}", made.digest)
+    before = output.read_bytes()
+    assert convert(tmp_path, "--format", image_format) == 0
+    assert caplog.records[-1].getMessage().startswith("converted 0, ")
+    assert "1 up to date" in caplog.records[-1].getMessage()
+    assert output.read_bytes() == before
+
+
+@pytest.mark.parametrize("age", [-3600, 3600], ids=["older", "newer"])
+@pytest.mark.parametrize("force", [[], ["--force"]], ids=["", "force"])
+def test_a_suppliers_own_jpeg_beside_its_tiff_is_never_replaced_nor_taken(
+    tmp_path, caplog, age, force
+):
+    images = tmp_path / "supplier-data" / "images"
+    images.mkdir(parents=True)
+    marked(corner=GREEN).save(images / "001.tiff")
+    marked().save(images / "002.tiff")
+    Image.new("RGB", (640, 480), RED).save(images / "001.jpeg")
+    theirs = (images / "001.jpeg").read_bytes()
+    when = (images / "001.tiff").stat().st_mtime + age
+    os.utime(images / "001.jpeg", (when, when))
+    assert convert(images, *force) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [
+        f"{images / '001.tiff'}: {images / '001.jpeg'} is not an output of changeImage.py"
+        " (the supplier's own file, or one made before outputs were marked); not replaced:"
+        " move it away, or convert into --output-dir"
+    ]
+    assert (images / "001.jpeg").read_bytes() == theirs
+    assert_catalog_jpeg(images / "002.jpeg")
+    assert caplog.records[-1].getMessage().startswith("converted 1, ")
+
+
 def test_two_sources_for_one_target_fail_the_second(tmp_path, caplog):
     Image.new("RGB", (30, 20), RED).save(tmp_path / "001.png")
     Image.new("RGB", (30, 20), GREEN).save(tmp_path / "001.tiff")

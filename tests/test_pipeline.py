@@ -6,6 +6,7 @@ credentials) are tested once here, parametrized over both scripts."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pty
@@ -59,13 +60,11 @@ def test_a_second_delivery_reusing_001_gets_its_own_pictures(
     assert statuses(pipeline(run_script, store.url, first)) == [0, 0]
     assert statuses(pipeline(run_script, store.url, second)) == [0, 0]
     catalog_check(store, first, second)
-    names = {p["file"]: p["image_name"] for p in record(second)["products"]}
-    assert re.fullmatch(r"001-[0-9a-f]{12}\.jpeg", names["001.txt"])
-    assert {p["image_name"] for p in record(first)["products"]} == {
-        "001.jpeg",
-        "002.jpeg",
-        "003.jpeg",
-    }
+    for delivery in (first, second):
+        for product in record(delivery)["products"]:
+            jpeg = (delivery / "images" / product["file"].replace(".txt", ".jpeg")).read_bytes()
+            tag = hashlib.sha256(jpeg).hexdigest()[:12]
+            assert product["image_name"] == product["file"].replace(".txt", f"-{tag}.jpeg")
 
 
 def test_names_the_store_rewrites_are_sent_as_the_store_keeps_them(
@@ -76,7 +75,7 @@ def test_names_the_store_rewrites_are_sent_as_the_store_keeps_them(
     assert statuses(pipeline(run_script, store.url, delivery)) == [0, 0]
     assert statuses(pipeline(run_script, store.url, delivery)) == [0, 0]
     catalog_check(store, delivery)
-    kept = sorted(f["image_name"] for f in store.catalog.fruits())
+    kept = sorted(re.sub(r"-[0-9a-f]{12}\.", ".", f["image_name"]) for f in store.catalog.fruits())
     assert "fresh_kiwi.jpeg" in kept and "its_big_1.jpeg" in kept and "say_hi.jpeg" in kept
     assert "pêche_mûre.jpeg" in kept
     assert all(len("images/" + name) <= 100 for name in kept)
@@ -91,6 +90,18 @@ def test_url_spellings_are_one_store(store, tmp_path, run_script, catalog, catal
     host, port = store.server_address
     assert statuses(pipeline(run_script, spelling.format(host=host, port=port), delivery)) == [0, 0]
     assert store.post_count == posts
+    catalog_check(store, delivery)
+    assert record(delivery)["store"] == store.url
+
+
+@pytest.mark.parametrize("endpoint", ["upload/", "fruits/", "fruits", "upload"])
+def test_an_endpoints_url_given_for_the_store_means_the_store(
+    store, tmp_path, run_script, catalog, catalog_check, endpoint
+):
+    """Both scripts take the store's address the same way: `--url http://host/upload/`
+    (the uploader's endpoint) or `.../fruits/` (run.py's) means http://host/."""
+    delivery = catalog(tmp_path / "supplier-data", ["001", "002"])
+    assert statuses(pipeline(run_script, store.url + endpoint, delivery)) == [0, 0]
     catalog_check(store, delivery)
     assert record(delivery)["store"] == store.url
 
@@ -414,7 +425,7 @@ def test_no_arguments_is_the_lab_layout(store, tmp_path, run_script, catalog, sc
     env = {"HOME": str(tmp_path), "CATALOG_URL": store.url}
     results = [run_script(s, env=env) for s in SCRIPTS]
     assert statuses(results) == [0, 0]
-    assert store.catalog.fruits()[0]["image_name"] == "001.jpeg"
+    assert re.fullmatch(r"001-[0-9a-f]{12}\.jpeg", store.catalog.fruits()[0]["image_name"])
 
 
 def test_a_redirect_is_a_failure_not_followed(tmp_path, run_script, catalog, redirecting_store):

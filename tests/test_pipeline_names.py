@@ -110,6 +110,10 @@ def test_a_content_tag_is_never_cut_off():
         ("https://host:443/shop", "https://host/shop/"),
         ("http://alice:s3cret@host/", "http://host/"),
         ("  http://[::1]:8080/  ", "http://[::1]:8080/"),
+        ("http://host/fruits/", "http://host/"),
+        ("http://host/upload", "http://host/"),
+        ("https://host/shop/upload/", "https://host/shop/"),
+        ("http://host/fruits/upload/", "http://host/fruits/"),
     ],
 )
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.__name__)

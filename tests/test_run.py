@@ -90,6 +90,28 @@ def test_the_record_is_version_2_with_every_field(store, ready):
     assert [p.name for p in ready.iterdir() if p.name.startswith(".")] == [".fruit-catalog.lock"]
 
 
+def test_the_summary_says_what_this_run_did(store, ready, caplog):
+    assert import_(store, ready) == 0
+    assert caplog.records[-1].getMessage() == "imported 3, already in store 0, failed 0"
+    assert {p["this_run"] for p in record(ready)["products"]} == {True}
+    write(ready / "descriptions", "004.txt", "Durian\n5 lbs\nSmelly.")
+    (ready / "images" / "004.jpeg").write_bytes((ready / "images" / "001.jpeg").read_bytes())
+    assert import_(store, uploaded(store, ready)) == 0
+    summary = "imported 1, already imported 3 (earlier runs), already in store 0, failed 0"
+    assert caplog.records[-1].getMessage() == summary
+    assert record(ready)["summary"] == summary
+    outcomes = {p["file"]: (p["outcome"], p["this_run"]) for p in record(ready)["products"]}
+    assert outcomes == {
+        "001.txt": ("imported", False),
+        "002.txt": ("imported", False),
+        "003.txt": ("imported", False),
+        "004.txt": ("imported", True),
+    }
+    assert import_(store, ready) == 0
+    summary = "imported 0, already imported 4 (earlier runs), already in store 0, failed 0"
+    assert caplog.records[-1].getMessage() == summary
+
+
 def test_the_journal_says_sending_before_each_post_and_each_outcome(store, ready):
     assert import_(store, ready) == 0
     lines = journal(ready)
@@ -135,10 +157,19 @@ def test_a_picture_missing_from_the_store_fails_that_product_only(
     catalog(data, ["001", "002"])  # 002 converted after the upload ran
     assert import_(store, data) == 1
     assert [f["name"] for f in store.catalog.fruits()] == ["Fruit 1 of delivery 0"]
+    name = run.catalog_name("002.jpeg", (data / "images" / "002.jpeg").read_bytes())
     assert logged_errors() == [
         "Fruit 2 of delivery 0 (002.txt): image not in the store: run supplier_image_upload.py"
-        " (002.jpeg, looked for as 002.jpeg)"
+        f" (002.jpeg, looked for as {name})"
     ]
+
+
+def test_a_picture_an_earlier_version_uploaded_under_the_lab_name_is_used(store, tmp_path, catalog):
+    data = catalog(tmp_path / "supplier-data", ["001"])
+    jpeg = (data / "images" / "001.jpeg").read_bytes()
+    requests.post(store.url + "upload/", files={"file": ("001.jpeg", jpeg)}, timeout=5)
+    assert import_(store, data) == 0
+    assert [f["image_name"] for f in store.catalog.fruits()] == ["001.jpeg"]
 
 
 def test_a_product_without_a_catalog_jpeg_says_to_convert(store, ready, logged_errors):
@@ -172,6 +203,7 @@ def test_a_name_the_store_has_with_other_values_records_both(store, ready, catal
     assert len(store.catalog.fruits()) == 3
     assert import_(store, ready, "--force") == 0
     assert by_file(ready)["001.txt"]["outcome"] == "imported"
+    assert by_file(ready)["001.txt"]["reason"] == ""  # the older product is no copy of ours
     assert import_(store, ready) == 0  # --force posted it once; the delivery now owns it
     assert len(store.catalog.fruits()) == 4
     assert by_file(ready)["001.txt"]["outcome"] == "imported"
@@ -247,12 +279,17 @@ def test_bad_weight_fails_that_file_only(store, ready, content, line, value, log
     ]
 
 
-def test_a_blank_description_is_refused_before_the_store_refuses_it(store, ready, logged_errors):
-    write(ready / "descriptions", "004.txt", "Apple\n500 lbs\n\n")
-    assert import_(store, ready) == 1
-    assert logged_errors() == [
-        "Apple (004.txt): no description after the weight (the store refuses a blank one)"
-    ]
+def test_a_name_and_a_weight_with_no_description_is_a_product(store, tmp_path, catalog):
+    """The store refuses a blank description but takes one left out (it keeps "")."""
+    data = uploaded(store, catalog(tmp_path / "supplier-data", ["001"]))
+    write(data / "descriptions", "001.txt", "Apple\n500 lbs\n\n  \n")
+    assert import_(store, data) == 0
+    [fruit] = store.catalog.fruits()
+    assert (fruit["name"], fruit["weight"], fruit["description"]) == ("Apple", 500, "")
+    assert import_(store, data) == 0
+    [product] = record(data)["products"]
+    assert (product["outcome"], product["store_values"]) == ("imported", {})
+    assert len(store.catalog.fruits()) == 1
 
 
 def test_an_empty_file_is_an_error_without_a_name(store, ready, logged_errors):
@@ -289,7 +326,9 @@ def test_dry_run_prints_payloads_and_sends_nothing(store, tmp_path, catalog, cap
     assert import_(store, data, "--dry-run") == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[0].startswith(f"POST {store.url}fruits/ {{")
-    assert json.loads(lines[1].split(" ", 2)[2])["image_name"] == "fresh_kiwi.jpeg"
+    jpeg = (data / "images" / "fresh kiwi.jpeg").read_bytes()
+    expected = f"fresh_kiwi-{run.content_tag(jpeg)}.jpeg"
+    assert json.loads(lines[1].split(" ", 2)[2])["image_name"] == expected
     assert store.post_count == 0
 
 
@@ -339,3 +378,17 @@ def test_bad_journal_lines_are_ignored_with_a_warning(store, ready, caplog):
     assert any("not JSON; ignored" in w for w in warnings)
     assert any("a product line with a wrongly typed field; ignored" in w for w in warnings)
     assert {p["outcome"] for p in record(ready)["products"]} == {"imported"}
+
+
+def test_a_product_whose_picture_is_not_a_whole_jpeg_is_refused(
+    store, tmp_path, catalog, logged_errors
+):
+    data = uploaded(store, catalog(tmp_path / "supplier-data", ["001", "007"]))
+    jpeg = data / "images" / "007.jpeg"
+    jpeg.write_bytes(jpeg.read_bytes()[:3000])
+    assert import_(store, data) == 1
+    assert [f["name"] for f in store.catalog.fruits()] == ["Fruit 1 of delivery 0"]
+    assert logged_errors() == [
+        "Fruit 2 of delivery 0 (007.txt): 007.jpeg: not a whole JPEG: cut short (no end marker"
+        " after 3000 bytes); not posted: convert it again and upload it"
+    ]

@@ -17,6 +17,10 @@ from PIL import Image
 import run
 import supplier_image_upload as uploader
 
+MARK = (  # changeImage.py's, as it writes it into a JPEG comment
+    "fruit-catalog changeImage.py made-from-sha256={digest} options={options} size={size}"
+)
+
 
 @pytest.fixture(autouse=True)
 def quiet_environment(monkeypatch, caplog):
@@ -33,11 +37,18 @@ def stored(store) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(store.catalog.images.iterdir())}
 
 
+def kept(images: Path, *names: str) -> list[str]:
+    """The names the store keeps these files under: <stem>-<12 hex of SHA-256>.jpeg."""
+    tags = [hashlib.sha256((images / name).read_bytes()).hexdigest()[:12] for name in names]
+    return [f"{Path(name).stem}-{tag}.jpeg" for name, tag in zip(names, tags, strict=True)]
+
+
 def test_every_catalog_jpeg_is_uploaded_with_its_content(store, tmp_path, catalog):
     images = catalog(tmp_path / "supplier-data", ["001", "002"]) / "images"
     assert upload(store, images) == 0
-    for name in ("001.jpeg", "002.jpeg"):
-        served = requests.get(f"{store.url}media/images/{name}", timeout=5)
+    names = ("001.jpeg", "002.jpeg")
+    for name, kept_as in zip(names, kept(images, *names), strict=True):
+        served = requests.get(f"{store.url}media/images/{kept_as}", timeout=5)
         assert (served.status_code, served.content) == (200, (images / name).read_bytes())
 
 
@@ -49,7 +60,7 @@ def test_only_catalog_images_are_uploaded_never_originals_or_hidden_files(store,
     Image.new("RGB", (60, 40)).save(images / "016.tiff")
     (images / "LICENSE").write_text("licence")
     assert upload(store, images) == 0
-    assert list(stored(store)) == ["001.jpeg"]
+    assert list(stored(store)) == kept(images, "001.jpeg")
 
 
 def test_a_jpeg_name_without_jpeg_content_fails_by_name(store, tmp_path, catalog, logged_errors):
@@ -57,7 +68,7 @@ def test_a_jpeg_name_without_jpeg_content_fails_by_name(store, tmp_path, catalog
     (images / "002.jpeg").write_text("not a jpeg")
     assert upload(store, images) == 1
     assert logged_errors() == [f"002.jpeg: {images / '002.jpeg'}: not a JPEG; not uploaded"]
-    assert list(stored(store)) == ["001.jpeg"]
+    assert list(stored(store)) == kept(images, "001.jpeg")
 
 
 def test_rerun_uploads_nothing_new(store, tmp_path, catalog, caplog):
@@ -71,8 +82,9 @@ def test_rerun_uploads_nothing_new(store, tmp_path, catalog, caplog):
 
 def test_images_someone_else_uploaded_are_found_in_the_store(store, tmp_path, catalog):
     images = catalog(tmp_path / "supplier-data", ["001", "002"]) / "images"
-    for name in ("001.jpeg", "002.jpeg"):
-        files = {"file": (name, (images / name).read_bytes(), "image/jpeg")}
+    names = ("001.jpeg", "002.jpeg")
+    for name, kept_as in zip(names, kept(images, *names), strict=True):
+        files = {"file": (kept_as, (images / name).read_bytes(), "image/jpeg")}
         requests.post(store.url + "upload/", files=files, timeout=5)
     assert upload(store, images) == 0
     assert len(stored(store)) == 2 and store.post_count == 2
@@ -84,19 +96,17 @@ def test_a_wiped_store_gets_its_images_again_whatever_the_journal_says(store, tm
     for path in store.catalog.images.iterdir():
         path.unlink()
     assert upload(store, images) == 0
-    assert list(stored(store)) == ["001.jpeg", "002.jpeg"]
+    assert list(stored(store)) == kept(images, "001.jpeg", "002.jpeg")
 
 
-def test_other_bytes_under_the_lab_name_go_under_a_name_from_the_content(store, tmp_path, catalog):
+def test_two_deliveries_numbered_alike_keep_their_pictures_apart(store, tmp_path, catalog):
     first = catalog(tmp_path / "first", ["001"], shade=1) / "images"
     second = catalog(tmp_path / "second", ["001"], shade=2) / "images"
     assert upload(store, first) == 0
     assert upload(store, second) == 0
-    content = (second / "001.jpeg").read_bytes()
-    tag = hashlib.sha256(content).hexdigest()[:12]
     assert stored(store) == {
-        "001.jpeg": (first / "001.jpeg").read_bytes(),
-        f"001-{tag}.jpeg": content,
+        kept(first, "001.jpeg")[0]: (first / "001.jpeg").read_bytes(),
+        kept(second, "001.jpeg")[0]: (second / "001.jpeg").read_bytes(),
     }
     assert upload(store, second) == 0 and len(stored(store)) == 2
 
@@ -106,9 +116,10 @@ def test_journal_records_sending_then_uploaded_for_the_canonical_store(store, tm
     host, port = store.server_address
     assert uploader.main(["--url", f"HTTP://{host}:{port}", "--images", str(images)]) == 0
     lines = [json.loads(line) for line in (images.parent / "uploaded.jsonl").open()]
+    name = kept(images, "001.jpeg")[0]
     assert [(e["file"], e["name"], e["state"]) for e in lines] == [
-        ("001.jpeg", "001.jpeg", "sending"),
-        ("001.jpeg", "001.jpeg", "uploaded"),
+        ("001.jpeg", name, "sending"),
+        ("001.jpeg", name, "uploaded"),
     ]
     assert {e["store"] for e in lines} == {store.url}
 
@@ -136,7 +147,8 @@ def test_no_catalog_jpegs_is_exit_2_naming_the_folder(store, tmp_path, logged_er
 def test_dry_run_lists_store_names_and_sends_nothing(store, tmp_path, catalog, capsys):
     images = catalog(tmp_path / "supplier-data", ["fresh kiwi"]) / "images"
     assert upload(store, images, "--dry-run") == 0
-    assert capsys.readouterr().out == f"POST {store.url}upload/ file=fresh_kiwi.jpeg\n"
+    tag = hashlib.sha256((images / "fresh kiwi.jpeg").read_bytes()).hexdigest()[:12]
+    assert capsys.readouterr().out == f"POST {store.url}upload/ file=fresh_kiwi-{tag}.jpeg\n"
     assert store.post_count == 0
 
 
@@ -146,7 +158,7 @@ def test_a_link_out_of_the_delivery_is_never_uploaded(store, tmp_path, catalog, 
     private.write_bytes((images / "001.jpeg").read_bytes() + b"private")
     (images / "002.jpeg").symlink_to(private)
     assert upload(store, images) == 1
-    assert list(stored(store)) == ["001.jpeg"]
+    assert list(stored(store)) == kept(images, "001.jpeg")
     assert logged_errors() == [f"002.jpeg: {images / '002.jpeg'}: links outside {images}; not read"]
 
 
@@ -181,4 +193,54 @@ def test_uploads_in_flight_when_a_run_stopped_are_said_and_the_store_decides(
     messages = [r.getMessage() for r in caplog.records]
     assert "1 uploads were in flight when a run stopped; the store says which landed" in messages
     assert f"{journal} line 3: not UTF-8; ignored" in messages
-    assert list(stored(store)) == ["001.jpeg"]
+    assert list(stored(store)) == kept(images, "001.jpeg")
+
+
+# -- only whole catalog JPEGs of the expected size leave the machine ---------------------
+
+
+def cut_to_3000(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:3000])
+
+
+def suppliers_640x480(path: Path) -> None:
+    Image.new("RGB", (640, 480), "red").save(path)
+
+
+def marked_600x400_but_640x480(path: Path) -> None:
+    mark = MARK.format(digest="0" * 64, options="1" * 16, size="600x400")
+    Image.new("RGB", (640, 480), "red").save(path, comment=mark)
+
+
+def marked_300x200(path: Path) -> None:
+    mark = MARK.format(digest="0" * 64, options="1" * 16, size="300x200")
+    Image.new("RGB", (300, 200), "red").save(path, comment=mark)
+
+
+NOT_CATALOG_JPEGS = [
+    ("truncated", cut_to_3000, "not a whole JPEG: cut short (no end marker after 3000 bytes)"),
+    ("unmarked-640x480", suppliers_640x480, "640x480 pixels where a catalog JPEG is 600x400"),
+    (
+        "mark-disagrees",
+        marked_600x400_but_640x480,
+        "640x480 pixels where its changeImage.py mark says 600x400",
+    ),
+    ("marked-300x200", marked_300x200, ""),
+]
+
+
+@pytest.mark.parametrize(
+    "change, problem", [pytest.param(*case[1:], id=case[0]) for case in NOT_CATALOG_JPEGS]
+)
+def test_only_whole_catalog_jpegs_are_uploaded(
+    store, tmp_path, catalog, logged_errors, change, problem
+):
+    images = catalog(tmp_path / "supplier-data", [f"{n:03d}" for n in range(1, 13)]) / "images"
+    change(images / "007.jpeg")
+    assert upload(store, images) == (1 if problem else 0)
+    if problem:
+        assert logged_errors() == [
+            f"007.jpeg: {problem}; not uploaded: convert it again (changeImage.py)"
+        ]
+    names = [f"{n:03d}.jpeg" for n in range(1, 13) if n != 7 or not problem]
+    assert list(stored(store)) == kept(images, *names)
