@@ -525,7 +525,7 @@ IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
 
 def supplier_data() -> Path:
     """The delivery: $SUPPLIER_DATA, else the lab's ~/supplier-data."""
-    return expand_home(os.environ.get("SUPPLIER_DATA") or "~/supplier-data")
+    return expand_home(os.environ.get("SUPPLIER_DATA", "").strip() or "~/supplier-data")
 
 
 class RefusedFile(Exception):
@@ -938,11 +938,23 @@ class WatchedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": WatchedPool, "https": WatchedHTTPSPool}
 
 
+class GaveUp(Exception):
+    """StoreRetry stopped retrying rather than wait past the request's deadline, or
+    because the run is stopping. A retried request was never taken by the store
+    (a refused connection, or 503), so it was not sent; .response is the last
+    answer, if one came (its __context__ the last error, else)."""
+
+    def __init__(self, why: str, response: urllib3.BaseHTTPResponse | None) -> None:
+        super().__init__(why)
+        self.response = response
+
+
 class StoreRetry(Retry):
     """The one retry policy of every request: urllib3 retries GET and HEAD after
     a refused connection, a lost answer or 502/503/504, and a POST only when the
     store surely did not take it (a connection never opened, or 503), with
-    backoff and Retry-After; it gives up rather than sleep past the deadline."""
+    backoff and Retry-After (an unreadable one is ignored); it gives up rather
+    than sleep past the deadline or on after a stop signal."""
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if method == "POST":
@@ -950,11 +962,16 @@ class StoreRetry(Retry):
         return super().is_retry(method, status_code, has_retry_after)
 
     def sleep(self, response: urllib3.BaseHTTPResponse | None = None) -> None:
+        try:
+            asked = self.get_retry_after(response) if response else None
+        except urllib3.exceptions.InvalidHeader:
+            asked = None
+        wait = asked or self.get_backoff_time()
         dog = getattr(_watched, "dog", None)
-        wait = (self.get_retry_after(response) if response else None) or self.get_backoff_time()
         if dog is not None and dog.left() < wait:
-            raise TimeoutError(f"no answer within {dog.seconds:g} s")
-        super().sleep(response)
+            raise GaveUp(f"asked to wait {wait:g} s, past the deadline", response)
+        if STOPPING.wait(wait):
+            raise GaveUp("the run was interrupted", response)
 
 
 def read_body(answer: requests.Response, limit: int) -> None:
@@ -1067,6 +1084,8 @@ class Store:
     ) -> requests.Response:
         """The answer, its body read within the deadline and cut after limit bytes
         (answer.cut tells): a store serving an endless body is not read into memory."""
+        if STOPPING.is_set():
+            raise StoreDown("the run was interrupted", maybe_sent=False)
         if self.stopped:
             raise StoreDown(self.stopped, maybe_sent=False)
         url = self.url + path
@@ -1076,6 +1095,8 @@ class Store:
                     method, url, timeout=self.timeout, allow_redirects=False, stream=True, **options
                 )
                 read_body(answer, limit)
+            except GaveUp as stop:
+                self.gave_up(f"{method} {url}", stop)
             except requests.RequestException as error:
                 why = f"no whole answer within {dog.seconds:g} s" if dog.expired else ""
                 self.failed(f"{method} {url}: {why or connection_problem(error)}", error)
@@ -1085,6 +1106,20 @@ class Store:
             self.stopped = "the store refused the credentials (CATALOG_TOKEN, or the URL's)"
             raise StoreDown(self.stopped, maybe_sent=False)
         return answer
+
+    def gave_up(self, request: str, stop: GaveUp) -> None:
+        """What a request that StoreRetry stopped retrying was: never sent."""
+        if STOPPING.is_set():
+            raise StoreDown("the run was interrupted", maybe_sent=False)
+        if stop.response is not None:
+            raise StoreError(f"{request}: the store answered {stop.response.status}, {stop}")
+        error = stop.__context__ or stop
+        with self.lock:
+            self.failures += 1
+            if self.failures >= DEAD_AFTER and not self.stopped:
+                self.stopped = f"the store stopped answering ({DEAD_AFTER} in a row)"
+            kind = StoreDown if self.stopped else Unanswered
+        raise kind(self.stopped or f"{request}: {connection_problem(error)}", maybe_sent=False)
 
     def failed(self, message: str, error: requests.RequestException) -> None:
         with self.lock:
@@ -1803,10 +1838,6 @@ def import_all(importer: Importer, products: list[Product], args: argparse.Names
     except KeyboardInterrupt:
         importer.stopping = True
         pool.shutdown(wait=True, cancel_futures=True)
-        for product in products:
-            if not product.outcome:
-                product.outcome = "failed"
-                product.reason = "not sent: the run was interrupted; run again"
         raise
     finally:
         pool.shutdown(wait=True)
@@ -1814,9 +1845,20 @@ def import_all(importer: Importer, products: list[Product], args: argparse.Names
 
 
 def finish(importer: Importer, products: list[Product], started: str, stop: str = "") -> str:
-    """The journal's last line and the record, written whole; the summary."""
+    """The journal's last line and the record, written whole (a stop signal waits
+    for them); the summary. Stopped, the products not sent say so."""
+    with signals_held():
+        return write_record(importer, products, started, stop)
+
+
+def write_record(importer: Importer, products: list[Product], started: str, stop: str) -> str:
     args, store = importer.args, importer.store
-    report(products)
+    for product in products:
+        if stop and not product.outcome:
+            product.outcome = "failed"
+            product.reason = "not sent: the run was interrupted; run again"
+    if not stop:
+        report(products)
     text = stop + summary(products)
     entry = {"event": "finished", "run": importer.run_id, "time": now(), "summary": text}
     append_line(importer.journal, entry)
@@ -1843,11 +1885,11 @@ def import_with_journal(args: argparse.Namespace, journal: int) -> int:
     products = read_products(args.descriptions, args.images)
     try:
         import_all(importer, products, args)
+        importer.settle(products)
+        importer.name_copies(products)
     except KeyboardInterrupt:
         finish(importer, products, started, "interrupted: ")
         raise
-    importer.settle(products)
-    importer.name_copies(products)
     text = finish(importer, products, started)
     log.info("%s", text)
     if store.stopped:

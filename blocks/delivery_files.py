@@ -22,7 +22,7 @@ IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
 
 def supplier_data() -> Path:
     """The delivery: $SUPPLIER_DATA, else the lab's ~/supplier-data."""
-    return expand_home(os.environ.get("SUPPLIER_DATA") or "~/supplier-data")
+    return expand_home(os.environ.get("SUPPLIER_DATA", "").strip() or "~/supplier-data")
 
 
 class RefusedFile(Exception):

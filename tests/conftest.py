@@ -462,6 +462,13 @@ class RedirectHandler(BaseHTTPRequestHandler):
 # -- hostile stores (tests/test_bad_input_pipeline.py) ------------------------------
 
 
+# Modes whose every POST is answered 503, with this Retry-After.
+HOSTILE_BUSY = {
+    "busy-for-a-day": "100000",
+    "busy-garbage": "soon",
+    "busy-negative": "-5",
+    "busy-briefly": "3",
+}
 HOSTILE_LISTS = {
     "html": (b"<html><body>Welcome</body></html>", "text/html"),
     "empty-200": (b"", "application/json"),
@@ -519,7 +526,14 @@ class HostileHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.server.posts += 1  # type: ignore[attr-defined]
-        self.answer(201, b'{"id": 1}')
+        busy = HOSTILE_BUSY.get(self.server.mode)  # type: ignore[attr-defined]
+        if busy is None:
+            self.answer(201, b'{"id": 1}')
+            return
+        self.send_response(503)
+        self.send_header("Retry-After", busy)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def log_message(self, *args) -> None:
         pass
