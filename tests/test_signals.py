@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from make_delivery import make_delivery
 
 ROOT = Path(__file__).resolve().parent.parent
 SMTP_GREETING = b"220 slow.example.com ESMTP\r\n"
+PHOTOS = 60
+STOP_SIGNALS = [signal.SIGTERM, signal.SIGHUP, signal.SIGINT]
 HTTP_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100
 
 
@@ -56,16 +59,35 @@ def whole_jpegs(folder: Path) -> list[Path]:
     return jpegs
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
-def test_change_image_stops_with_130_and_only_whole_jpegs(tmp_path: Path, sig) -> None:
-    delivery = make_delivery(tmp_path, count=40, size=(1200, 800))
-    images = delivery / "images"
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 noisy 2000x1500 TIFFs (one made, copied): seconds of work for
+    changeImage.py --jobs 1, so a signal finds it in the middle."""
+    folder = tmp_path_factory.mktemp("photos") / "images"
+    folder.mkdir()
+    Image.effect_noise((2000, 1500), 64).convert("RGB").save(folder / "001.tiff")
+    for number in range(2, PHOTOS + 1):
+        shutil.copy(folder / "001.tiff", folder / f"{number:03d}.tiff")
+    return folder
+
+
+def copy_of(photos: Path, tmp_path: Path, count: int = PHOTOS) -> Path:
+    images = tmp_path / "supplier-data" / "images"
+    images.mkdir(parents=True)
+    for photo in sorted(photos.iterdir())[:count]:
+        shutil.copy(photo, images)
+    return images
+
+
+@pytest.mark.parametrize("sig", STOP_SIGNALS, ids=[sig.name for sig in STOP_SIGNALS])
+def test_change_image_stops_with_130_and_only_whole_jpegs(photos, tmp_path: Path, sig) -> None:
+    images = copy_of(photos, tmp_path)
     process = start("changeImage.py", "--jobs", "1", str(images))
     wait_for(lambda: any(images.glob("*.jpeg")))
     status, _, err = stop(process, sig)
     assert status == 130, err
     assert "interrupted" in err and "Traceback" not in err
-    assert 1 <= len(whole_jpegs(images)) < 40
+    assert 1 <= len(whole_jpegs(images)) < PHOTOS
     assert not [p for p in images.iterdir() if p.name.startswith(".")] or all(
         p.name == ".fruit-catalog.lock" for p in images.iterdir() if p.name.startswith(".")
     )
@@ -162,9 +184,8 @@ def test_reports_py_stopped_while_writing(tmp_path: Path, monkeypatch, caplog) -
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
-def test_a_hangup_ignored_by_nohup_stays_ignored(tmp_path: Path) -> None:
-    delivery = make_delivery(tmp_path, count=12, size=(1200, 800))
-    images = delivery / "images"
+def test_a_hangup_ignored_by_nohup_stays_ignored(photos, tmp_path: Path) -> None:
+    images = copy_of(photos, tmp_path, count=12)
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "changeImage.py"), "--jobs", "1", str(images)],
         stderr=subprocess.PIPE,
