@@ -424,8 +424,13 @@ def test_outputs_get_normal_file_permissions(tmp_path):
 
 @pytest.fixture(scope="module")
 def big_batch(tmp_path_factory) -> Path:
-    """Enough large images that a run is still busy when a signal arrives."""
-    return make_delivery(tmp_path_factory.mktemp("batch"), count=40, size=(1500, 1000)) / "images"
+    """Enough large images that a run is still busy when a signal arrives: 4 made,
+    each copied 10 times (making one costs more than converting it)."""
+    images = make_delivery(tmp_path_factory.mktemp("batch"), count=4, size=(1500, 1000)) / "images"
+    for made in sorted(images.glob("*.tiff")):
+        for copy in range(1, 10):
+            shutil.copy(made, images / f"{made.stem}-{copy}.tiff")
+    return images
 
 
 @pytest.fixture
