@@ -1090,17 +1090,26 @@ def output_made(target: Path) -> Made | None:
         text = value.decode("latin-1") if isinstance(value, bytes) else str(value or "")
         match = MARK_PATTERN.search(text)
         if match and (image_format != "JPEG" or whole_jpeg(target)):
-            return Made(match["digest"], match["options"], source_attribute(target))
+            return Made(
+                match["digest"], match["options"], source_attribute(target, match["digest"])
+            )
         if match:
             return Made()
     return None
 
 
-def source_attribute(target: Path) -> str:
+def source_attribute(target: Path, digest: str) -> str:
+    """The identity of the source the output was made from, kept as an attribute
+    of the output; "" unless the output is still the very file written then (same
+    size and mtime, a mark naming the same source bytes): an output overwritten in
+    place keeps its attributes, and must not pass for one of this source."""
     try:
-        return os.getxattr(target, SOURCE_ATTRIBUTE).decode("ascii", "replace")
+        kept = os.getxattr(target, SOURCE_ATTRIBUTE).decode("ascii", "replace")
+        info = target.stat()
     except OSError:
         return ""
+    source, _, written = kept.rpartition(f" {digest} ")
+    return source if written == f"{info.st_size}:{info.st_mtime_ns}" else ""
 
 
 def whole_jpeg(path: Path) -> bool:
@@ -1128,9 +1137,10 @@ def cannot_write(target: Path, error: OSError) -> OutputError:
     return OutputError(f"cannot write {target}: {error.strerror or error}")
 
 
-def write_temporary(data: bytes, target: Path, source: str) -> tuple[int, Path]:
+def write_temporary(data: bytes, target: Path, made: Made) -> tuple[int, Path]:
     """The bytes in a hidden temporary file beside the target, not yet flushed,
-    with the source's identity as an attribute where the file system keeps one;
+    with the source's identity, the mark's digest and the output's size and mtime
+    as an attribute where the file system keeps one;
     returns its open descriptor and name."""
     try:
         fd, name = tempfile.mkstemp(
@@ -1143,8 +1153,10 @@ def write_temporary(data: bytes, target: Path, source: str) -> tuple[int, Path]:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        written = os.fstat(fd)
+        kept = f"{made.source} {made.digest} {written.st_size}:{written.st_mtime_ns}"
         with contextlib.suppress(OSError):  # none there: the source is hashed each run
-            os.setxattr(fd, SOURCE_ATTRIBUTE, source.encode())
+            os.setxattr(fd, SOURCE_ATTRIBUTE, kept.encode())
     except BaseException as error:
         os.close(fd)
         Path(name).unlink(missing_ok=True)
@@ -1184,7 +1196,7 @@ def convert_file(task: Task, options: Options) -> tuple[int, Path] | str | None:
         return str(error)
     except Exception as error:  # any decoder error fails only this file
         return f"{task.source}: {describe_error(error)}"
-    return write_temporary(data, task.target, made.source)
+    return write_temporary(data, task.target, made)
 
 
 def sync_folders(folders: set[Path]) -> None:

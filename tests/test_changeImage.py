@@ -324,7 +324,7 @@ def test_an_untouched_source_is_not_read_again_a_touched_one_is_by_content(
 ):
     marked().save(tmp_path / "a.tiff")
     assert convert(tmp_path) == 0
-    if not changeImage.source_attribute(tmp_path / "a.jpeg"):
+    if not changeImage.output_made(tmp_path / "a.jpeg").source:
         pytest.skip("this file system keeps no extended attributes: every run hashes")
     before = (tmp_path / "a.jpeg").read_bytes()
     hashed = []
@@ -1095,3 +1095,37 @@ def test_a_lock_file_planted_as_a_link_is_refused_and_its_target_untouched(tmp_p
     assert "as the lock: Too many levels of symbolic links" in result.stderr
     assert precious.read_text() == "keep me"
     assert not (images / "001.jpeg").exists()
+
+
+def attributes_kept(folder: Path) -> bool:
+    probe = folder / "probe"
+    probe.touch()
+    try:
+        os.setxattr(probe, changeImage.SOURCE_ATTRIBUTE, b"x")
+    except OSError:
+        return False
+    finally:
+        probe.unlink()
+    return True
+
+
+# id, how an output of ours is changed in place (its attributes stay: same inode)
+CHANGED_IN_PLACE = [
+    ("another delivery's output copied over it", lambda ours, theirs: theirs.read_bytes()),
+    ("padded with junk after its end", lambda ours, theirs: ours.read_bytes() + b"\0" * 4096),
+]
+
+
+@pytest.mark.parametrize("change", [pytest.param(case[1], id=case[0]) for case in CHANGED_IN_PLACE])
+def test_an_output_changed_in_place_is_made_again(tmp_path, change):
+    if not attributes_kept(tmp_path):
+        pytest.skip("this file system keeps no user attributes: every source is hashed")
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    for folder, corner in ((ours, RED), (theirs, (0, 0, 255))):
+        folder.mkdir()
+        marked(corner=corner).save(folder / "001.tiff")
+        assert convert(folder) == 0
+    made = (ours / "001.jpeg").read_bytes()
+    (ours / "001.jpeg").write_bytes(change(ours / "001.jpeg", theirs / "001.jpeg"))
+    assert convert(ours) == 0
+    assert (ours / "001.jpeg").read_bytes() == made
