@@ -49,6 +49,7 @@ import datetime
 import errno
 import fcntl
 import functools
+import glob
 import hashlib
 import http.client
 import json
@@ -816,20 +817,31 @@ def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes]:
                 at += 1 if content[at + 1] == 0xFF else 2
 
 
-def catalog_jpeg_problem(content: bytes) -> str:
-    """What keeps content from being a catalog JPEG ("" when it is one): a whole
-    JPEG, of the size its changeImage.py mark gives, or 600x400 without a mark."""
+def catalog_jpeg_problem(content: bytes, path: Path) -> str:
+    """What keeps content (the file at path) from being a catalog JPEG ("" when it
+    is one): a whole JPEG, of the size its changeImage.py mark gives, or 600x400
+    without a mark, and then only with no source beside it (a supplier's own
+    001.jpeg beside 001.tiff is theirs, not the catalog's)."""
     try:
         size, comments = jpeg_layout(content)
     except ValueError as error:
         return f"not a whole JPEG: {error}"
     mark = JPEG_MARK.search(comments)
+    sources = [] if mark else sources_beside(path)
+    if sources:
+        return f"not made by changeImage.py from {sources[0].name} (the supplier's own file?)"
     expected = (int(mark[1]), int(mark[2])) if mark else CATALOG_SIZE
     if size != expected:
         shown = "no frame" if size is None else f"{size[0]}x{size[1]}"
         whose = "its changeImage.py mark says" if mark else "a catalog JPEG is"
         return f"{shown} pixels where {whose} {expected[0]}x{expected[1]}"
     return ""
+
+
+def sources_beside(path: Path) -> list[Path]:
+    """The other files of path's stem in its folder (001.tiff beside 001.jpeg)."""
+    beside = path.parent.glob(glob.escape(path.stem) + ".*")
+    return sorted(p for p in beside if p.name != path.name and p.stem == path.stem)
 
 
 class Watchdog:
@@ -1329,7 +1341,7 @@ class Uploader:
             image.content = read_delivery_file(image.path, self.root, IMAGE_LIMIT)
             if not image.content.startswith(JPEG_MAGIC):
                 raise RefusedFile(f"{image.path}: not a JPEG; not uploaded")
-            problem = catalog_jpeg_problem(image.content)
+            problem = catalog_jpeg_problem(image.content, image.path)
             if problem:
                 raise RefusedFile(f"{problem}; not uploaded: convert it again (changeImage.py)")
             image.name, held = self.store.image_name(image.path.name, image.content)

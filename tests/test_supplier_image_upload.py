@@ -244,3 +244,22 @@ def test_only_whole_catalog_jpegs_are_uploaded(
         ]
     names = [f"{n:03d}.jpeg" for n in range(1, 13) if n != 7 or not problem]
     assert list(stored(store)) == kept(images, *names)
+
+
+def test_a_suppliers_own_jpeg_beside_its_source_is_not_uploaded(store, tmp_path, catalog, caplog):
+    """A 600x400 JPEG without changeImage.py's mark, beside the TIFF it shares its
+    stem with, is the supplier's file (changeImage.py refused to replace it): it
+    stays on the machine; the others go."""
+    delivery = catalog(tmp_path, ["001", "002"])
+    Image.new("RGB", (60, 40), "red").save(delivery / "images" / "001.tiff")
+    assert upload(store, delivery / "images") == 1
+    assert "001.jpeg: not made by changeImage.py from 001.tiff" in caplog.text
+    assert [name.split("-")[0] for name in stored(store)] == ["002"]
+    folders = [
+        "--descriptions",
+        str(delivery / "descriptions"),
+        "--images",
+        str(delivery / "images"),
+    ]
+    assert run.main(["--url", store.url, *folders]) == 1
+    assert [f["name"] for f in store.catalog.fruits()] == ["Fruit 2 of delivery 0"]
