@@ -110,6 +110,7 @@ ALPHA_TILE = 16
 # the converting ones go on: concurrent fsyncs share one journal commit.
 COMMITTERS = 4
 TEMPORARY_SUFFIX = ".changeImage.tmp"
+LIBRARY_OUTPUT_LIMIT = 64 << 10  # what libtiff may say in a run, read back for the log
 # Every output carries this mark (a JPEG comment, PNG text, WEBP XMP or TIFF
 # ImageDescription): the SHA-256 of its source's bytes and a digest of the
 # options, so that a re-run knows by content whether it is current, whatever the
@@ -1625,6 +1626,40 @@ def convert_all(args: argparse.Namespace) -> int:
         return convert_locked(args, paths, options, counts)
 
 
+@contextlib.contextmanager
+def library_messages_logged() -> Iterator[None]:
+    """libtiff and libjpeg write their complaints ("ZIPDecode: Decoding error ...")
+    straight to file descriptor 2, past logging and -q. While images convert, fd 2
+    is a file of ours and Python's stderr a copy of the real one; what the
+    libraries wrote becomes WARNING lines (which -q hides) when the work ends."""
+    sys.stderr.flush()
+    real, python_stderr = os.dup(2), sys.stderr
+    ours = os.fdopen(real, "w", buffering=1, errors="backslashreplace")
+    handlers = [
+        handler
+        for handler in logging.getLogger().handlers
+        if isinstance(handler, logging.StreamHandler) and handler.stream is python_stderr
+    ]
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        sys.stderr = ours
+        for handler in handlers:
+            handler.setStream(ours)
+        try:
+            yield
+        finally:
+            ours.flush()
+            os.dup2(real, 2)
+            sys.stderr = python_stderr
+            for handler in handlers:
+                handler.setStream(python_stderr)
+            ours.close()
+            caught.seek(0)
+            said = caught.read(LIBRARY_OUTPUT_LIMIT).decode("utf-8", "replace").splitlines()
+            for line in dict.fromkeys(line.strip() for line in said if line.strip()):
+                log.warning("image library: %s", line)
+
+
 def convert_locked(
     args: argparse.Namespace, paths: list[Path], options: Options, counts: Counter
 ) -> int:
@@ -1636,7 +1671,9 @@ def convert_locked(
             check_writable(folder)
         tune_allocator()
         file_mode()
-        run_tasks(tasks, options, args.jobs or len(os.sched_getaffinity(0)), counts, progress)
+        jobs = args.jobs or len(os.sched_getaffinity(0))
+        with library_messages_logged():
+            run_tasks(tasks, options, jobs, counts, progress)
     except OutputError as error:
         log.error("%s; stopped: %s", error, summary(counts))
         return EXIT_USAGE

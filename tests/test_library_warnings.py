@@ -4,6 +4,7 @@ The cli block does it for every script; changeImage.py names the image."""
 
 from __future__ import annotations
 
+import io
 import logging
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from helper import with_entry
+from PIL import Image
 from test_changeImage import deflate_tiff
 
 import reports  # carries the cli block, as every script does
@@ -115,3 +117,27 @@ def test_configure_logging_sends_pillows_warnings_to_our_log(caplog):
         "a.tiff: Corrupt EXIF data.",
         "b.tiff: Corrupt EXIF data.",
     ]
+
+
+def damaged(compression: str) -> bytes:
+    """A TIFF whose compressed data has every 997th byte flipped: libtiff says why
+    it fails on file descriptor 2 itself ("ZIPDecode: Decoding error ...")."""
+    buffer = io.BytesIO()
+    Image.effect_noise((300, 200), 50).convert("RGB").save(buffer, "TIFF", compression=compression)
+    data = bytearray(buffer.getvalue())
+    for at in range(1000, len(data), 997):
+        data[at] ^= 0xFF
+    return bytes(data)
+
+
+def test_what_libtiff_writes_itself_is_a_warning_of_ours(tmp_path):
+    (tmp_path / "x.tiff").write_bytes(damaged("tiff_lzw"))
+    quiet = change_image("-q", "--jobs", "1", str(tmp_path))
+    assert quiet.returncode == 1
+    assert [line.split(":")[0] for line in quiet.stderr.splitlines()] == [
+        f"ERROR {tmp_path / 'x.tiff'}"
+    ]
+    told = change_image("--force", "--jobs", "1", str(tmp_path)).stderr.splitlines()
+    assert any(line.startswith(f"ERROR {tmp_path / 'x.tiff'}: ") for line in told), told
+    assert any(line.startswith("WARNING image library: ") for line in told), told
+    assert all(line.split()[0] in {"ERROR", "WARNING", "INFO"} for line in told), told
