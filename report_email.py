@@ -684,10 +684,11 @@ def product_label(product: dict) -> str:
 
 
 def product_lines(product: dict) -> tuple[str, ...]:
-    """The lab's two lines for an imported product; name and file for the others."""
+    """The lab's two lines for an imported product; name and file for the others,
+    with the weight the store holds when its copy differs."""
     if product["outcome"] == "imported":
         return (f"name: {product['name']}", f"weight: {product['weight']} lbs")
-    weight = product["weight"]
+    weight = (product.get("store_values") or {}).get("weight", product["weight"])
     return (product_label(product),) + (() if weight is None else (f"{weight} lbs",))
 
 
@@ -803,8 +804,8 @@ def advice(product: dict) -> Advice | None:
         return Advice(
             "Differs from the store",
             f"the store already has it, with other values ({differences(product)})",
-            "if the values of this delivery are right, tell us: the store cannot change a"
-            " product, so we add it anew",
+            "the store keeps its earlier values; if those of this delivery are right, tell"
+            " us: the store cannot change a product, so we add it anew",
         )
     if outcome != "failed":
         return None

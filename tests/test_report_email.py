@@ -319,9 +319,39 @@ SUPPLIER_CASES = [
         " it as a new product",
         "the store already has it, with other values (weight: the store has 18 lbs, this"
         " delivery 20 lbs)",
-        "if the values of this delivery are right, tell us",
+        "the store keeps its earlier values; if those of this delivery are right, tell us",
     ),
 ]
+
+
+def test_a_product_differing_from_the_store_shows_what_the_store_holds(
+    tmp_path, product, write_record
+):
+    """run.py records a changed product of ours as already in store with the store's
+    values: the row and the pies never state the file's 999 lbs as the store's."""
+    record = write_record(
+        tmp_path / "imported.json",
+        [
+            product("001.txt", "Apple", 500),
+            product(
+                "002.txt",
+                "Fig",
+                999,
+                "already in store",
+                "the store's copy differs (weight: the store has 174 lbs, the file 999 lbs)",
+                store_values={"weight": 174},
+            ),
+        ],
+        version=2,
+    )
+    pdf = tmp_path / "r.pdf"
+    assert report(record, pdf, "--save-dir", str(tmp_path / "outbox")) == 0
+    text = words(pdf_text(pdf))
+    row = text[text.index("Fig (002.txt)") : text.index("All other products")]
+    assert row.startswith("Fig (002.txt) 174 lbs Differs from the store"), row
+    assert "the store keeps its earlier values" in row
+    assert "999" not in text.replace("this delivery 999 lbs", ""), text
+    assert "weight: 999" not in text and "Apple: 500 lbs" in text
 
 
 @pytest.mark.parametrize(
