@@ -11,12 +11,13 @@ the catalog JPEG `<stem>.jpeg` in the images folder. A product is posted to
 image_name posted (`<stem>-<first 12 hex of its SHA-256>.jpeg`, the name
 supplier_image_upload.py gives it); else it fails with "image not in the
 store: run supplier_image_upload.py". A product's
-identity is its name: one the store already has is not posted again (when
-the store's copy differs, both values are recorded, a warning names it and
-the run exits 1; the store cannot change a product, --force posts a new one). Each outcome is appended to a journal as
-it happens, a `sending` line before each POST; a POST whose answer was lost
-is looked for GRACE seconds later, sent once more only when not there, and
-recorded as uncertain when still unknown. The record (imported.json, for
+identity is its name: one the store already has is not posted
+again (when the store's copy differs, both values are recorded, a warning
+names it and the run exits 1; the store cannot change a product, --force
+posts a new one). Each outcome is appended to a journal as it happens, a
+`sending` line before each POST; a POST whose answer was lost is looked for
+GRACE seconds later, sent once more only when not there, and recorded as
+uncertain when still unknown. The record (imported.json, for
 report_email.py) is written at the end of every run.
 
 Usage:
