@@ -140,7 +140,7 @@ PDF_BYTES_PER_PRODUCT = 120  # 55 for an imported product, more for a wrapped re
 PDF_FIXED_BYTES = 60_000
 PDF_BYTES_PER_THUMBNAIL = 250  # beside the JPEG itself: its object and the drawing command
 RECORD_LIMIT = 256 << 20  # 256 MiB: 100,000 products make about 60 MB
-MAX_WEIGHT = 10**9  # lbs; anything larger is no fruit, and its digits would not fit the page
+MAX_WEIGHT = 2**31 - 1  # lbs: the most the store keeps (run.py's WEIGHT_MAX)
 # A URL, or urllib3's way of naming the host it could not reach.
 INTERNAL_ADDRESS = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"()<>]+|host='[^']*', port=\d+")
 

@@ -224,7 +224,12 @@ CASES = [
     Case(
         "weight-huge",
         record=record(apple(weight=10**4000)),
-        message="'weight' is not from 0 to 1,000,000,000 lbs",
+        message="'weight' is not from 0 to 2,147,483,647 lbs",
+    ),
+    Case(
+        "weight-over-the-store-max",
+        record=record(apple(weight=2**31)),
+        message="'weight' is not from 0 to 2,147,483,647 lbs",
     ),
     Case("weight-negative", record=record(apple(weight=-5)), message="'weight' is not from 0"),
     Case(

@@ -857,3 +857,14 @@ def test_no_internal_address_reaches_the_supplier(smtp_env, tmp_path, product, w
     text = pdf_text(tmp_path / "r.pdf")
     assert "10.0.0.5" not in text and "/srv/internal" not in text and "http" not in text
     assert "Delivery supplier-data" in text
+
+
+def test_the_largest_weight_run_py_records_is_reported(tmp_path, product, write_record):
+    """run.py takes weights up to the store's 32-bit maximum; so does the report."""
+    biggest = 2**31 - 1
+    record = write_record(
+        tmp_path / "imported.json", [product("001.txt", "Apple", biggest)], version=2
+    )
+    pdf = tmp_path / "r.pdf"
+    assert report(record, pdf, "--save-dir", str(tmp_path / "outbox")) == 0
+    assert f"weight: {biggest} lbs" in words(pdf_text(pdf))
