@@ -807,7 +807,7 @@ def document(path: str, title: str, subject: str, header: Callable | None) -> Ba
         title=title,
         author=AUTHOR,
         subject=subject,
-        creator="fruit-catalog reports.py",
+        creator=AUTHOR,  # the supplier reads it: the store, not our scripts
         pageCompression=1,
         pageTemplates=[
             PageTemplate("first", [first], autoNextPageTemplate="later"),

@@ -141,6 +141,19 @@ def test_intro_lines_follow_the_title(tmp_path):
     assert PdfReader(pdf).metadata.subject == "Store: Fruit & Co"
 
 
+@pytest.mark.parametrize("build", ["supplier", "lab"])
+def test_the_metadata_names_the_store_never_our_scripts(tmp_path, build):
+    pdf = tmp_path / "r.pdf"
+    if build == "supplier":
+        reports.generate_supplier_report(pdf, "T", lab_rows(1))
+    else:
+        reports.generate_report(pdf, "T", "Body.")
+    metadata = PdfReader(pdf).metadata
+    assert (metadata.creator, metadata.author) == ("Online Fruit Store", "Online Fruit Store")
+    for value in metadata.values():
+        assert not any(word in str(value) for word in ("fruit-catalog", ".py")), value
+
+
 def test_supplier_text_is_escaped_not_interpreted(tmp_path):
     pdf = tmp_path / "r.pdf"
     name = "name: Cherry & <b>Berry</b> <font size=99>x</font>"
