@@ -771,6 +771,17 @@ SUPPLIER_TEXTS: list[tuple[re.Pattern, str, str]] = [
         "give one of them another name and send it again",
     ),
     (
+        # The JPEG under the catalog's name is no catalog picture (cut, garbage, the
+        # wrong size, the supplier's own beside their TIFF): a re-run fails the same
+        # way until a photo comes again.
+        re.compile(
+            r"(\S+\.jpe?g): (?:not a whole JPEG|not made by changeImage|(?:\d+x\d+|no frame)"
+            r" pixels where)"
+        ),
+        "we could not use its photo {0}",
+        "send its photo again, as one file named {stem} (JPEG, PNG or TIFF)",
+    ),
+    (
         re.compile(r"no catalog image|\.jpe?g\b.*(?:not read|cannot open)"),
         "we have no usable photo for it",
         "send its photo again, named {stem} (JPEG, PNG or TIFF)",

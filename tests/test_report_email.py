@@ -212,6 +212,25 @@ SUPPLIER_CASES = [
         "line 3 of 003.txt: the weight '9999999999' is over the 2147483647 lbs the store takes",
         "fix line 3 of 003.txt and send 003.txt again",
     ),
+    *[
+        (
+            f"photo-{kind}",
+            "failed",
+            f"003.jpeg: {problem}; not posted: convert it again and upload it",
+            "we could not use its photo 003.jpeg",
+            "send its photo again, as one file named 003 (JPEG, PNG or TIFF)",
+        )
+        for kind, problem in [
+            ("empty-or-garbage", "not a whole JPEG: not a JPEG"),
+            ("cut-short", "not a whole JPEG: cut short (no end marker after 900 bytes)"),
+            (
+                "beside-the-tiff",
+                "not made by changeImage.py from 003.tiff (the supplier's own file?)",
+            ),
+            ("wrong-size", "800x400 pixels where a catalog JPEG is 600x400"),
+            ("no-frame", "no frame pixels where its changeImage.py mark says 600x400"),
+        ]
+    ],
     (
         "empty-file",
         "failed",
