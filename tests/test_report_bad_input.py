@@ -146,6 +146,13 @@ CASES = [
     ),
     Case("sender-bad", args=("--sender", "me"), record=record(), message="sender 'me' is not one"),
     Case(
+        "sender-unquoted-comma",
+        args=("--sender", "Ops, Team <ops@example.com>"),
+        record=record(),
+        message="--sender: sender 'Ops, Team <ops@example.com>' is not one email address;"
+        " a display name with a comma, semicolon or colon needs quotes",
+    ),
+    Case(
         "subject-line-break",
         args=("--subject", "Hi\nBcc: x@example.com"),
         record=record(),
