@@ -67,6 +67,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid
@@ -92,6 +94,7 @@ NAME_ADDR = re.compile(r'(?P<name>"(?:[^"\\]|\\.)*"|[^"<>]*?)\s*<(?P<addr>[^<>]*
 LIST_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"?|\((?:[^()\\]|\\.)*\)?|<[^<>]*>?|[^",;:<(]+|.', re.S)
 # What a header must not hold: every character str.splitlines() breaks at (the email
 # package refuses them all when it folds) and the other C0 controls but the tab.
+UNQUOTED_SPECIALS = re.compile(r"[,;:]")  # in a display name, only between quotes
 HEADER_BREAKS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 PASSWORD_FILE_LIMIT = 64 * 1024  # a password file holds one line
 # AUTH mechanisms that carry the password as given, so UTF-8 works (RFC 4616, 4954).
@@ -445,9 +448,30 @@ def mailbox(name: str, value: str) -> Address:
     spec = angle.group("addr").strip() if angle else text
     if not ADDRESS.fullmatch(spec):
         raise ValueError(f"{name} {value!r} is not one email address (like alice@example.com)")
-    display = getaddresses([text])[0][0] if angle and angle.group("name") else ""
+    raw = angle.group("name") if angle else ""
+    if not raw.startswith('"') and UNQUOTED_SPECIALS.search(raw):
+        # 'Ops, Team <o@x.com>' is two addresses to mail software, 'A: B <a@x.com>' a group
+        raise ValueError(
+            f"{name} {value!r} is not one email address; a display name with a comma,"
+            ' semicolon or colon needs quotes: "Doe, John" <j@example.com>'
+        )
+    display = display_name(name, getaddresses([text])[0][0]) if raw else ""
     local, _, domain = spec.rpartition("@")
     return Address(display_name=display, username=local, domain=domain)
+
+
+def display_name(name: str, text: str) -> str:
+    """The display name as readers show it: an encoded word (=?utf-8?q?Doe=2C_J?=)
+    decoded, so that the header quotes or encodes what it says (a comma in it would
+    else be read as two addresses); ValueError when it is unreadable or says a
+    line break."""
+    try:
+        decoded = str(make_header(decode_header(text)))
+    except (HeaderParseError, LookupError, UnicodeDecodeError, ValueError):
+        raise ValueError(f"{name} display name {text!r} is not readable") from None
+    if "=?" in decoded:
+        raise ValueError(f"{name} display name {text!r} is encoded twice")
+    return header_value(name, decoded)
 
 
 def checked_address(name: str, value: str) -> str:

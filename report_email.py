@@ -140,7 +140,7 @@ PDF_BYTES_PER_PRODUCT = 120  # 55 for an imported product, more for a wrapped re
 PDF_FIXED_BYTES = 60_000
 PDF_BYTES_PER_THUMBNAIL = 250  # beside the JPEG itself: its object and the drawing command
 RECORD_LIMIT = 256 << 20  # 256 MiB: 100,000 products make about 60 MB
-MAX_WEIGHT = 10**9  # lbs; anything larger is no fruit, and its digits would not fit the page
+MAX_WEIGHT = 2**31 - 1  # lbs: the most the store keeps (run.py's WEIGHT_MAX)
 # A URL, or urllib3's way of naming the host it could not reach.
 INTERNAL_ADDRESS = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"()<>]+|host='[^']*', port=\d+")
 
@@ -684,10 +684,11 @@ def product_label(product: dict) -> str:
 
 
 def product_lines(product: dict) -> tuple[str, ...]:
-    """The lab's two lines for an imported product; name and file for the others."""
+    """The lab's two lines for an imported product; name and file for the others,
+    with the weight the store holds when its copy differs."""
     if product["outcome"] == "imported":
         return (f"name: {product['name']}", f"weight: {product['weight']} lbs")
-    weight = product["weight"]
+    weight = (product.get("store_values") or {}).get("weight", product["weight"])
     return (product_label(product),) + (() if weight is None else (f"{weight} lbs",))
 
 
@@ -770,6 +771,17 @@ SUPPLIER_TEXTS: list[tuple[re.Pattern, str, str]] = [
         "give one of them another name and send it again",
     ),
     (
+        # The JPEG under the catalog's name is no catalog picture (cut, garbage, the
+        # wrong size, the supplier's own beside their TIFF): a re-run fails the same
+        # way until a photo comes again.
+        re.compile(
+            r"(\S+\.jpe?g): (?:not a whole JPEG|not made by changeImage|(?:\d+x\d+|no frame)"
+            r" pixels where)"
+        ),
+        "we could not use its photo {0}",
+        "send its photo again, as one file named {stem} (JPEG, PNG or TIFF)",
+    ),
+    (
         re.compile(r"no catalog image|\.jpe?g\b.*(?:not read|cannot open)"),
         "we have no usable photo for it",
         "send its photo again, named {stem} (JPEG, PNG or TIFF)",
@@ -803,8 +815,8 @@ def advice(product: dict) -> Advice | None:
         return Advice(
             "Differs from the store",
             f"the store already has it, with other values ({differences(product)})",
-            "if the values of this delivery are right, tell us: the store cannot change a"
-            " product, so we add it anew",
+            "the store keeps its earlier values; if those of this delivery are right, tell"
+            " us: the store cannot change a product, so we add it anew",
         )
     if outcome != "failed":
         return None

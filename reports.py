@@ -143,7 +143,8 @@ ATTENTION_RED = "#b00020"
 # The chart: two pies side by side, each with its legend (slice names as text).
 CHART_WIDTH, CHART_HEIGHT, PIE_SIZE = 170 * mm, 44 * mm, 30 * mm
 CHART_SLICES = 6  # the largest products by weight; the rest is one "other" slice
-CHART_LABEL = 18  # characters of a product name in the legend
+CHART_LABEL = 28  # characters of a product name in the legend, at most
+LEGEND_SIZE = 7  # points
 WEIGHT_COLORS = ("#1b5e20", "#66bb6a", "#2e7d32", "#a5d6a7", "#43a047", "#c8e6c9")
 OTHER_COLOR = "#9e9e9e"
 OUTCOME_COLORS = {
@@ -675,14 +676,16 @@ def table_flowables(rows: Sequence[Row], widths: Sequence[float]) -> list[Flowab
 
 
 def largest(pairs: Sequence[tuple[str, float]], keep: int = CHART_SLICES) -> list:
-    """The `keep` largest (label, value) pairs, the rest summed as one 'other' pair;
-    pairs without a positive value are left out (a pie cannot show them)."""
+    """The `keep` largest (label, value) pairs, the rest summed as one 'N others'
+    pair (one more is shown by its name); pairs without a positive value are left
+    out (a pie cannot show them)."""
     ranked = sorted((pair for pair in pairs if pair[1] > 0), key=lambda pair: -pair[1])
     if len(ranked) <= keep:
         return ranked
+    if len(ranked) == keep + 1:  # its own name says more than "1 other"
+        return ranked
     rest = ranked[keep:]
-    other = "1 other" if len(rest) == 1 else f"{len(rest):,} others"
-    return [*ranked[:keep], (other, sum(v for _, v in rest))]
+    return [*ranked[:keep], (f"{len(rest):,} others", sum(v for _, v in rest))]
 
 
 def share(value: float, total: float) -> str:
@@ -691,8 +694,19 @@ def share(value: float, total: float) -> str:
     return "<1%" if 0 < percent < 0.5 else f"{percent:.0f}%"
 
 
+def fitted(label: str, tail: str, font: str, room: float) -> str:
+    """label + tail in at most `room` points: the label cut (with …) as far as needed,
+    so a long or wide name never hides its value and share."""
+    text = f"{label}{tail}"
+    while label and stringWidth(text, font, LEGEND_SIZE) > room:
+        label = label[:-1]
+        text = f"{label.rstrip()}…{tail}"
+    return text
+
+
 def pie(x: float, title: str, slices: Sequence[tuple[str, float, str]], unit: str) -> list:
-    """A titled pie at x with a legend beside it: 'Apple: 500 lbs (12%)' per slice."""
+    """A titled pie at x with a legend beside it: 'Apple: 500 lbs (12%)' per slice,
+    the legend kept within its half of the chart."""
     regular, bold = fonts()
     top = CHART_HEIGHT - 4 * mm
     shapes: list = [String(x, top, title, fontName=bold, fontSize=FONT_SIZE)]
@@ -708,11 +722,15 @@ def pie(x: float, title: str, slices: Sequence[tuple[str, float, str]], unit: st
         chart.slices[index].fillColor = colors.HexColor(color)
     legend = Legend()
     legend.x, legend.y = x + PIE_SIZE + 4 * mm, 2 * mm + PIE_SIZE
-    legend.fontName, legend.fontSize, legend.alignment = regular, 7, "right"
+    legend.fontName, legend.fontSize, legend.alignment = regular, LEGEND_SIZE, "right"
     legend.dx = legend.dy = 2.5 * mm
     legend.deltay, legend.columnMaximum = 9, len(slices)
+    room = CHART_WIDTH / 2 - (legend.x - x) - legend.dx - legend.dxTextSpace - 2 * mm
     legend.colorNamePairs = [
-        (colors.HexColor(color), f"{label}: {value:,.0f}{unit} ({share(value, total)})")
+        (
+            colors.HexColor(color),
+            fitted(label, f": {value:,.0f}{unit} ({share(value, total)})", regular, room),
+        )
         for label, value, color in slices
     ]
     return [*shapes, chart, legend]
@@ -807,7 +825,7 @@ def document(path: str, title: str, subject: str, header: Callable | None) -> Ba
         title=title,
         author=AUTHOR,
         subject=subject,
-        creator="fruit-catalog reports.py",
+        creator=AUTHOR,  # the supplier reads it: the store, not our scripts
         pageCompression=1,
         pageTemplates=[
             PageTemplate("first", [first], autoNextPageTemplate="later"),

@@ -11,12 +11,13 @@ the catalog JPEG `<stem>.jpeg` in the images folder. A product is posted to
 image_name posted (`<stem>-<first 12 hex of its SHA-256>.jpeg`, the name
 supplier_image_upload.py gives it); else it fails with "image not in the
 store: run supplier_image_upload.py". A product's
-identity is its name: one the store already has is not posted again (when
-the store's copy differs, both values are recorded; the store cannot change
-a product, --force posts a new one). Each outcome is appended to a journal as
-it happens, a `sending` line before each POST; a POST whose answer was lost
-is looked for GRACE seconds later, sent once more only when not there, and
-recorded as uncertain when still unknown. The record (imported.json, for
+identity is its name: one the store already has is not posted
+again (when the store's copy differs, both values are recorded, a warning
+names it and the run exits 1; the store cannot change a product, --force
+posts a new one). Each outcome is appended to a journal as it happens, a
+`sending` line before each POST; a POST whose answer was lost is looked for
+GRACE seconds later, sent once more only when not there, and recorded as
+uncertain when still unknown. The record (imported.json, for
 report_email.py) is written at the end of every run.
 
 Usage:
@@ -38,7 +39,8 @@ row without an answer (across all jobs) stop the run at once.
 
 Exit status:
     0  every product is in the store (imported now or before, or already there)
-    1  some products failed or are uncertain (the others are in); fix, run again
+    1  some products failed or are uncertain (the others are in), or the store's
+       copy of some differs from the file (the store keeps its own); fix, run again
     2  usage or configuration error: no descriptions, another run holds the
        delivery, the record cannot be written, the store cannot be reached,
        refuses the credentials or stopped answering mid-run (the record says
@@ -1431,9 +1433,26 @@ def summary(products: list[Product]) -> str:
     if count["imported"] > now:
         text += f", already imported {count['imported'] - now} (earlier runs)"
     text += f", already in store {count['already in store']}"
+    differing = sum(bool(p.store_values) for p in products)
+    if differing:
+        text += f" ({differing} differing from the store)"
     if count["uncertain"]:
         text += f", uncertain {count['uncertain']}"
     return text + f", failed {count['failed']}"
+
+
+def differing(product: Product) -> str:
+    """'weight: the store has 174 lbs, the file 999 lbs; description': what the
+    store keeps that is not the file's."""
+    said = []
+    for key in ("weight", "description", "image_name"):
+        if key in product.store_values:
+            if key == "weight":
+                kept = product.store_values[key]
+                said.append(f"weight: the store has {kept} lbs, the file {product.weight} lbs")
+            else:
+                said.append("picture" if key == "image_name" else key)
+    return "; ".join(said)
 
 
 # -- what this delivery created before ---------------------------------------
@@ -1609,9 +1628,12 @@ class Importer:
             product.store_values["description"] = fruit.get("description")
         self.compare_image(product, str(fruit.get("image_name", "")))
         if product.store_values:
+            # Not "imported", even when this delivery posted it: the store keeps the
+            # earlier values, and the record must not say it holds the file's.
+            product.outcome = "already in store"
             product.reason = (
-                "the store's copy differs and the store cannot change a product;"
-                " run.py --force posts it as a new product"
+                f"the store's copy differs ({differing(product)})"
+                " and the store cannot change a product; run.py --force posts it as a new product"
             )
         if len(found) > 1:
             ids = ", ".join(str(f.get("id")) for f in found)
@@ -1619,7 +1641,8 @@ class Importer:
                 f"the store holds {len(found)} products named {product.name!r} (ids {ids}):"
                 " a request that landed late left a copy; remove it in the store. " + product.reason
             ).strip()
-            log.warning("%s", product.problem())
+            if not product.store_values:  # report() names it with what differs
+                log.warning("%s", product.problem())
 
     def compare_image(self, product: Product, stored: str) -> None:
         try:
@@ -1734,9 +1757,12 @@ class Importer:
 
 
 def report(products: list[Product]) -> None:
-    """A line per product that failed; those not sent because the store stopped, in one."""
+    """A line per product that failed or differs from the store's copy; those not
+    sent because the store stopped, in one."""
     unsent = [p for p in products if p.reason.startswith("not sent: ")]
     for product in products:
+        if product.store_values:
+            log.warning("%s", product.problem())
         if product.outcome in ("failed", "uncertain") and not product.reason.startswith(
             "not sent: "
         ):
@@ -1907,7 +1933,8 @@ def import_with_journal(args: argparse.Namespace, journal: int) -> int:
     if store.stopped:
         log.error("stopped: %s; the record says what was done; run again", store.stopped)
         return EXIT_USAGE
-    return EXIT_FAILED if any(p.outcome in ("failed", "uncertain") for p in products) else EXIT_OK
+    unsettled = any(p.outcome in ("failed", "uncertain") or p.store_values for p in products)
+    return EXIT_FAILED if unsettled else EXIT_OK
 
 
 # -- the command line -----------------------------------------------------------

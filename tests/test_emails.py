@@ -263,6 +263,23 @@ ADDRESS_LISTS = [
     ),
     ("angle-only", "<a@x.com>", ["a@x.com"]),
     ("accented-name", "Zoë Ünal <z@x.com>", ["Zoë Ünal <z@x.com>"]),
+    (
+        "encoded-word-with-a-comma",
+        "=?utf-8?q?Evil=2C_Bob?= <eb@example.com>",
+        ['"Evil, Bob" <eb@example.com>'],
+    ),
+    ("encoded-word-non-ascii", "=?utf-8?b?WsO2ZQ==?= <z@x.com>", ["Zöe <z@x.com>"]),
+    (
+        "encoded-line-break",
+        "=?utf-8?q?a=0D=0ABcc=3A_x?= <a@x.com>",
+        "recipient must not contain a line break",
+    ),
+    (
+        "encoded-word-unknown-charset",
+        "=?bogus?q?a?= <a@x.com>",
+        "recipient display name '=?bogus?q?a?=' is not readable",
+    ),
+    ("encoded-twice", "=?utf-8?q?=3D=3Fx=3F?= <a@x.com>", "recipient display name"),
     ("empty", "", "recipient list '' holds no address"),
     ("separators-only", " ; ", "recipient list ' ; ' holds no address"),
     ("no-domain", "alice", "recipient 'alice' is not one email address (like alice@example.com)"),
@@ -318,6 +335,36 @@ def test_display_names_reach_the_header_and_the_server_gets_the_plain_addresses(
     assert mail["To"] == '"Doe, John" <j@example.com>, Zoë <z@example.com>'
     assert mail["From"] == "Fruit Store <shop@example.com>"
     assert mail["Message-ID"].endswith("@example.com>")
+
+
+def test_an_encoded_display_name_is_one_quoted_address_in_the_header(catcher_factory):
+    catcher = catcher_factory()
+    to = emails.addresses("=?utf-8?q?Evil=2C_Bob?= <eb@example.com>")
+    message = emails.generate_email("Fruit Store <shop@example.com>", to, "Hi", "Body")
+    emails.send_email(message, environment(catcher))
+    [mail] = received(catcher)
+    assert mail["To"] == '"Evil, Bob" <eb@example.com>'
+    assert [a.addr_spec for a in mail["To"].addresses] == ["eb@example.com"]
+
+
+@pytest.mark.parametrize(
+    "sender, expected",
+    [
+        ("Ops Team <ops@example.com>", "Ops Team <ops@example.com>"),
+        ('"Ops, Team" <ops@example.com>', '"Ops, Team" <ops@example.com>'),
+        ("=?utf-8?q?Ops=2C_Team?= <ops@example.com>", '"Ops, Team" <ops@example.com>'),
+        ("Ops, Team <ops@example.com>", "a display name with a comma, semicolon or colon needs"),
+        ("Ops; Team <ops@example.com>", "a display name with a comma, semicolon or colon needs"),
+    ],
+    ids=["plain-name", "quoted-comma", "encoded-comma", "unquoted-comma", "unquoted-semicolon"],
+)
+def test_a_sender_is_read_like_a_recipient(sender, expected):
+    """An unquoted comma is refused in both (never silently dropped from the From)."""
+    if "<" in expected:
+        assert emails.checked_address("sender", sender) == expected
+    else:
+        with pytest.raises(ValueError, match=expected):
+            emails.checked_address("sender", sender)
 
 
 def test_generate_email_refuses_a_list_in_one_address():

@@ -67,6 +67,37 @@ def test_a_second_delivery_reusing_001_gets_its_own_pictures(
             assert product["image_name"] == product["file"].replace(".txt", f"-{tag}.jpeg")
 
 
+def test_a_description_changed_after_its_import_is_reported_as_the_store_keeps_it(
+    store, tmp_path, run_script, catalog
+):
+    """The store cannot change a product: the re-run warns and exits 1, and the
+    supplier's PDF shows the store's weight, never the file's new one."""
+    delivery = catalog(tmp_path / "supplier-data", ["001", "002", "003"])
+    assert statuses(pipeline(run_script, store.url, delivery)) == [0, 0]
+    description = delivery / "descriptions" / "002.txt"
+    lines = description.read_text().splitlines()
+    kept = lines[1].split()[0]
+    description.write_text("\n".join([lines[0], "999 lbs", *lines[2:]]))
+    again = pipeline(run_script, store.url, delivery)
+    assert statuses(again) == [0, 1]
+    assert f"WARNING {lines[0]} (002.txt): the store's copy differs (weight: the store has" in (
+        again[1].stderr
+    )
+    assert "(1 differing from the store)" in again[1].stderr
+    pdf, outbox = tmp_path / "report.pdf", tmp_path / "outbox"
+    result = run_script(
+        "report_email.py",
+        *("--record", str(delivery / "imported.json"), "--pdf", str(pdf)),
+        *("--save-dir", str(outbox)),
+    )
+    assert result.returncode == 0, result.stderr
+    text = " ".join(
+        subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout.split()
+    )
+    assert "Differs from the store" in text and f"{kept} lbs" in text
+    assert "weight: 999" not in text and "999 lbs (" not in text
+
+
 def test_names_the_store_rewrites_are_sent_as_the_store_keeps_them(
     store, tmp_path, run_script, catalog, catalog_check
 ):

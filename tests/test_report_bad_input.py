@@ -146,6 +146,13 @@ CASES = [
     ),
     Case("sender-bad", args=("--sender", "me"), record=record(), message="sender 'me' is not one"),
     Case(
+        "sender-unquoted-comma",
+        args=("--sender", "Ops, Team <ops@example.com>"),
+        record=record(),
+        message="--sender: sender 'Ops, Team <ops@example.com>' is not one email address;"
+        " a display name with a comma, semicolon or colon needs quotes",
+    ),
+    Case(
         "subject-line-break",
         args=("--subject", "Hi\nBcc: x@example.com"),
         record=record(),
@@ -224,7 +231,12 @@ CASES = [
     Case(
         "weight-huge",
         record=record(apple(weight=10**4000)),
-        message="'weight' is not from 0 to 1,000,000,000 lbs",
+        message="'weight' is not from 0 to 2,147,483,647 lbs",
+    ),
+    Case(
+        "weight-over-the-store-max",
+        record=record(apple(weight=2**31)),
+        message="'weight' is not from 0 to 2,147,483,647 lbs",
     ),
     Case("weight-negative", record=record(apple(weight=-5)), message="'weight' is not from 0"),
     Case(

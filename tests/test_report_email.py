@@ -212,6 +212,25 @@ SUPPLIER_CASES = [
         "line 3 of 003.txt: the weight '9999999999' is over the 2147483647 lbs the store takes",
         "fix line 3 of 003.txt and send 003.txt again",
     ),
+    *[
+        (
+            f"photo-{kind}",
+            "failed",
+            f"003.jpeg: {problem}; not posted: convert it again and upload it",
+            "we could not use its photo 003.jpeg",
+            "send its photo again, as one file named 003 (JPEG, PNG or TIFF)",
+        )
+        for kind, problem in [
+            ("empty-or-garbage", "not a whole JPEG: not a JPEG"),
+            ("cut-short", "not a whole JPEG: cut short (no end marker after 900 bytes)"),
+            (
+                "beside-the-tiff",
+                "not made by changeImage.py from 003.tiff (the supplier's own file?)",
+            ),
+            ("wrong-size", "800x400 pixels where a catalog JPEG is 600x400"),
+            ("no-frame", "no frame pixels where its changeImage.py mark says 600x400"),
+        ]
+    ],
     (
         "empty-file",
         "failed",
@@ -319,9 +338,39 @@ SUPPLIER_CASES = [
         " it as a new product",
         "the store already has it, with other values (weight: the store has 18 lbs, this"
         " delivery 20 lbs)",
-        "if the values of this delivery are right, tell us",
+        "the store keeps its earlier values; if those of this delivery are right, tell us",
     ),
 ]
+
+
+def test_a_product_differing_from_the_store_shows_what_the_store_holds(
+    tmp_path, product, write_record
+):
+    """run.py records a changed product of ours as already in store with the store's
+    values: the row and the pies never state the file's 999 lbs as the store's."""
+    record = write_record(
+        tmp_path / "imported.json",
+        [
+            product("001.txt", "Apple", 500),
+            product(
+                "002.txt",
+                "Fig",
+                999,
+                "already in store",
+                "the store's copy differs (weight: the store has 174 lbs, the file 999 lbs)",
+                store_values={"weight": 174},
+            ),
+        ],
+        version=2,
+    )
+    pdf = tmp_path / "r.pdf"
+    assert report(record, pdf, "--save-dir", str(tmp_path / "outbox")) == 0
+    text = words(pdf_text(pdf))
+    row = text[text.index("Fig (002.txt)") : text.index("All other products")]
+    assert row.startswith("Fig (002.txt) 174 lbs Differs from the store"), row
+    assert "the store keeps its earlier values" in row
+    assert "999" not in text.replace("this delivery 999 lbs", ""), text
+    assert "weight: 999" not in text and "Apple: 500 lbs" in text
 
 
 @pytest.mark.parametrize(
@@ -827,3 +876,14 @@ def test_no_internal_address_reaches_the_supplier(smtp_env, tmp_path, product, w
     text = pdf_text(tmp_path / "r.pdf")
     assert "10.0.0.5" not in text and "/srv/internal" not in text and "http" not in text
     assert "Delivery supplier-data" in text
+
+
+def test_the_largest_weight_run_py_records_is_reported(tmp_path, product, write_record):
+    """run.py takes weights up to the store's 32-bit maximum; so does the report."""
+    biggest = 2**31 - 1
+    record = write_record(
+        tmp_path / "imported.json", [product("001.txt", "Apple", biggest)], version=2
+    )
+    pdf = tmp_path / "r.pdf"
+    assert report(record, pdf, "--save-dir", str(tmp_path / "outbox")) == 0
+    assert f"weight: {biggest} lbs" in words(pdf_text(pdf))

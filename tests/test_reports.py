@@ -141,6 +141,19 @@ def test_intro_lines_follow_the_title(tmp_path):
     assert PdfReader(pdf).metadata.subject == "Store: Fruit & Co"
 
 
+@pytest.mark.parametrize("build", ["supplier", "lab"])
+def test_the_metadata_names_the_store_never_our_scripts(tmp_path, build):
+    pdf = tmp_path / "r.pdf"
+    if build == "supplier":
+        reports.generate_supplier_report(pdf, "T", lab_rows(1))
+    else:
+        reports.generate_report(pdf, "T", "Body.")
+    metadata = PdfReader(pdf).metadata
+    assert (metadata.creator, metadata.author) == ("Online Fruit Store", "Online Fruit Store")
+    for value in metadata.values():
+        assert not any(word in str(value) for word in ("fruit-catalog", ".py")), value
+
+
 def test_supplier_text_is_escaped_not_interpreted(tmp_path):
     pdf = tmp_path / "r.pdf"
     name = "name: Cherry & <b>Berry</b> <font size=99>x</font>"
@@ -383,17 +396,48 @@ def test_the_chart_is_drawn_on_the_first_page(tmp_path, count, legend):
         ([(str(n), n) for n in range(1, 7)], [(str(n), n) for n in range(6, 0, -1)]),
         (
             [(str(n), n) for n in range(1, 8)],
-            [(str(n), n) for n in range(7, 1, -1)] + [("1 other", 1)],
+            [(str(n), n) for n in range(7, 0, -1)],
         ),
         (
             [(str(n), n) for n in range(1, 9)],
             [(str(n), n) for n in range(8, 2, -1)] + [("2 others", 3)],
         ),
     ],
-    ids=["none", "a zero weight left out", "six fit", "seven make one other", "eight"],
+    ids=["none", "a zero weight left out", "six fit", "seven all named, never 1 other", "eight"],
 )
 def test_the_largest_slices_and_the_rest_as_other(pairs, expected):
     assert reports.largest(pairs) == expected
+
+
+LONG_NAMES = [
+    "W" * 100,
+    "<b>Bold</b> &amp; <i>" + "M" * 90,
+    "Ｗ" * 100,
+    "Apple " * 20,
+    "Short",
+    "x" * 29,
+    "Tiny",
+]
+
+
+def test_long_legend_labels_are_cut_and_keep_their_value_within_the_chart(tmp_path):
+    chart = reports.delivery_chart(
+        [(name, 2_147_483_647 - n) for n, name in enumerate(LONG_NAMES)],
+        {"imported": 7, "not imported": 10**9},
+    )
+    legends = [shape for shape in chart.contents if type(shape).__name__ == "Legend"]
+    assert len(legends) == 2
+    for legend, right in zip(legends, (reports.CHART_WIDTH / 2, reports.CHART_WIDTH), strict=True):
+        assert legend.getBounds()[2] <= right, [text for _, text in legend.colorNamePairs]
+    labels = [text for _, text in legends[0].colorNamePairs]
+    assert len(labels) == 7 and not any("other" in text for text in labels)
+    assert all(text.endswith("%)") for text in labels), labels
+    assert labels[0].startswith("WWW") and "…: 2,147,483,647 lbs (" in labels[0]
+    assert "Tiny: 2,147,483,641 lbs (14%)" in labels
+    pdf = tmp_path / "r.pdf"
+    reports.generate_supplier_report(pdf, "T", lab_rows(1), chart=chart)
+    first = " ".join(poppler_text(pdf).split("\f")[0].split())
+    assert first.count("lbs (14%)") == 7 and "<b>" in first  # shown as text, not markup
 
 
 def test_a_chart_with_no_weight_says_so(tmp_path):

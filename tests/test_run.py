@@ -183,6 +183,29 @@ def test_a_product_without_a_catalog_jpeg_says_to_convert(store, ready, logged_e
 # -- identity: the name ----------------------------------------------------------------
 
 
+def test_a_product_of_ours_changed_since_is_no_longer_imported(store, ready, caplog):
+    """The store keeps the earlier values: the record, the summary and the status
+    must not say the store holds the file's new ones."""
+    assert import_(store, ready) == 0
+    description = ready / "descriptions" / "002.txt"
+    lines = description.read_text().splitlines()
+    stored = int(lines[1].split()[0])
+    description.write_text("\n".join([lines[0], "999 lbs", *lines[2:]]))
+    caplog.clear()
+    assert import_(store, ready) == 1
+    entry = by_file(ready)["002.txt"]
+    assert (entry["outcome"], entry["weight"]) == ("already in store", 999)
+    assert entry["store_values"] == {"weight": stored}
+    assert record(ready)["summary"] == (
+        "imported 0, already imported 2 (earlier runs), already in store 1"
+        " (1 differing from the store), failed 0"
+    )
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.getMessage().startswith(f"{lines[0]} (002.txt): the store's copy differs")
+    assert f"weight: the store has {stored} lbs, the file 999 lbs" in warning.getMessage()
+    assert len(store.catalog.fruits()) == 3
+
+
 def test_a_name_the_store_has_with_other_values_records_both(store, ready, catalog_check):
     requests.post(
         store.url + "fruits/",
@@ -194,7 +217,7 @@ def test_a_name_the_store_has_with_other_values_records_both(store, ready, catal
         },
         timeout=5,
     )
-    assert import_(store, ready) == 0
+    assert import_(store, ready) == 1  # the file's values are not in the store
     entry = by_file(ready)["001.txt"]
     assert entry["outcome"] == "already in store"
     assert entry["store_values"] == {"weight": 7, "description": "Old.", "image_name": ""}
