@@ -563,6 +563,11 @@ def capped(text: str, most: int = SHOWN) -> str:
     return text if len(text) <= most else text[: most - 1] + "…"
 
 
+def quotes_capped(text: str) -> str:
+    """Every 'quoted value' in a message capped."""
+    return LONG_QUOTE.sub(lambda m: repr(capped(m[0][1:-1])), text)
+
+
 def public(url: str) -> str:
     """What may be written of a URL: scheme, host, port and path, capped. A pattern, not
     urlsplit, so that a URL urlsplit refuses (`http://u:p@[::1/`) loses its secrets too."""
@@ -2009,9 +2014,8 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         """A bad option or variable is the one UNKNOWN line (status 3) like any other
         way the check cannot run: an engine shows the line, not a usage on stderr. A
-        quoted value is echoed capped: a variable of 100,000 digits is no status line."""
-        message = LONG_QUOTE.sub(lambda m: repr(capped(m[0][1:-1])), message)
-        raise Unknown(f"usage: {capped(message, 6 * SHOWN)} (see --help)")
+        quoted value is echoed capped, and so is the whole message."""
+        raise Unknown(f"usage: {capped(quotes_capped(message), 6 * SHOWN)} (see --help)")
 
 
 PERCENT_RANGE = range_type(percent_value, plain_is_minimum=False)
@@ -2362,7 +2366,9 @@ def missing_parts(args: argparse.Namespace) -> None:
 
 
 def unknown(text: str) -> None:
-    print(f"HEALTH UNKNOWN - {text}")
+    """The one line; a quoted value in it capped: a variable of 100,000 digits is no
+    status line."""
+    print(f"HEALTH UNKNOWN - {quotes_capped(text)}")
 
 
 def guard(work: Callable[[], int]) -> int:

@@ -144,6 +144,13 @@ CASES = [
         {"HEALTH_CPU": "1" * 100_000},
     ),
     Case(
+        "smtp-port-huge",
+        PASSING,
+        3,
+        "SMTP_PORT: '" + "9" * 79 + "…'",
+        {"SMTP_PORT": "9" * 100_000},
+    ),
+    Case(
         "url-path-huge",
         [*PASSING, "--no-email", "--nagios", "--url", "http://127.0.0.1:9/" + "a" * 20_000],
         2,
