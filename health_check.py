@@ -150,7 +150,11 @@ MAX_COUNT = 10**15  # probes: a million years of minutes
 # Characters a URL's path and query keep as they are; others are percent-encoded.
 URL_SAFE = "/%:@!$&'()*+,;=-._~?"
 # The authority's userinfo: everything from // to the last @ before the path.
-CREDENTIALS = re.compile(r"^([^/?#]*//)[^/?#]*@")
+# Up to the last @ before a /: a password's unescaped ? or # would otherwise end the
+# authority early and leave the rest of the password on show.
+CREDENTIALS = re.compile(r"^([^/?#]*//)[^/]*@")
+SHOWN = 80  # characters of a value echoed in a message or label; the rest is …
+LONG_QUOTE = re.compile("'[^']{%d,}'" % (SHOWN + 1))  # noqa: UP031 - braces in a pattern
 
 log = logging.getLogger("health_check")
 
@@ -554,10 +558,20 @@ class Target:
     public: str
 
 
+def capped(text: str, most: int = SHOWN) -> str:
+    """A value as echoed: whole when short, else its start and …"""
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
+def quotes_capped(text: str) -> str:
+    """Every 'quoted value' in a message capped."""
+    return LONG_QUOTE.sub(lambda m: repr(capped(m[0][1:-1])), text)
+
+
 def public(url: str) -> str:
-    """What may be written of a URL: scheme, host, port and path. A pattern, not
+    """What may be written of a URL: scheme, host, port and path, capped. A pattern, not
     urlsplit, so that a URL urlsplit refuses (`http://u:p@[::1/`) loses its secrets too."""
-    return re.split(r"[?#]", CREDENTIALS.sub(r"\1", url), maxsplit=1)[0]
+    return capped(re.split(r"[?#]", CREDENTIALS.sub(r"\1", url), maxsplit=1)[0])
 
 
 def url_label(url: str) -> str:
@@ -566,7 +580,7 @@ def url_label(url: str) -> str:
     host = parts.hostname or ""
     host = f"[{host}]" if ":" in host else host
     port = f":{parts.port}" if parts.port is not None else ""
-    return f"{host}{port}{parts.path or '/'}"
+    return capped(f"{host}{port}{parts.path or '/'}")
 
 
 def checked_url(url: str) -> str:
@@ -578,9 +592,12 @@ def checked_url(url: str) -> str:
         usable = False
     if not usable:
         raise argparse.ArgumentTypeError(f"{public(url)!r} is not an http:// or https:// URL")
-    if re.search(r"=(off|[\d.]+%?)$", parts.path, re.IGNORECASE):
+    # 'http://h/?x=1 slo=off' in one word (an Icinga string, not an array) would send the
+    # setting as part of the query; a line break would split the status line and the mail.
+    if any(c.isspace() or not c.isprintable() for c in url):
         raise argparse.ArgumentTypeError(
-            f"{public(url)!r}: an SLO now follows the URL as a word: --url URL slo=99.9"
+            f"{public(url)!r} holds a space or control character: write a space as %20,"
+            " and give each setting (slo=, label=) as a word of its own"
         )
     return url
 
@@ -859,12 +876,12 @@ def unmeasured(key: str, noun: str, why: str, name: str) -> Result:
     )
 
 
-def status_line(results: list[Result], problems: list[str]) -> str:
+def status_line(results: list[Result], problems: list[str], notes: Sequence[str] = ()) -> str:
     """The Monitoring Plugins line: the worst status, what is wrong (worst first)
-    or, when nothing is, every summary; all perfdata."""
+    or, when nothing is, every summary, then the notes; all perfdata."""
     status = UNKNOWN if problems else overall(results)
     wrong = sorted((r for r in results if r.status != OK), key=lambda r: -SEVERITY[r.status])
-    text = "; ".join([*problems, *(r.summary for r in wrong or results)])
+    text = "; ".join([*problems, *(r.summary for r in wrong or results), *notes])
     # One line, and no '|' before the perfdata's: a URL or path may hold either.
     text = " ".join(text.replace("|", "/").split())
     perfdata = " ".join(p for r in results for p in r.perf)
@@ -1310,8 +1327,8 @@ def empty_state() -> dict:
 def write_atomically(path: Path, text: str) -> None:
     """Temporary file, fsync, rename: a reader sees the old or the new file, whole.
     OSError when path is a folder, FIFO or device: the rename would replace it (as
-    root, --textfile /dev/null would replace the machine's /dev/null)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    root, --textfile /dev/null would replace the machine's /dev/null). The folder must
+    exist: a missing node_exporter folder is a typo to report, not one to create."""
     with contextlib.suppress(FileNotFoundError):
         mode = os.lstat(path).st_mode
         if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
@@ -1361,6 +1378,7 @@ class StateFile:
         self.wait = wait
         self.handle: IO[str] | None = None
         self.data = empty_state()
+        self.notes: list[str] = []  # warnings: logged, or with --nagios on the status line
 
     def __enter__(self) -> StateFile:
         try:
@@ -1402,7 +1420,7 @@ class StateFile:
             return empty_state()
         except (OSError, UnicodeError, ValueError, KeyError, TypeError, RecursionError) as error:
             reason = getattr(error, "strerror", None) or error
-            log.warning("state file %s is unusable (%s); starting afresh", self.path, reason)
+            self.notes.append(f"state file {self.path} is unusable ({reason}); starting afresh")
             return empty_state()
 
     def commit(self, now: float) -> None:
@@ -1569,6 +1587,11 @@ def fetch(target: Target, timeout: float) -> Probe:
 CGROUP_ERRORS = (OSError, ValueError, IndexError, ArithmeticError)
 
 
+class UsageUnreadable(Exception):
+    """A cgroup limit is set but what the cgroup uses cannot be read: measured against
+    the host instead, the check would pass a container about to be killed."""
+
+
 def cgroup_root() -> Path:
     """A folder standing for / when reading cgroups: HEALTH_CGROUP_ROOT, for tests only."""
     return Path(os.environ.get("HEALTH_CGROUP_ROOT") or "/")
@@ -1635,7 +1658,7 @@ def stat_value(path: Path, key: str) -> int:
         name, _, value = line.partition(" ")
         if name == key:
             return int(value)
-    return 0
+    raise ValueError(f"no {key} in {path.name}")
 
 
 @dataclass(frozen=True)
@@ -1664,12 +1687,17 @@ def cgroup_memory(cgroups: dict[str, Cgroup], host: Any) -> Memory | None:
     if not limits or min(limits) >= host.total:
         return None
     limit = int(min(limits))
-    used = int((group.folder / usage_file).read_text())
-    used -= stat_value(
-        group.folder / "memory.stat", "inactive_file" if v2 else "total_inactive_file"
-    )
-    available = max(min(limit - max(used, 0), host.available), 0)
     scope = f"in cgroup v{group.version} {group.name} (limit {megabytes(limit)})"
+    try:
+        used = int((group.folder / usage_file).read_text())
+        used -= stat_value(
+            group.folder / "memory.stat", "inactive_file" if v2 else "total_inactive_file"
+        )
+    except CGROUP_ERRORS:
+        raise UsageUnreadable(
+            f"the limit is set {scope}, but {usage_file} or memory.stat cannot be read"
+        ) from None
+    available = max(min(limit - max(used, 0), host.available), 0)
     return Memory(available, scope, limit)
 
 
@@ -1684,9 +1712,12 @@ def available_memory() -> Memory:
 
 
 def cpu_quota(text: str) -> float | None:
-    """cpu.max 'QUOTA PERIOD' (v2) as CPUs; 'max' is none."""
+    """cpu.max 'QUOTA PERIOD' (v2) as CPUs; 'max' is none, and so is a quota or period
+    of 0 or less, which the kernel never writes (v1 writes -1 for none)."""
     quota, period = text.split()[:2]
-    return None if quota == "max" else int(quota) / int(period)
+    if quota == "max" or int(quota) <= 0 or int(period) <= 0:
+        return None
+    return int(quota) / int(period)
 
 
 def cgroup_cpus(cgroups: dict[str, Cgroup]) -> tuple[float, Callable[[], float], str] | None:
@@ -1703,7 +1734,8 @@ def cgroup_cpus(cgroups: dict[str, Cgroup]) -> tuple[float, Callable[[], float],
     else:
         period = float((group.folder / "cpu.cfs_period_us").read_text())
         quotas = group.limits(
-            "cpu.cfs_quota_us", lambda text: int(text) / period if int(text) > 0 else None
+            "cpu.cfs_quota_us",
+            lambda text: int(text) / period if int(text) > 0 and period > 0 else None,
         )
         accounted = cgroups.get("cpuacct", group)
         if accounted.name != group.name:  # its use is not counted on its own: the host's
@@ -1734,9 +1766,14 @@ def cpu_percent() -> Cpu:
     if limited is None or limited[0] >= (psutil.cpu_count() or 1):
         return Cpu(psutil.cpu_percent(interval=CPU_INTERVAL), "the host")
     cpus, used, name = limited
-    first, start = used(), time.monotonic()
-    time.sleep(CPU_INTERVAL)
-    spent, elapsed = used() - first, time.monotonic() - start
+    try:
+        first, start = used(), time.monotonic()
+        time.sleep(CPU_INTERVAL)
+        spent, elapsed = used() - first, time.monotonic() - start
+    except CGROUP_ERRORS:
+        raise UsageUnreadable(
+            f"the limit is set in {name}, but its CPU usage cannot be read"
+        ) from None
     percent = min(max(100 * spent / (elapsed * cpus), 0.0), 100.0) if elapsed > 0 else 0.0
     return Cpu(percent, f"{name} ({fmt(round(cpus, 3))} CPUs)")
 
@@ -1933,7 +1970,9 @@ def check(
         problems += trouble
     if probes or not args.no_email:
         problems += save(store, now, mailed)
-    line = status_line(results, problems)
+    # Icinga 2 puts stderr before stdout, so a warning logged there would become the short
+    # output: with --nagios the status line carries it.
+    line = status_line(results, problems, store.notes if args.nagios else ())
     if args.nagios or problems:
         print(line)
     else:
@@ -1974,8 +2013,9 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         """A bad option or variable is the one UNKNOWN line (status 3) like any other
-        way the check cannot run: an engine shows the line, not a usage on stderr."""
-        raise Unknown(f"usage: {message} (see --help)")
+        way the check cannot run: an engine shows the line, not a usage on stderr. A
+        quoted value is echoed capped, and so is the whole message."""
+        raise Unknown(f"usage: {capped(quotes_capped(message), 6 * SHOWN)} (see --help)")
 
 
 PERCENT_RANGE = range_type(percent_value, plain_is_minimum=False)
@@ -1991,12 +2031,21 @@ METRICS = {
 }
 
 
+def path_type(text: str) -> Path:
+    """A --state or --textfile path: empty would be the working folder, never meant."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the path is empty: leave the option out instead")
+    return Path(text)
+
+
 def thresholds(critical: bool) -> Callable[[str], dict[str, Range]]:
     """The type of -w/-c: 'cpu=80,disk=20,memory=500MB', each RANGE as its own flag's."""
     names = [name for name, row in METRICS.items() if row[0] or not critical]
 
     def parse(text: str) -> dict[str, Range]:
         found: dict[str, Range] = {}
+        if not text.strip():  # Nagios' $ARG1$ left empty: no thresholds given
+            return found
         for item in text.split(","):
             name, equals, limit = item.strip().partition("=")
             if not equals or name not in names:
@@ -2149,7 +2198,7 @@ OPTIONS = [
         "what was mailed when, and the probes",
         "HEALTH_STATE",
         None,
-        Path,
+        path_type,
         "FILE",
         shown="~/.cache/health_check/state.json",
     ),
@@ -2188,7 +2237,7 @@ OPTIONS = [
         "write Prometheus text for node_exporter here",
         "HEALTH_TEXTFILE",
         None,
-        Path,
+        path_type,
         "FILE",
     ),
     Option("--no-email", "measure and report only; send no mail", action="store_true"),
@@ -2199,12 +2248,16 @@ def apply_thresholds(parser: Parser, args: argparse.Namespace) -> None:
     """-c/-w onto the flags they stand for; then every WARNING must come before its
     CRITICAL (a warning past it would never show)."""
     for given, critical in ((args.critical, True), (args.warning, False)):
+        short = "-c" if critical else "-w"
+        seen: set[str] = set()
         for name, limit in ((n, r) for found in given or [] for n, r in found.items()):
             flag = METRICS[name][0 if critical else 1]
             dest = flag.removeprefix("--").replace("-", "_")
+            if name in seen:  # as in one -c cpu=90,cpu=95: which one was meant?
+                parser.error(f"{short}: {name} is given twice")
             if dest not in parser.not_given:
-                short = "-c" if critical else "-w"
-                parser.error(f"{short} {name}=... and {flag} (or {name} twice) both given")
+                parser.error(f"{short} {name}=... and {flag} both given")
+            seen.add(name)
             setattr(args, dest, limit)
     for name, (_, warning_flag, _, low, high) in METRICS.items():
         warning = getattr(args, warning_flag.removeprefix("--").replace("-", "_"))
@@ -2313,7 +2366,9 @@ def missing_parts(args: argparse.Namespace) -> None:
 
 
 def unknown(text: str) -> None:
-    print(f"HEALTH UNKNOWN - {text}")
+    """The one line; a quoted value in it capped: a variable of 100,000 digits is no
+    status line."""
+    print(f"HEALTH UNKNOWN - {quotes_capped(text)}")
 
 
 def guard(work: Callable[[], int]) -> int:
@@ -2346,11 +2401,13 @@ def check_health(argv: list[str] | None, clock: Callable[[], float]) -> int:
         now = clock() if args.now is None else args.now
         changed = settle(store.data, now)
         if changed:
-            log.warning(
-                "state file %s holds times after now (the clock went back): %s adjusted",
-                path,
-                ", ".join(changed),
+            store.notes.append(
+                f"state file {path} holds times after now (the clock went back):"
+                f" {', '.join(changed)} adjusted"
             )
+        if not args.nagios or pending is None:
+            for note in store.notes:
+                log.warning("%s", note)
         if pending is None:
             return slo_report(args, store.data, now)
         return check(args, store, now, deadline, pending)

@@ -78,7 +78,7 @@ def test_promtool_check_rules():
     promtool = tool("promtool", "apt-get install prometheus")
     result = run(promtool, "check", "rules", RULES)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 16 rules found" in result.stdout
+    assert "SUCCESS: 18 rules found" in result.stdout
 
 
 def test_promtool_test_rules():
@@ -210,7 +210,7 @@ def test_the_alerts_fire_on_what_a_failing_run_writes(tmp_path, flaky_page):
 
 def icinga_arguments() -> dict[str, tuple[str, bool]]:
     """-f or --flag: (custom variable, repeat_key), as the CheckCommand has them."""
-    blocks = re.findall(r'"(--?[\w-]+)" = \{(.*?)\}', ICINGA.read_text(), re.DOTALL)
+    blocks = re.findall(r'"(--?[\w-]+)" = \{(.*?)\n    \}', ICINGA.read_text(), re.DOTALL)
     return {
         flag: (re.search(r'value = "\$(\w+)\$"', body)[1], "repeat_key = true" in body)
         for flag, body in blocks
@@ -251,7 +251,8 @@ def icinga_config(folder: Path) -> Path:
         f'include <itl>\ninclude "{ICINGA}"\n'
         'object Host "shop1" {\n  check_command = "dummy"\n  vars.fruit_catalog = true\n}\n'
         'apply Service "fruit-health" {\n  check_command = "fruit_health"\n'
-        f"{values}\n  assign where host.vars.fruit_catalog\n}}\n"
+        f"{values}\n  check_timeout = number(vars.fruit_health_timeout) + 5\n"
+        "  assign where host.vars.fruit_catalog\n}\n"
     )
     return config
 
@@ -292,10 +293,11 @@ FLAG_THRESHOLDS = {
 
 def icinga_command_line(values: dict[str, str | list[str]]) -> list[str]:
     """The arguments as Icinga 2 adds them: an array's elements each after the key with
-    repeat_key, else the key once before them all; an unset variable adds nothing."""
+    repeat_key, else the key once before them all; an unset variable adds nothing, nor
+    (set_if) an empty one."""
     argv = []
     for flag, (var, repeat) in icinga_arguments().items():
-        if var not in values:
+        if values.get(var, "") == "":
             continue
         items = values[var] if isinstance(values[var], list) else [values[var]]
         for index, item in enumerate(items):
@@ -321,6 +323,23 @@ def test_health_check_accepts_the_icinga_command_line(tmp_path, flaky_page, thre
     assert re.search(r" cpu=\d+%;(~:)?100;100;0;100 ", result.stdout), result.stdout  # -w, -c
     assert "'slo_good shop'" in result.stdout and f"'url {label}'" in result.stdout
     assert f"'slo_good {label}'" not in result.stdout  # slo=off: probed, no SLO
+
+
+def test_an_empty_icinga_variable_adds_no_argument():
+    """Icinga 2 passes a variable set to "" as an empty argument (--state ''): each
+    argument is added only when its variable is not empty."""
+    blocks = re.findall(r'"(--?[\w-]+)" = \{(.*?)\n    \}', ICINGA.read_text(), re.DOTALL)
+    for flag, body in blocks:
+        var = re.search(r'value = "\$(\w+)\$"', body)[1]
+        assert f'set_if = {{{{ macro("${var}$") != "" }}}}' in body, flag
+
+
+def test_the_icinga_check_timeout_follows_the_scripts(tmp_path):
+    """The example's check_timeout is the variable's plus a margin, and the command's
+    own timeout is above the script's default -t."""
+    text = ICINGA.read_text()
+    assert "check_timeout = vars.fruit_health_timeout + 5" in text
+    assert int(re.search(r"^  timeout = (\d+)$", text, re.MULTILINE)[1]) > 15 + 5
 
 
 def test_the_icinga_thresholds_are_set_one_way_or_the_other():
@@ -387,6 +406,22 @@ def test_health_check_accepts_the_nagios_command_line(tmp_path, flaky_page):
     assert re.search(r" cpu=\d+%;~:100;100;0;100 ", result.stdout), result.stdout  # -w, -c
     assert "'slo_good shop'" in result.stdout and f"'url {label}stock'=" in result.stdout
     assert "page=2" not in result.stdout  # the query string may hold a token
+
+
+@pytest.mark.parametrize(
+    ("warning", "critical"), [("", "cpu=100,disk=0,memory=0"), ("cpu=100,disk=0,memory=0", "")]
+)
+def test_an_empty_nagios_threshold_argument_means_not_given(tmp_path, warning, critical):
+    """check_fruit_health!!cpu=90!...: -w '' is no WARNING threshold, not a usage error."""
+    line = re.search(r"^\s*command_line\s+(.*)$", NAGIOS.read_text(), re.MULTILINE)[1]
+    values = {"$ARG1$": warning, "$ARG2$": critical, "$ARG3$": f"--state {tmp_path / 's.json'}"}
+    for macro, value in values.items():
+        line = line.replace(macro, value)
+    if not critical:  # the defaults' CRITICAL would fire on a busy test machine
+        line += " --cpu 100 --disk 0 --memory 0"
+    result = run("/bin/sh", "-c", installed_here(line, quote=shlex.quote))
+    assert (result.returncode, result.stderr) == (0, ""), result.stdout
+    assert result.stdout.startswith("HEALTH OK - ")
 
 
 @pytest.mark.parametrize(

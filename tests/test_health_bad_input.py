@@ -97,7 +97,76 @@ CASES = [
     Case(
         "urls-env-slo", [], 3, "HEALTH_URLS: '1' is not from 50", {"HEALTH_URLS": "http://x/ slo=1"}
     ),
-    Case("urls-env-old-slo", [], 3, "an SLO now follows the URL", {"HEALTH_URLS": "http://x/=99"}),
+    # A path may end in =NUMBER or =off: it is a URL like any other, probed.
+    Case(
+        "url-path-ends-in-equals-number",
+        [*PASSING, "--no-email", "--nagios", "--url", "http://127.0.0.1:9/ok/id=42"],
+        2,
+        "127.0.0.1:9/ok/id=42: refused",
+        state_kept=False,
+    ),
+    Case(
+        "urls-env-path-ends-in-equals-off",
+        [*PASSING, "--no-email", "--nagios"],
+        2,
+        "127.0.0.1:9/=off: refused",
+        {"HEALTH_URLS": "http://127.0.0.1:9/=off"},
+        state_kept=False,
+    ),
+    # One word holding a URL and a setting (an Icinga string, not an array), or a line
+    # break, is refused: the setting would go out in the query, the line split the output.
+    Case(
+        "url-and-setting-in-one-word",
+        ["--url", "http://127.0.0.1:9/ok?x=1 slo=off"],
+        3,
+        "'http://127.0.0.1:9/ok' holds a space or control character",
+    ),
+    Case("url-line-break", ["--url", "http://x/a\nb"], 3, "'http://x/a\\nb' holds a space"),
+    Case("url-tab", ["--url", "http://x/a\tb"], 3, "holds a space or control character"),
+    Case(
+        "url-password-with-hash",
+        ["--url", f"http://user:PW#{SECRET}@127.0.0.1:1/ok"],
+        3,
+        "'http://127.0.0.1:1/ok' is not an http",
+    ),
+    Case(
+        "url-password-with-question-mark",
+        ["--url", f"http://user:PW?{SECRET}@127.0.0.1:1/ok"],
+        3,
+        "'http://127.0.0.1:1/ok' is not an http",
+    ),
+    # Huge values are echoed capped at 80 characters, labels too.
+    Case(
+        "cpu-env-huge",
+        [],
+        3,
+        "HEALTH_CPU: '" + "1" * 79 + "…' is not from 0 to 100",
+        {"HEALTH_CPU": "1" * 100_000},
+    ),
+    Case(
+        "smtp-port-huge",
+        PASSING,
+        3,
+        "SMTP_PORT: '" + "9" * 79 + "…'",
+        {"SMTP_PORT": "9" * 100_000},
+    ),
+    Case(
+        "url-path-huge",
+        [*PASSING, "--no-email", "--nagios", "--url", "http://127.0.0.1:9/" + "a" * 20_000],
+        2,
+        "HEALTH CRITICAL - 127.0.0.1:9/" + "a" * 67 + "…: refused",
+        state_kept=False,
+    ),
+    # Empty paths are no working folder.
+    Case("state-empty", ["--state", ""], 3, "argument --state: the path is empty"),
+    Case("textfile-empty", [*PASSING, "--textfile="], 3, "argument --textfile: the path is empty"),
+    # node_exporter's folder must exist: a missing one is a typo, not created.
+    Case(
+        "textfile-folder-missing",
+        [*PASSING, "--no-email", "--textfile", "{tmp}/missing/h.prom"],
+        3,
+        "cannot write {tmp}/missing/h.prom: No such file or directory",
+    ),
     Case("url-setting-first", ["--url", "slo=99"], 3, "'slo=99' comes before any URL"),
     Case("url-label-bad", ["--url", "http://x/", "label=a b"], 3, "label 'a b': up to 80"),
     Case(

@@ -112,6 +112,10 @@ THRESHOLDS = [
     Threshold("unknown-metric", ["-w", "swap=10"], 3, "'swap=10' is not METRIC=RANGE"),
     Threshold("budget-has-no-critical", ["-c", "budget=10"], 3, "metrics: cpu, disk, memory ("),
     Threshold("twice-in-one", ["-w", "cpu=1,cpu=2"], 3, "cpu is given twice"),
+    Threshold("twice-in-two", ["-c", "cpu=90", "-c", "cpu=95"], 3, "-c: cpu is given twice"),
+    Threshold("w-twice-in-two", ["-w", "cpu=1", "-w", "disk=5,cpu=2"], 3, "cpu is given twice"),
+    Threshold("w-empty-is-not-given", ["-w", "", *QUIET], 0, "HEALTH OK - "),
+    Threshold("c-empty-is-not-given", ["-c", " ", *QUIET], 0, "HEALTH OK - "),
     Threshold("c-and-flag", ["-c", "cpu=90", "--cpu", "80"], 3, "-c cpu=... and --cpu"),
     Threshold(
         "cpu-warning-past", ["--cpu", "90", "--cpu-warning", "95"], 3, "cpu WARNING range 95"
@@ -142,6 +146,48 @@ THRESHOLDS = [
 def test_thresholds(case: Threshold, tmp_path):
     result = plugin(tmp_path, "--nagios", "--no-email", *case.args, env=case.env)
     assert (result.returncode, case.says in result.stdout) == (case.status, True), result.stdout
+
+
+@dataclass(frozen=True)
+class Note:
+    id: str
+    state: str  # the state file's text before the run
+    says: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+NOTES = [
+    Note("state-not-json", "{x", "state file {tmp}/state.json is unusable ("),
+    Note(
+        "clock-went-back",
+        '{"version":2,"checks":{"disk:/":{"since":1,"last_mailed":3000000000}},"slo":{},"saved":1}',
+        "holds times after now (the clock went back): disk:/ last_mailed adjusted",
+        {"HEALTH_NOW": "2000000000"},
+    ),
+]
+
+
+@pytest.mark.parametrize("case", NOTES, ids=[c.id for c in NOTES])
+@pytest.mark.parametrize("nagios", [True, False], ids=["nagios", "cron"])
+def test_a_warning_joins_the_status_line_under_an_engine(case: Note, nagios, tmp_path):
+    """Icinga 2 puts stderr first, where it would become the short output: with
+    --nagios a warning is on the one status line, otherwise on stderr as before."""
+    (tmp_path / "state.json").write_text(case.state)
+    args = ["--nagios", *QUIET] if nagios else QUIET
+    result = subprocess.run(
+        [SCRIPT, *args, "--no-email"],
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+        env=environment(tmp_path, case.env),
+        cwd=tmp_path,
+    )
+    says = case.says.replace("{tmp}", str(tmp_path))
+    if nagios:
+        assert LINE.fullmatch(result.stdout), result.stdout + result.stderr
+        assert (result.stderr, says in result.stdout) == ("", True), result.stdout
+    else:  # as cron runs it: nothing on stdout while all is well, the warning on stderr
+        assert (result.stdout, says in result.stderr) == ("", True), result.stderr
 
 
 def test_help_shows_w_and_c_with_examples():
@@ -466,6 +512,10 @@ class Tree:
     says: list[str]
 
 
+MEMORY_UNREADABLE = (
+    "Available memory cannot be measured: the limit is set in cgroup v2 /app.slice/shop.service"
+    " (limit 256MB), but memory.current or memory.stat cannot be read"
+)
 CGROUPS = [
     Tree(
         "v2-limited",
@@ -547,6 +597,76 @@ CGROUPS = [
         ["% of the host;", "MB available in cgroup v1 /docker/abc (limit 256MB)"],
     ),
     Tree("no-cgroup-files", {}, "0", 0, ["% of the host;", " MB available on the host;"]),
+    # A limit whose usage cannot be read is UNKNOWN for its check: against the host's,
+    # a container about to be killed would pass.
+    Tree(
+        "v2-memory-current-garbage",
+        {**V2_LIMITED, V2_OWN + "memory.current": "lots\n"},
+        "0",
+        3,
+        [MEMORY_UNREADABLE, "mem_available=U"],
+    ),
+    Tree(
+        "v2-memory-stat-missing",
+        {k: v for k, v in V2_LIMITED.items() if not k.endswith("memory.stat")},
+        "0",
+        3,
+        [MEMORY_UNREADABLE],
+    ),
+    Tree(
+        "v1-memory-usage-garbage",
+        {**V1_LIMITED, V1_MEMORY + "memory.usage_in_bytes": "\n"},
+        "0",
+        3,
+        ["but memory.usage_in_bytes or memory.stat cannot be read"],
+    ),
+    Tree(
+        "v2-cpu-stat-without-usage",
+        {**V2_LIMITED, V2_OWN + "cpu.stat": "user_usec 800\n"},
+        "0",
+        3,
+        [
+            "CPU usage cannot be measured: the limit is set in cgroup v2"
+            " /app.slice/shop.service, but its CPU usage cannot be read",
+            "cpu=U",
+        ],
+    ),
+    Tree(
+        "v1-cpuacct-garbage",
+        {**V1_LIMITED, V1_CPU + "cpuacct.usage": "soon\n"},
+        "0",
+        3,
+        ["CPU usage cannot be measured: the limit is set in cgroup v1 /docker/abc"],
+    ),
+    # A quota or period of 0 or less is no limit (the kernel writes none such).
+    Tree(
+        "v2-negative-quota-is-the-host",
+        {**V2_LIMITED, V2_OWN + "cpu.max": "-5 100000\n"},
+        "0",
+        0,
+        ["% of the host;"],
+    ),
+    Tree(
+        "v2-zero-quota-is-the-host",
+        {**V2_LIMITED, V2_OWN + "cpu.max": "0 100000\n"},
+        "0",
+        0,
+        ["% of the host;"],
+    ),
+    Tree(
+        "v2-zero-period-is-the-host",
+        {**V2_LIMITED, V2_OWN + "cpu.max": "50000 0\n"},
+        "0",
+        0,
+        ["% of the host;"],
+    ),
+    Tree(
+        "v1-negative-period-is-the-host",
+        {**V1_LIMITED, V1_CPU + "cpu.cfs_period_us": "-100000\n"},
+        "0",
+        0,
+        ["% of the host;"],
+    ),
     Tree(
         "garbage-is-the-host",
         {**V2_LIMITED, V2_OWN + "memory.max": "lots\n", V2_OWN + "cpu.max": "half\n"},
