@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 UPLOAD, RUN = "supplier_image_upload.py", "run.py"
+MISSING = "/nonexistent"  # in a row: a path under the test's own folder that does not exist
 BOTH = (UPLOAD, RUN)
 SECRET = "s3cr3t"
 
@@ -193,7 +194,7 @@ CASES = [
         (UPLOAD,),
         [],
         {},
-        link_out("images/004.jpeg", "/nonexistent.jpeg"),
+        link_out("images/004.jpeg", "../../nonexistent.jpeg"),
         1,
         "004.jpeg: cannot open",
     ),
@@ -355,6 +356,9 @@ def test_bad_input(
     if files:
         files(delivery)
     before = files_of(delivery)
+    # A missing path is missing under this test's own folder, whatever the machine has.
+    flags = [flag.replace(MISSING, str(tmp_path / "nonexistent")) for flag in flags]
+    fragment = fragment.replace(MISSING, str(tmp_path / "nonexistent"))
     folders = ["--images", str(delivery / "images")]
     folders += ["--descriptions", str(delivery / "descriptions")] if script == RUN else []
     url = [] if "--url" in flags or "CATALOG_URL" in env else ["--url", store.url]

@@ -190,9 +190,9 @@ CASES = [
     ),
     Case(
         "password-file-missing",
-        env={"SMTP_PASSWORD_FILE": "/nonexistent/pw"},
+        env={"SMTP_PASSWORD_FILE": "{dir}/nonexistent/pw"},
         record=record(),
-        message="cannot read SMTP_PASSWORD_FILE /nonexistent/pw: No such file or directory",
+        message="cannot read SMTP_PASSWORD_FILE {dir}/nonexistent/pw: No such file or directory",
     ),
     Case(
         "max-mail-size-nan",

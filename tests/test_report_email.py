@@ -49,7 +49,7 @@ def pdf_text(path: Path) -> str:
 
 def poppler_text(path: Path) -> str:
     if shutil.which("pdftotext") is None:
-        pytest.skip("pdftotext is missing: apt-get install poppler-utils (make test does as root)")
+        pytest.skip("pdftotext is missing: apt-get install poppler-utils (.ci/run does, as root)")
     return subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True).stdout
 
 

@@ -29,7 +29,7 @@ def words_of(path) -> str:
 
 def poppler_text(path) -> str:
     if shutil.which("pdftotext") is None:
-        pytest.skip("pdftotext is missing: apt-get install poppler-utils (make test does as root)")
+        pytest.skip("pdftotext is missing: apt-get install poppler-utils (.ci/run does, as root)")
     return subprocess.run(
         ["pdftotext", str(path), "-"], capture_output=True, text=True, check=True, timeout=60
     ).stdout
@@ -334,7 +334,7 @@ def test_rows_needing_attention_come_first_marked_in_red(tmp_path):
 
 def rendered_first_page(pdf: Path, folder: Path) -> Image.Image:
     if shutil.which("pdftoppm") is None:
-        pytest.skip("pdftoppm is missing: apt-get install poppler-utils (make test does as root)")
+        pytest.skip("pdftoppm is missing: apt-get install poppler-utils (.ci/run does, as root)")
     subprocess.run(
         ["pdftoppm", "-r", "50", "-f", "1", "-l", "1", "-png", str(pdf), str(folder / "page")],
         check=True,
