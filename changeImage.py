@@ -65,6 +65,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, NamedTuple
@@ -110,6 +111,8 @@ ALPHA_TILE = 16
 # the converting ones go on: concurrent fsyncs share one journal commit.
 COMMITTERS = 4
 TEMPORARY_SUFFIX = ".changeImage.tmp"
+# Threads that hash sources while others decode them (hashing is memory-bound).
+HASHERS = 2
 LIBRARY_OUTPUT_LIMIT = 64 << 10  # what libtiff may say in a run, read back for the log
 # Every output carries this mark (a JPEG comment, PNG text, WEBP XMP or TIFF
 # ImageDescription): the SHA-256 of its source's bytes and a digest of the
@@ -1181,6 +1184,31 @@ def commit(fd: int, temporary: Path, target: Path) -> None:
         raise cannot_write(target, error) from None
 
 
+def converted(file: BinaryIO, options: Options, source: Path, made: Made) -> bytes:
+    with image_in(file) as image:
+        return encoded(convert_image(image, options), options, source, made)
+
+
+def converted_while_hashing(file: BinaryIO, options: Options, source: Path) -> tuple[bytes, Made]:
+    """A first conversion: the source's digest, which only its mark needs, is taken
+    by another thread while this one decodes (hashlib lets go of the GIL), so it
+    costs no time where a core is free. Both end before the file is closed."""
+    made = Made("", options_tag(options), source_identity(os.fstat(file.fileno())))
+    digest = hashers().submit(file_digest, file.fileno())
+    try:
+        with image_in(file) as image:
+            image = convert_image(image, options)
+        made = made._replace(digest=digest.result())
+        return encoded(image, options, source, made), made
+    finally:
+        futures_wait([digest])
+
+
+@functools.cache
+def hashers() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(HASHERS, thread_name_prefix="hash")
+
+
 def convert_file(task: Task, options: Options) -> tuple[int, Path] | str | None:
     """Convert one file into an unflushed temporary output; None when the output
     there was made from these bytes with these options; the reason of the
@@ -1188,11 +1216,13 @@ def convert_file(task: Task, options: Options) -> tuple[int, Path] | str | None:
     written."""
     try:
         with open_delivery_file(task.source, task.root, IMAGE_LIMIT) as file:
-            made = made_from(file.fileno(), options, task.made)
-            if made is None:
-                return None
-            with image_in(file) as image:
-                data = encoded(convert_image(image, options), options, task.source, made)
+            if task.made.digest:  # an output of ours is there: is it current?
+                made = made_from(file.fileno(), options, task.made)
+                if made is None:
+                    return None
+                data = converted(file, options, task.source, made)
+            else:
+                data, made = converted_while_hashing(file, options, task.source)
     except RefusedFile as error:
         return str(error)
     except Exception as error:  # any decoder error fails only this file
