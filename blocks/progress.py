@@ -8,6 +8,7 @@ copies find in their script.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -16,13 +17,19 @@ import time
 # --- block ---
 class Progress:
     """One updating line on a terminal: `converted 12/40, 6.1/s, 5 s left`. Shown only
-    when stderr is a terminal, not quiet, and the work has taken over 2 seconds;
+    when stderr is a terminal, not quiet, and the work has taken over 2 seconds
+    (PROGRESS_AFTER seconds when set: tests see the line without seconds of work);
     under cron or a pipe nothing is printed. Thread-safe."""
 
     SHOW_AFTER = 2.0
     EVERY = 0.2
 
     def __init__(self, total: int, verb: str, enabled: bool = True) -> None:
+        try:
+            after = float(os.environ.get("PROGRESS_AFTER", self.SHOW_AFTER))
+        except ValueError:
+            after = self.SHOW_AFTER
+        self.after = after if 0 <= after <= 3600 else self.SHOW_AFTER
         self.total, self.verb, self.done = total, verb, 0
         self.enabled = enabled and sys.stderr.isatty()
         self.started = self.last = time.monotonic()
@@ -33,7 +40,7 @@ class Progress:
         with self.lock:
             self.done += count
             now = time.monotonic()
-            if not self.enabled or now - self.started < self.SHOW_AFTER:
+            if not self.enabled or now - self.started < self.after:
                 return
             if now - self.last >= self.EVERY or self.done == self.total:
                 self.last = now

@@ -984,25 +984,26 @@ def test_empty_suffix_from_the_environment(tmp_path):
 
 @pytest.fixture(scope="module")
 def slow_batch(tmp_path_factory) -> Path:
-    """Deflate TIFFs turned 45 degrees one at a time: several seconds of work."""
+    """20 deflate TIFFs: work the progress line can follow (PROGRESS_AFTER=0)."""
     folder = tmp_path_factory.mktemp("slow") / "images"
     folder.mkdir()
-    textured((1500, 1000)).save(folder / "001.tiff", compression="tiff_adobe_deflate")
+    textured((750, 500)).save(folder / "001.tiff", compression="tiff_adobe_deflate")
     for number in range(2, 21):
         shutil.copy(folder / "001.tiff", folder / f"{number:03d}.tiff")
     return folder
 
 
-def test_progress_on_a_terminal_not_in_a_pipe(slow_batch, tmp_path):
+def test_progress_on_a_terminal_not_in_a_pipe(slow_batch, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROGRESS_AFTER", "0")  # the line at once, not after 2 s of work
     images = Path(shutil.copytree(slow_batch, tmp_path / "tty"))
-    command = [SCRIPT, images, "--jobs", "1", "--rotate", "45", "--best-quality"]
+    command = [SCRIPT, images, "--jobs", "1"]
     main_end, sub_end = pty.openpty()
     with subprocess.Popen(command, stderr=sub_end, stdout=subprocess.DEVNULL) as process:
         os.close(sub_end)
         shown = read_all(main_end)
     assert process.returncode == 0
     assert "\rconverted " in shown and "/20, " in shown and " s left" in shown
-    piped = run_script(images, "--force", "--jobs", "1", "--rotate", "45", "--best-quality")
+    piped = run_script(images, "--jobs", "1", "--size", "300x200")
     assert piped.returncode == 0
     assert "\r" not in piped.stderr and "s left" not in piped.stderr
 

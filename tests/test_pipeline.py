@@ -483,9 +483,10 @@ def test_help_shows_examples_exit_statuses_and_metavars(run_script, script):
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_progress_shows_on_a_terminal_and_not_in_a_pipe(
-    store_factory, tmp_path, run_script, catalog, script
+    store_factory, tmp_path, run_script, catalog, script, monkeypatch
 ):
-    store = store_factory(delay=0.1)
+    monkeypatch.setenv("PROGRESS_AFTER", "0")  # the line at once, not after 2 s of work
+    store = store_factory(delay=0.02)
     delivery = catalog(tmp_path / "supplier-data", [f"{n:03d}" for n in range(1, 31)])
     if script == "run.py":
         run_script("supplier_image_upload.py", "--url", store.url, *folders("x", delivery))
