@@ -3,9 +3,17 @@ makes one kind of input or one kind of assertion read like prose."""
 
 from __future__ import annotations
 
+import shutil
 import struct
+import subprocess
 import time
 from collections.abc import Callable
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
 
 # struct formats of the TIFF field types with_entry() writes
 FIELD_FORMATS = {3: "H", 4: "I", 5: "II", 9: "i", 11: "f", 12: "d"}
@@ -44,3 +52,26 @@ def with_entry(
     table = len(entries).to_bytes(2, "little") + b"".join(e for _, e in sorted(entries.items()))
     head = data[:4] + start.to_bytes(4, "little")
     return (head + data[8:]).ljust(start, b"\0") + table + bytes(4)
+
+
+def mails(catcher) -> list[EmailMessage]:
+    """Every message the mail catcher received, parsed, in the order they came."""
+    return [message_from_bytes(p.read_bytes(), policy=policy.default) for p in catcher.messages()]
+
+
+def subjects(catcher) -> list[str]:
+    return [message["Subject"] for message in mails(catcher)]
+
+
+def pdf_text(path: Path) -> str:
+    """The PDF's text as pypdf reads it."""
+    return "\n".join(page.extract_text() for page in PdfReader(path).pages)
+
+
+def poppler_text(path: Path) -> str:
+    """The PDF's text as poppler's pdftotext reads it (the test skips without it)."""
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext is missing: apt-get install poppler-utils (.ci/run does, as root)")
+    return subprocess.run(
+        ["pdftotext", str(path), "-"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout

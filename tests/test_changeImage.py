@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helper import wait_for
 from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageFilter, ImageStat
 
 import changeImage
@@ -871,12 +872,6 @@ def test_file_size_limit_is_reported_as_a_write_error(tmp_path):
 
 
 # -- one run at a time per delivery --------------------------------------------------
-
-
-def wait_for(condition, seconds=30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.005)
 
 
 def test_a_second_run_on_the_same_delivery_exits_2_naming_the_first(batch_copy):

@@ -10,14 +10,11 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
+from helper import mails
 
 import emails
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def received(catcher):
-    return [message_from_bytes(p.read_bytes(), policy=policy.default) for p in catcher.messages()]
 
 
 def environment(catcher, **extra: str) -> dict[str, str]:
@@ -70,7 +67,7 @@ def test_plain_smtp_delivers_with_the_attachment_intact(mail_catcher, tmp_path):
     pdf = tmp_path / "processed.pdf"
     pdf.write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 40)
     assert emails.send_email(hello(pdf), environment(mail_catcher)) is None
-    [message] = received(mail_catcher)
+    [message] = mails(mail_catcher)
     assert (message["From"], message["To"], message["Subject"]) == (
         "automation@example.com",
         "alice@example.com",
@@ -84,21 +81,21 @@ def test_starttls_verified_through_the_ca_file(catcher_factory):
     catcher = catcher_factory(tls="starttls")
     env = environment(catcher, SMTP_SECURITY="starttls", SMTP_CA_FILE=str(catcher.cert_path))
     emails.send_email(hello(), env)
-    assert len(received(catcher)) == 1
+    assert len(mails(catcher)) == 1
 
 
 def test_implicit_tls_verified_through_the_ca_file(catcher_factory):
     catcher = catcher_factory(tls="ssl")
     env = environment(catcher, SMTP_SECURITY="ssl", SMTP_CA_FILE=str(catcher.cert_path))
     emails.send_email(hello(), env)
-    assert len(received(catcher)) == 1
+    assert len(mails(catcher)) == 1
 
 
 def test_untrusted_certificate_is_refused_with_advice(catcher_factory):
     catcher = catcher_factory(tls="starttls")
     with pytest.raises(emails.EmailError, match=r"not trusted.*set SMTP_CA_FILE"):
         emails.send_email(hello(), environment(catcher, SMTP_SECURITY="starttls"))
-    assert received(catcher) == []
+    assert mails(catcher) == []
 
 
 def test_auth_accepted_with_password_file(catcher_factory, tmp_path):
@@ -113,7 +110,7 @@ def test_auth_accepted_with_password_file(catcher_factory, tmp_path):
         SMTP_PASSWORD_FILE=str(secret),
     )
     emails.send_email(hello(), env)
-    assert len(received(catcher)) == 1
+    assert len(mails(catcher)) == 1
 
 
 def test_auth_refused_names_the_user_not_the_password(catcher_factory):
@@ -162,7 +159,7 @@ def test_a_refusal_for_good_is_told_from_one_for_now(
     with pytest.raises(emails.EmailError) as caught:
         emails.send_email(hello(attachment), environment(catcher))
     assert caught.value.permanent is permanent
-    assert received(catcher) == []
+    assert mails(catcher) == []
 
 
 def test_one_refused_recipient_of_two_says_who_got_it(catcher_factory):
@@ -173,7 +170,7 @@ def test_one_refused_recipient_of_two_says_who_got_it(catcher_factory):
     assert caught.value.delivered == ["c@example.com"]
     assert caught.value.refused == {"bob@example.com": "550 5.1.1 No such user here"}
     assert caught.value.permanent  # a 550: sent again, refused again
-    assert [m["To"] for m in received(catcher)] == ["bob@example.com, c@example.com"]
+    assert [m["To"] for m in mails(catcher)] == ["bob@example.com, c@example.com"]
 
 
 def test_a_message_over_the_size_limit_says_what_the_server_said(catcher_factory, tmp_path):
@@ -186,7 +183,7 @@ def test_a_message_over_the_size_limit_says_what_the_server_said(catcher_factory
         f"SMTP server {catcher.host}:{catcher.port} refused the mail from"
         " automation@example.com: 552 Error: message size exceeds fixed maximum message size"
     )
-    assert received(catcher) == []
+    assert mails(catcher) == []
 
 
 def test_server_down_says_what_to_set(dead_port):
@@ -331,7 +328,7 @@ def test_display_names_reach_the_header_and_the_server_gets_the_plain_addresses(
     # The server was asked for the plain addresses, and refused one of them by it.
     assert caught.value.delivered == ["j@example.com"]
     assert list(caught.value.refused) == ["z@example.com"]
-    [mail] = received(catcher)
+    [mail] = mails(catcher)
     assert mail["To"] == '"Doe, John" <j@example.com>, Zoë <z@example.com>'
     assert mail["From"] == "Fruit Store <shop@example.com>"
     assert mail["Message-ID"].endswith("@example.com>")
@@ -342,7 +339,7 @@ def test_an_encoded_display_name_is_one_quoted_address_in_the_header(catcher_fac
     to = emails.addresses("=?utf-8?q?Evil=2C_Bob?= <eb@example.com>")
     message = emails.generate_email("Fruit Store <shop@example.com>", to, "Hi", "Body")
     emails.send_email(message, environment(catcher))
-    [mail] = received(catcher)
+    [mail] = mails(catcher)
     assert mail["To"] == '"Evil, Bob" <eb@example.com>'
     assert [a.addr_spec for a in mail["To"].addresses] == ["eb@example.com"]
 
@@ -383,7 +380,7 @@ def test_a_non_ascii_password_logs_in(catcher_factory, tmp_path, where):
         catcher, SMTP_SECURITY="ssl", SMTP_CA_FILE=str(catcher.cert_path), SMTP_USER="jürgen"
     )
     emails.send_email(hello(), {**env, where: value})
-    assert len(received(catcher)) == 1
+    assert len(mails(catcher)) == 1
 
 
 def test_a_wrong_non_ascii_password_is_not_shown(catcher_factory):
@@ -459,7 +456,7 @@ def test_command_line_sends_a_test_message(mail_catcher):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert received(mail_catcher)[0]["To"] == "ops@example.com"
+    assert mails(mail_catcher)[0]["To"] == "ops@example.com"
 
 
 def test_a_password_is_never_sent_in_the_clear_off_this_machine():
@@ -475,7 +472,7 @@ def test_a_password_is_never_sent_in_the_clear_off_this_machine():
 def test_auth_in_the_clear_is_allowed_on_loopback(catcher_factory):
     catcher = catcher_factory(user="alice", password="pw")
     emails.send_email(hello(), environment(catcher, SMTP_USER="alice", SMTP_PASSWORD="pw"))
-    assert len(received(catcher)) == 1
+    assert len(mails(catcher)) == 1
 
 
 # -- hostile pass ---------------------------------------------------------------------------

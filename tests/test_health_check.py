@@ -12,10 +12,10 @@ import socket
 import subprocess
 import sys
 import time
-from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
+from helper import mails, subjects
 from prometheus_client.parser import text_string_to_metric_families
 
 import health_check as hc
@@ -56,14 +56,6 @@ def run(*args: str, **options) -> subprocess.CompletedProcess:
     return subprocess.run(
         [SCRIPT, *args], capture_output=True, text=True, timeout=HANG_GUARD, **options
     )
-
-
-def mails(catcher):
-    return [message_from_bytes(p.read_bytes(), policy=policy.default) for p in catcher.messages()]
-
-
-def subjects(catcher) -> list[str]:
-    return [m["Subject"] for m in mails(catcher)]
 
 
 # -- the lab's subjects, ranges ---------------------------------------------------------------

@@ -8,10 +8,10 @@ import os
 import re
 import socket
 import subprocess
-from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
+from helper import mails, subjects
 from prometheus_client.parser import text_string_to_metric_families
 
 import health_check as hc
@@ -63,14 +63,6 @@ def run_minutes(state: Path, page, catcher, minutes: range, bad=lambda n: False)
         if len(catcher.messages()) > before:
             mailed.append(n)
     return mailed
-
-
-def subjects(catcher) -> list[str]:
-    return [m["Subject"] for m in mails(catcher)]
-
-
-def mails(catcher):
-    return [message_from_bytes(p.read_bytes(), policy=policy.default) for p in catcher.messages()]
 
 
 # -- the budget, as the course defines it ----------------------------------------------------

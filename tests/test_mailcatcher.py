@@ -7,11 +7,11 @@ import smtplib
 import ssl
 import subprocess
 import sys
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from helper import mails
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,10 +23,6 @@ def hello(subject: str = "Hello") -> EmailMessage:
     return message
 
 
-def received(catcher) -> list[EmailMessage]:
-    return [message_from_bytes(p.read_bytes(), policy=policy.default) for p in catcher.messages()]
-
-
 def trusting(catcher) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=catcher.cert_path)
 
@@ -34,7 +30,7 @@ def trusting(catcher) -> ssl.SSLContext:
 def test_plain_smtp_message_is_written_as_eml(mail_catcher):
     with smtplib.SMTP(mail_catcher.host, mail_catcher.port, timeout=5) as smtp:
         smtp.send_message(hello("Plain"))
-    [message] = received(mail_catcher)
+    [message] = mails(mail_catcher)
     assert message["Subject"] == "Plain"
     assert message.get_content() == "Body text.\n"
 
@@ -44,7 +40,7 @@ def test_starttls_with_the_written_certificate(catcher_factory):
     with smtplib.SMTP(catcher.host, catcher.port, timeout=5) as smtp:
         smtp.starttls(context=trusting(catcher))
         smtp.send_message(hello("Secret"))
-    assert [m["Subject"] for m in received(catcher)] == ["Secret"]
+    assert [m["Subject"] for m in mails(catcher)] == ["Secret"]
 
 
 def test_starttls_is_required_when_offered(catcher_factory):
@@ -54,14 +50,14 @@ def test_starttls_is_required_when_offered(catcher_factory):
         pytest.raises(smtplib.SMTPException),
     ):
         smtp.send_message(hello())
-    assert received(catcher) == []
+    assert mails(catcher) == []
 
 
 def test_implicit_tls(catcher_factory):
     catcher = catcher_factory(tls="ssl")
     with smtplib.SMTP_SSL(catcher.host, catcher.port, timeout=5, context=trusting(catcher)) as smtp:
         smtp.send_message(hello("Wrapped"))
-    assert [m["Subject"] for m in received(catcher)] == ["Wrapped"]
+    assert [m["Subject"] for m in mails(catcher)] == ["Wrapped"]
 
 
 def test_certificate_is_not_trusted_by_default(catcher_factory):
@@ -78,7 +74,7 @@ def test_auth_accepted_with_the_right_password(catcher_factory):
         smtp.starttls(context=trusting(catcher))
         smtp.login("alice", "pw")
         smtp.send_message(hello("Authed"))
-    assert [m["Subject"] for m in received(catcher)] == ["Authed"]
+    assert [m["Subject"] for m in mails(catcher)] == ["Authed"]
 
 
 def test_auth_refused_with_a_wrong_password(catcher_factory):
@@ -96,7 +92,7 @@ def test_auth_required_before_mail(catcher_factory):
         pytest.raises(smtplib.SMTPException),
     ):
         smtp.send_message(hello())
-    assert received(catcher) == []
+    assert mails(catcher) == []
 
 
 def test_command_line_prints_its_port_and_stops_on_sigterm(tmp_path):
@@ -125,7 +121,7 @@ def test_a_message_over_max_size_is_refused_with_552_as_postfix_does(catcher_fac
             smtp.send_message(big)
         smtp.send_message(hello("Small"))
     assert caught.value.smtp_code == 552
-    assert [m["Subject"] for m in received(catcher)] == ["Small"]
+    assert [m["Subject"] for m in mails(catcher)] == ["Small"]
 
 
 def test_auth_with_a_utf8_password(catcher_factory):

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helper import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ["supplier_image_upload.py", "run.py"]
@@ -362,13 +363,6 @@ held = run.hold_delivery_lock(run.Path(sys.argv[1]), 0)
 print("held", flush=True)
 time.sleep(60)
 """
-
-
-def wait_for(condition, seconds: float = 30) -> None:
-    end = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < end, "the condition never came true"
-        time.sleep(0.02)
 
 
 # -- bounded time, no secrets ----------------------------------------------------------

@@ -8,12 +8,12 @@ import fcntl
 import json
 import logging
 import os
-import shutil
 import subprocess
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
+from helper import mails, pdf_text, poppler_text
 from pypdf import PdfReader
 
 import report_email
@@ -35,22 +35,8 @@ def report(record: Path, pdf: Path, *extra: str) -> int:
     return report_email.main(["--record", str(record), "--pdf", str(pdf), *extra])
 
 
-def mails(catcher):
-    return [message_from_bytes(p.read_bytes(), policy=policy.default) for p in catcher.messages()]
-
-
 def body_of(mail) -> str:
     return mail.get_body(preferencelist=("plain",)).get_content().strip()
-
-
-def pdf_text(path: Path) -> str:
-    return "\n".join(page.extract_text() for page in PdfReader(path).pages)
-
-
-def poppler_text(path: Path) -> str:
-    if shutil.which("pdftotext") is None:
-        pytest.skip("pdftotext is missing: apt-get install poppler-utils (.ci/run does, as root)")
-    return subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True).stdout
 
 
 def words(text: str) -> str:

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helper import poppler_text
 from PIL import Image
 from pypdf import PdfReader
 
@@ -25,14 +26,6 @@ def text_of(path) -> str:
 def words_of(path) -> str:
     """The text with line wrapping undone."""
     return " ".join(text_of(path).split())
-
-
-def poppler_text(path) -> str:
-    if shutil.which("pdftotext") is None:
-        pytest.skip("pdftotext is missing: apt-get install poppler-utils (.ci/run does, as root)")
-    return subprocess.run(
-        ["pdftotext", str(path), "-"], capture_output=True, text=True, check=True, timeout=60
-    ).stdout
 
 
 EXTRACTORS = {"pypdf": text_of, "pdftotext": poppler_text}

@@ -9,7 +9,7 @@ from email import policy
 from pathlib import Path
 
 import pytest
-from pypdf import PdfReader
+from helper import pdf_text
 
 from make_delivery import make_delivery, photo_like
 
@@ -25,10 +25,6 @@ def delivery_of_week(tmp_path: Path, week: int, count: int = 3) -> Path:
         text = f"Week {week} fruit {number}\n{week * 100 + number} lbs\nGrown in week {week}.\n"
         (root / "descriptions" / f"{stem}.txt").write_text(text, encoding="utf-8")
     return root
-
-
-def pdf_text(path: Path) -> str:
-    return "\n".join(page.extract_text() for page in PdfReader(path).pages)
 
 
 def attached_pdf(mail: Path) -> bytes:
