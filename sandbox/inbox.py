@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import datetime
 import html
 import re
 import signal
@@ -65,9 +66,17 @@ def attachment_link(name: str, index: int, part: EmailMessage) -> str:
     )
 
 
+def received(maildir: Path, name: str, message: EmailMessage) -> str:
+    """The Date header, else when the catcher kept it (smtplib sends none by itself)."""
+    if message["Date"] is not None:
+        return str(message["Date"])
+    when = datetime.datetime.fromtimestamp((maildir / name).stat().st_mtime)
+    return when.strftime("%a, %d %b %Y %H:%M:%S (received)")
+
+
 def list_page(maildir: Path, messages: list[tuple[str, EmailMessage]]) -> bytes:
     rows = "".join(
-        f"<tr class='message'><td>{html.escape(str(m['Date'] or ''))}</td>"
+        f"<tr class='message'><td>{html.escape(received(maildir, name, m))}</td>"
         f"<td>{html.escape(str(m['From'] or ''))}</td><td>{html.escape(str(m['To'] or ''))}</td>"
         f"<td><a href='/m/{quote(name)}'>{html.escape(str(m['Subject'] or '(no subject)'))}</a>"
         f"</td><td>{len(attachments(m))}</td></tr>"

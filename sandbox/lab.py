@@ -120,6 +120,8 @@ def choose_ports(box: Box, asked: dict[str, int | None]) -> dict[str, int]:
 def bind_check(name: str, port: int) -> int:
     """The port, free on 127.0.0.1 (0: a free one); a port in use is a LabError naming it."""
     with socket.socket() as probe:
+        # As the servers bind: a port whose last connections linger in TIME_WAIT is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as error:
