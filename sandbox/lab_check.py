@@ -264,11 +264,12 @@ def today_titles(today: datetime.date) -> list[str]:
 
 
 def report_path(box: Box) -> Path:
+    """The newest of the box's REPORT_PDF and the lab's /tmp/processed.pdf."""
     candidates = [Path(env_of(box).get("REPORT_PDF", box.pdf)), Path(LAB_PDF)]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise Failed(f"no report PDF: neither {say_list([str(p) for p in candidates])} exists")
+    found = [path for path in candidates if path.is_file()]
+    if not found:
+        raise Failed(f"no report PDF: neither {' nor '.join(map(str, candidates))} exists")
+    return max(found, key=lambda path: path.stat().st_mtime)
 
 
 def pdf_text(path: Path) -> str:

@@ -9,6 +9,9 @@ import sys
 import pytest
 from labbox import ROOT, LabBox
 
+from lab import CRONTAB_TEMPLATE, Box
+from lab_check import Failed, crontab_lines, scheduled_command
+
 HEALTH = f"{sys.executable} {ROOT / 'tests' / 'lab_impls' / 'lab_impl.py'} health"
 
 # id (LAB_FAULT), the step that must fail, what its reason must say
@@ -69,3 +72,36 @@ def test_no_box_is_exit_2_saying_how_to_start_one(tmp_path):
     assert (status, steps) == (2, {})
     assert "no lab box in" in output
     assert "make lab" in output
+
+
+# id, the box's crontab, the command found (or what the failure says)
+SCHEDULES = [
+    ("every minute", "* * * * * python3 ~/health_check.py\n", "python3 ~/health_check.py"),
+    ("*/1", "*/1 * * * * ./health_check.py\n", "./health_check.py"),
+    ("after comments", "# mine\n\nMAILTO=''\n* * * * * a b\n", "a b"),
+    ("every five minutes", "*/5 * * * * ./health_check.py\n", "found only '*/5 * * * *"),
+    ("at reboot", "@reboot ./health_check.py\n", "found only '@reboot ./health_check.py'"),
+    ("template only", CRONTAB_TEMPLATE, "no line runs every minute (* * * * * COMMAND)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("crontab", "expected"), [s[1:] for s in SCHEDULES], ids=[s[0] for s in SCHEDULES]
+)
+def test_the_schedule_is_an_every_minute_line_of_the_box_crontab(tmp_path, crontab, expected):
+    box = Box(tmp_path)
+    box.crontab.write_text(crontab)
+    try:
+        command, _ = scheduled_command(crontab_lines(box, system=False))
+    except Failed as failure:
+        command = str(failure)
+    assert expected in command
+
+
+def test_cron_variables_reach_the_command(tmp_path):
+    box = Box(tmp_path)
+    box.crontab.write_text("SMTP_PORT=2525\nPATH=/usr/bin:/bin\n* * * * * ./h.py\n")
+    assert scheduled_command(crontab_lines(box, system=False)) == (
+        "./h.py",
+        {"SMTP_PORT": "2525", "PATH": "/usr/bin:/bin"},
+    )
