@@ -35,11 +35,12 @@ demo: $(INSTALLED)
 	$(BIN)/python sandbox/demo.py $(if $(KEEP),--keep)
 
 LAB_DIR ?= lab
+LAB_ARGS = --dir "$(LAB_DIR)" $(if $(FRESH),--fresh) \
+  $(if $(LAB_STORE_PORT),--store-port $(LAB_STORE_PORT)) \
+  $(if $(LAB_SMTP_PORT),--smtp-port $(LAB_SMTP_PORT)) \
+  $(if $(LAB_INBOX_PORT),--inbox-port $(LAB_INBOX_PORT))
 lab: $(INSTALLED)
-	$(BIN)/python sandbox/lab.py --dir "$(LAB_DIR)" $(if $(FRESH),--fresh) \
-	  $(if $(LAB_STORE_PORT),--store-port $(LAB_STORE_PORT)) \
-	  $(if $(LAB_SMTP_PORT),--smtp-port $(LAB_SMTP_PORT)) \
-	  $(if $(LAB_INBOX_PORT),--inbox-port $(LAB_INBOX_PORT))
+	$(BIN)/python sandbox/lab.py $(strip $(LAB_ARGS))
 
 lab-check: $(INSTALLED)
 	$(BIN)/python sandbox/lab_check.py --dir "$(LAB_DIR)"

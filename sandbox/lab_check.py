@@ -264,12 +264,15 @@ def today_titles(today: datetime.date) -> list[str]:
 
 
 def report_path(box: Box) -> Path:
-    """The newest of the box's REPORT_PDF and the lab's /tmp/processed.pdf."""
+    """The box's REPORT_PDF, else the lab's /tmp/processed.pdf (a learner's fixed path).
+
+    The box's first: /tmp is shared, and another user's report there says nothing of this box.
+    """
     candidates = [Path(env_of(box).get("REPORT_PDF", box.pdf)), Path(LAB_PDF)]
-    found = [path for path in candidates if path.is_file()]
-    if not found:
-        raise Failed(f"no report PDF: neither {' nor '.join(map(str, candidates))} exists")
-    return max(found, key=lambda path: path.stat().st_mtime)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise Failed(f"no report PDF: neither {' nor '.join(map(str, candidates))} exists")
 
 
 def pdf_text(path: Path) -> str:

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -123,6 +124,14 @@ def page(browser):
     context.close()
 
 
+def viewer_shown(page, seconds: float = 20) -> None:
+    """Chromium's PDF viewer frame (an extension's page) attaches after the load event."""
+    deadline = time.monotonic() + seconds
+    while not any(frame.url.startswith("chrome-extension://") for frame in page.frames):
+        assert time.monotonic() < deadline, f"no PDF viewer within {seconds} s: {page.frames}"
+        page.wait_for_timeout(100)
+
+
 def test_the_catalog_page_shows_every_product_with_its_picture_loaded(box, page):
     page.goto(box.variables["CATALOG_URL"])
     names = page.locator(".fruit h2").all_inner_texts()
@@ -147,7 +156,7 @@ def test_the_inbox_shows_the_report_mail_and_its_pdf_opens(box, page):
     assert (opened.status, opened.headers["content-type"]) == (200, "application/pdf")
     # Chromium opens it in its own PDF viewer (an extension frame), not as a download.
     assert page.evaluate("document.contentType") == "application/pdf"
-    assert any(frame.url.startswith("chrome-extension://") for frame in page.frames)
+    viewer_shown(page)
     pdf = page.request.get(url).body()
     assert "Processed Update on" in PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
 
