@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         if not box.delivery.is_dir():
             say(f"making the lab's delivery in {box.delivery} ({args.count} products)")
             make_delivery(box.home, args.count, args.size)
-        serve(box, ports, stopped)
+        if not stopped.is_set():
+            serve(box, ports, stopped)
     except LabError as error:
         print(f"lab: {error}", file=sys.stderr)
         return 2

@@ -181,6 +181,15 @@ def test_make_lab_resumes_its_folder_and_writes_nothing_outside_it(tmp_path):
         )
         urllib.request.urlopen(request, timeout=10).close()
     ports, delivery = (lab / "lab.json").read_text(), snapshot(lab / "home")
+    first.schedule("true")
+    status, steps, _ = first.check()
+    assert status == 1
+    assert steps[1] == (
+        "FAIL",
+        "images/001.jpeg is missing: each images/001.tiff needs its JPEG beside it",
+    )
+    assert steps[5][1].startswith("nothing listens on SMTP port")
+    assert steps[5][1].endswith("start the box (make lab), then check")
 
     # A learner's home and crontab: make lab must leave both as they are.
     home, bin_dir, temporary = tmp_path / "home", tmp_path / "bin", tmp_path / "tmp"

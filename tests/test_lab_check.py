@@ -54,16 +54,26 @@ def test_a_lab_wrong_in_one_way_fails_that_step_only(tmp_path, fault, step, reas
 OUR_STEPS = ["changeImage.py", "supplier_image_upload.py", "run.py", "report_email.py"]
 
 
-@pytest.mark.xfail(strict=False, reason="until the lab's names land (issue 25)")
-def test_our_scripts_pass_every_step(tmp_path):
-    with LabBox(tmp_path / "lab") as box:
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory) -> dict:
+    """The checker's verdict on our five scripts, run with no options as the lab runs them."""
+    with LabBox(tmp_path_factory.mktemp("ours") / "lab") as box:
         for script in OUR_STEPS:
             done = box.run([sys.executable, str(ROOT / script)])
             assert done.returncode == 0, f"{script}: {done.stderr}"
         box.schedule(f"{sys.executable} {ROOT / 'health_check.py'}")
         status, steps, output = box.check()
-    assert [steps[n][0] for n in range(1, 6)] == ["PASS"] * 5, output
-    assert status == 0
+    return {"status": status, "steps": steps, "output": output}
+
+
+def test_our_scripts_pass_the_steps_that_do_not_depend_on_names(ours):
+    assert [ours["steps"][n][0] for n in (1, 4, 5)] == ["PASS"] * 3, ours["output"]
+
+
+@pytest.mark.xfail(strict=False, reason="until the lab's names land (issue 25)")
+def test_our_scripts_pass_every_step(ours):
+    assert [ours["steps"][n][0] for n in range(1, 6)] == ["PASS"] * 5, ours["output"]
+    assert ours["status"] == 0
 
 
 def test_no_box_is_exit_2_saying_how_to_start_one(tmp_path):
