@@ -21,14 +21,18 @@ Usage:
     python sandbox/lab.py [--dir lab] [--fresh] [--store-port 8000]
                           [--smtp-port 1025] [--inbox-port 8025]
 
-Example:
+Example (make lab in a fresh checkout):
     $ python sandbox/lab.py --dir lab
-    lab: making the lab's delivery in lab/home/supplier-data (10 products)
+    lab: making the lab's delivery in /work/wt/lab/lab/home/supplier-data (10 products)
     lab: the store      http://127.0.0.1:8000/
     lab: the inbox      http://127.0.0.1:8025/
     lab: SMTP           127.0.0.1:1025
-    lab: then           . lab/env.sh   (then the lab's scripts; make lab-check grades them)
+    lab: then           . /work/wt/lab/lab/env.sh   (then the lab's steps; make lab-check)
     lab: ready; Ctrl-C stops it
+    ^Clab: stopped; make lab resumes, make lab FRESH=1 starts over
+
+Exit status: 0 after Ctrl-C (or SIGTERM), 2 when it cannot start (a port in
+use, a folder it did not make), with one line saying why.
 """
 
 from __future__ import annotations

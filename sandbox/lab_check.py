@@ -21,12 +21,17 @@ expected, what was found). Exit 0 when every step passes, 1 when one fails,
 Usage:
     python sandbox/lab_check.py [--dir lab] [--no-system-crontab] [--load-seconds 30]
 
-Example:
+Example (our scripts on today's main, before issue 25's names; long lines cut here):
     $ python sandbox/lab_check.py --dir lab
     PASS 1 images converted: 10 JPEGs beside their TIFFs, 600x400 RGB
-    FAIL 2 images uploaded: 003.jpeg was uploaded 2 times (the store holds 003.jpeg,
-         003_AbCdEfG.jpeg); upload each picture once
-    ...
+    FAIL 2 images uploaded: 001.jpeg is stored as 001-eb63c1796aaa.jpeg: upload each
+      picture under its own name
+    FAIL 3 descriptions posted: Apple (001.txt): image_name is '001-eb63c1796aaa.jpeg',
+      expected '001.jpeg'
+    PASS 4 report mailed: /work/wt/lab/lab/tmp/processed.pdf dated today, one pair per
+      product; mailed by automation@example.com with the PDF
+    PASS 5 health check scheduled: `.venv/bin/python health_check.py` ran while the CPUs
+      were busy and mailed 'Error - CPU usage is over 80%'
 """
 
 from __future__ import annotations
