@@ -58,7 +58,7 @@ def body_text(message: EmailMessage) -> str:
 
 def attachment_link(name: str, index: int, part: EmailMessage) -> str:
     filename = part.get_filename() or f"attachment-{index}"
-    href = f"/m/{quote(name)}/{index}/{quote(filename)}"
+    href = f"/m/{quote(name)}/{index}/{quote(filename, safe='')}"
     size = len(part.get_payload(decode=True) or b"")
     return (
         f"<li><a href='{html.escape(href)}' target='_blank'>{html.escape(filename)}</a>"

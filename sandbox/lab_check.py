@@ -454,6 +454,8 @@ def grade(title: str, number: int, check: Callable[[], str]) -> Step:
         return Step(number, title, False, str(failure))
     except (OSError, ValueError, KeyError, sqlite3.Error) as error:
         return Step(number, title, False, f"could not look: {error}")
+    except Exception as error:  # the one guard: a line for the learner, never a traceback
+        return Step(number, title, False, f"could not check ({type(error).__name__}: {error})")
 
 
 def main(argv: list[str] | None = None) -> int:
