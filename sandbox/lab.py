@@ -10,12 +10,13 @@ default lab/ in the checkout), in the foreground until Ctrl-C:
                        LICENSE and README)
 
 It writes LAB_DIR/env.sh (`. lab/env.sh`: HOME, CATALOG_URL, SMTP_HOST,
-SMTP_PORT, REPORT_PDF, ...) and LAB_DIR/crontab, the box's schedule, read by
-sandbox/lab_check.py. All servers listen on 127.0.0.1 only; nothing outside
-LAB_DIR is written (not your home, not your crontab). Started again on the
-same folder it resumes (the store's products, the mails and the delivery are
-kept, and so are the ports); --fresh starts over. A port in use stops it
-with the port's name and number.
+SMTP_PORT, REPORT_PDF, ...) and LAB_DIR/crontab, the box's schedule: its
+every-minute lines run each minute as cron runs them (output in
+LAB_DIR/cron.log), and sandbox/lab_check.py grades it. All servers listen
+on 127.0.0.1 only; nothing outside LAB_DIR is written (not your home, not
+your crontab). Started again on the same folder it resumes (the store's
+products, the mails and the delivery are kept, and so are the ports);
+--fresh starts over. A port in use stops it with the port's name and number.
 
 Usage:
     python sandbox/lab.py [--dir lab] [--fresh] [--store-port 8000]
@@ -39,6 +40,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import shlex
 import shutil
 import signal
@@ -46,6 +49,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,12 +62,16 @@ MARKER = ".fruit-catalog-lab"
 DEFAULT_PORTS = {"store": 8000, "smtp": 1025, "inbox": 8025}
 LAB_PDF = "/tmp/processed.pdf"  # the lab's path; the box keeps its own in LAB_DIR/tmp
 CRONTAB_TEMPLATE = """\
-# The lab box's schedule, in crontab(5) format. sandbox/lab_check.py reads it (and,
-# read-only, `crontab -l`) and runs its every-minute line as cron would, with the
-# variables of env.sh (HOME, SMTP_HOST, SMTP_PORT, ...) and NAME=value lines here.
+# The lab box's schedule, in crontab(5) format. While make lab runs, each line that
+# runs every minute (* * * * * COMMAND) runs each minute as cron runs it (sh -c, in the
+# box's HOME, with env.sh's variables and the NAME=value lines here; its output goes to
+# cron.log beside this file). make lab-check reads it too (and, read-only, `crontab -l`).
 # Add the health check, every minute, as in the lab:
 # * * * * * python3 ~/health_check.py
 """
+EVERY_MINUTE = {"*", "*/1", "0-59", "0-59/1"}
+CRON_LINE = re.compile(r"^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(.+)$")
+CRON_VARIABLE = re.compile(r"^([A-Za-z_]\w*)\s*=\s*(.*)$")
 
 
 class LabError(Exception):
@@ -87,6 +95,7 @@ class Box:
     env_file = property(lambda self: self.root / "env.sh")
     settings = property(lambda self: self.root / "lab.json")
     log = property(lambda self: self.root / "store.log")
+    cron_log = property(lambda self: self.root / "cron.log")
 
 
 # -- the folder -------------------------------------------------------------
@@ -166,6 +175,87 @@ def env_lines(box: Box, ports: dict[str, int]) -> str:
 """
 
 
+# -- the schedule -----------------------------------------------------------
+
+
+def parse_crontab(lines: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
+    """(NAME=value variables, the every-minute lines' commands, the other lines)."""
+    variables: dict[str, str] = {}
+    commands, other = [], []
+    for line in (line.strip() for line in lines):
+        if not line or line.startswith("#"):
+            continue
+        if match := CRON_VARIABLE.match(line):
+            variables[match[1]] = match[2].strip().strip("'\"")
+            continue
+        fields = CRON_LINE.match(line)
+        if fields and fields[1] in EVERY_MINUTE and all(f == "*" for f in fields.groups()[1:5]):
+            commands.append(fields[6])
+        else:
+            other.append(line)
+    return variables, commands, other
+
+
+def exported(box: Box) -> dict[str, str]:
+    """The variables env.sh exports (the box wrote it: `export NAME=quoted`)."""
+    found = {}
+    for line in box.env_file.read_text().splitlines():
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").partition("=")
+            found[name] = shlex.split(value)[0] if value else ""
+    return found
+
+
+def cron_env(box: Box, variables: dict[str, str]) -> dict[str, str]:
+    """A scheduled command's environment: env.sh's variables over ours, then the crontab's."""
+    return {**os.environ, **exported(box), **variables}
+
+
+class Cron(threading.Thread):
+    """The box's cron: at each minute, every every-minute line of LAB_DIR/crontab.
+
+    A command still running from the minute before is not started again (cron would;
+    the box keeps one of each). What it prints goes to LAB_DIR/cron.log.
+    """
+
+    def __init__(self, box: Box, stopped: threading.Event, period: float = 60):
+        super().__init__(daemon=True)
+        self.box, self.stopped, self.period = box, stopped, period
+        self.jobs: dict[str, subprocess.Popen] = {}
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.period - time.time() % self.period):
+            variables, commands, _ = parse_crontab(self.box.crontab.read_text().splitlines())
+            for command in commands:
+                if command not in self.jobs or self.jobs[command].poll() is not None:
+                    self.jobs[command] = self.start_job(command, cron_env(self.box, variables))
+
+    def start_job(self, command: str, env: dict[str, str]) -> subprocess.Popen:
+        with self.box.cron_log.open("a") as log:
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {command}\n")
+            log.flush()
+            return subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                env=env,
+                cwd=env.get("HOME", self.box.home),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: stopping the lab stops its children
+            )
+
+    def stop(self) -> None:
+        self.join(timeout=5)
+        for job in self.jobs.values():
+            if job.poll() is None:
+                os.killpg(job.pid, signal.SIGTERM)
+            try:
+                job.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(job.pid, signal.SIGKILL)
+                job.wait()
+
+
 # -- the servers ------------------------------------------------------------
 
 
@@ -197,15 +287,17 @@ def stop_process(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def serve(box: Box, ports: dict[str, int], stopped: threading.Event) -> None:
-    """Start the three servers, say where they are, wait for `stopped`, stop them."""
+def serve(box: Box, ports: dict[str, int], stopped: threading.Event, cron_period: float) -> None:
+    """Start the three servers and the cron, say where they are, wait for `stopped`, stop."""
     catcher = MailCatcher(box.maildir, "127.0.0.1", ports["smtp"]).start()
     inbox = InboxServer(box.maildir, "127.0.0.1", ports["inbox"]).start()
+    cron = Cron(box, stopped, cron_period)
     store = None
     try:
         store, url = start_store(box, ports["store"])
         box.env_file.write_text(env_lines(box, ports))
         box.settings.write_text(json.dumps(ports) + "\n")
+        cron.start()
         say(f"the store      {url}")
         say(f"the inbox      {inbox.url}")
         say(f"SMTP           127.0.0.1:{ports['smtp']}")
@@ -215,6 +307,9 @@ def serve(box: Box, ports: dict[str, int], stopped: threading.Event) -> None:
             if store.poll() is not None:
                 raise LabError(f"the store stopped (exit {store.returncode}); see {box.log}")
     finally:
+        stopped.set()
+        if cron.is_alive():
+            cron.stop()
         if store is not None:
             stop_process(store)
         inbox.stop()
@@ -235,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(f"--{name}-port", type=int, help=f"default {port}; 0 picks a free one")
     parser.add_argument("--count", type=int, default=10, help="products in a new delivery")
     parser.add_argument("--size", type=parse_size, default=(3000, 2000), help="a new TIFF's WxH")
+    parser.add_argument("--cron-period", type=float, default=60, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     box = Box(args.dir.resolve())
     stopped = threading.Event()
@@ -247,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"making the lab's delivery in {box.delivery} ({args.count} products)")
             make_delivery(box.home, args.count, args.size)
         if not stopped.is_set():
-            serve(box, ports, stopped)
+            serve(box, ports, stopped, args.cron_period)
     except LabError as error:
         print(f"lab: {error}", file=sys.stderr)
         return 2

@@ -41,7 +41,6 @@ import datetime
 import json
 import os
 import re
-import shlex
 import shutil
 import socket
 import sqlite3
@@ -58,7 +57,7 @@ from PIL import Image, UnidentifiedImageError
 from pypdf import PdfReader
 from pypdf.errors import PdfReadError
 
-from lab import LAB_PDF, Box
+from lab import LAB_PDF, Box, cron_env, exported, parse_crontab
 from store import Catalog
 
 SANDBOX = Path(__file__).resolve().parent
@@ -75,9 +74,6 @@ ALERTS = (
     "Error - Available memory is less than 500MB",
     "Error - localhost cannot be resolved to 127.0.0.1",
 )
-EVERY_MINUTE = {"*", "*/1", "0-59", "0-59/1"}
-CRON_LINE = re.compile(r"^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(.+)$")
-CRON_VARIABLE = re.compile(r"^([A-Za-z_]\w*)\s*=\s*(.*)$")
 
 
 @dataclass
@@ -124,16 +120,6 @@ def products(box: Box) -> list[Product]:
         found.append(
             Product(path.stem, name.strip(), int(number[1]) if number else -1, description)
         )
-    return found
-
-
-def env_of(box: Box) -> dict[str, str]:
-    """The variables env.sh exports (it is ours: `export NAME=quoted`)."""
-    found = {}
-    for line in box.env_file.read_text().splitlines():
-        if line.startswith("export "):
-            name, _, value = line.removeprefix("export ").partition("=")
-            found[name] = shlex.split(value)[0] if value else ""
     return found
 
 
@@ -273,7 +259,7 @@ def report_path(box: Box) -> Path:
 
     The box's first: /tmp is shared, and another user's report there says nothing of this box.
     """
-    candidates = [Path(env_of(box).get("REPORT_PDF", box.pdf)), Path(LAB_PDF)]
+    candidates = [Path(exported(box).get("REPORT_PDF", box.pdf)), Path(LAB_PDF)]
     for path in candidates:
         if path.is_file():
             return path
@@ -346,32 +332,22 @@ def check_report(box: Box, today: datetime.date) -> str:
 # -- 5 the health check, scheduled -------------------------------------------
 
 
-def crontab_lines(box: Box, system: bool) -> list[tuple[str, str]]:
-    """(source, line) of the box's crontab and, read-only, the user's `crontab -l`."""
-    found = [(str(box.crontab), line) for line in read_lines(box.crontab)]
+def crontab_lines(box: Box, system: bool) -> list[str]:
+    """The box's crontab and, read-only, the user's `crontab -l`."""
+    found = box.crontab.read_text().splitlines() if box.crontab.is_file() else []
     if system and shutil.which("crontab"):
         listed = subprocess.run(
             ["crontab", "-l"], capture_output=True, text=True, timeout=10, check=False
         )
-        found += [("crontab -l", line) for line in listed.stdout.splitlines()]
-    return [(source, line.strip()) for source, line in found if line.strip()[:1] not in ("", "#")]
+        found += listed.stdout.splitlines()
+    return found
 
 
-def read_lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.is_file() else []
-
-
-def scheduled_command(lines: list[tuple[str, str]]) -> tuple[str, dict[str, str]]:
-    variables: dict[str, str] = {}
-    other = []
-    for _, line in lines:
-        if match := CRON_VARIABLE.match(line):
-            variables[match[1]] = match[2].strip().strip("'\"")
-            continue
-        fields = CRON_LINE.match(line)
-        if fields and fields[1] in EVERY_MINUTE and all(f == "*" for f in fields.groups()[1:5]):
-            return fields[6], variables
-        other.append(line)
+def scheduled_command(lines: list[str]) -> tuple[str, dict[str, str]]:
+    """The first every-minute line's command, and the crontab's variables."""
+    variables, commands, other = parse_crontab(lines)
+    if commands:
+        return commands[0], variables
     found = f"; found only {say_list([repr(x) for x in other])}" if other else ""
     raise Failed(
         f"no line runs every minute (* * * * * COMMAND) in the box's crontab or `crontab -l`{found}"
@@ -423,7 +399,7 @@ def alerts(box: Box) -> dict[Path, EmailMessage]:
 
 def check_health(box: Box, system_crontab: bool, load_seconds: float) -> str:
     command, variables = scheduled_command(crontab_lines(box, system_crontab))
-    env = {**os.environ, **env_of(box), **variables}
+    env = cron_env(box, variables)
     port = int(env.get("SMTP_PORT", "25"))
     if not listening(env.get("SMTP_HOST", "127.0.0.1"), port):
         raise Failed(f"nothing listens on SMTP port {port}: start the box (make lab), then check")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from helper import wait_for
 from labbox import FREE_PORTS, LAB, ROOT, SMALL, LabBox
 from pypdf import PdfReader
 
@@ -261,3 +262,25 @@ def test_a_folder_the_lab_did_not_make_is_left_alone(tmp_path):
     assert done.returncode == 2
     assert "was not made by the lab; not touching it" in done.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_the_box_runs_its_every_minute_lines_as_cron_does_and_stops_them(tmp_path):
+    lab = tmp_path / "lab"
+    # One "minute" a second, so the test waits seconds, not minutes.
+    argv = [sys.executable, str(LAB), "--dir", str(lab), *FREE_PORTS, *SMALL, "--cron-period", "1"]
+    with LabBox(lab, argv) as box:
+        (lab / "crontab").write_text(
+            "GREETING=hello\n"
+            '* * * * * echo "$GREETING $HOME $SMTP_PORT" >> ran.txt\n'
+            "*/5 * * * * echo no >> every-five.txt\n"
+            "* * * * * echo $$ > sleeper.pid; exec sleep 120\n"
+        )
+        ran = box.home / "ran.txt"
+        wait_for(lambda: ran.is_file() and len(ran.read_text().splitlines()) >= 2, seconds=30)
+        sleeper = int((box.home / "sleeper.pid").read_text())
+        smtp_port = box.variables["SMTP_PORT"]
+    assert ran.read_text().splitlines()[0] == f"hello {box.home} {smtp_port}"
+    assert not (box.home / "every-five.txt").exists()
+    assert not psutil.pid_exists(sleeper) or psutil.Process(sleeper).status() == "zombie"
+    # Still running a "minute" later, so started once.
+    assert (lab / "cron.log").read_text().count("exec sleep 120") == 1
