@@ -10,7 +10,7 @@ import pytest
 from labbox import ROOT, LabBox
 
 from lab import CRONTAB_TEMPLATE, Box
-from lab_check import Failed, crontab_lines, scheduled_command
+from lab_check import Failed, Product, check_sent, crontab_lines, scheduled_command
 
 HEALTH = f"{sys.executable} {ROOT / 'tests' / 'lab_impls' / 'lab_impl.py'} health"
 
@@ -115,3 +115,26 @@ def test_cron_variables_reach_the_command(tmp_path):
         "./h.py",
         {"SMTP_PORT": "2525", "PATH": "/usr/bin:/bin"},
     )
+
+
+APPLE = Product("001", "Apple", 500, "An apple a day keeps the doctor away.")
+# id, what the store's post log says was sent for the product, the reason (None: passes)
+SENT = [
+    ("a number", [{"json": {"name": "Apple", "weight": 500}}], None),
+    ("text", [{"json": {"name": "Apple", "weight": "500"}}], 'sent as "500" (str), expected'),
+    ("a fraction", [{"json": {"name": "Apple", "weight": 500.0}}], "sent as 500.0 (float)"),
+    ("true", [{"json": {"name": "Apple", "weight": True}}], "sent as true (bool)"),
+    ("a form", [{"json": None}], "posted as a form, not JSON: send the dictionary with"),
+    ("nothing logged", [], None),
+]
+
+
+@pytest.mark.parametrize(("sent", "reason"), [s[1:] for s in SENT], ids=[s[0] for s in SENT])
+def test_the_weight_is_graded_as_it_was_sent(sent, reason):
+    if reason is None:
+        check_sent(APPLE, sent)
+        return
+    with pytest.raises(Failed) as failure:
+        check_sent(APPLE, sent)
+    assert str(failure.value).startswith("Apple (001.txt)")
+    assert reason in str(failure.value)

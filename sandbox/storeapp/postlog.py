@@ -19,7 +19,7 @@ LOCK = threading.Lock()
 
 
 class PostLog:
-    """Middleware: after each POST, append {path, status, content_type, json, files}."""
+    """Middleware: after each POST, append {path, status, content_type, json}."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
@@ -37,9 +37,6 @@ class PostLog:
             "status": response.status_code,
             "content_type": content_type,
             "json": parsed(body),
-            "files": [upload.name for upload in request.FILES.getlist("file")]
-            if content_type.startswith("multipart/")
-            else [],
         }
         with LOCK, open(self.path, "a", encoding="utf-8") as log:
             log.write(json.dumps(entry) + "\n")
