@@ -91,7 +91,7 @@ CASES = [
     Case("record-is-a-list", record="[]", message="is not a JSON object: run run.py again"),
     Case("products-not-a-list", record=record("none"), message="has no product list"),
     Case("no-products", record=record([]), message="holds no products: nothing to report"),
-    Case("version-3", record=record(version=3), message="has version 3; this report_email.py"),
+    Case("version-4", record=record(version=4), message="has version 4; this report_email.py"),
     Case("version-text", record=record(version="2"), message="has version '2'"),
     Case("version-list", record=record(version=[2]), message="has version [2]"),
     Case("product-not-object", record=record(["Apple"]), message="product 1 is str"),
@@ -102,6 +102,8 @@ CASES = [
     Case("weight-bool", record=record(apple(weight=True)), message="'weight' is bool"),
     Case("image-path-number", record=record(apple(image_path=3)), message="'image_path' is int"),
     Case("store-values-list", record=record(apple(store_values=[])), message="'store_values'"),
+    Case("problem-number", record=record(apple(problem=3), version=3), message="'problem' is int"),
+    Case("details-list", record=record(apple(details=[]), version=3), message="'details' is list"),
     Case("unknown-outcome", record=record(apple(outcome="done")), message="unknown outcome 'done'"),
     Case(
         "uncertain-in-version-1",
