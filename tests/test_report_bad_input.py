@@ -270,7 +270,7 @@ CASES = [
         "password-file-folder",
         env={"SMTP_PASSWORD_FILE": "{dir}"},
         record=record(),
-        message="cannot read SMTP_PASSWORD_FILE {dir}: not a regular file",
+        message="cannot read SMTP_PASSWORD_FILE {dir}: a folder, not a regular file",
     ),
     Case(
         "pdf-fifo",

@@ -262,8 +262,8 @@ def test_the_pdf_appears_whole_or_not_at_all(tmp_path, monkeypatch):
     pdf = tmp_path / "r.pdf"
     pdf.write_bytes(b"previous report")
 
-    def crash_half_way(path, *args):
-        Path(path).write_bytes(b"%PDF-1.4 half")
+    def crash_half_way(stream, *args):
+        stream.write(b"%PDF-1.4 half")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(reports, "write", crash_half_way)
