@@ -1137,3 +1137,30 @@ def test_the_largest_weight_run_py_records_is_reported(tmp_path, product, write_
     pdf = tmp_path / "r.pdf"
     assert report(record, pdf, "--save-dir", str(tmp_path / "outbox")) == 0
     assert f"weight: {biggest} lbs" in words(pdf_text(pdf))
+
+
+def test_a_delivery_whose_every_weight_is_wrong_is_mailed_to_the_supplier(
+    store, smtp_env, tmp_path, run_script, catalog
+):
+    """The whole way, on the stand-in store: run.py imports nothing and exits 1; the
+    supplier, who alone can fix the weights, gets a report naming each file."""
+    delivery = catalog(tmp_path / "supplier-data", ["001", "002", "003"])
+    for text in (delivery / "descriptions").iterdir():
+        name, _, rest = text.read_text(encoding="utf-8").partition("\n")
+        text.write_text(f"{name}\nabout 3 pounds\n{rest.partition(chr(10))[2]}", encoding="utf-8")
+    env = {"SUPPLIER_DATA": str(delivery)}
+    uploaded = run_script("supplier_image_upload.py", "--url", store.url, env=env)
+    assert uploaded.returncode == 0, uploaded.stderr
+    imported = run_script("run.py", "--url", store.url, env=env)
+    assert imported.returncode == 1, imported.stderr
+    pdf = tmp_path / "processed.pdf"
+    reported = run_script("report_email.py", "--pdf", str(pdf), env=env)
+    assert reported.returncode == 0, reported.stderr
+    [mail] = mails(smtp_env)
+    assert mail["Subject"] == "Upload Completed with 3 failures - Online Fruit Store"
+    text = words(pdf_text(pdf))
+    assert text.startswith(today_title()) and "name:" not in text
+    assert "Needs your attention (3 of 3 products)" in text
+    for file in ("001.txt", "002.txt", "003.txt"):
+        row = text[text.index(f"({file}) Not imported") :]
+        assert "What to do: " in row[:300] and file in row[:300], row[:300]
