@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Build and send email (helper module for report_email.py and health_check.py).
 
+The lab's step 4 mails its PDF with generate_email and send_email, as the
+lab's emails.py does; step 5's alerts go the same way.
+
   generate_email(sender, recipient, subject, body, attachment_path=None)
       an email.message.EmailMessage; recipient may be a list. Every address
       must be one address, plain (alice@example.com) or with a display name

@@ -1571,6 +1571,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The lab's step 4 under the script's one guard: the options, then report()."""
+
     def work() -> int:
         args = parse_args(argv)
         configure_logging(args.quiet, args.verbose)

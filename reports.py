@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """PDF reports of what was imported into the store (helper module).
 
-Two ways in:
+The lab's step 4 builds its PDF here: report_email.py calls
+generate_supplier_report, the lab's generate_report with a table. Two ways in:
   generate_report(attachment, title, paragraph)
       the lab's signature: `title` as the heading and `paragraph` (reportlab
       Paragraph markup, <br/> line breaks) as the body.
   generate_supplier_report(attachment, title, rows, intro=(), chart=None)
-      the heading, a few intro lines (delivery, store, summary), the chart,
+      the heading, a few intro lines (date, store, summary), the chart,
       then a table with a row per product: its thumbnail, its lines (the
       lab's `name: X` / `weight: N lbs` for an imported product) and its
       outcome. Rows with an `attention` marker come first, under a red
