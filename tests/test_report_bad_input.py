@@ -71,6 +71,16 @@ def link_to(name: str, target: str) -> Callable[[Path], None]:
     return lambda folder: (folder / name).symlink_to(target)
 
 
+def sized(name: str, size: int) -> Callable[[Path], None]:
+    """A file of `size` bytes, sparse: no disk spent on a huge one."""
+
+    def make(folder: Path) -> None:
+        with open(folder / name, "wb") as file:
+            file.truncate(size)
+
+    return make
+
+
 SETUPS = {
     "mailed-log-folder": mailed_log_is_a_folder,
     "pdf-folder": pdf_is_a_folder,
@@ -79,6 +89,8 @@ SETUPS = {
     "mailed-log-fifo": fifo("imported.mailed.jsonl"),
     "mailed-log-devzero": link_to("imported.mailed.jsonl", "/dev/zero"),
     "password-fifo": fifo("password"),
+    "password-large": sized("password", 65_537),
+    "record-huge": sized("imported.json", (256 << 20) + 1),
     "pdf-fifo": fifo("out.pdf"),
 }
 DEEP = '{"version": 1, "products": ' + "[" * 100_000 + "]" * 100_000 + "}"
@@ -227,6 +239,11 @@ CASES = [
         record=record(apple(file="a\x1b[31m\nERROR fake.txt", name=None)),
         message="product 1 (a\\x1b[31m\\nERROR fake.txt): 'name' is null",
     ),
+    Case(
+        "record-too-large",
+        setup="record-huge",
+        message="imported.json is 268435457 bytes, over the limit of 268435456: run run.py again",
+    ),
     Case("record-fifo", setup="record-fifo", message="imported.json is not a regular file"),
     Case("record-devzero", setup="record-devzero", message="imported.json is not a regular file"),
     Case("record-nested-deep", record=DEEP, message="is unreadable (nested too deeply)"),
@@ -259,6 +276,13 @@ CASES = [
         record=record(),
         setup="password-fifo",
         message="cannot read SMTP_PASSWORD_FILE {dir}/password: not a regular file",
+    ),
+    Case(
+        "password-file-too-large",
+        env={"SMTP_PASSWORD_FILE": "{dir}/password"},
+        record=record(),
+        setup="password-large",
+        message="SMTP_PASSWORD_FILE {dir}/password: 65537 bytes, over the limit of 65536",
     ),
     Case(
         "password-file-devzero",
