@@ -859,7 +859,8 @@ CAUSES = {
     "wrong size": "it is not the size we expect",
 }
 NAMES = ("name", "description")  # the fields too_long may name
-DETAIL_TEXT_LIMIT = 60  # characters of a value quoted from the supplier's file or the store
+DETAIL_TEXT_LIMIT = 60  # characters of a value quoted from the supplier's file
+FIELD_ERRORS_LIMIT = 150  # characters of the store's field errors, all fields together
 
 
 def texts_for(product: dict) -> Texts | None:
@@ -898,7 +899,8 @@ def field_errors(value: object) -> str:
         f"{key}: {' '.join(map(str, errors if isinstance(errors, list) else [errors]))}"
         for key, errors in value.items()
     )
-    return public(said[:150] + ("…" if len(said) > 150 else ""))
+    cut = said[:FIELD_ERRORS_LIMIT] + ("…" if len(said) > FIELD_ERRORS_LIMIT else "")
+    return printable(public(cut))
 
 
 def named(value: object) -> str:
