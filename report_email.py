@@ -1429,9 +1429,10 @@ def public_name(name: str) -> None:
 def pdf_file(text: str) -> Path:
     """A path a PDF may be written at, or the usage error saying what is in the way."""
     path = Path(text)
-    problem = pdf_problem(path)
-    if problem:
-        raise argparse.ArgumentTypeError(f"{path} {problem}")
+    try:
+        reports.refuse_special(path)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(error.strerror) from None
     return path
 
 
@@ -1519,19 +1520,6 @@ OPTIONS = [
     Option("--resend", "send even when this report was sent already", action="store_true"),
     Option("--no-thumbnails", "leave product pictures out of the PDF", action="store_true"),
 ]
-
-
-def pdf_problem(path: Path) -> str:
-    """'' when a PDF may be written at path, else what is in the way."""
-    try:
-        mode = os.lstat(path).st_mode
-    except OSError:
-        return ""  # missing (it will be made) or unreachable (writing says why)
-    if stat.S_ISDIR(mode):
-        return "is a folder; name the PDF file to write"
-    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-        return f"is {file_kind(mode)}, not a file a PDF may replace"
-    return ""
 
 
 def recipients(args: argparse.Namespace) -> list[str]:

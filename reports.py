@@ -133,6 +133,9 @@ THUMBNAIL_BOX = (24 * mm, 16 * mm)
 THUMBNAIL_PIXELS = (144, 96)  # about 150 dpi in the box
 THUMBNAIL_QUALITY = 70
 MAX_SOURCE_PIXELS = 40_000_000  # a catalog JPEG has 240,000; a camera original 24 million
+# What a PDF must never replace, by the test of its mode.
+SPECIAL_FILES = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+SPECIAL_FILES += ((stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
 HEADINGS = ("Picture", "Product", "Outcome")
 WIDTHS_WITH_PICTURES = (28 * mm, 84 * mm, 58 * mm)
 WIDTHS_WITHOUT = (112 * mm, 58 * mm)
@@ -843,16 +846,20 @@ def header_painter(widths: Sequence[float]) -> Callable[[pdfcanvas.Canvas, BaseD
 
 
 def refuse_special(target: Path) -> None:
-    """OSError when target is a folder, FIFO, socket or device: renaming the PDF over
-    it would replace, say, /dev/null for the whole machine. A link is replaced, never
-    followed, so a planted link cannot aim the PDF at another file."""
+    """OSError saying what is in the way when target is a folder, FIFO, socket or
+    device: renaming the PDF over it would replace, say, /dev/null for the whole
+    machine. A link is replaced, never followed, so a planted link cannot aim the
+    PDF at another file. A missing target will be made; an unreachable one is for
+    the writing to explain."""
     try:
         mode = os.lstat(target).st_mode
-    except FileNotFoundError:
+    except OSError:
         return
+    if stat.S_ISDIR(mode):
+        raise OSError(errno.EEXIST, f"{target} is a folder; name the PDF file to write")
     if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-        raise OSError(errno.EEXIST, f"{target} is {kind}; name the PDF file to write")
+        kind = next((name for test, name in SPECIAL_FILES if test(mode)), "a special file")
+        raise OSError(errno.EEXIST, f"{target} is {kind}, not a file a PDF may replace")
 
 
 def build(attachment: str | Path, render: Callable[[BinaryIO], None]) -> None:

@@ -380,7 +380,7 @@ CASES = [
         script="reports.py",
         args=("{dir}/out.pdf",),
         setup="pdf-fifo",
-        message="out.pdf is not a regular file",
+        message="out.pdf is a FIFO, not a file a PDF may replace",
     ),
     Case(
         "emails-password-devzero",
