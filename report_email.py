@@ -22,9 +22,9 @@ record remembers which report (a digest of what the supplier sees of each
 product) reached whom. A re-run that changes nothing for the supplier says
 when it was sent and sends nothing (--resend sends it again); after run.py
 changed what the supplier sees, the new report is sent and its body says it
-replaces the earlier one. Recipients who already got
-this report are never mailed it again, so after a partial refusal a re-run
-reaches only those who did not get it.
+replaces the earlier one. Recipients who already got this report are never
+mailed it again, so after a partial refusal a re-run reaches only those who
+did not get it.
 
 The mail stays under --max-mail-size (10 MB, base64 included; Postfix's
 default limit): thumbnails are about 3.5 KB each, and past the budget the
@@ -1147,7 +1147,7 @@ class CannotRun(Exception):
 
 class MailedLog:
     """imported.mailed.jsonl beside the record: one line per send that reached someone
-    (RECORD.md). Opening it takes an exclusive lock, so two runs cannot both mail."""
+    (README: Records). Opening it takes an exclusive lock, so two runs cannot both mail."""
 
     def __init__(self, path: Path):
         self.path = path
