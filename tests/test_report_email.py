@@ -1,5 +1,5 @@
 """report_email.py: the supplier gets one truthful PDF by mail per state of the
-delivery, through the mail catcher. Records are written by hand (RECORD.md)."""
+delivery, through the mail catcher. Records are written by hand (README: Records)."""
 
 from __future__ import annotations
 
