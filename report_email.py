@@ -745,7 +745,7 @@ class Texts:
     """A problem code's row: whose the problem is, the outcome it comes with, and
     what the supplier reads. {file} is their description file, {stem} its product
     number, {differences} what the store holds instead; the other gaps are the
-    record's `details`, shown by detail_text."""
+    record's `details`, in the words of DETAIL_TEXTS."""
 
     whose: str
     outcome: str
@@ -846,8 +846,11 @@ ADVICE: dict[str, Texts] = {
 UNKNOWN_FAILURE = Texts(
     SUPPLIER, "failed", "we could not import it", "check {file} and send it again"
 )
-MARKERS = {"failed": "Not imported", "uncertain": "Not confirmed"}
-MARKERS["already in store"] = "Differs from the store"
+MARKERS = {
+    "failed": "Not imported",
+    "uncertain": "Not confirmed",
+    "already in store": "Differs from the store",
+}
 # The `cause` details, as the supplier reads them.
 CAUSES = {
     "NUL characters": "it holds NUL characters",
