@@ -1161,6 +1161,9 @@ def test_a_delivery_whose_every_weight_is_wrong_is_mailed_to_the_supplier(
     text = words(pdf_text(pdf))
     assert text.startswith(today_title()) and "name:" not in text
     assert "Needs your attention (3 of 3 products)" in text
-    for file in ("001.txt", "002.txt", "003.txt"):
-        row = text[text.index(f"({file}) Not imported") :]
-        assert "What to do: " in row[:300] and file in row[:300], row[:300]
+    record = json.loads((delivery / "imported.json").read_text(encoding="utf-8"))
+    for entry in record["products"]:
+        said = report_email.advice(entry)
+        row = text[text.index(f"({entry['file']}) Not imported") :][:300]
+        assert f"{said.problem} What to do: {said.todo}" in row, row
+        assert entry["file"] in said.todo
