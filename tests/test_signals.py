@@ -12,8 +12,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 from helper import wait_for
 from PIL import Image
@@ -50,6 +52,20 @@ def assert_one_line(text: str, expected: str) -> None:
     lines = [line for line in text.splitlines() if line.strip()]
     assert "Traceback" not in text, text
     assert lines and lines[-1] == expected, text
+
+
+def connected(process: subprocess.Popen, port: int) -> Callable[[], bool]:
+    """A condition for wait_for: the process holds a connection to port on loopback (it
+    is talking to the server), or it has ended (the assertions then say how)."""
+
+    def talking() -> bool:
+        try:
+            connections = psutil.Process(process.pid).net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            return True
+        return any(c.raddr and c.raddr.port == port for c in connections)
+
+    return talking
 
 
 def whole_jpegs(folder: Path) -> list[Path]:
@@ -139,8 +155,7 @@ def test_report_email_stopped_mid_send(tmp_path: Path, trickling_server, write_r
     pdf = tmp_path / "processed.pdf"
     env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TIMEOUT": "60"}
     process = start("report_email.py", "--record", str(record), "--pdf", str(pdf), env=env)
-    wait_for(pdf.exists)
-    time.sleep(0.5)
+    wait_for(connected(process, port))
     status, _, err = stop(process, signal.SIGTERM)
     assert status == 130, err
     assert_one_line(err, "ERROR interrupted by SIGTERM")
@@ -151,7 +166,7 @@ def test_emails_py_stopped_mid_send(trickling_server) -> None:
     port = trickling_server(SMTP_GREETING, interval=5.0)
     env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TIMEOUT": "60"}
     process = start("emails.py", "you@example.com", env=env)
-    time.sleep(1.5)
+    wait_for(connected(process, port))
     status, _, err = stop(process, signal.SIGTERM)
     assert status == 130, err
     assert_one_line(err, "ERROR interrupted by SIGTERM")
@@ -162,7 +177,7 @@ def test_health_check_stopped_mid_probe_is_one_unknown_line(tmp_path: Path, tric
     state = tmp_path / "state.json"
     args = ["--url", f"http://127.0.0.1:{port}/", "--url-timeout", "50", "-t", "60"]
     process = start("health_check.py", *args, "--state", str(state), "--no-email", "--nagios")
-    time.sleep(1.5)
+    wait_for(connected(process, port))
     status, out, err = stop(process, signal.SIGTERM)
     assert status == 3, err
     assert out == "HEALTH UNKNOWN - interrupted by SIGTERM\n"
