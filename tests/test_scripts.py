@@ -133,10 +133,74 @@ def sync_blocks_on(tmp_path: Path, script_text: str):
     spec = importlib.util.spec_from_file_location("sync_blocks", ROOT / "tools" / "sync_blocks.py")
     blocks = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(blocks)
+    tmp_path.mkdir(exist_ok=True)
     (tmp_path / "run.py").write_bytes(script_text.encode())
     (tmp_path / "blocks").symlink_to(ROOT / "blocks")
     blocks.ROOT, blocks.HOMES = tmp_path, tmp_path / "blocks"
     return blocks
+
+
+TOY = """\
+#!/usr/bin/env python3
+\"\"\"A toy script.\"\"\"
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+
+# --- begin shared block: cli (from blocks/cli.py; make blocks) ---
+# --- end shared block: cli ---
+
+LIMIT = 10
+
+
+def double(text: str) -> float:
+    return 2 * number(0, LIMIT)(text)
+
+
+DOUBLE = double
+
+
+if __name__ == "__main__":
+    sys.exit(0)
+"""
+
+
+def test_a_script_carries_only_the_parts_of_a_block_it_uses(tmp_path: Path) -> None:
+    blocks = sync_blocks_on(tmp_path, TOY)
+    assert blocks.main([]) == 0
+    copy = shared_blocks_of((tmp_path / "run.py").read_text(encoding="utf-8"))["cli"]
+    assert copy.startswith("def number(") and "class Option" not in copy
+    assert "def guarded(" not in copy
+    (tmp_path / "other.py").write_text("from run import guarded\n", encoding="utf-8")
+    assert blocks.stale() == ["run.py: block cli differs from blocks/cli.py: run make blocks"]
+    assert blocks.main([]) == 0
+    copy = shared_blocks_of((tmp_path / "run.py").read_text(encoding="utf-8"))["cli"]
+    assert "def guarded(" in copy and "def raise_interrupted(" in copy and "STOP_SIGNALS =" in copy
+    assert "class Option" not in copy
+
+
+def test_relocate_puts_the_copies_after_the_scripts_own_code(tmp_path: Path) -> None:
+    needing = TOY.replace("DOUBLE = double", "DOUBLE = number(0, 1)")
+    blocks = sync_blocks_on(tmp_path, needing)
+    assert blocks.main(["--relocate"]) == 0
+    text = (tmp_path / "run.py").read_text(encoding="utf-8")
+    assert text.index("LIMIT = 10") < text.index("# --- begin shared block: cli")
+    assert text.index("# --- end shared block: cli ---") < text.index("DOUBLE = number(0, 1)")
+    assert blocks.main(["--relocate"]) == 0
+    assert (tmp_path / "run.py").read_text(encoding="utf-8") == text
+    blocks = sync_blocks_on(tmp_path / "plain", TOY)
+    assert blocks.main(["--relocate"]) == 0
+    text = (tmp_path / "plain" / "run.py").read_text(encoding="utf-8")
+    assert text.index("DOUBLE = double") < text.index("# --- begin shared block: cli")
+    assert text.index("# --- end shared block: cli ---") < text.index('if __name__ == "__main__"')
+
+
+def shared_blocks_of(text: str) -> dict[str, str]:
+    return {match["name"]: match["body"] for match in FENCE.finditer(text)}
 
 
 def damaged(old: str, new: str) -> str:
