@@ -80,20 +80,26 @@ def missing_packages() -> list[str]:
 
 class Missing:
     """Stands in for a package that is not installed: module-level code using its names
-    still runs, so --help and -V work; the parser then says the pip line."""
+    still runs, so --help and -V work; the parser then says the pip line, and any call
+    (a helper imported by another program) raises ModuleNotFoundError saying it."""
 
     def __init__(self, error: ImportError, pins: str) -> None:
         import os
         import sys
 
         script = os.path.basename(sys.argv[0])
-        missing_packages().append(f"{script}: {error.name} is missing: pip install {pins}")
+        said = f"{error.name} is missing: pip install {pins}"
+        self.line = f"{script}: {said}" if script.endswith(".py") else said
+        missing_packages().append(self.line)
 
     def __call__(self, *args: object, **kwargs: object) -> Missing:
+        raise ModuleNotFoundError(self.line)
+
+    def stand_in(self, *args: object) -> Missing:
         return self
 
-    __getattr__ = __getitem__ = __add__ = __radd__ = __sub__ = __rsub__ = __call__
-    __mul__ = __rmul__ = __truediv__ = __rtruediv__ = __neg__ = __call__
+    __getattr__ = __getitem__ = __add__ = __radd__ = __sub__ = __rsub__ = stand_in
+    __mul__ = __rmul__ = __truediv__ = __rtruediv__ = __neg__ = stand_in
 
     def __mro_entries__(self, bases: tuple) -> tuple:
         return ()  # a class based on one of its names is based on object
