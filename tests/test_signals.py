@@ -392,11 +392,12 @@ def test_an_early_stop_is_one_line_and_the_status(waiting_run, script, moment, s
     everything = said["stdout"] + said["stderr"]
     assert not any("Traceback" in text for text in everything), everything
     assert started.process.returncode == status, everything
-    if moment in ("first import", "mid-import"):
-        assert everything == [line]
-    else:  # once at work, a script may say what it finished (changeImage.py does)
-        stops = [text for text in everything if text.startswith(line.split(" by ")[0])]
-        assert len(stops) == 1 and said[stream][-1] == stops[0], everything
+    # On a busy machine any moment may come later than meant, once the script is at
+    # work: it may then say what it finished (changeImage.py does), in the one line.
+    prefix = line.split(" by ")[0]
+    stops = [text for text in everything if text.startswith(prefix)]
+    assert len(stops) == 1 and said[stream][-1] == stops[0], everything
+    assert stops[0] == line or stops[0].startswith(f"{prefix}: "), everything
 
 
 def test_a_hangup_ignored_at_start_stays_ignored_before_the_guard(waiting_run) -> None:
