@@ -50,6 +50,73 @@ Exit status:
 
 from __future__ import annotations
 
+
+# --- begin shared block: early stop (from blocks/early_stop.py; make blocks) ---
+def shared(name: str, value: object) -> object:
+    """The process's one `name`, set by the first copy of the blocks to ask: a script
+    and the helpers it imports share the stop state and the missing packages."""
+    import sys
+    import types
+
+    state = sys.modules.setdefault("fruit_catalog_shared", types.ModuleType("shared"))
+    return vars(state).setdefault(name, value)
+
+
+def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
+    """Until the guard takes over, a stop signal is one line on fd and `status`, however
+    early; a signal ignored at start (nohup, `trap '' HUP`) stays ignored."""
+    import os
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        said = "interrupted" if signum == signal.SIGINT else f"interrupted by {name}"
+        os.write(fd, f"{line.format(said)}\n".encode())
+        os._exit(status)  # nothing written yet: the guard finishes what the work started
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, stop)
+
+
+def missing_packages() -> list[str]:
+    """One line per package this process could not import: what to pip install."""
+    return shared("missing", [])  # type: ignore[return-value]
+
+
+class Missing:
+    """Stands in for a package that is not installed: module-level code using its names
+    still runs, so --help and -V work; the parser then says the pip line, and any call
+    (a helper imported by another program) raises ModuleNotFoundError saying it."""
+
+    def __init__(self, error: ImportError, pins: str) -> None:
+        import os
+        import sys
+
+        script = os.path.basename(sys.argv[0])
+        said = f"{error.name} is missing: pip install {pins}"
+        self.line = f"{script}: {said}" if script.endswith(".py") else said
+        missing_packages().append(self.line)
+
+    def __call__(self, *args: object, **kwargs: object) -> Missing:
+        raise ModuleNotFoundError(self.line)
+
+    def stand_in(self, *args: object) -> Missing:
+        return self
+
+    __getattr__ = __getitem__ = __add__ = __radd__ = __sub__ = __rsub__ = stand_in
+    __mul__ = __rmul__ = __truediv__ = __rtruediv__ = __neg__ = stand_in
+
+    def __mro_entries__(self, bases: tuple) -> tuple:
+        return ()  # a class based on one of its names is based on object
+
+
+if __name__ == "__main__":
+    stop_early(*globals().get("EARLY_STOP", ()))
+
+
+# --- end shared block: early stop ---
+
 import argparse
 import codecs
 import contextlib
@@ -85,13 +152,8 @@ try:
     import urllib3
     from requests.adapters import HTTPAdapter
     from urllib3.util import Retry
-except ImportError as missing:  # copied alone: say what it needs, in one line
-    print(
-        f"{Path(__file__).name}: {missing.name} is missing: "
-        "install the pinned requests line of requirements.txt (README: What to copy)",
-        file=sys.stderr,
-    )
-    raise SystemExit(2) from None
+except ImportError as error:  # --help and -V still work; anything else says the pip line
+    requests = urllib3 = HTTPAdapter = Retry = Missing(error, "requests==2.34.2")
 
 __version__ = "2.0.0"
 
@@ -123,7 +185,8 @@ log = logging.getLogger("run")
 # --- begin shared block: cli (from blocks/cli.py; make blocks) ---
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 UNSET = object()  # the default of an option not given on the command line
-STOPPING = threading.Event()  # set by the first stop signal: no new request, no retry
+# One stop state per process, whichever copy of this block guards the run:
+STOPPING = shared("STOPPING", threading.Event())  # the first stop signal: no new request, no retry
 
 
 def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
@@ -158,15 +221,11 @@ def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, defaul
 
 @dataclass(frozen=True)
 class Option:
-    """One option, declared once: flags (or a positional's name), environment
-    variable, default, type with its bounds, help. --help shows the default and
-    the variable from this row, and a test compares the rows with the README.
-
-    A callable default is called when the parser is built; it reads its own
-    variables (an images folder that defaults to $SUPPLIER_DATA/images), so env
-    is then only shown. Otherwise a set env is parsed by type, and a bad value
-    is a usage error naming the variable. An "append" option's env holds several
-    values, split on whitespace, or on `split` when given."""
+    """One option, declared once (flags or a positional's name, variable, default,
+    type with its bounds, help): --help shows its default and variable; a test holds
+    the rows to the README. A callable default reads its own variables (env is then
+    only shown); a set env is parsed by type, a bad one a usage error naming it; an
+    "append" option's env holds several values, split on whitespace or `split`."""
 
     flags: str
     help: str
@@ -253,6 +312,8 @@ def build_parser(
             """Then the defaults of the options not given: a variable is read only
             when its flag is absent (the flag wins), never for --help or -V."""
             known, rest = super().parse_known_args(args, namespace)
+            if missing_packages():  # only now: --help and -V work without the packages
+                self.exit(2, f"{missing_packages()[0]}\n")
             self.not_given = set()
             for action in self._actions:
                 option, value = getattr(action, "option", None), getattr(known, action.dest, None)
@@ -270,21 +331,6 @@ def build_parser(
 
 
 WORKING_ON = threading.local()  # the file this thread works on, named in its warnings
-
-
-class WorkingOn:
-    """`with WorkingOn(path):` names path in the warnings this thread raises meanwhile
-    (Pillow's 'Corrupt EXIF data' then says which image). Thread-local: images convert
-    in threads, and warnings.catch_warnings would change every thread's filters."""
-
-    def __init__(self, about: object) -> None:
-        self.about = str(about)
-
-    def __enter__(self) -> None:
-        self.outer, WORKING_ON.about = getattr(WORKING_ON, "about", ""), self.about
-
-    def __exit__(self, *exc_info: object) -> None:
-        WORKING_ON.about = self.outer
 
 
 class WarningsToLog:
@@ -315,17 +361,15 @@ def configure_logging(quiet: bool, verbose: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
-    # Every warning of Pillow's reaches WarningsToLog, which keeps one per file and
-    # message (Python's default keeps one per source line: the second image's would
-    # go unnamed). Appended: a filter set with -W or PYTHONWARNINGS still wins.
+    # Every Pillow warning reaches WarningsToLog, one per file and message (Python's
+    # one per source line leaves the 2nd image's unnamed); -W/PYTHONWARNINGS still win.
     warnings.filterwarnings("always", module=r"PIL\.", append=True)
     warnings.showwarning = WarningsToLog()
 
 
 def expand_home(text: str) -> Path:
-    """text with ~ expanded; left as it is when this user has no home folder (no HOME,
-    no passwd entry, as under some cron and container setups), so what follows says
-    which folder is missing instead of failing with a traceback."""
+    """text with ~ expanded; as it is when this user has no home (no HOME, no passwd
+    entry, as under some cron jobs), so what follows names the missing folder."""
     try:
         return Path(text).expanduser()
     except RuntimeError:
@@ -333,17 +377,17 @@ def expand_home(text: str) -> Path:
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT, SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises
-    KeyboardInterrupt, so whatever finishes outputs after Ctrl-C runs for them too."""
+    """SIGINT, SIGTERM or SIGHUP as KeyboardInterrupt: what finishes outputs after
+    Ctrl-C runs for them too."""
 
 
-HELD = {"depth": 0, "pending": ""}
+Interrupted = shared("Interrupted", Interrupted)  # type: ignore[misc]
+HELD = shared("HELD", {"depth": 0, "pending": ""})
 
 
 def raise_interrupted(signum: int, frame: object) -> None:
-    """The first stop signal: later ones are ignored (a second SIGTERM from systemd,
-    an impatient Ctrl-C must not cut the clean-up that writes whole outputs), the
-    worker threads see STOPPING, and inside signals_held() it waits for its end."""
+    """The first stop signal: later ones are ignored (a second SIGTERM must not cut
+    the clean-up), threads see STOPPING, and inside signals_held() it waits."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     STOPPING.set()
@@ -370,7 +414,12 @@ def signals_held() -> Iterator[None]:
 
 
 def say_error(text: str) -> None:
-    logging.getLogger().error("%s", text)
+    """An error line; before logging is configured (arguments being parsed) the
+    same line as after."""
+    if logging.getLogger().handlers:
+        logging.getLogger().error("%s", text)
+    else:
+        print(f"ERROR {text}", file=sys.stderr)
 
 
 def guarded(

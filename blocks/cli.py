@@ -21,12 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from early_stop import missing_packages, shared
+
 __version__ = "home"
 
 # --- block ---
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 UNSET = object()  # the default of an option not given on the command line
-STOPPING = threading.Event()  # set by the first stop signal: no new request, no retry
+# One stop state per process, whichever copy of this block guards the run:
+STOPPING = shared("STOPPING", threading.Event())  # the first stop signal: no new request, no retry
 
 
 def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
@@ -61,15 +64,11 @@ def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, defaul
 
 @dataclass(frozen=True)
 class Option:
-    """One option, declared once: flags (or a positional's name), environment
-    variable, default, type with its bounds, help. --help shows the default and
-    the variable from this row, and a test compares the rows with the README.
-
-    A callable default is called when the parser is built; it reads its own
-    variables (an images folder that defaults to $SUPPLIER_DATA/images), so env
-    is then only shown. Otherwise a set env is parsed by type, and a bad value
-    is a usage error naming the variable. An "append" option's env holds several
-    values, split on whitespace, or on `split` when given."""
+    """One option, declared once (flags or a positional's name, variable, default,
+    type with its bounds, help): --help shows its default and variable; a test holds
+    the rows to the README. A callable default reads its own variables (env is then
+    only shown); a set env is parsed by type, a bad one a usage error naming it; an
+    "append" option's env holds several values, split on whitespace or `split`."""
 
     flags: str
     help: str
@@ -156,6 +155,8 @@ def build_parser(
             """Then the defaults of the options not given: a variable is read only
             when its flag is absent (the flag wins), never for --help or -V."""
             known, rest = super().parse_known_args(args, namespace)
+            if missing_packages():  # only now: --help and -V work without the packages
+                self.exit(2, f"{missing_packages()[0]}\n")
             self.not_given = set()
             for action in self._actions:
                 option, value = getattr(action, "option", None), getattr(known, action.dest, None)
@@ -218,17 +219,15 @@ def configure_logging(quiet: bool, verbose: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
-    # Every warning of Pillow's reaches WarningsToLog, which keeps one per file and
-    # message (Python's default keeps one per source line: the second image's would
-    # go unnamed). Appended: a filter set with -W or PYTHONWARNINGS still wins.
+    # Every Pillow warning reaches WarningsToLog, one per file and message (Python's
+    # one per source line leaves the 2nd image's unnamed); -W/PYTHONWARNINGS still win.
     warnings.filterwarnings("always", module=r"PIL\.", append=True)
     warnings.showwarning = WarningsToLog()
 
 
 def expand_home(text: str) -> Path:
-    """text with ~ expanded; left as it is when this user has no home folder (no HOME,
-    no passwd entry, as under some cron and container setups), so what follows says
-    which folder is missing instead of failing with a traceback."""
+    """text with ~ expanded; as it is when this user has no home (no HOME, no passwd
+    entry, as under some cron jobs), so what follows names the missing folder."""
     try:
         return Path(text).expanduser()
     except RuntimeError:
@@ -236,17 +235,17 @@ def expand_home(text: str) -> Path:
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT, SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises
-    KeyboardInterrupt, so whatever finishes outputs after Ctrl-C runs for them too."""
+    """SIGINT, SIGTERM or SIGHUP as KeyboardInterrupt: what finishes outputs after
+    Ctrl-C runs for them too."""
 
 
-HELD = {"depth": 0, "pending": ""}
+Interrupted = shared("Interrupted", Interrupted)  # type: ignore[misc]
+HELD = shared("HELD", {"depth": 0, "pending": ""})
 
 
 def raise_interrupted(signum: int, frame: object) -> None:
-    """The first stop signal: later ones are ignored (a second SIGTERM from systemd,
-    an impatient Ctrl-C must not cut the clean-up that writes whole outputs), the
-    worker threads see STOPPING, and inside signals_held() it waits for its end."""
+    """The first stop signal: later ones are ignored (a second SIGTERM must not cut
+    the clean-up), threads see STOPPING, and inside signals_held() it waits."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     STOPPING.set()
@@ -273,7 +272,12 @@ def signals_held() -> Iterator[None]:
 
 
 def say_error(text: str) -> None:
-    logging.getLogger().error("%s", text)
+    """An error line; before logging is configured (arguments being parsed) the
+    same line as after."""
+    if logging.getLogger().handlers:
+        logging.getLogger().error("%s", text)
+    else:
+        print(f"ERROR {text}", file=sys.stderr)
 
 
 def guarded(
