@@ -33,7 +33,7 @@ PROJECT_MODULES = {Path(name).stem for name in SCRIPTS} | {
 }
 # The third-party packages each script may import (README, "What to copy").
 THIRD_PARTY = {
-    "changeImage.py": {"PIL"},
+    "changeImage.py": {"PIL", "xxhash"},
     "supplier_image_upload.py": {"requests", "urllib3"},
     "run.py": {"requests", "urllib3"},
     "report_email.py": {"PIL", "reportlab"},
