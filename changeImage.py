@@ -114,6 +114,7 @@ import argparse
 import contextlib
 import ctypes
 import datetime
+import errno
 import fcntl
 import functools
 import hashlib
@@ -176,7 +177,9 @@ ALPHA_TILE = 16
 # Outputs are flushed to disk (fsync) and renamed by this many threads while
 # the converting ones go on: concurrent fsyncs share one journal commit.
 COMMITTERS = 4
-TEMPORARY_SUFFIX = ".changeImage.tmp"
+# The files block's temporary outputs end in .tmp; those of versions before it in
+# .changeImage.tmp (the longer first).
+TEMPORARY_SUFFIXES = (".changeImage.tmp", ".tmp")
 # Threads that hash sources while others decode them (hashing is memory-bound).
 HASHERS = 2
 LIBRARY_OUTPUT_LIMIT = 64 << 10  # what libtiff may say in a run, read back for the log
@@ -749,6 +752,62 @@ def earlier_attempt(jpeg: Path, source: Path) -> str:
 # --- end shared block: delivery files ---
 
 
+# --- begin shared block: files (from blocks/files.py; make blocks) ---
+def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
+    """path holds data, whole, or keeps what it held: a temporary file beside it,
+    written, flushed, fsynced, given `mode`, then renamed over it; the temporary is
+    removed on any failure. OSError when path is a folder, FIFO or device, which the
+    rename would replace (as root, a path of /dev/null would replace the machine's).
+    The folder must exist: a missing one is a typo to report, not one to create."""
+    path = Path(path)
+    try:
+        kind = os.lstat(path).st_mode
+    except FileNotFoundError:
+        kind = stat.S_IFREG
+    if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
+        raise OSError(errno.EEXIST, "not a regular file, which it would replace", str(path))
+    content = data.encode("utf-8") if isinstance(data, str) else data
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_capped(path: Path, limit: int) -> bytes:
+    """The bytes of path, a regular file of at most `limit` bytes; OSError for
+    anything else. Opened without blocking and checked on the descriptor: a FIFO
+    would wait for a writer forever, /dev/zero would fill the memory; a file that
+    grows past the limit while read is refused too."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise OSError(errno.EISDIR, "a folder, not a regular file", str(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if info.st_size > limit:
+            raise OSError(
+                errno.EFBIG, f"{info.st_size} bytes, over the limit of {limit}", str(path)
+            )
+        with os.fdopen(os.dup(fd), "rb") as file:
+            content = file.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(content) > limit:
+        raise OSError(errno.EFBIG, f"grew over the limit of {limit} bytes while read", str(path))
+    return content
+
+
+# --- end shared block: files ---
+
+
 @dataclass(frozen=True, kw_only=True)
 class Options:
     """How outputs are made: built by keyword; its mark (options_tag) is by name."""
@@ -1319,47 +1378,25 @@ def cannot_write(target: Path, error: OSError) -> OutputError:
     return OutputError(f"cannot write {target}: {error.strerror or error}")
 
 
-def write_temporary(data: bytes, target: Path, made: Made) -> tuple[int, Path]:
-    """The bytes in a hidden temporary file beside the target, not yet flushed,
-    with the source's identity, the mark's digest and the output's size and mtime
-    as an attribute where the file system keeps one;
-    returns its open descriptor and name."""
+def commit(data: bytes, made: Made, target: Path) -> None:
+    """Write the output whole (the files block: a temporary beside it, flushed to
+    disk, renamed over it: after a kill, a crash or a power cut the target is the
+    old file or the whole new one), then keep what it was made from beside it."""
     try:
-        fd, name = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX
-        )
+        write_atomically(target, data, mode=file_mode())
     except OSError as error:
         raise cannot_write(target, error) from None
-    try:
-        os.fchmod(fd, file_mode())
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        written = os.fstat(fd)
+    keep_source_identity(target, made)
+
+
+def keep_source_identity(target: Path, made: Made) -> None:
+    """The source's identity, the mark's digest and the output's size and mtime as
+    an attribute of the output, where the file system keeps one (source_attribute
+    reads it): a re-run then does not hash an untouched source again."""
+    with contextlib.suppress(OSError):  # none there: the source is hashed each run
+        written = os.stat(target, follow_symlinks=False)
         kept = f"{made.source} {made.digest} {written.st_size}:{written.st_mtime_ns}"
-        with contextlib.suppress(OSError):  # none there: the source is hashed each run
-            os.setxattr(fd, SOURCE_ATTRIBUTE, kept.encode())
-    except BaseException as error:
-        os.close(fd)
-        Path(name).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise cannot_write(target, error) from None
-        raise
-    return fd, Path(name)
-
-
-def commit(fd: int, temporary: Path, target: Path) -> None:
-    """Flush the temporary file to disk, then rename it over the target: after a
-    kill, a crash or a power cut the target is the old file or the whole new one."""
-    try:
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, target)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise cannot_write(target, error) from None
+        os.setxattr(target, SOURCE_ATTRIBUTE, kept.encode(), follow_symlinks=False)
 
 
 def converted_while_hashing(file: BinaryIO, options: Options, source: Path) -> tuple[bytes, Made]:
@@ -1382,11 +1419,10 @@ def hashers() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(HASHERS, thread_name_prefix="hash")
 
 
-def convert_file(task: Task, options: Options) -> tuple[int, Path] | str | None:
-    """Convert one file into an unflushed temporary output; None when the output
-    there was made from these bytes with these options; the reason of the
-    failure when the source cannot be converted. OutputError when it cannot be
-    written."""
+def convert_file(task: Task, options: Options) -> tuple[bytes, Made] | str | None:
+    """Convert one file: the output's bytes and what they were made from; None
+    when the output there was made from these bytes with these options; the
+    reason of the failure when the source cannot be converted."""
     try:
         with open_delivery_file(task.source, task.root, IMAGE_LIMIT) as file:
             # An output of ours is there: is it current?
@@ -1397,7 +1433,7 @@ def convert_file(task: Task, options: Options) -> tuple[int, Path] | str | None:
         return str(error)
     except Exception as error:  # any decoder error fails only this file
         return f"{task.source}: {describe_error(error)}"
-    return write_temporary(data, task.target, made)
+    return data, made
 
 
 def sync_folders(folders: set[Path]) -> None:
@@ -1429,10 +1465,18 @@ def remove_stale_temporaries(targets: list[Path]) -> None:
         by_folder.setdefault(target.parent, set()).add(target.name)
     for folder, names in by_folder.items():
         for entry in folder.iterdir():
-            stem = entry.name.removesuffix(TEMPORARY_SUFFIX)
-            if stem != entry.name and stem[1:].rpartition(".")[0] in names:
+            if temporary_of(entry.name) in names:
                 log.debug("removed %s, left by an interrupted run", entry)
                 entry.unlink(missing_ok=True)
+
+
+def temporary_of(name: str) -> str:
+    """The output whose temporary file this is ('.001.jpeg.x7Tq2.tmp' -> '001.jpeg'),
+    else ''. Versions before the files block named them '.001.jpeg.x7Tq2.changeImage.tmp'."""
+    for suffix in TEMPORARY_SUFFIXES:
+        if name.startswith(".") and name.endswith(suffix):
+            return name[1 : -len(suffix)].rpartition(".")[0]
+    return ""
 
 
 # -- planning -----------------------------------------------------------------

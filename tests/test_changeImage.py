@@ -1028,12 +1028,14 @@ def test_a_second_run_can_wait_for_the_first(batch_copy):
 
 def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path):
     marked().save(tmp_path / "a.tiff")
-    stale = tmp_path / f".a.jpeg.abc123{changeImage.TEMPORARY_SUFFIX}"
+    stale = tmp_path / ".a.jpeg.abc123.tmp"
     stale.write_bytes(b"half a jpeg")
+    older = tmp_path / ".a.jpeg.def456.changeImage.tmp"  # as versions before the files block
+    older.write_bytes(b"half a jpeg")
     other = tmp_path / ".someone-elses.tmp"
     other.write_bytes(b"x")
     assert convert(tmp_path) == 0
-    assert not stale.exists() and other.exists()
+    assert not stale.exists() and not older.exists() and other.exists()
 
 
 # -- what people read ---------------------------------------------------------------

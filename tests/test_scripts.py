@@ -49,6 +49,7 @@ BLOCKS = {
     "progress": {"changeImage.py", "supplier_image_upload.py", "run.py"},
     "delivery files": {"changeImage.py", "supplier_image_upload.py", "run.py", "report_email.py"},
     "http": {"supplier_image_upload.py", "run.py"},
+    "files": {"changeImage.py"},  # the others add theirs as they take the block
 }
 FENCE = re.compile(
     r"^# --- begin shared block: (?P<name>[a-z ]+) \(.*?\) ---\n(?P<body>.*?)"
