@@ -36,6 +36,17 @@ Examples:
     INFO skipped /home/alice/supplier-data/images/README: not an image
     INFO converted 10, skipped 2 (not images), failed 0
 
+    An earlier attempt's 001.jpeg beside 001.tiff (made by another script) is
+    never replaced unasked (the error line is one line on a terminal):
+    $ ./changeImage.py
+    ERROR 001.jpeg was not made by changeImage.py from 001.tiff (an earlier
+      attempt's?): run ./changeImage.py --replace-unmarked to convert over it
+    ...
+    INFO converted 9, skipped 3 (2 not images, 1 not ours), failed 1
+    $ ./changeImage.py --replace-unmarked
+    ...
+    INFO converted 1, skipped 21 (10 already outputs, 2 not images, 9 up to date), failed 0
+
     The icon job: 128x128 JPEGs turned a quarter clockwise, named like their
     source with no extension (/opt/icons/ic_edit_location_black_48dp):
     $ ./changeImage.py --size 128x128 --rotate 90 --format JPEG --suffix '' \\
@@ -1281,13 +1292,16 @@ def file_digest(fd: int, algorithm: str = "") -> str:
     (mapped: no copy); by default new_digest()'s; "" when this copy cannot take
     that algorithm (an xxh3-128 mark where xxhash is missing)."""
     algorithm = algorithm or new_digest()
-    hexdigest = {FAST_DIGEST: xxh3_128(), PORTABLE_DIGEST: sha256_hexdigest}.get(algorithm)
-    if hexdigest is None:
-        return ""
     if os.fstat(fd).st_size == 0:
-        return f"{algorithm}={hexdigest(b'')}"
+        return digest_of(b"", algorithm)
     with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
-        return f"{algorithm}={hexdigest(mapped)}"
+        return digest_of(mapped, algorithm)
+
+
+def digest_of(data: Any, algorithm: str) -> str:
+    """'<algorithm>=<hex>' of bytes (or a mapping); "" when this copy cannot take it."""
+    hexdigest = {FAST_DIGEST: xxh3_128(), PORTABLE_DIGEST: sha256_hexdigest}.get(algorithm)
+    return f"{algorithm}={hexdigest(data)}" if hexdigest else ""
 
 
 def is_fresh(fd: int, options: Options, output: Made) -> bool:
@@ -1402,16 +1416,36 @@ def keep_source_identity(target: Path, made: Made) -> None:
 def converted_while_hashing(file: BinaryIO, options: Options, source: Path) -> tuple[bytes, Made]:
     """A conversion: the source's digest, which only its mark needs, is taken by
     another thread while this one decodes (xxhash and hashlib let go of the GIL),
-    so it costs no time where a core is free. Both end before the file is closed."""
+    so it costs no time where a core is free. An uncompressed image is hashed
+    through Pillow's own mapping of the file once it is mapped: the pages its
+    pixels are read from are read in once for both. Both end before the file
+    is closed."""
     made = Made("", options_tag(options), source_identity(os.fstat(file.fileno())))
-    digest = hashers().submit(file_digest, file.fileno(), new_digest())
-    try:
-        with image_in(file) as image:
-            image = convert_image(image, options)
-        made = made._replace(digest=digest.result())
-        return encoded(image, options, source, made), made
-    finally:
-        futures_wait([digest])
+    with image_in(file) as image:
+        if is_mapped(image):
+            image.load()
+        bytes_of_file = getattr(image, "map", None) or file.fileno()
+        digest = hashers().submit(source_digest, bytes_of_file, new_digest())
+        try:
+            converted = convert_image(image, options)
+            made = made._replace(digest=digest.result())
+        finally:
+            futures_wait([digest])
+    return encoded(converted, options, source, made), made
+
+
+def is_mapped(image: Image.Image) -> bool:
+    """Whether Pillow maps the image's file when it loads it (one uncompressed
+    tile, as merge_strips leaves an uncompressed TIFF): loading costs nothing."""
+    tiles = getattr(image, "tile", [])
+    return image.format == "TIFF" and len(tiles) == 1 and tiles[0].codec_name == "raw"
+
+
+def source_digest(bytes_of_file: mmap.mmap | int, algorithm: str) -> str:
+    """file_digest() of a descriptor, or the digest of a whole file's mapping."""
+    if isinstance(bytes_of_file, int):
+        return file_digest(bytes_of_file, algorithm)
+    return digest_of(bytes_of_file, algorithm)
 
 
 @functools.cache
@@ -1888,25 +1922,44 @@ def choices(args: argparse.Namespace) -> dict[str, bool]:
 
 
 def convert_all(args: argparse.Namespace) -> int:
+    """The lab's step 1: each image of the delivery becomes its catalog JPEG (or,
+    with --dry-run, is listed), one run at a time per delivery; one summary line."""
+    configure_logging(args.quiet, args.verbose)
     options, counts = options_from(args), Counter()
     paths = args.paths or [default_images_dir()]
-    if args.dry_run:
-        tasks, _ = plan(list_sources(paths), args.output_dir, options, counts, **choices(args))
-        current = [task for task in tasks if is_current(task, options)]
-        counts[Skip.UP_TO_DATE] += len(current)
-        tasks = [task for task in tasks if task not in current]
-        for task in tasks:
-            print(f"would convert {task.source} -> {task.target}")
-        log.info("dry run: would convert %d, %s", len(tasks), summary(counts))
-        return EXIT_OK
-    with contextlib.ExitStack() as locks:
+    with bomb_limit(args.max_pixels):
+        if args.dry_run:
+            return list_conversions(args, paths, options, counts)
         try:
-            for delivery in deliveries(paths):
-                locks.enter_context(hold_delivery_lock(delivery, args.wait))
+            with delivery_locks(paths, args.wait):
+                return convert_locked(args, paths, options, counts)
         except DeliveryBusy as busy:
             log.error("%s", busy)
             return EXIT_USAGE
-        return convert_locked(args, paths, options, counts)
+
+
+def list_conversions(
+    args: argparse.Namespace, paths: list[Path], options: Options, counts: Counter
+) -> int:
+    """--dry-run: what would be converted, on stdout; nothing written."""
+    tasks, _ = plan(list_sources(paths), args.output_dir, options, counts, **choices(args))
+    current = [task for task in tasks if is_current(task, options)]
+    counts[Skip.UP_TO_DATE] += len(current)
+    tasks = [task for task in tasks if task not in current]
+    for task in tasks:
+        print(f"would convert {task.source} -> {task.target}")
+    log.info("dry run: would convert %d, %s", len(tasks), summary(counts))
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def delivery_locks(paths: list[Path], wait: float) -> Iterator[None]:
+    """Each delivery of the paths locked for the run; DeliveryBusy when another
+    run holds one for longer than `wait` seconds."""
+    with contextlib.ExitStack() as locks:
+        for delivery in deliveries(paths):
+            locks.enter_context(hold_delivery_lock(delivery, wait))
+        yield
 
 
 @contextlib.contextmanager
@@ -1968,13 +2021,7 @@ def convert_locked(
 
 
 def main(argv: list[str] | None = None) -> int:
-    def work() -> int:
-        args = parse_args(argv)
-        configure_logging(args.quiet, args.verbose)
-        with bomb_limit(args.max_pixels):
-            return convert_all(args)
-
-    return guarded(work)
+    return guarded(lambda: convert_all(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -374,6 +374,20 @@ def test_every_format_carries_the_mark_and_a_rerun_skips_it(tmp_path, caplog, im
     assert output.read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"tiffinfo": {278: 5}}, {"compression": "tiff_lzw"}],
+    ids=["mapped", "strips", "lzw"],
+)
+def test_the_mark_holds_the_xxh3_128_of_the_sources_bytes(tmp_path, params):
+    """Read through Pillow's mapping of an uncompressed TIFF, or the file's own."""
+    xxhash = pytest.importorskip("xxhash")
+    photo_like((300, 200), 1).save(tmp_path / "a.tiff", **params)
+    assert convert(tmp_path) == 0
+    expected = xxhash.xxh3_128_hexdigest((tmp_path / "a.tiff").read_bytes())
+    assert changeImage.output_made(tmp_path / "a.jpeg").digest == f"xxh3-128={expected}"
+
+
 @pytest.mark.parametrize("age", [-3600, 3600], ids=["older", "newer"])
 @pytest.mark.parametrize("force", [[], ["--force"]], ids=["", "force"])
 def test_a_suppliers_own_jpeg_beside_its_tiff_is_never_replaced_nor_taken(
