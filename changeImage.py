@@ -1459,8 +1459,11 @@ def convert_file(task: Task, options: Options) -> tuple[bytes, Made] | str | Non
     reason of the failure when the source cannot be converted."""
     try:
         with open_delivery_file(task.source, task.root, IMAGE_LIMIT) as file:
+            identity = source_identity(os.fstat(file.fileno()))  # before any hashing
             # An output of ours is there: is it current?
             if task.made.digest and is_fresh(file.fileno(), options, task.made):
+                if task.made.source != identity:  # touched, same bytes: next time no hash
+                    keep_source_identity(task.target, task.made._replace(source=identity))
                 return None
             data, made = converted_while_hashing(file, options, task.source)
     except RefusedFile as error:

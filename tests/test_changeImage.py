@@ -339,6 +339,9 @@ def test_an_untouched_source_is_not_read_again_a_touched_one_is_by_content(
     assert convert(tmp_path) == 0
     assert "1 up to date" in caplog.records[-1].getMessage()
     assert (tmp_path / "a.jpeg").read_bytes() == before
+    monkeypatch.setattr(changeImage, "file_digest", lambda fd, *_: hashed.append(fd) or "")
+    assert convert(tmp_path) == 0  # found the same by content once: not hashed again
+    assert hashed == [] and "1 up to date" in caplog.records[-1].getMessage()
 
 
 def test_an_output_made_with_other_options_is_made_again(tmp_path, caplog):
