@@ -52,9 +52,9 @@ URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 WRITING_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 0.0)  # a picture served half written: ask again
 ENDPOINTS = ("fruits/", "upload/")  # given for the store's root, they mean it
 CATALOG_SIZE = (600, 400)  # the lab's: a JPEG without changeImage.py's mark must have it
-JPEG_MARK = re.compile(  # changeImage.py's MARK
-    rb"fruit-catalog changeImage\.py made-from-sha256=[0-9a-f]{64} options=[0-9a-f]{16}"
-    rb" size=([0-9]+)x([0-9]+)"
+JPEG_MARK = re.compile(  # changeImage.py's MARK (its first marks: SHA-256)
+    rb"fruit-catalog changeImage\.py made-from-(?:xxh3-128=[0-9a-f]{32}|sha256=[0-9a-f]{64})"
+    rb" options=[0-9a-f]{16} size=([0-9]+)x([0-9]+)"
 )
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
 STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
