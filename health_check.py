@@ -4,13 +4,23 @@
 Run from cron every minute. A healthy run prints nothing and exits 0. For
 each failing check one email goes out (subjects as the lab's), then a
 reminder every --remind minutes while it keeps failing, and one `Recovered`
-mail when it clears. Each --url is probed once a minute against its SLO
-(default 99% of probes answer 200, whole page within --url-timeout): the
+mail when it clears. Each --url is probed each run against its SLO
+(default 99% of the time it answers 200, whole page within --url-timeout): the
 state file keeps a month of probes in hourly buckets, and a mail goes out
 when the error budget burns fast (Google SRE Workbook, multiwindow burn
 rates). --nagios prints a Monitoring Plugins status line with performance
 data, --textfile writes Prometheus text for node_exporter, --slo-report
 prints the budget of every URL. With --no-email only psutil is needed.
+
+The lab's step 5 ("run from cron every minute; email when the server is
+unhealthy"), function by function: main() -> check_health(), which starts
+every check at once (start_measuring: cpu_percent, psutil.disk_usage,
+available_memory, resolve, fetch), judges each (measure: the rows cpu_metric,
+disk_metric and memory_metric, each evaluated by evaluate(), then
+evaluate_resolution; track_slos: evaluate_url, or record, budget and
+evaluate_slo), mails what changed (alert: plan_mails, then emails.py's
+generate_email and send_email, as the lab's), saves the state (StateFile) and
+prints the line (status_line).
 
 Thresholds take the Monitoring Plugins range syntax: `10:` (alert under 10),
 `~:20` or `20` (over 20), `10:20` (outside), `@10:20` (inside). A plain
@@ -1446,43 +1456,60 @@ def empty_state() -> dict:
     return {"checks": {}, "slo": {}, "saved": 0.0}
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Temporary file, fsync, rename: a reader sees the old or the new file, whole.
-    OSError when path is a folder, FIFO or device: the rename would replace it (as
-    root, --textfile /dev/null would replace the machine's /dev/null). The folder must
-    exist: a missing node_exporter folder is a typo to report, not one to create."""
-    with contextlib.suppress(FileNotFoundError):
-        mode = os.lstat(path).st_mode
-        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-            raise OSError(errno.EEXIST, "not a regular file, which it would replace")
+# --- begin shared block: files (from blocks/files.py; make blocks) ---
+def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
+    """path holds data, whole, or keeps what it held: a temporary file beside it,
+    written, flushed, fsynced, given `mode`, then renamed over it; the temporary is
+    removed on any failure. OSError when path is a folder, FIFO or device, which the
+    rename would replace (as root, a path of /dev/null would replace the machine's).
+    The folder must exist: a missing one is a typo to report, not one to create."""
+    path = Path(path)
+    try:
+        kind = os.lstat(path).st_mode
+    except FileNotFoundError:
+        kind = stat.S_IFREG
+    if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
+        raise OSError(errno.EEXIST, "not a regular file, which it would replace", str(path))
+    content = data.encode("utf-8") if isinstance(data, str) else data
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(text)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(content)
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
 
 
-def read_state(path: Path) -> bytes:
-    """The state file's bytes, opened without blocking: a FIFO would wait for a writer
-    forever, /dev/zero would fill the memory. OSError for anything but a regular file
-    of at most STATE_LIMIT bytes."""
+def read_capped(path: Path, limit: int) -> bytes:
+    """The bytes of path, a regular file of at most `limit` bytes; OSError for
+    anything else. Opened without blocking and checked on the descriptor: a FIFO
+    would wait for a writer forever, /dev/zero would fill the memory; a file that
+    grows past the limit while read is refused too."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise OSError(errno.EISDIR, "a folder, not a regular file", str(path))
         if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        if info.st_size > STATE_LIMIT:
-            raise OSError(errno.EFBIG, f"over {STATE_LIMIT // MB} MB")
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if info.st_size > limit:
+            raise OSError(
+                errno.EFBIG, f"{info.st_size} bytes, over the limit of {limit}", str(path)
+            )
         with os.fdopen(os.dup(fd), "rb") as file:
-            return file.read(STATE_LIMIT)
+            content = file.read(limit + 1)
     finally:
         os.close(fd)
+    if len(content) > limit:
+        raise OSError(errno.EFBIG, f"grew over the limit of {limit} bytes while read", str(path))
+    return content
+
+
+# --- end shared block: files ---
 
 
 class StateFile:
@@ -1537,7 +1564,7 @@ class StateFile:
 
     def load(self) -> dict:
         try:
-            return parse_state(read_state(self.path).decode("utf-8"))
+            return parse_state(read_capped(self.path, STATE_LIMIT).decode("utf-8"))
         except FileNotFoundError:
             return empty_state()
         except (OSError, UnicodeError, ValueError, KeyError, TypeError, RecursionError) as error:
@@ -2516,32 +2543,46 @@ def guard(work: Callable[[], int]) -> int:
 
 
 def main(argv: list[str] | None = None, clock: Callable[[], float] = time.time) -> int:
+    """The lab's step 5, one run: every way out is a status line and 0-3 (guard)."""
     return guard(lambda: check_health(argv, clock))
 
 
 def check_health(argv: list[str] | None, clock: Callable[[], float]) -> int:
+    """Measure every check at once, judge each, mail what changed, print the line."""
     args = parse_args(argv)
     configure_logging(args.quiet, args.verbose)
     deadline = Deadline(args.timeout)
-    missing_parts(args)
-    path = args.state or default_state()
-    if not (args.no_email or args.slo_report):
-        check_mail_settings(args)
+    path = state_and_settings(args)
     pending = None if args.slo_report else start_measuring(args)
     with StateFile(path, min(LOCK_WAIT, deadline.left())) as store:
         now = clock() if args.now is None else args.now
-        changed = settle(store.data, now)
-        if changed:
-            store.notes.append(
-                f"state file {path} holds times after now (the clock went back):"
-                f" {', '.join(changed)} adjusted"
-            )
+        fit_the_clock(store, now)
         if not args.nagios or pending is None:
-            for note in store.notes:
+            for note in store.notes:  # else on the status line: an engine shows stderr first
                 log.warning("%s", note)
         if pending is None:
             return slo_report(args, store.data, now)
         return check(args, store, now, deadline, pending)
+
+
+def state_and_settings(args: argparse.Namespace) -> Path:
+    """The state file's path, after psutil and emails.py are found; then the mail
+    settings: all checked before anything is measured."""
+    missing_parts(args)
+    path = args.state or default_state()
+    if not (args.no_email or args.slo_report):
+        check_mail_settings(args)
+    return path
+
+
+def fit_the_clock(store: StateFile, now: float) -> None:
+    """A state from after `now` (the clock went back) fitted to it, with a note."""
+    changed = settle(store.data, now)
+    if changed:
+        store.notes.append(
+            f"state file {store.path} holds times after now (the clock went back):"
+            f" {', '.join(changed)} adjusted"
+        )
 
 
 if __name__ == "__main__":
