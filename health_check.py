@@ -1973,9 +1973,8 @@ def measured(background: Background, deadline: Deadline) -> tuple[Any, str]:
     return value, ""
 
 
-def local_results(args: argparse.Namespace, pending: Pending, deadline: Deadline) -> list:
+def local_results(limits: Limits, pending: Pending, deadline: Deadline) -> list:
     """CPU, each disk and memory, each evaluated on its own."""
-    limits = args.limits
     cpu, why = measured(pending.cpu, deadline)
     results = [
         unmeasured("cpu", "CPU usage", why, "cpu")
@@ -2002,7 +2001,7 @@ def measure(
     args: argparse.Namespace, pending: Pending, deadline: Deadline
 ) -> tuple[list[Result], list[Probe]]:
     """The results of the checks, waiting for each within the run's budget."""
-    results = local_results(args, pending, deadline)
+    results = local_results(args.limits, pending, deadline)
     address = deadline.wait(pending.resolved, f"resolving {args.resolve_host}", RESOLVE_TIMEOUT)
     results.append(evaluate_resolution(args.resolve_host, args.resolve_address, address))
     probes = []
