@@ -57,7 +57,7 @@ Examples:
       error budget  43.2 min; spent 3.0 min; left 40.2 min (93.1%)
       burn rates    5m 0.0, 30m 0.0, 1h 0.0, 6h 0.8 (alert: 1h and 5m over 14.4, 6h and 30m over 6)
     $ crontab -l
-    * * * * * /opt/fruit/.venv/bin/python /opt/fruit/health_check.py --url http://localhost/
+    * * * * * /opt/fruit-catalog/.venv/bin/python /opt/fruit-catalog/health_check.py --url http://localhost/
 
 Time: -t/--timeout (default 15 s) bounds the whole run: the lock wait (at
 most 3 s), the checks, DNS (3 s), the URL probes (each --url-timeout, default

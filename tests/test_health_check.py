@@ -396,6 +396,14 @@ def nagios(*args: str) -> tuple[int, str]:
     return result.returncode, result.stdout
 
 
+def test_the_crontab_in_help_is_the_readmes():
+    """--help and the README tell one truth about where the scripts are."""
+    lines = [text.strip() for text in hc.__doc__.splitlines()]
+    [line] = [text for text in lines if text.startswith("* * * * *")]
+    readme = (ROOT / "README.md").read_text()
+    assert f"\n{line}\n" in readme
+
+
 @pytest.mark.parametrize(
     "args, code, word",
     [
