@@ -176,6 +176,659 @@ RECORD_FIELDS = [
 log = logging.getLogger("run")
 
 
+@dataclass
+class Product:
+    """One description file and what became of it (the record's fields), plus
+    what this run needs to settle a POST whose answer was lost."""
+
+    file: str
+    name: str = ""
+    weight: int | None = None
+    description: str = ""
+    image_name: str = ""
+    image_path: str | None = None
+    id: int | None = None
+    outcome: str = "failed"
+    reason: str = ""
+    store_values: dict = field(default_factory=dict)
+    this_run: bool = False  # imported by this run's POST (not found from an earlier one)
+    since_id: int = 0  # the highest store id before its last POST
+    sent: float = 0.0  # when its last POST went out (monotonic)
+
+    def record(self) -> dict:
+        return {key: getattr(self, key) for key in RECORD_FIELDS}
+
+    def payload(self) -> dict:
+        """The product as the store takes it: a description it refuses blank but
+        takes left out (it keeps "" then), so an empty one is left out."""
+        sent = {"name": self.name, "weight": self.weight, "description": self.description}
+        if not self.description:
+            del sent["description"]
+        return sent | {"image_name": self.image_name}
+
+    def problem(self) -> str:
+        """'Durian (016.txt): no weight line after the name': named when it can be."""
+        if not self.name:
+            return self.reason
+        return f"{self.name} ({self.file}): {self.reason.removeprefix(self.file).lstrip(': ')}"
+
+
+class InvalidDescription(Exception):
+    """A description file that cannot become a product; the message says why."""
+
+
+# -- descriptions -------------------------------------------------------------
+
+
+def decode(raw: bytes) -> tuple[str, bool]:
+    """(text, was_utf8): UTF-8 with or without BOM, UTF-16 with its BOM (Windows
+    Notepad's "Unicode"), else cp1252."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        with contextlib.suppress(UnicodeDecodeError):
+            return raw.decode("utf-16"), True
+    try:
+        return raw.decode("utf-8-sig"), True
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace"), False
+
+
+def parse_weight(text: str) -> int | None:
+    """'500 lbs', '500lbs', '500 LBS', '500' -> 500 (Unicode digits as the store's
+    int() reads them); anything else, or more than the store keeps, None."""
+    match = WEIGHT.fullmatch(text.strip())
+    if not match or len(match.group(1)) > len(str(WEIGHT_MAX)):
+        return None  # also keeps int() off a 5000-digit line (Python refuses those)
+    weight = int(match.group(1))
+    return weight if weight <= WEIGHT_MAX else None
+
+
+def parse_description(product: Product, text: str) -> None:
+    """Fill product from a description's text; InvalidDescription when it cannot
+    be one (product.name is set first, so a failure is named)."""
+    if "\0" in text:
+        raise InvalidDescription(f"{product.file}: has NUL characters; not a text file")
+    lines = [line.strip() for line in text.splitlines()]
+    numbered = [(number, line) for number, line in enumerate(lines, 1) if line]
+    if not numbered:
+        raise InvalidDescription(f"{product.file}: empty file, expected name, weight, description")
+    (_, product.name), rest = numbered[0], numbered[1:]
+    if not rest:
+        raise InvalidDescription(f"{product.file}: no weight line after the name")
+    weight_line, weight_text = rest[0]
+    product.weight = parse_weight(weight_text)
+    if product.weight is None:
+        raise InvalidDescription(
+            f"{product.file} line {weight_line}: weight {weight_text[:40]!r} is not whole pounds"
+            " (like '500 lbs')"
+            + (f", at most {WEIGHT_MAX}" if WEIGHT.fullmatch(weight_text) else "")
+        )
+    product.description = "\n".join(lines[weight_line:]).strip()
+    for key, limit in MAX_LENGTHS.items():
+        if len(getattr(product, key)) > limit:
+            raise InvalidDescription(
+                f"{product.file}: {key} is {len(getattr(product, key))} characters;"
+                f" the store accepts at most {limit}"
+            )
+
+
+def description_files(folder: Path) -> list[Path]:
+    """`.txt` files in any case (`D25.TXT`); hidden and macOS `._*` files never."""
+    return sorted(
+        p for p in folder.iterdir() if p.suffix.lower() == ".txt" and not p.name.startswith(".")
+    )
+
+
+def read_products(folder: Path, images: Path) -> list[Product]:
+    """A product per description file; a bad one is already failed, with a reason."""
+    products = []
+    for path in description_files(folder):
+        product = Product(path.name, image_name=store_name(path.stem + ".jpeg"))
+        jpeg = images / (path.stem + ".jpeg")
+        product.image_path = str(jpeg) if jpeg.is_file() else None
+        try:
+            text, utf8 = decode(read_delivery_file(path, folder, DESCRIPTION_LIMIT))
+            if not utf8:
+                log.warning("%s: not UTF-8; read as Windows-1252 (cp1252)", path.name)
+            parse_description(product, text)
+            product.outcome = ""
+        except (InvalidDescription, RefusedFile) as error:
+            product.reason = str(error)
+        products.append(product)
+    refuse_same_names(products)
+    return products
+
+
+def refuse_same_names(products: list[Product]) -> None:
+    """The store tells products apart by name: a second file with a name already
+    seen in this delivery would be a second copy (or look like one), so it fails."""
+    first: dict[str, str] = {}
+    for product in products:
+        if product.outcome == "failed":
+            continue
+        if product.name in first:
+            product.outcome = "failed"
+            product.reason = (
+                f"{product.file}: the same product name as {first[product.name]};"
+                " the store tells products apart by name: rename one"
+            )
+        first.setdefault(product.name, product.file)
+
+
+def summary(products: list[Product]) -> str:
+    """What this run did: 'imported 0, already imported 10 (earlier runs), ...'."""
+    count = {kind: sum(p.outcome == kind for p in products) for kind in OUTCOMES}
+    now = sum(p.outcome == "imported" and p.this_run for p in products)
+    text = f"imported {now}"
+    if count["imported"] > now:
+        text += f", already imported {count['imported'] - now} (earlier runs)"
+    text += f", already in store {count['already in store']}"
+    differing = sum(bool(p.store_values) for p in products)
+    if differing:
+        text += f" ({differing} differing from the store)"
+    if count["uncertain"]:
+        text += f", uncertain {count['uncertain']}"
+    return text + f", failed {count['failed']}"
+
+
+def differing(product: Product) -> str:
+    """'weight: the store has 174 lbs, the file 999 lbs; description': what the
+    store keeps that is not the file's."""
+    said = []
+    for key in ("weight", "description", "image_name"):
+        if key in product.store_values:
+            if key == "weight":
+                kept = product.store_values[key]
+                said.append(f"weight: the store has {kept} lbs, the file {product.weight} lbs")
+            else:
+                said.append("picture" if key == "image_name" else key)
+    return "; ".join(said)
+
+
+# -- what this delivery created before ---------------------------------------
+
+
+def identity(entry: dict) -> tuple | None:
+    """A product's every field the store keeps (None when one is wrongly typed)."""
+    key = tuple(entry.get(k) for k in ("name", "weight", "description", "image_name"))
+    return (
+        key if all(type(v) is t for v, t in zip(key, (str, int, str, str), strict=True)) else None
+    )
+
+
+@dataclass
+class Evidence:
+    """What earlier runs of this delivery sent and created, from the journal (and
+    an older record): the store decides, this says whose. Runs that named the
+    store by another URL (127.0.0.1 for localhost) count only for a product equal
+    in every field to the one they sent."""
+
+    ids: set[int] = field(default_factory=set)  # products this delivery created
+    sent: dict[str, int] = field(default_factory=dict)  # name -> store's max id before
+    other_ids: set[tuple] = field(default_factory=set)  # (id, identity) under another URL
+    other_sent: dict[tuple, int] = field(default_factory=dict)  # identity -> max id before
+    in_flight: float = 0.0  # when the last POST a stopped run left without answer went out
+
+    def ours(self, fruit: dict) -> bool:
+        since = self.sent.get(fruit.get("name"))
+        if fruit["id"] in self.ids or (since is not None and fruit["id"] > since):
+            return True
+        key = identity(fruit)
+        since = self.other_sent.get(key) if key else None
+        return (fruit["id"], key) in self.other_ids or (since is not None and fruit["id"] > since)
+
+    def add(self, entry: dict, same_store: bool) -> bool:
+        """Takes an imported or sending line; False when its fields are wrongly typed."""
+        name, id_, since, key = entry.get("name"), entry.get("id"), entry.get("since_id"), None
+        if not same_store:
+            key = identity(entry)
+            if key is None:
+                return False
+        if entry.get("outcome") == "imported" and type(id_) is int:
+            if same_store:
+                self.ids.add(id_)
+            else:
+                self.other_ids.add((id_, key))
+        elif entry.get("outcome") == "sending" and type(since) is int and type(name) is str:
+            sent: dict = self.sent if same_store else self.other_sent
+            index = name if same_store else key
+            sent[index] = min(since, sent.get(index, since))
+        else:
+            return False
+        return True
+
+
+def gather_evidence(journal: Path, record: Path, store: str) -> Evidence:
+    evidence = Evidence()
+    entries = read_journal(journal)
+    stores = {e.get("run"): e.get("store") for e in entries if e.get("event") == "run"}
+    for entry in entries:
+        if entry.get("event") != "product" or entry.get("run") not in stores:
+            continue
+        if entry.get("outcome") not in ("imported", "sending"):
+            continue
+        if not evidence.add(entry, stores[entry.get("run")] == store):
+            log.warning("%s: a product line with a wrongly typed field; ignored", journal)
+    for entry, same_store in earlier_record(record, store):
+        evidence.add(entry, same_store)
+    last = {(e.get("run"), e.get("file")): e for e in entries if e.get("event") == "product"}
+    sending = [journal_time(e) for e in last.values() if e.get("outcome") == "sending"]
+    evidence.in_flight = max(sending, default=0.0)
+    return evidence
+
+
+def earlier_record(path: Path, store: str) -> list[tuple[dict, bool]]:
+    """The imported products of an earlier record (version 1 or 2), each with
+    whether it names this store. It is read like a delivery file: a link out,
+    FIFO or /dev/zero is not read."""
+    try:
+        document = json.loads(read_delivery_file(path, path.parent, RECORD_LIMIT))
+        same_store = canonical_url(document["store"]) == store
+        return [
+            (p, same_store)
+            for p in document["products"]
+            if p.get("outcome") == "imported" and type(p.get("id")) is int
+        ]
+    except RefusedFile as error:
+        if path.exists() or path.is_symlink():
+            log.warning("%s; ignored", error)
+        return []
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
+# -- the store ----------------------------------------------------------------
+
+
+class Importer:
+    """Decides and posts each product, journaling every outcome as it happens."""
+
+    def __init__(self, store: Store, journal: int, run_id: str, args: argparse.Namespace):
+        self.store, self.journal, self.run_id, self.args = store, journal, run_id, args
+        self.fruits: list[dict] = []
+        self.evidence = Evidence()
+        self.lock = threading.Lock()
+        self.stopping = False
+
+    def note(self, product: Product, outcome: str = "") -> None:
+        entry = {"event": "product", "run": self.run_id, "time": now(), **product.record()}
+        if outcome:
+            entry |= {"outcome": outcome, "since_id": product.since_id}
+        with self.lock:
+            append_line(self.journal, entry)
+
+    def list_store(self) -> None:
+        """The store's products (those with a whole-number id: nothing else is one)."""
+        self.fruits = [f for f in self.store.fruits() if type(f.get("id")) is int]
+
+    def max_id(self) -> int:
+        return max((f["id"] for f in self.fruits), default=0)
+
+    def in_store(self, product: Product) -> list[dict]:
+        """The store's products with this name, this delivery's first."""
+        same = [f for f in self.fruits if f.get("name") == product.name]
+        return sorted(same, key=lambda f: (not self.evidence.ours(f), f["id"]))
+
+    def handle(self, product: Product) -> None:
+        if self.stopping:
+            return
+        if product.outcome != "failed":
+            try:
+                self.decide(product)
+            except (StoreError, RefusedFile) as error:
+                product.outcome, product.reason = "failed", str(error)
+                if isinstance(error, StoreDown):
+                    product.reason = f"not sent: {error}"
+        if product.outcome != "uncertain" or not product.sent:
+            self.note(product)
+
+    def decide(self, product: Product) -> None:
+        found = self.in_store(product)
+        ours = [f for f in found if self.evidence.ours(f)]
+        if ours:
+            self.take(product, ours, "imported")
+        elif found and not self.args.force:
+            self.take(product, found, "already in store")
+        else:
+            product.image_name = self.served_name(product, self.local_jpeg(product))
+            self.post(product)
+
+    def served_name(self, product: Product, content: bytes) -> str:
+        """The name the store serves this picture under: its catalog_name (as the
+        uploader names it), or the lab's plain name for a picture an earlier version
+        uploaded. Only a name serving exactly these bytes is ever posted."""
+        jpeg = Path(product.file).stem + ".jpeg"
+        name, held = self.store.image_name(jpeg, content)
+        if held:
+            return name
+        plain = store_name(jpeg)
+        if self.store.holds(plain, content):
+            return plain
+        raise StoreError(
+            f"image not in the store: run supplier_image_upload.py ({jpeg}, looked for as {name})"
+        )
+
+    def take(self, product: Product, found: list[dict], outcome: str) -> None:
+        """A product the store has: record the store's id, and its values that differ."""
+        fruit = found[0]
+        product.outcome, product.id = outcome, fruit.get("id")
+        if fruit.get("weight") != product.weight:
+            product.store_values["weight"] = fruit.get("weight")
+        if fruit.get("description") != product.description:
+            product.store_values["description"] = fruit.get("description")
+        self.compare_image(product, str(fruit.get("image_name", "")))
+        if product.store_values:
+            # Not "imported", even when this delivery posted it: the store keeps the
+            # earlier values, and the record must not say it holds the file's.
+            product.outcome = "already in store"
+            product.reason = (
+                f"the store's copy differs ({differing(product)})"
+                " and the store cannot change a product; run.py --force posts it as a new product"
+            )
+        if len(found) > 1:
+            ids = ", ".join(str(f.get("id")) for f in found)
+            product.reason = (
+                f"the store holds {len(found)} products named {product.name!r} (ids {ids}):"
+                " a request that landed late left a copy; remove it in the store. " + product.reason
+            ).strip()
+            if not product.store_values:  # report() names it with what differs
+                log.warning("%s", product.problem())
+
+    def compare_image(self, product: Product, stored: str) -> None:
+        try:
+            content = self.local_jpeg(product)
+            same = self.store.holds(stored, content) if stored else False
+        except RefusedFile:
+            same = True  # no local picture to compare with: say nothing about it
+        if same:
+            product.image_name = stored
+        else:
+            product.store_values["image_name"] = stored
+
+    def local_jpeg(self, product: Product) -> bytes:
+        images = self.args.images
+        path = images / (Path(product.file).stem + ".jpeg")
+        if not path.exists():
+            raise RefusedFile(f"no catalog image {path.name} in {images}: run changeImage.py")
+        content = read_delivery_file(path, images, IMAGE_LIMIT)
+        problem = catalog_jpeg_problem(content, path)
+        if problem:
+            raise RefusedFile(f"{path.name}: {problem}; not posted: convert it again and upload it")
+        return content
+
+    def post(self, product: Product) -> None:
+        with self.lock:
+            product.since_id = self.max_id()
+        self.note(product, "sending")
+        product.sent = time.monotonic()
+        try:
+            answer = self.store.post("fruits/", json=product.payload())
+        except Unanswered as error:
+            if not error.maybe_sent:
+                raise
+            product.outcome = "uncertain"
+            product.reason = f"sent, but no answer came ({error}); the next run looks for it"
+            return
+        if answer.status_code != 201:
+            raise StoreError(rejection(answer))
+        try:
+            product.id = int(answer.json()["id"])
+        except (ValueError, KeyError, TypeError):
+            product.id = None
+        product.outcome, product.reason, product.this_run = "imported", "", True
+
+    def settle(self, products: list[Product]) -> None:
+        """POSTs whose answer was lost: GRACE seconds after the last was sent,
+        re-read the store; one not there is sent once more, then looked for again."""
+        for last in (False, True):
+            pending = [p for p in products if p.outcome == "uncertain" and p.sent]
+            if not pending or self.store.stopped:
+                break
+            wait = self.args.grace - (time.monotonic() - max(p.sent for p in pending))
+            log.info("%d products lost their answer; looking in %.0f s", len(pending), max(wait, 0))
+            time.sleep(max(0.0, wait))
+            try:
+                self.list_store()
+            except StoreError as error:
+                for product in pending:
+                    product.reason = f"sent, but the store could not be asked again ({error})"
+                break
+            for product in pending:
+                self.look_again(product, last)
+        for product in products:
+            if product.outcome == "uncertain" and product.sent:
+                self.note(product)
+
+    def look_again(self, product: Product, last: bool) -> None:
+        landed = [
+            f for f in self.fruits if f.get("name") == product.name and f["id"] > product.since_id
+        ]
+        if landed:
+            self.evidence.ids.add(landed[0]["id"])
+            self.take(product, landed, "imported")
+            product.this_run, product.sent = True, 0.0
+            self.note(product)
+        elif not last:
+            try:
+                self.post(product)
+            except StoreError as error:
+                product.reason = f"sent, but no answer came; then: {error}"
+            if product.outcome == "imported":
+                product.sent = 0.0
+                self.note(product)
+
+    def name_copies(self, products: list[Product]) -> None:
+        """No lock reaches another machine: a run of the same delivery there may have
+        posted the same products at the same moment. The store's list, read once
+        more after this run's POSTs, names every copy that landed since ours went
+        out (an older product of that name, posted with --force, is no copy)."""
+        posted = [p for p in products if p.this_run]
+        if not posted or self.store.stopped:
+            return
+        try:
+            self.list_store()
+        except StoreError as error:
+            log.warning("could not look for copies posted elsewhere at the same time: %s", error)
+            return
+        for product in posted:
+            found = [
+                f
+                for f in self.fruits
+                if f.get("name") == product.name and f["id"] > product.since_id
+            ]
+            if len(found) > 1:  # posted since this run's POST went out: not an older one
+                ids = ", ".join(str(f["id"]) for f in found)
+                product.reason = (
+                    f"the store holds {len(found)} products named {product.name!r} (ids {ids}):"
+                    " another run posted it at the same moment (the same delivery imported"
+                    " elsewhere?); remove the copy in the store"
+                )
+                log.warning("%s", product.problem())
+
+
+def report(products: list[Product]) -> None:
+    """A line per product that failed or differs from the store's copy; those not
+    sent because the store stopped, in one."""
+    unsent = [p for p in products if p.reason.startswith("not sent: ")]
+    for product in products:
+        if product.store_values:
+            log.warning("%s", product.problem())
+        if product.outcome in ("failed", "uncertain") and not product.reason.startswith(
+            "not sent: "
+        ):
+            log.error("%s", product.problem())
+    if unsent:
+        log.error("%d products %s", len(unsent), unsent[0].reason)
+
+
+# -- the record ----------------------------------------------------------------
+
+
+def check_writable(record: Path) -> None:
+    """OSError unless a record can be written there (a temporary file is tried)."""
+    if record.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "a folder, not a file", str(record))
+    fd, temporary = tempfile.mkstemp(dir=record.parent, prefix=f".{record.name}.", suffix=".tmp")
+    os.close(fd)
+    os.unlink(temporary)
+
+
+def write_json_atomically(path: Path, document: object) -> None:
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            json.dump(document, stream, indent=2, ensure_ascii=False)
+            stream.write("\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def record_document(
+    args: argparse.Namespace, store: str, started: str, products: list[Product], complete: bool
+) -> dict:
+    return {
+        "version": RECORD_VERSION,
+        "store": store,
+        "delivery": args.descriptions.resolve().parent.name,
+        "descriptions": str(args.descriptions),
+        "images": str(args.images),
+        "started": started,
+        "finished": now(),
+        "complete": complete,
+        "summary": summary(products),
+        "products": [p.record() for p in sorted(products, key=lambda p: p.file)],
+    }
+
+
+# -- the run ------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    if not description_files(args.descriptions):
+        log.error("%s: no descriptions (*.txt); nothing done, no record written", args.descriptions)
+        return EXIT_USAGE
+    if args.check or args.dry_run:
+        return check(args)
+    try:
+        held = hold_delivery_lock(args.descriptions.parent, args.wait)
+    except DeliveryBusy as error:
+        log.error("%s", error)
+        return EXIT_USAGE
+    with held:
+        return import_delivery(args)
+
+
+def check(args: argparse.Namespace) -> int:
+    products = read_products(args.descriptions, args.images)
+    for product in products:
+        if product.outcome == "failed":
+            log.error("%s", product.problem())
+        elif args.dry_run:
+            url = canonical_url(args.url)
+            with contextlib.suppress(RefusedFile):
+                jpeg = Path(product.file).stem + ".jpeg"
+                content = read_delivery_file(args.images / jpeg, args.images, IMAGE_LIMIT)
+                product.image_name = catalog_name(jpeg, content)
+            print(f"POST {url}fruits/ {json.dumps(product.payload(), ensure_ascii=False)}")
+    if args.check:
+        bad = sum(p.outcome == "failed" for p in products)
+        log.info("checked %d descriptions: %d with problems", len(products), bad)
+    return EXIT_FAILED if any(p.outcome == "failed" for p in products) else EXIT_OK
+
+
+def import_delivery(args: argparse.Namespace) -> int:
+    try:
+        check_writable(args.record)
+        journal = open_journal(args.journal)
+    except OSError as error:
+        log.error("cannot write the record %s: %s; nothing sent", error.filename, error.strerror)
+        return EXIT_USAGE
+    try:
+        return import_with_journal(args, journal)
+    finally:
+        os.close(journal)
+
+
+def import_all(importer: Importer, products: list[Product], args: argparse.Namespace) -> None:
+    """Every product through importer.handle, in parallel. Stopped (Ctrl-C, SIGTERM),
+    no new product starts and those under way finish (each within its deadline),
+    so the journal and the record tell the truth."""
+    progress = Progress(len(products), "imported", enabled=not args.quiet)
+    pool = ThreadPoolExecutor(max_workers=args.jobs)
+    try:
+        for _ in pool.map(importer.handle, products):
+            progress.advance()
+    except KeyboardInterrupt:
+        importer.stopping = True
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        progress.close()
+
+
+def finish(importer: Importer, products: list[Product], started: str, stop: str = "") -> str:
+    """The journal's last line and the record, written whole (a stop signal waits
+    for them); the summary. Stopped, the products not sent say so."""
+    with signals_held():
+        return write_record(importer, products, started, stop)
+
+
+def write_record(importer: Importer, products: list[Product], started: str, stop: str) -> str:
+    args, store = importer.args, importer.store
+    for product in products:
+        if stop and not product.outcome:
+            product.outcome = "failed"
+            product.reason = "not sent: the run was interrupted; run again"
+    if not stop:
+        report(products)
+    text = stop + summary(products)
+    entry = {"event": "finished", "run": importer.run_id, "time": now(), "summary": text}
+    append_line(importer.journal, entry)
+    document = record_document(args, store.url, started, products, not (store.stopped or stop))
+    write_json_atomically(args.record, document | {"summary": text})
+    return text
+
+
+def import_with_journal(args: argparse.Namespace, journal: int) -> int:
+    started, run_id = now(), uuid.uuid4().hex
+    store = Store(args.url, args.token, args.timeout, args.retries, args.jobs)
+    importer = Importer(store, journal, run_id, args)
+    importer.evidence = gather_evidence(args.journal, args.record, store.url)
+    await_stopped_requests(importer.evidence.in_flight, args.grace)
+    try:
+        importer.list_store()
+    except StoreError as error:
+        log.error("cannot use the store at %s: %s (set --url or CATALOG_URL)", store.url, error)
+        return EXIT_USAGE
+    append_line(
+        journal,
+        {"event": "run", "run": run_id, "time": started, "store": store.url, "script": "run.py"},
+    )
+    products = read_products(args.descriptions, args.images)
+    try:
+        import_all(importer, products, args)
+        importer.settle(products)
+        importer.name_copies(products)
+    except KeyboardInterrupt:
+        finish(importer, products, started, "interrupted: ")
+        raise
+    text = finish(importer, products, started)
+    log.info("%s", text)
+    if store.stopped:
+        log.error("stopped: %s; the record says what was done; run again", store.stopped)
+        return EXIT_USAGE
+    unsettled = any(p.outcome in ("failed", "uncertain") or p.store_values for p in products)
+    return EXIT_FAILED if unsettled else EXIT_OK
+
+
+# -- the command line -----------------------------------------------------------
+
+
 # --- begin shared block: cli (from blocks/cli.py; make blocks) ---
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 UNSET = object()  # the default of an option not given on the command line
@@ -329,21 +982,6 @@ def build_parser(
 
 
 WORKING_ON = threading.local()  # the file this thread works on, named in its warnings
-
-
-class WorkingOn:
-    """`with WorkingOn(path):` names path in the warnings this thread raises meanwhile
-    (Pillow's 'Corrupt EXIF data' then says which image). Thread-local: images convert
-    in threads, and warnings.catch_warnings would change every thread's filters."""
-
-    def __init__(self, about: object) -> None:
-        self.about = str(about)
-
-    def __enter__(self) -> None:
-        self.outer, WORKING_ON.about = getattr(WORKING_ON, "about", ""), self.about
-
-    def __exit__(self, *exc_info: object) -> None:
-        WORKING_ON.about = self.outer
 
 
 class WarningsToLog:
@@ -1356,659 +1994,6 @@ def store_main(
 
 
 # --- end shared block: http ---
-
-
-@dataclass
-class Product:
-    """One description file and what became of it (the record's fields), plus
-    what this run needs to settle a POST whose answer was lost."""
-
-    file: str
-    name: str = ""
-    weight: int | None = None
-    description: str = ""
-    image_name: str = ""
-    image_path: str | None = None
-    id: int | None = None
-    outcome: str = "failed"
-    reason: str = ""
-    store_values: dict = field(default_factory=dict)
-    this_run: bool = False  # imported by this run's POST (not found from an earlier one)
-    since_id: int = 0  # the highest store id before its last POST
-    sent: float = 0.0  # when its last POST went out (monotonic)
-
-    def record(self) -> dict:
-        return {key: getattr(self, key) for key in RECORD_FIELDS}
-
-    def payload(self) -> dict:
-        """The product as the store takes it: a description it refuses blank but
-        takes left out (it keeps "" then), so an empty one is left out."""
-        sent = {"name": self.name, "weight": self.weight, "description": self.description}
-        if not self.description:
-            del sent["description"]
-        return sent | {"image_name": self.image_name}
-
-    def problem(self) -> str:
-        """'Durian (016.txt): no weight line after the name': named when it can be."""
-        if not self.name:
-            return self.reason
-        return f"{self.name} ({self.file}): {self.reason.removeprefix(self.file).lstrip(': ')}"
-
-
-class InvalidDescription(Exception):
-    """A description file that cannot become a product; the message says why."""
-
-
-# -- descriptions -------------------------------------------------------------
-
-
-def decode(raw: bytes) -> tuple[str, bool]:
-    """(text, was_utf8): UTF-8 with or without BOM, UTF-16 with its BOM (Windows
-    Notepad's "Unicode"), else cp1252."""
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        with contextlib.suppress(UnicodeDecodeError):
-            return raw.decode("utf-16"), True
-    try:
-        return raw.decode("utf-8-sig"), True
-    except UnicodeDecodeError:
-        return raw.decode("cp1252", errors="replace"), False
-
-
-def parse_weight(text: str) -> int | None:
-    """'500 lbs', '500lbs', '500 LBS', '500' -> 500 (Unicode digits as the store's
-    int() reads them); anything else, or more than the store keeps, None."""
-    match = WEIGHT.fullmatch(text.strip())
-    if not match or len(match.group(1)) > len(str(WEIGHT_MAX)):
-        return None  # also keeps int() off a 5000-digit line (Python refuses those)
-    weight = int(match.group(1))
-    return weight if weight <= WEIGHT_MAX else None
-
-
-def parse_description(product: Product, text: str) -> None:
-    """Fill product from a description's text; InvalidDescription when it cannot
-    be one (product.name is set first, so a failure is named)."""
-    if "\0" in text:
-        raise InvalidDescription(f"{product.file}: has NUL characters; not a text file")
-    lines = [line.strip() for line in text.splitlines()]
-    numbered = [(number, line) for number, line in enumerate(lines, 1) if line]
-    if not numbered:
-        raise InvalidDescription(f"{product.file}: empty file, expected name, weight, description")
-    (_, product.name), rest = numbered[0], numbered[1:]
-    if not rest:
-        raise InvalidDescription(f"{product.file}: no weight line after the name")
-    weight_line, weight_text = rest[0]
-    product.weight = parse_weight(weight_text)
-    if product.weight is None:
-        raise InvalidDescription(
-            f"{product.file} line {weight_line}: weight {weight_text[:40]!r} is not whole pounds"
-            " (like '500 lbs')"
-            + (f", at most {WEIGHT_MAX}" if WEIGHT.fullmatch(weight_text) else "")
-        )
-    product.description = "\n".join(lines[weight_line:]).strip()
-    for key, limit in MAX_LENGTHS.items():
-        if len(getattr(product, key)) > limit:
-            raise InvalidDescription(
-                f"{product.file}: {key} is {len(getattr(product, key))} characters;"
-                f" the store accepts at most {limit}"
-            )
-
-
-def description_files(folder: Path) -> list[Path]:
-    """`.txt` files in any case (`D25.TXT`); hidden and macOS `._*` files never."""
-    return sorted(
-        p for p in folder.iterdir() if p.suffix.lower() == ".txt" and not p.name.startswith(".")
-    )
-
-
-def read_products(folder: Path, images: Path) -> list[Product]:
-    """A product per description file; a bad one is already failed, with a reason."""
-    products = []
-    for path in description_files(folder):
-        product = Product(path.name, image_name=store_name(path.stem + ".jpeg"))
-        jpeg = images / (path.stem + ".jpeg")
-        product.image_path = str(jpeg) if jpeg.is_file() else None
-        try:
-            text, utf8 = decode(read_delivery_file(path, folder, DESCRIPTION_LIMIT))
-            if not utf8:
-                log.warning("%s: not UTF-8; read as Windows-1252 (cp1252)", path.name)
-            parse_description(product, text)
-            product.outcome = ""
-        except (InvalidDescription, RefusedFile) as error:
-            product.reason = str(error)
-        products.append(product)
-    refuse_same_names(products)
-    return products
-
-
-def refuse_same_names(products: list[Product]) -> None:
-    """The store tells products apart by name: a second file with a name already
-    seen in this delivery would be a second copy (or look like one), so it fails."""
-    first: dict[str, str] = {}
-    for product in products:
-        if product.outcome == "failed":
-            continue
-        if product.name in first:
-            product.outcome = "failed"
-            product.reason = (
-                f"{product.file}: the same product name as {first[product.name]};"
-                " the store tells products apart by name: rename one"
-            )
-        first.setdefault(product.name, product.file)
-
-
-def summary(products: list[Product]) -> str:
-    """What this run did: 'imported 0, already imported 10 (earlier runs), ...'."""
-    count = {kind: sum(p.outcome == kind for p in products) for kind in OUTCOMES}
-    now = sum(p.outcome == "imported" and p.this_run for p in products)
-    text = f"imported {now}"
-    if count["imported"] > now:
-        text += f", already imported {count['imported'] - now} (earlier runs)"
-    text += f", already in store {count['already in store']}"
-    differing = sum(bool(p.store_values) for p in products)
-    if differing:
-        text += f" ({differing} differing from the store)"
-    if count["uncertain"]:
-        text += f", uncertain {count['uncertain']}"
-    return text + f", failed {count['failed']}"
-
-
-def differing(product: Product) -> str:
-    """'weight: the store has 174 lbs, the file 999 lbs; description': what the
-    store keeps that is not the file's."""
-    said = []
-    for key in ("weight", "description", "image_name"):
-        if key in product.store_values:
-            if key == "weight":
-                kept = product.store_values[key]
-                said.append(f"weight: the store has {kept} lbs, the file {product.weight} lbs")
-            else:
-                said.append("picture" if key == "image_name" else key)
-    return "; ".join(said)
-
-
-# -- what this delivery created before ---------------------------------------
-
-
-def identity(entry: dict) -> tuple | None:
-    """A product's every field the store keeps (None when one is wrongly typed)."""
-    key = tuple(entry.get(k) for k in ("name", "weight", "description", "image_name"))
-    return (
-        key if all(type(v) is t for v, t in zip(key, (str, int, str, str), strict=True)) else None
-    )
-
-
-@dataclass
-class Evidence:
-    """What earlier runs of this delivery sent and created, from the journal (and
-    an older record): the store decides, this says whose. Runs that named the
-    store by another URL (127.0.0.1 for localhost) count only for a product equal
-    in every field to the one they sent."""
-
-    ids: set[int] = field(default_factory=set)  # products this delivery created
-    sent: dict[str, int] = field(default_factory=dict)  # name -> store's max id before
-    other_ids: set[tuple] = field(default_factory=set)  # (id, identity) under another URL
-    other_sent: dict[tuple, int] = field(default_factory=dict)  # identity -> max id before
-    in_flight: float = 0.0  # when the last POST a stopped run left without answer went out
-
-    def ours(self, fruit: dict) -> bool:
-        since = self.sent.get(fruit.get("name"))
-        if fruit["id"] in self.ids or (since is not None and fruit["id"] > since):
-            return True
-        key = identity(fruit)
-        since = self.other_sent.get(key) if key else None
-        return (fruit["id"], key) in self.other_ids or (since is not None and fruit["id"] > since)
-
-    def add(self, entry: dict, same_store: bool) -> bool:
-        """Takes an imported or sending line; False when its fields are wrongly typed."""
-        name, id_, since, key = entry.get("name"), entry.get("id"), entry.get("since_id"), None
-        if not same_store:
-            key = identity(entry)
-            if key is None:
-                return False
-        if entry.get("outcome") == "imported" and type(id_) is int:
-            if same_store:
-                self.ids.add(id_)
-            else:
-                self.other_ids.add((id_, key))
-        elif entry.get("outcome") == "sending" and type(since) is int and type(name) is str:
-            sent: dict = self.sent if same_store else self.other_sent
-            index = name if same_store else key
-            sent[index] = min(since, sent.get(index, since))
-        else:
-            return False
-        return True
-
-
-def gather_evidence(journal: Path, record: Path, store: str) -> Evidence:
-    evidence = Evidence()
-    entries = read_journal(journal)
-    stores = {e.get("run"): e.get("store") for e in entries if e.get("event") == "run"}
-    for entry in entries:
-        if entry.get("event") != "product" or entry.get("run") not in stores:
-            continue
-        if entry.get("outcome") not in ("imported", "sending"):
-            continue
-        if not evidence.add(entry, stores[entry.get("run")] == store):
-            log.warning("%s: a product line with a wrongly typed field; ignored", journal)
-    for entry, same_store in earlier_record(record, store):
-        evidence.add(entry, same_store)
-    last = {(e.get("run"), e.get("file")): e for e in entries if e.get("event") == "product"}
-    sending = [journal_time(e) for e in last.values() if e.get("outcome") == "sending"]
-    evidence.in_flight = max(sending, default=0.0)
-    return evidence
-
-
-def earlier_record(path: Path, store: str) -> list[tuple[dict, bool]]:
-    """The imported products of an earlier record (version 1 or 2), each with
-    whether it names this store. It is read like a delivery file: a link out,
-    FIFO or /dev/zero is not read."""
-    try:
-        document = json.loads(read_delivery_file(path, path.parent, RECORD_LIMIT))
-        same_store = canonical_url(document["store"]) == store
-        return [
-            (p, same_store)
-            for p in document["products"]
-            if p.get("outcome") == "imported" and type(p.get("id")) is int
-        ]
-    except RefusedFile as error:
-        if path.exists() or path.is_symlink():
-            log.warning("%s; ignored", error)
-        return []
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return []
-
-
-# -- the store ----------------------------------------------------------------
-
-
-class Importer:
-    """Decides and posts each product, journaling every outcome as it happens."""
-
-    def __init__(self, store: Store, journal: int, run_id: str, args: argparse.Namespace):
-        self.store, self.journal, self.run_id, self.args = store, journal, run_id, args
-        self.fruits: list[dict] = []
-        self.evidence = Evidence()
-        self.lock = threading.Lock()
-        self.stopping = False
-
-    def note(self, product: Product, outcome: str = "") -> None:
-        entry = {"event": "product", "run": self.run_id, "time": now(), **product.record()}
-        if outcome:
-            entry |= {"outcome": outcome, "since_id": product.since_id}
-        with self.lock:
-            append_line(self.journal, entry)
-
-    def list_store(self) -> None:
-        """The store's products (those with a whole-number id: nothing else is one)."""
-        self.fruits = [f for f in self.store.fruits() if type(f.get("id")) is int]
-
-    def max_id(self) -> int:
-        return max((f["id"] for f in self.fruits), default=0)
-
-    def in_store(self, product: Product) -> list[dict]:
-        """The store's products with this name, this delivery's first."""
-        same = [f for f in self.fruits if f.get("name") == product.name]
-        return sorted(same, key=lambda f: (not self.evidence.ours(f), f["id"]))
-
-    def handle(self, product: Product) -> None:
-        if self.stopping:
-            return
-        if product.outcome != "failed":
-            try:
-                self.decide(product)
-            except (StoreError, RefusedFile) as error:
-                product.outcome, product.reason = "failed", str(error)
-                if isinstance(error, StoreDown):
-                    product.reason = f"not sent: {error}"
-        if product.outcome != "uncertain" or not product.sent:
-            self.note(product)
-
-    def decide(self, product: Product) -> None:
-        found = self.in_store(product)
-        ours = [f for f in found if self.evidence.ours(f)]
-        if ours:
-            self.take(product, ours, "imported")
-        elif found and not self.args.force:
-            self.take(product, found, "already in store")
-        else:
-            product.image_name = self.served_name(product, self.local_jpeg(product))
-            self.post(product)
-
-    def served_name(self, product: Product, content: bytes) -> str:
-        """The name the store serves this picture under: its catalog_name (as the
-        uploader names it), or the lab's plain name for a picture an earlier version
-        uploaded. Only a name serving exactly these bytes is ever posted."""
-        jpeg = Path(product.file).stem + ".jpeg"
-        name, held = self.store.image_name(jpeg, content)
-        if held:
-            return name
-        plain = store_name(jpeg)
-        if self.store.holds(plain, content):
-            return plain
-        raise StoreError(
-            f"image not in the store: run supplier_image_upload.py ({jpeg}, looked for as {name})"
-        )
-
-    def take(self, product: Product, found: list[dict], outcome: str) -> None:
-        """A product the store has: record the store's id, and its values that differ."""
-        fruit = found[0]
-        product.outcome, product.id = outcome, fruit.get("id")
-        if fruit.get("weight") != product.weight:
-            product.store_values["weight"] = fruit.get("weight")
-        if fruit.get("description") != product.description:
-            product.store_values["description"] = fruit.get("description")
-        self.compare_image(product, str(fruit.get("image_name", "")))
-        if product.store_values:
-            # Not "imported", even when this delivery posted it: the store keeps the
-            # earlier values, and the record must not say it holds the file's.
-            product.outcome = "already in store"
-            product.reason = (
-                f"the store's copy differs ({differing(product)})"
-                " and the store cannot change a product; run.py --force posts it as a new product"
-            )
-        if len(found) > 1:
-            ids = ", ".join(str(f.get("id")) for f in found)
-            product.reason = (
-                f"the store holds {len(found)} products named {product.name!r} (ids {ids}):"
-                " a request that landed late left a copy; remove it in the store. " + product.reason
-            ).strip()
-            if not product.store_values:  # report() names it with what differs
-                log.warning("%s", product.problem())
-
-    def compare_image(self, product: Product, stored: str) -> None:
-        try:
-            content = self.local_jpeg(product)
-            same = self.store.holds(stored, content) if stored else False
-        except RefusedFile:
-            same = True  # no local picture to compare with: say nothing about it
-        if same:
-            product.image_name = stored
-        else:
-            product.store_values["image_name"] = stored
-
-    def local_jpeg(self, product: Product) -> bytes:
-        images = self.args.images
-        path = images / (Path(product.file).stem + ".jpeg")
-        if not path.exists():
-            raise RefusedFile(f"no catalog image {path.name} in {images}: run changeImage.py")
-        content = read_delivery_file(path, images, IMAGE_LIMIT)
-        problem = catalog_jpeg_problem(content, path)
-        if problem:
-            raise RefusedFile(f"{path.name}: {problem}; not posted: convert it again and upload it")
-        return content
-
-    def post(self, product: Product) -> None:
-        with self.lock:
-            product.since_id = self.max_id()
-        self.note(product, "sending")
-        product.sent = time.monotonic()
-        try:
-            answer = self.store.post("fruits/", json=product.payload())
-        except Unanswered as error:
-            if not error.maybe_sent:
-                raise
-            product.outcome = "uncertain"
-            product.reason = f"sent, but no answer came ({error}); the next run looks for it"
-            return
-        if answer.status_code != 201:
-            raise StoreError(rejection(answer))
-        try:
-            product.id = int(answer.json()["id"])
-        except (ValueError, KeyError, TypeError):
-            product.id = None
-        product.outcome, product.reason, product.this_run = "imported", "", True
-
-    def settle(self, products: list[Product]) -> None:
-        """POSTs whose answer was lost: GRACE seconds after the last was sent,
-        re-read the store; one not there is sent once more, then looked for again."""
-        for last in (False, True):
-            pending = [p for p in products if p.outcome == "uncertain" and p.sent]
-            if not pending or self.store.stopped:
-                break
-            wait = self.args.grace - (time.monotonic() - max(p.sent for p in pending))
-            log.info("%d products lost their answer; looking in %.0f s", len(pending), max(wait, 0))
-            time.sleep(max(0.0, wait))
-            try:
-                self.list_store()
-            except StoreError as error:
-                for product in pending:
-                    product.reason = f"sent, but the store could not be asked again ({error})"
-                break
-            for product in pending:
-                self.look_again(product, last)
-        for product in products:
-            if product.outcome == "uncertain" and product.sent:
-                self.note(product)
-
-    def look_again(self, product: Product, last: bool) -> None:
-        landed = [
-            f for f in self.fruits if f.get("name") == product.name and f["id"] > product.since_id
-        ]
-        if landed:
-            self.evidence.ids.add(landed[0]["id"])
-            self.take(product, landed, "imported")
-            product.this_run, product.sent = True, 0.0
-            self.note(product)
-        elif not last:
-            try:
-                self.post(product)
-            except StoreError as error:
-                product.reason = f"sent, but no answer came; then: {error}"
-            if product.outcome == "imported":
-                product.sent = 0.0
-                self.note(product)
-
-    def name_copies(self, products: list[Product]) -> None:
-        """No lock reaches another machine: a run of the same delivery there may have
-        posted the same products at the same moment. The store's list, read once
-        more after this run's POSTs, names every copy that landed since ours went
-        out (an older product of that name, posted with --force, is no copy)."""
-        posted = [p for p in products if p.this_run]
-        if not posted or self.store.stopped:
-            return
-        try:
-            self.list_store()
-        except StoreError as error:
-            log.warning("could not look for copies posted elsewhere at the same time: %s", error)
-            return
-        for product in posted:
-            found = [
-                f
-                for f in self.fruits
-                if f.get("name") == product.name and f["id"] > product.since_id
-            ]
-            if len(found) > 1:  # posted since this run's POST went out: not an older one
-                ids = ", ".join(str(f["id"]) for f in found)
-                product.reason = (
-                    f"the store holds {len(found)} products named {product.name!r} (ids {ids}):"
-                    " another run posted it at the same moment (the same delivery imported"
-                    " elsewhere?); remove the copy in the store"
-                )
-                log.warning("%s", product.problem())
-
-
-def report(products: list[Product]) -> None:
-    """A line per product that failed or differs from the store's copy; those not
-    sent because the store stopped, in one."""
-    unsent = [p for p in products if p.reason.startswith("not sent: ")]
-    for product in products:
-        if product.store_values:
-            log.warning("%s", product.problem())
-        if product.outcome in ("failed", "uncertain") and not product.reason.startswith(
-            "not sent: "
-        ):
-            log.error("%s", product.problem())
-    if unsent:
-        log.error("%d products %s", len(unsent), unsent[0].reason)
-
-
-# -- the record ----------------------------------------------------------------
-
-
-def check_writable(record: Path) -> None:
-    """OSError unless a record can be written there (a temporary file is tried)."""
-    if record.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "a folder, not a file", str(record))
-    fd, temporary = tempfile.mkstemp(dir=record.parent, prefix=f".{record.name}.", suffix=".tmp")
-    os.close(fd)
-    os.unlink(temporary)
-
-
-def write_json_atomically(path: Path, document: object) -> None:
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=2, ensure_ascii=False)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def record_document(
-    args: argparse.Namespace, store: str, started: str, products: list[Product], complete: bool
-) -> dict:
-    return {
-        "version": RECORD_VERSION,
-        "store": store,
-        "delivery": args.descriptions.resolve().parent.name,
-        "descriptions": str(args.descriptions),
-        "images": str(args.images),
-        "started": started,
-        "finished": now(),
-        "complete": complete,
-        "summary": summary(products),
-        "products": [p.record() for p in sorted(products, key=lambda p: p.file)],
-    }
-
-
-# -- the run ------------------------------------------------------------------
-
-
-def run(args: argparse.Namespace) -> int:
-    if not description_files(args.descriptions):
-        log.error("%s: no descriptions (*.txt); nothing done, no record written", args.descriptions)
-        return EXIT_USAGE
-    if args.check or args.dry_run:
-        return check(args)
-    try:
-        held = hold_delivery_lock(args.descriptions.parent, args.wait)
-    except DeliveryBusy as error:
-        log.error("%s", error)
-        return EXIT_USAGE
-    with held:
-        return import_delivery(args)
-
-
-def check(args: argparse.Namespace) -> int:
-    products = read_products(args.descriptions, args.images)
-    for product in products:
-        if product.outcome == "failed":
-            log.error("%s", product.problem())
-        elif args.dry_run:
-            url = canonical_url(args.url)
-            with contextlib.suppress(RefusedFile):
-                jpeg = Path(product.file).stem + ".jpeg"
-                content = read_delivery_file(args.images / jpeg, args.images, IMAGE_LIMIT)
-                product.image_name = catalog_name(jpeg, content)
-            print(f"POST {url}fruits/ {json.dumps(product.payload(), ensure_ascii=False)}")
-    if args.check:
-        bad = sum(p.outcome == "failed" for p in products)
-        log.info("checked %d descriptions: %d with problems", len(products), bad)
-    return EXIT_FAILED if any(p.outcome == "failed" for p in products) else EXIT_OK
-
-
-def import_delivery(args: argparse.Namespace) -> int:
-    try:
-        check_writable(args.record)
-        journal = open_journal(args.journal)
-    except OSError as error:
-        log.error("cannot write the record %s: %s; nothing sent", error.filename, error.strerror)
-        return EXIT_USAGE
-    try:
-        return import_with_journal(args, journal)
-    finally:
-        os.close(journal)
-
-
-def import_all(importer: Importer, products: list[Product], args: argparse.Namespace) -> None:
-    """Every product through importer.handle, in parallel. Stopped (Ctrl-C, SIGTERM),
-    no new product starts and those under way finish (each within its deadline),
-    so the journal and the record tell the truth."""
-    progress = Progress(len(products), "imported", enabled=not args.quiet)
-    pool = ThreadPoolExecutor(max_workers=args.jobs)
-    try:
-        for _ in pool.map(importer.handle, products):
-            progress.advance()
-    except KeyboardInterrupt:
-        importer.stopping = True
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    finally:
-        pool.shutdown(wait=True)
-        progress.close()
-
-
-def finish(importer: Importer, products: list[Product], started: str, stop: str = "") -> str:
-    """The journal's last line and the record, written whole (a stop signal waits
-    for them); the summary. Stopped, the products not sent say so."""
-    with signals_held():
-        return write_record(importer, products, started, stop)
-
-
-def write_record(importer: Importer, products: list[Product], started: str, stop: str) -> str:
-    args, store = importer.args, importer.store
-    for product in products:
-        if stop and not product.outcome:
-            product.outcome = "failed"
-            product.reason = "not sent: the run was interrupted; run again"
-    if not stop:
-        report(products)
-    text = stop + summary(products)
-    entry = {"event": "finished", "run": importer.run_id, "time": now(), "summary": text}
-    append_line(importer.journal, entry)
-    document = record_document(args, store.url, started, products, not (store.stopped or stop))
-    write_json_atomically(args.record, document | {"summary": text})
-    return text
-
-
-def import_with_journal(args: argparse.Namespace, journal: int) -> int:
-    started, run_id = now(), uuid.uuid4().hex
-    store = Store(args.url, args.token, args.timeout, args.retries, args.jobs)
-    importer = Importer(store, journal, run_id, args)
-    importer.evidence = gather_evidence(args.journal, args.record, store.url)
-    await_stopped_requests(importer.evidence.in_flight, args.grace)
-    try:
-        importer.list_store()
-    except StoreError as error:
-        log.error("cannot use the store at %s: %s (set --url or CATALOG_URL)", store.url, error)
-        return EXIT_USAGE
-    append_line(
-        journal,
-        {"event": "run", "run": run_id, "time": started, "store": store.url, "script": "run.py"},
-    )
-    products = read_products(args.descriptions, args.images)
-    try:
-        import_all(importer, products, args)
-        importer.settle(products)
-        importer.name_copies(products)
-    except KeyboardInterrupt:
-        finish(importer, products, started, "interrupted: ")
-        raise
-    text = finish(importer, products, started)
-    log.info("%s", text)
-    if store.stopped:
-        log.error("stopped: %s; the record says what was done; run again", store.stopped)
-        return EXIT_USAGE
-    unsettled = any(p.outcome in ("failed", "uncertain") or p.store_values for p in products)
-    return EXIT_FAILED if unsettled else EXIT_OK
-
-
-# -- the command line -----------------------------------------------------------
 
 
 OPTIONS = [

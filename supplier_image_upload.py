@@ -125,7 +125,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +148,250 @@ CATALOG_SUFFIX = ".jpeg"  # what changeImage.py writes; supplier originals are .
 OUTCOMES = ("uploaded", "already in store", "uncertain", "failed")
 
 log = logging.getLogger("supplier_image_upload")
+
+
+@dataclass
+class Image:
+    """One catalog JPEG and what became of it."""
+
+    path: Path
+    content: bytes = b""
+    name: str = ""  # the name the store keeps
+    outcome: str = "failed"
+    reason: str = ""
+    sent: float = 0.0  # when its last POST went out (monotonic)
+
+
+def catalog_jpegs(folder: Path) -> list[Path]:
+    """`<stem>.jpeg` files, not hidden (changeImage.py's temporaries, macOS `._*`)."""
+    return sorted(
+        p for p in folder.iterdir() if p.suffix == CATALOG_SUFFIX and not p.name.startswith(".")
+    )
+
+
+def same_store_name(images: list[Image]) -> list[list[Image]]:
+    """Images grouped by the stem the store would keep: `a b.jpeg` and `a_b.jpeg`
+    holding the same bytes get one name, so they go one after the other (the
+    second finds the first's upload), never racing to leave a copy."""
+    groups: dict[str, list[Image]] = {}
+    for image in images:
+        groups.setdefault(store_name(image.path.name), []).append(image)
+    return list(groups.values())
+
+
+def interrupted(entries: list[dict]) -> dict[str, float]:
+    """Files whose last journal line (for any spelling of the store) is `sending`:
+    a run stopped during their upload, at that time. The store is asked about
+    every image anyway, once these had the grace period to land."""
+    last = {e["file"]: e for e in entries if type(e.get("file")) is str}
+    return {f: journal_time(e) for f, e in last.items() if e.get("state") == "sending"}
+
+
+def report(images: list[Image]) -> None:
+    """A line per image that failed; those not sent because the store stopped, in one."""
+    unsent = [i for i in images if i.reason.startswith("not sent: ")]
+    for image in images:
+        if image.outcome in ("failed", "uncertain") and not image.reason.startswith("not sent: "):
+            log.error("%s: %s", image.path.name, image.reason)
+    if unsent:
+        log.error("%d images %s", len(unsent), unsent[0].reason)
+
+
+def summary(images: list[Image]) -> str:
+    count = {kind: sum(i.outcome == kind for i in images) for kind in OUTCOMES}
+    text = f"uploaded {count['uploaded']}, already in store {count['already in store']}"
+    if count["uncertain"]:
+        text += f", uncertain {count['uncertain']}"
+    return text + f", failed {count['failed']}"
+
+
+class Uploader:
+    """Puts images into the store, journaling each upload before and after."""
+
+    def __init__(self, store: Store, journal: int, root: Path, grace: float) -> None:
+        self.store, self.journal, self.root, self.grace = store, journal, root, grace
+
+    def note(self, image: Image, state: str) -> None:
+        append_line(
+            self.journal,
+            {
+                "file": image.path.name,
+                "name": image.name,
+                "sha256": hashlib.sha256(image.content).hexdigest(),
+                "size": len(image.content),
+                "state": state,
+                "store": self.store.url,
+                "time": now(),
+            },
+        )
+
+    def upload(self, image: Image) -> None:
+        try:
+            image.content = read_delivery_file(image.path, self.root, IMAGE_LIMIT)
+            if not image.content.startswith(JPEG_MAGIC):
+                raise RefusedFile(f"{image.path}: not a JPEG; not uploaded")
+            problem = catalog_jpeg_problem(image.content, image.path)
+            if problem:
+                raise RefusedFile(f"{problem}; not uploaded: convert it again (changeImage.py)")
+            image.name, held = self.store.image_name(image.path.name, image.content)
+            if held:
+                image.outcome = "already in store"
+            else:
+                self.send(image)
+        except (RefusedFile, StoreError) as error:
+            image.outcome, image.reason = "failed", str(error)
+            if isinstance(error, StoreDown):
+                image.reason = f"not sent: {error}"
+
+    def send(self, image: Image) -> None:
+        """POST it; a lost answer leaves it uncertain until settle() looks."""
+        self.note(image, "sending")
+        image.sent = time.monotonic()
+        files = {"file": (image.name, image.content, "image/jpeg")}
+        try:
+            answer = self.store.post("upload/", files=files)
+        except Unanswered as error:
+            if not error.maybe_sent:
+                raise
+            image.outcome = "uncertain"
+            image.reason = f"sent, but no answer came ({error}); the next run looks for it"
+            return
+        if answer.status_code != 201:
+            raise StoreError(rejection(answer))
+        image.outcome = "uploaded"
+        self.note(image, "uploaded")
+
+    def settle(self, images: list[Image]) -> None:
+        """Uploads whose answer was lost: GRACE seconds after the last was sent,
+        look in the store; one not there is sent once more, then looked for again."""
+        for last in (False, True):
+            pending = [i for i in images if i.outcome == "uncertain"]
+            if not pending or self.store.stopped:
+                return
+            wait = self.grace - (time.monotonic() - max(i.sent for i in pending))
+            log.info("%d uploads lost their answer; looking in %.0f s", len(pending), max(wait, 0))
+            time.sleep(max(0.0, wait))
+            for image in pending:
+                self.look_again(image, last)
+
+    def look_again(self, image: Image, last: bool) -> None:
+        try:
+            held = self.store.holds(image.name, image.content)
+            if held:
+                image.outcome, image.reason = "uploaded", ""
+                self.note(image, "uploaded")
+            elif held is False:
+                image.outcome = "failed"
+                image.reason = f"the store now holds other bytes as {image.name}; run again"
+            elif not last:
+                self.send(image)
+                if image.outcome == "uploaded":
+                    stem, dot, ext = image.name.rpartition(".")
+                    log.warning(
+                        "%s: sent again after its answer was lost; if the first lands late"
+                        " the store keeps the same bytes also as %s_XXXXXXX%s%s (a name it"
+                        " does not say), which no product shows",
+                        image.path.name,
+                        stem,
+                        dot,
+                        ext,
+                    )
+        except StoreError as error:
+            image.reason = f"sent, but the store could not be asked again ({error})"
+
+
+# -- the run ------------------------------------------------------------------
+
+
+def upload_all(args: argparse.Namespace, store: Store, journal: int) -> list[Image]:
+    images = [Image(path) for path in catalog_jpegs(args.images)]
+    uploader = Uploader(store, journal, args.images, args.grace)
+    progress = Progress(len(images), "uploaded", enabled=not args.quiet)
+
+    def upload_group(group: list[Image]) -> None:
+        for image in group:
+            uploader.upload(image)
+            if image.outcome != "uncertain":
+                image.content = b""  # settled: only uncertain ones are looked at again
+            progress.advance()
+
+    try:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            list(pool.map(upload_group, same_store_name(images)))
+    finally:
+        progress.close()  # a stop's line starts on a line of its own
+    uploader.settle(images)
+    return images
+
+
+def run(args: argparse.Namespace) -> int:
+    if not catalog_jpegs(args.images):
+        log.error(
+            "%s: no catalog JPEGs (<name>.jpeg, as changeImage.py writes them);"
+            " run changeImage.py first",
+            args.images,
+        )
+        return EXIT_USAGE
+    if args.dry_run:
+        return dry_run(args)
+    try:
+        held = hold_delivery_lock(args.images.parent, args.wait)
+    except DeliveryBusy as error:
+        log.error("%s", error)
+        return EXIT_USAGE
+    with held:
+        return upload_to_store(args)
+
+
+def dry_run(args: argparse.Namespace) -> int:
+    status = EXIT_OK
+    for path in catalog_jpegs(args.images):
+        try:
+            content = read_delivery_file(path, args.images, IMAGE_LIMIT)
+        except RefusedFile as error:
+            log.error("%s: %s", path.name, error)
+            status = EXIT_FAILED
+            continue
+        print(f"POST {canonical_url(args.url)}upload/ file={catalog_name(path.name, content)}")
+    return status
+
+
+def upload_to_store(args: argparse.Namespace) -> int:
+    try:
+        journal = open_journal(args.journal)
+    except OSError as error:
+        log.error("cannot write the journal %s: %s; nothing sent", args.journal, error.strerror)
+        return EXIT_USAGE
+    try:
+        return upload_with_journal(args, journal)
+    finally:
+        os.close(journal)
+
+
+def upload_with_journal(args: argparse.Namespace, journal: int) -> int:
+    store = Store(args.url, args.token, args.timeout, args.retries, args.jobs)
+    try:
+        store.fruits()
+    except StoreError as error:
+        log.error("cannot use the store at %s: %s (set --url or CATALOG_URL)", store.url, error)
+        return EXIT_USAGE
+    in_flight = interrupted(read_journal(args.journal))
+    if in_flight:
+        log.info(
+            "%d uploads were in flight when a run stopped; the store says which landed",
+            len(in_flight),
+        )
+        await_stopped_requests(max(in_flight.values()), args.grace)
+    images = upload_all(args, store, journal)
+    report(images)
+    log.info("%s", summary(images))
+    if store.stopped:
+        log.error("stopped: %s; run again when it answers", store.stopped)
+        return EXIT_USAGE
+    return EXIT_FAILED if any(i.outcome in ("failed", "uncertain") for i in images) else EXIT_OK
+
+
+# -- the command line -----------------------------------------------------------
 
 
 # --- begin shared block: cli (from blocks/cli.py; make blocks) ---
@@ -305,21 +549,6 @@ def build_parser(
 WORKING_ON = threading.local()  # the file this thread works on, named in its warnings
 
 
-class WorkingOn:
-    """`with WorkingOn(path):` names path in the warnings this thread raises meanwhile
-    (Pillow's 'Corrupt EXIF data' then says which image). Thread-local: images convert
-    in threads, and warnings.catch_warnings would change every thread's filters."""
-
-    def __init__(self, about: object) -> None:
-        self.about = str(about)
-
-    def __enter__(self) -> None:
-        self.outer, WORKING_ON.about = getattr(WORKING_ON, "about", ""), self.about
-
-    def __exit__(self, *exc_info: object) -> None:
-        WORKING_ON.about = self.outer
-
-
 class WarningsToLog:
     """Python's warnings as our own log lines, once per file and message, naming the
     file (WorkingOn) and never the library's path and source line: WARNING, or DEBUG
@@ -386,21 +615,6 @@ def raise_interrupted(signum: int, frame: object) -> None:
         HELD["pending"] = name
         return
     raise Interrupted(name)
-
-
-@contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """A stop signal arriving inside waits until the block is done (a record
-    being written), then interrupts as usual."""
-    HELD["depth"] += 1
-    try:
-        yield
-    finally:
-        HELD["depth"] -= 1
-        pending, HELD["pending"] = HELD["pending"], ""
-        if pending and not HELD["depth"]:
-            raise Interrupted(pending)
-        HELD["pending"] = pending
 
 
 def say_error(text: str) -> None:
@@ -567,7 +781,6 @@ class Progress:
 
 # --- end shared block: progress ---
 # --- begin shared block: delivery files (from blocks/delivery_files.py; make blocks) ---
-DESCRIPTION_LIMIT = 1 << 20  # 1 MiB: a description is a few lines
 IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
 
 
@@ -1330,250 +1543,6 @@ def store_main(
 
 
 # --- end shared block: http ---
-
-
-@dataclass
-class Image:
-    """One catalog JPEG and what became of it."""
-
-    path: Path
-    content: bytes = b""
-    name: str = ""  # the name the store keeps
-    outcome: str = "failed"
-    reason: str = ""
-    sent: float = 0.0  # when its last POST went out (monotonic)
-
-
-def catalog_jpegs(folder: Path) -> list[Path]:
-    """`<stem>.jpeg` files, not hidden (changeImage.py's temporaries, macOS `._*`)."""
-    return sorted(
-        p for p in folder.iterdir() if p.suffix == CATALOG_SUFFIX and not p.name.startswith(".")
-    )
-
-
-def same_store_name(images: list[Image]) -> list[list[Image]]:
-    """Images grouped by the stem the store would keep: `a b.jpeg` and `a_b.jpeg`
-    holding the same bytes get one name, so they go one after the other (the
-    second finds the first's upload), never racing to leave a copy."""
-    groups: dict[str, list[Image]] = {}
-    for image in images:
-        groups.setdefault(store_name(image.path.name), []).append(image)
-    return list(groups.values())
-
-
-def interrupted(entries: list[dict]) -> dict[str, float]:
-    """Files whose last journal line (for any spelling of the store) is `sending`:
-    a run stopped during their upload, at that time. The store is asked about
-    every image anyway, once these had the grace period to land."""
-    last = {e["file"]: e for e in entries if type(e.get("file")) is str}
-    return {f: journal_time(e) for f, e in last.items() if e.get("state") == "sending"}
-
-
-def report(images: list[Image]) -> None:
-    """A line per image that failed; those not sent because the store stopped, in one."""
-    unsent = [i for i in images if i.reason.startswith("not sent: ")]
-    for image in images:
-        if image.outcome in ("failed", "uncertain") and not image.reason.startswith("not sent: "):
-            log.error("%s: %s", image.path.name, image.reason)
-    if unsent:
-        log.error("%d images %s", len(unsent), unsent[0].reason)
-
-
-def summary(images: list[Image]) -> str:
-    count = {kind: sum(i.outcome == kind for i in images) for kind in OUTCOMES}
-    text = f"uploaded {count['uploaded']}, already in store {count['already in store']}"
-    if count["uncertain"]:
-        text += f", uncertain {count['uncertain']}"
-    return text + f", failed {count['failed']}"
-
-
-class Uploader:
-    """Puts images into the store, journaling each upload before and after."""
-
-    def __init__(self, store: Store, journal: int, root: Path, grace: float) -> None:
-        self.store, self.journal, self.root, self.grace = store, journal, root, grace
-
-    def note(self, image: Image, state: str) -> None:
-        append_line(
-            self.journal,
-            {
-                "file": image.path.name,
-                "name": image.name,
-                "sha256": hashlib.sha256(image.content).hexdigest(),
-                "size": len(image.content),
-                "state": state,
-                "store": self.store.url,
-                "time": now(),
-            },
-        )
-
-    def upload(self, image: Image) -> None:
-        try:
-            image.content = read_delivery_file(image.path, self.root, IMAGE_LIMIT)
-            if not image.content.startswith(JPEG_MAGIC):
-                raise RefusedFile(f"{image.path}: not a JPEG; not uploaded")
-            problem = catalog_jpeg_problem(image.content, image.path)
-            if problem:
-                raise RefusedFile(f"{problem}; not uploaded: convert it again (changeImage.py)")
-            image.name, held = self.store.image_name(image.path.name, image.content)
-            if held:
-                image.outcome = "already in store"
-            else:
-                self.send(image)
-        except (RefusedFile, StoreError) as error:
-            image.outcome, image.reason = "failed", str(error)
-            if isinstance(error, StoreDown):
-                image.reason = f"not sent: {error}"
-
-    def send(self, image: Image) -> None:
-        """POST it; a lost answer leaves it uncertain until settle() looks."""
-        self.note(image, "sending")
-        image.sent = time.monotonic()
-        files = {"file": (image.name, image.content, "image/jpeg")}
-        try:
-            answer = self.store.post("upload/", files=files)
-        except Unanswered as error:
-            if not error.maybe_sent:
-                raise
-            image.outcome = "uncertain"
-            image.reason = f"sent, but no answer came ({error}); the next run looks for it"
-            return
-        if answer.status_code != 201:
-            raise StoreError(rejection(answer))
-        image.outcome = "uploaded"
-        self.note(image, "uploaded")
-
-    def settle(self, images: list[Image]) -> None:
-        """Uploads whose answer was lost: GRACE seconds after the last was sent,
-        look in the store; one not there is sent once more, then looked for again."""
-        for last in (False, True):
-            pending = [i for i in images if i.outcome == "uncertain"]
-            if not pending or self.store.stopped:
-                return
-            wait = self.grace - (time.monotonic() - max(i.sent for i in pending))
-            log.info("%d uploads lost their answer; looking in %.0f s", len(pending), max(wait, 0))
-            time.sleep(max(0.0, wait))
-            for image in pending:
-                self.look_again(image, last)
-
-    def look_again(self, image: Image, last: bool) -> None:
-        try:
-            held = self.store.holds(image.name, image.content)
-            if held:
-                image.outcome, image.reason = "uploaded", ""
-                self.note(image, "uploaded")
-            elif held is False:
-                image.outcome = "failed"
-                image.reason = f"the store now holds other bytes as {image.name}; run again"
-            elif not last:
-                self.send(image)
-                if image.outcome == "uploaded":
-                    stem, dot, ext = image.name.rpartition(".")
-                    log.warning(
-                        "%s: sent again after its answer was lost; if the first lands late"
-                        " the store keeps the same bytes also as %s_XXXXXXX%s%s (a name it"
-                        " does not say), which no product shows",
-                        image.path.name,
-                        stem,
-                        dot,
-                        ext,
-                    )
-        except StoreError as error:
-            image.reason = f"sent, but the store could not be asked again ({error})"
-
-
-# -- the run ------------------------------------------------------------------
-
-
-def upload_all(args: argparse.Namespace, store: Store, journal: int) -> list[Image]:
-    images = [Image(path) for path in catalog_jpegs(args.images)]
-    uploader = Uploader(store, journal, args.images, args.grace)
-    progress = Progress(len(images), "uploaded", enabled=not args.quiet)
-
-    def upload_group(group: list[Image]) -> None:
-        for image in group:
-            uploader.upload(image)
-            if image.outcome != "uncertain":
-                image.content = b""  # settled: only uncertain ones are looked at again
-            progress.advance()
-
-    try:
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            list(pool.map(upload_group, same_store_name(images)))
-    finally:
-        progress.close()  # a stop's line starts on a line of its own
-    uploader.settle(images)
-    return images
-
-
-def run(args: argparse.Namespace) -> int:
-    if not catalog_jpegs(args.images):
-        log.error(
-            "%s: no catalog JPEGs (<name>.jpeg, as changeImage.py writes them);"
-            " run changeImage.py first",
-            args.images,
-        )
-        return EXIT_USAGE
-    if args.dry_run:
-        return dry_run(args)
-    try:
-        held = hold_delivery_lock(args.images.parent, args.wait)
-    except DeliveryBusy as error:
-        log.error("%s", error)
-        return EXIT_USAGE
-    with held:
-        return upload_to_store(args)
-
-
-def dry_run(args: argparse.Namespace) -> int:
-    status = EXIT_OK
-    for path in catalog_jpegs(args.images):
-        try:
-            content = read_delivery_file(path, args.images, IMAGE_LIMIT)
-        except RefusedFile as error:
-            log.error("%s: %s", path.name, error)
-            status = EXIT_FAILED
-            continue
-        print(f"POST {canonical_url(args.url)}upload/ file={catalog_name(path.name, content)}")
-    return status
-
-
-def upload_to_store(args: argparse.Namespace) -> int:
-    try:
-        journal = open_journal(args.journal)
-    except OSError as error:
-        log.error("cannot write the journal %s: %s; nothing sent", args.journal, error.strerror)
-        return EXIT_USAGE
-    try:
-        return upload_with_journal(args, journal)
-    finally:
-        os.close(journal)
-
-
-def upload_with_journal(args: argparse.Namespace, journal: int) -> int:
-    store = Store(args.url, args.token, args.timeout, args.retries, args.jobs)
-    try:
-        store.fruits()
-    except StoreError as error:
-        log.error("cannot use the store at %s: %s (set --url or CATALOG_URL)", store.url, error)
-        return EXIT_USAGE
-    in_flight = interrupted(read_journal(args.journal))
-    if in_flight:
-        log.info(
-            "%d uploads were in flight when a run stopped; the store says which landed",
-            len(in_flight),
-        )
-        await_stopped_requests(max(in_flight.values()), args.grace)
-    images = upload_all(args, store, journal)
-    report(images)
-    log.info("%s", summary(images))
-    if store.stopped:
-        log.error("stopped: %s; run again when it answers", store.stopped)
-        return EXIT_USAGE
-    return EXIT_FAILED if any(i.outcome in ("failed", "uncertain") for i in images) else EXIT_OK
-
-
-# -- the command line -----------------------------------------------------------
 
 
 OPTIONS = [

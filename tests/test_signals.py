@@ -12,13 +12,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 from helper import wait_for
 from PIL import Image
 
 import reports
+import run
 from make_delivery import make_delivery
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +52,20 @@ def assert_one_line(text: str, expected: str) -> None:
     lines = [line for line in text.splitlines() if line.strip()]
     assert "Traceback" not in text, text
     assert lines and lines[-1] == expected, text
+
+
+def connected(process: subprocess.Popen, port: int) -> Callable[[], bool]:
+    """A condition for wait_for: the process holds a connection to port on loopback (it
+    is talking to the server), or it has ended (the assertions then say how)."""
+
+    def talking() -> bool:
+        try:
+            connections = psutil.Process(process.pid).net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            return True
+        return any(c.raddr and c.raddr.port == port for c in connections)
+
+    return talking
 
 
 def whole_jpegs(folder: Path) -> list[Path]:
@@ -138,8 +155,7 @@ def test_report_email_stopped_mid_send(tmp_path: Path, trickling_server, write_r
     pdf = tmp_path / "processed.pdf"
     env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TIMEOUT": "60"}
     process = start("report_email.py", "--record", str(record), "--pdf", str(pdf), env=env)
-    wait_for(pdf.exists)
-    time.sleep(0.5)
+    wait_for(connected(process, port))
     status, _, err = stop(process, signal.SIGTERM)
     assert status == 130, err
     assert_one_line(err, "ERROR interrupted by SIGTERM")
@@ -150,7 +166,7 @@ def test_emails_py_stopped_mid_send(trickling_server) -> None:
     port = trickling_server(SMTP_GREETING, interval=5.0)
     env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TIMEOUT": "60"}
     process = start("emails.py", "you@example.com", env=env)
-    time.sleep(1.5)
+    wait_for(connected(process, port))
     status, _, err = stop(process, signal.SIGTERM)
     assert status == 130, err
     assert_one_line(err, "ERROR interrupted by SIGTERM")
@@ -161,7 +177,7 @@ def test_health_check_stopped_mid_probe_is_one_unknown_line(tmp_path: Path, tric
     state = tmp_path / "state.json"
     args = ["--url", f"http://127.0.0.1:{port}/", "--url-timeout", "50", "-t", "60"]
     process = start("health_check.py", *args, "--state", str(state), "--no-email", "--nagios")
-    time.sleep(1.5)
+    wait_for(connected(process, port))
     status, out, err = stop(process, signal.SIGTERM)
     assert status == 3, err
     assert out == "HEALTH UNKNOWN - interrupted by SIGTERM\n"
@@ -205,7 +221,7 @@ def test_a_stop_inside_signals_held_waits_for_the_block(monkeypatch, caplog) -> 
     steps = []
 
     def work() -> int:
-        with reports.signals_held():
+        with run.signals_held():
             os.kill(os.getpid(), signal.SIGTERM)
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.2)
@@ -213,7 +229,7 @@ def test_a_stop_inside_signals_held_waits_for_the_block(monkeypatch, caplog) -> 
         steps.append("went on")
         return 0
 
-    assert reports.guarded(work) == 130
+    assert run.guarded(work) == 130
     assert steps == ["record written"]
     assert caplog.messages[-1] == "interrupted by SIGTERM"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -396,21 +412,23 @@ def test_a_hangup_ignored_at_start_stays_ignored_before_the_guard(waiting_run) -
 
 
 def test_one_stop_state_for_a_script_and_its_helpers() -> None:
-    """report_email.py, reports.py and emails.py in one process each carry blocks, and
-    share one stop state: a stop handled by one copy's guard is the one the others see."""
+    """report_email.py takes its guard from emails.py; reports.py carries its own copy of
+    the block: in one process they share one stop state all the same."""
     import emails
     import report_email
 
-    assert report_email.STOPPING is emails.STOPPING is reports.STOPPING
-    assert report_email.HELD is emails.HELD is reports.HELD
-    assert report_email.Interrupted is emails.Interrupted is reports.Interrupted
+    assert report_email.guarded is emails.guarded
+    assert reports.guarded is not emails.guarded
+    assert emails.STOPPING is reports.STOPPING
+    assert emails.HELD is reports.HELD
+    assert emails.Interrupted is reports.Interrupted
 
 
 def test_a_stop_while_emails_code_waits_is_seen_by_the_same_state(trickling_server) -> None:
-    """report_email's guard handles a SIGTERM that comes while emails.py's code waits
-    on a server; the stop state emails.py's code reads is set, and it is report_email's."""
+    """A SIGTERM that comes while emails.py's code waits on a server, handled by the guard
+    of another copy of the block (reports.py's): the stop state emails.py's code reads is
+    set, and the interruption is the one every copy knows."""
     import emails
-    import report_email
 
     port = trickling_server(SMTP_GREETING, interval=5.0)
     environ = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TIMEOUT": "60"}
@@ -421,10 +439,10 @@ def test_a_stop_while_emails_code_waits_is_seen_by_the_same_state(trickling_serv
         threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
         try:
             emails.send_email(message, environ)
-        finally:
+        except emails.Interrupted:
             seen.append(emails.STOPPING.is_set())
+            raise
         return 0
 
-    assert report_email.guarded(work, say=seen.append) == 130
+    assert reports.guarded(work, say=seen.append) == 130
     assert seen == [True, "interrupted by SIGTERM"]
-    assert report_email.STOPPING is emails.STOPPING
