@@ -4,13 +4,23 @@
 Run from cron every minute. A healthy run prints nothing and exits 0. For
 each failing check one email goes out (subjects as the lab's), then a
 reminder every --remind minutes while it keeps failing, and one `Recovered`
-mail when it clears. Each --url is probed once a minute against its SLO
-(default 99% of probes answer 200, whole page within --url-timeout): the
+mail when it clears. Each --url is probed each run against its SLO
+(default 99% of the time it answers 200, whole page within --url-timeout): the
 state file keeps a month of probes in hourly buckets, and a mail goes out
 when the error budget burns fast (Google SRE Workbook, multiwindow burn
 rates). --nagios prints a Monitoring Plugins status line with performance
 data, --textfile writes Prometheus text for node_exporter, --slo-report
 prints the budget of every URL. With --no-email only psutil is needed.
+
+The lab's step 5 ("run from cron every minute; email when the server is
+unhealthy"), function by function: main() -> check_health(), which starts
+every check at once (start_measuring: cpu_percent, psutil.disk_usage,
+available_memory, resolve, fetch), judges each (measure: the rows cpu_metric,
+disk_metric and memory_metric, each evaluated by evaluate(), then
+evaluate_resolution; track_slos: evaluate_url, or record, budget and
+evaluate_slo), mails what changed (alert: plan_mails, then emails.py's
+generate_email and send_email, as the lab's), saves the state (StateFile) and
+prints the line (status_line).
 
 Thresholds take the Monitoring Plugins range syntax: `10:` (alert under 10),
 `~:20` or `20` (over 20), `10:20` (outside), `@10:20` (inside). A plain
@@ -43,11 +53,11 @@ Examples:
     $ ./health_check.py --nagios --no-email --url 'http://127.0.0.1:8123/s?page=2&t=X' slo=99.9
     $ ./health_check.py --slo-report
     127.0.0.1:8123/  SLO 99% over 30 days (3 days so far)
-      good ratio    99.931% (4318 of 4321 probes; 0 expected probes missing)
+      good ratio    99.931% (4318 of 4321 min probed; 0 min not probed)
       error budget  43.2 min; spent 3.0 min; left 40.2 min (93.1%)
       burn rates    5m 0.0, 30m 0.0, 1h 0.0, 6h 0.8 (alert: 1h and 5m over 14.4, 6h and 30m over 6)
     $ crontab -l
-    * * * * * /opt/fruit/.venv/bin/python /opt/fruit/health_check.py --url http://localhost/
+    * * * * * /opt/fruit-catalog/.venv/bin/python /opt/fruit-catalog/health_check.py --url http://localhost/
 
 Time: -t/--timeout (default 15 s) bounds the whole run: the lock wait (at
 most 3 s), the checks, DNS (3 s), the URL probes (each --url-timeout, default
@@ -58,8 +68,9 @@ is a bad probe, not UNKNOWN. HEALTH_NOW (seconds since the epoch) replaces
 the clock: for tests only.
 
 SLO: a probe is good when the page answered 200, whole, within
---url-timeout. The error budget is the time covered x (1 - SLO) (99% of 30
-days = 432 min); each bad probe spends its minute. A mail goes out while
+--url-timeout, and stands for the minutes since the URL's last probe (at most
+20: cron's 1, an engine's 5 or 10). The error budget is the time covered x
+(1 - SLO) (99% of 30 days = 432 min); each bad probe spends its minutes. A mail goes out while
 the budget burns over 14.4x in both the last 1 h and 5 min, or over 6x in
 both the last 6 h and 30 min (rates over the probes recorded, so a new
 install alerts at once), with reminders and a recovery mail like the
@@ -135,7 +146,6 @@ if __name__ == "__main__":
 # --- end shared block: early stop ---
 
 import argparse
-import contextlib
 import datetime
 import errno
 import fcntl
@@ -178,8 +188,12 @@ MEASURE_WAIT = 5.0  # seconds past the CPU sample: a disk not measured by then h
 LOCK_WAIT = 3.0  # a run holds the lock for at most its own budget
 RESERVE = 0.5  # seconds of the budget kept to save the state after the mail
 MAX_BODY = 10 * MB  # a probe reads at most this much of a page
-STATE_VERSION = 2
+STATE_VERSION = 3  # buckets count minutes covered (2: probes, each one minute under cron)
 MINUTES_KEPT = 6 * 60  # one-minute buckets cover the short burn-rate windows
+# A probe stands for the minutes since the one before (cron's 1, an engine's 5 or 10, a
+# missed run's 2, Nagios's 10 with one run missed 20), at most this many: a longer
+# silence (the host down, cron stopped) is time not probed, neither good nor bad.
+MOST_COVERED = 20
 BURN_WINDOWS = {"5m": 300, "30m": 1800, "1h": 3600, "6h": 21600}
 # SRE Workbook, "Alerting on SLOs": the share of the budget that may burn in the long window.
 FAST_BURN = ("1h", "5m", 0.02)
@@ -615,12 +629,18 @@ def targets(words: list[str]) -> list[Target]:
     for word in words:
         name, equals, value = word.partition("=")
         if not (equals and name in ("slo", "label")):
-            found.append({"url": checked_url(word), "slo": True, "label": None})
+            found.append({"url": checked_url(word), "slo": True, "label": None, "given": set()})
         elif not found:
             raise argparse.ArgumentTypeError(f"{word!r} comes before any URL")
+        elif name in found[-1]["given"]:  # which one was meant? as -c cpu=90 -c cpu=95
+            raise argparse.ArgumentTypeError(
+                f"{name}= is given twice for {public(found[-1]['url'])}: give it once"
+            )
         elif name == "slo":
+            found[-1]["given"].add(name)
             found[-1]["slo"] = slo_type(value)
         elif re.fullmatch(r"[\w.:/~-]{1,80}", value):
+            found[-1]["given"].add(name)
             found[-1]["label"] = value
         else:
             raise argparse.ArgumentTypeError(
@@ -644,6 +664,7 @@ def targets(words: list[str]) -> list[Target]:
 def label(text: str) -> str:
     """A perfdata label, quoted when it needs to be (guidelines: no ' or =)."""
     clean = " ".join(text.replace("'", "").replace("=", "_").replace("|", "/").split())
+    clean = clean.replace(";", "%3B")  # perfdata's own separator
     return f"'{clean}'" if " " in clean else clean
 
 
@@ -676,6 +697,7 @@ class Result:
     detail: str
     perf: list[str]
     metrics: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
+    named: bool = False  # in the line even when OK: this run's probe of the URL failed
 
 
 def rate(value: float, critical: Range, warning: Range | None) -> tuple[int, str]:
@@ -687,100 +709,112 @@ def rate(value: float, critical: Range, warning: Range | None) -> tuple[int, str
     return OK, ""
 
 
-def threshold_result(
-    key: str,
-    noun: str,
-    shown: str,
-    value: float,
-    ranges: tuple[Range, Range | None],
-    *,
-    show: Callable[[float], str],
-    summary: str,
-    perf: str,
-    metrics: list,
-) -> Result:
-    """A check of `value` (`shown` in words) against a critical and an optional
-    warning range; `show` writes a bound in the check's unit."""
-    critical, warning = ranges
-    status, prefix = rate(value, critical, warning)
+@dataclass(frozen=True)
+class Metric:
+    """One measured value as a row, nagiosplugin's Metric and ScalarContext in one: what
+    it is, its value in its unit ('%' or 'B'), its ranges, and its words and perfdata."""
+
+    key: str  # the check, in the state and the textfile: 'cpu', 'disk:/data', 'memory'
+    noun: str  # as the lab's subject names it: 'CPU usage'
+    value: float
+    unit: str
+    critical: Range
+    warning: Range | None
+    perfdata: str  # its label: 'cpu', 'disk_free /data'
+    summary: str  # the line's words: 'CPU 12% of the host'
+    measured: str  # the mail's: '12% of the host over 1 s'
+    where: str = ""  # after each bound in words: ' on /data'
+    top: str = ""  # perfdata's maximum: '100', a cgroup's limit
+    samples: tuple = ()  # Prometheus samples: (family, labels, value)
+
+
+# A value or bound of each unit in words, and in perfdata.
+WORDS = {"%": lambda v: f"{fmt(v)}%", "B": megabytes}
+PERFDATA = {"%": lambda v: f"{fmt(round(v))}%", "B": lambda v: f"{int(v)}B"}
+
+
+def evaluate(metric: Metric) -> Result:
+    """A metric against its critical and optional warning range: the one evaluation
+    of CPU, disk and memory."""
+    critical, warning = metric.critical, metric.warning
+    status, prefix = rate(metric.value, critical, warning)
+
+    def show(value: float) -> str:
+        return WORDS[metric.unit](value) + metric.where
+
     decided = warning if status == WARNING else critical
     bound = f" ({prefix}{decided.describe(show)})" if status else ""
     words = critical.describe(show)
     warn = f"; warning when {warning.describe(show)}" if warning else ""
+    value = PERFDATA[metric.unit](metric.value)
+    limits = (warning.perf() if warning else "", critical.perf(), "0", metric.top)
     return Result(
-        key=key,
+        key=metric.key,
         status=status,
-        summary=f"{summary}{bound}",
-        problem=f"{noun} is {words}",
-        recovery=f"{noun} is no longer {words}",
-        detail=f"Measured: {noun.lower()} {shown}; alert when {words}{warn}",
-        perf=[perf],
-        metrics=metrics,
+        summary=f"{metric.summary}{bound}",
+        problem=f"{metric.noun} is {words}",
+        recovery=f"{metric.noun} is no longer {words}",
+        detail=f"Measured: {metric.noun.lower()} {metric.measured}; alert when {words}{warn}",
+        perf=[perf(metric.perfdata, value, *limits)],
+        metrics=list(metric.samples),
     )
 
 
-def evaluate_cpu(percent: float, limits: Limits, scope: str = "the host") -> Result:
+def cpu_metric(percent: float, limits: Limits, scope: str = "the host") -> Metric:
     """scope: what the percentage is of, 'the host' or 'cgroup v2 /x (0.5 CPUs)'."""
-    shown = f"{fmt(round(percent))}%"
-    warn = limits.cpu_warning.perf() if limits.cpu_warning else ""
-    return threshold_result(
+    shown = f"{fmt(round(percent))}% of {scope}"
+    return Metric(
         "cpu",
         "CPU usage",
-        f"{shown} of {scope} over {fmt(CPU_INTERVAL)} s",
         percent,
-        (limits.cpu, limits.cpu_warning),
-        show=lambda v: f"{fmt(v)}%",
-        summary=f"CPU {shown} of {scope}",
-        perf=perf("cpu", shown, warn, limits.cpu.perf(), "0", "100"),
-        metrics=[("health_cpu_usage_ratio", {}, percent / 100)],
+        "%",
+        limits.cpu,
+        limits.cpu_warning,
+        "cpu",
+        summary=f"CPU {shown}",
+        measured=f"{shown} over {fmt(CPU_INTERVAL)} s",
+        top="100",
+        samples=(("health_cpu_usage_ratio", {}, percent / 100),),
     )
 
 
-def evaluate_disk(path: str, free: int, total: int, limits: Limits) -> Result:
+def disk_metric(path: str, free: int, total: int, limits: Limits) -> Metric:
     percent = 100.0 * free / total if total else 0.0
-    where = "" if path == "/" else f" on {path}"
     shown = f"{fmt(round(percent))}%"
-    warn = limits.disk_warning.perf() if limits.disk_warning else ""
-    return threshold_result(
+    return Metric(
         f"disk:{path}",
         "Available disk space",
-        f"{shown} of {path} ({free // MB} MB of {total // MB} MB)",
         percent,
-        (limits.disk, limits.disk_warning),
-        show=lambda v: f"{fmt(v)}%{where}",
+        "%",
+        limits.disk,
+        limits.disk_warning,
+        "disk_free" if path == "/" else f"disk_free {path}",
         summary=f"disk {path} {shown} free",
-        perf=perf(
-            "disk_free" if path == "/" else f"disk_free {path}",
-            shown,
-            warn,
-            limits.disk.perf(),
-            "0",
-            "100",
-        ),
-        metrics=[("health_disk_free_ratio", {"path": path}, percent / 100)],
+        measured=f"{shown} of {path} ({free // MB} MB of {total // MB} MB)",
+        where="" if path == "/" else f" on {path}",
+        top="100",
+        samples=(("health_disk_free_ratio", {"path": path}, percent / 100),),
     )
 
 
-def evaluate_memory(
+def memory_metric(
     available: int, limits: Limits, scope: str = "on the host", limit: int | None = None
-) -> Result:
+) -> Metric:
     """scope: whose memory, 'on the host' or 'in cgroup v1 /x (limit 256MB)'; limit
     the cgroup's, the top of the perfdata's range."""
-    warn = limits.memory_warning.perf() if limits.memory_warning else ""
-    top = "" if limit is None else str(limit)
-    return threshold_result(
+    capped = () if limit is None else (("health_memory_limit_bytes", {}, float(limit)),)
+    return Metric(
         "memory",
         "Available memory",
-        f"{megabytes(available)} {scope}",
         available,
-        (limits.memory, limits.memory_warning),
-        show=megabytes,
+        "B",
+        limits.memory,
+        limits.memory_warning,
+        "mem_available",
         summary=f"memory {available // MB} MB available {scope}",
-        perf=perf("mem_available", f"{available}B", warn, limits.memory.perf(), "0", top),
-        metrics=[
-            ("health_memory_available_bytes", {}, float(available)),
-            *([("health_memory_limit_bytes", {}, float(limit))] if limit is not None else []),
-        ],
+        measured=f"{megabytes(available)} {scope}",
+        top="" if limit is None else str(limit),
+        samples=(("health_memory_available_bytes", {}, float(available)), *capped),
     )
 
 
@@ -862,6 +896,7 @@ def evaluate_url(probe: Probe, shown: str) -> Result:
 
 # CRITICAL outranks UNKNOWN: a check that cannot measure must not hide one that fails.
 SEVERITY = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}
+SEPARATOR = ". "  # between the line's parts: Nagios would show a ';' as ':'
 
 
 def overall(results: list[Result]) -> int:
@@ -882,15 +917,22 @@ def unmeasured(key: str, noun: str, why: str, name: str) -> Result:
 
 
 def status_line(results: list[Result], problems: list[str], notes: Sequence[str] = ()) -> str:
-    """The Monitoring Plugins line: the worst status, what is wrong (worst first)
-    or, when nothing is, every summary, then the notes; all perfdata."""
+    """The Monitoring Plugins line: the worst status, what is wrong (worst first, then
+    every URL whose probe failed) or, when nothing is, every summary, then the notes;
+    all perfdata."""
     status = UNKNOWN if problems else overall(results)
-    wrong = sorted((r for r in results if r.status != OK), key=lambda r: -SEVERITY[r.status])
-    text = "; ".join([*problems, *(r.summary for r in wrong or results), *notes])
-    # One line, and no '|' before the perfdata's: a URL or path may hold either.
-    text = " ".join(text.replace("|", "/").split())
+    named = [r for r in results if r.status != OK or r.named]
+    wrong = sorted(named, key=lambda r: -SEVERITY[r.status])
+    text = SEPARATOR.join([*problems, *(r.summary for r in wrong or results), *notes])
     perfdata = " ".join(p for r in results for p in r.perf)
-    return f"HEALTH {STATUS_WORDS[status]} - {text}" + (f" | {perfdata}" if perfdata else "")
+    return f"HEALTH {STATUS_WORDS[status]} - {plain(text)}" + (f" | {perfdata}" if perfdata else "")
+
+
+def plain(text: str) -> str:
+    """Text as every engine shows it alike: one line, no '|' (the perfdata's mark) and
+    no ';' (Nagios turns it into ':'); a ';' inside a value (a URL's path) as %3B."""
+    text = " ".join(text.replace("|", "/").split())
+    return text.replace("; ", ", ").replace(";", "%3B")
 
 
 # Family: (type, help). Counters only grow: they come from the state's totals.
@@ -955,24 +997,35 @@ def escape_label_value(value: str) -> str:
 
 
 def new_series() -> dict:
-    """One URL's SLI: one-minute buckets [minute, probes, good] for the short windows,
-    hourly ones for the SLO window, and totals that only grow (Prometheus counters)."""
+    """One URL's SLI: one-minute buckets [minute, minutes covered, good ones] for the
+    short windows, hourly ones for the SLO window, and totals of probes that only grow
+    (Prometheus counters)."""
     return {"start": None, "minutes": [], "hours": [], "probes": 0, "good": 0}
 
 
+def covered_by(series: dict, minute: int) -> int:
+    """The minutes a probe in `minute` stands for: since the last probe, at most
+    MOST_COVERED; the first probe stands for its own minute."""
+    minutes = series["minutes"]
+    return min(minute - minutes[-1][0], MOST_COVERED) if minutes else 1
+
+
 def record(series: dict, now: float, good: bool, window: float) -> bool:
-    """Count one probe; False when this minute already has one (another mode's run)."""
+    """Count one probe for the minutes it covers; False when this minute already has
+    one (another mode's run)."""
     minute, hour = int(now // 60), int(now // 3600)
     minutes, hours = series["minutes"], series["hours"]
     if minutes and minutes[-1][0] >= minute:
         return False
+    covered = covered_by(series, minute)
+    fine = covered if good else 0
     series["start"] = series["start"] if series["start"] is not None else minute * 60
-    minutes.append([minute, 1, int(good)])
+    minutes.append([minute, covered, fine])
     if hours and hours[-1][0] == hour:
-        hours[-1][1] += 1
-        hours[-1][2] += int(good)
+        hours[-1][1] += covered
+        hours[-1][2] += fine
     else:
-        hours.append([hour, 1, int(good)])
+        hours.append([hour, covered, fine])
     series["probes"] += 1
     series["good"] += int(good)
     del minutes[: sum(1 for m in minutes if m[0] <= minute - MINUTES_KEPT)]
@@ -982,13 +1035,14 @@ def record(series: dict, now: float, good: bool, window: float) -> bool:
 
 
 def burn_rate(series: dict, now: float, seconds: int, slo: float) -> float:
-    """Bad share of the probes in the last `seconds`, over the share the SLO allows."""
+    """Bad share of the minutes probed in the last `seconds` (a probe counts for the
+    minutes it covers), over the share the SLO allows."""
     first = int(now // 60) - seconds // 60 + 1
-    probes = good = 0
+    probed = good = 0
     for minute, count, fine in series["minutes"]:
         if minute >= first:
-            probes, good = probes + count, good + fine
-    return (probes - good) / probes / (1 - slo) if probes else 0.0
+            probed, good = probed + count, good + fine
+    return (probed - good) / probed / (1 - slo) if probed else 0.0
 
 
 @dataclass(frozen=True)
@@ -997,17 +1051,18 @@ class Budget:
     slo: float
     window: float  # seconds
     covered: int  # minutes of the window since the first probe
-    probes: int
-    good: int
+    probed: int  # minutes the probes stand for
+    good: int  # of them, minutes of good probes
     burn: dict[str, float]
 
     @property
     def ratio(self) -> float:
-        return self.good / self.probes if self.probes else 1.0
+        return self.good / self.probed if self.probed else 1.0
 
     @property
     def missing(self) -> int:
-        return max(self.covered - self.probes, 0)
+        """Minutes no probe stands for: the host or the check was down."""
+        return max(self.covered - self.probed, 0)
 
     @property
     def total(self) -> float:
@@ -1016,8 +1071,8 @@ class Budget:
 
     @property
     def spent(self) -> float:
-        """Minutes spent: each bad probe stands for its minute."""
-        return float(self.probes - self.good)
+        """Minutes spent: each bad probe spends the minutes it stands for."""
+        return float(self.probed - self.good)
 
     @property
     def left(self) -> float:
@@ -1059,12 +1114,12 @@ def budget(url: str, series: dict, now: float, slo: float, window: float) -> Bud
     first_hour = hour - int(window // 3600) + 1
     start = series["start"]
     first_minute = max(first_hour * 60, int(start // 60)) if start is not None else minute + 1
-    probes = good = 0
+    probed = good = 0
     for bucket, count, fine in series["hours"]:
         if bucket >= first_hour:
-            probes, good = probes + count, good + fine
+            probed, good = probed + count, good + fine
     burn = {name: burn_rate(series, now, seconds, slo) for name, seconds in BURN_WINDOWS.items()}
-    return Budget(url, slo, window, minute - first_minute + 1, probes, good, burn)
+    return Budget(url, slo, window, minute - first_minute + 1, probed, good, burn)
 
 
 def duration(minutes: float) -> str:
@@ -1090,8 +1145,8 @@ def budget_lines(figures: Budget) -> list[str]:
     fast, slow = (burn_limit(share, days, long) for long, _, share in (FAST_BURN, SLOW_BURN))
     lines = [
         f"{figures.url}  SLO {fmt(figures.slo * 100)}% over {window}{covered}",
-        f"  good ratio    {figures.ratio:.3%} ({figures.good} of {figures.probes} probes;"
-        f" {figures.missing} expected probes missing)",
+        f"  good ratio    {figures.ratio:.3%} ({figures.good} of {figures.probed} min probed;"
+        f" {figures.missing} min not probed)",
         f"  error budget  {minutes(figures.total)} min; spent {figures.spent:.1f} min;"
         f" left {minutes(figures.left)} min ({figures.left_ratio:.1%})",
         f"  burn rates    {rates} (alert: 1h and 5m over {fmt(round(fast, 2))},"
@@ -1100,9 +1155,9 @@ def budget_lines(figures: Budget) -> list[str]:
     if not filled:
         lines.append(
             f"  so far        the budget grows with the time covered: {duration(figures.covered)}"
-            f" x {fmt(round((1 - figures.slo) * 100, 3))}% = {minutes(figures.total)} min, and each"
-            f" bad probe spends its whole minute, so a short history can sink far below 0%;"
-            f" it settles as the {window} fill"
+            f" x {fmt(round((1 - figures.slo) * 100, 3))}% = {minutes(figures.total)} min, and"
+            f" each bad probe spends the minutes it stands for, so a short history can sink far"
+            f" below 0%; it settles as the {window} fill"
         )
     return lines
 
@@ -1115,7 +1170,7 @@ def evaluate_slo(figures: Budget, series: dict, warning: Range, probe: Probe, sh
     left = figures.left_ratio * 100
     status = CRITICAL if burning else WARNING if warning.alerts(left) else OK
     over = duration(figures.covered) + (" so far" if figures.covered * 60 < figures.window else "")
-    last = "" if probe.good else f": {probe.reason()};"
+    last = "" if probe.good else f": {probe.reason()},"
     summary = (
         f"{label}{last} SLO {slo}: {figures.ratio:.2%} good over {over},"
         f" {left:.0f}% of its budget left"
@@ -1132,6 +1187,7 @@ def evaluate_slo(figures: Budget, series: dict, warning: Range, probe: Probe, sh
         problem=f"{shown} is burning its error budget too fast (SLO {slo})",
         recovery=f"{shown} is no longer burning its error budget too fast (SLO {slo})",
         detail="\n".join([measured, *budget_lines(figures)]),
+        named=not probe.good,
         perf=[
             probe.perf(),
             perf(f"slo_good {label}", f"{figures.ratio * 100:.3f}%", "", "", "0", "100"),
@@ -1239,7 +1295,7 @@ def valid_checks(checks: object) -> dict:
 
 
 def valid_bucket(bucket: object, latest: float, most: int) -> bool:
-    """[time, probes, good], with 0 <= good <= probes <= most."""
+    """[time, minutes probed, good minutes], with 0 <= good <= probed <= most."""
     return (
         isinstance(bucket, list)
         and len(bucket) == 3
@@ -1259,10 +1315,12 @@ def valid_slo(slo: object) -> dict:
         if not (
             isinstance(minutes, list)
             and isinstance(hours, list)
-            and all(valid_bucket(b, LATEST / 60, 1) for b in minutes)
-            and all(valid_bucket(b, LATEST / 3600, 60) for b in hours)
+            and all(valid_bucket(b, LATEST / 60, MOST_COVERED) for b in minutes)
+            and all(valid_bucket(b, LATEST / 3600, 60 + MOST_COVERED) for b in hours)
         ):
-            raise ValueError(f"the probes of {url} are not [time, probes, good] buckets")
+            raise ValueError(
+                f"the probes of {url} are not [time, minutes probed, good minutes] buckets"
+            )
         if not (is_count(series["probes"]) and is_count(series["good"], series["probes"])):
             raise ValueError(f"the totals of {url} are not whole numbers of probes")
         if not (series["start"] is None or is_time(series["start"])):
@@ -1295,9 +1353,10 @@ def settle(state: dict, now: float) -> list[str]:
 
 
 def parse_state(text: str) -> dict:
-    """The state, checked; version 1 (before the SLO) keeps what it had mailed."""
+    """The state, checked; version 1 (before the SLO) keeps what it had mailed, and
+    version 2's buckets of probes are buckets of minutes (cron probed once a minute)."""
     document = json.loads(text)
-    if not isinstance(document, dict) or document.get("version") not in (1, STATE_VERSION):
+    if not isinstance(document, dict) or document.get("version") not in (1, 2, STATE_VERSION):
         raise ValueError(f"not a version {STATE_VERSION} state")
     if document["version"] == 1:
         document = {"checks": document["checks"], "slo": {}, "saved": 0.0}
@@ -1329,43 +1388,60 @@ def empty_state() -> dict:
     return {"checks": {}, "slo": {}, "saved": 0.0}
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Temporary file, fsync, rename: a reader sees the old or the new file, whole.
-    OSError when path is a folder, FIFO or device: the rename would replace it (as
-    root, --textfile /dev/null would replace the machine's /dev/null). The folder must
-    exist: a missing node_exporter folder is a typo to report, not one to create."""
-    with contextlib.suppress(FileNotFoundError):
-        mode = os.lstat(path).st_mode
-        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-            raise OSError(errno.EEXIST, "not a regular file, which it would replace")
+# --- begin shared block: files (from blocks/files.py; make blocks) ---
+def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
+    """path holds data, whole, or keeps what it held: a temporary file beside it,
+    written, flushed, fsynced, given `mode`, then renamed over it; the temporary is
+    removed on any failure. OSError when path is a folder, FIFO or device, which the
+    rename would replace (as root, a path of /dev/null would replace the machine's).
+    The folder must exist: a missing one is a typo to report, not one to create."""
+    path = Path(path)
+    try:
+        kind = os.lstat(path).st_mode
+    except FileNotFoundError:
+        kind = stat.S_IFREG
+    if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
+        raise OSError(errno.EEXIST, "not a regular file, which it would replace", str(path))
+    content = data.encode("utf-8") if isinstance(data, str) else data
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(text)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(content)
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
 
 
-def read_state(path: Path) -> bytes:
-    """The state file's bytes, opened without blocking: a FIFO would wait for a writer
-    forever, /dev/zero would fill the memory. OSError for anything but a regular file
-    of at most STATE_LIMIT bytes."""
+def read_capped(path: Path, limit: int) -> bytes:
+    """The bytes of path, a regular file of at most `limit` bytes; OSError for
+    anything else. Opened without blocking and checked on the descriptor: a FIFO
+    would wait for a writer forever, /dev/zero would fill the memory; a file that
+    grows past the limit while read is refused too."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise OSError(errno.EISDIR, "a folder, not a regular file", str(path))
         if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        if info.st_size > STATE_LIMIT:
-            raise OSError(errno.EFBIG, f"over {STATE_LIMIT // MB} MB")
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if info.st_size > limit:
+            raise OSError(
+                errno.EFBIG, f"{info.st_size} bytes, over the limit of {limit}", str(path)
+            )
         with os.fdopen(os.dup(fd), "rb") as file:
-            return file.read(STATE_LIMIT)
+            content = file.read(limit + 1)
     finally:
         os.close(fd)
+    if len(content) > limit:
+        raise OSError(errno.EFBIG, f"grew over the limit of {limit} bytes while read", str(path))
+    return content
+
+
+# --- end shared block: files ---
 
 
 class StateFile:
@@ -1420,7 +1496,7 @@ class StateFile:
 
     def load(self) -> dict:
         try:
-            return parse_state(read_state(self.path).decode("utf-8"))
+            return parse_state(read_capped(self.path, STATE_LIMIT).decode("utf-8"))
         except FileNotFoundError:
             return empty_state()
         except (OSError, UnicodeError, ValueError, KeyError, TypeError, RecursionError) as error:
@@ -1652,10 +1728,20 @@ def own_cgroups(root: Path) -> dict[str, Cgroup]:
     return found
 
 
-def byte_limit(text: str) -> float | None:
-    """memory.max's 'max', or v1's 'no limit' (a page-rounded 2**63), is none."""
+# Where a cgroup limit is this far up, it is "no limit" however spelled: v1 writes
+# 2**63 - 1 rounded down to its page size (9223372036854771712 with 4 KiB pages).
+NO_LIMIT = 2**62
+
+
+def no_limit(text: str) -> bool:
+    """'max' (v2), '-1' or any value under 0, or one beyond NO_LIMIT (v1)."""
     value = text.strip()
-    return None if value == "max" or int(value) >= 2**62 else float(value)
+    return value == "max" or int(value) < 0 or int(value) >= NO_LIMIT
+
+
+def byte_limit(text: str) -> float | None:
+    """memory.max or memory.limit_in_bytes as bytes; None for no limit."""
+    return None if no_limit(text) else float(int(text))
 
 
 def stat_value(path: Path, key: str) -> int:
@@ -1717,12 +1803,13 @@ def available_memory() -> Memory:
 
 
 def cpu_quota(text: str) -> float | None:
-    """cpu.max 'QUOTA PERIOD' (v2) as CPUs; 'max' is none, and so is a quota or period
-    of 0 or less, which the kernel never writes (v1 writes -1 for none)."""
-    quota, period = text.split()[:2]
-    if quota == "max" or int(quota) <= 0 or int(period) <= 0:
+    """cpu.max 'QUOTA PERIOD' (v2; a lone 'max' too) as CPUs; None for no limit, and
+    for a quota or period of 0, which the kernel never writes."""
+    quota, _, period = text.strip().partition(" ")
+    if no_limit(quota) or int(quota) == 0:
         return None
-    return int(quota) / int(period)
+    period = period.split()[0] if period.strip() else "100000"  # the kernel's default
+    return None if no_limit(period) or int(period) == 0 else int(quota) / int(period)
 
 
 def cgroup_cpus(cgroups: dict[str, Cgroup]) -> tuple[float, Callable[[], float], str] | None:
@@ -1737,11 +1824,8 @@ def cgroup_cpus(cgroups: dict[str, Cgroup]) -> tuple[float, Callable[[], float],
         def used() -> float:
             return stat_value(stat, "usage_usec") / 1e6
     else:
-        period = float((group.folder / "cpu.cfs_period_us").read_text())
-        quotas = group.limits(
-            "cpu.cfs_quota_us",
-            lambda text: int(text) / period if int(text) > 0 and period > 0 else None,
-        )
+        period = (group.folder / "cpu.cfs_period_us").read_text().strip()
+        quotas = group.limits("cpu.cfs_quota_us", lambda text: cpu_quota(f"{text} {period}"))
         accounted = cgroups.get("cpuacct", group)
         if accounted.name != group.name:  # its use is not counted on its own: the host's
             return None
@@ -1821,14 +1905,13 @@ def measured(background: Background, deadline: Deadline) -> tuple[Any, str]:
     return value, ""
 
 
-def local_results(args: argparse.Namespace, pending: Pending, deadline: Deadline) -> list:
+def local_results(limits: Limits, pending: Pending, deadline: Deadline) -> list:
     """CPU, each disk and memory, each evaluated on its own."""
-    limits = args.limits
     cpu, why = measured(pending.cpu, deadline)
     results = [
         unmeasured("cpu", "CPU usage", why, "cpu")
         if why
-        else evaluate_cpu(cpu.percent, limits, cpu.scope)
+        else evaluate(cpu_metric(cpu.percent, limits, cpu.scope))
     ]
     for path, background in pending.disks:
         usage, why = measured(background, deadline)
@@ -1836,12 +1919,13 @@ def local_results(args: argparse.Namespace, pending: Pending, deadline: Deadline
             name = "disk_free" if path == "/" else f"disk_free {path}"
             results.append(unmeasured(f"disk:{path}", f"Disk space of {path}", why, name))
         else:
-            results.append(evaluate_disk(path, usage.free, usage.total, limits))
+            results.append(evaluate(disk_metric(path, usage.free, usage.total, limits)))
     memory, why = measured(pending.memory, deadline)
     if why:
         results.append(unmeasured("memory", "Available memory", why, "mem_available"))
     else:
-        results.append(evaluate_memory(memory.available, limits, memory.scope, memory.limit))
+        metric = memory_metric(memory.available, limits, memory.scope, memory.limit)
+        results.append(evaluate(metric))
     return results
 
 
@@ -1849,7 +1933,7 @@ def measure(
     args: argparse.Namespace, pending: Pending, deadline: Deadline
 ) -> tuple[list[Result], list[Probe]]:
     """The results of the checks, waiting for each within the run's budget."""
-    results = local_results(args, pending, deadline)
+    results = local_results(args.limits, pending, deadline)
     address = deadline.wait(pending.resolved, f"resolving {args.resolve_host}", RESOLVE_TIMEOUT)
     results.append(evaluate_resolution(args.resolve_host, args.resolve_address, address))
     probes = []
@@ -2373,7 +2457,7 @@ def missing_parts(args: argparse.Namespace) -> None:
 def unknown(text: str) -> None:
     """The one line; a quoted value in it capped: a variable of 100,000 digits is no
     status line."""
-    print(f"HEALTH UNKNOWN - {quotes_capped(text)}")
+    print(f"HEALTH UNKNOWN - {plain(quotes_capped(text))}")
 
 
 def guard(work: Callable[[], int]) -> int:
@@ -2390,32 +2474,46 @@ def guard(work: Callable[[], int]) -> int:
 
 
 def main(argv: list[str] | None = None, clock: Callable[[], float] = time.time) -> int:
+    """The lab's step 5, one run: every way out is a status line and 0-3 (guard)."""
     return guard(lambda: check_health(argv, clock))
 
 
 def check_health(argv: list[str] | None, clock: Callable[[], float]) -> int:
+    """Measure every check at once, judge each, mail what changed, print the line."""
     args = parse_args(argv)
     configure_logging(args.quiet, args.verbose)
     deadline = Deadline(args.timeout)
-    missing_parts(args)
-    path = args.state or default_state()
-    if not (args.no_email or args.slo_report):
-        check_mail_settings(args)
+    path = state_and_settings(args)
     pending = None if args.slo_report else start_measuring(args)
     with StateFile(path, min(LOCK_WAIT, deadline.left())) as store:
         now = clock() if args.now is None else args.now
-        changed = settle(store.data, now)
-        if changed:
-            store.notes.append(
-                f"state file {path} holds times after now (the clock went back):"
-                f" {', '.join(changed)} adjusted"
-            )
+        fit_the_clock(store, now)
         if not args.nagios or pending is None:
-            for note in store.notes:
+            for note in store.notes:  # else on the status line: an engine shows stderr first
                 log.warning("%s", note)
         if pending is None:
             return slo_report(args, store.data, now)
         return check(args, store, now, deadline, pending)
+
+
+def state_and_settings(args: argparse.Namespace) -> Path:
+    """The state file's path, after psutil and emails.py are found; then the mail
+    settings: all checked before anything is measured."""
+    missing_parts(args)
+    path = args.state or default_state()
+    if not (args.no_email or args.slo_report):
+        check_mail_settings(args)
+    return path
+
+
+def fit_the_clock(store: StateFile, now: float) -> None:
+    """A state from after `now` (the clock went back) fitted to it, with a note."""
+    changed = settle(store.data, now)
+    if changed:
+        store.notes.append(
+            f"state file {store.path} holds times after now (the clock went back):"
+            f" {', '.join(changed)} adjusted"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -78,7 +79,7 @@ def test_promtool_check_rules():
     promtool = tool("promtool", "apt-get install prometheus")
     result = run(promtool, "check", "rules", RULES)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 18 rules found" in result.stdout
+    assert "SUCCESS: 19 rules found" in result.stdout
 
 
 def test_promtool_test_rules():
@@ -252,6 +253,7 @@ def icinga_config(folder: Path) -> Path:
         'object Host "shop1" {\n  check_command = "dummy"\n  vars.fruit_catalog = true\n}\n'
         'apply Service "fruit-health" {\n  check_command = "fruit_health"\n'
         f"{values}\n  check_timeout = number(vars.fruit_health_timeout) + 5\n"
+        "  check_interval = 5m\n  retry_interval = 1m\n"
         "  assign where host.vars.fruit_catalog\n}\n"
     )
     return config
@@ -368,7 +370,7 @@ def nagios_config(folder: Path) -> Path:
         "define service {\n    host_name shop1\n    service_description fruit-health\n"
         "    check_command check_fruit_health!cpu=70,disk=30,memory=1GB"
         "!cpu=90,disk=10,memory=200MB!--url http://localhost/ slo=99.9\n"
-        "    max_check_attempts 3\n    check_interval 1\n    retry_interval 1\n"
+        "    max_check_attempts 3\n    check_interval 10\n    retry_interval 2\n"
         "    check_period 24x7\n    notification_period 24x7\n    contacts ops\n}\n"
     )
     main = folder / "nagios.cfg"
@@ -386,6 +388,78 @@ def test_nagios_validates_the_command(tmp_path):
     result = run(nagios, "-v", nagios_config(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Total Errors:   0" in result.stdout and "Checked 2 commands." in result.stdout
+
+
+def test_nagios_shows_the_line_as_the_check_printed_it(tmp_path, dead_port):
+    """A real Nagios runs the check (and a plugin printing a ';', which it shows as ':'):
+    both refused URLs are named, and the line it keeps is the one the check printed."""
+    nagios = tool("nagios4", "apt-get install nagios4-core")
+    now = "1764115207"
+    dead = f"http://127.0.0.1:{dead_port}/"
+    check = [
+        *("env", f"HEALTH_NOW={now}", sys.executable, ROOT / "health_check.py", "--nagios"),
+        *("--no-email", "-c", "cpu=100,disk=0,memory=0", "--url", dead, "label=shop"),
+        *("--url", f"{dead}stock", "slo=off", "label=stock"),
+    ]
+    semicolon = tmp_path / "semicolon.sh"
+    semicolon.write_text("#!/bin/sh\necho 'HEALTH CRITICAL - shop: refused; SLO 99%'\nexit 2\n")
+    semicolon.chmod(0o755)
+    commands = {"health": [*check, "--state", tmp_path / "nagios.json"], "semicolon": [semicolon]}
+    objects = nagios_config(tmp_path).with_name("objects.cfg")
+    text = re.sub(r"define service \{.*?\}\n", "", objects.read_text(), flags=re.DOTALL)
+    for name, argv in commands.items():
+        text += (
+            f"define command {{\n    command_name {name}\n"
+            f"    command_line {shlex.join(str(a) for a in argv)}\n}}\n"
+            f"define service {{\n    host_name shop1\n    service_description {name}\n"
+            f"    check_command {name}\n    max_check_attempts 1\n    check_interval 10\n"
+            "    retry_interval 2\n    check_period 24x7\n    notification_period 24x7\n"
+            "    contacts ops\n}\n"
+        )
+    objects.write_text(text)
+    main = tmp_path / "nagios.cfg"
+    status = tmp_path / "status.dat"
+    main.write_text(
+        main.read_text()
+        + "".join(
+            f"{key}={tmp_path / value}\n"
+            for key, value in {
+                "status_file": "status.dat",
+                "log_file": "nagios.log",
+                "lock_file": "nagios.lock",
+                "temp_file": "nagios.tmp",
+                "state_retention_file": "retention.dat",
+            }.items()
+        )
+        + "status_update_interval=1\nretain_state_information=0\nexecute_host_checks=0\n"
+        "enable_notifications=0\nservice_inter_check_delay_method=n\n"
+    )
+    daemon = subprocess.Popen([nagios, main], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        outputs = wait_for_outputs(status, len(commands))
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=TOOL_TIMEOUT)
+    direct = run(*check, "--state", tmp_path / "direct.json").stdout.partition(" | ")[0]
+    assert outputs["health"] == direct.strip()
+    assert "shop: refused" in direct and "stock: refused" in direct
+    assert outputs["semicolon"] == "HEALTH CRITICAL - shop: refused: SLO 99%"
+
+
+def wait_for_outputs(status: Path, count: int) -> dict[str, str]:
+    """Each service's plugin_output once Nagios has written them all to status.dat."""
+    found: dict[str, str] = {}
+    deadline = time.monotonic() + TOOL_TIMEOUT
+    while len(found) < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+        text = status.read_text() if status.exists() else ""
+        for block in re.findall(r"servicestatus \{(.*?)\}", text, re.DOTALL):
+            name = re.search(r"service_description=(.*)", block)[1]
+            output = re.search(r"plugin_output=(.*)", block)[1]
+            if output:
+                found[name] = output
+    assert len(found) == count, f"Nagios wrote {found} within {TOOL_TIMEOUT} s"
+    return found
 
 
 def test_health_check_accepts_the_nagios_command_line(tmp_path, flaky_page):
@@ -501,6 +575,17 @@ def test_dockerfile_final_stage_is_slim_and_not_root():
     assert re.search(r"^USER [1-9]\d*:[1-9]\d*$", final, re.MULTILINE)
     assert not re.search(r"\b(gcc|build-essential|python3-dev)\b", final)
     assert "COPY --from=build /opt/fruit-catalog/.venv" in final
+
+
+def test_the_layer_that_installs_packages_leaves_no_package_caches():
+    """Removed in a later layer, apt's lists and caches would still be in the image (78 MB
+    on a base without docker-clean): the RUN that installs removes them itself."""
+    final = re.split(r"^FROM ", DOCKERFILE.read_text(), flags=re.MULTILINE)[-1]
+    runs = re.findall(r"^RUN (.*?)(?<!\\)$", final, re.MULTILINE | re.DOTALL)
+    [installing] = [r for r in runs if "apt-get install" in r]
+    for step in ("apt-get clean", "/var/lib/apt/lists/*", "/var/cache/apt/*"):
+        assert step in installing
+    assert installing.index("apt-get install") < installing.index("apt-get clean")
 
 
 class Engine(NamedTuple):
@@ -629,6 +714,12 @@ def test_container_health_check_under_its_limits(container):
     )
     assert (result.returncode, result.stderr) == (0, ""), result.stdout
     assert result.stdout.startswith("HEALTH OK - ") and "mem_available=" in result.stdout
+
+
+def test_container_keeps_no_package_caches(container):
+    listed = in_container(container, "sh", "-c", "ls -A /var/lib/apt/lists /var/cache/apt")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split() == ["/var/cache/apt:", "/var/lib/apt/lists:"]
 
 
 def test_container_is_not_root_and_holds_no_build_tools(container):

@@ -63,9 +63,15 @@ def run(*args: str, **options) -> subprocess.CompletedProcess:
 
 def test_subjects_with_the_default_thresholds():
     limits = hc.Limits()
-    assert hc.evaluate_cpu(93, limits).problem == "CPU usage is over 80%"
-    assert hc.evaluate_disk("/", 10, 100, limits).problem == "Available disk space is less than 20%"
-    assert hc.evaluate_memory(100 * hc.MB, limits).problem == "Available memory is less than 500MB"
+    assert hc.evaluate(hc.cpu_metric(93, limits)).problem == "CPU usage is over 80%"
+    assert (
+        hc.evaluate(hc.disk_metric("/", 10, 100, limits)).problem
+        == "Available disk space is less than 20%"
+    )
+    assert (
+        hc.evaluate(hc.memory_metric(100 * hc.MB, limits)).problem
+        == "Available memory is less than 500MB"
+    )
     assert (
         hc.evaluate_resolution("localhost", "127.0.0.1", None).problem
         == "localhost cannot be resolved to 127.0.0.1"
@@ -97,13 +103,62 @@ def test_monitoring_plugins_ranges(text, plain_is_minimum, alerting, quiet, perf
 )
 def test_cpu_evaluation_edges(value, status):
     limits = hc.Limits(cpu_warning=hc.Range(0, 70))
-    assert hc.evaluate_cpu(value, limits).status == status
+    assert hc.evaluate(hc.cpu_metric(value, limits)).status == status
 
 
 def test_disk_ratio_is_free_over_total():
-    result = hc.evaluate_disk("/", 19, 100, hc.Limits())
+    result = hc.evaluate(hc.disk_metric("/", 19, 100, hc.Limits()))
     assert result.status == hc.CRITICAL and result.perf == ["disk_free=19%;;20:;0;100"]
-    assert hc.evaluate_disk("/", 20, 100, hc.Limits()).status == hc.OK
+    assert hc.evaluate(hc.disk_metric("/", 20, 100, hc.Limits())).status == hc.OK
+
+
+WARN_CPU_70 = hc.Limits(cpu_warning=hc.Range(0, 70))
+# Each metric is a row evaluated by the one function: (row, status, line words, perfdata).
+METRIC_ROWS = [
+    pytest.param(
+        hc.cpu_metric(93, hc.Limits()),
+        hc.CRITICAL,
+        "CPU 93% of the host (over 80%)",
+        "cpu=93%;;80;0;100",
+        id="cpu-critical",
+    ),
+    pytest.param(
+        hc.cpu_metric(75, WARN_CPU_70, "cgroup v2 /x (0.5 CPUs)"),
+        hc.WARNING,
+        "CPU 75% of cgroup v2 /x (0.5 CPUs) (warning: over 70%)",
+        "cpu=75%;70;80;0;100",
+        id="cpu-warning-in-a-cgroup",
+    ),
+    pytest.param(
+        hc.disk_metric("/data", 10, 100, hc.Limits()),
+        hc.CRITICAL,
+        "disk /data 10% free (less than 20% on /data)",
+        "'disk_free /data'=10%;;20:;0;100",
+        id="disk-elsewhere",
+    ),
+    pytest.param(
+        hc.memory_metric(100 * hc.MB, hc.Limits(), "in cgroup v2 /x (limit 256MB)", 256 * hc.MB),
+        hc.CRITICAL,
+        "memory 100 MB available in cgroup v2 /x (limit 256MB) (less than 500MB)",
+        "mem_available=104857600B;;524288000:;0;268435456",
+        id="memory-in-a-cgroup",
+    ),
+    pytest.param(
+        hc.memory_metric(1024 * hc.MB, hc.Limits()),
+        hc.OK,
+        "memory 1024 MB available on the host",
+        "mem_available=1073741824B;;524288000:;0",
+        id="memory-ok",
+    ),
+]
+
+
+@pytest.mark.parametrize("metric, status, summary, perfdata", METRIC_ROWS)
+def test_one_function_evaluates_every_metric_row(metric, status, summary, perfdata):
+    result = hc.evaluate(metric)
+    assert (result.key, result.status, result.summary) == (metric.key, status, summary)
+    assert result.perf == [perfdata]
+    assert result.detail.startswith(f"Measured: {metric.noun.lower()} {metric.measured}; alert")
 
 
 def test_memory_sizes_use_binary_megabytes():
@@ -339,6 +394,14 @@ def test_a_held_lock_is_waited_for_a_bounded_time(smtp_env, state):
 def nagios(*args: str) -> tuple[int, str]:
     result = run("--nagios", "--no-email", *args)
     return result.returncode, result.stdout
+
+
+def test_the_crontab_in_help_is_the_readmes():
+    """--help and the README tell one truth about where the scripts are."""
+    lines = [text.strip() for text in hc.__doc__.splitlines()]
+    [line] = [text for text in lines if text.startswith("* * * * *")]
+    readme = (ROOT / "README.md").read_text()
+    assert f"\n{line}\n" in readme
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,8 @@ def plugin(tmp_path: Path, *args: str, env: dict[str, str] | None = None):
     )
     said = result.stdout + result.stderr
     assert LINE.fullmatch(result.stdout), said
+    # Nagios shows a ';' before the perfdata as ':': the line must read the same in both.
+    assert ";" not in result.stdout.partition(" | ")[0], said
     assert WORDS[result.stdout.split()[1]] == result.returncode, said
     assert "Traceback" not in said and "usage:" not in result.stderr
     return result
@@ -75,6 +77,25 @@ USAGE = [
         "HEALTH_DISK_PATHS: ':' names no path",
         {"HEALTH_DISK_PATHS": ":"},
     ),
+    # A URL's setting given twice: which one was meant? (the last no longer wins silently)
+    Usage(
+        "url-slo-twice",
+        ["--url", "http://127.0.0.1:9/", "slo=99.9", "slo=off"],
+        "argument --url: slo= is given twice for http://127.0.0.1:9/: give it once",
+    ),
+    Usage(
+        "url-label-twice",
+        ["--url", "http://127.0.0.1:9/", "label=a", "slo=off", "label=b"],
+        "argument --url: label= is given twice for http://127.0.0.1:9/",
+    ),
+    Usage(
+        "urls-env-slo-twice",
+        [],
+        "environment variable HEALTH_URLS: slo= is given twice for http://127.0.0.1:9/b",
+        {"HEALTH_URLS": "http://127.0.0.1:9/a slo=off http://127.0.0.1:9/b slo=99 slo=99.9"},
+    ),
+    # A usage error's own ';' (in the metrics' list) reads the same in every engine.
+    Usage("bare-w-no-semicolon", ["-w", "80"], "'80' is not METRIC=RANGE, metrics: cpu"),
 ]
 
 
@@ -108,7 +129,7 @@ class Threshold:
 
 QUIET = ["-c", "cpu=100,disk=0,memory=0"]
 THRESHOLDS = [
-    Threshold("bare-w", ["-w", "80", "-c", "90"], 3, "'80' is not METRIC=RANGE; metrics: cpu,"),
+    Threshold("bare-w", ["-w", "80", "-c", "90"], 3, "'80' is not METRIC=RANGE, metrics: cpu,"),
     Threshold("unknown-metric", ["-w", "swap=10"], 3, "'swap=10' is not METRIC=RANGE"),
     Threshold("budget-has-no-critical", ["-c", "budget=10"], 3, "metrics: cpu, disk, memory ("),
     Threshold("twice-in-one", ["-w", "cpu=1,cpu=2"], 3, "cpu is given twice"),
@@ -273,7 +294,7 @@ PROBES = [
         "/",
         [],
         2,
-        "{label}: refused; SLO 99%: 0.00% good over 1 min so far, -9900% of its budget left",
+        "{label}: refused, SLO 99%: 0.00% good over 1 min so far, -9900% of its budget left",
         r"=U;;2;0",
     ),
 ]
@@ -427,7 +448,7 @@ DEGRADED = [
         "unmounted-and-memory-failing",
         "1000TB",
         2,
-        ["HEALTH CRITICAL - memory ", "(less than 1048576000MB); " + GONE + ": No such file"],
+        ["HEALTH CRITICAL - memory ", "(less than 1048576000MB). " + GONE + ": No such file"],
         ["Error - Available memory is less than 1048576000MB", "Error - " + GONE],
     ),
     Degraded("unmounted-alone", "0", 3, ["HEALTH UNKNOWN - " + GONE], ["Error - " + GONE]),
@@ -555,7 +576,7 @@ CGROUPS = [
         {**V2_LIMITED, V2_OWN + "memory.max": "max\n", V2_OWN + "cpu.max": "max 100000\n"},
         "0",
         0,
-        ["CPU ", "% of the host;", " MB available on the host;"],
+        ["CPU ", "% of the host.", " MB available on the host."],
     ),
     Tree(
         "v1-limited",
@@ -576,7 +597,7 @@ CGROUPS = [
         },
         "0",
         0,
-        ["% of the host;", " MB available on the host;"],
+        ["% of the host.", " MB available on the host."],
     ),
     Tree(
         "v1-container-sees-its-cgroup-as-root",
@@ -588,16 +609,56 @@ CGROUPS = [
         },
         "0",
         0,
-        ["memory 156 MB available in cgroup v1 /docker/abc (limit 256MB)", "% of the host;"],
+        ["memory 156 MB available in cgroup v1 /docker/abc (limit 256MB)", "% of the host."],
     ),
     Tree(
         "v1-zero-period-is-the-host",
         {**V1_LIMITED, V1_CPU + "cpu.cfs_period_us": "0\n"},
         "0",
         0,
-        ["% of the host;", "MB available in cgroup v1 /docker/abc (limit 256MB)"],
+        ["% of the host.", "MB available in cgroup v1 /docker/abc (limit 256MB)"],
     ),
-    Tree("no-cgroup-files", {}, "0", 0, ["% of the host;", " MB available on the host;"]),
+    Tree("no-cgroup-files", {}, "0", 0, ["% of the host.", " MB available on the host."]),
+    # "No limit" in every spelling a kernel or a runtime writes is no limit, never 0 MB.
+    Tree(
+        "v2-minus-one-is-no-limit",
+        {**V2_LIMITED, V2_OWN + "memory.max": "-1\n", V2_OWN + "cpu.max": "-1 100000\n"},
+        "0",
+        0,
+        ["% of the host.", " MB available on the host."],
+    ),
+    Tree(
+        "v2-lone-max-is-no-limit",
+        {**V2_LIMITED, V2_OWN + "memory.max": "max\n", V2_OWN + "cpu.max": "max\n"},
+        "0",
+        0,
+        ["% of the host.", " MB available on the host."],
+    ),
+    Tree(
+        "v1-64k-page-rounded-is-no-limit",
+        {
+            **V1_LIMITED,
+            V1_MEMORY + "memory.limit_in_bytes": "9223372036854710272\n",
+            V1_CPU + "cpu.cfs_quota_us": "-1\n",
+        },
+        "0",
+        0,
+        ["% of the host.", " MB available on the host."],
+    ),
+    Tree(
+        "v1-2-to-63-minus-1-is-no-limit",
+        {**V1_LIMITED, V1_MEMORY + "memory.limit_in_bytes": "9223372036854775807\n"},
+        "0",
+        0,
+        [" MB available on the host.", "of cgroup v1 /docker/abc (1.5 CPUs)"],
+    ),
+    Tree(
+        "v2-parent-no-limit-own-limit",
+        {**V2_LIMITED, "sys/fs/cgroup/app.slice/memory.max": "-1\n"},
+        "0",
+        0,
+        ["memory 160 MB available in cgroup v2 /app.slice/shop.service (limit 256MB)"],
+    ),
     # A limit whose usage cannot be read is UNKNOWN for its check: against the host's,
     # a container about to be killed would pass.
     Tree(
@@ -645,35 +706,35 @@ CGROUPS = [
         {**V2_LIMITED, V2_OWN + "cpu.max": "-5 100000\n"},
         "0",
         0,
-        ["% of the host;"],
+        ["% of the host."],
     ),
     Tree(
         "v2-zero-quota-is-the-host",
         {**V2_LIMITED, V2_OWN + "cpu.max": "0 100000\n"},
         "0",
         0,
-        ["% of the host;"],
+        ["% of the host."],
     ),
     Tree(
         "v2-zero-period-is-the-host",
         {**V2_LIMITED, V2_OWN + "cpu.max": "50000 0\n"},
         "0",
         0,
-        ["% of the host;"],
+        ["% of the host."],
     ),
     Tree(
         "v1-negative-period-is-the-host",
         {**V1_LIMITED, V1_CPU + "cpu.cfs_period_us": "-100000\n"},
         "0",
         0,
-        ["% of the host;"],
+        ["% of the host."],
     ),
     Tree(
         "garbage-is-the-host",
         {**V2_LIMITED, V2_OWN + "memory.max": "lots\n", V2_OWN + "cpu.max": "half\n"},
         "0",
         0,
-        ["% of the host;", " MB available on the host;"],
+        ["% of the host.", " MB available on the host."],
     ),
 ]
 

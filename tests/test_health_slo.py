@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -78,10 +79,11 @@ def test_a_month_of_minutes_gives_the_formulas_figures():
     figures = hc.budget("u", series, minute(MONTH - 1), 0.99, 30 * 86400)
     assert figures.covered == MONTH
     assert figures.total == pytest.approx(MONTH * (1 - 0.99)) == pytest.approx(432.0)
-    assert figures.probes == MONTH - 50 and figures.missing == 50
+    # The probe after the 50 silent minutes stands for 20 of the 51 since the last one.
+    assert figures.probed == MONTH - 50 + 19 and figures.missing == 31
     assert figures.spent == 103.0
     assert figures.left == pytest.approx(432.0 - 103.0)
-    assert figures.ratio == pytest.approx((MONTH - 50 - 103) / (MONTH - 50))
+    assert figures.ratio == pytest.approx((MONTH - 31 - 103) / (MONTH - 31))
     strict = hc.budget("u", series, minute(MONTH - 1), 0.999, 30 * 86400)
     assert strict.total == pytest.approx(43.2)  # the course's worked example
     assert len(json.dumps(series, separators=(",", ":"))) < STATE_LIMIT
@@ -100,6 +102,88 @@ def test_the_window_rolls_and_before_a_full_window_says_so(state, flaky_page):
     rolled = hc.budget("u", later, minute(MONTH + 2 * DAY - 1), 0.99, 30 * 86400)
     assert rolled.covered == MONTH and rolled.spent == 0  # the two bad minutes left the window
     assert "so far" not in hc.budget_lines(rolled)[0]
+
+
+# -- a probe stands for the time it covers -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spacing:
+    id: str
+    probes: list[int]  # the minutes probed
+    bad: set[int]
+    probed: int  # minutes the probes stand for, up to the last one
+    missing: int
+    spent: float
+
+
+SPACINGS = [
+    Spacing("cron", list(range(61)), {30}, 61, 0, 1),
+    Spacing("cron-missed-a-run", [n for n in range(61) if n != 30], {31}, 61, 0, 2),
+    Spacing("icinga-every-5-min", list(range(0, 61, 5)), {30}, 61, 0, 5),
+    Spacing("nagios-every-10-min", list(range(0, 61, 10)), {30}, 61, 0, 10),
+    Spacing("nagios-missed-a-run", [0, 10, 30, 40, 50, 60], {30}, 61, 0, 20),
+    # An hour of silence (the host down): the next probe stands for 20 minutes, not 60.
+    Spacing("host-down-an-hour", [0, 60], {60}, 21, 40, 20),
+]
+
+
+@pytest.mark.parametrize("case", SPACINGS, ids=[c.id for c in SPACINGS])
+def test_each_probe_stands_for_the_minutes_since_the_last(case: Spacing):
+    series = hc.new_series()
+    for n in case.probes:
+        hc.record(series, minute(n), n not in case.bad, 30 * 86400)
+    figures = hc.budget("u", series, minute(case.probes[-1]), 0.99, 30 * 86400)
+    assert (figures.probed, figures.missing, figures.spent) == (
+        case.probed,
+        case.missing,
+        case.spent,
+    )
+    assert series["probes"] == len(case.probes)  # the counters still count probes
+
+
+@pytest.mark.parametrize("every", [1, 5, 10], ids=["cron-1-min", "icinga-5-min", "nagios-10-min"])
+def test_six_good_hours_then_30_refused_minutes_spend_30_minutes_at_any_interval(
+    every, state, dead_port, monkeypatch, capsys
+):
+    """The issue's case: at every interval the 30 refused minutes spend 30 minutes of a
+    3.9-minute budget (-667%), and no probe an engine's interval leaves out is missing."""
+    url = f"http://127.0.0.1:{dead_port}/"
+    seed(state, url, range(0, 361, every))
+    args = ["--state", str(state), *PASSING, "--nagios", "--no-email", "--url", url]
+    statuses = []
+    for n in range(360 + every, 391, every):
+        monkeypatch.setenv("HEALTH_NOW", str(minute(n)))
+        statuses.append(hc.main(args))
+    assert statuses[-1] == hc.CRITICAL
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert f"{hc.url_label(url)}: refused, SLO 99%: 92.33% good over 6.5 h so far," in line
+    assert "-667% of its budget left" in line
+    report = subprocess.run(
+        [SCRIPT, "--state", str(state), "--slo-report"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "HEALTH_NOW": str(minute(390))},
+    )
+    assert report.stdout.splitlines()[1:3] == [
+        "  good ratio    92.327% (361 of 391 min probed; 0 min not probed)",
+        "  error budget  3.9 min; spent 30.0 min; left -26.1 min (-667.3%)",
+    ]
+
+
+def test_every_refused_url_is_named_in_the_line(state, flaky_page, dead_port, capsys):
+    """A fresh state: both good, then both refused in the same minute. The shop's second
+    probe of the minute is not counted (its SLO is still OK), but the line names it."""
+    args = ["--state", str(state), *PASSING, "--nagios", "--no-email"]
+    urls = [flaky_page.url, "label=shop", flaky_page.url + "stock", "slo=off", "label=stock"]
+    assert hc.main([*args, "--url", *urls], clock=lambda: minute(0)) == hc.OK
+    dead = f"http://127.0.0.1:{dead_port}/"
+    refused = [dead, "label=shop", dead + "stock", "slo=off", "label=stock"]
+    assert hc.main([*args, "--url", *refused], clock=lambda: minute(0)) == hc.CRITICAL
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("HEALTH CRITICAL - stock: refused. shop: refused, SLO 99%: ")
+    assert ";" not in line.partition(" | ")[0]
 
 
 # -- alerts that mean something --------------------------------------------------------------
@@ -122,7 +206,7 @@ def test_a_full_outage_after_good_probes_mails_at_the_ninth_minute(state, smtp_e
     assert lines[3] == f"Measured: {flaky_page.url}: status 500 (this run's probe)"
     assert lines[4:8] == [
         f"{label}  SLO 99% over 30 days (6.2 h so far)",
-        "  good ratio    97.561% (360 of 369 probes; 0 expected probes missing)",
+        "  good ratio    97.561% (360 of 369 min probed; 0 min not probed)",
         "  error budget  3.7 min; spent 9.0 min; left -5.3 min (-143.9%)",
         "  burn rates    5m 100.0, 30m 30.0, 1h 15.0, 6h 2.5"
         " (alert: 1h and 5m over 14.4, 6h and 30m over 6)",
@@ -267,7 +351,7 @@ def test_slo_report_reads_the_state_and_probes_nothing(state, flaky_page):
     assert result.returncode == 0 and flaky_page.requests == 0
     assert result.stdout.splitlines() == [
         f"{hc.url_label(flaky_page.url)}  SLO 99% over 30 days",
-        f"  good ratio    99.931% ({MONTH - 30} of {MONTH} probes; 0 expected probes missing)",
+        f"  good ratio    99.931% ({MONTH - 30} of {MONTH} min probed; 0 min not probed)",
         "  error budget  432.0 min; spent 30.0 min; left 402.0 min (93.1%)",
         "  burn rates    5m 0.0, 30m 0.0, 1h 0.0, 6h 0.0"
         " (alert: 1h and 5m over 14.4, 6h and 30m over 6)",
