@@ -49,7 +49,7 @@ BLOCKS = {
     "progress": {"changeImage.py", "supplier_image_upload.py", "run.py"},
     "delivery files": {"changeImage.py", "supplier_image_upload.py", "run.py", "report_email.py"},
     "http": {"supplier_image_upload.py", "run.py"},
-    "files": {"changeImage.py", "reports.py", "emails.py"},
+    "files": {"changeImage.py", "reports.py", "emails.py", "health_check.py"},
     "deadline": {"emails.py"},
 }
 FENCE = re.compile(
