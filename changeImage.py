@@ -637,6 +637,22 @@ def read_delivery_file(path: Path, root: Path, limit: int) -> bytes:
     return content
 
 
+def earlier_attempt(jpeg: Path, source: Path) -> str:
+    """The one message, in every script, for a JPEG beside its source that
+    changeImage.py did not write (no mark: an earlier attempt's, most likely),
+    with the one command that resolves it. The names alone when the JPEG is
+    beside its source (the lab's layout); its folder is named otherwise."""
+    if jpeg.parent == source.parent:
+        return (
+            f"{jpeg.name} was not made by changeImage.py from {source.name} (an earlier"
+            " attempt's?): run ./changeImage.py --replace-unmarked to convert over it"
+        )
+    return (
+        f"{jpeg} was not made by changeImage.py from {source} (an earlier attempt's?):"
+        f" run ./changeImage.py --replace-unmarked --output-dir {jpeg.parent} to convert over it"
+    )
+
+
 # --- end shared block: delivery files ---
 
 

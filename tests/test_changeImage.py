@@ -397,6 +397,29 @@ def test_a_suppliers_own_jpeg_beside_its_tiff_is_never_replaced_nor_taken(
     assert caplog.records[-1].getMessage().startswith("converted 1, ")
 
 
+@pytest.mark.parametrize(
+    "jpeg, source, expected",
+    [
+        (
+            "images/001.jpeg",
+            "images/001.tiff",
+            "001.jpeg was not made by changeImage.py from 001.tiff (an earlier attempt's?):"
+            " run ./changeImage.py --replace-unmarked to convert over it",
+        ),
+        (
+            "out/001.jpeg",
+            "images/001.tiff",
+            "out/001.jpeg was not made by changeImage.py from images/001.tiff (an earlier"
+            " attempt's?): run ./changeImage.py --replace-unmarked --output-dir out to convert"
+            " over it",
+        ),
+    ],
+    ids=["beside", "output-dir"],
+)
+def test_the_earlier_attempt_message_is_the_contracts(jpeg, source, expected):
+    assert changeImage.earlier_attempt(Path(jpeg), Path(source)) == expected
+
+
 def test_two_sources_for_one_target_fail_the_second(tmp_path, caplog):
     Image.new("RGB", (30, 20), RED).save(tmp_path / "001.png")
     Image.new("RGB", (30, 20), GREEN).save(tmp_path / "001.tiff")
