@@ -1281,6 +1281,92 @@ def store_main(
 
 
 # --- end shared block: http ---
+# --- begin shared block: sending (from blocks/sending.py; make blocks) ---
+FAILED, UNCERTAIN = "failed", "uncertain"  # the outcomes both scripts share
+# Problems (CONTRACT.md, the record's codes) of an item that failed or is uncertain
+# through the store or a stop, never through what the supplier sent:
+STORE_UNREACHABLE = "store_unreachable"  # not sent: the store stopped answering
+INTERRUPTED = "interrupted"  # not sent: the run was stopped
+UNCONFIRMED = "unconfirmed"  # sent, no answer, not confirmed since
+NOT_SENT = (STORE_UNREACHABLE, INTERRUPTED)
+
+
+def under_delivery_lock(delivery: Path, wait: float, work: Callable[[], int]) -> int:
+    """work(), holding the delivery's lock; another run holding it longer than
+    `wait` seconds is a usage error that names it."""
+    try:
+        held = hold_delivery_lock(delivery, wait)
+    except DeliveryBusy as error:
+        log.error("%s", error)
+        return EXIT_USAGE
+    with held:
+        return work()
+
+
+def fail(item: Any, error: Exception, problem: str) -> None:
+    """item failed, error saying why; one that the store's stop or a stop signal
+    kept from being sent gets that problem instead (report() says those in one line)."""
+    item.outcome, item.reason, item.problem = FAILED, str(error), problem
+    if isinstance(error, StoreDown):
+        item.problem = INTERRUPTED if STOPPING.is_set() else STORE_UNREACHABLE
+        item.reason = f"not sent: {error}"
+
+
+def post_once(item: Any, post: Callable[[], requests.Response]) -> requests.Response | None:
+    """post()'s answer; None when it was lost after the request may have reached
+    the store: item is then uncertain (settle() looks for it), never sent blindly
+    again. Journal the `sending` line before calling this."""
+    item.sent = time.monotonic()
+    try:
+        return post()
+    except Unanswered as error:
+        if not error.maybe_sent:
+            raise
+        item.outcome, item.problem = UNCERTAIN, UNCONFIRMED
+        item.reason = f"sent, but no answer came ({error}); the next run looks for it"
+        return None
+
+
+def settle(
+    items: Sequence[Any],
+    grace: float,
+    store: Any,
+    noun: str,
+    look_again: Callable[[Any, bool], None],
+    look_in_store: Callable[[], None] = lambda: None,
+) -> None:
+    """Items whose POST lost its answer: GRACE seconds after the last went out,
+    look_in_store() reads what the store holds and look_again(item, last) decides;
+    one not there is sent once more (last is False), then looked for again."""
+    for last in (False, True):
+        pending = [item for item in items if item.outcome == UNCERTAIN and item.sent]
+        if not pending or store.stopped:
+            return
+        wait = grace - (time.monotonic() - max(item.sent for item in pending))
+        log.info("%d %s lost their answer; looking in %.0f s", len(pending), noun, max(wait, 0))
+        time.sleep(max(0.0, wait))
+        try:
+            look_in_store()
+        except StoreError as error:
+            for item in pending:
+                item.reason = f"sent, but the store could not be asked again ({error})"
+            return
+        for item in pending:
+            look_again(item, last)
+
+
+def report(items: Sequence[Any], describe: Callable[[Any], str], noun: str) -> None:
+    """An error line per item that failed or is uncertain; those the store's stop
+    or a stop signal kept from being sent, in one line."""
+    unsent = [item for item in items if item.problem in NOT_SENT]
+    for item in items:
+        if item.outcome in (FAILED, UNCERTAIN) and item.problem not in NOT_SENT:
+            log.error("%s", describe(item))
+    if unsent:
+        log.error("%d %s %s", len(unsent), noun, unsent[0].reason)
+
+
+# --- end shared block: sending ---
 
 
 @dataclass
@@ -1292,6 +1378,7 @@ class Image:
     name: str = ""  # the name the store keeps
     outcome: str = "failed"
     reason: str = ""
+    problem: str = ""  # a named state when it failed or is uncertain
     sent: float = 0.0  # when its last POST went out (monotonic)
 
 
@@ -1320,14 +1407,8 @@ def interrupted(entries: list[dict]) -> dict[str, float]:
     return {f: journal_time(e) for f, e in last.items() if e.get("state") == "sending"}
 
 
-def report(images: list[Image]) -> None:
-    """A line per image that failed; those not sent because the store stopped, in one."""
-    unsent = [i for i in images if i.reason.startswith("not sent: ")]
-    for image in images:
-        if image.outcome in ("failed", "uncertain") and not image.reason.startswith("not sent: "):
-            log.error("%s: %s", image.path.name, image.reason)
-    if unsent:
-        log.error("%d images %s", len(unsent), unsent[0].reason)
+def said(image: Image) -> str:
+    return f"{image.path.name}: {image.reason}"
 
 
 def summary(images: list[Image]) -> str:
@@ -1371,41 +1452,22 @@ class Uploader:
                 image.outcome = "already in store"
             else:
                 self.send(image)
-        except (RefusedFile, StoreError) as error:
-            image.outcome, image.reason = "failed", str(error)
-            if isinstance(error, StoreDown):
-                image.reason = f"not sent: {error}"
+        except RefusedFile as error:
+            fail(image, error, "refused")
+        except StoreError as error:
+            fail(image, error, "store_refused")
 
     def send(self, image: Image) -> None:
         """POST it; a lost answer leaves it uncertain until settle() looks."""
         self.note(image, "sending")
-        image.sent = time.monotonic()
         files = {"file": (image.name, image.content, "image/jpeg")}
-        try:
-            answer = self.store.post("upload/", files=files)
-        except Unanswered as error:
-            if not error.maybe_sent:
-                raise
-            image.outcome = "uncertain"
-            image.reason = f"sent, but no answer came ({error}); the next run looks for it"
+        answer = post_once(image, lambda: self.store.post("upload/", files=files))
+        if answer is None:
             return
         if answer.status_code != 201:
             raise StoreError(rejection(answer))
         image.outcome = "uploaded"
         self.note(image, "uploaded")
-
-    def settle(self, images: list[Image]) -> None:
-        """Uploads whose answer was lost: GRACE seconds after the last was sent,
-        look in the store; one not there is sent once more, then looked for again."""
-        for last in (False, True):
-            pending = [i for i in images if i.outcome == "uncertain"]
-            if not pending or self.store.stopped:
-                return
-            wait = self.grace - (time.monotonic() - max(i.sent for i in pending))
-            log.info("%d uploads lost their answer; looking in %.0f s", len(pending), max(wait, 0))
-            time.sleep(max(0.0, wait))
-            for image in pending:
-                self.look_again(image, last)
 
     def look_again(self, image: Image, last: bool) -> None:
         try:
@@ -1453,7 +1515,7 @@ def upload_all(args: argparse.Namespace, store: Store, journal: int) -> list[Ima
             list(pool.map(upload_group, same_store_name(images)))
     finally:
         progress.close()  # a stop's line starts on a line of its own
-    uploader.settle(images)
+    settle(images, args.grace, store, "uploads", uploader.look_again)
     return images
 
 
@@ -1467,13 +1529,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.dry_run:
         return dry_run(args)
-    try:
-        held = hold_delivery_lock(args.images.parent, args.wait)
-    except DeliveryBusy as error:
-        log.error("%s", error)
-        return EXIT_USAGE
-    with held:
-        return upload_to_store(args)
+    return under_delivery_lock(args.images.parent, args.wait, lambda: upload_to_store(args))
 
 
 def dry_run(args: argparse.Namespace) -> int:
@@ -1516,7 +1572,7 @@ def upload_with_journal(args: argparse.Namespace, journal: int) -> int:
         )
         await_stopped_requests(max(in_flight.values()), args.grace)
     images = upload_all(args, store, journal)
-    report(images)
+    report(images, said, "images")
     log.info("%s", summary(images))
     if store.stopped:
         log.error("stopped: %s; run again when it answers", store.stopped)
