@@ -387,3 +387,33 @@ def test_an_earlier_attempts_jpeg_beside_its_source_gets_the_one_message(
     ]
     assert run.main(["--url", store.url, *folders]) == 1
     assert [f["name"] for f in store.catalog.fruits()] == ["Fruit 2 of delivery 0"]
+
+
+# -- what the uploader says is what the store serves ----------------------------
+
+
+def test_a_store_that_renames_uploads_is_said_by_name_and_gets_each_picture_once(
+    store_factory, tmp_path, catalog, logged_errors, caplog
+):
+    """The store answers 201 but keeps the upload under a name of its own: no product
+    could show it. Said by name and cause with the way out, exit 1; nothing more is
+    sent to that store, in this run or the next, until --resend."""
+    store = store_factory(rename_every=1)
+    images = catalog(tmp_path / "supplier-data", ["001", "002", "003"]) / "images"
+    assert upload(store, images, "--jobs", "1") == 1
+    way_out = "once it keeps the names it is sent, run supplier_image_upload.py --resend"
+    first, *others = logged_errors()
+    assert first == (
+        "001.jpeg: sent, and the store answered 201, but it serves nothing as 001.jpeg: it"
+        " keeps uploads under names of its own, which no product can show; nothing more is"
+        f" sent to it: {way_out}"
+    )
+    assert [line.split(":")[0] for line in others] == ["002.jpeg", "003.jpeg"]
+    assert all(re.search(f"not sent: the store keeps uploads .*; {way_out}$", x) for x in others)
+    assert caplog.records[-1].getMessage() == "uploaded 0, already in store 0, failed 3"
+    assert store.post_count == 1 and len(stored(store)) == 1
+    caplog.clear()
+    assert upload(store, images) == 1  # the next run: no extra copy
+    assert store.post_count == 1 and len(logged_errors()) == 3
+    assert upload(store, images, "--resend", "--jobs", "1") == 1  # asked for: sent again
+    assert store.post_count == 2
