@@ -132,7 +132,6 @@ def test_each_tiff_has_a_600x400_rgb_jpeg_beside_it(lab):
     assert sorted(p.name for p in images.glob("*.jpeg")) == [f"{s}.jpeg" for s in STEMS]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 25: not yet the lab's contract")
 def test_the_store_holds_each_picture_under_its_own_name_once(lab):
     stored = sorted(p.name for p in lab.store.catalog.images.iterdir())
     assert stored == [f"{stem}.jpeg" for stem in STEMS]
