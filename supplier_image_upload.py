@@ -105,6 +105,403 @@ OUTCOMES = (UPLOADED, ALREADY, "uncertain", "failed")
 
 log = logging.getLogger("supplier_image_upload")
 
+# -- the pictures ----------------------------------------------------------------
+
+
+class Problem(StrEnum):
+    """Why a picture failed (the sending block's problems besides): decided on by
+    name, never by a message's text."""
+
+    UNREADABLE = "not_read"  # a link out of the delivery, a FIFO, too large
+    NOT_JPEG = "not_jpeg"
+    UNUSABLE = "photo_unusable"  # cut, bytes after its end, or the wrong size
+    EARLIER_ATTEMPT = "earlier_attempt"  # earlier_attempt() says it
+    STORE_REFUSED = "store_refused"  # the store answered with an error
+    RENAMED = "renamed_by_store"  # the store keeps uploads under names of its own
+
+
+class Unfit(Exception):
+    """A file named like a catalog JPEG that is not one: its problem, and why."""
+
+    def __init__(self, problem: Problem, message: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+@dataclass
+class Image:
+    """One catalog JPEG and what became of it."""
+
+    path: Path
+    content: bytes = b""
+    name: str = ""  # the name the store serves it under
+    outcome: str = "failed"  # FAILED (the sending block's, defined below)
+    reason: str = ""
+    problem: str = ""  # a Problem, or a sending block's, when it failed or is uncertain
+    sent: float = 0.0  # when its last POST went out (monotonic)
+    copies: int = 0  # copies this run left in the store under names the store chose
+
+
+def catalog_jpegs(folder: Path) -> list[Path]:
+    """`<stem>.jpeg` files, not hidden (changeImage.py's temporaries, macOS `._*`)."""
+    return sorted(
+        p for p in folder.iterdir() if p.suffix == CATALOG_SUFFIX and not p.name.startswith(".")
+    )
+
+
+def catalog_jpeg(path: Path, root: Path) -> bytes:
+    """The bytes of a catalog JPEG: read as untrusted input, and whole to its end
+    marker (nothing after it leaves the machine); RefusedFile or Unfit, else."""
+    content = read_delivery_file(path, root, IMAGE_LIMIT)
+    if not content.startswith(JPEG_MAGIC):
+        raise Unfit(Problem.NOT_JPEG, f"{path}: not a JPEG; not uploaded")
+    unusable = unusable_jpeg(content, path)
+    if unusable is None:
+        return content
+    if unusable.cause == EARLIER_ATTEMPT:
+        raise Unfit(Problem.EARLIER_ATTEMPT, unusable.text)
+    sources = sources_beside(path)
+    again = (
+        f"remove it and run ./changeImage.py to convert {sources[0].name} again"
+        if sources
+        else "no source beside it to convert again: ask the supplier for the photo"
+    )
+    raise Unfit(Problem.UNUSABLE, f"{unusable.text}; not uploaded: {again}")
+
+
+def same_store_name(images: list[Image]) -> list[list[Image]]:
+    """Images grouped by the name the store would keep: `a b.jpeg` and `a_b.jpeg`
+    go one after the other (the second finds the first's upload and takes its
+    content name), never racing to leave a copy."""
+    groups: dict[str, list[Image]] = {}
+    for image in images:
+        groups.setdefault(store_name(image.path.name), []).append(image)
+    return list(groups.values())
+
+
+def interrupted(entries: list[dict]) -> dict[str, float]:
+    """Files whose last journal line (for any spelling of the store) is `sending`:
+    a run stopped during their upload, at that time. The store is asked about
+    every image anyway, once these had the grace period to land."""
+    last = {e["file"]: e for e in entries if type(e.get("file")) is str}
+    return {f: journal_time(e) for f, e in last.items() if e.get("state") == "sending"}
+
+
+def renamed_before(entries: list[dict], store: str) -> str:
+    """The time an earlier run found this store keeping an upload under a name of
+    its own (its journal's last `renamed` line for the store), "" when none did."""
+    found = [e for e in entries if e.get("store") == store and e.get("state") == "renamed"]
+    return str(found[-1].get("time", "")) if found else ""
+
+
+def uploaded_names(entries: list[dict], store: str) -> dict[str, str]:
+    """sha256 -> the name an earlier run got that picture into this store under."""
+    return {
+        e["sha256"]: e["name"]
+        for e in entries
+        if e.get("store") == store and e.get("state") == "uploaded"
+        if type(e.get("sha256")) is str and type(e.get("name")) is str
+    }
+
+
+def said(image: Image) -> str:
+    """An image's error line: its file's name, then why (earlier_attempt() names it)."""
+    if image.problem == Problem.EARLIER_ATTEMPT:
+        return image.reason
+    return f"{image.path.name}: {image.reason}"
+
+
+def copy_left(image: Image) -> str:
+    stem, _, ext = store_name(image.path.name).rpartition(".")
+    return (
+        f"{image.path.name}: another importer sent a picture as {stem}.{ext} at the same"
+        f" moment; the store kept this one also as {stem}_XXXXXXX.{ext} (a name it chose and"
+        f" does not say, shown by no product; remove it in the store's media/images/ if"
+        f" space matters), then got it as {image.name}"
+    )
+
+
+def summary(images: list[Image]) -> str:
+    count = {kind: sum(i.outcome == kind for i in images) for kind in OUTCOMES}
+    text = f"uploaded {count[UPLOADED]}, already in store {count[ALREADY]}"
+    if count[UNCERTAIN]:
+        text += f", uncertain {count[UNCERTAIN]}"
+    text += f", failed {count[FAILED]}"
+    copies = sum(i.copies for i in images)
+    return text + (f", copies left in the store {copies}" if copies else "")
+
+
+def report_copies(images: list[Image]) -> None:
+    """A copy this run left is a duplicate it made: an error line, even with -q."""
+    for image in images:
+        if image.copies:
+            log.error("%s", copy_left(image))
+
+
+class Uploader:
+    """The lab's step 2 for each picture (send): put it into the store under the
+    lab's name, or its content name where that is taken, journaling each upload
+    before and after and reading each back from the store."""
+
+    def __init__(self, store: Store, journal: int, args: argparse.Namespace, entries: list[dict]):
+        self.store, self.journal, self.root = store, journal, args.images
+        self.content_names = args.content_names
+        self.renamed = "" if args.resend else renamed_before(entries, store.url)
+        self.earlier = uploaded_names(entries, store.url)
+
+    def note(self, image: Image, state: str) -> None:
+        append_line(
+            self.journal,
+            {
+                "file": image.path.name,
+                "name": image.name,
+                "sha256": hashlib.sha256(image.content).hexdigest(),
+                "size": len(image.content),
+                "state": state,
+                "store": self.store.url,
+                "time": now(),
+            },
+        )
+
+    def upload(self, image: Image) -> None:
+        try:
+            image.content = catalog_jpeg(image.path, self.root)
+            self.place(image)
+        except Unfit as error:
+            fail(image, error, error.problem)
+        except RefusedFile as error:
+            fail(image, error, Problem.UNREADABLE)
+        except StoreError as error:
+            fail(image, error, Problem.STORE_REFUSED)
+
+    def names(self, image: Image) -> list[str]:
+        """The names it may take, in order: the lab's (its own file name, as the
+        store keeps it), then its content name; only the content name with
+        --content-names."""
+        content_name = catalog_name(image.path.name, image.content)
+        return [content_name] if self.content_names else [self.lab_name(image), content_name]
+
+    def lab_name(self, image: Image) -> str:
+        return store_name(image.path.name)
+
+    def place(self, image: Image, names: list[str] | None = None) -> None:
+        """Found in the store under one of its names, it is there; else it is sent
+        under the first name the store does not hold (a name serving other bytes is
+        another picture's). The name an earlier run got it in under is asked first:
+        a re-run then finds a picture that took its content name in one request."""
+        names = names or self.names(image)
+        earlier = self.earlier.get(hashlib.sha256(image.content).hexdigest())
+        if earlier in names[1:] and self.store.holds(earlier, image.content):
+            image.name, image.outcome = earlier, ALREADY
+            return
+        for name in names:
+            held = self.store.holds(name, image.content)
+            if held:
+                image.name, image.outcome = name, ALREADY
+                return
+            if held is None:
+                self.send(image, name)
+                return
+        raise StoreError(f"the store serves other bytes as {name}")
+
+    def send(self, image: Image, name: str) -> None:
+        """POST it as name, once; read back what the store serves (a lost answer
+        leaves it uncertain until settle() looks)."""
+        image.name = name
+        if self.renamed:
+            raise Unfit(Problem.RENAMED, self.renaming_store())
+        self.note(image, "sending")
+        files = {"file": (image.name, image.content, "image/jpeg")}
+        answer = post_once(image, lambda: self.store.post("upload/", files=files))
+        if answer is None:
+            return
+        if answer.status_code != 201:
+            raise StoreError(rejection(answer))
+        self.read_back(image)
+
+    def read_back(self, image: Image) -> None:
+        """The store said 201 but never says the name it kept. Serving these bytes
+        under the name sent, it kept that name. Serving other bytes under the lab's
+        name, another importer took it at the same moment: the store kept this one
+        under a name it chose (a copy, counted), and the content name is used. Not
+        serving it at all, the store renames uploads its own way: no product could
+        name the picture, so nothing more is sent to it."""
+        held = self.store.holds(image.name, image.content)
+        if held:
+            image.outcome, image.reason, image.problem = UPLOADED, "", ""
+            self.note(image, "uploaded")
+        elif held is False and image.name == self.lab_name(image) and not self.content_names:
+            image.copies += 1
+            self.note(image, "copy left")
+            self.place(image, [catalog_name(image.path.name, image.content)])
+        else:
+            self.renamed = self.renamed or now()
+            self.note(image, "renamed")
+            raise Unfit(
+                Problem.RENAMED,
+                f"sent, and the store answered 201, but it serves nothing as {image.name}: it"
+                " keeps uploads under names of its own, which no product can show; nothing"
+                " more is sent to it: once it keeps the names it is sent, run"
+                " supplier_image_upload.py --resend",
+            )
+
+    def renaming_store(self) -> str:
+        return (
+            f"not sent: the store keeps uploads under names of its own (seen {self.renamed});"
+            " once it keeps the names it is sent, run supplier_image_upload.py --resend"
+        )
+
+    def look_again(self, image: Image, last: bool) -> None:
+        """An upload whose answer was lost, GRACE seconds on: served as sent, it
+        landed; under the lab's name another picture, it takes its content name;
+        not there, it is sent once more (warned: the first may still land)."""
+        try:
+            held = self.store.holds(image.name, image.content)
+            if held:
+                image.outcome, image.reason, image.problem = UPLOADED, "", ""
+                self.note(image, "uploaded")
+            elif held is False and image.name == self.lab_name(image) and not self.content_names:
+                self.place(image, [catalog_name(image.path.name, image.content)])
+            elif held is False:
+                other = StoreError(f"the store serves other bytes as {image.name}")
+                fail(image, other, Problem.STORE_REFUSED)
+            elif not last:
+                self.send(image, image.name)
+                if image.outcome == UPLOADED:
+                    log.warning(
+                        "%s: sent again after its answer was lost; if the first lands late"
+                        " the store keeps the same picture also under a name it chooses,"
+                        " which no product shows",
+                        image.path.name,
+                    )
+        except Unfit as error:
+            fail(image, error, error.problem)
+        except StoreError as error:
+            image.reason = f"sent, but the store could not be asked again ({error})"
+
+
+# -- the run ------------------------------------------------------------------
+
+
+def upload_all(args: argparse.Namespace, uploader: Uploader) -> list[Image]:
+    """Every picture through uploader.upload, in parallel, then the lost answers settled."""
+    images = [Image(path) for path in catalog_jpegs(args.images)]
+    progress = Progress(len(images), "uploaded", enabled=not args.quiet)
+
+    def upload_group(group: list[Image]) -> None:
+        for image in group:
+            uploader.upload(image)
+            if image.outcome != UNCERTAIN:
+                image.content = b""  # settled: only uncertain ones are looked at again
+            progress.advance()
+
+    try:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            list(pool.map(upload_group, same_store_name(images)))
+    finally:
+        progress.close()  # a stop's line starts on a line of its own
+    settle(images, args.grace, uploader.store, "uploads", uploader.look_again)
+    return images
+
+
+def upload_delivery(args: argparse.Namespace) -> int:
+    """The lab's step 2: each catalog JPEG of the images folder to the store."""
+    if not catalog_jpegs(args.images):
+        log.error(
+            "%s: no catalog JPEGs (<name>.jpeg, as changeImage.py writes them);"
+            " run changeImage.py first",
+            args.images,
+        )
+        return EXIT_USAGE
+    if args.dry_run:
+        return dry_run(args)
+    return under_delivery_lock(args.images.parent, args.wait, lambda: upload_to_store(args))
+
+
+def dry_run(args: argparse.Namespace) -> int:
+    """What would be sent, under the first name tried; the store is not asked."""
+    status = EXIT_OK
+    for path in catalog_jpegs(args.images):
+        try:
+            content = catalog_jpeg(path, args.images)
+        except (RefusedFile, Unfit) as error:
+            log.error("%s", said(Image(path, reason=str(error), problem=problem_of(error))))
+            status = EXIT_FAILED
+            continue
+        name = catalog_name(path.name, content) if args.content_names else store_name(path.name)
+        print(f"POST {canonical_url(args.url)}upload/ file={name}")
+    return status
+
+
+def problem_of(error: Exception) -> str:
+    return error.problem if isinstance(error, Unfit) else Problem.UNREADABLE
+
+
+def upload_to_store(args: argparse.Namespace) -> int:
+    try:
+        journal = open_journal(args.journal)
+    except OSError as error:
+        log.error("cannot write the journal %s: %s; nothing sent", args.journal, error.strerror)
+        return EXIT_USAGE
+    try:
+        return upload_with_journal(args, journal)
+    finally:
+        os.close(journal)
+
+
+def upload_with_journal(args: argparse.Namespace, journal: int) -> int:
+    store = Store(args.url, args.token, args.timeout, args.retries, args.jobs)
+    try:
+        store.fruits()
+    except StoreError as error:
+        log.error("cannot use the store at %s: %s (set --url or CATALOG_URL)", store.url, error)
+        return EXIT_USAGE
+    entries = read_journal(args.journal)
+    in_flight = interrupted(entries)
+    if in_flight:
+        log.info(
+            "%d uploads were in flight when a run stopped; the store says which landed",
+            len(in_flight),
+        )
+        await_stopped_requests(max(in_flight.values()), args.grace)
+    images = upload_all(args, Uploader(store, journal, args, entries))
+    report(images, said, "images")
+    report_copies(images)
+    log.info("%s", summary(images))
+    if store.stopped:
+        log.error("stopped: %s; run again when it answers", store.stopped)
+        return EXIT_USAGE
+    unsettled = any(i.outcome in (FAILED, UNCERTAIN) or i.copies for i in images)
+    return EXIT_FAILED if unsettled else EXIT_OK
+
+
+# -- the command line -----------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser(__doc__, OPTIONS)
+    args = store_arguments(parser, argv)
+    args.journal = args.journal or args.images.parent / "uploaded.jsonl"
+    if not args.images.is_dir():
+        parser.error(f"no images folder at {args.images}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Read the options, log to stderr without credentials, upload the delivery's
+    pictures; one guard owns the exit status (a stop is 130, never a traceback)."""
+
+    def upload() -> int:
+        args = parse_args(argv)
+        configure_store_logging(args.quiet, args.verbose)
+        return upload_delivery(args)
+
+    return guarded(upload)
+
+
+# -- shared blocks ------------------------------------------------------------------
+# Generated from blocks/NAME.py (make blocks): edit the home, never these copies.
+# They come last so that this script's own code is what a reader meets first.
 
 # --- begin shared block: cli (from blocks/cli.py; make blocks) ---
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -1485,379 +1882,8 @@ def report(items: Sequence[Any], describe: Callable[[Any], str], noun: str) -> N
 # --- end shared block: sending ---
 
 
-# -- the pictures ----------------------------------------------------------------
-
-
-class Problem(StrEnum):
-    """Why a picture failed (the sending block's problems besides): decided on by
-    name, never by a message's text."""
-
-    UNREADABLE = "not_read"  # a link out of the delivery, a FIFO, too large
-    NOT_JPEG = "not_jpeg"
-    UNUSABLE = "photo_unusable"  # cut, bytes after its end, or the wrong size
-    EARLIER_ATTEMPT = "earlier_attempt"  # earlier_attempt() says it
-    STORE_REFUSED = "store_refused"  # the store answered with an error
-    RENAMED = "renamed_by_store"  # the store keeps uploads under names of its own
-
-
-class Unfit(Exception):
-    """A file named like a catalog JPEG that is not one: its problem, and why."""
-
-    def __init__(self, problem: Problem, message: str) -> None:
-        super().__init__(message)
-        self.problem = problem
-
-
-@dataclass
-class Image:
-    """One catalog JPEG and what became of it."""
-
-    path: Path
-    content: bytes = b""
-    name: str = ""  # the name the store serves it under
-    outcome: str = FAILED
-    reason: str = ""
-    problem: str = ""  # a Problem, or a sending block's, when it failed or is uncertain
-    sent: float = 0.0  # when its last POST went out (monotonic)
-    copies: int = 0  # copies this run left in the store under names the store chose
-
-
-def catalog_jpegs(folder: Path) -> list[Path]:
-    """`<stem>.jpeg` files, not hidden (changeImage.py's temporaries, macOS `._*`)."""
-    return sorted(
-        p for p in folder.iterdir() if p.suffix == CATALOG_SUFFIX and not p.name.startswith(".")
-    )
-
-
-def catalog_jpeg(path: Path, root: Path) -> bytes:
-    """The bytes of a catalog JPEG: read as untrusted input, and whole to its end
-    marker (nothing after it leaves the machine); RefusedFile or Unfit, else."""
-    content = read_delivery_file(path, root, IMAGE_LIMIT)
-    if not content.startswith(JPEG_MAGIC):
-        raise Unfit(Problem.NOT_JPEG, f"{path}: not a JPEG; not uploaded")
-    unusable = unusable_jpeg(content, path)
-    if unusable is None:
-        return content
-    if unusable.cause == EARLIER_ATTEMPT:
-        raise Unfit(Problem.EARLIER_ATTEMPT, unusable.text)
-    sources = sources_beside(path)
-    again = (
-        f"remove it and run ./changeImage.py to convert {sources[0].name} again"
-        if sources
-        else "no source beside it to convert again: ask the supplier for the photo"
-    )
-    raise Unfit(Problem.UNUSABLE, f"{unusable.text}; not uploaded: {again}")
-
-
-def same_store_name(images: list[Image]) -> list[list[Image]]:
-    """Images grouped by the name the store would keep: `a b.jpeg` and `a_b.jpeg`
-    go one after the other (the second finds the first's upload and takes its
-    content name), never racing to leave a copy."""
-    groups: dict[str, list[Image]] = {}
-    for image in images:
-        groups.setdefault(store_name(image.path.name), []).append(image)
-    return list(groups.values())
-
-
-def interrupted(entries: list[dict]) -> dict[str, float]:
-    """Files whose last journal line (for any spelling of the store) is `sending`:
-    a run stopped during their upload, at that time. The store is asked about
-    every image anyway, once these had the grace period to land."""
-    last = {e["file"]: e for e in entries if type(e.get("file")) is str}
-    return {f: journal_time(e) for f, e in last.items() if e.get("state") == "sending"}
-
-
-def renamed_before(entries: list[dict], store: str) -> str:
-    """The time an earlier run found this store keeping an upload under a name of
-    its own (its journal's last `renamed` line for the store), "" when none did."""
-    found = [e for e in entries if e.get("store") == store and e.get("state") == "renamed"]
-    return str(found[-1].get("time", "")) if found else ""
-
-
-def uploaded_names(entries: list[dict], store: str) -> dict[str, str]:
-    """sha256 -> the name an earlier run got that picture into this store under."""
-    return {
-        e["sha256"]: e["name"]
-        for e in entries
-        if e.get("store") == store and e.get("state") == "uploaded"
-        if type(e.get("sha256")) is str and type(e.get("name")) is str
-    }
-
-
-def said(image: Image) -> str:
-    """An image's error line: its file's name, then why (earlier_attempt() names it)."""
-    if image.problem == Problem.EARLIER_ATTEMPT:
-        return image.reason
-    return f"{image.path.name}: {image.reason}"
-
-
-def copy_left(image: Image) -> str:
-    stem, _, ext = store_name(image.path.name).rpartition(".")
-    return (
-        f"{image.path.name}: another importer sent a picture as {stem}.{ext} at the same"
-        f" moment; the store kept this one also as {stem}_XXXXXXX.{ext} (a name it chose and"
-        f" does not say, shown by no product; remove it in the store's media/images/ if"
-        f" space matters), then got it as {image.name}"
-    )
-
-
-def summary(images: list[Image]) -> str:
-    count = {kind: sum(i.outcome == kind for i in images) for kind in OUTCOMES}
-    text = f"uploaded {count[UPLOADED]}, already in store {count[ALREADY]}"
-    if count[UNCERTAIN]:
-        text += f", uncertain {count[UNCERTAIN]}"
-    text += f", failed {count[FAILED]}"
-    copies = sum(i.copies for i in images)
-    return text + (f", copies left in the store {copies}" if copies else "")
-
-
-def report_copies(images: list[Image]) -> None:
-    """A copy this run left is a duplicate it made: an error line, even with -q."""
-    for image in images:
-        if image.copies:
-            log.error("%s", copy_left(image))
-
-
-class Uploader:
-    """The lab's step 2 for each picture (send): put it into the store under the
-    lab's name, or its content name where that is taken, journaling each upload
-    before and after and reading each back from the store."""
-
-    def __init__(self, store: Store, journal: int, args: argparse.Namespace, entries: list[dict]):
-        self.store, self.journal, self.root = store, journal, args.images
-        self.content_names = args.content_names
-        self.renamed = "" if args.resend else renamed_before(entries, store.url)
-        self.earlier = uploaded_names(entries, store.url)
-
-    def note(self, image: Image, state: str) -> None:
-        append_line(
-            self.journal,
-            {
-                "file": image.path.name,
-                "name": image.name,
-                "sha256": hashlib.sha256(image.content).hexdigest(),
-                "size": len(image.content),
-                "state": state,
-                "store": self.store.url,
-                "time": now(),
-            },
-        )
-
-    def upload(self, image: Image) -> None:
-        try:
-            image.content = catalog_jpeg(image.path, self.root)
-            self.place(image)
-        except Unfit as error:
-            fail(image, error, error.problem)
-        except RefusedFile as error:
-            fail(image, error, Problem.UNREADABLE)
-        except StoreError as error:
-            fail(image, error, Problem.STORE_REFUSED)
-
-    def names(self, image: Image) -> list[str]:
-        """The names it may take, in order: the lab's (its own file name, as the
-        store keeps it), then its content name; only the content name with
-        --content-names."""
-        content_name = catalog_name(image.path.name, image.content)
-        return [content_name] if self.content_names else [self.lab_name(image), content_name]
-
-    def lab_name(self, image: Image) -> str:
-        return store_name(image.path.name)
-
-    def place(self, image: Image, names: list[str] | None = None) -> None:
-        """Found in the store under one of its names, it is there; else it is sent
-        under the first name the store does not hold (a name serving other bytes is
-        another picture's). The name an earlier run got it in under is asked first:
-        a re-run then finds a picture that took its content name in one request."""
-        names = names or self.names(image)
-        earlier = self.earlier.get(hashlib.sha256(image.content).hexdigest())
-        if earlier in names[1:] and self.store.holds(earlier, image.content):
-            image.name, image.outcome = earlier, ALREADY
-            return
-        for name in names:
-            held = self.store.holds(name, image.content)
-            if held:
-                image.name, image.outcome = name, ALREADY
-                return
-            if held is None:
-                self.send(image, name)
-                return
-        raise StoreError(f"the store serves other bytes as {name}")
-
-    def send(self, image: Image, name: str) -> None:
-        """POST it as name, once; read back what the store serves (a lost answer
-        leaves it uncertain until settle() looks)."""
-        image.name = name
-        if self.renamed:
-            raise Unfit(Problem.RENAMED, self.renaming_store())
-        self.note(image, "sending")
-        files = {"file": (image.name, image.content, "image/jpeg")}
-        answer = post_once(image, lambda: self.store.post("upload/", files=files))
-        if answer is None:
-            return
-        if answer.status_code != 201:
-            raise StoreError(rejection(answer))
-        self.read_back(image)
-
-    def read_back(self, image: Image) -> None:
-        """The store said 201 but never says the name it kept. Serving these bytes
-        under the name sent, it kept that name. Serving other bytes under the lab's
-        name, another importer took it at the same moment: the store kept this one
-        under a name it chose (a copy, counted), and the content name is used. Not
-        serving it at all, the store renames uploads its own way: no product could
-        name the picture, so nothing more is sent to it."""
-        held = self.store.holds(image.name, image.content)
-        if held:
-            image.outcome, image.reason, image.problem = UPLOADED, "", ""
-            self.note(image, "uploaded")
-        elif held is False and image.name == self.lab_name(image) and not self.content_names:
-            image.copies += 1
-            self.note(image, "copy left")
-            self.place(image, [catalog_name(image.path.name, image.content)])
-        else:
-            self.renamed = self.renamed or now()
-            self.note(image, "renamed")
-            raise Unfit(
-                Problem.RENAMED,
-                f"sent, and the store answered 201, but it serves nothing as {image.name}: it"
-                " keeps uploads under names of its own, which no product can show; nothing"
-                " more is sent to it: once it keeps the names it is sent, run"
-                " supplier_image_upload.py --resend",
-            )
-
-    def renaming_store(self) -> str:
-        return (
-            f"not sent: the store keeps uploads under names of its own (seen {self.renamed});"
-            " once it keeps the names it is sent, run supplier_image_upload.py --resend"
-        )
-
-    def look_again(self, image: Image, last: bool) -> None:
-        """An upload whose answer was lost, GRACE seconds on: served as sent, it
-        landed; under the lab's name another picture, it takes its content name;
-        not there, it is sent once more (warned: the first may still land)."""
-        try:
-            held = self.store.holds(image.name, image.content)
-            if held:
-                image.outcome, image.reason, image.problem = UPLOADED, "", ""
-                self.note(image, "uploaded")
-            elif held is False and image.name == self.lab_name(image) and not self.content_names:
-                self.place(image, [catalog_name(image.path.name, image.content)])
-            elif held is False:
-                other = StoreError(f"the store serves other bytes as {image.name}")
-                fail(image, other, Problem.STORE_REFUSED)
-            elif not last:
-                self.send(image, image.name)
-                if image.outcome == UPLOADED:
-                    log.warning(
-                        "%s: sent again after its answer was lost; if the first lands late"
-                        " the store keeps the same picture also under a name it chooses,"
-                        " which no product shows",
-                        image.path.name,
-                    )
-        except Unfit as error:
-            fail(image, error, error.problem)
-        except StoreError as error:
-            image.reason = f"sent, but the store could not be asked again ({error})"
-
-
-# -- the run ------------------------------------------------------------------
-
-
-def upload_all(args: argparse.Namespace, uploader: Uploader) -> list[Image]:
-    """Every picture through uploader.upload, in parallel, then the lost answers settled."""
-    images = [Image(path) for path in catalog_jpegs(args.images)]
-    progress = Progress(len(images), "uploaded", enabled=not args.quiet)
-
-    def upload_group(group: list[Image]) -> None:
-        for image in group:
-            uploader.upload(image)
-            if image.outcome != UNCERTAIN:
-                image.content = b""  # settled: only uncertain ones are looked at again
-            progress.advance()
-
-    try:
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            list(pool.map(upload_group, same_store_name(images)))
-    finally:
-        progress.close()  # a stop's line starts on a line of its own
-    settle(images, args.grace, uploader.store, "uploads", uploader.look_again)
-    return images
-
-
-def upload_delivery(args: argparse.Namespace) -> int:
-    """The lab's step 2: each catalog JPEG of the images folder to the store."""
-    if not catalog_jpegs(args.images):
-        log.error(
-            "%s: no catalog JPEGs (<name>.jpeg, as changeImage.py writes them);"
-            " run changeImage.py first",
-            args.images,
-        )
-        return EXIT_USAGE
-    if args.dry_run:
-        return dry_run(args)
-    return under_delivery_lock(args.images.parent, args.wait, lambda: upload_to_store(args))
-
-
-def dry_run(args: argparse.Namespace) -> int:
-    """What would be sent, under the first name tried; the store is not asked."""
-    status = EXIT_OK
-    for path in catalog_jpegs(args.images):
-        try:
-            content = catalog_jpeg(path, args.images)
-        except (RefusedFile, Unfit) as error:
-            log.error("%s", said(Image(path, reason=str(error), problem=problem_of(error))))
-            status = EXIT_FAILED
-            continue
-        name = catalog_name(path.name, content) if args.content_names else store_name(path.name)
-        print(f"POST {canonical_url(args.url)}upload/ file={name}")
-    return status
-
-
-def problem_of(error: Exception) -> str:
-    return error.problem if isinstance(error, Unfit) else Problem.UNREADABLE
-
-
-def upload_to_store(args: argparse.Namespace) -> int:
-    try:
-        journal = open_journal(args.journal)
-    except OSError as error:
-        log.error("cannot write the journal %s: %s; nothing sent", args.journal, error.strerror)
-        return EXIT_USAGE
-    try:
-        return upload_with_journal(args, journal)
-    finally:
-        os.close(journal)
-
-
-def upload_with_journal(args: argparse.Namespace, journal: int) -> int:
-    store = Store(args.url, args.token, args.timeout, args.retries, args.jobs)
-    try:
-        store.fruits()
-    except StoreError as error:
-        log.error("cannot use the store at %s: %s (set --url or CATALOG_URL)", store.url, error)
-        return EXIT_USAGE
-    entries = read_journal(args.journal)
-    in_flight = interrupted(entries)
-    if in_flight:
-        log.info(
-            "%d uploads were in flight when a run stopped; the store says which landed",
-            len(in_flight),
-        )
-        await_stopped_requests(max(in_flight.values()), args.grace)
-    images = upload_all(args, Uploader(store, journal, args, entries))
-    report(images, said, "images")
-    report_copies(images)
-    log.info("%s", summary(images))
-    if store.stopped:
-        log.error("stopped: %s; run again when it answers", store.stopped)
-        return EXIT_USAGE
-    unsettled = any(i.outcome in (FAILED, UNCERTAIN) or i.copies for i in images)
-    return EXIT_FAILED if unsettled else EXIT_OK
-
-
-# -- the command line -----------------------------------------------------------
-
-
+# The uploader's options, one row each (the README's Configuration table); here,
+# after the blocks, because the rows are built with theirs (Option, store_options).
 OPTIONS = [
     *store_options("an upload"),
     Option(
@@ -1886,27 +1912,6 @@ OPTIONS = [
     ),
     Option("--dry-run", "list what would be uploaded; contact no store", action="store_true"),
 ]
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = build_parser(__doc__, OPTIONS)
-    args = store_arguments(parser, argv)
-    args.journal = args.journal or args.images.parent / "uploaded.jsonl"
-    if not args.images.is_dir():
-        parser.error(f"no images folder at {args.images}")
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Read the options, log to stderr without credentials, upload the delivery's
-    pictures; one guard owns the exit status (a stop is 130, never a traceback)."""
-
-    def upload() -> int:
-        args = parse_args(argv)
-        configure_store_logging(args.quiet, args.verbose)
-        return upload_delivery(args)
-
-    return guarded(upload)
 
 
 if __name__ == "__main__":
