@@ -324,7 +324,7 @@ class Uploader:
         under the name sent, it kept that name. Serving other bytes under the lab's
         name, another importer took it at the same moment: the store kept this one
         under a name it chose (a copy, counted), and the content name is used. Not
-        serving it at all, the store renames uploads its own way: no product could
+        serving anything under the name, the store renames uploads its own way: no product could
         name the picture, so nothing more is sent to it."""
         held = self.store.holds(image.name, image.content)
         if held:
@@ -334,6 +334,8 @@ class Uploader:
             image.copies += 1
             self.note(image, "copy left")
             self.place(image, [catalog_name(image.path.name, image.content)])
+        elif held is False:
+            raise StoreError(f"the store serves other bytes as {image.name}, just sent")
         else:
             self.renamed = self.renamed or now()
             self.note(image, "renamed")
