@@ -50,6 +50,67 @@ Exit status:
 
 from __future__ import annotations
 
+
+# --- begin shared block: early stop (from blocks/early_stop.py; make blocks) ---
+def shared(name: str, value: object) -> object:
+    """The process's one `name`, set by the first copy of the blocks to ask: a script
+    and the helpers it imports share the stop state and the missing packages."""
+    import sys
+    import types
+
+    state = sys.modules.setdefault("fruit_catalog_shared", types.ModuleType("shared"))
+    return vars(state).setdefault(name, value)
+
+
+def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
+    """Until the guard takes over, a stop signal is one line on fd and `status`, however
+    early; a signal ignored at start (nohup, `trap '' HUP`) stays ignored."""
+    import os
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        said = "interrupted" if signum == signal.SIGINT else f"interrupted by {name}"
+        os.write(fd, f"{line.format(said)}\n".encode())
+        os._exit(status)  # nothing written yet: the guard finishes what the work started
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, stop)
+
+
+def missing_packages() -> list[str]:
+    """One line per package this process could not import: what to pip install."""
+    return shared("missing", [])  # type: ignore[return-value]
+
+
+class Missing:
+    """Stands in for a package that is not installed: module-level code using its names
+    still runs, so --help and -V work; the parser then says the pip line."""
+
+    def __init__(self, error: ImportError, pins: str) -> None:
+        import os
+        import sys
+
+        script = os.path.basename(sys.argv[0])
+        missing_packages().append(f"{script}: {error.name} is missing: pip install {pins}")
+
+    def __call__(self, *args: object, **kwargs: object) -> Missing:
+        return self
+
+    __getattr__ = __getitem__ = __add__ = __radd__ = __sub__ = __rsub__ = __call__
+    __mul__ = __rmul__ = __truediv__ = __rtruediv__ = __neg__ = __call__
+
+    def __mro_entries__(self, bases: tuple) -> tuple:
+        return ()  # a class based on one of its names is based on object
+
+
+if __name__ == "__main__":
+    stop_early(*globals().get("EARLY_STOP", ()))
+
+
+# --- end shared block: early stop ---
+
 import argparse
 import codecs
 import contextlib
@@ -85,13 +146,8 @@ try:
     import urllib3
     from requests.adapters import HTTPAdapter
     from urllib3.util import Retry
-except ImportError as missing:  # copied alone: say what it needs, in one line
-    print(
-        f"{Path(__file__).name}: {missing.name} is missing: "
-        "install the pinned requests line of requirements.txt (README: What to copy)",
-        file=sys.stderr,
-    )
-    raise SystemExit(2) from None
+except ImportError as error:  # --help and -V still work; anything else says the pip line
+    requests = urllib3 = HTTPAdapter = Retry = Missing(error, "requests==2.34.2")
 
 __version__ = "2.0.0"
 
@@ -118,1299 +174,6 @@ RECORD_FIELDS = [
 ]
 
 log = logging.getLogger("run")
-
-
-# --- begin shared block: cli (from blocks/cli.py; make blocks) ---
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-UNSET = object()  # the default of an option not given on the command line
-STOPPING = threading.Event()  # set by the first stop signal: no new request, no retry
-
-
-def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number from low to high (nan, inf and 1e309 are
-    refused). The same check serves a flag and its environment variable."""
-
-    def parse(text: str) -> float:
-        try:
-            value = int(text) if whole else float(text)
-        except ValueError:
-            kind = "a whole number" if whole else "a number"
-            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
-        if not (math.isfinite(value) and low <= value <= high):
-            raise argparse.ArgumentTypeError(f"{text!r} is not from {low:g} to {high:g}")
-        return value
-
-    parse.__name__ = "whole number" if whole else "number"
-    return parse
-
-
-def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, default: object):
-    """The environment variable NAME checked by parse, or default when unset or
-    empty. A bad value is a usage error that names the variable, not a flag."""
-    text = os.environ.get(name, "")
-    if not text.strip():
-        return default
-    try:
-        return parse(text)
-    except (argparse.ArgumentTypeError, ValueError) as error:
-        parser.error(f"environment variable {name}: {error}")
-
-
-@dataclass(frozen=True)
-class Option:
-    """One option, declared once: flags (or a positional's name), environment
-    variable, default, type with its bounds, help. --help shows the default and
-    the variable from this row, and a test compares the rows with the README.
-
-    A callable default is called when the parser is built; it reads its own
-    variables (an images folder that defaults to $SUPPLIER_DATA/images), so env
-    is then only shown. Otherwise a set env is parsed by type, and a bad value
-    is a usage error naming the variable. An "append" option's env holds several
-    values, split on whitespace, or on `split` when given."""
-
-    flags: str
-    help: str
-    env: str = ""
-    default: Any = None
-    type: Callable[[str], Any] | None = None
-    metavar: str | None = None
-    action: str | None = None
-    shown: str | None = None
-    nargs: str | None = None
-    split: str | None = None
-
-    def default_text(self) -> str:
-        if self.shown is not None:
-            return self.shown
-        if self.default is None or self.action == "store_true" or callable(self.default):
-            return ""
-        return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
-
-    def add_to(self, parser: argparse.ArgumentParser) -> argparse.Action:
-        shown, names = self.default_text(), self.flags.split()
-        extra = [f"default {shown}"] if shown else []
-        help = " ".join([self.help, *(f"({text})" for text in extra)])
-        help += f" [{self.env}]" if self.env else ""
-        keywords: dict[str, Any] = {"help": help.replace("%", "%%")}
-        for name in ("type", "metavar", "action", "nargs"):
-            if getattr(self, name) is not None:
-                keywords[name] = getattr(self, name)
-        if self.action == "version":
-            keywords["version"] = f"%(prog)s {__version__}"
-        else:
-            # An "append" option starts from None: argparse appends to its default.
-            keywords["default"] = None if self.action == "append" else UNSET
-        action = parser.add_argument(*names, **keywords)
-        action.option = self  # type: ignore[attr-defined]
-        return action
-
-    def initial(self, parser: argparse.ArgumentParser) -> Any:
-        """The value of an option not given: its variable's, else its default (a
-        text default goes through type, as argparse does with one)."""
-        value = self.from_variable_or_default(parser)
-        if isinstance(value, str) and self.type is not None and value is self.default:
-            return self.type(value)
-        return value
-
-    def from_variable_or_default(self, parser: argparse.ArgumentParser) -> Any:
-        if callable(self.default):
-            try:
-                return self.default()
-            except (argparse.ArgumentTypeError, ValueError) as error:
-                parser.error(f"environment variable {self.env}: {error}")
-        if not self.env or self.action in ("store_true", "version"):
-            return self.default
-        if self.action == "append":
-            parse = self.type or str
-
-            def several(text: str) -> list:
-                return [parse(item) for item in text.split(self.split) if item.strip()]
-
-            return from_env(parser, self.env, several, self.default)
-        return from_env(parser, self.env, self.type or str, self.default)
-
-
-def standard_options() -> list[Option]:
-    """-q, -v and -V/--version, meaning the same in every script."""
-    return [
-        Option("-q --quiet", "print only errors", action="store_true"),
-        Option("-v --verbose", "print each step (never library internals)", action="store_true"),
-        Option("-V --version", "show the version and exit", action="version"),
-    ]
-
-
-def build_parser(
-    doc: str | None,
-    options: Sequence[Option],
-    parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
-    epilog: str | None = None,
-) -> argparse.ArgumentParser:
-    """The script's parser: its docstring (usage, examples, exit statuses) as the
-    description, then one argument per row, then -q, -v and -V."""
-
-    class OptionParser(parser_class):  # type: ignore[valid-type, misc]
-        def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
-            """Then the defaults of the options not given: a variable is read only
-            when its flag is absent (the flag wins), never for --help or -V."""
-            known, rest = super().parse_known_args(args, namespace)
-            self.not_given = set()
-            for action in self._actions:
-                option, value = getattr(action, "option", None), getattr(known, action.dest, None)
-                if value is UNSET or (value is None and option and option.action == "append"):
-                    self.not_given.add(action.dest)
-                    setattr(known, action.dest, option.initial(self))
-            return known, rest
-
-    parser = OptionParser(
-        description=doc, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for option in [*options, *standard_options()]:
-        option.add_to(parser)
-    return parser
-
-
-WORKING_ON = threading.local()  # the file this thread works on, named in its warnings
-
-
-class WorkingOn:
-    """`with WorkingOn(path):` names path in the warnings this thread raises meanwhile
-    (Pillow's 'Corrupt EXIF data' then says which image). Thread-local: images convert
-    in threads, and warnings.catch_warnings would change every thread's filters."""
-
-    def __init__(self, about: object) -> None:
-        self.about = str(about)
-
-    def __enter__(self) -> None:
-        self.outer, WORKING_ON.about = getattr(WORKING_ON, "about", ""), self.about
-
-    def __exit__(self, *exc_info: object) -> None:
-        WORKING_ON.about = self.outer
-
-
-class WarningsToLog:
-    """Python's warnings as our own log lines, once per file and message, naming the
-    file (WorkingOn) and never the library's path and source line: WARNING, or DEBUG
-    for a deprecation (a note for developers). So -q silences them."""
-
-    def __init__(self) -> None:
-        self.seen: set[tuple[str, str]] = set()
-
-    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
-        about, text = getattr(WORKING_ON, "about", ""), " ".join(str(message).split())
-        if (about, text) in self.seen:
-            return
-        self.seen.add((about, text))
-        developers = issubclass(category, (DeprecationWarning, PendingDeprecationWarning))
-        level = logging.DEBUG if developers else logging.WARNING
-        logging.getLogger("py.warnings").log(level, "%s", f"{about}: {text}" if about else text)
-
-
-def configure_logging(quiet: bool, verbose: bool) -> None:
-    """Log to stderr; third-party libraries never go below WARNING, so -v shows this
-    script's steps and not, for example, Pillow's TIFF tag dump; their warnings
-    become our log lines, so -q silences them."""
-    import warnings  # here: only this function of the block needs it
-
-    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
-    for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
-        logging.getLogger(library).setLevel(max(level, logging.WARNING))
-    # Every warning of Pillow's reaches WarningsToLog, which keeps one per file and
-    # message (Python's default keeps one per source line: the second image's would
-    # go unnamed). Appended: a filter set with -W or PYTHONWARNINGS still wins.
-    warnings.filterwarnings("always", module=r"PIL\.", append=True)
-    warnings.showwarning = WarningsToLog()
-
-
-def expand_home(text: str) -> Path:
-    """text with ~ expanded; left as it is when this user has no home folder (no HOME,
-    no passwd entry, as under some cron and container setups), so what follows says
-    which folder is missing instead of failing with a traceback."""
-    try:
-        return Path(text).expanduser()
-    except RuntimeError:
-        return Path(text)
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT, SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises
-    KeyboardInterrupt, so whatever finishes outputs after Ctrl-C runs for them too."""
-
-
-HELD = {"depth": 0, "pending": ""}
-
-
-def raise_interrupted(signum: int, frame: object) -> None:
-    """The first stop signal: later ones are ignored (a second SIGTERM from systemd,
-    an impatient Ctrl-C must not cut the clean-up that writes whole outputs), the
-    worker threads see STOPPING, and inside signals_held() it waits for its end."""
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    STOPPING.set()
-    name = signal.Signals(signum).name
-    if HELD["depth"]:
-        HELD["pending"] = name
-        return
-    raise Interrupted(name)
-
-
-@contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """A stop signal arriving inside waits until the block is done (a record
-    being written), then interrupts as usual."""
-    HELD["depth"] += 1
-    try:
-        yield
-    finally:
-        HELD["depth"] -= 1
-        pending, HELD["pending"] = HELD["pending"], ""
-        if pending and not HELD["depth"]:
-            raise Interrupted(pending)
-        HELD["pending"] = pending
-
-
-def say_error(text: str) -> None:
-    logging.getLogger().error("%s", text)
-
-
-def guarded(
-    work: Callable[[], int],
-    say: Callable[[str], object] = say_error,
-    failed: int = 2,
-    interrupted: int = 130,
-) -> int:
-    """The script's one way out (nagiosplugin's guard): work()'s status; SIGINT,
-    SIGTERM or SIGHUP as one line and `interrupted`; any other exception as one
-    line and `failed`. Never a traceback. A signal ignored when the script started
-    (nohup, `trap '' HUP`) stays ignored."""
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if in_main else {}
-    STOPPING.clear()
-    for sig, handler in previous.items():
-        if handler is not signal.SIG_IGN:
-            signal.signal(sig, raise_interrupted)
-    try:
-        return work()
-    except KeyboardInterrupt as stop:
-        say(f"interrupted by {stop}" if str(stop) not in ("", "SIGINT") else "interrupted")
-        return interrupted
-    except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        say(f"unexpected {type(error).__name__}" + (f": {first}" if first else ""))
-        return failed
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-# --- end shared block: cli ---
-# --- begin shared block: lock (from blocks/lock.py; make blocks) ---
-LOCK_NAME = ".fruit-catalog.lock"
-
-
-class DeliveryBusy(Exception):
-    """Another run holds the delivery's lock: str() names it."""
-
-
-def lock_path(delivery: Path) -> Path:
-    """Where the delivery's lock lives: inside the delivery when it is writable, else
-    in the temporary folder under a name derived from the delivery's real path, so
-    every script run against the same delivery picks the same file."""
-    real = delivery.resolve()
-    if os.access(real, os.W_OK):
-        return real / LOCK_NAME
-    digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"fruit-catalog-{os.getuid()}-{digest}.lock"
-
-
-def describe_holder(lock_file: IO[str]) -> str:
-    lock_file.seek(0)
-    try:
-        holder = json.loads(lock_file.read(4096))
-        return f"{holder['script']} (pid {holder['pid']}, since {holder['since']})"
-    except (ValueError, KeyError, TypeError):
-        return "another run"
-
-
-def open_lock_file(path: Path) -> IO[str]:
-    """The lock file, never through a link and only when it is a regular file: a
-    delivery is untrusted, and the lock file is rewritten with the holder's name, so
-    a planted link could otherwise truncate any file of the user."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o644)
-    except OSError as error:
-        raise DeliveryBusy(f"cannot use {path} as the lock: {error.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise DeliveryBusy(f"cannot use {path} as the lock: not a regular file")
-    return os.fdopen(fd, "r+", encoding="utf-8")
-
-
-def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
-    """Take the delivery's exclusive lock, waiting up to `wait` seconds, and write who
-    holds it. The kernel drops the lock when the process ends, even on kill -9, so a
-    lock is never stale. Keep the returned file open while working."""
-    path = lock_path(delivery)
-    lock_file = open_lock_file(path)
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                holder = describe_holder(lock_file)
-                lock_file.close()
-                raise DeliveryBusy(
-                    f"{delivery} is in use by {holder}; wait for it to finish,"
-                    f" or give --wait SECONDS (lock {path})"
-                ) from None
-            time.sleep(0.1)
-    lock_file.seek(0)
-    lock_file.truncate()
-    since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    script = Path(sys.argv[0]).name
-    lock_file.write(json.dumps({"script": script, "pid": os.getpid(), "since": since}))
-    lock_file.flush()
-    return lock_file
-
-
-# --- end shared block: lock ---
-# --- begin shared block: progress (from blocks/progress.py; make blocks) ---
-class Progress:
-    """One updating line on a terminal: `converted 12/40, 6.1/s, 5 s left`. Shown only
-    when stderr is a terminal, not quiet, and the work has taken over 2 seconds
-    (PROGRESS_AFTER seconds when set: tests see the line without seconds of work);
-    under cron or a pipe nothing is printed. Thread-safe."""
-
-    SHOW_AFTER = 2.0
-    EVERY = 0.2
-
-    def __init__(self, total: int, verb: str, enabled: bool = True) -> None:
-        try:
-            after = float(os.environ.get("PROGRESS_AFTER", self.SHOW_AFTER))
-        except ValueError:
-            after = self.SHOW_AFTER
-        self.after = after if 0 <= after <= 3600 else self.SHOW_AFTER
-        self.total, self.verb, self.done = total, verb, 0
-        self.enabled = enabled and sys.stderr.isatty()
-        self.started = self.last = time.monotonic()
-        self.shown = False
-        self.lock = threading.Lock()
-
-    def advance(self, count: int = 1) -> None:
-        with self.lock:
-            self.done += count
-            now = time.monotonic()
-            if not self.enabled or now - self.started < self.after:
-                return
-            if now - self.last >= self.EVERY or self.done == self.total:
-                self.last = now
-                self.show(now)
-
-    def show(self, now: float) -> None:
-        rate = self.done / max(now - self.started, 1e-9)
-        left = (self.total - self.done) / rate if rate else 0.0
-        line = f"{self.verb} {self.done}/{self.total}, {rate:.1f}/s, {left:.0f} s left"
-        sys.stderr.write(f"\r{line}\x1b[K")
-        sys.stderr.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        """Clear the line so the summary that follows starts on a clean one."""
-        with self.lock:
-            if self.shown:
-                sys.stderr.write("\r\x1b[K")
-                sys.stderr.flush()
-                self.shown = False
-
-
-# --- end shared block: progress ---
-# --- begin shared block: delivery files (from blocks/delivery_files.py; make blocks) ---
-DESCRIPTION_LIMIT = 1 << 20  # 1 MiB: a description is a few lines
-IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
-
-
-def supplier_data() -> Path:
-    """The delivery: $SUPPLIER_DATA, else the lab's ~/supplier-data."""
-    return expand_home(os.environ.get("SUPPLIER_DATA", "").strip() or "~/supplier-data")
-
-
-class RefusedFile(Exception):
-    """A file of the delivery that is not read: str() names it and says why."""
-
-
-def file_kind(mode: int) -> str:
-    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
-    kinds |= {stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
-    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
-
-
-def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
-    """Open path for reading only when it is a regular file of at most `limit` bytes
-    really inside root (root itself may be a link; a link inside root that stays
-    inside is fine). A delivery is untrusted: a link out of it could publish a
-    private file, a FIFO or /dev/zero would hang or exhaust memory. The checks are
-    made on the opened descriptor, so a file swapped after the check is not read."""
-    real_root = root.resolve()
-    try:
-        real = path.resolve(strict=True)
-    except (OSError, RuntimeError) as error:
-        raise RefusedFile(f"{path}: cannot open: {getattr(error, 'strerror', error)}") from None
-    if not real.is_relative_to(real_root):
-        raise RefusedFile(f"{path}: links outside {root}; not read")
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fd = os.open(real, flags)
-    except OSError as error:
-        raise RefusedFile(f"{path}: cannot open: {error.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        proc = Path(f"/proc/self/fd/{fd}")
-        opened = proc.readlink() if proc.is_symlink() else real
-        if not opened.is_relative_to(real_root):
-            raise RefusedFile(f"{path}: moved outside {root} while being opened; not read")
-        if not stat.S_ISREG(info.st_mode):
-            raise RefusedFile(f"{path}: {file_kind(info.st_mode)}, not a regular file; not read")
-        if info.st_size > limit:
-            raise RefusedFile(f"{path}: {info.st_size} bytes, over the limit of {limit}; not read")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def read_delivery_file(path: Path, root: Path, limit: int) -> bytes:
-    """The bytes of a delivery file, checked as open_delivery_file does; a file that
-    grows past the limit while being read is refused too."""
-    with open_delivery_file(path, root, limit) as file:
-        content = file.read(limit + 1)
-    if len(content) > limit:
-        raise RefusedFile(f"{path}: grew over the limit of {limit} while read; not read")
-    return content
-
-
-def earlier_attempt(jpeg: Path, source: Path) -> str:
-    """The one message, in every script, for a JPEG beside its source that
-    changeImage.py did not write (no mark: an earlier attempt's, most likely),
-    with the one command that resolves it. The names alone when the JPEG is
-    beside its source (the lab's layout); its folder is named otherwise."""
-    if jpeg.parent == source.parent:
-        return (
-            f"{jpeg.name} was not made by changeImage.py from {source.name} (an earlier"
-            " attempt's?): run ./changeImage.py --replace-unmarked to convert over it"
-        )
-    return (
-        f"{jpeg} was not made by changeImage.py from {source} (an earlier attempt's?):"
-        f" run ./changeImage.py --replace-unmarked --output-dir {jpeg.parent} to convert over it"
-    )
-
-
-# --- end shared block: delivery files ---
-# --- begin shared block: deadline (from blocks/deadline.py; make blocks) ---
-class Deadline:
-    """`with Deadline(seconds) as deadline:` cuts the conversation when it has taken
-    `seconds` in all. Socket timeouts bound each wait, not their sum: a server that
-    trickles a byte per wait never trips them. A timer shuts the watched socket down,
-    so the blocked call returns at once (an OSError in the caller; `expired` says
-    why). It shuts down by descriptor, which survives a TLS wrap of the socket, and
-    only while that descriptor is still the watched socket (a closed socket's
-    number may already be another file's).
-
-    The deadline entered last in a thread is that thread's `Deadline.current()`:
-    code that opens sockets deep inside a library (a connection class) watches
-    them with `watch_socket(sock)`."""
-
-    _current = threading.local()
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds, self.end = seconds, time.monotonic() + seconds
-        self.expired = False
-        self.fd, self.identity = -1, (0, 0)
-        self.lock = threading.Lock()
-        self.timer = threading.Timer(seconds, self.expire)
-        self.timer.daemon = True
-
-    @classmethod
-    def current(cls) -> Deadline | None:
-        return getattr(cls._current, "deadline", None)
-
-    def __enter__(self) -> Deadline:
-        self.outer, Deadline._current.deadline = Deadline.current(), self
-        self.end = time.monotonic() + self.seconds
-        self.timer.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-        Deadline._current.deadline = self.outer
-
-    def left(self) -> float:
-        """Seconds until the deadline (negative once passed)."""
-        return self.end - time.monotonic()
-
-    def stop(self) -> None:
-        with self.lock:
-            self.fd = -1
-        self.timer.cancel()
-
-    def watch(self, sock: socket.socket) -> None:
-        """Cut sock when the deadline passes; TimeoutError when it already has."""
-        with self.lock:
-            if self.expired:
-                raise TimeoutError(f"no whole answer within {self.seconds:g} s")
-            self.fd = sock.fileno()
-            info = os.fstat(self.fd)
-            self.identity = (info.st_dev, info.st_ino)
-
-    def expire(self) -> None:
-        with self.lock:
-            self.expired = True
-            if self.fd < 0 or not self.still_watched():
-                return
-            view = socket.socket(fileno=self.fd)
-            try:
-                view.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by the other side: the blocked call returns anyway
-            finally:
-                view.detach()
-
-    def still_watched(self) -> bool:
-        try:
-            info = os.fstat(self.fd)
-        except OSError:
-            return False
-        return (info.st_dev, info.st_ino) == self.identity
-
-
-def watch_socket(sock: socket.socket | None) -> None:
-    """Let this thread's current Deadline, if any, cut sock."""
-    deadline = Deadline.current()
-    if deadline is not None and sock is not None:
-        deadline.watch(sock)
-
-
-# --- end shared block: deadline ---
-# --- begin shared block: store names (from blocks/store_names.py; make blocks) ---
-NAME_ROOM = 100 - len("images/")  # the store's FileField keeps images/<name> in 100 characters
-NAME_BYTES = 255  # and writes it as a file: 255 bytes of UTF-8 on Linux
-
-
-def valid_filename(name: str) -> str:
-    """django.utils.text.get_valid_filename without Django: spaces become _, and
-    everything but Unicode letters, digits, -, _ and . is dropped."""
-    return re.sub(r"(?u)[^-\w.]", "", str(name).strip().replace(" ", "_"))
-
-
-def store_name(filename: str, tag: str = "") -> str:
-    """The name the store keeps for an upload named filename: Django's valid file
-    name, shortened here so that images/<name> fits the store's 100 characters
-    (Django would add a random suffix). tag (a content digest) is appended to
-    the stem, never cut off."""
-    stem, dot, ext = valid_filename(filename).rpartition(".")
-    stem, ext = (stem, dot + ext) if dot else (ext, "")
-    stem = stem.strip(".") or "image"
-    tail = f"-{tag}" if tag else ""
-    stem = stem[: NAME_ROOM - len(ext) - len(tail)]
-    while len(f"{stem}{tail}{ext}".encode()) > NAME_BYTES:  # the store's file system
-        stem = stem[:-1]
-    return stem + tail + ext
-
-
-def content_tag(content: bytes) -> str:
-    """The digest both scripts put in every catalog image's name."""
-    return hashlib.sha256(content).hexdigest()[:12]
-
-
-def catalog_name(filename: str, content: bytes) -> str:
-    """The name a catalog JPEG is uploaded and posted under: <stem>-<first 12 hex
-    of its SHA-256>.jpeg. Two different pictures never share a name, so importers
-    racing on one store (the store never says under which name it kept an upload)
-    cannot take each other's; the same picture twice is the same bytes."""
-    return store_name(filename, content_tag(content))
-
-
-# --- end shared block: store names ---
-# --- begin shared block: catalog jpeg (from blocks/catalog_jpeg.py; make blocks) ---
-CATALOG_SIZE = (600, 400)  # the lab's: a JPEG without changeImage.py's mark must have it
-JPEG_MARK = re.compile(  # changeImage.py's MARK
-    rb"fruit-catalog changeImage\.py made-from-sha256=[0-9a-f]{64} options=[0-9a-f]{16}"
-    rb" size=([0-9]+)x([0-9]+)"
-)
-SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
-STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
-IN_CODED_DATA = STANDALONE_MARKERS | {0x00, 0xFF}  # after FF in coded data: not its end
-# What makes a file named like a catalog JPEG unusable (the record's photo causes):
-CUT, NOT_OURS, WRONG_SIZE = "cut", "not ours", "wrong size"
-EARLIER_ATTEMPT = "earlier attempt"  # unmarked beside its source: earlier_attempt() says it
-
-
-def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes, int]:
-    """A whole JPEG's (width, height), its comments and where its end marker ends,
-    walked segment by segment and through its coded data to that marker, without
-    decoding (these scripts need no Pillow); ValueError saying what is wrong."""
-    cut = f"cut short (no end marker after {len(content)} bytes)"
-    if not content.startswith(b"\xff\xd8"):
-        raise ValueError("not a JPEG")
-    size, comments, at = None, b"", 2
-    while True:
-        if at + 2 > len(content):
-            raise ValueError(cut)
-        if content[at] != 0xFF:
-            raise ValueError(f"broken at byte {at} (no segment starts there)")
-        marker = content[at + 1]
-        if marker == 0xD9:
-            return size, comments, at + 2
-        if marker == 0xFF or marker in STANDALONE_MARKERS:
-            at += 1 if marker == 0xFF else 2
-            continue
-        length = int.from_bytes(content[at + 2 : at + 4], "big")
-        end = at + 2 + length
-        if length < 2 or end > len(content):
-            raise ValueError(cut)
-        if marker in SOF_MARKERS and length >= 7:
-            size = (
-                int.from_bytes(content[at + 7 : at + 9]),
-                int.from_bytes(content[at + 5 : at + 7]),
-            )
-        elif marker == 0xFE:
-            comments += content[at + 4 : end]
-        at = end
-        if marker == 0xDA:  # coded data: runs to the next marker that is not 00 or a restart
-            while True:
-                at = content.find(b"\xff", at)
-                if at < 0 or at + 1 >= len(content):
-                    raise ValueError(cut)
-                if content[at + 1] not in IN_CODED_DATA:
-                    break
-                at += 1 if content[at + 1] == 0xFF else 2
-
-
-class Unusable(NamedTuple):
-    """Why a file named like a catalog JPEG is not one: cause (CUT, NOT_OURS,
-    WRONG_SIZE, EARLIER_ATTEMPT: decide by it) and what to say."""
-
-    cause: str
-    text: str
-
-
-def unusable_jpeg(content: bytes, path: Path) -> Unusable | None:
-    """What keeps content (the file at path) from being a catalog JPEG (None when
-    it is one): a whole JPEG ending at its end marker, of the size its
-    changeImage.py mark gives, or 600x400 without a mark, and then only with no
-    source beside it (001.jpeg beside 001.tiff without the mark is an earlier
-    attempt's, the one message of earlier_attempt())."""
-    try:
-        size, comments, end = jpeg_layout(content)
-    except ValueError as error:
-        return Unusable(CUT, f"not a whole JPEG: {error}")
-    if end < len(content):
-        extra = len(content) - end
-        return Unusable(
-            NOT_OURS, f"{extra} bytes after the JPEG's end marker (not changeImage.py's)"
-        )
-    mark = JPEG_MARK.search(comments)
-    sources = [] if mark else sources_beside(path)
-    if sources:
-        return Unusable(EARLIER_ATTEMPT, earlier_attempt(path, sources[0]))
-    expected = (int(mark[1]), int(mark[2])) if mark else CATALOG_SIZE
-    if size != expected:
-        shown = "no frame" if size is None else f"{size[0]}x{size[1]}"
-        whose = "its changeImage.py mark says" if mark else "a catalog JPEG is"
-        return Unusable(WRONG_SIZE, f"{shown} pixels where {whose} {expected[0]}x{expected[1]}")
-    return None
-
-
-def catalog_jpeg_problem(content: bytes, path: Path) -> str:
-    """unusable_jpeg()'s text, "" for a catalog JPEG."""
-    problem = unusable_jpeg(content, path)
-    return problem.text if problem else ""
-
-
-def sources_beside(path: Path) -> list[Path]:
-    """The other files of path's stem in its folder (001.tiff beside 001.jpeg)."""
-    beside = path.parent.glob(glob.escape(path.stem) + ".*")
-    return sorted(p for p in beside if p.name != path.name and p.stem == path.stem)
-
-
-# --- end shared block: catalog jpeg ---
-# --- begin shared block: http (from blocks/http.py; make blocks) ---
-DEFAULT_URL = "http://localhost/"
-CONNECT_TIMEOUT = 5.0
-RETRY_STATUSES = (502, 503, 504)
-BACKOFF_BASE, BACKOFF_MAX = 0.5, 10.0
-DEAD_AFTER = 3  # connection-level failures in a row, across workers: the store is down
-BODY_LIMIT = 1 << 20  # an answer to a POST, or an error page: a few lines
-LIST_LIMIT = 64 << 20  # GET /fruits/: ~250,000 products
-URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
-WRITING_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 0.0)  # a picture served half written: ask again
-ENDPOINTS = ("fruits/", "upload/")  # given for the store's root, they mean it
-
-
-class StoreError(Exception):
-    """One request failed or was refused; the message says why (that item fails)."""
-
-
-class Unanswered(StoreError):
-    """No answer came; maybe_sent when the request may have reached the store."""
-
-    def __init__(self, message: str, maybe_sent: bool) -> None:
-        super().__init__(message)
-        self.maybe_sent = maybe_sent
-
-
-class StoreDown(Unanswered):
-    """Stop the run: the store stopped answering, or refused the credentials."""
-
-
-def redact(text: str) -> str:
-    """text with the user:password@ of every URL in it removed."""
-    return URL_CREDENTIALS.sub(r"\1", text)
-
-
-class RedactingFilter(logging.Filter):
-    """Keeps credentials in URLs out of every log line, whoever wrote it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = redact(record.getMessage()), None
-        return True
-
-
-def redact_logs() -> None:
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactingFilter())
-
-
-def hidden(url: str) -> str:
-    """url as an error shows it: nothing before its last @ (a password may hold
-    / ? or #), no query or fragment (a token may be there)."""
-    text = re.sub(r"(?i)^([a-z][a-z0-9+.-]*://)[^@]*@", r"\1", redact(url).strip())
-    return re.sub(r"[?#].*", "?...", text)
-
-
-def canonical_url(url: str) -> str:
-    """The store's identity: scheme://host[:port]/path/, lower-case host, no default
-    port, trailing slash, never credentials. http://Host, http://host/ and
-    http://HOST:80/ are the same store, and so are its endpoints' URLs given
-    for it (http://host/fruits/, http://host/upload/). ValueError when it is
-    not a store URL."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    try:
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        raise ValueError(f"{hidden(url)!r} has a bad port") from None
-    if scheme not in ("http", "https") or not host:
-        raise ValueError(f"{hidden(url)!r} is not an http:// or https:// URL")
-    if parts.query or parts.fragment:
-        raise ValueError(f"{hidden(url)!r} has a query or fragment; give the store's base URL")
-    host = host.rstrip(".")  # localhost. is localhost
-    host = f"[{host}]" if ":" in host else host
-    netloc = host if port in (None, {"http": 80, "https": 443}[scheme]) else f"{host}:{port}"
-    path = sent_path(parts.path)
-    path = path if path.endswith("/") else path + "/"
-    for endpoint in ENDPOINTS:
-        path = path.removesuffix(endpoint) if path.endswith("/" + endpoint) else path
-    return f"{scheme}://{netloc}{path}"
-
-
-def sent_path(path: str) -> str:
-    """The path as requests sends it: /a/./b/../ is /a/, %66ruits is fruits."""
-    try:
-        sent = urlsplit(requests.Request("GET", "http://host" + (path or "/")).prepare().url)
-    except requests.RequestException:
-        raise ValueError(f"{redact(path)!r} is not a URL path") from None
-    return sent.path
-
-
-def store_url(text: str) -> str:
-    """An argparse type: a store URL (--url or CATALOG_URL), as given."""
-    try:
-        canonical_url(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text.strip()
-
-
-def store_options(sending: str) -> list[Option]:
-    """The store's options, the same in both scripts that talk to it; `sending`
-    names what a lost answer belonged to ("a POST", "an upload")."""
-    seconds, whole = number(0, 86400), functools.partial(number, whole=True)
-    return [
-        Option(
-            "--url",
-            "the store's base URL (its .../fruits/ or .../upload/ URL means the same)",
-            "CATALOG_URL",
-            DEFAULT_URL,
-            store_url,
-            "URL",
-        ),
-        Option("--jobs", "requests in parallel, 1-64", "CATALOG_JOBS", 8, whole(1, 64), "N"),
-        Option(
-            "--timeout",
-            "wait for each read (connect 5); a request with its retries ends within"
-            " 2 x SECONDS + 5",
-            "CATALOG_TIMEOUT",
-            30.0,
-            number(0.1, 3600),
-            "SECONDS",
-        ),
-        Option(
-            "--retries",
-            "retries of a GET, or of a POST the store surely did not take (refused, 503), 0-10",
-            "CATALOG_RETRIES",
-            4,
-            whole(0, 10),
-            "N",
-        ),
-        Option(
-            "--grace",
-            f"after {sending} lost its answer, wait this long before looking for it in the store",
-            "CATALOG_GRACE",
-            10.0,
-            seconds,
-            "SECONDS",
-        ),
-        Option(
-            "--wait",
-            "wait this long for another run on the delivery to finish",
-            "CATALOG_WAIT",
-            0.0,
-            seconds,
-            "SECONDS",
-        ),
-    ]
-
-
-def env_flag(name: str) -> bool:
-    """A yes/no environment variable: 1, yes, true or on; 0, no, false, off or
-    unset; anything else is a ValueError naming what it takes."""
-    text = os.environ.get(name, "").strip().lower()
-    if text in ("", "0", "no", "false", "off"):
-        return False
-    if text in ("1", "yes", "true", "on"):
-        return True
-    raise ValueError(f"{text[:20]!r} is not 1 or 0 (yes or no)")
-
-
-def content_names_option() -> Option:
-    """The one row of --content-names, the same in both scripts (CONTRACT.md 3)."""
-    return Option(
-        "--content-names",
-        "name every picture by its content (<stem>-<12 hex of SHA-256>.jpeg), never the"
-        " lab's plain name: for stores where several importers send pictures at once",
-        "CATALOG_CONTENT_NAMES",
-        lambda: env_flag("CATALOG_CONTENT_NAMES"),
-        action="store_true",
-        shown="",
-    )
-
-
-def store_token(parser: argparse.ArgumentParser) -> str:
-    """CATALOG_TOKEN, stripped; one that cannot go in an HTTP header (a line break,
-    a character outside ASCII) is a usage error that shows nothing of it."""
-    token = os.environ.get("CATALOG_TOKEN", "").strip()
-    if not all("!" <= char <= "~" for char in token):
-        parser.error(
-            "environment variable CATALOG_TOKEN: has spaces, line breaks or characters"
-            " outside ASCII, which an HTTP header cannot carry (not shown)"
-        )
-    return token
-
-
-def url_credentials(url: str) -> tuple[bytes, bytes] | None:
-    """user and password given in the URL, sent as HTTP basic authentication in
-    UTF-8 (requests would encode them as Latin-1, failing on other characters)."""
-    parts = urlsplit(url.strip())
-    if not parts.username:
-        return None
-    return unquote(parts.username).encode(), unquote(parts.password or "").encode()
-
-
-class WatchedConnection:
-    """Mixed into urllib3's connections: each socket in use is known to the
-    running request's Deadline."""
-
-    sock: socket.socket | None
-
-    def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
-        watch_socket(self.sock)
-
-    def request(self, *args: object, **kwargs: object) -> None:
-        watch_socket(self.sock)
-        super().request(*args, **kwargs)  # type: ignore[misc]
-
-
-class WatchedHTTP(WatchedConnection, urllib3.connection.HTTPConnection):
-    pass
-
-
-class WatchedHTTPS(WatchedConnection, urllib3.connection.HTTPSConnection):
-    pass
-
-
-class WatchedPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = WatchedHTTP
-
-
-class WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = WatchedHTTPS
-
-
-class WatchedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": WatchedPool, "https": WatchedHTTPSPool}
-
-
-class GaveUp(Exception):
-    """StoreRetry stopped retrying rather than wait past the request's deadline, or
-    because the run is stopping. A retried request was never taken by the store
-    (a refused connection, or 503), so it was not sent; .response is the last
-    answer, if one came (its __context__ the last error, else)."""
-
-    def __init__(self, why: str, response: urllib3.BaseHTTPResponse | None) -> None:
-        super().__init__(why)
-        self.response = response
-
-
-class StoreRetry(Retry):
-    """The one retry policy of every request: urllib3 retries GET and HEAD after
-    a refused connection, a lost answer or 502/503/504, and a POST only when the
-    store surely did not take it (a connection never opened, or 503), with
-    backoff and Retry-After (an unreadable one is ignored); it gives up rather
-    than sleep past the deadline or on after a stop signal."""
-
-    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
-        if method == "POST":
-            return status_code == 503
-        return super().is_retry(method, status_code, has_retry_after)
-
-    def sleep(self, response: urllib3.BaseHTTPResponse | None = None) -> None:
-        try:
-            asked = self.get_retry_after(response) if response else None
-        except urllib3.exceptions.InvalidHeader:
-            asked = None
-        wait = asked or self.get_backoff_time()
-        deadline = Deadline.current()
-        if deadline is not None and deadline.left() < wait:
-            raise GaveUp(f"asked to wait {wait:g} s, past the deadline", response)
-        if STOPPING.wait(wait):
-            raise GaveUp("the run was interrupted", response)
-
-
-def read_body(answer: requests.Response, limit: int) -> None:
-    """Reads answer's body up to limit bytes into answer.content; answer.cut is
-    True when there was more (that connection is then closed, not reused)."""
-    chunks, size = [], 0
-    for chunk in answer.iter_content(64 << 10):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            break
-    body = b"".join(chunks)
-    answer._content, answer.cut = body[:limit], len(body) > limit  # type: ignore[attr-defined]
-    answer.close()
-
-
-def make_session(url: str, token: str, retries: int, jobs: int) -> requests.Session:
-    """One pooled session, every request retried by StoreRetry."""
-    retry = StoreRetry(
-        total=retries,
-        connect=retries,
-        read=retries,
-        status=retries,
-        other=0,
-        allowed_methods=frozenset({"GET", "HEAD"}),
-        status_forcelist=RETRY_STATUSES,
-        backoff_factor=BACKOFF_BASE,
-        backoff_max=BACKOFF_MAX,
-        respect_retry_after_header=True,
-        raise_on_status=False,
-    )
-    adapter = WatchedAdapter(max_retries=retry, pool_connections=1, pool_maxsize=max(jobs, 1))
-    session = requests.Session()
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.auth = url_credentials(url)
-    if token:
-        session.headers["Authorization"] = f"Token {token}"
-    return session
-
-
-def connection_problem(error: BaseException) -> str:
-    """A short cause for a failed connection: 'connection refused', ..."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(seen, socket.gaierror):
-            return "host name not found"
-        if isinstance(seen, OSError) and seen.errno == errno.ENETUNREACH:
-            return "network unreachable"
-        if isinstance(seen, requests.Timeout | TimeoutError):
-            return "timed out"
-        if isinstance(seen, http.client.RemoteDisconnected | ConnectionResetError):
-            return "connection closed without an answer"
-        nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
-        seen = seen.__cause__ or seen.__context__ or nested
-    return "connection failed"
-
-
-def never_sent(error: requests.RequestException) -> bool:
-    """True when the request certainly did not reach the store."""
-    return isinstance(error, requests.ConnectTimeout) or connection_problem(error) in {
-        "connection refused",
-        "host name not found",
-        "network unreachable",
-    }
-
-
-def store_errors(body: object) -> str:
-    """'weight: A valid integer is required.' from a DRF error body."""
-    if isinstance(body, dict):
-        parts = []
-        for field, messages in body.items():
-            text = " ".join(map(str, messages)) if isinstance(messages, list) else str(messages)
-            parts.append(text if field in {"detail", "non_field_errors"} else f"{field}: {text}")
-        return "; ".join(parts)
-    return str(body)
-
-
-def rejection(answer: requests.Response) -> str:
-    """Why the store said no, in its own words."""
-    if answer.is_redirect:
-        where = redact(answer.headers.get("Location", "?"))
-        return f"the store answered {answer.status_code} redirect to {where}; check --url"
-    try:
-        detail = store_errors(answer.json())
-    except ValueError:
-        detail = ""
-    if answer.status_code == 400 and detail:
-        return f"the store rejected {detail}"
-    return f"the store answered {answer.status_code}" + (f": {detail}" if detail else "")
-
-
-class Store:
-    """The store's REST service, asked carefully: every request bounded by a
-    deadline, DEAD_AFTER connection-level failures in a row (across threads)
-    stop every further request, and POSTs are never repeated blindly."""
-
-    def __init__(self, url: str, token: str, timeout: float, retries: int, jobs: int) -> None:
-        self.url = canonical_url(url)
-        self.session = make_session(url, token, retries, jobs)
-        self.timeout, self.retries = (CONNECT_TIMEOUT, timeout), retries
-        self.deadline = CONNECT_TIMEOUT + 2 * timeout
-        self.failures, self.stopped = 0, ""
-        self.lock = threading.Lock()
-
-    def request(
-        self, method: str, path: str, limit: int = BODY_LIMIT, **options: object
-    ) -> requests.Response:
-        """The answer, its body read within the deadline and cut after limit bytes
-        (answer.cut tells): a store serving an endless body is not read into memory."""
-        if STOPPING.is_set():
-            raise StoreDown("the run was interrupted", maybe_sent=False)
-        if self.stopped:
-            raise StoreDown(self.stopped, maybe_sent=False)
-        url = self.url + path
-        with Deadline(self.deadline) as deadline:
-            try:
-                answer = self.session.request(
-                    method, url, timeout=self.timeout, allow_redirects=False, stream=True, **options
-                )
-                read_body(answer, limit)
-            except GaveUp as stop:
-                self.gave_up(f"{method} {url}", stop)
-            except requests.RequestException as error:
-                why = f"no whole answer within {deadline.seconds:g} s" if deadline.expired else ""
-                self.failed(f"{method} {url}: {why or connection_problem(error)}", error)
-        with self.lock:
-            self.failures = 0
-        if answer.status_code in (401, 403):
-            self.stopped = "the store refused the credentials (CATALOG_TOKEN, or the URL's)"
-            raise StoreDown(self.stopped, maybe_sent=False)
-        return answer
-
-    def gave_up(self, request: str, stop: GaveUp) -> None:
-        """What a request that StoreRetry stopped retrying was: never sent."""
-        if STOPPING.is_set():
-            raise StoreDown("the run was interrupted", maybe_sent=False)
-        if stop.response is not None:
-            raise StoreError(f"{request}: the store answered {stop.response.status}, {stop}")
-        error = stop.__context__ or stop
-        with self.lock:
-            self.failures += 1
-            if self.failures >= DEAD_AFTER and not self.stopped:
-                self.stopped = f"the store stopped answering ({DEAD_AFTER} in a row)"
-            kind = StoreDown if self.stopped else Unanswered
-        raise kind(self.stopped or f"{request}: {connection_problem(error)}", maybe_sent=False)
-
-    def failed(self, message: str, error: requests.RequestException) -> None:
-        with self.lock:
-            self.failures += 1
-            if self.failures >= DEAD_AFTER and not self.stopped:
-                self.stopped = f"the store stopped answering ({DEAD_AFTER} in a row; {message})"
-            kind = StoreDown if self.stopped else Unanswered
-        raise kind(self.stopped or message, maybe_sent=not never_sent(error))
-
-    def post(self, path: str, **options: object) -> requests.Response:
-        """POST, repeated by StoreRetry only when the store surely did not take it.
-        A lost answer (or 502/504) raises Unanswered(maybe_sent=True): the caller
-        re-reads the store after a grace period instead of sending it again."""
-        answer = self.request("POST", path, **options)
-        if answer.status_code in (502, 504):
-            message = f"POST {self.url}{path}: the store answered {answer.status_code}"
-            raise Unanswered(message, maybe_sent=True)
-        return answer
-
-    def fruits(self) -> list[dict]:
-        """Every product the store has; also proves it answers."""
-        answer = self.request("GET", "fruits/", limit=LIST_LIMIT)
-        if answer.status_code != 200:
-            raise StoreError(f"GET {self.url}fruits/: {rejection(answer)}")
-        if answer.cut:
-            raise StoreError(f"GET {self.url}fruits/ answered over {LIST_LIMIT >> 20} MiB")
-        try:
-            fruits = answer.json()
-        except ValueError:
-            fruits = None
-        if not isinstance(fruits, list) or not all(isinstance(f, dict) for f in fruits):
-            raise StoreError(f"GET {self.url}fruits/ did not answer a JSON list; is --url right?")
-        return fruits
-
-    def holds(self, name: str, content: bytes) -> bool | None:
-        """Whether the store serves exactly content as images/<name> (None: no such
-        image). Served a beginning of content, another importer's upload of the same
-        picture is still being written there: asked again for a few seconds."""
-        for pause in WRITING_PAUSES:
-            answer = self.request("GET", "media/images/" + quote(name), limit=len(content))
-            if answer.status_code == 404:
-                return None
-            if answer.status_code != 200:
-                raise StoreError(f"GET {self.url}media/images/{name}: {rejection(answer)}")
-            if answer.cut or not content.startswith(answer.content):
-                return False
-            if len(answer.content) == len(content):
-                return True
-            time.sleep(pause)
-        return False
-
-    def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
-        """The name this JPEG gets in the store (catalog_name, which both scripts
-        derive alike without talking to each other), and whether the store already
-        serves it there."""
-        name = catalog_name(filename, content)
-        held = self.holds(name, content)
-        if held is False:
-            raise StoreError(f"the store serves other bytes as {name}")
-        return name, bool(held)
-
-
-def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """The arguments, with CATALOG_TOKEN checked (it has no flag: never on a command line)."""
-    args = parser.parse_args(argv)
-    args.token = store_token(parser)
-    return args
-
-
-def store_main(
-    argv: list[str] | None,
-    parse_args: Callable[[list[str] | None], argparse.Namespace],
-    run: Callable[[argparse.Namespace], int],
-) -> int:
-    """main() of both scripts that talk to the store: no credentials in any line."""
-
-    def work() -> int:
-        args = parse_args(argv)
-        configure_store_logging(args.quiet, args.verbose)
-        return run(args)
-
-    return guarded(work)
-
-
-def configure_store_logging(quiet: bool, verbose: bool) -> None:
-    """configure_logging(), with no credentials in any line and no urllib3 retry
-    warnings (ours say more)."""
-    configure_logging(quiet, verbose)
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
-    redact_logs()
-
-
-# --- end shared block: http ---
-# --- begin shared block: journal (from blocks/journal.py; make blocks) ---
-JOURNAL_LIMIT = 64 << 20  # a journal read back: ~200,000 lines
-
-
-def open_journal(path: Path) -> int:
-    """An append-only descriptor: every line is one write() then fsync. Only a
-    regular file: a link, FIFO or device planted in a delivery is refused."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-    fd = os.open(path, flags, 0o644)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file", str(path))
-    return fd
-
-
-def append_line(fd: int, entry: dict) -> None:
-    os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
-    os.fsync(fd)
-
-
-def read_journal(path: Path) -> list[dict]:
-    """The journal's JSON objects; a line cut by a kill, not UTF-8 or not an
-    object is ignored with a warning (it cannot decide anything anyway)."""
-    try:
-        raw = read_delivery_file(path, path.parent, JOURNAL_LIMIT)
-    except RefusedFile as error:
-        if path.exists() or path.is_symlink():
-            log.warning("%s; ignored (the store is asked anyway)", error)
-        return []
-    entries = []
-    for count, line in enumerate(raw.splitlines(), 1):
-        try:
-            entry = json.loads(line.decode("utf-8"))
-        except ValueError as error:
-            why = "not UTF-8" if isinstance(error, UnicodeDecodeError) else "not JSON"
-            log.warning("%s line %d: %s; ignored", path, count, why)
-            continue
-        if isinstance(entry, dict):
-            entries.append(entry)
-        else:
-            log.warning("%s line %d: not a JSON object; ignored", path, count)
-    return entries
-
-
-def now() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def journal_time(entry: dict) -> float:
-    """A journal line's time in seconds since the epoch (0 when unreadable)."""
-    try:
-        return datetime.datetime.fromisoformat(entry["time"]).timestamp()
-    except (KeyError, TypeError, ValueError):
-        return 0.0
-
-
-def await_stopped_requests(sent: float, grace: float) -> bool:
-    """A run killed during a request (sent at `sent`, epoch seconds) may see it land
-    later: wait until grace seconds after it before asking the store what it holds,
-    as for a lost answer. True when it waited."""
-    left = min(sent + 1 + grace - time.time(), grace + 1)  # journal times are whole seconds
-    if left <= 0:
-        return False
-    log.info("a stopped run's request may still land; looking in %.0f s (--grace)", left)
-    time.sleep(left)
-    return True
-
-
-# --- end shared block: journal ---
 
 
 @dataclass
@@ -2064,6 +827,1269 @@ def import_with_journal(args: argparse.Namespace, journal: int) -> int:
 
 
 # -- the command line -----------------------------------------------------------
+
+
+# --- begin shared block: cli (from blocks/cli.py; make blocks) ---
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+UNSET = object()  # the default of an option not given on the command line
+# One stop state per process, whichever copy of this block guards the run:
+STOPPING = shared("STOPPING", threading.Event())  # the first stop signal: no new request, no retry
+
+
+def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number from low to high (nan, inf and 1e309 are
+    refused). The same check serves a flag and its environment variable."""
+
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            kind = "a whole number" if whole else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not from {low:g} to {high:g}")
+        return value
+
+    parse.__name__ = "whole number" if whole else "number"
+    return parse
+
+
+def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, default: object):
+    """The environment variable NAME checked by parse, or default when unset or
+    empty. A bad value is a usage error that names the variable, not a flag."""
+    text = os.environ.get(name, "")
+    if not text.strip():
+        return default
+    try:
+        return parse(text)
+    except (argparse.ArgumentTypeError, ValueError) as error:
+        parser.error(f"environment variable {name}: {error}")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option, declared once: flags (or a positional's name), environment
+    variable, default, type with its bounds, help. --help shows the default and
+    the variable from this row, and a test compares the rows with the README.
+
+    A callable default is called when the parser is built; it reads its own
+    variables (an images folder that defaults to $SUPPLIER_DATA/images), so env
+    is then only shown. Otherwise a set env is parsed by type, and a bad value
+    is a usage error naming the variable. An "append" option's env holds several
+    values, split on whitespace, or on `split` when given."""
+
+    flags: str
+    help: str
+    env: str = ""
+    default: Any = None
+    type: Callable[[str], Any] | None = None
+    metavar: str | None = None
+    action: str | None = None
+    shown: str | None = None
+    nargs: str | None = None
+    split: str | None = None
+
+    def default_text(self) -> str:
+        if self.shown is not None:
+            return self.shown
+        if self.default is None or self.action == "store_true" or callable(self.default):
+            return ""
+        return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
+
+    def add_to(self, parser: argparse.ArgumentParser) -> argparse.Action:
+        shown, names = self.default_text(), self.flags.split()
+        extra = [f"default {shown}"] if shown else []
+        help = " ".join([self.help, *(f"({text})" for text in extra)])
+        help += f" [{self.env}]" if self.env else ""
+        keywords: dict[str, Any] = {"help": help.replace("%", "%%")}
+        for name in ("type", "metavar", "action", "nargs"):
+            if getattr(self, name) is not None:
+                keywords[name] = getattr(self, name)
+        if self.action == "version":
+            keywords["version"] = f"%(prog)s {__version__}"
+        else:
+            # An "append" option starts from None: argparse appends to its default.
+            keywords["default"] = None if self.action == "append" else UNSET
+        action = parser.add_argument(*names, **keywords)
+        action.option = self  # type: ignore[attr-defined]
+        return action
+
+    def initial(self, parser: argparse.ArgumentParser) -> Any:
+        """The value of an option not given: its variable's, else its default (a
+        text default goes through type, as argparse does with one)."""
+        value = self.from_variable_or_default(parser)
+        if isinstance(value, str) and self.type is not None and value is self.default:
+            return self.type(value)
+        return value
+
+    def from_variable_or_default(self, parser: argparse.ArgumentParser) -> Any:
+        if callable(self.default):
+            try:
+                return self.default()
+            except (argparse.ArgumentTypeError, ValueError) as error:
+                parser.error(f"environment variable {self.env}: {error}")
+        if not self.env or self.action in ("store_true", "version"):
+            return self.default
+        if self.action == "append":
+            parse = self.type or str
+
+            def several(text: str) -> list:
+                return [parse(item) for item in text.split(self.split) if item.strip()]
+
+            return from_env(parser, self.env, several, self.default)
+        return from_env(parser, self.env, self.type or str, self.default)
+
+
+def standard_options() -> list[Option]:
+    """-q, -v and -V/--version, meaning the same in every script."""
+    return [
+        Option("-q --quiet", "print only errors", action="store_true"),
+        Option("-v --verbose", "print each step (never library internals)", action="store_true"),
+        Option("-V --version", "show the version and exit", action="version"),
+    ]
+
+
+def build_parser(
+    doc: str | None,
+    options: Sequence[Option],
+    parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    """The script's parser: its docstring (usage, examples, exit statuses) as the
+    description, then one argument per row, then -q, -v and -V."""
+
+    class OptionParser(parser_class):  # type: ignore[valid-type, misc]
+        def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+            """Then the defaults of the options not given: a variable is read only
+            when its flag is absent (the flag wins), never for --help or -V."""
+            known, rest = super().parse_known_args(args, namespace)
+            if missing_packages():  # only now: --help and -V work without the packages
+                self.exit(2, f"{missing_packages()[0]}\n")
+            self.not_given = set()
+            for action in self._actions:
+                option, value = getattr(action, "option", None), getattr(known, action.dest, None)
+                if value is UNSET or (value is None and option and option.action == "append"):
+                    self.not_given.add(action.dest)
+                    setattr(known, action.dest, option.initial(self))
+            return known, rest
+
+    parser = OptionParser(
+        description=doc, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for option in [*options, *standard_options()]:
+        option.add_to(parser)
+    return parser
+
+
+WORKING_ON = threading.local()  # the file this thread works on, named in its warnings
+
+
+class WarningsToLog:
+    """Python's warnings as our own log lines, once per file and message, naming the
+    file (WorkingOn) and never the library's path and source line: WARNING, or DEBUG
+    for a deprecation (a note for developers). So -q silences them."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, str]] = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        about, text = getattr(WORKING_ON, "about", ""), " ".join(str(message).split())
+        if (about, text) in self.seen:
+            return
+        self.seen.add((about, text))
+        developers = issubclass(category, (DeprecationWarning, PendingDeprecationWarning))
+        level = logging.DEBUG if developers else logging.WARNING
+        logging.getLogger("py.warnings").log(level, "%s", f"{about}: {text}" if about else text)
+
+
+def configure_logging(quiet: bool, verbose: bool) -> None:
+    """Log to stderr; third-party libraries never go below WARNING, so -v shows this
+    script's steps and not, for example, Pillow's TIFF tag dump; their warnings
+    become our log lines, so -q silences them."""
+    import warnings  # here: only this function of the block needs it
+
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+    for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
+        logging.getLogger(library).setLevel(max(level, logging.WARNING))
+    # Every warning of Pillow's reaches WarningsToLog, which keeps one per file and
+    # message (Python's default keeps one per source line: the second image's would
+    # go unnamed). Appended: a filter set with -W or PYTHONWARNINGS still wins.
+    warnings.filterwarnings("always", module=r"PIL\.", append=True)
+    warnings.showwarning = WarningsToLog()
+
+
+def expand_home(text: str) -> Path:
+    """text with ~ expanded; left as it is when this user has no home folder (no HOME,
+    no passwd entry, as under some cron and container setups), so what follows says
+    which folder is missing instead of failing with a traceback."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises
+    KeyboardInterrupt, so whatever finishes outputs after Ctrl-C runs for them too."""
+
+
+Interrupted = shared("Interrupted", Interrupted)  # type: ignore[misc]
+HELD = shared("HELD", {"depth": 0, "pending": ""})
+
+
+def raise_interrupted(signum: int, frame: object) -> None:
+    """The first stop signal: later ones are ignored (a second SIGTERM from systemd,
+    an impatient Ctrl-C must not cut the clean-up that writes whole outputs), the
+    worker threads see STOPPING, and inside signals_held() it waits for its end."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    STOPPING.set()
+    name = signal.Signals(signum).name
+    if HELD["depth"]:
+        HELD["pending"] = name
+        return
+    raise Interrupted(name)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """A stop signal arriving inside waits until the block is done (a record
+    being written), then interrupts as usual."""
+    HELD["depth"] += 1
+    try:
+        yield
+    finally:
+        HELD["depth"] -= 1
+        pending, HELD["pending"] = HELD["pending"], ""
+        if pending and not HELD["depth"]:
+            raise Interrupted(pending)
+        HELD["pending"] = pending
+
+
+def say_error(text: str) -> None:
+    """An error line; before logging is configured (arguments being parsed) the
+    same line as after."""
+    if logging.getLogger().handlers:
+        logging.getLogger().error("%s", text)
+    else:
+        print(f"ERROR {text}", file=sys.stderr)
+
+
+def guarded(
+    work: Callable[[], int],
+    say: Callable[[str], object] = say_error,
+    failed: int = 2,
+    interrupted: int = 130,
+) -> int:
+    """The script's one way out (nagiosplugin's guard): work()'s status; SIGINT,
+    SIGTERM or SIGHUP as one line and `interrupted`; any other exception as one
+    line and `failed`. Never a traceback. A signal ignored when the script started
+    (nohup, `trap '' HUP`) stays ignored."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if in_main else {}
+    STOPPING.clear()
+    for sig, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(sig, raise_interrupted)
+    try:
+        return work()
+    except KeyboardInterrupt as stop:
+        say(f"interrupted by {stop}" if str(stop) not in ("", "SIGINT") else "interrupted")
+        return interrupted
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        say(f"unexpected {type(error).__name__}" + (f": {first}" if first else ""))
+        return failed
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# --- end shared block: cli ---
+# --- begin shared block: lock (from blocks/lock.py; make blocks) ---
+LOCK_NAME = ".fruit-catalog.lock"
+
+
+class DeliveryBusy(Exception):
+    """Another run holds the delivery's lock: str() names it."""
+
+
+def lock_path(delivery: Path) -> Path:
+    """Where the delivery's lock lives: inside the delivery when it is writable, else
+    in the temporary folder under a name derived from the delivery's real path, so
+    every script run against the same delivery picks the same file."""
+    real = delivery.resolve()
+    if os.access(real, os.W_OK):
+        return real / LOCK_NAME
+    digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"fruit-catalog-{os.getuid()}-{digest}.lock"
+
+
+def describe_holder(lock_file: IO[str]) -> str:
+    lock_file.seek(0)
+    try:
+        holder = json.loads(lock_file.read(4096))
+        return f"{holder['script']} (pid {holder['pid']}, since {holder['since']})"
+    except (ValueError, KeyError, TypeError):
+        return "another run"
+
+
+def open_lock_file(path: Path) -> IO[str]:
+    """The lock file, never through a link and only when it is a regular file: a
+    delivery is untrusted, and the lock file is rewritten with the holder's name, so
+    a planted link could otherwise truncate any file of the user."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as error:
+        raise DeliveryBusy(f"cannot use {path} as the lock: {error.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DeliveryBusy(f"cannot use {path} as the lock: not a regular file")
+    return os.fdopen(fd, "r+", encoding="utf-8")
+
+
+def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
+    """Take the delivery's exclusive lock, waiting up to `wait` seconds, and write who
+    holds it. The kernel drops the lock when the process ends, even on kill -9, so a
+    lock is never stale. Keep the returned file open while working."""
+    path = lock_path(delivery)
+    lock_file = open_lock_file(path)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = describe_holder(lock_file)
+                lock_file.close()
+                raise DeliveryBusy(
+                    f"{delivery} is in use by {holder}; wait for it to finish,"
+                    f" or give --wait SECONDS (lock {path})"
+                ) from None
+            time.sleep(0.1)
+    lock_file.seek(0)
+    lock_file.truncate()
+    since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    script = Path(sys.argv[0]).name
+    lock_file.write(json.dumps({"script": script, "pid": os.getpid(), "since": since}))
+    lock_file.flush()
+    return lock_file
+
+
+# --- end shared block: lock ---
+# --- begin shared block: progress (from blocks/progress.py; make blocks) ---
+class Progress:
+    """One updating line on a terminal: `converted 12/40, 6.1/s, 5 s left`. Shown only
+    when stderr is a terminal, not quiet, and the work has taken over 2 seconds
+    (PROGRESS_AFTER seconds when set: tests see the line without seconds of work);
+    under cron or a pipe nothing is printed. Thread-safe."""
+
+    SHOW_AFTER = 2.0
+    EVERY = 0.2
+
+    def __init__(self, total: int, verb: str, enabled: bool = True) -> None:
+        try:
+            after = float(os.environ.get("PROGRESS_AFTER", self.SHOW_AFTER))
+        except ValueError:
+            after = self.SHOW_AFTER
+        self.after = after if 0 <= after <= 3600 else self.SHOW_AFTER
+        self.total, self.verb, self.done = total, verb, 0
+        self.enabled = enabled and sys.stderr.isatty()
+        self.started = self.last = time.monotonic()
+        self.shown = False
+        self.lock = threading.Lock()
+
+    def advance(self, count: int = 1) -> None:
+        with self.lock:
+            self.done += count
+            now = time.monotonic()
+            if not self.enabled or now - self.started < self.after:
+                return
+            if now - self.last >= self.EVERY or self.done == self.total:
+                self.last = now
+                self.show(now)
+
+    def show(self, now: float) -> None:
+        rate = self.done / max(now - self.started, 1e-9)
+        left = (self.total - self.done) / rate if rate else 0.0
+        line = f"{self.verb} {self.done}/{self.total}, {rate:.1f}/s, {left:.0f} s left"
+        sys.stderr.write(f"\r{line}\x1b[K")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        """Clear the line so the summary that follows starts on a clean one."""
+        with self.lock:
+            if self.shown:
+                sys.stderr.write("\r\x1b[K")
+                sys.stderr.flush()
+                self.shown = False
+
+
+# --- end shared block: progress ---
+# --- begin shared block: delivery files (from blocks/delivery_files.py; make blocks) ---
+DESCRIPTION_LIMIT = 1 << 20  # 1 MiB: a description is a few lines
+IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
+
+
+def supplier_data() -> Path:
+    """The delivery: $SUPPLIER_DATA, else the lab's ~/supplier-data."""
+    return expand_home(os.environ.get("SUPPLIER_DATA", "").strip() or "~/supplier-data")
+
+
+class RefusedFile(Exception):
+    """A file of the delivery that is not read: str() names it and says why."""
+
+
+def file_kind(mode: int) -> str:
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
+    kinds |= {stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+
+
+def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
+    """Open path for reading only when it is a regular file of at most `limit` bytes
+    really inside root (root itself may be a link; a link inside root that stays
+    inside is fine). A delivery is untrusted: a link out of it could publish a
+    private file, a FIFO or /dev/zero would hang or exhaust memory. The checks are
+    made on the opened descriptor, so a file swapped after the check is not read."""
+    real_root = root.resolve()
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError) as error:
+        raise RefusedFile(f"{path}: cannot open: {getattr(error, 'strerror', error)}") from None
+    if not real.is_relative_to(real_root):
+        raise RefusedFile(f"{path}: links outside {root}; not read")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(real, flags)
+    except OSError as error:
+        raise RefusedFile(f"{path}: cannot open: {error.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        proc = Path(f"/proc/self/fd/{fd}")
+        opened = proc.readlink() if proc.is_symlink() else real
+        if not opened.is_relative_to(real_root):
+            raise RefusedFile(f"{path}: moved outside {root} while being opened; not read")
+        if not stat.S_ISREG(info.st_mode):
+            raise RefusedFile(f"{path}: {file_kind(info.st_mode)}, not a regular file; not read")
+        if info.st_size > limit:
+            raise RefusedFile(f"{path}: {info.st_size} bytes, over the limit of {limit}; not read")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_delivery_file(path: Path, root: Path, limit: int) -> bytes:
+    """The bytes of a delivery file, checked as open_delivery_file does; a file that
+    grows past the limit while being read is refused too."""
+    with open_delivery_file(path, root, limit) as file:
+        content = file.read(limit + 1)
+    if len(content) > limit:
+        raise RefusedFile(f"{path}: grew over the limit of {limit} while read; not read")
+    return content
+
+
+def earlier_attempt(jpeg: Path, source: Path) -> str:
+    """The one message, in every script, for a JPEG beside its source that
+    changeImage.py did not write (no mark: an earlier attempt's, most likely),
+    with the one command that resolves it. The names alone when the JPEG is
+    beside its source (the lab's layout); its folder is named otherwise."""
+    if jpeg.parent == source.parent:
+        return (
+            f"{jpeg.name} was not made by changeImage.py from {source.name} (an earlier"
+            " attempt's?): run ./changeImage.py --replace-unmarked to convert over it"
+        )
+    return (
+        f"{jpeg} was not made by changeImage.py from {source} (an earlier attempt's?):"
+        f" run ./changeImage.py --replace-unmarked --output-dir {jpeg.parent} to convert over it"
+    )
+
+
+# --- end shared block: delivery files ---
+# --- begin shared block: deadline (from blocks/deadline.py; make blocks) ---
+class Deadline:
+    """`with Deadline(seconds) as deadline:` cuts the conversation when it has taken
+    `seconds` in all. Socket timeouts bound each wait, not their sum: a server that
+    trickles a byte per wait never trips them. A timer shuts the watched socket down,
+    so the blocked call returns at once (an OSError in the caller; `expired` says
+    why). It shuts down by descriptor, which survives a TLS wrap of the socket, and
+    only while that descriptor is still the watched socket (a closed socket's
+    number may already be another file's).
+
+    The deadline entered last in a thread is that thread's `Deadline.current()`:
+    code that opens sockets deep inside a library (a connection class) watches
+    them with `watch_socket(sock)`."""
+
+    _current = threading.local()
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.end = seconds, time.monotonic() + seconds
+        self.expired = False
+        self.fd, self.identity = -1, (0, 0)
+        self.lock = threading.Lock()
+        self.timer = threading.Timer(seconds, self.expire)
+        self.timer.daemon = True
+
+    @classmethod
+    def current(cls) -> Deadline | None:
+        return getattr(cls._current, "deadline", None)
+
+    def __enter__(self) -> Deadline:
+        self.outer, Deadline._current.deadline = Deadline.current(), self
+        self.end = time.monotonic() + self.seconds
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+        Deadline._current.deadline = self.outer
+
+    def left(self) -> float:
+        """Seconds until the deadline (negative once passed)."""
+        return self.end - time.monotonic()
+
+    def stop(self) -> None:
+        with self.lock:
+            self.fd = -1
+        self.timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        """Cut sock when the deadline passes; TimeoutError when it already has."""
+        with self.lock:
+            if self.expired:
+                raise TimeoutError(f"no whole answer within {self.seconds:g} s")
+            self.fd = sock.fileno()
+            info = os.fstat(self.fd)
+            self.identity = (info.st_dev, info.st_ino)
+
+    def expire(self) -> None:
+        with self.lock:
+            self.expired = True
+            if self.fd < 0 or not self.still_watched():
+                return
+            view = socket.socket(fileno=self.fd)
+            try:
+                view.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the other side: the blocked call returns anyway
+            finally:
+                view.detach()
+
+    def still_watched(self) -> bool:
+        try:
+            info = os.fstat(self.fd)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == self.identity
+
+
+def watch_socket(sock: socket.socket | None) -> None:
+    """Let this thread's current Deadline, if any, cut sock."""
+    deadline = Deadline.current()
+    if deadline is not None and sock is not None:
+        deadline.watch(sock)
+
+
+# --- end shared block: deadline ---
+# --- begin shared block: store names (from blocks/store_names.py; make blocks) ---
+NAME_ROOM = 100 - len("images/")  # the store's FileField keeps images/<name> in 100 characters
+NAME_BYTES = 255  # and writes it as a file: 255 bytes of UTF-8 on Linux
+
+
+def valid_filename(name: str) -> str:
+    """django.utils.text.get_valid_filename without Django: spaces become _, and
+    everything but Unicode letters, digits, -, _ and . is dropped."""
+    return re.sub(r"(?u)[^-\w.]", "", str(name).strip().replace(" ", "_"))
+
+
+def store_name(filename: str, tag: str = "") -> str:
+    """The name the store keeps for an upload named filename: Django's valid file
+    name, shortened here so that images/<name> fits the store's 100 characters
+    (Django would add a random suffix). tag (a content digest) is appended to
+    the stem, never cut off."""
+    stem, dot, ext = valid_filename(filename).rpartition(".")
+    stem, ext = (stem, dot + ext) if dot else (ext, "")
+    stem = stem.strip(".") or "image"
+    tail = f"-{tag}" if tag else ""
+    stem = stem[: NAME_ROOM - len(ext) - len(tail)]
+    while len(f"{stem}{tail}{ext}".encode()) > NAME_BYTES:  # the store's file system
+        stem = stem[:-1]
+    return stem + tail + ext
+
+
+def content_tag(content: bytes) -> str:
+    """The digest both scripts put in every catalog image's name."""
+    return hashlib.sha256(content).hexdigest()[:12]
+
+
+def catalog_name(filename: str, content: bytes) -> str:
+    """The name a catalog JPEG is uploaded and posted under: <stem>-<first 12 hex
+    of its SHA-256>.jpeg. Two different pictures never share a name, so importers
+    racing on one store (the store never says under which name it kept an upload)
+    cannot take each other's; the same picture twice is the same bytes."""
+    return store_name(filename, content_tag(content))
+
+
+# --- end shared block: store names ---
+# --- begin shared block: catalog jpeg (from blocks/catalog_jpeg.py; make blocks) ---
+CATALOG_SIZE = (600, 400)  # the lab's: a JPEG without changeImage.py's mark must have it
+JPEG_MARK = re.compile(  # changeImage.py's MARK
+    rb"fruit-catalog changeImage\.py made-from-sha256=[0-9a-f]{64} options=[0-9a-f]{16}"
+    rb" size=([0-9]+)x([0-9]+)"
+)
+SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
+STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
+IN_CODED_DATA = STANDALONE_MARKERS | {0x00, 0xFF}  # after FF in coded data: not its end
+# What makes a file named like a catalog JPEG unusable (the record's photo causes):
+CUT, NOT_OURS, WRONG_SIZE = "cut", "not ours", "wrong size"
+EARLIER_ATTEMPT = "earlier attempt"  # unmarked beside its source: earlier_attempt() says it
+
+
+def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes, int]:
+    """A whole JPEG's (width, height), its comments and where its end marker ends,
+    walked segment by segment and through its coded data to that marker, without
+    decoding (these scripts need no Pillow); ValueError saying what is wrong."""
+    cut = f"cut short (no end marker after {len(content)} bytes)"
+    if not content.startswith(b"\xff\xd8"):
+        raise ValueError("not a JPEG")
+    size, comments, at = None, b"", 2
+    while True:
+        if at + 2 > len(content):
+            raise ValueError(cut)
+        if content[at] != 0xFF:
+            raise ValueError(f"broken at byte {at} (no segment starts there)")
+        marker = content[at + 1]
+        if marker == 0xD9:
+            return size, comments, at + 2
+        if marker == 0xFF or marker in STANDALONE_MARKERS:
+            at += 1 if marker == 0xFF else 2
+            continue
+        length = int.from_bytes(content[at + 2 : at + 4], "big")
+        end = at + 2 + length
+        if length < 2 or end > len(content):
+            raise ValueError(cut)
+        if marker in SOF_MARKERS and length >= 7:
+            size = (
+                int.from_bytes(content[at + 7 : at + 9]),
+                int.from_bytes(content[at + 5 : at + 7]),
+            )
+        elif marker == 0xFE:
+            comments += content[at + 4 : end]
+        at = end
+        if marker == 0xDA:  # coded data: runs to the next marker that is not 00 or a restart
+            while True:
+                at = content.find(b"\xff", at)
+                if at < 0 or at + 1 >= len(content):
+                    raise ValueError(cut)
+                if content[at + 1] not in IN_CODED_DATA:
+                    break
+                at += 1 if content[at + 1] == 0xFF else 2
+
+
+class Unusable(NamedTuple):
+    """Why a file named like a catalog JPEG is not one: cause (CUT, NOT_OURS,
+    WRONG_SIZE, EARLIER_ATTEMPT: decide by it) and what to say."""
+
+    cause: str
+    text: str
+
+
+def unusable_jpeg(content: bytes, path: Path) -> Unusable | None:
+    """What keeps content (the file at path) from being a catalog JPEG (None when
+    it is one): a whole JPEG ending at its end marker, of the size its
+    changeImage.py mark gives, or 600x400 without a mark, and then only with no
+    source beside it (001.jpeg beside 001.tiff without the mark is an earlier
+    attempt's, the one message of earlier_attempt())."""
+    try:
+        size, comments, end = jpeg_layout(content)
+    except ValueError as error:
+        return Unusable(CUT, f"not a whole JPEG: {error}")
+    if end < len(content):
+        extra = len(content) - end
+        return Unusable(
+            NOT_OURS, f"{extra} bytes after the JPEG's end marker (not changeImage.py's)"
+        )
+    mark = JPEG_MARK.search(comments)
+    sources = [] if mark else sources_beside(path)
+    if sources:
+        return Unusable(EARLIER_ATTEMPT, earlier_attempt(path, sources[0]))
+    expected = (int(mark[1]), int(mark[2])) if mark else CATALOG_SIZE
+    if size != expected:
+        shown = "no frame" if size is None else f"{size[0]}x{size[1]}"
+        whose = "its changeImage.py mark says" if mark else "a catalog JPEG is"
+        return Unusable(WRONG_SIZE, f"{shown} pixels where {whose} {expected[0]}x{expected[1]}")
+    return None
+
+
+def catalog_jpeg_problem(content: bytes, path: Path) -> str:
+    """unusable_jpeg()'s text, "" for a catalog JPEG."""
+    problem = unusable_jpeg(content, path)
+    return problem.text if problem else ""
+
+
+def sources_beside(path: Path) -> list[Path]:
+    """The other files of path's stem in its folder (001.tiff beside 001.jpeg)."""
+    beside = path.parent.glob(glob.escape(path.stem) + ".*")
+    return sorted(p for p in beside if p.name != path.name and p.stem == path.stem)
+
+
+# --- end shared block: catalog jpeg ---
+# --- begin shared block: http (from blocks/http.py; make blocks) ---
+DEFAULT_URL = "http://localhost/"
+CONNECT_TIMEOUT = 5.0
+RETRY_STATUSES = (502, 503, 504)
+BACKOFF_BASE, BACKOFF_MAX = 0.5, 10.0
+DEAD_AFTER = 3  # connection-level failures in a row, across workers: the store is down
+BODY_LIMIT = 1 << 20  # an answer to a POST, or an error page: a few lines
+LIST_LIMIT = 64 << 20  # GET /fruits/: ~250,000 products
+URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+WRITING_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 0.0)  # a picture served half written: ask again
+ENDPOINTS = ("fruits/", "upload/")  # given for the store's root, they mean it
+
+
+class StoreError(Exception):
+    """One request failed or was refused; the message says why (that item fails)."""
+
+
+class Unanswered(StoreError):
+    """No answer came; maybe_sent when the request may have reached the store."""
+
+    def __init__(self, message: str, maybe_sent: bool) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
+
+
+class StoreDown(Unanswered):
+    """Stop the run: the store stopped answering, or refused the credentials."""
+
+
+def redact(text: str) -> str:
+    """text with the user:password@ of every URL in it removed."""
+    return URL_CREDENTIALS.sub(r"\1", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Keeps credentials in URLs out of every log line, whoever wrote it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), None
+        return True
+
+
+def redact_logs() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
+
+
+def hidden(url: str) -> str:
+    """url as an error shows it: nothing before its last @ (a password may hold
+    / ? or #), no query or fragment (a token may be there)."""
+    text = re.sub(r"(?i)^([a-z][a-z0-9+.-]*://)[^@]*@", r"\1", redact(url).strip())
+    return re.sub(r"[?#].*", "?...", text)
+
+
+def canonical_url(url: str) -> str:
+    """The store's identity: scheme://host[:port]/path/, lower-case host, no default
+    port, trailing slash, never credentials. http://Host, http://host/ and
+    http://HOST:80/ are the same store, and so are its endpoints' URLs given
+    for it (http://host/fruits/, http://host/upload/). ValueError when it is
+    not a store URL."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise ValueError(f"{hidden(url)!r} has a bad port") from None
+    if scheme not in ("http", "https") or not host:
+        raise ValueError(f"{hidden(url)!r} is not an http:// or https:// URL")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{hidden(url)!r} has a query or fragment; give the store's base URL")
+    host = host.rstrip(".")  # localhost. is localhost
+    host = f"[{host}]" if ":" in host else host
+    netloc = host if port in (None, {"http": 80, "https": 443}[scheme]) else f"{host}:{port}"
+    path = sent_path(parts.path)
+    path = path if path.endswith("/") else path + "/"
+    for endpoint in ENDPOINTS:
+        path = path.removesuffix(endpoint) if path.endswith("/" + endpoint) else path
+    return f"{scheme}://{netloc}{path}"
+
+
+def sent_path(path: str) -> str:
+    """The path as requests sends it: /a/./b/../ is /a/, %66ruits is fruits."""
+    try:
+        sent = urlsplit(requests.Request("GET", "http://host" + (path or "/")).prepare().url)
+    except requests.RequestException:
+        raise ValueError(f"{redact(path)!r} is not a URL path") from None
+    return sent.path
+
+
+def store_url(text: str) -> str:
+    """An argparse type: a store URL (--url or CATALOG_URL), as given."""
+    try:
+        canonical_url(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text.strip()
+
+
+def store_options(sending: str) -> list[Option]:
+    """The store's options, the same in both scripts that talk to it; `sending`
+    names what a lost answer belonged to ("a POST", "an upload")."""
+    seconds, whole = number(0, 86400), functools.partial(number, whole=True)
+    return [
+        Option(
+            "--url",
+            "the store's base URL (its .../fruits/ or .../upload/ URL means the same)",
+            "CATALOG_URL",
+            DEFAULT_URL,
+            store_url,
+            "URL",
+        ),
+        Option("--jobs", "requests in parallel, 1-64", "CATALOG_JOBS", 8, whole(1, 64), "N"),
+        Option(
+            "--timeout",
+            "wait for each read (connect 5); a request with its retries ends within"
+            " 2 x SECONDS + 5",
+            "CATALOG_TIMEOUT",
+            30.0,
+            number(0.1, 3600),
+            "SECONDS",
+        ),
+        Option(
+            "--retries",
+            "retries of a GET, or of a POST the store surely did not take (refused, 503), 0-10",
+            "CATALOG_RETRIES",
+            4,
+            whole(0, 10),
+            "N",
+        ),
+        Option(
+            "--grace",
+            f"after {sending} lost its answer, wait this long before looking for it in the store",
+            "CATALOG_GRACE",
+            10.0,
+            seconds,
+            "SECONDS",
+        ),
+        Option(
+            "--wait",
+            "wait this long for another run on the delivery to finish",
+            "CATALOG_WAIT",
+            0.0,
+            seconds,
+            "SECONDS",
+        ),
+    ]
+
+
+def store_token(parser: argparse.ArgumentParser) -> str:
+    """CATALOG_TOKEN, stripped; one that cannot go in an HTTP header (a line break,
+    a character outside ASCII) is a usage error that shows nothing of it."""
+    token = os.environ.get("CATALOG_TOKEN", "").strip()
+    if not all("!" <= char <= "~" for char in token):
+        parser.error(
+            "environment variable CATALOG_TOKEN: has spaces, line breaks or characters"
+            " outside ASCII, which an HTTP header cannot carry (not shown)"
+        )
+    return token
+
+
+def url_credentials(url: str) -> tuple[bytes, bytes] | None:
+    """user and password given in the URL, sent as HTTP basic authentication in
+    UTF-8 (requests would encode them as Latin-1, failing on other characters)."""
+    parts = urlsplit(url.strip())
+    if not parts.username:
+        return None
+    return unquote(parts.username).encode(), unquote(parts.password or "").encode()
+
+
+class WatchedConnection:
+    """Mixed into urllib3's connections: each socket in use is known to the
+    running request's Deadline."""
+
+    sock: socket.socket | None
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        watch_socket(self.sock)
+
+    def request(self, *args: object, **kwargs: object) -> None:
+        watch_socket(self.sock)
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class WatchedHTTP(WatchedConnection, urllib3.connection.HTTPConnection):
+    pass
+
+
+class WatchedHTTPS(WatchedConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class WatchedPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = WatchedHTTP
+
+
+class WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = WatchedHTTPS
+
+
+class WatchedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": WatchedPool, "https": WatchedHTTPSPool}
+
+
+class GaveUp(Exception):
+    """StoreRetry stopped retrying rather than wait past the request's deadline, or
+    because the run is stopping. A retried request was never taken by the store
+    (a refused connection, or 503), so it was not sent; .response is the last
+    answer, if one came (its __context__ the last error, else)."""
+
+    def __init__(self, why: str, response: urllib3.BaseHTTPResponse | None) -> None:
+        super().__init__(why)
+        self.response = response
+
+
+class StoreRetry(Retry):
+    """The one retry policy of every request: urllib3 retries GET and HEAD after
+    a refused connection, a lost answer or 502/503/504, and a POST only when the
+    store surely did not take it (a connection never opened, or 503), with
+    backoff and Retry-After (an unreadable one is ignored); it gives up rather
+    than sleep past the deadline or on after a stop signal."""
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if method == "POST":
+            return status_code == 503
+        return super().is_retry(method, status_code, has_retry_after)
+
+    def sleep(self, response: urllib3.BaseHTTPResponse | None = None) -> None:
+        try:
+            asked = self.get_retry_after(response) if response else None
+        except urllib3.exceptions.InvalidHeader:
+            asked = None
+        wait = asked or self.get_backoff_time()
+        deadline = Deadline.current()
+        if deadline is not None and deadline.left() < wait:
+            raise GaveUp(f"asked to wait {wait:g} s, past the deadline", response)
+        if STOPPING.wait(wait):
+            raise GaveUp("the run was interrupted", response)
+
+
+def read_body(answer: requests.Response, limit: int) -> None:
+    """Reads answer's body up to limit bytes into answer.content; answer.cut is
+    True when there was more (that connection is then closed, not reused)."""
+    chunks, size = [], 0
+    for chunk in answer.iter_content(64 << 10):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    body = b"".join(chunks)
+    answer._content, answer.cut = body[:limit], len(body) > limit  # type: ignore[attr-defined]
+    answer.close()
+
+
+def make_session(url: str, token: str, retries: int, jobs: int) -> requests.Session:
+    """One pooled session, every request retried by StoreRetry."""
+    retry = StoreRetry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        other=0,
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=BACKOFF_BASE,
+        backoff_max=BACKOFF_MAX,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    adapter = WatchedAdapter(max_retries=retry, pool_connections=1, pool_maxsize=max(jobs, 1))
+    session = requests.Session()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.auth = url_credentials(url)
+    if token:
+        session.headers["Authorization"] = f"Token {token}"
+    return session
+
+
+def connection_problem(error: BaseException) -> str:
+    """A short cause for a failed connection: 'connection refused', ..."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, socket.gaierror):
+            return "host name not found"
+        if isinstance(seen, OSError) and seen.errno == errno.ENETUNREACH:
+            return "network unreachable"
+        if isinstance(seen, requests.Timeout | TimeoutError):
+            return "timed out"
+        if isinstance(seen, http.client.RemoteDisconnected | ConnectionResetError):
+            return "connection closed without an answer"
+        nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        seen = seen.__cause__ or seen.__context__ or nested
+    return "connection failed"
+
+
+def never_sent(error: requests.RequestException) -> bool:
+    """True when the request certainly did not reach the store."""
+    return isinstance(error, requests.ConnectTimeout) or connection_problem(error) in {
+        "connection refused",
+        "host name not found",
+        "network unreachable",
+    }
+
+
+def store_errors(body: object) -> str:
+    """'weight: A valid integer is required.' from a DRF error body."""
+    if isinstance(body, dict):
+        parts = []
+        for field, messages in body.items():
+            text = " ".join(map(str, messages)) if isinstance(messages, list) else str(messages)
+            parts.append(text if field in {"detail", "non_field_errors"} else f"{field}: {text}")
+        return "; ".join(parts)
+    return str(body)
+
+
+def rejection(answer: requests.Response) -> str:
+    """Why the store said no, in its own words."""
+    if answer.is_redirect:
+        where = redact(answer.headers.get("Location", "?"))
+        return f"the store answered {answer.status_code} redirect to {where}; check --url"
+    try:
+        detail = store_errors(answer.json())
+    except ValueError:
+        detail = ""
+    if answer.status_code == 400 and detail:
+        return f"the store rejected {detail}"
+    return f"the store answered {answer.status_code}" + (f": {detail}" if detail else "")
+
+
+class Store:
+    """The store's REST service, asked carefully: every request bounded by a
+    deadline, DEAD_AFTER connection-level failures in a row (across threads)
+    stop every further request, and POSTs are never repeated blindly."""
+
+    def __init__(self, url: str, token: str, timeout: float, retries: int, jobs: int) -> None:
+        self.url = canonical_url(url)
+        self.session = make_session(url, token, retries, jobs)
+        self.timeout, self.retries = (CONNECT_TIMEOUT, timeout), retries
+        self.deadline = CONNECT_TIMEOUT + 2 * timeout
+        self.failures, self.stopped = 0, ""
+        self.lock = threading.Lock()
+
+    def request(
+        self, method: str, path: str, limit: int = BODY_LIMIT, **options: object
+    ) -> requests.Response:
+        """The answer, its body read within the deadline and cut after limit bytes
+        (answer.cut tells): a store serving an endless body is not read into memory."""
+        if STOPPING.is_set():
+            raise StoreDown("the run was interrupted", maybe_sent=False)
+        if self.stopped:
+            raise StoreDown(self.stopped, maybe_sent=False)
+        url = self.url + path
+        with Deadline(self.deadline) as deadline:
+            try:
+                answer = self.session.request(
+                    method, url, timeout=self.timeout, allow_redirects=False, stream=True, **options
+                )
+                read_body(answer, limit)
+            except GaveUp as stop:
+                self.gave_up(f"{method} {url}", stop)
+            except requests.RequestException as error:
+                why = f"no whole answer within {deadline.seconds:g} s" if deadline.expired else ""
+                self.failed(f"{method} {url}: {why or connection_problem(error)}", error)
+        with self.lock:
+            self.failures = 0
+        if answer.status_code in (401, 403):
+            self.stopped = "the store refused the credentials (CATALOG_TOKEN, or the URL's)"
+            raise StoreDown(self.stopped, maybe_sent=False)
+        return answer
+
+    def gave_up(self, request: str, stop: GaveUp) -> None:
+        """What a request that StoreRetry stopped retrying was: never sent."""
+        if STOPPING.is_set():
+            raise StoreDown("the run was interrupted", maybe_sent=False)
+        if stop.response is not None:
+            raise StoreError(f"{request}: the store answered {stop.response.status}, {stop}")
+        error = stop.__context__ or stop
+        with self.lock:
+            self.failures += 1
+            if self.failures >= DEAD_AFTER and not self.stopped:
+                self.stopped = f"the store stopped answering ({DEAD_AFTER} in a row)"
+            kind = StoreDown if self.stopped else Unanswered
+        raise kind(self.stopped or f"{request}: {connection_problem(error)}", maybe_sent=False)
+
+    def failed(self, message: str, error: requests.RequestException) -> None:
+        with self.lock:
+            self.failures += 1
+            if self.failures >= DEAD_AFTER and not self.stopped:
+                self.stopped = f"the store stopped answering ({DEAD_AFTER} in a row; {message})"
+            kind = StoreDown if self.stopped else Unanswered
+        raise kind(self.stopped or message, maybe_sent=not never_sent(error))
+
+    def post(self, path: str, **options: object) -> requests.Response:
+        """POST, repeated by StoreRetry only when the store surely did not take it.
+        A lost answer (or 502/504) raises Unanswered(maybe_sent=True): the caller
+        re-reads the store after a grace period instead of sending it again."""
+        answer = self.request("POST", path, **options)
+        if answer.status_code in (502, 504):
+            message = f"POST {self.url}{path}: the store answered {answer.status_code}"
+            raise Unanswered(message, maybe_sent=True)
+        return answer
+
+    def fruits(self) -> list[dict]:
+        """Every product the store has; also proves it answers."""
+        answer = self.request("GET", "fruits/", limit=LIST_LIMIT)
+        if answer.status_code != 200:
+            raise StoreError(f"GET {self.url}fruits/: {rejection(answer)}")
+        if answer.cut:
+            raise StoreError(f"GET {self.url}fruits/ answered over {LIST_LIMIT >> 20} MiB")
+        try:
+            fruits = answer.json()
+        except ValueError:
+            fruits = None
+        if not isinstance(fruits, list) or not all(isinstance(f, dict) for f in fruits):
+            raise StoreError(f"GET {self.url}fruits/ did not answer a JSON list; is --url right?")
+        return fruits
+
+    def holds(self, name: str, content: bytes) -> bool | None:
+        """Whether the store serves exactly content as images/<name> (None: no such
+        image). Served a beginning of content, another importer's upload of the same
+        picture is still being written there: asked again for a few seconds."""
+        for pause in WRITING_PAUSES:
+            answer = self.request("GET", "media/images/" + quote(name), limit=len(content))
+            if answer.status_code == 404:
+                return None
+            if answer.status_code != 200:
+                raise StoreError(f"GET {self.url}media/images/{name}: {rejection(answer)}")
+            if answer.cut or not content.startswith(answer.content):
+                return False
+            if len(answer.content) == len(content):
+                return True
+            time.sleep(pause)
+        return False
+
+    def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
+        """The name this JPEG gets in the store (catalog_name, which both scripts
+        derive alike without talking to each other), and whether the store already
+        serves it there."""
+        name = catalog_name(filename, content)
+        held = self.holds(name, content)
+        if held is False:
+            raise StoreError(f"the store serves other bytes as {name}")
+        return name, bool(held)
+
+
+def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with CATALOG_TOKEN checked (it has no flag: never on a command line)."""
+    args = parser.parse_args(argv)
+    args.token = store_token(parser)
+    return args
+
+
+def store_main(
+    argv: list[str] | None,
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace], int],
+) -> int:
+    """main() of both scripts that talk to the store: no credentials in any line."""
+
+    def work() -> int:
+        args = parse_args(argv)
+        configure_store_logging(args.quiet, args.verbose)
+        return run(args)
+
+    return guarded(work)
+
+
+def configure_store_logging(quiet: bool, verbose: bool) -> None:
+    """configure_logging(), with no credentials in any line and no urllib3 retry
+    warnings (ours say more)."""
+    configure_logging(quiet, verbose)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    redact_logs()
+
+
+# --- end shared block: http ---
+# --- begin shared block: journal (from blocks/journal.py; make blocks) ---
+JOURNAL_LIMIT = 64 << 20  # a journal read back: ~200,000 lines
+
+
+def open_journal(path: Path) -> int:
+    """An append-only descriptor: every line is one write() then fsync. Only a
+    regular file: a link, FIFO or device planted in a delivery is refused."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    fd = os.open(path, flags, 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return fd
+
+
+def append_line(fd: int, entry: dict) -> None:
+    os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+    os.fsync(fd)
+
+
+def read_journal(path: Path) -> list[dict]:
+    """The journal's JSON objects; a line cut by a kill, not UTF-8 or not an
+    object is ignored with a warning (it cannot decide anything anyway)."""
+    try:
+        raw = read_delivery_file(path, path.parent, JOURNAL_LIMIT)
+    except RefusedFile as error:
+        if path.exists() or path.is_symlink():
+            log.warning("%s; ignored (the store is asked anyway)", error)
+        return []
+    entries = []
+    for count, line in enumerate(raw.splitlines(), 1):
+        try:
+            entry = json.loads(line.decode("utf-8"))
+        except ValueError as error:
+            why = "not UTF-8" if isinstance(error, UnicodeDecodeError) else "not JSON"
+            log.warning("%s line %d: %s; ignored", path, count, why)
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+        else:
+            log.warning("%s line %d: not a JSON object; ignored", path, count)
+    return entries
+
+
+def now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def journal_time(entry: dict) -> float:
+    """A journal line's time in seconds since the epoch (0 when unreadable)."""
+    try:
+        return datetime.datetime.fromisoformat(entry["time"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+
+
+def await_stopped_requests(sent: float, grace: float) -> bool:
+    """A run killed during a request (sent at `sent`, epoch seconds) may see it land
+    later: wait until grace seconds after it before asking the store what it holds,
+    as for a lost answer. True when it waited."""
+    left = min(sent + 1 + grace - time.time(), grace + 1)  # journal times are whole seconds
+    if left <= 0:
+        return False
+    log.info("a stopped run's request may still land; looking in %.0f s (--grace)", left)
+    time.sleep(left)
+    return True
+
+
+# --- end shared block: journal ---
 
 
 OPTIONS = [

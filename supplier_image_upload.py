@@ -53,8 +53,68 @@ Exit status:
 
 from __future__ import annotations
 
+
+# --- begin shared block: early stop (from blocks/early_stop.py; make blocks) ---
+def shared(name: str, value: object) -> object:
+    """The process's one `name`, set by the first copy of the blocks to ask: a script
+    and the helpers it imports share the stop state and the missing packages."""
+    import sys
+    import types
+
+    state = sys.modules.setdefault("fruit_catalog_shared", types.ModuleType("shared"))
+    return vars(state).setdefault(name, value)
+
+
+def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
+    """Until the guard takes over, a stop signal is one line on fd and `status`, however
+    early; a signal ignored at start (nohup, `trap '' HUP`) stays ignored."""
+    import os
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        said = "interrupted" if signum == signal.SIGINT else f"interrupted by {name}"
+        os.write(fd, f"{line.format(said)}\n".encode())
+        os._exit(status)  # nothing written yet: the guard finishes what the work started
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, stop)
+
+
+def missing_packages() -> list[str]:
+    """One line per package this process could not import: what to pip install."""
+    return shared("missing", [])  # type: ignore[return-value]
+
+
+class Missing:
+    """Stands in for a package that is not installed: module-level code using its names
+    still runs, so --help and -V work; the parser then says the pip line."""
+
+    def __init__(self, error: ImportError, pins: str) -> None:
+        import os
+        import sys
+
+        script = os.path.basename(sys.argv[0])
+        missing_packages().append(f"{script}: {error.name} is missing: pip install {pins}")
+
+    def __call__(self, *args: object, **kwargs: object) -> Missing:
+        return self
+
+    __getattr__ = __getitem__ = __add__ = __radd__ = __sub__ = __rsub__ = __call__
+    __mul__ = __rmul__ = __truediv__ = __rtruediv__ = __neg__ = __call__
+
+    def __mro_entries__(self, bases: tuple) -> tuple:
+        return ()  # a class based on one of its names is based on object
+
+
+if __name__ == "__main__":
+    stop_early(*globals().get("EARLY_STOP", ()))
+
+
+# --- end shared block: early stop ---
+
 import argparse
-import contextlib
 import datetime
 import errno
 import fcntl
@@ -74,7 +134,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -87,13 +147,8 @@ try:
     import urllib3
     from requests.adapters import HTTPAdapter
     from urllib3.util import Retry
-except ImportError as missing:  # copied alone: say what it needs, in one line
-    print(
-        f"{Path(__file__).name}: {missing.name} is missing: "
-        "install the pinned requests line of requirements.txt (README: What to copy)",
-        file=sys.stderr,
-    )
-    raise SystemExit(2) from None
+except ImportError as error:  # --help and -V still work; anything else says the pip line
+    requests = urllib3 = HTTPAdapter = Retry = Missing(error, "requests==2.34.2")
 
 __version__ = "2.0.0"
 
@@ -508,7 +563,8 @@ def main(argv: list[str] | None = None) -> int:
 # --- begin shared block: cli (from blocks/cli.py; make blocks) ---
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 UNSET = object()  # the default of an option not given on the command line
-STOPPING = threading.Event()  # set by the first stop signal: no new request, no retry
+# One stop state per process, whichever copy of this block guards the run:
+STOPPING = shared("STOPPING", threading.Event())  # the first stop signal: no new request, no retry
 
 
 def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
@@ -638,6 +694,8 @@ def build_parser(
             """Then the defaults of the options not given: a variable is read only
             when its flag is absent (the flag wins), never for --help or -V."""
             known, rest = super().parse_known_args(args, namespace)
+            if missing_packages():  # only now: --help and -V work without the packages
+                self.exit(2, f"{missing_packages()[0]}\n")
             self.not_given = set()
             for action in self._actions:
                 option, value = getattr(action, "option", None), getattr(known, action.dest, None)
@@ -655,21 +713,6 @@ def build_parser(
 
 
 WORKING_ON = threading.local()  # the file this thread works on, named in its warnings
-
-
-class WorkingOn:
-    """`with WorkingOn(path):` names path in the warnings this thread raises meanwhile
-    (Pillow's 'Corrupt EXIF data' then says which image). Thread-local: images convert
-    in threads, and warnings.catch_warnings would change every thread's filters."""
-
-    def __init__(self, about: object) -> None:
-        self.about = str(about)
-
-    def __enter__(self) -> None:
-        self.outer, WORKING_ON.about = getattr(WORKING_ON, "about", ""), self.about
-
-    def __exit__(self, *exc_info: object) -> None:
-        WORKING_ON.about = self.outer
 
 
 class WarningsToLog:
@@ -722,7 +765,8 @@ class Interrupted(KeyboardInterrupt):
     KeyboardInterrupt, so whatever finishes outputs after Ctrl-C runs for them too."""
 
 
-HELD = {"depth": 0, "pending": ""}
+Interrupted = shared("Interrupted", Interrupted)  # type: ignore[misc]
+HELD = shared("HELD", {"depth": 0, "pending": ""})
 
 
 def raise_interrupted(signum: int, frame: object) -> None:
@@ -739,23 +783,13 @@ def raise_interrupted(signum: int, frame: object) -> None:
     raise Interrupted(name)
 
 
-@contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """A stop signal arriving inside waits until the block is done (a record
-    being written), then interrupts as usual."""
-    HELD["depth"] += 1
-    try:
-        yield
-    finally:
-        HELD["depth"] -= 1
-        pending, HELD["pending"] = HELD["pending"], ""
-        if pending and not HELD["depth"]:
-            raise Interrupted(pending)
-        HELD["pending"] = pending
-
-
 def say_error(text: str) -> None:
-    logging.getLogger().error("%s", text)
+    """An error line; before logging is configured (arguments being parsed) the
+    same line as after."""
+    if logging.getLogger().handlers:
+        logging.getLogger().error("%s", text)
+    else:
+        print(f"ERROR {text}", file=sys.stderr)
 
 
 def guarded(
@@ -913,7 +947,6 @@ class Progress:
 
 # --- end shared block: progress ---
 # --- begin shared block: delivery files (from blocks/delivery_files.py; make blocks) ---
-DESCRIPTION_LIMIT = 1 << 20  # 1 MiB: a description is a few lines
 IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
 
 
@@ -1207,12 +1240,6 @@ def unusable_jpeg(content: bytes, path: Path) -> Unusable | None:
         whose = "its changeImage.py mark says" if mark else "a catalog JPEG is"
         return Unusable(WRONG_SIZE, f"{shown} pixels where {whose} {expected[0]}x{expected[1]}")
     return None
-
-
-def catalog_jpeg_problem(content: bytes, path: Path) -> str:
-    """unusable_jpeg()'s text, "" for a catalog JPEG."""
-    problem = unusable_jpeg(content, path)
-    return problem.text if problem else ""
 
 
 def sources_beside(path: Path) -> list[Path]:
@@ -1701,21 +1728,6 @@ def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
     args = parser.parse_args(argv)
     args.token = store_token(parser)
     return args
-
-
-def store_main(
-    argv: list[str] | None,
-    parse_args: Callable[[list[str] | None], argparse.Namespace],
-    run: Callable[[argparse.Namespace], int],
-) -> int:
-    """main() of both scripts that talk to the store: no credentials in any line."""
-
-    def work() -> int:
-        args = parse_args(argv)
-        configure_store_logging(args.quiet, args.verbose)
-        return run(args)
-
-    return guarded(work)
 
 
 def configure_store_logging(quiet: bool, verbose: bool) -> None:

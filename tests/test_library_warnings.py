@@ -17,7 +17,7 @@ from helper import with_entry
 from PIL import Image
 from test_changeImage import deflate_tiff
 
-import reports  # carries the cli block, as every script does
+import changeImage  # carries the cli block's warnings parts: it converts images
 
 ROOT = Path(__file__).resolve().parent.parent
 CORRUPT_EXIF = "Corrupt EXIF data. Expecting to read 12 bytes but only got 0."
@@ -79,10 +79,10 @@ def test_without_quiet_each_image_warns_in_our_words_naming_it(corrupt_tiffs):
 
 def test_threads_name_their_own_file_once_per_message(caplog):
     caplog.set_level(logging.DEBUG)
-    show = reports.WarningsToLog()
+    show = changeImage.WarningsToLog()
 
     def work(name: str) -> None:
-        with reports.WorkingOn(name):
+        with changeImage.WorkingOn(name):
             for _ in range(3):
                 show(UserWarning("Corrupt EXIF data."), UserWarning, "/x/PIL/Tiff.py", 982)
         show(UserWarning("after"), UserWarning, "/x/PIL/Tiff.py", 982)
@@ -99,19 +99,19 @@ def test_threads_name_their_own_file_once_per_message(caplog):
 
 def test_a_deprecation_is_a_note_for_developers_not_a_warning(caplog):
     caplog.set_level(logging.DEBUG)
-    reports.WarningsToLog()(DeprecationWarning("old API"), DeprecationWarning, "/x/y.py", 1)
+    changeImage.WarningsToLog()(DeprecationWarning("old API"), DeprecationWarning, "/x/y.py", 1)
     [record] = caplog.records
     assert (record.levelname, record.getMessage()) == ("DEBUG", "old API")
 
 
 def test_configure_logging_sends_pillows_warnings_to_our_log(caplog):
     with warnings.catch_warnings():
-        reports.configure_logging(quiet=False, verbose=False)
-        assert isinstance(warnings.showwarning, reports.WarningsToLog)
-        with reports.WorkingOn("a.tiff"):
+        changeImage.configure_logging(quiet=False, verbose=False)
+        assert isinstance(warnings.showwarning, changeImage.WarningsToLog)
+        with changeImage.WorkingOn("a.tiff"):
             warnings.warn_explicit("Corrupt EXIF data.", UserWarning, "Tiff.py", 1, "PIL.Tiff")
             warnings.warn_explicit("Corrupt EXIF data.", UserWarning, "Tiff.py", 1, "PIL.Tiff")
-        with reports.WorkingOn("b.tiff"):
+        with changeImage.WorkingOn("b.tiff"):
             warnings.warn_explicit("Corrupt EXIF data.", UserWarning, "Tiff.py", 1, "PIL.Tiff")
     assert [r.getMessage() for r in caplog.records if r.name == "py.warnings"] == [
         "a.tiff: Corrupt EXIF data.",

@@ -43,7 +43,8 @@ THIRD_PARTY = {
 }
 # Which scripts carry which shared block (fenced by "begin/end shared block: NAME").
 BLOCKS = {
-    "cli": set(SCRIPTS),
+    "early stop": set(SCRIPTS),
+    "cli": set(SCRIPTS) - {"report_email.py"},  # it takes emails.py's
     "lock": {"changeImage.py", "supplier_image_upload.py", "run.py"},
     "progress": {"changeImage.py", "supplier_image_upload.py", "run.py"},
     "delivery files": {"changeImage.py", "supplier_image_upload.py", "run.py", "report_email.py"},
@@ -132,10 +133,74 @@ def sync_blocks_on(tmp_path: Path, script_text: str):
     spec = importlib.util.spec_from_file_location("sync_blocks", ROOT / "tools" / "sync_blocks.py")
     blocks = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(blocks)
+    tmp_path.mkdir(exist_ok=True)
     (tmp_path / "run.py").write_bytes(script_text.encode())
     (tmp_path / "blocks").symlink_to(ROOT / "blocks")
     blocks.ROOT, blocks.HOMES = tmp_path, tmp_path / "blocks"
     return blocks
+
+
+TOY = """\
+#!/usr/bin/env python3
+\"\"\"A toy script.\"\"\"
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+
+# --- begin shared block: cli (from blocks/cli.py; make blocks) ---
+# --- end shared block: cli ---
+
+LIMIT = 10
+
+
+def double(text: str) -> float:
+    return 2 * number(0, LIMIT)(text)
+
+
+DOUBLE = double
+
+
+if __name__ == "__main__":
+    sys.exit(0)
+"""
+
+
+def test_a_script_carries_only_the_parts_of_a_block_it_uses(tmp_path: Path) -> None:
+    blocks = sync_blocks_on(tmp_path, TOY)
+    assert blocks.main([]) == 0
+    copy = shared_blocks_of((tmp_path / "run.py").read_text(encoding="utf-8"))["cli"]
+    assert copy.startswith("def number(") and "class Option" not in copy
+    assert "def guarded(" not in copy
+    (tmp_path / "other.py").write_text("from run import guarded\n", encoding="utf-8")
+    assert blocks.stale() == ["run.py: block cli differs from blocks/cli.py: run make blocks"]
+    assert blocks.main([]) == 0
+    copy = shared_blocks_of((tmp_path / "run.py").read_text(encoding="utf-8"))["cli"]
+    assert "def guarded(" in copy and "def raise_interrupted(" in copy and "STOP_SIGNALS =" in copy
+    assert "class Option" not in copy
+
+
+def test_relocate_puts_the_copies_after_the_scripts_own_code(tmp_path: Path) -> None:
+    needing = TOY.replace("DOUBLE = double", "DOUBLE = number(0, 1)")
+    blocks = sync_blocks_on(tmp_path, needing)
+    assert blocks.main(["--relocate"]) == 0
+    text = (tmp_path / "run.py").read_text(encoding="utf-8")
+    assert text.index("LIMIT = 10") < text.index("# --- begin shared block: cli")
+    assert text.index("# --- end shared block: cli ---") < text.index("DOUBLE = number(0, 1)")
+    assert blocks.main(["--relocate"]) == 0
+    assert (tmp_path / "run.py").read_text(encoding="utf-8") == text
+    blocks = sync_blocks_on(tmp_path / "plain", TOY)
+    assert blocks.main(["--relocate"]) == 0
+    text = (tmp_path / "plain" / "run.py").read_text(encoding="utf-8")
+    assert text.index("DOUBLE = double") < text.index("# --- begin shared block: cli")
+    assert text.index("# --- end shared block: cli ---") < text.index('if __name__ == "__main__"')
+
+
+def shared_blocks_of(text: str) -> dict[str, str]:
+    return {match["name"]: match["body"] for match in FENCE.finditer(text)}
 
 
 def damaged(old: str, new: str) -> str:
@@ -364,3 +429,111 @@ def test_help_shows_each_options_default_and_variable(script: str) -> None:
             assert f"(default {option.default_text()})" in text, option.flags
         if option.env:
             assert f"[{option.env}]" in text, option.flags
+
+
+# -- a server with Python but without the packages ------------------------------------
+
+# The package each script needs first, and what it must say to install (requirements.txt).
+NEEDS = {
+    "changeImage.py": ("PIL", ["Pillow"]),
+    "supplier_image_upload.py": ("requests", ["requests"]),
+    "run.py": ("requests", ["requests"]),
+    "report_email.py": ("PIL", ["Pillow", "reportlab"]),
+    "reports.py": ("PIL", ["Pillow", "reportlab"]),
+}
+
+
+def pinned(package: str) -> str:
+    """package's line in requirements.txt, as `name==version`."""
+    lines = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    [line] = [line for line in lines if line.lower().startswith(f"{package.lower()}==")]
+    return line.strip()
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Python without any third-party package (a new venv, without pip)."""
+    folder = tmp_path_factory.mktemp("bare") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    return folder / "bin" / "python"
+
+
+def run_bare(python: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(python), str(ROOT / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT), "USER": "alice"},
+    )
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_and_version_need_no_package(bare_python: Path, script: str) -> None:
+    version = run_bare(bare_python, script, "-V")
+    assert (version.returncode, version.stdout) == (
+        0,
+        f"{script} {VERSION.findall(source(script))[0]}\n",
+    )
+    helped = run_bare(bare_python, script, "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage: ") and "Exit status" in helped.stdout
+    assert helped.stderr == ""
+
+
+@pytest.mark.parametrize("script", sorted(NEEDS))
+def test_a_missing_package_says_the_pip_line(bare_python: Path, script: str) -> None:
+    module, packages = NEEDS[script]
+    done = run_bare(bare_python, script)
+    pins = " ".join(pinned(package) for package in packages)
+    assert done.returncode == 2
+    assert done.stderr == f"{script}: {module} is missing: pip install {pins}\n"
+    assert done.stdout == ""
+
+
+def test_health_check_without_psutil_says_the_pip_line(bare_python: Path) -> None:
+    done = run_bare(bare_python, "health_check.py", "--no-email")
+    assert done.returncode == 3
+    assert done.stdout == (
+        f"HEALTH UNKNOWN - psutil is not installed for {bare_python}: pip install"
+        f" {pinned('psutil')}\n"
+    )
+
+
+# -- what a reader meets: the script's own code first, copies a minor share -----------
+
+# Measured on branch core (tools/sync_blocks.py --relocate); the lead tightens them.
+COPIES_SHARE_AT_MOST = 0.36
+OWN_CODE_STARTS_BY_LINE = 170
+
+
+def copied_lines(script: str) -> int:
+    return sum(match[0].count("\n") + 1 for match in FENCE.finditer(source(script)))
+
+
+def own_code_start(script: str) -> int:
+    """The line of the script's first own statement after its imports (docstring,
+    prologue and imports come first), outside any fence."""
+    text = source(script)
+    fenced = [
+        range(text.count("\n", 0, m.start()) + 1, text.count("\n", 0, m.end()) + 2)
+        for m in FENCE.finditer(text)
+    ]
+    nodes = [n for n in ast.parse(text).body if not any(n.lineno in span for span in fenced)]
+
+    def importing(node: ast.stmt) -> bool:
+        if isinstance(node, ast.Try):
+            return all(isinstance(s, ast.Import | ast.ImportFrom) for s in node.body)
+        return isinstance(node, ast.Import | ast.ImportFrom)
+
+    last = max(index for index, node in enumerate(nodes) if importing(node))
+    return nodes[last + 1].lineno
+
+
+def test_copies_are_a_minor_share_and_each_script_starts_with_its_own_code() -> None:
+    copies = sum(copied_lines(script) for script in SCRIPTS)
+    lines = sum(len(source(script).splitlines()) for script in SCRIPTS)
+    assert copies / lines <= COPIES_SHARE_AT_MOST, f"copies are {copies} of {lines} lines"
+    starts = {script: own_code_start(script) for script in SCRIPTS}
+    assert max(starts.values()) <= OWN_CODE_STARTS_BY_LINE, starts

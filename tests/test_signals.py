@@ -10,14 +10,18 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 from helper import wait_for
 from PIL import Image
 
 import reports
+import run
 from make_delivery import make_delivery
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +52,20 @@ def assert_one_line(text: str, expected: str) -> None:
     lines = [line for line in text.splitlines() if line.strip()]
     assert "Traceback" not in text, text
     assert lines and lines[-1] == expected, text
+
+
+def connected(process: subprocess.Popen, port: int) -> Callable[[], bool]:
+    """A condition for wait_for: the process holds a connection to port on loopback (it
+    is talking to the server), or it has ended (the assertions then say how)."""
+
+    def talking() -> bool:
+        try:
+            connections = psutil.Process(process.pid).net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            return True
+        return any(c.raddr and c.raddr.port == port for c in connections)
+
+    return talking
 
 
 def whole_jpegs(folder: Path) -> list[Path]:
@@ -137,8 +155,7 @@ def test_report_email_stopped_mid_send(tmp_path: Path, trickling_server, write_r
     pdf = tmp_path / "processed.pdf"
     env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TIMEOUT": "60"}
     process = start("report_email.py", "--record", str(record), "--pdf", str(pdf), env=env)
-    wait_for(pdf.exists)
-    time.sleep(0.5)
+    wait_for(connected(process, port))
     status, _, err = stop(process, signal.SIGTERM)
     assert status == 130, err
     assert_one_line(err, "ERROR interrupted by SIGTERM")
@@ -149,7 +166,7 @@ def test_emails_py_stopped_mid_send(trickling_server) -> None:
     port = trickling_server(SMTP_GREETING, interval=5.0)
     env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TIMEOUT": "60"}
     process = start("emails.py", "you@example.com", env=env)
-    time.sleep(1.5)
+    wait_for(connected(process, port))
     status, _, err = stop(process, signal.SIGTERM)
     assert status == 130, err
     assert_one_line(err, "ERROR interrupted by SIGTERM")
@@ -160,7 +177,7 @@ def test_health_check_stopped_mid_probe_is_one_unknown_line(tmp_path: Path, tric
     state = tmp_path / "state.json"
     args = ["--url", f"http://127.0.0.1:{port}/", "--url-timeout", "50", "-t", "60"]
     process = start("health_check.py", *args, "--state", str(state), "--no-email", "--nagios")
-    time.sleep(1.5)
+    wait_for(connected(process, port))
     status, out, err = stop(process, signal.SIGTERM)
     assert status == 3, err
     assert out == "HEALTH UNKNOWN - interrupted by SIGTERM\n"
@@ -204,7 +221,7 @@ def test_a_stop_inside_signals_held_waits_for_the_block(monkeypatch, caplog) -> 
     steps = []
 
     def work() -> int:
-        with reports.signals_held():
+        with run.signals_held():
             os.kill(os.getpid(), signal.SIGTERM)
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.2)
@@ -212,7 +229,7 @@ def test_a_stop_inside_signals_held_waits_for_the_block(monkeypatch, caplog) -> 
         steps.append("went on")
         return 0
 
-    assert reports.guarded(work) == 130
+    assert run.guarded(work) == 130
     assert steps == ["record written"]
     assert caplog.messages[-1] == "interrupted by SIGTERM"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -237,3 +254,195 @@ def test_the_flag_wins_over_a_bad_variable(tmp_path: Path, script, args, env) ->
     )
     assert done.returncode == 0, done.stderr
     assert "environment variable" not in done.stderr
+
+
+# -- stops before the guard: however early, one line and the documented status ---------
+
+# A module each script imports late, mid-way through its libraries (python -X importtime
+# names each on stderr as it is done).
+LATE_IMPORT = {
+    "changeImage.py": "PIL.Image",
+    "supplier_image_upload.py": "urllib3.connection",
+    "run.py": "urllib3.connection",
+    "report_email.py": "reportlab.lib.colors",
+    "reports.py": "reportlab.lib.colors",
+    "emails.py": "smtplib",
+    "health_check.py": "psutil",
+}
+# The moments a stop comes: once the first import after the prologue is done (argparse,
+# the first in every script), while it imports its libraries, and some milliseconds
+# after that first import (still importing, or working, or waiting on a server).
+MOMENTS = ["first import", "mid-import", "20 ms", "60 ms", "150 ms"]
+# reports.py writes its sample in a moment and has nothing to wait on: it is stopped
+# only at the moments an event marks.
+QUICK = {"reports.py"}
+
+
+def stop_said(script: str, sig: signal.Signals) -> tuple[str, int, str]:
+    """(stream, status, line): what a script says when stopped by sig."""
+    said = "interrupted" if sig == signal.SIGINT else f"interrupted by {sig.name}"
+    if script == "health_check.py":
+        return "stdout", 3, f"HEALTH UNKNOWN - {said}"
+    return "stderr", 130, f"ERROR {said}"
+
+
+def with_default_signals(ignored: tuple = ()) -> None:
+    """In the child before exec: stop signals as a shell leaves them (pytest and
+    Python may have set SIGINT to be ignored), and `ignored` as nohup leaves them."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN if sig in ignored else signal.SIG_DFL)
+
+
+class Started:
+    """A script started with `python -X importtime`, its output collected by threads."""
+
+    def __init__(self, script: str, args: list[str], env: dict, ignored: tuple = ()) -> None:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("CATALOG_", "SMTP_"))}
+        self.process = subprocess.Popen(
+            [sys.executable, "-X", "importtime", str(ROOT / script), *args],
+            env={**clean, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: with_default_signals(ignored),
+        )
+        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self.readers = [
+            threading.Thread(target=self.collect, args=(name, getattr(self.process, name)))
+            for name in self.lines
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    def collect(self, name: str, stream) -> None:
+        for line in stream:
+            self.lines[name].append(line.rstrip("\n"))
+
+    def imported(self, module: str) -> bool:
+        done = [line.rsplit("|", 1)[-1].strip() for line in list(self.lines["stderr"])]
+        return module in done or self.process.poll() is not None
+
+    def said(self) -> dict[str, list[str]]:
+        """What it printed but the import times, once it has ended."""
+        self.process.wait(timeout=60)
+        for reader in self.readers:
+            reader.join(timeout=60)
+        return {
+            name: [line for line in lines if line.strip() and not line.startswith("import time:")]
+            for name, lines in self.lines.items()
+        }
+
+
+@pytest.fixture
+def waiting_run(tmp_path: Path, trickling_server, write_record, product, catalog, photos):
+    """waiting_run(script): the arguments and environment with which the script, once
+    it has imported its libraries, works or waits for seconds (a server that trickles
+    its answer, 60 photos to convert)."""
+
+    def arguments(script: str) -> tuple[list[str], dict]:
+        smtp = {"SMTP_HOST": "127.0.0.1", "SMTP_TIMEOUT": "60"}
+        if script in ("emails.py", "report_email.py"):
+            smtp["SMTP_PORT"] = str(trickling_server(SMTP_GREETING, interval=5.0))
+        if script == "changeImage.py":
+            return ["--jobs", "1", str(copy_of(photos, tmp_path, count=12))], {}
+        if script in ("supplier_image_upload.py", "run.py"):
+            url = f"http://127.0.0.1:{trickling_server(HTTP_ANSWER, interval=5.0)}/"
+            delivery = catalog(tmp_path / "delivery", ["001"])
+            if script == "run.py":
+                return ["--url", url, "--descriptions", str(delivery / "descriptions"),
+                        "--images", str(delivery / "images")], {}  # fmt: skip
+            return ["--url", url, "--images", str(delivery / "images")], {}
+        if script == "report_email.py":
+            record = write_record(tmp_path / "imported.json", [product("001.txt", "Apple", 500)])
+            return ["--record", str(record), "--pdf", str(tmp_path / "processed.pdf")], smtp
+        if script == "emails.py":
+            return ["you@example.com"], smtp
+        if script == "health_check.py":
+            url = f"http://127.0.0.1:{trickling_server(HTTP_ANSWER, interval=5.0)}/"
+            state = str(tmp_path / "state.json")
+            return ["--url", url, "--url-timeout", "50", "-t", "60", "--state", state,
+                    "--no-email", "--nagios"], {}  # fmt: skip
+        return [str(tmp_path / "sample.pdf")], {}
+
+    return arguments
+
+
+SCRIPT_NAMES = list(LATE_IMPORT)
+EARLY_CASES = [
+    pytest.param(script, moment, STOP_SIGNALS[(number + index) % 3], id=f"{script}-{moment}")
+    for number, script in enumerate(SCRIPT_NAMES)
+    for index, moment in enumerate(MOMENTS)
+    if not (script in QUICK and moment.endswith(" ms"))
+]
+
+
+@pytest.mark.parametrize("script, moment, sig", EARLY_CASES)
+def test_an_early_stop_is_one_line_and_the_status(waiting_run, script, moment, sig) -> None:
+    args, env = waiting_run(script)
+    started = Started(script, args, env)
+    wait_for(lambda: started.imported("argparse"))
+    if moment == "mid-import":
+        wait_for(lambda: started.imported(LATE_IMPORT[script]))
+    elif moment.endswith(" ms"):
+        time.sleep(int(moment.split()[0]) / 1000)  # a moment to stop at, not a wait for it
+    assert started.process.poll() is None, started.said()
+    started.process.send_signal(sig)
+    said = started.said()
+    stream, status, line = stop_said(script, sig)
+    everything = said["stdout"] + said["stderr"]
+    assert not any("Traceback" in text for text in everything), everything
+    assert started.process.returncode == status, everything
+    if moment in ("first import", "mid-import"):
+        assert everything == [line]
+    else:  # once at work, a script may say what it finished (changeImage.py does)
+        stops = [text for text in everything if text.startswith(line.split(" by ")[0])]
+        assert len(stops) == 1 and said[stream][-1] == stops[0], everything
+
+
+def test_a_hangup_ignored_at_start_stays_ignored_before_the_guard(waiting_run) -> None:
+    args, env = waiting_run("run.py")
+    started = Started("run.py", args, env, ignored=(signal.SIGHUP,))
+    wait_for(lambda: started.imported("argparse"))
+    started.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: started.imported(LATE_IMPORT["run.py"]))
+    started.process.send_signal(signal.SIGTERM)
+    said = started.said()
+    assert started.process.returncode == 130, said
+    assert said["stderr"][-1] == "ERROR interrupted by SIGTERM"
+
+
+def test_one_stop_state_for_a_script_and_its_helpers() -> None:
+    """report_email.py takes its guard from emails.py; reports.py carries its own copy of
+    the block: in one process they share one stop state all the same."""
+    import emails
+    import report_email
+
+    assert report_email.guarded is emails.guarded
+    assert reports.guarded is not emails.guarded
+    assert emails.STOPPING is reports.STOPPING
+    assert emails.HELD is reports.HELD
+    assert emails.Interrupted is reports.Interrupted
+
+
+def test_a_stop_while_emails_code_waits_is_seen_by_the_same_state(trickling_server) -> None:
+    """A SIGTERM that comes while emails.py's code waits on a server, handled by the guard
+    of another copy of the block (reports.py's): the stop state emails.py's code reads is
+    set, and the interruption is the one every copy knows."""
+    import emails
+
+    port = trickling_server(SMTP_GREETING, interval=5.0)
+    environ = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TIMEOUT": "60"}
+    message = emails.generate_email("a@example.com", "b@example.com", "Subject", "Body")
+    seen = []
+
+    def work() -> int:
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        try:
+            emails.send_email(message, environ)
+        except emails.Interrupted:
+            seen.append(emails.STOPPING.is_set())
+            raise
+        return 0
+
+    assert reports.guarded(work, say=seen.append) == 130
+    assert seen == [True, "interrupted by SIGTERM"]

@@ -307,9 +307,8 @@ def test_slow_posts_answer_after_the_work(store_factory):
     store = store_factory(slow_every=1, slow=5)
     with pytest.raises(requests.ReadTimeout):
         requests.post(store.url + "fruits/", json=APPLE, timeout=(5, 0.1))
-    # The work is done before the slow answer: it shows while the answer is still owed
-    # (waited for as an event: a busy machine may take more than the client's 0.1 s).
-    wait_for(lambda: len(store.catalog.fruits()) == 1, seconds=4)
+    wait_for(lambda: store.catalog.fruits())  # the work is done, though nobody waited for it
+    assert len(store.catalog.fruits()) == 1
 
 
 def test_stalled_post_lands_after_the_client_gave_up_exactly_once(store_factory):

@@ -10,11 +10,22 @@ that several of them need is copied into each, between fences:
 
 People edit blocks/NAME.py (the part below its `# --- block ---` marker); this
 command rewrites every fenced copy from it. A script carries the blocks whose
-fences it has.
+fences it has, and of each block only the top-level statements (functions,
+classes, constants) it uses: those its own code names, those a carried
+statement names, and those another script takes from it (`from emails import
+guarded`), with their own needs. A statement that defines no name is always
+carried.
+
+--relocate also moves every fence but the prologue's (`early stop`, the first
+code of a script) after the script's own code: just before the first statement
+that needs a block's names when the module is loaded (the OPTIONS rows), else
+before `if __name__ == "__main__":`. So a reader meets the script's own code
+first. Run it again after merging: it is idempotent.
 
 Usage:
-    python tools/sync_blocks.py          # rewrite the copies
-    python tools/sync_blocks.py --check  # exit 1 and name every copy that differs
+    python tools/sync_blocks.py             # rewrite the copies
+    python tools/sync_blocks.py --relocate  # and move the fences after the script's code
+    python tools/sync_blocks.py --check     # exit 1 and name every copy that differs
 
 Example:
     $ python tools/sync_blocks.py --check
@@ -24,14 +35,17 @@ Example:
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 HOMES = ROOT / "blocks"
 MARKER = "# --- block ---\n"
 COMMAND = "make blocks"
+PINNED = {"early stop"}  # the prologue: stays where it is, before the imports
 FENCE = re.compile(
     r"^# --- begin shared block: (?P<name>[a-z ]+) \(.*?\) ---\n(?P<body>.*?)"
     r"^# --- end shared block: (?P=name) ---$",
@@ -39,18 +53,85 @@ FENCE = re.compile(
 )
 
 
+class Part(NamedTuple):
+    """One top-level statement of a block, with the comments above it."""
+
+    text: str
+    defines: frozenset[str]
+    uses: frozenset[str]
+    blanks: int  # blank lines after it in the home
+    definition: bool  # a def or class: two blank lines around it
+
+
 def home_of(name: str) -> Path:
     return HOMES / (name.replace(" ", "_") + ".py")
 
 
 def body_of(name: str) -> str:
-    """The block's text as the scripts carry it: its home below the marker."""
+    """The block's whole text as the scripts would carry it: its home below the marker."""
     text = home_of(name).read_text(encoding="utf-8")
     _, marker, body = text.partition(MARKER)
     if not marker:
         raise SystemExit(f"{home_of(name)}: no {MARKER.strip()!r} line")
+    return body.strip("\n") + "\n"
+
+
+def names_used(node: ast.AST) -> set[str]:
+    return {child.id for child in ast.walk(node) if isinstance(child, ast.Name)}
+
+
+def names_defined(node: ast.stmt) -> set[str]:
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return {node.name}
+    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+    return {name for target in targets if target for name in names_used(target)}
+
+
+def parts_of(name: str) -> list[Part]:
+    body = body_of(name)
+    lines = body.split("\n")
+    nodes = ast.parse(body).body
+    starts = []
+    for node in nodes:
+        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        while first > 1 and lines[first - 2].startswith("#"):
+            first -= 1
+        starts.append(first)
+    parts = []
+    for index, node in enumerate(nodes):
+        end = starts[index + 1] - 1 if index + 1 < len(nodes) else len(lines)
+        chunk = "\n".join(lines[starts[index] - 1 : end])
+        text = chunk.rstrip("\n")
+        definition = isinstance(node, ast.FunctionDef | ast.ClassDef)
+        blanks = chunk.count("\n") - text.count("\n")
+        parts.append(
+            Part(
+                text,
+                frozenset(names_defined(node)),
+                frozenset(names_used(node)),
+                blanks,
+                definition,
+            )
+        )
+    return parts
+
+
+def rendered(parts: list[Part], kept: set[int]) -> str:
+    """The kept parts in the home's order; spaced as in the home where neighbours there,
+    else as ruff format spaces them."""
+    order = sorted(kept)
+    out = []
+    for position, index in enumerate(order):
+        out.append(parts[index].text + "\n")
+        if position + 1 < len(order):
+            following = order[position + 1]
+            if following == index + 1:
+                blanks = parts[index].blanks
+            else:
+                blanks = 2 if parts[index].definition or parts[following].definition else 1
+            out.append("\n" * blanks)
     # Two blank lines before the end fence, as ruff format leaves them in a script.
-    return body.strip("\n") + "\n\n\n"
+    return "".join(out).strip("\n") + "\n\n\n"
 
 
 def fence(name: str, body: str) -> str:
@@ -61,13 +142,94 @@ def fence(name: str, body: str) -> str:
     )
 
 
-def generated(text: str) -> str:
-    """text with every fenced block replaced by its home's."""
-    return FENCE.sub(lambda match: fence(match["name"], body_of(match["name"])), text)
-
-
 def scripts() -> list[Path]:
     return sorted(ROOT.glob("*.py"))
+
+
+def exports(script: Path, texts: dict[Path, str]) -> set[str]:
+    """The names other scripts take from this one (`from emails import x`, `emails.x`)."""
+    module, names = script.stem, set()
+    for other, text in texts.items():
+        if other == script:
+            continue
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.module == module:
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                names |= {node.attr} if node.value.id == module else set()
+    return names
+
+
+def generated(text: str, wanted: set[str] = frozenset()) -> str:
+    """text with every fenced block replaced by the parts of its home the script needs
+    (its own code's names and `wanted`, with their needs)."""
+    carried = list(dict.fromkeys(match["name"] for match in FENCE.finditer(text)))
+    parts = {name: parts_of(name) for name in carried}
+    where: dict[str, list[tuple[str, int]]] = {}
+    for name in carried:
+        for index, part in enumerate(parts[name]):
+            for defined in part.defines:
+                where.setdefault(defined, []).append((name, index))
+    own = names_used(ast.parse(FENCE.sub("", text))) | wanted
+    todo = [key for n in own for key in where.get(n, [])]
+    todo += [(name, i) for name in carried for i, p in enumerate(parts[name]) if not p.defines]
+    kept: set[tuple[str, int]] = set()
+    while todo:
+        key = todo.pop()
+        if key not in kept:
+            kept.add(key)
+            todo += [found for n in parts[key[0]][key[1]].uses for found in where.get(n, [])]
+
+    def copy(match: re.Match) -> str:
+        name = match["name"]
+        return fence(name, rendered(parts[name], {i for block, i in kept if block == name}))
+
+    return FENCE.sub(copy, text)
+
+
+def loaded_names(node: ast.stmt) -> set[str]:
+    """The names a top-level statement evaluates when the module is loaded (not those
+    inside function bodies): values, base classes, decorators, defaults."""
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        evaluated = [*node.decorator_list, *node.args.defaults, *node.args.kw_defaults]
+        return set().union(*(names_used(e) for e in evaluated if e is not None))
+    if isinstance(node, ast.ClassDef):
+        found = set().union(set(), *(names_used(e) for e in [*node.bases, *node.decorator_list]))
+        return found.union(*(loaded_names(statement) for statement in node.body))
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        return set()
+    return names_used(node)
+
+
+def relocated(text: str) -> str:
+    """text with the fences but the prologue's moved, in their order, before the first
+    statement of the script's own code that needs their names when loaded."""
+    moving = [m for m in FENCE.finditer(text) if m["name"] not in PINNED]
+    if not moving:
+        return text
+    defined = set().union(*(names_defined(n) for m in moving for n in ast.parse(m["body"]).body))
+    rest = text
+    for match in reversed(moving):
+        rest = rest[: match.start()] + rest[match.end() :].lstrip("\n")
+    rest = re.sub(r"\n{4,}", "\n\n\n", rest)
+    lines = rest.split("\n")
+    pinned = [range(rest.count("\n", 0, m.start()), rest.count("\n", 0, m.end()) + 1)
+              for m in FENCE.finditer(rest)]  # fmt: skip
+    for node in ast.parse(rest).body:
+        if any(node.lineno in span for span in pinned):
+            continue
+        main = isinstance(node, ast.If) and "__name__" in names_used(node.test)
+        if main or loaded_names(node) & defined:
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            while first > 1 and lines[first - 2].startswith("#"):
+                first -= 1
+            break
+    else:
+        first = len(lines) + 1
+    head = "\n".join(lines[: first - 1]).rstrip("\n")
+    tail = "\n".join(lines[first - 1 :]).lstrip("\n")
+    fences = "\n".join(match[0] for match in moving)
+    return f"{head}\n\n\n{fences}\n\n\n{tail}" if tail else f"{head}\n\n\n{fences}\n"
 
 
 def broken(script: Path) -> list[str]:
@@ -85,17 +247,26 @@ def broken(script: Path) -> list[str]:
     return problems
 
 
+def regenerated() -> dict[Path, tuple[str, str]]:
+    """Each readable script: (its text, its text with every copy generated)."""
+    texts = {script: script.read_text(encoding="utf-8") for script in scripts()}
+    return {
+        script: (text, generated(text, exports(script, texts)))
+        for script, text in texts.items()
+        if not broken(script)
+    }
+
+
 def stale() -> list[str]:
     """One line per script whose copy of a block differs from its home, or whose
     fences cannot be read."""
     problems = []
     for script in scripts():
-        if broken(script):
-            problems += broken(script)
-            continue
-        text = script.read_text(encoding="utf-8")
-        for match in FENCE.finditer(text):
-            if match[0] != fence(match["name"], body_of(match["name"])):
+        problems += broken(script)
+    for script, (text, new) in regenerated().items():
+        mine, theirs = FENCE.finditer(text), FENCE.finditer(new)
+        for match, expected in zip(mine, theirs, strict=True):
+            if match[0] != expected[0]:
                 problems.append(
                     f"{script.name}: block {match['name']} differs from"
                     f" {home_of(match['name']).relative_to(ROOT)}: run {COMMAND}"
@@ -108,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if stale")
+    parser.add_argument(
+        "--relocate", action="store_true", help="also move the fences after the script's code"
+    )
     args = parser.parse_args(argv)
     if args.check:
         problems = stale()
@@ -117,9 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return 1
-    for script in scripts():
-        text = script.read_text(encoding="utf-8")
-        new = generated(text)
+    for script, (text, new) in regenerated().items():
+        new = relocated(new) if args.relocate else new
         if new != text:
             script.write_text(new, encoding="utf-8")
             print(f"rewrote {script.name}")
