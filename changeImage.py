@@ -1,25 +1,33 @@
 #!/usr/bin/env python3
 """Turn a supplier's images into catalog JPEGs (600x400, RGB) beside them.
 
+The lab's step 1: every image of ~/supplier-data/images becomes <stem>.jpeg.
+`convert_image` does the lab's recipe (RGB, resize to 600x400) for one opened
+image; `main` -> `convert_all` -> `plan` (what to do with each file) and
+`run_tasks` (convert in threads, write each output whole) around it.
+
 Images are recognised by content, so extension-less TIFFs are converted and
 stray files (LICENSE, README, hidden files such as macOS ._* files) are
 skipped; upper-case extensions are fine. Transparent areas are composited on
 white, 16-bit images are scaled to 8 bits, the EXIF orientation is applied and
 a usable RGB ICC profile is kept. Each output is written to a hidden temporary
 file, flushed to disk and renamed into place, so an interrupted or killed run
-never leaves a truncated output. Each output is marked with the SHA-256 of its
-source's bytes and the options: a re-run skips an output made from the same
-bytes with the same options, whatever the files' dates, and never replaces a
-file it did not write (a supplier's own 001.jpeg beside 001.tiff is an error
-naming both; the rest goes on). Only regular files really inside the
-images folder are read (no links out of it, FIFOs, devices or files over
-200 MB). One run at a time per delivery (the folder holding images/).
+never leaves a truncated output. Each output is marked with a digest of its
+source's bytes (xxh3-128; SHA-256 without the xxhash package) and of the
+options: a re-run skips an output made from the same bytes with the same
+options, whatever the files' dates, and never replaces a file it did not
+write (001.jpeg beside 001.tiff from an earlier attempt is an error naming
+both and the command that converts over it, --replace-unmarked; the rest goes
+on). Only regular files really inside the images folder are read (no links
+out of it, FIFOs, devices or files over 200 MB). One run at a time per
+delivery (the folder holding images/).
 
 Usage:
     ./changeImage.py [PATH ...] [--size WxH] [--fit] [--rotate DEG]
                      [--output-dir DIR] [--format FORMAT] [--suffix EXT]
                      [--quality Q] [--background COLOUR] [--jobs N]
-                     [--wait SECONDS] [--best-quality] [--force] [--dry-run]
+                     [--wait SECONDS] [--best-quality] [--force]
+                     [--replace-unmarked] [--dry-run]
 
 Examples:
     The lab's step: every image of ~/supplier-data/images becomes <stem>.jpeg:
@@ -27,6 +35,17 @@ Examples:
     INFO skipped /home/alice/supplier-data/images/LICENSE: not an image
     INFO skipped /home/alice/supplier-data/images/README: not an image
     INFO converted 10, skipped 2 (not images), failed 0
+
+    An earlier attempt's 001.jpeg beside 001.tiff (made by another script) is
+    never replaced unasked (the error line is one line on a terminal):
+    $ ./changeImage.py
+    ERROR 001.jpeg was not made by changeImage.py from 001.tiff (an earlier
+      attempt's?): run ./changeImage.py --replace-unmarked to convert over it
+    ...
+    INFO converted 9, skipped 3 (2 not images, 1 not ours), failed 1
+    $ ./changeImage.py --replace-unmarked
+    ...
+    INFO converted 1, skipped 21 (10 already outputs, 2 not images, 9 up to date), failed 0
 
     The icon job: 128x128 JPEGs turned a quarter clockwise, named like their
     source with no extension (/opt/icons/ic_edit_location_black_48dp):
@@ -106,6 +125,7 @@ import argparse
 import contextlib
 import ctypes
 import datetime
+import errno
 import fcntl
 import functools
 import hashlib
@@ -127,7 +147,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, BinaryIO, NamedTuple
 
@@ -167,22 +188,42 @@ ALPHA_TILE = 16
 # Outputs are flushed to disk (fsync) and renamed by this many threads while
 # the converting ones go on: concurrent fsyncs share one journal commit.
 COMMITTERS = 4
-TEMPORARY_SUFFIX = ".changeImage.tmp"
+# The files block's temporary outputs end in .tmp; those of versions before it in
+# .changeImage.tmp (the longer first).
+TEMPORARY_SUFFIXES = (".changeImage.tmp", ".tmp")
 # Threads that hash sources while others decode them (hashing is memory-bound).
 HASHERS = 2
 LIBRARY_OUTPUT_LIMIT = 64 << 10  # what libtiff may say in a run, read back for the log
 # Every output carries this mark (a JPEG comment, PNG text, WEBP XMP or TIFF
-# ImageDescription): the SHA-256 of its source's bytes and a digest of the
-# options, so that a re-run knows by content whether it is current, whatever the
-# files' dates, and never takes a file it did not write (a supplier's own
-# 001.jpeg) for one. The same source and options give the same bytes, and so
-# the same name in the store.
-MARK = (
-    "fruit-catalog changeImage.py made-from-sha256={digest} options={options} size={width}x{height}"
-)
+# ImageDescription): a digest of its source's bytes, named by its algorithm,
+# and a digest of the options, so that a re-run knows by content whether it is
+# current, whatever the files' dates, and never takes a file it did not write
+# (a supplier's own 001.jpeg) for one. The same source and options give the
+# same bytes, and so the same name in the store.
+MARK = "fruit-catalog changeImage.py made-from-{digest} options={options} size={width}x{height}"
 MARK_PATTERN = re.compile(
-    r"fruit-catalog changeImage\.py made-from-sha256=(?P<digest>[0-9a-f]{64})"
+    r"fruit-catalog changeImage\.py"
+    r" made-from-(?P<digest>sha256=[0-9a-f]{64}|xxh3-128=[0-9a-f]{32})"
     r" options=(?P<options>[0-9a-f]{16}) size=[0-9]+x[0-9]+"
+)
+# The source's digest: xxh3-128 (the xxhash package, pinned in requirements.txt)
+# takes 0.7 ms for a 24 MB TIFF where SHA-256 takes 14 ms, longer than converting
+# it. It finds a changed photo as surely; a forged collision would only keep a
+# photo that its forger could have sent anyway. A copy of this script without
+# xxhash writes SHA-256 marks; marks of both kinds are read (the first marks
+# were all SHA-256 ones).
+FAST_DIGEST, PORTABLE_DIGEST = "xxh3-128", "sha256"
+# The options' order in the first marks, which hashed a list of their values:
+# those marks still read.
+FIRST_TAG_FIELDS = (
+    "size",
+    "fit",
+    "rotate",
+    "background",
+    "format",
+    "quality",
+    "reducing_gap",
+    "suffix",
 )
 # Beside the mark, where the file system keeps extended attributes, the source
 # file's identity when it was read (device, inode, size, mtime and ctime in ns:
@@ -216,7 +257,10 @@ UPRIGHT = {
 log = logging.getLogger("changeImage")
 
 
-class Options(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """How outputs are made: built by keyword; its mark (options_tag) is by name."""
+
     size: tuple[int, int] = DEFAULT_SIZE
     fit: bool = False
     rotate: float = 0.0
@@ -230,7 +274,7 @@ class Options(NamedTuple):
 class Made(NamedTuple):
     """What an output was made from, as its mark says (empty: never current)."""
 
-    digest: str = ""  # SHA-256 of the source's bytes
+    digest: str = ""  # "<algorithm>=<hex>" of the source's bytes (file_digest())
     options: str = ""  # options_tag()
     source: str = ""  # source_identity() of the source file when it was read, if known
 
@@ -241,6 +285,22 @@ class Task(NamedTuple):
     target: Path
     work: int  # estimate_work() of the source
     made: Made = Made()  # what the output there was made from (empty with --force)
+
+
+class Skip(StrEnum):
+    """Why a file was not converted, as the summary says it (in this order)."""
+
+    OUTPUTS = "already outputs"  # the file is an output of changeImage.py
+    NOT_IMAGES = "not images"
+    NOT_OURS = "not ours"  # a file it did not write, named as its own output: left as it is
+    UP_TO_DATE = "up to date"
+
+
+class Done(StrEnum):
+    """What became of an image that was converted or tried."""
+
+    CONVERTED = "converted"
+    FAILED = "failed"
 
 
 class OutputError(Exception):
@@ -316,8 +376,8 @@ def profile_colour_space(icc: bytes | None) -> str:
 
 
 def summary(counts: Counter) -> str:
-    """'converted 10, skipped 2 (not images), failed 1'."""
-    reasons = [(k.removeprefix("skip:"), n) for k, n in sorted(counts.items()) if k[:5] == "skip:"]
+    """'converted 10, skipped 2 (not images), failed 1' (counts keyed by Skip and Done)."""
+    reasons = [(kind.value, counts[kind]) for kind in Skip if counts[kind]]
     skipped = sum(n for _, n in reasons)
     if len(reasons) == 1:
         detail = f" ({reasons[0][0]})"
@@ -325,7 +385,8 @@ def summary(counts: Counter) -> str:
         detail = " (" + ", ".join(f"{n} {reason}" for reason, n in reasons) + ")"
     else:
         detail = ""
-    return f"converted {counts['converted']}, skipped {skipped}{detail}, failed {counts['failed']}"
+    converted, failed = counts[Done.CONVERTED], counts[Done.FAILED]
+    return f"converted {converted}, skipped {skipped}{detail}, failed {failed}"
 
 
 # -- image transformation -----------------------------------------------------
@@ -351,7 +412,8 @@ def cmyk_to_rgb(image: Image.Image) -> Image.Image:
             converted.info["icc_profile"] = srgb_profile()
             return converted
         except (ImageCms.PyCMSError, OSError, ValueError) as error:
-            log.warning("unusable CMYK profile (%s); converted without it", error)
+            about = getattr(WORKING_ON, "about", "") or "an image"  # convert_file's WorkingOn
+            log.warning("%s: unusable CMYK profile (%s); converted without it", about, error)
     converted = image.convert("RGB")
     converted.info.pop("icc_profile", None)
     return converted
@@ -619,33 +681,78 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
+def short_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@functools.cache
 def options_tag(options: Options) -> str:
-    return hashlib.sha256(json.dumps(list(options)).encode()).hexdigest()[:16]
+    """The options' digest in new marks: by name, so no field's place counts."""
+    return short_digest(json.dumps(asdict(options), sort_keys=True))
+
+
+@functools.cache
+def options_tags(options: Options) -> frozenset[str]:
+    """The options digests that an output made with these options carries: this
+    version's, or the first marks' (which took --fit as argparse left it: None
+    when not given)."""
+    values = asdict(options) | {"fit": options.fit or None}
+    first = json.dumps([values[name] for name in FIRST_TAG_FIELDS])
+    return frozenset({options_tag(options), short_digest(first)})
 
 
 def source_identity(info: os.stat_result) -> str:
     return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}"
 
 
-def file_digest(fd: int) -> str:
-    """SHA-256 of a file's bytes, read through its checked descriptor (mapped:
-    no copy; hashlib lets other threads run meanwhile)."""
-    if os.fstat(fd).st_size == 0:
-        return hashlib.sha256().hexdigest()
-    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
-        return hashlib.sha256(mapped).hexdigest()
-
-
-def made_from(fd: int, options: Options, output: Made) -> Made | None:
-    """What an output of this source with these options is made from; None when
-    `output` (an output's mark) says it was: the same options, and the very file
-    it was made from untouched since (same identity, ctime included), or else
-    the same bytes (hashed again)."""
-    made = Made("", options_tag(options), source_identity(os.fstat(fd)))  # stat first
-    if output.options == made.options and output.source == made.source != "":
+@functools.cache
+def xxh3_128() -> Callable[[Any], str] | None:
+    """xxhash's xxh3_128_hexdigest where the package is installed (it lets other
+    threads run meanwhile); imported on first use, as only hashing needs it."""
+    try:
+        from xxhash import xxh3_128_hexdigest
+    except ImportError:
         return None
-    made = made._replace(digest=file_digest(fd))
-    return None if output.options == made.options and output.digest == made.digest else made
+    return xxh3_128_hexdigest
+
+
+def sha256_hexdigest(data: Any) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def new_digest() -> str:
+    """The digest new marks carry: xxh3-128 where xxhash is installed."""
+    return FAST_DIGEST if xxh3_128() else PORTABLE_DIGEST
+
+
+def file_digest(fd: int, algorithm: str = "") -> str:
+    """'<algorithm>=<hex>' of a file's bytes, read through its checked descriptor
+    (mapped: no copy); by default new_digest()'s; "" when this copy cannot take
+    that algorithm (an xxh3-128 mark where xxhash is missing)."""
+    algorithm = algorithm or new_digest()
+    if os.fstat(fd).st_size == 0:
+        return digest_of(b"", algorithm)
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
+        return digest_of(mapped, algorithm)
+
+
+def digest_of(data: Any, algorithm: str) -> str:
+    """'<algorithm>=<hex>' of bytes (or a mapping); "" when this copy cannot take it."""
+    hexdigest = {FAST_DIGEST: xxh3_128(), PORTABLE_DIGEST: sha256_hexdigest}.get(algorithm)
+    return f"{algorithm}={hexdigest(data)}" if hexdigest else ""
+
+
+def is_fresh(fd: int, options: Options, output: Made) -> bool:
+    """Whether `output` (an output's mark) says it was made from this source with
+    these options: the same options, and the very file it was made from untouched
+    since (same identity, ctime included), or else the same bytes (hashed again,
+    with the mark's algorithm)."""
+    if output.options not in options_tags(options):
+        return False
+    if output.source != "" and output.source == source_identity(os.fstat(fd)):
+        return True
+    algorithm = output.digest.partition("=")[0]
+    return file_digest(fd, algorithm) == output.digest
 
 
 def mark_params(text: str, image_format: str) -> dict:
@@ -723,67 +830,60 @@ def cannot_write(target: Path, error: OSError) -> OutputError:
     return OutputError(f"cannot write {target}: {error.strerror or error}")
 
 
-def write_temporary(data: bytes, target: Path, made: Made) -> tuple[int, Path]:
-    """The bytes in a hidden temporary file beside the target, not yet flushed,
-    with the source's identity, the mark's digest and the output's size and mtime
-    as an attribute where the file system keeps one;
-    returns its open descriptor and name."""
+def commit(data: bytes, made: Made, target: Path) -> None:
+    """Write the output whole (the files block: a temporary beside it, flushed to
+    disk, renamed over it: after a kill, a crash or a power cut the target is the
+    old file or the whole new one), then keep what it was made from beside it."""
     try:
-        fd, name = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX
-        )
+        write_atomically(target, data, mode=file_mode())
     except OSError as error:
         raise cannot_write(target, error) from None
-    try:
-        os.fchmod(fd, file_mode())
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        written = os.fstat(fd)
+    keep_source_identity(target, made)
+
+
+def keep_source_identity(target: Path, made: Made) -> None:
+    """The source's identity, the mark's digest and the output's size and mtime as
+    an attribute of the output, where the file system keeps one (source_attribute
+    reads it): a re-run then does not hash an untouched source again."""
+    with contextlib.suppress(OSError):  # none there: the source is hashed each run
+        written = os.stat(target, follow_symlinks=False)
         kept = f"{made.source} {made.digest} {written.st_size}:{written.st_mtime_ns}"
-        with contextlib.suppress(OSError):  # none there: the source is hashed each run
-            os.setxattr(fd, SOURCE_ATTRIBUTE, kept.encode())
-    except BaseException as error:
-        os.close(fd)
-        Path(name).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise cannot_write(target, error) from None
-        raise
-    return fd, Path(name)
-
-
-def commit(fd: int, temporary: Path, target: Path) -> None:
-    """Flush the temporary file to disk, then rename it over the target: after a
-    kill, a crash or a power cut the target is the old file or the whole new one."""
-    try:
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, target)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise cannot_write(target, error) from None
-
-
-def converted(file: BinaryIO, options: Options, source: Path, made: Made) -> bytes:
-    with image_in(file) as image:
-        return encoded(convert_image(image, options), options, source, made)
+        os.setxattr(target, SOURCE_ATTRIBUTE, kept.encode(), follow_symlinks=False)
 
 
 def converted_while_hashing(file: BinaryIO, options: Options, source: Path) -> tuple[bytes, Made]:
-    """A first conversion: the source's digest, which only its mark needs, is taken
-    by another thread while this one decodes (hashlib lets go of the GIL), so it
-    costs no time where a core is free. Both end before the file is closed."""
+    """A conversion: the source's digest, which only its mark needs, is taken by
+    another thread while this one decodes (xxhash and hashlib let go of the GIL),
+    so it costs no time where a core is free. An uncompressed image is hashed
+    through Pillow's own mapping of the file once it is mapped: the pages its
+    pixels are read from are read in once for both. Both end before the file
+    is closed."""
     made = Made("", options_tag(options), source_identity(os.fstat(file.fileno())))
-    digest = hashers().submit(file_digest, file.fileno())
-    try:
-        with image_in(file) as image:
-            image = convert_image(image, options)
-        made = made._replace(digest=digest.result())
-        return encoded(image, options, source, made), made
-    finally:
-        futures_wait([digest])
+    with image_in(file) as image:
+        if is_mapped(image):
+            image.load()
+        bytes_of_file = getattr(image, "map", None) or file.fileno()
+        digest = hashers().submit(source_digest, bytes_of_file, new_digest())
+        try:
+            converted = convert_image(image, options)
+            made = made._replace(digest=digest.result())
+        finally:
+            futures_wait([digest])
+    return encoded(converted, options, source, made), made
+
+
+def is_mapped(image: Image.Image) -> bool:
+    """Whether Pillow maps the image's file when it loads it (one uncompressed
+    tile, as merge_strips leaves an uncompressed TIFF): loading costs nothing."""
+    tiles = getattr(image, "tile", [])
+    return image.format == "TIFF" and len(tiles) == 1 and tiles[0].codec_name == "raw"
+
+
+def source_digest(bytes_of_file: mmap.mmap | int, algorithm: str) -> str:
+    """file_digest() of a descriptor, or the digest of a whole file's mapping."""
+    if isinstance(bytes_of_file, int):
+        return file_digest(bytes_of_file, algorithm)
+    return digest_of(bytes_of_file, algorithm)
 
 
 @functools.cache
@@ -791,25 +891,21 @@ def hashers() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(HASHERS, thread_name_prefix="hash")
 
 
-def convert_file(task: Task, options: Options) -> tuple[int, Path] | str | None:
-    """Convert one file into an unflushed temporary output; None when the output
-    there was made from these bytes with these options; the reason of the
-    failure when the source cannot be converted. OutputError when it cannot be
-    written."""
+def convert_file(task: Task, options: Options) -> tuple[bytes, Made] | str | None:
+    """Convert one file: the output's bytes and what they were made from; None
+    when the output there was made from these bytes with these options; the
+    reason of the failure when the source cannot be converted."""
     try:
         with open_delivery_file(task.source, task.root, IMAGE_LIMIT) as file:
-            if task.made.digest:  # an output of ours is there: is it current?
-                made = made_from(file.fileno(), options, task.made)
-                if made is None:
-                    return None
-                data = converted(file, options, task.source, made)
-            else:
-                data, made = converted_while_hashing(file, options, task.source)
+            # An output of ours is there: is it current?
+            if task.made.digest and is_fresh(file.fileno(), options, task.made):
+                return None
+            data, made = converted_while_hashing(file, options, task.source)
     except RefusedFile as error:
         return str(error)
     except Exception as error:  # any decoder error fails only this file
         return f"{task.source}: {describe_error(error)}"
-    return write_temporary(data, task.target, made)
+    return data, made
 
 
 def sync_folders(folders: set[Path]) -> None:
@@ -841,10 +937,18 @@ def remove_stale_temporaries(targets: list[Path]) -> None:
         by_folder.setdefault(target.parent, set()).add(target.name)
     for folder, names in by_folder.items():
         for entry in folder.iterdir():
-            stem = entry.name.removesuffix(TEMPORARY_SUFFIX)
-            if stem != entry.name and stem[1:].rpartition(".")[0] in names:
+            if temporary_of(entry.name) in names:
                 log.debug("removed %s, left by an interrupted run", entry)
                 entry.unlink(missing_ok=True)
+
+
+def temporary_of(name: str) -> str:
+    """The output whose temporary file this is ('.001.jpeg.x7Tq2.tmp' -> '001.jpeg'),
+    else ''. Versions before the files block named them '.001.jpeg.x7Tq2.changeImage.tmp'."""
+    for suffix in TEMPORARY_SUFFIXES:
+        if name.startswith(".") and name.endswith(suffix):
+            return name[1 : -len(suffix)].rpartition(".")[0]
+    return ""
 
 
 # -- planning -----------------------------------------------------------------
@@ -866,20 +970,20 @@ def identify(source: Path, root: Path, counts: Counter) -> int | None:
     """image_work() of an image to convert; None, logged and counted, otherwise."""
     if source.name.startswith("."):
         log.info("skipped %s: hidden file", source)
-        counts["skip:not images"] += 1
+        counts[Skip.NOT_IMAGES] += 1
         return None
     try:
         work = image_work(source, root)
         if work is not None:
             return work
         log.info("skipped %s: not an image", source)
-        counts["skip:not images"] += 1
+        counts[Skip.NOT_IMAGES] += 1
     except RefusedFile as error:
         log.error("%s", error)
-        counts["failed"] += 1
+        counts[Done.FAILED] += 1
     except BadImage as error:
         log.error("%s: %s", source, error)
-        counts["failed"] += 1
+        counts[Done.FAILED] += 1
     return None
 
 
@@ -887,40 +991,68 @@ def plan(
     sources: list[tuple[Path, Path]],
     output_dir: Path | None,
     options: Options,
-    force: bool,
     counts: Counter,
+    *,
+    force: bool = False,
+    replace_unmarked: bool = False,
 ) -> tuple[list[Task], list[Path]]:
     """Decide each file's fate, logging every skip and failure once. Returns the
     tasks, and every target this run owns (done or to do)."""
     claimed: dict[Path, Path] = {}
     tasks: list[Task] = []
+    own_outputs: list[Path] = []  # files whose output would be themselves
     for source, root in sources:
         work = identify(source, root, counts)
         if work is None:
             continue
         target = target_path(source, output_dir, options.suffix)
         if target.resolve() == source.resolve():
-            log.debug("skipped %s: it is already the output", source)
-            counts["skip:already outputs"] += 1
+            own_outputs.append(source)
             continue
         if target in claimed:
             log.error("%s: same output %s as %s; not converted", source, target, claimed[target])
-            counts["failed"] += 1
+            counts[Done.FAILED] += 1
             continue
         claimed[target] = source
-        made = output_made(target) if target.exists() or target.is_symlink() else Made()
-        if made is None:
-            log.error(
-                "%s: %s is not an output of changeImage.py (the supplier's own file, or one"
-                " made before outputs were marked); not replaced: move it away, or convert"
-                " into --output-dir",
-                source,
-                target,
-            )
-            counts["failed"] += 1
+        made = output_there(source, target, replace_unmarked)
+        if isinstance(made, str):
+            log.error("%s", made)
+            counts[Done.FAILED] += 1
             continue
         tasks.append(Task(source, root, target, work, Made() if force else made))
+    for path in own_outputs:
+        counts[own_output_kind(path, claimed, replace_unmarked)] += 1
     return tasks, list(claimed)
+
+
+def output_there(source: Path, target: Path, replace_unmarked: bool) -> Made | str:
+    """What the output at target was made from, as its mark says (an empty Made:
+    nothing there, one of ours to make again, or a file without a mark to convert
+    over with --replace-unmarked); else why it is not replaced."""
+    try:
+        mode = target.lstat().st_mode
+    except FileNotFoundError:
+        return Made()
+    except OSError as error:
+        return f"{source}: cannot read {target}: {error.strerror}; not replaced"
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        return f"{source}: {target} is {file_kind(mode)}; not replaced"
+    made = output_made(target)
+    if made is not None:
+        return made
+    return Made() if replace_unmarked else earlier_attempt(target, source)
+
+
+def own_output_kind(path: Path, claimed: dict[Path, Path], replace_unmarked: bool) -> Skip:
+    """Why a file whose output would be itself (001.jpeg) is skipped: it is an
+    output (of ours, or one --replace-unmarked converts over), else not ours."""
+    source = claimed.get(path)
+    if output_made(path) is not None or (source and replace_unmarked):
+        log.debug("skipped %s: it is already the output", path)
+        return Skip.OUTPUTS
+    if source is None:  # else the error about its source names it already
+        log.info("skipped %s: not made by changeImage.py; left as it is", path)
+    return Skip.NOT_OURS
 
 
 def is_current(task: Task, options: Options) -> bool:
@@ -928,7 +1060,7 @@ def is_current(task: Task, options: Options) -> bool:
     if not task.made.options:
         return False
     with open_delivery_file(task.source, task.root, IMAGE_LIMIT) as file:
-        return made_from(file.fileno(), options, task.made) is None
+        return is_fresh(file.fileno(), options, task.made)
 
 
 # -- running ------------------------------------------------------------------
@@ -1001,8 +1133,8 @@ def count_outcomes(
             continue
         if task not in reported:
             report(task, outcome, reported)
-        kind = "skip:up to date" if outcome is None else "converted"
-        counts["failed" if isinstance(outcome, str) else kind] += 1
+        kind = Skip.UP_TO_DATE if outcome is None else Done.CONVERTED
+        counts[Done.FAILED if isinstance(outcome, str) else kind] += 1
 
 
 def glibc() -> bool:
@@ -1516,7 +1648,52 @@ def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
         raise
 
 
+def earlier_attempt(jpeg: Path, source: Path) -> str:
+    """The one message, in every script, for a JPEG beside its source that
+    changeImage.py did not write (no mark: an earlier attempt's, most likely),
+    with the one command that resolves it. The names alone when the JPEG is
+    beside its source (the lab's layout); its folder is named otherwise."""
+    if jpeg.parent == source.parent:
+        return (
+            f"{jpeg.name} was not made by changeImage.py from {source.name} (an earlier"
+            " attempt's?): run ./changeImage.py --replace-unmarked to convert over it"
+        )
+    return (
+        f"{jpeg} was not made by changeImage.py from {source} (an earlier attempt's?):"
+        f" run ./changeImage.py --replace-unmarked --output-dir {jpeg.parent} to convert over it"
+    )
+
+
 # --- end shared block: delivery files ---
+# --- begin shared block: files (from blocks/files.py; make blocks) ---
+def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
+    """path holds data, whole, or keeps what it held: a temporary file beside it,
+    written, flushed, fsynced, given `mode`, then renamed over it; the temporary is
+    removed on any failure. OSError when path is a folder, FIFO or device, which the
+    rename would replace (as root, a path of /dev/null would replace the machine's).
+    The folder must exist: a missing one is a typo to report, not one to create."""
+    path = Path(path)
+    try:
+        kind = os.lstat(path).st_mode
+    except FileNotFoundError:
+        kind = stat.S_IFREG
+    if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
+        raise OSError(errno.EEXIST, "not a regular file, which it would replace", str(path))
+    content = data.encode("utf-8") if isinstance(data, str) else data
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+# --- end shared block: files ---
 
 
 OPTIONS = [
@@ -1627,6 +1804,12 @@ OPTIONS = [
         "convert even when the output is up to date (a file it did not write is never replaced)",
         action="store_true",
     ),
+    Option(
+        "--replace-unmarked",
+        "convert over a file without changeImage.py's mark (an earlier attempt's output);"
+        " without it such a file is never replaced",
+        action="store_true",
+    ),
     Option("--dry-run", "list what would be done; write nothing", action="store_true"),
 ]
 
@@ -1665,37 +1848,61 @@ def deliveries(paths: list[Path]) -> list[Path]:
 def options_from(args: argparse.Namespace) -> Options:
     gap = BEST_REDUCING_GAP if args.best_quality else FAST_REDUCING_GAP
     return Options(
-        args.size,
-        args.fit,
-        args.rotate,
-        args.background,
-        args.format,
-        args.quality,
-        gap,
-        args.suffix,
+        size=args.size,
+        fit=bool(args.fit),
+        rotate=args.rotate,
+        background=args.background,
+        format=args.format,
+        quality=args.quality,
+        reducing_gap=gap,
+        suffix=args.suffix,
     )
 
 
+def choices(args: argparse.Namespace) -> dict[str, bool]:
+    """What plan() may replace."""
+    return {"force": args.force, "replace_unmarked": args.replace_unmarked}
+
+
 def convert_all(args: argparse.Namespace) -> int:
+    """The lab's step 1: each image of the delivery becomes its catalog JPEG (or,
+    with --dry-run, is listed), one run at a time per delivery; one summary line."""
+    configure_logging(args.quiet, args.verbose)
     options, counts = options_from(args), Counter()
     paths = args.paths or [default_images_dir()]
-    if args.dry_run:
-        tasks, _ = plan(list_sources(paths), args.output_dir, options, args.force, counts)
-        current = [task for task in tasks if is_current(task, options)]
-        counts["skip:up to date"] += len(current)
-        tasks = [task for task in tasks if task not in current]
-        for task in tasks:
-            print(f"would convert {task.source} -> {task.target}")
-        log.info("dry run: would convert %d, %s", len(tasks), summary(counts))
-        return EXIT_OK
-    with contextlib.ExitStack() as locks:
+    with bomb_limit(args.max_pixels):
+        if args.dry_run:
+            return list_conversions(args, paths, options, counts)
         try:
-            for delivery in deliveries(paths):
-                locks.enter_context(hold_delivery_lock(delivery, args.wait))
+            with delivery_locks(paths, args.wait):
+                return convert_locked(args, paths, options, counts)
         except DeliveryBusy as busy:
             log.error("%s", busy)
             return EXIT_USAGE
-        return convert_locked(args, paths, options, counts)
+
+
+def list_conversions(
+    args: argparse.Namespace, paths: list[Path], options: Options, counts: Counter
+) -> int:
+    """--dry-run: what would be converted, on stdout; nothing written."""
+    tasks, _ = plan(list_sources(paths), args.output_dir, options, counts, **choices(args))
+    current = [task for task in tasks if is_current(task, options)]
+    counts[Skip.UP_TO_DATE] += len(current)
+    tasks = [task for task in tasks if task not in current]
+    for task in tasks:
+        print(f"would convert {task.source} -> {task.target}")
+    log.info("dry run: would convert %d, %s", len(tasks), summary(counts))
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def delivery_locks(paths: list[Path], wait: float) -> Iterator[None]:
+    """Each delivery of the paths locked for the run; DeliveryBusy when another
+    run holds one for longer than `wait` seconds."""
+    with contextlib.ExitStack() as locks:
+        for delivery in deliveries(paths):
+            locks.enter_context(hold_delivery_lock(delivery, wait))
+        yield
 
 
 @contextlib.contextmanager
@@ -1735,8 +1942,8 @@ def library_messages_logged() -> Iterator[None]:
 def convert_locked(
     args: argparse.Namespace, paths: list[Path], options: Options, counts: Counter
 ) -> int:
-    tasks, targets = plan(list_sources(paths), args.output_dir, options, args.force, counts)
-    progress = Progress(len(tasks), "converted", enabled=not args.quiet)
+    tasks, targets = plan(list_sources(paths), args.output_dir, options, counts, **choices(args))
+    progress = Progress(len(tasks), Done.CONVERTED, enabled=not args.quiet)
     try:
         remove_stale_temporaries(targets)
         for folder in sorted({task.target.parent for task in tasks}):
@@ -1753,17 +1960,11 @@ def convert_locked(
         log.error("interrupted: %s; outputs written so far are complete", summary(counts))
         return EXIT_INTERRUPTED
     log.info("%s", summary(counts))
-    return EXIT_FAILED if counts["failed"] else EXIT_OK
+    return EXIT_FAILED if counts[Done.FAILED] else EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
-    def work() -> int:
-        args = parse_args(argv)
-        configure_logging(args.quiet, args.verbose)
-        with bomb_limit(args.max_pixels):
-            return convert_all(args)
-
-    return guarded(work)
+    return guarded(lambda: convert_all(parse_args(argv)))
 
 
 if __name__ == "__main__":

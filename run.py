@@ -1439,9 +1439,9 @@ def catalog_name(filename: str, content: bytes) -> str:
 # --- end shared block: store names ---
 # --- begin shared block: catalog jpeg (from blocks/catalog_jpeg.py; make blocks) ---
 CATALOG_SIZE = (600, 400)  # the lab's: a JPEG without changeImage.py's mark must have it
-JPEG_MARK = re.compile(  # changeImage.py's MARK
-    rb"fruit-catalog changeImage\.py made-from-sha256=[0-9a-f]{64} options=[0-9a-f]{16}"
-    rb" size=([0-9]+)x([0-9]+)"
+JPEG_MARK = re.compile(  # changeImage.py's MARK (its first marks: SHA-256)
+    rb"fruit-catalog changeImage\.py made-from-(?:xxh3-128=[0-9a-f]{32}|sha256=[0-9a-f]{64})"
+    rb" options=[0-9a-f]{16} size=([0-9]+)x([0-9]+)"
 )
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
 STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length

@@ -19,8 +19,17 @@ to the recipe on one process, the mean PSNR against a LANCZOS reference
 counts only the opaque areas, so the recipe's dropped alpha is neither
 rewarded nor punished) and the peak memory of a process (max RSS).
 
+With --lab, only the two figures the lab's contract sets (issue 25), each side
+by side with the recipe in the same run: the 16 opaque TIFFs (the lab's kind)
+with --jobs 1, goal 3.2x the recipe's one process; the 32 mixed TIFFs with all
+cores, goal 4.3x. --base REV adds changeImage.py as it was at git revision REV
+(for example 43baaa7, the last before the freshness marks) as sides of its own.
+The load average is printed before and after: on a shared machine the ratios
+are rough.
+
 Usage:
     python bench/bench_convert.py [--rounds 5] [--size 3000x2000] [--kinds]
+    python bench/bench_convert.py --lab [--rounds 7] [--base REV]
 """
 
 from __future__ import annotations
@@ -156,8 +165,8 @@ def recipe(files: list[Path], processes: int) -> list[list[str]]:
     return [[sys.executable, "-c", LAB_RECIPE, *map(str, share)] for share in shares]
 
 
-def change_image(folder: Path, *flags: str) -> list[list[str]]:
-    return [[sys.executable, str(ROOT / "changeImage.py"), str(folder), "-q", *flags]]
+def change_image(folder: Path, *flags: str, script: Path = ROOT / "changeImage.py") -> list:
+    return [[sys.executable, str(script), str(folder), "-q", *flags]]
 
 
 SIDES = {
@@ -167,6 +176,22 @@ SIDES = {
     f"changeImage.py, {CORES} cores": lambda files, folder: change_image(folder),
     "changeImage.py --best-quality": lambda files, folder: change_image(folder, "--best-quality"),
 }
+LAB_SIDES = ["lab recipe, 1 process", "changeImage.py --jobs 1", f"changeImage.py, {CORES} cores"]
+
+
+def add_base(revision: str, scratch: Path) -> list[str]:
+    """Sides for changeImage.py as it was at a git revision; their names."""
+    script = scratch / f"changeImage-{revision}.py"
+    shown = ["git", "-C", str(ROOT), "show", f"{revision}:changeImage.py"]
+    script.write_bytes(subprocess.run(shown, capture_output=True, check=True).stdout)
+    one, every = f"{revision} --jobs 1", f"{revision}, {CORES} cores"
+    SIDES[one] = lambda files, folder: change_image(folder, "--jobs", "1", script=script)
+    SIDES[every] = lambda files, folder: change_image(folder, script=script)
+    return [one, every]
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def measure(sources: list[Path], scratch: Path, rounds: int, sides: list[str]) -> dict:
@@ -255,7 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--size", type=parse_size, default=(3000, 2000))
     parser.add_argument("--kinds", action="store_true", help="also each kind on its own")
+    parser.add_argument("--lab", action="store_true", help="only the lab's two figures")
+    parser.add_argument("--base", metavar="REV", help="also changeImage.py at git revision REV")
     args = parser.parse_args(argv)
+    if args.lab:
+        return lab_figures(args)
     with tempfile.TemporaryDirectory(prefix="bench-convert-") as name:
         scratch = Path(name)
         corpus = make_corpus(scratch / "corpus", args.size)
@@ -282,6 +311,33 @@ def main(argv: list[str] | None = None) -> int:
         for kind in (*MAIN_KINDS, *APART_KINDS) if args.kinds else APART_KINDS:
             results = measure(corpus[kind], scratch, args.rounds, quick)
             report(kind, corpus[kind], results, startups)
+    return 0
+
+
+def lab_figures(args: argparse.Namespace) -> int:
+    """The 16 opaque TIFFs with --jobs 1 and the 32 mixed with all cores, each
+    against the recipe's one process in the same rounds."""
+    with tempfile.TemporaryDirectory(prefix="bench-convert-") as name:
+        scratch = Path(name)
+        corpus = make_corpus(scratch / "corpus", args.size)
+        base = add_base(args.base, scratch) if args.base else []
+        print(f"{CORES} cores, {args.rounds} rounds interleaved; load average {load_average()}")
+        one_core = ["lab recipe, 1 process", "changeImage.py --jobs 1", *base[:1]]
+        every_core = ["lab recipe, 1 process", f"changeImage.py, {CORES} cores", *base[1:]]
+        startups = measure([], scratch, args.rounds, [*one_core, *every_core[1:]])
+        opaque = corpus[MAIN_KINDS[0]] + corpus[MAIN_KINDS[1]]
+        mixed = [path for kind in MAIN_KINDS for path in corpus[kind]]
+        for title, sources, sides, goal in (
+            ("the lab's opaque TIFFs, one core (goal 3.2x)", opaque, one_core, 3.2),
+            (f"the mixed corpus, {CORES} cores (goal 4.3x)", mixed, every_core, 4.3),
+        ):
+            results = measure(sources, scratch, args.rounds, sides)
+            report(title, sources, results, startups)
+            recipe_best = min(results[sides[0]][0])
+            for side in sides[1:]:
+                ratio = recipe_best / min(results[side][0])
+                print(f"  {side}: {ratio:.2f}x the recipe (goal {goal}x)")
+        print(f"load average at the end {load_average()}")
     return 0
 
 

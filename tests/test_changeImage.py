@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import io
@@ -15,6 +16,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -364,12 +366,26 @@ def test_every_format_carries_the_mark_and_a_rerun_skips_it(tmp_path, caplog, im
     assert convert(tmp_path, "--format", image_format) == 0
     output = tmp_path / ("a" + changeImage.FORMATS[image_format])
     made = changeImage.output_made(output)
-    assert made is not None and re.fullmatch("[0-9a-f]{64}", made.digest)
+    assert made is not None and re.fullmatch("xxh3-128=[0-9a-f]{32}", made.digest)
     before = output.read_bytes()
     assert convert(tmp_path, "--format", image_format) == 0
     assert caplog.records[-1].getMessage().startswith("converted 0, ")
     assert "1 up to date" in caplog.records[-1].getMessage()
     assert output.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"tiffinfo": {278: 5}}, {"compression": "tiff_lzw"}],
+    ids=["mapped", "strips", "lzw"],
+)
+def test_the_mark_holds_the_xxh3_128_of_the_sources_bytes(tmp_path, params):
+    """Read through Pillow's mapping of an uncompressed TIFF, or the file's own."""
+    xxhash = pytest.importorskip("xxhash")
+    photo_like((300, 200), 1).save(tmp_path / "a.tiff", **params)
+    assert convert(tmp_path) == 0
+    expected = xxhash.xxh3_128_hexdigest((tmp_path / "a.tiff").read_bytes())
+    assert changeImage.output_made(tmp_path / "a.jpeg").digest == f"xxh3-128={expected}"
 
 
 @pytest.mark.parametrize("age", [-3600, 3600], ids=["older", "newer"])
@@ -388,13 +404,110 @@ def test_a_suppliers_own_jpeg_beside_its_tiff_is_never_replaced_nor_taken(
     assert convert(images, *force) == 1
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert errors == [
-        f"{images / '001.tiff'}: {images / '001.jpeg'} is not an output of changeImage.py"
-        " (the supplier's own file, or one made before outputs were marked); not replaced:"
-        " move it away, or convert into --output-dir"
+        "001.jpeg was not made by changeImage.py from 001.tiff (an earlier attempt's?):"
+        " run ./changeImage.py --replace-unmarked to convert over it"
     ]
     assert (images / "001.jpeg").read_bytes() == theirs
     assert_catalog_jpeg(images / "002.jpeg")
-    assert caplog.records[-1].getMessage().startswith("converted 1, ")
+    # 001.jpeg is counted once, as what it is: not an output, and not ours to replace
+    assert caplog.records[-1].getMessage() == "converted 1, skipped 1 (not ours), failed 1"
+
+
+def test_replace_unmarked_converts_over_an_earlier_attempts_jpeg(tmp_path, caplog):
+    images = tmp_path / "supplier-data" / "images"
+    images.mkdir(parents=True)
+    marked(corner=GREEN).save(images / "001.tiff")
+    Image.new("RGB", (600, 400), RED).save(images / "001.jpeg")  # a learner's own script's
+    assert convert(images, "--replace-unmarked") == 0
+    assert changeImage.output_made(images / "001.jpeg")
+    assert_colour_near(opened(images / "001.jpeg").getpixel((5, 5)), GREEN)
+    assert caplog.records[-1].getMessage() == "converted 1, skipped 1 (already outputs), failed 0"
+    assert convert(images) == 0
+    assert caplog.records[-1].getMessage() == (
+        "converted 0, skipped 2 (1 already outputs, 1 up to date), failed 0"
+    )
+
+
+def test_replace_unmarked_never_replaces_a_folder(tmp_path, caplog):
+    marked().save(tmp_path / "001.tiff")
+    (tmp_path / "001.jpeg").mkdir()
+    assert convert(tmp_path, "--replace-unmarked") == 1
+    assert f"{tmp_path / '001.jpeg'} is a folder; not replaced" in caplog.text
+    assert (tmp_path / "001.jpeg").is_dir()
+
+
+def test_a_jpeg_of_the_suppliers_alone_is_left_as_it_is(tmp_path, caplog):
+    Image.new("RGB", (600, 400), RED).save(tmp_path / "014.jpeg")
+    theirs = (tmp_path / "014.jpeg").read_bytes()
+    assert convert(tmp_path, "--replace-unmarked") == 0
+    assert (tmp_path / "014.jpeg").read_bytes() == theirs
+    assert "014.jpeg: not made by changeImage.py; left as it is" in caplog.text
+    assert caplog.records[-1].getMessage() == "converted 0, skipped 1 (not ours), failed 0"
+
+
+# The first marks (version 2.0.0 until December 2026): the source's SHA-256, and the
+# options hashed as a list of their values in the fields' order then. The tags were
+# made by that code (options_from(parse_args([...]))).
+FIRST_MARKS = [
+    ([], "bbb37667ff09d144"),
+    (["--size", "300x200", "--quality", "90"], "5da4de743bac0835"),
+    (["--fit"], "7450a65fc580b555"),
+]
+
+
+@pytest.mark.parametrize("args, tag", FIRST_MARKS, ids=["lab", "size-quality", "fit"])
+def test_outputs_with_the_first_marks_are_still_current(tmp_path, caplog, args, tag):
+    marked().save(tmp_path / "a.tiff")
+    source_sha256 = hashlib.sha256((tmp_path / "a.tiff").read_bytes()).hexdigest()
+    mark = f"fruit-catalog changeImage.py made-from-sha256={source_sha256} options={tag}"
+    Image.new("RGB", (600, 400), RED).save(tmp_path / "a.jpeg", comment=f"{mark} size=600x400")
+    before = (tmp_path / "a.jpeg").read_bytes()
+    assert convert(tmp_path, *args) == 0
+    assert (tmp_path / "a.jpeg").read_bytes() == before
+    assert caplog.records[-1].getMessage() == (
+        "converted 0, skipped 2 (1 already outputs, 1 up to date), failed 0"
+    )
+    marked(corner=GREEN).save(tmp_path / "a.tiff")  # a new photo: made again, new mark
+    assert convert(tmp_path, *args) == 0
+    assert changeImage.output_made(tmp_path / "a.jpeg").digest.startswith("xxh3-128=")
+
+
+def test_options_are_given_by_keyword_and_their_tag_by_name():
+    with pytest.raises(TypeError):
+        changeImage.Options((600, 400))
+    options = changeImage.Options(size=(300, 200), quality=90)
+    fields = [(f.name, f.type, f.default) for f in dataclasses.fields(options)]
+    reordered = dataclasses.make_dataclass("Reordered", fields[::-1], frozen=True)
+    same = reordered(**dataclasses.asdict(options))
+    assert changeImage.options_tag(same) == changeImage.options_tag(options)
+    assert changeImage.options_tag(changeImage.Options()) != changeImage.options_tag(options)
+
+
+COPY_WITHOUT_XXHASH = (
+    "import runpy, sys; sys.modules['xxhash'] = None; sys.argv[0] = {script!r};"
+    " runpy.run_path({script!r}, run_name='__main__')"
+)
+
+
+def test_a_copy_without_xxhash_writes_sha256_marks_and_remakes_xxh3_ones(tmp_path):
+    marked().save(tmp_path / "a.tiff")
+    assert convert(tmp_path) == 0
+    assert changeImage.output_made(tmp_path / "a.jpeg").digest.startswith("xxh3-128=")
+    code = COPY_WITHOUT_XXHASH.format(script=str(SCRIPT))
+    # Touched, so that the xxh3-128 mark must be checked against the bytes: it cannot be.
+    os.utime(tmp_path / "a.tiff")
+    without = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert without.returncode == 0, without.stderr
+    assert "converted 1," in without.stderr
+    made = changeImage.output_made(tmp_path / "a.jpeg")
+    source_sha256 = hashlib.sha256((tmp_path / "a.tiff").read_bytes()).hexdigest()
+    assert made.digest == f"sha256={source_sha256}"
+    os.utime(tmp_path / "a.tiff")  # its SHA-256 mark is read, by content, with xxhash there
+    before = (tmp_path / "a.jpeg").read_bytes()
+    assert convert(tmp_path) == 0
+    assert (tmp_path / "a.jpeg").read_bytes() == before
 
 
 @pytest.mark.parametrize(
@@ -551,11 +664,16 @@ def test_dry_run_lists_and_writes_nothing(tmp_path):
 def test_summary_wording():
     from collections import Counter
 
-    counts = Counter({"converted": 10, "skip:not images": 2, "failed": 1})
+    Done, Skip = changeImage.Done, changeImage.Skip
+    counts = Counter({Done.CONVERTED: 10, Skip.NOT_IMAGES: 2, Done.FAILED: 1})
     assert changeImage.summary(counts) == "converted 10, skipped 2 (not images), failed 1"
-    counts["skip:up to date"] = 3
+    counts[Skip.UP_TO_DATE] = 3
     assert changeImage.summary(counts) == (
         "converted 10, skipped 5 (2 not images, 3 up to date), failed 1"
+    )
+    counts[Skip.NOT_OURS] = 1
+    assert changeImage.summary(counts) == (
+        "converted 10, skipped 6 (2 not images, 1 not ours, 3 up to date), failed 1"
     )
 
 
@@ -816,7 +934,7 @@ def test_unusable_cmyk_profile_falls_back_to_the_plain_conversion(tmp_path, capl
     )
     assert convert(tmp_path) == 0
     assert_colour_near(centre(assert_catalog_jpeg(tmp_path / "a.jpeg")), (0, 255, 255))
-    assert "unusable CMYK profile" in caplog.text
+    assert f"{tmp_path / 'a.tiff'}: unusable CMYK profile" in caplog.text
 
 
 # -- our own errors: the output cannot be written ----------------------------------
@@ -924,12 +1042,14 @@ def test_a_second_run_can_wait_for_the_first(batch_copy):
 
 def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path):
     marked().save(tmp_path / "a.tiff")
-    stale = tmp_path / f".a.jpeg.abc123{changeImage.TEMPORARY_SUFFIX}"
+    stale = tmp_path / ".a.jpeg.abc123.tmp"
     stale.write_bytes(b"half a jpeg")
+    older = tmp_path / ".a.jpeg.def456.changeImage.tmp"  # as versions before the files block
+    older.write_bytes(b"half a jpeg")
     other = tmp_path / ".someone-elses.tmp"
     other.write_bytes(b"x")
     assert convert(tmp_path) == 0
-    assert not stale.exists() and other.exists()
+    assert not stale.exists() and not older.exists() and other.exists()
 
 
 # -- what people read ---------------------------------------------------------------

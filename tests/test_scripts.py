@@ -33,7 +33,7 @@ PROJECT_MODULES = {Path(name).stem for name in SCRIPTS} | {
 }
 # The third-party packages each script may import (README, "What to copy").
 THIRD_PARTY = {
-    "changeImage.py": {"PIL"},
+    "changeImage.py": {"PIL", "xxhash"},
     "supplier_image_upload.py": {"requests", "urllib3"},
     "run.py": {"requests", "urllib3"},
     "report_email.py": {"PIL", "reportlab"},
@@ -49,6 +49,7 @@ BLOCKS = {
     "progress": {"changeImage.py", "supplier_image_upload.py", "run.py"},
     "delivery files": {"changeImage.py", "supplier_image_upload.py", "run.py", "report_email.py"},
     "http": {"supplier_image_upload.py", "run.py"},
+    "files": {"changeImage.py"},  # the others add theirs as they take the block
 }
 FENCE = re.compile(
     r"^# --- begin shared block: (?P<name>[a-z ]+) \(.*?\) ---\n(?P<body>.*?)"
