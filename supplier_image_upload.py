@@ -244,9 +244,11 @@ def interrupted(entries: list[dict]) -> dict[str, float]:
 
 def renamed_before(entries: list[dict], store: str) -> str:
     """The time an earlier run found this store keeping an upload under a name of
-    its own (its journal's last `renamed` line for the store), "" when none did."""
-    found = [e for e in entries if e.get("store") == store and e.get("state") == "renamed"]
-    return str(found[-1].get("time", "")) if found else ""
+    its own, "" when none did or an upload it read back since kept its name
+    (--resend once the store was fixed)."""
+    found = [e for e in entries if e.get("store") == store]
+    found = [e for e in found if e.get("state") in ("renamed", "uploaded")]
+    return str(found[-1].get("time", "?")) if found and found[-1]["state"] == "renamed" else ""
 
 
 def uploaded_names(entries: list[dict], store: str) -> dict[str, str]:

@@ -417,3 +417,18 @@ def test_a_store_that_renames_uploads_is_said_by_name_and_gets_each_picture_once
     assert store.post_count == 1 and len(logged_errors()) == 3
     assert upload(store, images, "--resend", "--jobs", "1") == 1  # asked for: sent again
     assert store.post_count == 2
+
+
+@pytest.mark.parametrize(
+    "states, sent",
+    [(["renamed"], False), (["renamed", "uploaded"], True), (["uploaded", "renamed"], False)],
+    ids=["renamed", "fixed-since", "renamed-since"],
+)
+def test_a_store_an_earlier_run_found_renaming_gets_nothing_until_it_keeps_a_name(
+    store, tmp_path, catalog, states, sent
+):
+    images = catalog(tmp_path / "supplier-data", ["001"]) / "images"
+    lines = [{"file": "x.jpeg", "state": s, "store": store.url, "time": "then"} for s in states]
+    (images.parent / "uploaded.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert upload(store, images) == (0 if sent else 1)
+    assert store.post_count == (1 if sent else 0)
