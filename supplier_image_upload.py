@@ -420,6 +420,12 @@ class Uploader:
                 image.outcome, image.reason, image.problem = UPLOADED, "", ""
                 self.note(image, "uploaded")
             elif held is False and image.name == self.lab_name(image) and not self.content_names:
+                log.warning(
+                    "%s: another picture took %s while the answer was lost; if this one"
+                    " landed, the store keeps it under a name it chose, which no product shows",
+                    image.path.name,
+                    image.name,
+                )
                 self.place(image, [catalog_name(image.path.name, image.content)])
             elif held is False:
                 other = StoreError(f"the store serves other bytes as {image.name}")
