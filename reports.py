@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """PDF reports of what was imported into the store (helper module).
 
-Two ways in:
+The lab's step 4 builds its PDF here: report_email.py calls
+generate_supplier_report, the lab's generate_report with a table. Two ways in:
   generate_report(attachment, title, paragraph)
       the lab's signature: `title` as the heading and `paragraph` (reportlab
       Paragraph markup, <br/> line breaks) as the body.
   generate_supplier_report(attachment, title, rows, intro=(), chart=None)
-      the heading, a few intro lines (delivery, store, summary), the chart,
+      the heading, a few intro lines (date, store, summary), the chart,
       then a table with a row per product: its thumbnail, its lines (the
       lab's `name: X` / `weight: N lbs` for an imported product) and its
       outcome. Rows with an `attention` marker come first, under a red
@@ -190,6 +191,9 @@ THUMBNAIL_BOX = (24 * mm, 16 * mm)
 THUMBNAIL_PIXELS = (144, 96)  # about 150 dpi in the box
 THUMBNAIL_QUALITY = 70
 MAX_SOURCE_PIXELS = 40_000_000  # a catalog JPEG has 240,000; a camera original 24 million
+# What a PDF must never replace, by the test of its mode.
+SPECIAL_FILES = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+SPECIAL_FILES += ((stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
 HEADINGS = ("Picture", "Product", "Outcome")
 WIDTHS_WITH_PICTURES = (28 * mm, 84 * mm, 58 * mm)
 WIDTHS_WITHOUT = (112 * mm, 58 * mm)
@@ -558,34 +562,33 @@ def header_painter(widths: Sequence[float]) -> Callable[[pdfcanvas.Canvas, BaseD
 
 
 def refuse_special(target: Path) -> None:
-    """OSError when target is a folder, FIFO, socket or device: renaming the PDF over
-    it would replace, say, /dev/null for the whole machine. A link is replaced, never
-    followed, so a planted link cannot aim the PDF at another file."""
+    """OSError saying what is in the way when target is a folder, FIFO, socket or
+    device: renaming the PDF over it would replace, say, /dev/null for the whole
+    machine. A link is replaced, never followed, so a planted link cannot aim the
+    PDF at another file. A missing target will be made; an unreachable one is for
+    the writing to explain."""
     try:
         mode = os.lstat(target).st_mode
-    except FileNotFoundError:
+    except OSError:
         return
+    if stat.S_ISDIR(mode):
+        raise OSError(errno.EEXIST, f"{target} is a folder; name the PDF file to write")
     if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-        raise OSError(errno.EEXIST, f"{target} is {kind}; name the PDF file to write")
+        kind = next((name for test, name in SPECIAL_FILES if test(mode)), "a special file")
+        raise OSError(errno.EEXIST, f"{target} is {kind}, not a file a PDF may replace")
 
 
-def build(attachment: str | Path, render: Callable[[str], None]) -> None:
-    """Render the PDF to a temporary file beside `attachment`, then rename it into place."""
+def build(attachment: str | Path, render: Callable[[BinaryIO], None]) -> None:
+    """Render the PDF in memory (a mailed PDF is at most a few MB), then write it
+    whole at `attachment` or leave what was there."""
     target = Path(attachment)
-    refuse_special(target)
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        render(temporary)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    refuse_special(target)  # before the rendering, which may take seconds
+    rendered = io.BytesIO()
+    render(rendered)
+    write_atomically(target, rendered.getvalue())
 
 
-def document(path: str, title: str, subject: str, header: Callable | None) -> BaseDocTemplate:
+def document(path: BinaryIO, title: str, subject: str, header: Callable | None) -> BaseDocTemplate:
     """A4 with compressed pages; a first page and later pages (with the header, if any)."""
     width, height = A4[0] - 2 * MARGIN, A4[1] - 2 * MARGIN
     below = HEADER_HEIGHT if header else 0
@@ -606,7 +609,7 @@ def document(path: str, title: str, subject: str, header: Callable | None) -> Ba
     )
 
 
-def write(path: str, title: str, subject: str, story: Iterable[Flowable], header=None) -> int:
+def write(path: BinaryIO, title: str, subject: str, story: Iterable[Flowable], header=None) -> int:
     """Build the document; the number of pages."""
     doc = document(path, title, subject, header)
     heading = Paragraph(markup(title), styles()["title"])
@@ -940,6 +943,35 @@ def guarded(
 
 
 # --- end shared block: cli ---
+# --- begin shared block: files (from blocks/files.py; make blocks) ---
+def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
+    """path holds data, whole, or keeps what it held: a temporary file beside it,
+    written, flushed, fsynced, given `mode`, then renamed over it; the temporary is
+    removed on any failure. OSError when path is a folder, FIFO or device, which the
+    rename would replace (as root, a path of /dev/null would replace the machine's).
+    The folder must exist: a missing one is a typo to report, not one to create."""
+    path = Path(path)
+    try:
+        kind = os.lstat(path).st_mode
+    except FileNotFoundError:
+        kind = stat.S_IFREG
+    if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
+        raise OSError(errno.EEXIST, "not a regular file, which it would replace", str(path))
+    content = data.encode("utf-8") if isinstance(data, str) else data
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+# --- end shared block: files ---
 
 
 OPTIONS = [

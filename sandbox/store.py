@@ -49,6 +49,7 @@ from pathlib import Path
 
 SCRIPT = Path(__file__).resolve()
 FRUIT_TABLE = "storeapp_fruit"  # Django's name for storeapp.models.Fruit
+UPLOAD_TABLE = "storeapp_upload"  # and for storeapp.models.Upload: one row per upload
 
 
 @dataclass
@@ -156,6 +157,14 @@ class Catalog:
             ).fetchall()
         db.close()
         return [dict(row) for row in rows]
+
+    def uploads(self) -> list[str]:
+        """The name the store gave each upload (`001.jpeg`, `001_AbCdEfG.jpeg`), oldest first."""
+        database = self.data_dir / "store.sqlite3"
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=20) as db:
+            rows = db.execute(f"SELECT file FROM {UPLOAD_TABLE} ORDER BY id").fetchall()
+        db.close()
+        return [Path(row[0]).name for row in rows]
 
 
 @dataclass

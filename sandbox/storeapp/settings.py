@@ -40,6 +40,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "storeapp.middleware.PostFaultsMiddleware",
 ]
+# The lab box (sandbox/lab.py) records every POST as sent; see storeapp/postlog.py.
+STORE_POST_LOG = os.environ.get("STORE_POST_LOG", "")
+if STORE_POST_LOG:
+    MIDDLEWARE.append("storeapp.postlog.PostLog")
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
