@@ -7,7 +7,8 @@ a store across a network), and times:
   naive:   requests.post per item, no session, one at a time
   scripts: ./supplier_image_upload.py then ./run.py, as users run them, with
            every check they make (each image looked for in the store before
-           it is sent, each product's picture compared before it is posted)
+           it is sent and read back after, each product's picture compared
+           before it is posted)
 Prints items per second (images + descriptions) and the ratio, with the
 delay and without it.
 

@@ -149,3 +149,62 @@ def test_the_scripts_need_only_requests_not_django():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert shown.stdout.strip() == "[]", shown.stderr
+
+
+def whole_jpeg() -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    buffer = BytesIO()
+    Image.new("RGB", (600, 400), "green").save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "case, change, cause",
+    [
+        ("whole", lambda jpeg: jpeg, None),
+        ("cut", lambda jpeg: jpeg[:-2], "cut"),
+        ("one byte after its end", lambda jpeg: jpeg + b"\0", "not ours"),
+        ("100 KB after its end", lambda jpeg: jpeg + b"junk" * 25600, "not ours"),
+        ("a second picture after it", lambda jpeg: jpeg + jpeg, "not ours"),
+    ],
+)
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.__name__)
+def test_only_a_jpeg_that_ends_at_its_end_marker_is_a_catalog_jpeg(
+    script, tmp_path, case, change, cause
+):
+    path = tmp_path / "007.jpeg"
+    found = script.unusable_jpeg(change(whole_jpeg()), path)
+    assert (found.cause if found else None) == cause, case
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.__name__)
+def test_an_unmarked_jpeg_beside_its_source_is_an_earlier_attempts(script, tmp_path):
+    (tmp_path / "001.tiff").write_bytes(b"II*\0")
+    found = script.unusable_jpeg(whole_jpeg(), tmp_path / "001.jpeg")
+    assert found == (
+        "earlier attempt",
+        "001.jpeg was not made by changeImage.py from 001.tiff (an earlier attempt's?):"
+        " run ./changeImage.py --replace-unmarked to convert over it",
+    )
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [("", False), ("0", False), ("no", False), (" 1 ", True), ("yes", True), ("TRUE", True)],
+)
+def test_content_names_variable(monkeypatch, text, value):
+    monkeypatch.setenv("CATALOG_CONTENT_NAMES", text)
+    assert supplier_image_upload.env_flag("CATALOG_CONTENT_NAMES") is value
+
+
+def test_a_content_names_variable_that_is_no_yes_or_no_is_a_usage_error(monkeypatch, capsys):
+    monkeypatch.setenv("CATALOG_CONTENT_NAMES", "sometimes")
+    with pytest.raises(SystemExit) as stop:
+        supplier_image_upload.parse_args(["--images", "/"])
+    assert stop.value.code == 2
+    assert "environment variable CATALOG_CONTENT_NAMES: 'sometimes' is not 1 or 0" in (
+        capsys.readouterr().err
+    )

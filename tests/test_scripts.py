@@ -49,8 +49,12 @@ BLOCKS = {
     "progress": {"changeImage.py", "supplier_image_upload.py", "run.py"},
     "delivery files": {"changeImage.py", "supplier_image_upload.py", "run.py", "report_email.py"},
     "http": {"supplier_image_upload.py", "run.py"},
+    "store names": {"supplier_image_upload.py", "run.py"},
+    "catalog jpeg": {"supplier_image_upload.py", "run.py"},
+    "journal": {"supplier_image_upload.py", "run.py"},
+    "sending": {"supplier_image_upload.py"},
     "files": {"changeImage.py", "reports.py", "emails.py", "health_check.py"},
-    "deadline": {"emails.py"},
+    "deadline": {"emails.py", "supplier_image_upload.py", "run.py"},
 }
 FENCE = re.compile(
     r"^# --- begin shared block: (?P<name>[a-z ]+) \(.*?\) ---\n(?P<body>.*?)"
@@ -506,8 +510,8 @@ def test_health_check_without_psutil_says_the_pip_line(bare_python: Path) -> Non
 # -- what a reader meets: the script's own code first, copies a minor share -----------
 
 # Measured on branch core; the lead tightens them after merging.
-COPIES_SHARE_AT_MOST = 0.365
-OWN_CODE_STARTS_BY_LINE = 1345  # --relocate brings it to 228
+COPIES_SHARE_AT_MOST = 0.374
+OWN_CODE_STARTS_BY_LINE = 1450  # --relocate brings it to 228
 
 
 def copied_lines(script: str) -> int:
