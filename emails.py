@@ -45,6 +45,67 @@ Exit status: 0 sent (or saved), 1 not sent (or not to every recipient),
 
 from __future__ import annotations
 
+
+# --- begin shared block: early stop (from blocks/early_stop.py; make blocks) ---
+def shared(name: str, value: object) -> object:
+    """The process's one `name`, set by the first copy of the blocks to ask: a script
+    and the helpers it imports share the stop state and the missing packages."""
+    import sys
+    import types
+
+    state = sys.modules.setdefault("fruit_catalog_shared", types.ModuleType("shared"))
+    return vars(state).setdefault(name, value)
+
+
+def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
+    """Until the guard takes over, a stop signal is one line on fd and `status`, however
+    early; a signal ignored at start (nohup, `trap '' HUP`) stays ignored."""
+    import os
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        said = "interrupted" if signum == signal.SIGINT else f"interrupted by {name}"
+        os.write(fd, f"{line.format(said)}\n".encode())
+        os._exit(status)  # nothing written yet: the guard finishes what the work started
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, stop)
+
+
+def missing_packages() -> list[str]:
+    """One line per package this process could not import: what to pip install."""
+    return shared("missing", [])  # type: ignore[return-value]
+
+
+class Missing:
+    """Stands in for a package that is not installed: module-level code using its names
+    still runs, so --help and -V work; the parser then says the pip line."""
+
+    def __init__(self, error: ImportError, pins: str) -> None:
+        import os
+        import sys
+
+        script = os.path.basename(sys.argv[0])
+        missing_packages().append(f"{script}: {error.name} is missing: pip install {pins}")
+
+    def __call__(self, *args: object, **kwargs: object) -> Missing:
+        return self
+
+    __getattr__ = __getitem__ = __add__ = __radd__ = __sub__ = __rsub__ = __call__
+    __mul__ = __rmul__ = __truediv__ = __rtruediv__ = __neg__ = __call__
+
+    def __mro_entries__(self, bases: tuple) -> tuple:
+        return ()  # a class based on one of its names is based on object
+
+
+if __name__ == "__main__":
+    stop_early(*globals().get("EARLY_STOP", ()))
+
+
+# --- end shared block: early stop ---
+
 import argparse
 import base64
 import contextlib
@@ -106,7 +167,8 @@ log = logging.getLogger("emails")
 # --- begin shared block: cli (from blocks/cli.py; make blocks) ---
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 UNSET = object()  # the default of an option not given on the command line
-STOPPING = threading.Event()  # set by the first stop signal: no new request, no retry
+# One stop state per process, whichever copy of this block guards the run:
+STOPPING = shared("STOPPING", threading.Event())  # the first stop signal: no new request, no retry
 
 
 def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
@@ -236,6 +298,8 @@ def build_parser(
             """Then the defaults of the options not given: a variable is read only
             when its flag is absent (the flag wins), never for --help or -V."""
             known, rest = super().parse_known_args(args, namespace)
+            if missing_packages():  # only now: --help and -V work without the packages
+                self.exit(2, f"{missing_packages()[0]}\n")
             self.not_given = set()
             for action in self._actions:
                 option, value = getattr(action, "option", None), getattr(known, action.dest, None)
@@ -320,7 +384,8 @@ class Interrupted(KeyboardInterrupt):
     KeyboardInterrupt, so whatever finishes outputs after Ctrl-C runs for them too."""
 
 
-HELD = {"depth": 0, "pending": ""}
+Interrupted = shared("Interrupted", Interrupted)  # type: ignore[misc]
+HELD = shared("HELD", {"depth": 0, "pending": ""})
 
 
 def raise_interrupted(signum: int, frame: object) -> None:
@@ -353,7 +418,12 @@ def signals_held() -> Iterator[None]:
 
 
 def say_error(text: str) -> None:
-    logging.getLogger().error("%s", text)
+    """An error line; before logging is configured (arguments being parsed) the
+    same line as after."""
+    if logging.getLogger().handlers:
+        logging.getLogger().error("%s", text)
+    else:
+        print(f"ERROR {text}", file=sys.stderr)
 
 
 def guarded(

@@ -21,12 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from early_stop import missing_packages, shared
+
 __version__ = "home"
 
 # --- block ---
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 UNSET = object()  # the default of an option not given on the command line
-STOPPING = threading.Event()  # set by the first stop signal: no new request, no retry
+# One stop state per process, whichever copy of this block guards the run:
+STOPPING = shared("STOPPING", threading.Event())  # the first stop signal: no new request, no retry
 
 
 def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
@@ -156,6 +159,8 @@ def build_parser(
             """Then the defaults of the options not given: a variable is read only
             when its flag is absent (the flag wins), never for --help or -V."""
             known, rest = super().parse_known_args(args, namespace)
+            if missing_packages():  # only now: --help and -V work without the packages
+                self.exit(2, f"{missing_packages()[0]}\n")
             self.not_given = set()
             for action in self._actions:
                 option, value = getattr(action, "option", None), getattr(known, action.dest, None)
@@ -240,7 +245,8 @@ class Interrupted(KeyboardInterrupt):
     KeyboardInterrupt, so whatever finishes outputs after Ctrl-C runs for them too."""
 
 
-HELD = {"depth": 0, "pending": ""}
+Interrupted = shared("Interrupted", Interrupted)  # type: ignore[misc]
+HELD = shared("HELD", {"depth": 0, "pending": ""})
 
 
 def raise_interrupted(signum: int, frame: object) -> None:
@@ -273,7 +279,12 @@ def signals_held() -> Iterator[None]:
 
 
 def say_error(text: str) -> None:
-    logging.getLogger().error("%s", text)
+    """An error line; before logging is configured (arguments being parsed) the
+    same line as after."""
+    if logging.getLogger().handlers:
+        logging.getLogger().error("%s", text)
+    else:
+        print(f"ERROR {text}", file=sys.stderr)
 
 
 def guarded(

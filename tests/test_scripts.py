@@ -43,6 +43,7 @@ THIRD_PARTY = {
 }
 # Which scripts carry which shared block (fenced by "begin/end shared block: NAME").
 BLOCKS = {
+    "early stop": set(SCRIPTS),
     "cli": set(SCRIPTS),
     "lock": {"changeImage.py", "supplier_image_upload.py", "run.py"},
     "progress": {"changeImage.py", "supplier_image_upload.py", "run.py"},
@@ -364,3 +365,73 @@ def test_help_shows_each_options_default_and_variable(script: str) -> None:
             assert f"(default {option.default_text()})" in text, option.flags
         if option.env:
             assert f"[{option.env}]" in text, option.flags
+
+
+# -- a server with Python but without the packages ------------------------------------
+
+# The package each script needs first, and what it must say to install (requirements.txt).
+NEEDS = {
+    "changeImage.py": ("PIL", ["Pillow"]),
+    "supplier_image_upload.py": ("requests", ["requests"]),
+    "run.py": ("requests", ["requests"]),
+    "report_email.py": ("PIL", ["Pillow", "reportlab"]),
+    "reports.py": ("PIL", ["Pillow", "reportlab"]),
+}
+
+
+def pinned(package: str) -> str:
+    """package's line in requirements.txt, as `name==version`."""
+    lines = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    [line] = [line for line in lines if line.lower().startswith(f"{package.lower()}==")]
+    return line.strip()
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Python without any third-party package (a new venv, without pip)."""
+    folder = tmp_path_factory.mktemp("bare") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    return folder / "bin" / "python"
+
+
+def run_bare(python: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(python), str(ROOT / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT), "USER": "alice"},
+    )
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_and_version_need_no_package(bare_python: Path, script: str) -> None:
+    version = run_bare(bare_python, script, "-V")
+    assert (version.returncode, version.stdout) == (
+        0,
+        f"{script} {VERSION.findall(source(script))[0]}\n",
+    )
+    helped = run_bare(bare_python, script, "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage: ") and "Exit status" in helped.stdout
+    assert helped.stderr == ""
+
+
+@pytest.mark.parametrize("script", sorted(NEEDS))
+def test_a_missing_package_says_the_pip_line(bare_python: Path, script: str) -> None:
+    module, packages = NEEDS[script]
+    done = run_bare(bare_python, script)
+    pins = " ".join(pinned(package) for package in packages)
+    assert done.returncode == 2
+    assert done.stderr == f"{script}: {module} is missing: pip install {pins}\n"
+    assert done.stdout == ""
+
+
+def test_health_check_without_psutil_says_the_pip_line(bare_python: Path) -> None:
+    done = run_bare(bare_python, "health_check.py", "--no-email")
+    assert done.returncode == 3
+    assert done.stdout == (
+        f"HEALTH UNKNOWN - psutil is not installed for {bare_python}: pip install"
+        f" {pinned('psutil')}\n"
+    )

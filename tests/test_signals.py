@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -237,3 +238,193 @@ def test_the_flag_wins_over_a_bad_variable(tmp_path: Path, script, args, env) ->
     )
     assert done.returncode == 0, done.stderr
     assert "environment variable" not in done.stderr
+
+
+# -- stops before the guard: however early, one line and the documented status ---------
+
+# A module each script imports late, mid-way through its libraries (python -X importtime
+# names each on stderr as it is done).
+LATE_IMPORT = {
+    "changeImage.py": "PIL.Image",
+    "supplier_image_upload.py": "urllib3.connection",
+    "run.py": "urllib3.connection",
+    "report_email.py": "reportlab.lib.colors",
+    "reports.py": "reportlab.lib.colors",
+    "emails.py": "smtplib",
+    "health_check.py": "psutil",
+}
+# The moments a stop comes: once the first import after the prologue is done (argparse,
+# the first in every script), while it imports its libraries, and some milliseconds
+# after that first import (still importing, or working, or waiting on a server).
+MOMENTS = ["first import", "mid-import", "20 ms", "60 ms", "150 ms"]
+# reports.py writes its sample in a moment and has nothing to wait on: it is stopped
+# only at the moments an event marks.
+QUICK = {"reports.py"}
+
+
+def stop_said(script: str, sig: signal.Signals) -> tuple[str, int, str]:
+    """(stream, status, line): what a script says when stopped by sig."""
+    said = "interrupted" if sig == signal.SIGINT else f"interrupted by {sig.name}"
+    if script == "health_check.py":
+        return "stdout", 3, f"HEALTH UNKNOWN - {said}"
+    return "stderr", 130, f"ERROR {said}"
+
+
+def with_default_signals(ignored: tuple = ()) -> None:
+    """In the child before exec: stop signals as a shell leaves them (pytest and
+    Python may have set SIGINT to be ignored), and `ignored` as nohup leaves them."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN if sig in ignored else signal.SIG_DFL)
+
+
+class Started:
+    """A script started with `python -X importtime`, its output collected by threads."""
+
+    def __init__(self, script: str, args: list[str], env: dict, ignored: tuple = ()) -> None:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("CATALOG_", "SMTP_"))}
+        self.process = subprocess.Popen(
+            [sys.executable, "-X", "importtime", str(ROOT / script), *args],
+            env={**clean, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: with_default_signals(ignored),
+        )
+        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self.readers = [
+            threading.Thread(target=self.collect, args=(name, getattr(self.process, name)))
+            for name in self.lines
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    def collect(self, name: str, stream) -> None:
+        for line in stream:
+            self.lines[name].append(line.rstrip("\n"))
+
+    def imported(self, module: str) -> bool:
+        done = [line.rsplit("|", 1)[-1].strip() for line in list(self.lines["stderr"])]
+        return module in done or self.process.poll() is not None
+
+    def said(self) -> dict[str, list[str]]:
+        """What it printed but the import times, once it has ended."""
+        self.process.wait(timeout=60)
+        for reader in self.readers:
+            reader.join(timeout=60)
+        return {
+            name: [line for line in lines if line.strip() and not line.startswith("import time:")]
+            for name, lines in self.lines.items()
+        }
+
+
+@pytest.fixture
+def waiting_run(tmp_path: Path, trickling_server, write_record, product, catalog, photos):
+    """waiting_run(script): the arguments and environment with which the script, once
+    it has imported its libraries, works or waits for seconds (a server that trickles
+    its answer, 60 photos to convert)."""
+
+    def arguments(script: str) -> tuple[list[str], dict]:
+        smtp = {"SMTP_HOST": "127.0.0.1", "SMTP_TIMEOUT": "60"}
+        if script in ("emails.py", "report_email.py"):
+            smtp["SMTP_PORT"] = str(trickling_server(SMTP_GREETING, interval=5.0))
+        if script == "changeImage.py":
+            return ["--jobs", "1", str(copy_of(photos, tmp_path, count=12))], {}
+        if script in ("supplier_image_upload.py", "run.py"):
+            url = f"http://127.0.0.1:{trickling_server(HTTP_ANSWER, interval=5.0)}/"
+            delivery = catalog(tmp_path / "delivery", ["001"])
+            if script == "run.py":
+                return ["--url", url, "--descriptions", str(delivery / "descriptions"),
+                        "--images", str(delivery / "images")], {}  # fmt: skip
+            return ["--url", url, "--images", str(delivery / "images")], {}
+        if script == "report_email.py":
+            record = write_record(tmp_path / "imported.json", [product("001.txt", "Apple", 500)])
+            return ["--record", str(record), "--pdf", str(tmp_path / "processed.pdf")], smtp
+        if script == "emails.py":
+            return ["you@example.com"], smtp
+        if script == "health_check.py":
+            url = f"http://127.0.0.1:{trickling_server(HTTP_ANSWER, interval=5.0)}/"
+            state = str(tmp_path / "state.json")
+            return ["--url", url, "--url-timeout", "50", "-t", "60", "--state", state,
+                    "--no-email", "--nagios"], {}  # fmt: skip
+        return [str(tmp_path / "sample.pdf")], {}
+
+    return arguments
+
+
+SCRIPT_NAMES = list(LATE_IMPORT)
+EARLY_CASES = [
+    pytest.param(script, moment, STOP_SIGNALS[(number + index) % 3], id=f"{script}-{moment}")
+    for number, script in enumerate(SCRIPT_NAMES)
+    for index, moment in enumerate(MOMENTS)
+    if not (script in QUICK and moment.endswith(" ms"))
+]
+
+
+@pytest.mark.parametrize("script, moment, sig", EARLY_CASES)
+def test_an_early_stop_is_one_line_and_the_status(waiting_run, script, moment, sig) -> None:
+    args, env = waiting_run(script)
+    started = Started(script, args, env)
+    wait_for(lambda: started.imported("argparse"))
+    if moment == "mid-import":
+        wait_for(lambda: started.imported(LATE_IMPORT[script]))
+    elif moment.endswith(" ms"):
+        time.sleep(int(moment.split()[0]) / 1000)  # a moment to stop at, not a wait for it
+    assert started.process.poll() is None, started.said()
+    started.process.send_signal(sig)
+    said = started.said()
+    stream, status, line = stop_said(script, sig)
+    everything = said["stdout"] + said["stderr"]
+    assert not any("Traceback" in text for text in everything), everything
+    assert started.process.returncode == status, everything
+    if moment in ("first import", "mid-import"):
+        assert everything == [line]
+    else:  # once at work, a script may say what it finished (changeImage.py does)
+        stops = [text for text in everything if text.startswith(line.split(" by ")[0])]
+        assert len(stops) == 1 and said[stream][-1] == stops[0], everything
+
+
+def test_a_hangup_ignored_at_start_stays_ignored_before_the_guard(waiting_run) -> None:
+    args, env = waiting_run("run.py")
+    started = Started("run.py", args, env, ignored=(signal.SIGHUP,))
+    wait_for(lambda: started.imported("argparse"))
+    started.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: started.imported(LATE_IMPORT["run.py"]))
+    started.process.send_signal(signal.SIGTERM)
+    said = started.said()
+    assert started.process.returncode == 130, said
+    assert said["stderr"][-1] == "ERROR interrupted by SIGTERM"
+
+
+def test_one_stop_state_for_a_script_and_its_helpers() -> None:
+    """report_email.py, reports.py and emails.py in one process each carry blocks, and
+    share one stop state: a stop handled by one copy's guard is the one the others see."""
+    import emails
+    import report_email
+
+    assert report_email.STOPPING is emails.STOPPING is reports.STOPPING
+    assert report_email.HELD is emails.HELD is reports.HELD
+    assert report_email.Interrupted is emails.Interrupted is reports.Interrupted
+
+
+def test_a_stop_while_emails_code_waits_is_seen_by_the_same_state(trickling_server) -> None:
+    """report_email's guard handles a SIGTERM that comes while emails.py's code waits
+    on a server; the stop state emails.py's code reads is set, and it is report_email's."""
+    import emails
+    import report_email
+
+    port = trickling_server(SMTP_GREETING, interval=5.0)
+    environ = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TIMEOUT": "60"}
+    message = emails.generate_email("a@example.com", "b@example.com", "Subject", "Body")
+    seen = []
+
+    def work() -> int:
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        try:
+            emails.send_email(message, environ)
+        finally:
+            seen.append(emails.STOPPING.is_set())
+        return 0
+
+    assert report_email.guarded(work, say=seen.append) == 130
+    assert seen == [True, "interrupted by SIGTERM"]
+    assert report_email.STOPPING is emails.STOPPING

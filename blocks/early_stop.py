@@ -1,0 +1,71 @@
+"""Shared block `early stop`: the prologue, the first code of every script.
+
+A stop signal can come while a script still imports its libraries (a second or
+so for reportlab), before its guard (block `cli`, `guarded`) is in place; and a
+script copied to a server without its packages must still answer --help and -V,
+then say the pip line to run. This block goes right after the docstring and
+`from __future__`, before any import, so it imports only inside its functions.
+Edit it here, then run `make blocks` (python tools/sync_blocks.py);
+tests/test_scripts.py fails while a copy differs. Above the marker: nothing,
+the copies find nothing in their script yet (health_check.py sets EARLY_STOP).
+"""
+
+from __future__ import annotations
+
+
+# --- block ---
+def shared(name: str, value: object) -> object:
+    """The process's one `name`, set by the first copy of the blocks to ask: a script
+    and the helpers it imports share the stop state and the missing packages."""
+    import sys
+    import types
+
+    state = sys.modules.setdefault("fruit_catalog_shared", types.ModuleType("shared"))
+    return vars(state).setdefault(name, value)
+
+
+def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
+    """Until the guard takes over, a stop signal is one line on fd and `status`, however
+    early; a signal ignored at start (nohup, `trap '' HUP`) stays ignored."""
+    import os
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        said = "interrupted" if signum == signal.SIGINT else f"interrupted by {name}"
+        os.write(fd, f"{line.format(said)}\n".encode())
+        os._exit(status)  # nothing written yet: the guard finishes what the work started
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, stop)
+
+
+def missing_packages() -> list[str]:
+    """One line per package this process could not import: what to pip install."""
+    return shared("missing", [])  # type: ignore[return-value]
+
+
+class Missing:
+    """Stands in for a package that is not installed: module-level code using its names
+    still runs, so --help and -V work; the parser then says the pip line."""
+
+    def __init__(self, error: ImportError, pins: str) -> None:
+        import os
+        import sys
+
+        script = os.path.basename(sys.argv[0])
+        missing_packages().append(f"{script}: {error.name} is missing: pip install {pins}")
+
+    def __call__(self, *args: object, **kwargs: object) -> Missing:
+        return self
+
+    __getattr__ = __getitem__ = __add__ = __radd__ = __sub__ = __rsub__ = __call__
+    __mul__ = __rmul__ = __truediv__ = __rtruediv__ = __neg__ = __call__
+
+    def __mro_entries__(self, bases: tuple) -> tuple:
+        return ()  # a class based on one of its names is based on object
+
+
+if __name__ == "__main__":
+    stop_early(*globals().get("EARLY_STOP", ()))

@@ -1,0 +1,219 @@
+"""The homes of the shared blocks `files` and `deadline`, tested where people edit
+them (blocks/): the scripts carry generated copies, which tests/test_scripts.py
+keeps identical."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+BLOCKS = Path(__file__).resolve().parent.parent / "blocks"
+sys.path.insert(0, str(BLOCKS))
+
+from deadline import Deadline, watch_socket  # noqa: E402
+from files import read_capped, write_atomically  # noqa: E402
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir() if path.name.endswith(".tmp"))
+
+
+@pytest.mark.parametrize(
+    "data, mode, expected",
+    [
+        ("fruit\n", 0o644, b"fruit\n"),
+        ("pêche\n", 0o600, "pêche\n".encode()),
+        (b"\x00\xff", 0o640, b"\x00\xff"),
+    ],
+    ids=["text", "text-private", "bytes"],
+)
+def test_write_atomically_writes_whole_with_the_mode(tmp_path, data, mode, expected):
+    target = tmp_path / "state.json"
+    target.write_bytes(b"the old content, longer than the new")
+    write_atomically(target, data, mode=mode)
+    assert target.read_bytes() == expected
+    assert target.stat().st_mode & 0o777 == mode
+    assert leftovers(tmp_path) == []
+
+
+def test_write_atomically_replaces_a_link_not_its_target(tmp_path):
+    (tmp_path / "elsewhere").write_text("keep")
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    write_atomically(tmp_path / "link", "new")
+    assert (tmp_path / "elsewhere").read_text() == "keep"
+    assert (tmp_path / "link").read_text() == "new"
+    assert not (tmp_path / "link").is_symlink()
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "device"])
+def test_write_atomically_refuses_what_the_rename_would_replace(tmp_path, kind):
+    if kind == "folder":
+        target = tmp_path / "folder"
+        target.mkdir()
+    elif kind == "fifo":
+        target = tmp_path / "fifo"
+        os.mkfifo(target)
+    else:
+        target = Path("/dev/null")
+    with pytest.raises(OSError, match="not a regular file, which it would replace"):
+        write_atomically(target, "x")
+    assert target.exists() and not target.is_file()
+    assert leftovers(tmp_path) == []
+
+
+def test_write_atomically_needs_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        write_atomically(tmp_path / "missing" / "state.json", "x")
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    """A write over the file size limit (a full disk's kind of failure), in a child
+    process so that the limit binds nobody else."""
+    target = tmp_path / "state.json"
+    target.write_text("old")
+    program = (
+        "import resource, signal, sys\n"
+        f"sys.path.insert(0, {str(BLOCKS)!r})\n"
+        "from files import write_atomically\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))\n"
+        "try:\n"
+        f"    write_atomically(__import__('pathlib').Path({str(target)!r}), 'x' * 1000)\n"
+        "except OSError as error:\n"
+        "    print(error.errno)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert done.stdout.strip() == "27"  # EFBIG
+    assert target.read_text() == "old"
+    assert leftovers(tmp_path) == []
+
+
+def test_read_capped_reads_a_file_up_to_the_limit(tmp_path):
+    path = tmp_path / "record.json"
+    path.write_bytes(b"x" * 10)
+    assert read_capped(path, 10) == b"x" * 10
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("large", "11 bytes, over the limit of 10"),
+        ("folder", "a folder"),
+        ("fifo", "not a regular file"),
+        ("device", "not a regular file"),
+    ],
+)
+def test_read_capped_refuses_at_once(tmp_path, kind, message):
+    path = tmp_path / kind
+    if kind == "large":
+        path.write_bytes(b"x" * 11)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)  # no writer: a blocking open would wait for ever
+    else:
+        path.symlink_to("/dev/zero")
+    with pytest.raises(OSError, match=message):
+        read_capped(path, 10)
+
+
+def test_read_capped_of_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_capped(tmp_path / "missing", 10)
+
+
+@pytest.fixture
+def silent_server():
+    """A loopback server that accepts and never says a word; yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
+    for connection in accepted:
+        connection.close()
+
+
+def test_a_deadline_cuts_a_wait_the_socket_timeout_would_not(silent_server):
+    sock = socket.create_connection(("127.0.0.1", silent_server), timeout=120)
+    with sock, Deadline(0.2) as deadline:
+        deadline.watch(sock)
+        try:
+            answer = sock.recv(1)
+        except OSError:
+            answer = None
+    assert deadline.expired
+    assert answer in (b"", None)
+
+
+def test_a_deadline_cuts_a_tls_handshake_through_the_wrap(silent_server):
+    """The socket is watched before the wrap, which detaches it from its object: the
+    deadline still reaches it by its descriptor."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    sock = socket.create_connection(("127.0.0.1", silent_server), timeout=120)
+    with Deadline(0.2) as deadline:
+        deadline.watch(sock)
+        with pytest.raises(OSError):
+            context.wrap_socket(sock, server_hostname="localhost")
+    assert deadline.expired
+    sock.close()
+
+
+def test_a_deadline_leaves_alone_the_file_that_took_the_number_of_its_socket():
+    watched, _ = socket.socketpair()
+    number = watched.fileno()
+    deadline = Deadline(60)
+    deadline.watch(watched)
+    watched.close()
+    reused, theirs = socket.socketpair()
+    if reused.fileno() != number:
+        os.dup2(reused.fileno(), number)
+        reused.close()
+        reused = socket.socket(fileno=number)
+    deadline.expire()
+    reused.sendall(b"still open")
+    assert theirs.recv(64) == b"still open"
+    reused.close()
+    theirs.close()
+
+
+def test_watching_after_the_deadline_passed_fails_at_once():
+    left, right = socket.socketpair()
+    deadline = Deadline(60)
+    deadline.expire()
+    with pytest.raises(TimeoutError, match="no whole answer within 60 s"):
+        deadline.watch(left)
+    left.close()
+    right.close()
+
+
+def test_watch_socket_reaches_the_deadline_entered_last_in_this_thread():
+    left, right = socket.socketpair()
+    assert Deadline.current() is None
+    watch_socket(left)  # no deadline: nothing to do
+    with Deadline(60) as outer:
+        with Deadline(60) as inner:
+            watch_socket(left)
+            assert Deadline.current() is inner
+            assert inner.fd == left.fileno() and outer.fd == -1
+        assert Deadline.current() is outer
+    assert Deadline.current() is None
+    assert 0 < outer.left() <= 60
+    left.close()
+    right.close()
