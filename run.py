@@ -149,7 +149,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
 try:
@@ -725,20 +725,132 @@ def earlier_attempt(jpeg: Path, source: Path) -> str:
 
 
 # --- end shared block: delivery files ---
-# --- begin shared block: http (from blocks/http.py; make blocks) ---
-DEFAULT_URL = "http://localhost/"
-CONNECT_TIMEOUT = 5.0
-RETRY_STATUSES = (502, 503, 504)
-BACKOFF_BASE, BACKOFF_MAX = 0.5, 10.0
-DEAD_AFTER = 3  # connection-level failures in a row, across workers: the store is down
+# --- begin shared block: deadline (from blocks/deadline.py; make blocks) ---
+class Deadline:
+    """`with Deadline(seconds) as deadline:` cuts the conversation when it has taken
+    `seconds` in all. Socket timeouts bound each wait, not their sum: a server that
+    trickles a byte per wait never trips them. A timer shuts the watched socket down,
+    so the blocked call returns at once (an OSError in the caller; `expired` says
+    why). It shuts down by descriptor, which survives a TLS wrap of the socket, and
+    only while that descriptor is still the watched socket (a closed socket's
+    number may already be another file's).
+
+    The deadline entered last in a thread is that thread's `Deadline.current()`:
+    code that opens sockets deep inside a library (a connection class) watches
+    them with `watch_socket(sock)`."""
+
+    _current = threading.local()
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.end = seconds, time.monotonic() + seconds
+        self.expired = False
+        self.fd, self.identity = -1, (0, 0)
+        self.lock = threading.Lock()
+        self.timer = threading.Timer(seconds, self.expire)
+        self.timer.daemon = True
+
+    @classmethod
+    def current(cls) -> Deadline | None:
+        return getattr(cls._current, "deadline", None)
+
+    def __enter__(self) -> Deadline:
+        self.outer, Deadline._current.deadline = Deadline.current(), self
+        self.end = time.monotonic() + self.seconds
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+        Deadline._current.deadline = self.outer
+
+    def left(self) -> float:
+        """Seconds until the deadline (negative once passed)."""
+        return self.end - time.monotonic()
+
+    def stop(self) -> None:
+        with self.lock:
+            self.fd = -1
+        self.timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        """Cut sock when the deadline passes; TimeoutError when it already has."""
+        with self.lock:
+            if self.expired:
+                raise TimeoutError(f"no whole answer within {self.seconds:g} s")
+            self.fd = sock.fileno()
+            info = os.fstat(self.fd)
+            self.identity = (info.st_dev, info.st_ino)
+
+    def expire(self) -> None:
+        with self.lock:
+            self.expired = True
+            if self.fd < 0 or not self.still_watched():
+                return
+            view = socket.socket(fileno=self.fd)
+            try:
+                view.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the other side: the blocked call returns anyway
+            finally:
+                view.detach()
+
+    def still_watched(self) -> bool:
+        try:
+            info = os.fstat(self.fd)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == self.identity
+
+
+def watch_socket(sock: socket.socket | None) -> None:
+    """Let this thread's current Deadline, if any, cut sock."""
+    deadline = Deadline.current()
+    if deadline is not None and sock is not None:
+        deadline.watch(sock)
+
+
+# --- end shared block: deadline ---
+# --- begin shared block: store names (from blocks/store_names.py; make blocks) ---
 NAME_ROOM = 100 - len("images/")  # the store's FileField keeps images/<name> in 100 characters
 NAME_BYTES = 255  # and writes it as a file: 255 bytes of UTF-8 on Linux
-BODY_LIMIT = 1 << 20  # an answer to a POST, or an error page: a few lines
-LIST_LIMIT = 64 << 20  # GET /fruits/: ~250,000 products
-JOURNAL_LIMIT = 64 << 20  # a journal read back: ~200,000 lines
-URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
-WRITING_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 0.0)  # a picture served half written: ask again
-ENDPOINTS = ("fruits/", "upload/")  # given for the store's root, they mean it
+
+
+def valid_filename(name: str) -> str:
+    """django.utils.text.get_valid_filename without Django: spaces become _, and
+    everything but Unicode letters, digits, -, _ and . is dropped."""
+    return re.sub(r"(?u)[^-\w.]", "", str(name).strip().replace(" ", "_"))
+
+
+def store_name(filename: str, tag: str = "") -> str:
+    """The name the store keeps for an upload named filename: Django's valid file
+    name, shortened here so that images/<name> fits the store's 100 characters
+    (Django would add a random suffix). tag (a content digest) is appended to
+    the stem, never cut off."""
+    stem, dot, ext = valid_filename(filename).rpartition(".")
+    stem, ext = (stem, dot + ext) if dot else (ext, "")
+    stem = stem.strip(".") or "image"
+    tail = f"-{tag}" if tag else ""
+    stem = stem[: NAME_ROOM - len(ext) - len(tail)]
+    while len(f"{stem}{tail}{ext}".encode()) > NAME_BYTES:  # the store's file system
+        stem = stem[:-1]
+    return stem + tail + ext
+
+
+def content_tag(content: bytes) -> str:
+    """The digest both scripts put in every catalog image's name."""
+    return hashlib.sha256(content).hexdigest()[:12]
+
+
+def catalog_name(filename: str, content: bytes) -> str:
+    """The name a catalog JPEG is uploaded and posted under: <stem>-<first 12 hex
+    of its SHA-256>.jpeg. Two different pictures never share a name, so importers
+    racing on one store (the store never says under which name it kept an upload)
+    cannot take each other's; the same picture twice is the same bytes."""
+    return store_name(filename, content_tag(content))
+
+
+# --- end shared block: store names ---
+# --- begin shared block: catalog jpeg (from blocks/catalog_jpeg.py; make blocks) ---
 CATALOG_SIZE = (600, 400)  # the lab's: a JPEG without changeImage.py's mark must have it
 JPEG_MARK = re.compile(  # changeImage.py's MARK
     rb"fruit-catalog changeImage\.py made-from-sha256=[0-9a-f]{64} options=[0-9a-f]{16}"
@@ -747,7 +859,111 @@ JPEG_MARK = re.compile(  # changeImage.py's MARK
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
 STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
 IN_CODED_DATA = STANDALONE_MARKERS | {0x00, 0xFF}  # after FF in coded data: not its end
-_watched = threading.local()
+# What makes a file named like a catalog JPEG unusable (the record's photo causes):
+CUT, NOT_OURS, WRONG_SIZE = "cut", "not ours", "wrong size"
+EARLIER_ATTEMPT = "earlier attempt"  # unmarked beside its source: earlier_attempt() says it
+
+
+def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes, int]:
+    """A whole JPEG's (width, height), its comments and where its end marker ends,
+    walked segment by segment and through its coded data to that marker, without
+    decoding (these scripts need no Pillow); ValueError saying what is wrong."""
+    cut = f"cut short (no end marker after {len(content)} bytes)"
+    if not content.startswith(b"\xff\xd8"):
+        raise ValueError("not a JPEG")
+    size, comments, at = None, b"", 2
+    while True:
+        if at + 2 > len(content):
+            raise ValueError(cut)
+        if content[at] != 0xFF:
+            raise ValueError(f"broken at byte {at} (no segment starts there)")
+        marker = content[at + 1]
+        if marker == 0xD9:
+            return size, comments, at + 2
+        if marker == 0xFF or marker in STANDALONE_MARKERS:
+            at += 1 if marker == 0xFF else 2
+            continue
+        length = int.from_bytes(content[at + 2 : at + 4], "big")
+        end = at + 2 + length
+        if length < 2 or end > len(content):
+            raise ValueError(cut)
+        if marker in SOF_MARKERS and length >= 7:
+            size = (
+                int.from_bytes(content[at + 7 : at + 9]),
+                int.from_bytes(content[at + 5 : at + 7]),
+            )
+        elif marker == 0xFE:
+            comments += content[at + 4 : end]
+        at = end
+        if marker == 0xDA:  # coded data: runs to the next marker that is not 00 or a restart
+            while True:
+                at = content.find(b"\xff", at)
+                if at < 0 or at + 1 >= len(content):
+                    raise ValueError(cut)
+                if content[at + 1] not in IN_CODED_DATA:
+                    break
+                at += 1 if content[at + 1] == 0xFF else 2
+
+
+class Unusable(NamedTuple):
+    """Why a file named like a catalog JPEG is not one: cause (CUT, NOT_OURS,
+    WRONG_SIZE, EARLIER_ATTEMPT: decide by it) and what to say."""
+
+    cause: str
+    text: str
+
+
+def unusable_jpeg(content: bytes, path: Path) -> Unusable | None:
+    """What keeps content (the file at path) from being a catalog JPEG (None when
+    it is one): a whole JPEG ending at its end marker, of the size its
+    changeImage.py mark gives, or 600x400 without a mark, and then only with no
+    source beside it (001.jpeg beside 001.tiff without the mark is an earlier
+    attempt's, the one message of earlier_attempt())."""
+    try:
+        size, comments, end = jpeg_layout(content)
+    except ValueError as error:
+        return Unusable(CUT, f"not a whole JPEG: {error}")
+    if end < len(content):
+        extra = len(content) - end
+        return Unusable(
+            NOT_OURS, f"{extra} bytes after the JPEG's end marker (not changeImage.py's)"
+        )
+    mark = JPEG_MARK.search(comments)
+    sources = [] if mark else sources_beside(path)
+    if sources:
+        return Unusable(EARLIER_ATTEMPT, earlier_attempt(path, sources[0]))
+    expected = (int(mark[1]), int(mark[2])) if mark else CATALOG_SIZE
+    if size != expected:
+        shown = "no frame" if size is None else f"{size[0]}x{size[1]}"
+        whose = "its changeImage.py mark says" if mark else "a catalog JPEG is"
+        return Unusable(WRONG_SIZE, f"{shown} pixels where {whose} {expected[0]}x{expected[1]}")
+    return None
+
+
+def catalog_jpeg_problem(content: bytes, path: Path) -> str:
+    """unusable_jpeg()'s text, "" for a catalog JPEG."""
+    problem = unusable_jpeg(content, path)
+    return problem.text if problem else ""
+
+
+def sources_beside(path: Path) -> list[Path]:
+    """The other files of path's stem in its folder (001.tiff beside 001.jpeg)."""
+    beside = path.parent.glob(glob.escape(path.stem) + ".*")
+    return sorted(p for p in beside if p.name != path.name and p.stem == path.stem)
+
+
+# --- end shared block: catalog jpeg ---
+# --- begin shared block: http (from blocks/http.py; make blocks) ---
+DEFAULT_URL = "http://localhost/"
+CONNECT_TIMEOUT = 5.0
+RETRY_STATUSES = (502, 503, 504)
+BACKOFF_BASE, BACKOFF_MAX = 0.5, 10.0
+DEAD_AFTER = 3  # connection-level failures in a row, across workers: the store is down
+BODY_LIMIT = 1 << 20  # an answer to a POST, or an error page: a few lines
+LIST_LIMIT = 64 << 20  # GET /fruits/: ~250,000 products
+URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+WRITING_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 0.0)  # a picture served half written: ask again
+ENDPOINTS = ("fruits/", "upload/")  # given for the store's root, they mean it
 
 
 class StoreError(Exception):
@@ -885,6 +1101,30 @@ def store_options(sending: str) -> list[Option]:
     ]
 
 
+def env_flag(name: str) -> bool:
+    """A yes/no environment variable: 1, yes, true or on; 0, no, false, off or
+    unset; anything else is a ValueError naming what it takes."""
+    text = os.environ.get(name, "").strip().lower()
+    if text in ("", "0", "no", "false", "off"):
+        return False
+    if text in ("1", "yes", "true", "on"):
+        return True
+    raise ValueError(f"{text[:20]!r} is not 1 or 0 (yes or no)")
+
+
+def content_names_option() -> Option:
+    """The one row of --content-names, the same in both scripts (CONTRACT.md 3)."""
+    return Option(
+        "--content-names",
+        "name every picture by its content (<stem>-<12 hex of SHA-256>.jpeg), never the"
+        " lab's plain name: for stores where several importers send pictures at once",
+        "CATALOG_CONTENT_NAMES",
+        lambda: env_flag("CATALOG_CONTENT_NAMES"),
+        action="store_true",
+        shown="",
+    )
+
+
 def store_token(parser: argparse.ArgumentParser) -> str:
     """CATALOG_TOKEN, stripped; one that cannot go in an HTTP header (a line break,
     a character outside ASCII) is a usage error that shows nothing of it."""
@@ -906,156 +1146,9 @@ def url_credentials(url: str) -> tuple[bytes, bytes] | None:
     return unquote(parts.username).encode(), unquote(parts.password or "").encode()
 
 
-def valid_filename(name: str) -> str:
-    """django.utils.text.get_valid_filename without Django: spaces become _, and
-    everything but Unicode letters, digits, -, _ and . is dropped."""
-    return re.sub(r"(?u)[^-\w.]", "", str(name).strip().replace(" ", "_"))
-
-
-def store_name(filename: str, tag: str = "") -> str:
-    """The name the store keeps for an upload named filename: Django's valid file
-    name, shortened here so that images/<name> fits the store's 100 characters
-    (Django would add a random suffix). tag (a content digest) is appended to
-    the stem, never cut off."""
-    stem, dot, ext = valid_filename(filename).rpartition(".")
-    stem, ext = (stem, dot + ext) if dot else (ext, "")
-    stem = stem.strip(".") or "image"
-    tail = f"-{tag}" if tag else ""
-    stem = stem[: NAME_ROOM - len(ext) - len(tail)]
-    while len(f"{stem}{tail}{ext}".encode()) > NAME_BYTES:  # the store's file system
-        stem = stem[:-1]
-    return stem + tail + ext
-
-
-def content_tag(content: bytes) -> str:
-    """The digest both scripts put in every catalog image's name."""
-    return hashlib.sha256(content).hexdigest()[:12]
-
-
-def catalog_name(filename: str, content: bytes) -> str:
-    """The name a catalog JPEG is uploaded and posted under: <stem>-<first 12 hex
-    of its SHA-256>.jpeg. Two different pictures never share a name, so importers
-    racing on one store (the store never says under which name it kept an upload)
-    cannot take each other's; the same picture twice is the same bytes."""
-    return store_name(filename, content_tag(content))
-
-
-def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes]:
-    """A whole JPEG's (width, height) and its comments, walked segment by segment
-    and through its coded data to the end marker, without decoding (these scripts
-    need no Pillow); ValueError saying what is wrong."""
-    cut = f"cut short (no end marker after {len(content)} bytes)"
-    if not content.startswith(b"\xff\xd8"):
-        raise ValueError("not a JPEG")
-    size, comments, at = None, b"", 2
-    while True:
-        if at + 2 > len(content):
-            raise ValueError(cut)
-        if content[at] != 0xFF:
-            raise ValueError(f"broken at byte {at} (no segment starts there)")
-        marker = content[at + 1]
-        if marker == 0xD9:
-            return size, comments
-        if marker == 0xFF or marker in STANDALONE_MARKERS:
-            at += 1 if marker == 0xFF else 2
-            continue
-        length = int.from_bytes(content[at + 2 : at + 4], "big")
-        end = at + 2 + length
-        if length < 2 or end > len(content):
-            raise ValueError(cut)
-        if marker in SOF_MARKERS and length >= 7:
-            size = (
-                int.from_bytes(content[at + 7 : at + 9]),
-                int.from_bytes(content[at + 5 : at + 7]),
-            )
-        elif marker == 0xFE:
-            comments += content[at + 4 : end]
-        at = end
-        if marker == 0xDA:  # coded data: runs to the next marker that is not 00 or a restart
-            while True:
-                at = content.find(b"\xff", at)
-                if at < 0 or at + 1 >= len(content):
-                    raise ValueError(cut)
-                if content[at + 1] not in IN_CODED_DATA:
-                    break
-                at += 1 if content[at + 1] == 0xFF else 2
-
-
-def catalog_jpeg_problem(content: bytes, path: Path) -> str:
-    """What keeps content (the file at path) from being a catalog JPEG ("" when it
-    is one): a whole JPEG, of the size its changeImage.py mark gives, or 600x400
-    without a mark, and then only with no source beside it (a supplier's own
-    001.jpeg beside 001.tiff is theirs, not the catalog's)."""
-    try:
-        size, comments = jpeg_layout(content)
-    except ValueError as error:
-        return f"not a whole JPEG: {error}"
-    mark = JPEG_MARK.search(comments)
-    sources = [] if mark else sources_beside(path)
-    if sources:
-        return f"not made by changeImage.py from {sources[0].name} (the supplier's own file?)"
-    expected = (int(mark[1]), int(mark[2])) if mark else CATALOG_SIZE
-    if size != expected:
-        shown = "no frame" if size is None else f"{size[0]}x{size[1]}"
-        whose = "its changeImage.py mark says" if mark else "a catalog JPEG is"
-        return f"{shown} pixels where {whose} {expected[0]}x{expected[1]}"
-    return ""
-
-
-def sources_beside(path: Path) -> list[Path]:
-    """The other files of path's stem in its folder (001.tiff beside 001.jpeg)."""
-    beside = path.parent.glob(glob.escape(path.stem) + ".*")
-    return sorted(p for p in beside if p.name != path.name and p.stem == path.stem)
-
-
-class Watchdog:
-    """A wall-clock deadline for one request with its retries. Timeouts count per
-    read, so a store that trickles its answer a byte at a time would never time
-    out: when the deadline passes, the request's socket is shut down."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds, self.end = seconds, time.monotonic() + seconds
-        self.sock: socket.socket | None = None
-        self.expired = False
-        self.lock = threading.Lock()
-        self.timer = threading.Timer(seconds, self.expire)
-        self.timer.daemon = True
-
-    def __enter__(self) -> Watchdog:
-        _watched.dog = self
-        self.timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.timer.cancel()
-        _watched.dog = None
-
-    def left(self) -> float:
-        return self.end - time.monotonic()
-
-    def watch(self, sock: socket.socket) -> None:
-        with self.lock:
-            if self.expired:
-                raise TimeoutError(f"no whole answer within {self.seconds:g} s")
-            self.sock = sock
-
-    def expire(self) -> None:
-        with self.lock:
-            self.expired = True
-            if self.sock is not None:
-                with contextlib.suppress(OSError):
-                    self.sock.shutdown(socket.SHUT_RDWR)
-
-
-def watch_socket(sock: socket.socket | None) -> None:
-    dog = getattr(_watched, "dog", None)
-    if dog is not None and sock is not None:
-        dog.watch(sock)
-
-
 class WatchedConnection:
     """Mixed into urllib3's connections: each socket in use is known to the
-    running request's Watchdog."""
+    running request's Deadline."""
 
     sock: socket.socket | None
 
@@ -1119,8 +1212,8 @@ class StoreRetry(Retry):
         except urllib3.exceptions.InvalidHeader:
             asked = None
         wait = asked or self.get_backoff_time()
-        dog = getattr(_watched, "dog", None)
-        if dog is not None and dog.left() < wait:
+        deadline = Deadline.current()
+        if deadline is not None and deadline.left() < wait:
             raise GaveUp(f"asked to wait {wait:g} s, past the deadline", response)
         if STOPPING.wait(wait):
             raise GaveUp("the run was interrupted", response)
@@ -1241,7 +1334,7 @@ class Store:
         if self.stopped:
             raise StoreDown(self.stopped, maybe_sent=False)
         url = self.url + path
-        with Watchdog(self.deadline) as dog:
+        with Deadline(self.deadline) as deadline:
             try:
                 answer = self.session.request(
                     method, url, timeout=self.timeout, allow_redirects=False, stream=True, **options
@@ -1250,7 +1343,7 @@ class Store:
             except GaveUp as stop:
                 self.gave_up(f"{method} {url}", stop)
             except requests.RequestException as error:
-                why = f"no whole answer within {dog.seconds:g} s" if dog.expired else ""
+                why = f"no whole answer within {deadline.seconds:g} s" if deadline.expired else ""
                 self.failed(f"{method} {url}: {why or connection_problem(error)}", error)
         with self.lock:
             self.failures = 0
@@ -1334,6 +1427,41 @@ class Store:
         return name, bool(held)
 
 
+def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with CATALOG_TOKEN checked (it has no flag: never on a command line)."""
+    args = parser.parse_args(argv)
+    args.token = store_token(parser)
+    return args
+
+
+def store_main(
+    argv: list[str] | None,
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace], int],
+) -> int:
+    """main() of both scripts that talk to the store: no credentials in any line."""
+
+    def work() -> int:
+        args = parse_args(argv)
+        configure_store_logging(args.quiet, args.verbose)
+        return run(args)
+
+    return guarded(work)
+
+
+def configure_store_logging(quiet: bool, verbose: bool) -> None:
+    """configure_logging(), with no credentials in any line and no urllib3 retry
+    warnings (ours say more)."""
+    configure_logging(quiet, verbose)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    redact_logs()
+
+
+# --- end shared block: http ---
+# --- begin shared block: journal (from blocks/journal.py; make blocks) ---
+JOURNAL_LIMIT = 64 << 20  # a journal read back: ~200,000 lines
+
+
 def open_journal(path: Path) -> int:
     """An append-only descriptor: every line is one write() then fsync. Only a
     regular file: a link, FIFO or device planted in a delivery is refused."""
@@ -1398,31 +1526,7 @@ def await_stopped_requests(sent: float, grace: float) -> bool:
     return True
 
 
-def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """The arguments, with CATALOG_TOKEN checked (it has no flag: never on a command line)."""
-    args = parser.parse_args(argv)
-    args.token = store_token(parser)
-    return args
-
-
-def store_main(
-    argv: list[str] | None,
-    parse_args: Callable[[list[str] | None], argparse.Namespace],
-    run: Callable[[argparse.Namespace], int],
-) -> int:
-    """main() of both scripts that talk to the store: no credentials in any line."""
-
-    def work() -> int:
-        args = parse_args(argv)
-        configure_logging(args.quiet, args.verbose)
-        logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry warnings: ours say more
-        redact_logs()
-        return run(args)
-
-    return guarded(work)
-
-
-# --- end shared block: http ---
+# --- end shared block: journal ---
 
 
 @dataclass

@@ -1,25 +1,33 @@
 #!/usr/bin/env python3
-"""Upload a delivery's catalog JPEGs to the store, each exactly once.
+"""The lab's step 2: upload a delivery's catalog JPEGs to the store, each once.
 
-Catalog images are what changeImage.py writes: files named `<stem>.jpeg`
-(JPEG content), whole (walked to their end marker) and of the size in
-changeImage.py's mark (600x400 without one); any other fails by name.
+Each picture goes to <store>/upload/ (multipart field `file`) under its own
+file name, as the lab does: `001.jpeg` is stored as `001.jpeg` (Django's
+file-name rules applied: `fresh kiwi.jpeg` is sent as `fresh_kiwi.jpeg`).
+`Uploader.send` does it for one picture, and reads it back: the store answers
+201 without saying the name it kept. A name the store already serves with other
+bytes, or that another importer takes at the same moment, is left to that
+picture: this one takes its content name, `<stem>-<first 12 hex of its
+SHA-256>.jpeg`, which cannot collide (--content-names: always). run.py posts the
+name the store serves these bytes under: the lab's, else the content name.
+
+Catalog JPEGs are what changeImage.py writes: files named `<stem>.jpeg`, whole
+(walked to their end marker, nothing after it), of the size in changeImage.py's
+mark (600x400 without one); any other fails by name, and an unmarked one beside
+its source is an earlier attempt's (the one command that resolves it is said).
 Supplier originals (`014.jpg`, TIFFs, ...), hidden and macOS `._*` files are
-never uploaded. The store decides what is there: each image is named by its
-content, `<stem>-<first 12 hex of its SHA-256>.jpeg` (the name run.py looks
-for; Django's file-name rules applied: `fresh kiwi.jpeg` is sent as
-`fresh_kiwi-<hex>.jpeg`, shortened to fit), looked for in the store and sent
-to <store>/upload/ only when the store does not serve it yet: importers of
-different deliveries never send two pictures under one name, so none can
-lose another's to the store's silent renaming. An upload
-whose answer was lost is never sent again blindly: GRACE seconds later the
-store is asked for it; not there, it is sent once more; still unknown, it is
-reported as uncertain.
+never uploaded. A picture the store already serves is not sent again. An
+upload whose answer was lost is never sent again blindly: GRACE seconds later
+the store is asked for it; not there, it is sent once more; still unknown, it
+is reported as uncertain. A store that keeps uploads under names of its own
+(it serves nothing under the name sent) gets nothing more, now or in later
+runs, until --resend.
 
 Usage:
     ./supplier_image_upload.py [--url URL] [--images DIR] [--journal FILE]
                                [--jobs N] [--timeout SECONDS] [--retries N]
-                               [--grace SECONDS] [--wait SECONDS] [--dry-run]
+                               [--grace SECONDS] [--wait SECONDS]
+                               [--content-names] [--resend] [--dry-run]
 
 Example:
     $ ./supplier_image_upload.py
@@ -33,7 +41,9 @@ row without an answer (across all jobs) stop the run at once.
 
 Exit status:
     0  every image is in the store (uploaded now or before)
-    1  some images failed or are uncertain (the others are in); run again
+    1  some images failed or are uncertain (the others are in), the store kept
+       some under names of its own, or this run left a copy in the store (a
+       race lost to another importer); each is an error line, even with -q
     2  usage or configuration error: no catalog JPEGs, another run holds the
        delivery, the journal cannot be written, the store cannot be reached,
        refuses the credentials or stopped answering mid-run (what was done
@@ -128,8 +138,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
 try:
@@ -145,7 +156,8 @@ __version__ = "2.0.0"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 JPEG_MAGIC = b"\xff\xd8\xff"
 CATALOG_SUFFIX = ".jpeg"  # what changeImage.py writes; supplier originals are .jpg, .tiff...
-OUTCOMES = ("uploaded", "already in store", "uncertain", "failed")
+UPLOADED, ALREADY = "uploaded", "already in store"  # with the sending block's FAILED, UNCERTAIN
+OUTCOMES = (UPLOADED, ALREADY, "uncertain", "failed")
 
 log = logging.getLogger("supplier_image_upload")
 
@@ -648,20 +660,132 @@ def earlier_attempt(jpeg: Path, source: Path) -> str:
 
 
 # --- end shared block: delivery files ---
-# --- begin shared block: http (from blocks/http.py; make blocks) ---
-DEFAULT_URL = "http://localhost/"
-CONNECT_TIMEOUT = 5.0
-RETRY_STATUSES = (502, 503, 504)
-BACKOFF_BASE, BACKOFF_MAX = 0.5, 10.0
-DEAD_AFTER = 3  # connection-level failures in a row, across workers: the store is down
+# --- begin shared block: deadline (from blocks/deadline.py; make blocks) ---
+class Deadline:
+    """`with Deadline(seconds) as deadline:` cuts the conversation when it has taken
+    `seconds` in all. Socket timeouts bound each wait, not their sum: a server that
+    trickles a byte per wait never trips them. A timer shuts the watched socket down,
+    so the blocked call returns at once (an OSError in the caller; `expired` says
+    why). It shuts down by descriptor, which survives a TLS wrap of the socket, and
+    only while that descriptor is still the watched socket (a closed socket's
+    number may already be another file's).
+
+    The deadline entered last in a thread is that thread's `Deadline.current()`:
+    code that opens sockets deep inside a library (a connection class) watches
+    them with `watch_socket(sock)`."""
+
+    _current = threading.local()
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.end = seconds, time.monotonic() + seconds
+        self.expired = False
+        self.fd, self.identity = -1, (0, 0)
+        self.lock = threading.Lock()
+        self.timer = threading.Timer(seconds, self.expire)
+        self.timer.daemon = True
+
+    @classmethod
+    def current(cls) -> Deadline | None:
+        return getattr(cls._current, "deadline", None)
+
+    def __enter__(self) -> Deadline:
+        self.outer, Deadline._current.deadline = Deadline.current(), self
+        self.end = time.monotonic() + self.seconds
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+        Deadline._current.deadline = self.outer
+
+    def left(self) -> float:
+        """Seconds until the deadline (negative once passed)."""
+        return self.end - time.monotonic()
+
+    def stop(self) -> None:
+        with self.lock:
+            self.fd = -1
+        self.timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        """Cut sock when the deadline passes; TimeoutError when it already has."""
+        with self.lock:
+            if self.expired:
+                raise TimeoutError(f"no whole answer within {self.seconds:g} s")
+            self.fd = sock.fileno()
+            info = os.fstat(self.fd)
+            self.identity = (info.st_dev, info.st_ino)
+
+    def expire(self) -> None:
+        with self.lock:
+            self.expired = True
+            if self.fd < 0 or not self.still_watched():
+                return
+            view = socket.socket(fileno=self.fd)
+            try:
+                view.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the other side: the blocked call returns anyway
+            finally:
+                view.detach()
+
+    def still_watched(self) -> bool:
+        try:
+            info = os.fstat(self.fd)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == self.identity
+
+
+def watch_socket(sock: socket.socket | None) -> None:
+    """Let this thread's current Deadline, if any, cut sock."""
+    deadline = Deadline.current()
+    if deadline is not None and sock is not None:
+        deadline.watch(sock)
+
+
+# --- end shared block: deadline ---
+# --- begin shared block: store names (from blocks/store_names.py; make blocks) ---
 NAME_ROOM = 100 - len("images/")  # the store's FileField keeps images/<name> in 100 characters
 NAME_BYTES = 255  # and writes it as a file: 255 bytes of UTF-8 on Linux
-BODY_LIMIT = 1 << 20  # an answer to a POST, or an error page: a few lines
-LIST_LIMIT = 64 << 20  # GET /fruits/: ~250,000 products
-JOURNAL_LIMIT = 64 << 20  # a journal read back: ~200,000 lines
-URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
-WRITING_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 0.0)  # a picture served half written: ask again
-ENDPOINTS = ("fruits/", "upload/")  # given for the store's root, they mean it
+
+
+def valid_filename(name: str) -> str:
+    """django.utils.text.get_valid_filename without Django: spaces become _, and
+    everything but Unicode letters, digits, -, _ and . is dropped."""
+    return re.sub(r"(?u)[^-\w.]", "", str(name).strip().replace(" ", "_"))
+
+
+def store_name(filename: str, tag: str = "") -> str:
+    """The name the store keeps for an upload named filename: Django's valid file
+    name, shortened here so that images/<name> fits the store's 100 characters
+    (Django would add a random suffix). tag (a content digest) is appended to
+    the stem, never cut off."""
+    stem, dot, ext = valid_filename(filename).rpartition(".")
+    stem, ext = (stem, dot + ext) if dot else (ext, "")
+    stem = stem.strip(".") or "image"
+    tail = f"-{tag}" if tag else ""
+    stem = stem[: NAME_ROOM - len(ext) - len(tail)]
+    while len(f"{stem}{tail}{ext}".encode()) > NAME_BYTES:  # the store's file system
+        stem = stem[:-1]
+    return stem + tail + ext
+
+
+def content_tag(content: bytes) -> str:
+    """The digest both scripts put in every catalog image's name."""
+    return hashlib.sha256(content).hexdigest()[:12]
+
+
+def catalog_name(filename: str, content: bytes) -> str:
+    """The name a catalog JPEG is uploaded and posted under: <stem>-<first 12 hex
+    of its SHA-256>.jpeg. Two different pictures never share a name, so importers
+    racing on one store (the store never says under which name it kept an upload)
+    cannot take each other's; the same picture twice is the same bytes."""
+    return store_name(filename, content_tag(content))
+
+
+# --- end shared block: store names ---
+# --- begin shared block: catalog jpeg (from blocks/catalog_jpeg.py; make blocks) ---
 CATALOG_SIZE = (600, 400)  # the lab's: a JPEG without changeImage.py's mark must have it
 JPEG_MARK = re.compile(  # changeImage.py's MARK
     rb"fruit-catalog changeImage\.py made-from-sha256=[0-9a-f]{64} options=[0-9a-f]{16}"
@@ -670,7 +794,111 @@ JPEG_MARK = re.compile(  # changeImage.py's MARK
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
 STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
 IN_CODED_DATA = STANDALONE_MARKERS | {0x00, 0xFF}  # after FF in coded data: not its end
-_watched = threading.local()
+# What makes a file named like a catalog JPEG unusable (the record's photo causes):
+CUT, NOT_OURS, WRONG_SIZE = "cut", "not ours", "wrong size"
+EARLIER_ATTEMPT = "earlier attempt"  # unmarked beside its source: earlier_attempt() says it
+
+
+def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes, int]:
+    """A whole JPEG's (width, height), its comments and where its end marker ends,
+    walked segment by segment and through its coded data to that marker, without
+    decoding (these scripts need no Pillow); ValueError saying what is wrong."""
+    cut = f"cut short (no end marker after {len(content)} bytes)"
+    if not content.startswith(b"\xff\xd8"):
+        raise ValueError("not a JPEG")
+    size, comments, at = None, b"", 2
+    while True:
+        if at + 2 > len(content):
+            raise ValueError(cut)
+        if content[at] != 0xFF:
+            raise ValueError(f"broken at byte {at} (no segment starts there)")
+        marker = content[at + 1]
+        if marker == 0xD9:
+            return size, comments, at + 2
+        if marker == 0xFF or marker in STANDALONE_MARKERS:
+            at += 1 if marker == 0xFF else 2
+            continue
+        length = int.from_bytes(content[at + 2 : at + 4], "big")
+        end = at + 2 + length
+        if length < 2 or end > len(content):
+            raise ValueError(cut)
+        if marker in SOF_MARKERS and length >= 7:
+            size = (
+                int.from_bytes(content[at + 7 : at + 9]),
+                int.from_bytes(content[at + 5 : at + 7]),
+            )
+        elif marker == 0xFE:
+            comments += content[at + 4 : end]
+        at = end
+        if marker == 0xDA:  # coded data: runs to the next marker that is not 00 or a restart
+            while True:
+                at = content.find(b"\xff", at)
+                if at < 0 or at + 1 >= len(content):
+                    raise ValueError(cut)
+                if content[at + 1] not in IN_CODED_DATA:
+                    break
+                at += 1 if content[at + 1] == 0xFF else 2
+
+
+class Unusable(NamedTuple):
+    """Why a file named like a catalog JPEG is not one: cause (CUT, NOT_OURS,
+    WRONG_SIZE, EARLIER_ATTEMPT: decide by it) and what to say."""
+
+    cause: str
+    text: str
+
+
+def unusable_jpeg(content: bytes, path: Path) -> Unusable | None:
+    """What keeps content (the file at path) from being a catalog JPEG (None when
+    it is one): a whole JPEG ending at its end marker, of the size its
+    changeImage.py mark gives, or 600x400 without a mark, and then only with no
+    source beside it (001.jpeg beside 001.tiff without the mark is an earlier
+    attempt's, the one message of earlier_attempt())."""
+    try:
+        size, comments, end = jpeg_layout(content)
+    except ValueError as error:
+        return Unusable(CUT, f"not a whole JPEG: {error}")
+    if end < len(content):
+        extra = len(content) - end
+        return Unusable(
+            NOT_OURS, f"{extra} bytes after the JPEG's end marker (not changeImage.py's)"
+        )
+    mark = JPEG_MARK.search(comments)
+    sources = [] if mark else sources_beside(path)
+    if sources:
+        return Unusable(EARLIER_ATTEMPT, earlier_attempt(path, sources[0]))
+    expected = (int(mark[1]), int(mark[2])) if mark else CATALOG_SIZE
+    if size != expected:
+        shown = "no frame" if size is None else f"{size[0]}x{size[1]}"
+        whose = "its changeImage.py mark says" if mark else "a catalog JPEG is"
+        return Unusable(WRONG_SIZE, f"{shown} pixels where {whose} {expected[0]}x{expected[1]}")
+    return None
+
+
+def catalog_jpeg_problem(content: bytes, path: Path) -> str:
+    """unusable_jpeg()'s text, "" for a catalog JPEG."""
+    problem = unusable_jpeg(content, path)
+    return problem.text if problem else ""
+
+
+def sources_beside(path: Path) -> list[Path]:
+    """The other files of path's stem in its folder (001.tiff beside 001.jpeg)."""
+    beside = path.parent.glob(glob.escape(path.stem) + ".*")
+    return sorted(p for p in beside if p.name != path.name and p.stem == path.stem)
+
+
+# --- end shared block: catalog jpeg ---
+# --- begin shared block: http (from blocks/http.py; make blocks) ---
+DEFAULT_URL = "http://localhost/"
+CONNECT_TIMEOUT = 5.0
+RETRY_STATUSES = (502, 503, 504)
+BACKOFF_BASE, BACKOFF_MAX = 0.5, 10.0
+DEAD_AFTER = 3  # connection-level failures in a row, across workers: the store is down
+BODY_LIMIT = 1 << 20  # an answer to a POST, or an error page: a few lines
+LIST_LIMIT = 64 << 20  # GET /fruits/: ~250,000 products
+URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+WRITING_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 0.0)  # a picture served half written: ask again
+ENDPOINTS = ("fruits/", "upload/")  # given for the store's root, they mean it
 
 
 class StoreError(Exception):
@@ -808,6 +1036,30 @@ def store_options(sending: str) -> list[Option]:
     ]
 
 
+def env_flag(name: str) -> bool:
+    """A yes/no environment variable: 1, yes, true or on; 0, no, false, off or
+    unset; anything else is a ValueError naming what it takes."""
+    text = os.environ.get(name, "").strip().lower()
+    if text in ("", "0", "no", "false", "off"):
+        return False
+    if text in ("1", "yes", "true", "on"):
+        return True
+    raise ValueError(f"{text[:20]!r} is not 1 or 0 (yes or no)")
+
+
+def content_names_option() -> Option:
+    """The one row of --content-names, the same in both scripts (CONTRACT.md 3)."""
+    return Option(
+        "--content-names",
+        "name every picture by its content (<stem>-<12 hex of SHA-256>.jpeg), never the"
+        " lab's plain name: for stores where several importers send pictures at once",
+        "CATALOG_CONTENT_NAMES",
+        lambda: env_flag("CATALOG_CONTENT_NAMES"),
+        action="store_true",
+        shown="",
+    )
+
+
 def store_token(parser: argparse.ArgumentParser) -> str:
     """CATALOG_TOKEN, stripped; one that cannot go in an HTTP header (a line break,
     a character outside ASCII) is a usage error that shows nothing of it."""
@@ -829,156 +1081,9 @@ def url_credentials(url: str) -> tuple[bytes, bytes] | None:
     return unquote(parts.username).encode(), unquote(parts.password or "").encode()
 
 
-def valid_filename(name: str) -> str:
-    """django.utils.text.get_valid_filename without Django: spaces become _, and
-    everything but Unicode letters, digits, -, _ and . is dropped."""
-    return re.sub(r"(?u)[^-\w.]", "", str(name).strip().replace(" ", "_"))
-
-
-def store_name(filename: str, tag: str = "") -> str:
-    """The name the store keeps for an upload named filename: Django's valid file
-    name, shortened here so that images/<name> fits the store's 100 characters
-    (Django would add a random suffix). tag (a content digest) is appended to
-    the stem, never cut off."""
-    stem, dot, ext = valid_filename(filename).rpartition(".")
-    stem, ext = (stem, dot + ext) if dot else (ext, "")
-    stem = stem.strip(".") or "image"
-    tail = f"-{tag}" if tag else ""
-    stem = stem[: NAME_ROOM - len(ext) - len(tail)]
-    while len(f"{stem}{tail}{ext}".encode()) > NAME_BYTES:  # the store's file system
-        stem = stem[:-1]
-    return stem + tail + ext
-
-
-def content_tag(content: bytes) -> str:
-    """The digest both scripts put in every catalog image's name."""
-    return hashlib.sha256(content).hexdigest()[:12]
-
-
-def catalog_name(filename: str, content: bytes) -> str:
-    """The name a catalog JPEG is uploaded and posted under: <stem>-<first 12 hex
-    of its SHA-256>.jpeg. Two different pictures never share a name, so importers
-    racing on one store (the store never says under which name it kept an upload)
-    cannot take each other's; the same picture twice is the same bytes."""
-    return store_name(filename, content_tag(content))
-
-
-def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes]:
-    """A whole JPEG's (width, height) and its comments, walked segment by segment
-    and through its coded data to the end marker, without decoding (these scripts
-    need no Pillow); ValueError saying what is wrong."""
-    cut = f"cut short (no end marker after {len(content)} bytes)"
-    if not content.startswith(b"\xff\xd8"):
-        raise ValueError("not a JPEG")
-    size, comments, at = None, b"", 2
-    while True:
-        if at + 2 > len(content):
-            raise ValueError(cut)
-        if content[at] != 0xFF:
-            raise ValueError(f"broken at byte {at} (no segment starts there)")
-        marker = content[at + 1]
-        if marker == 0xD9:
-            return size, comments
-        if marker == 0xFF or marker in STANDALONE_MARKERS:
-            at += 1 if marker == 0xFF else 2
-            continue
-        length = int.from_bytes(content[at + 2 : at + 4], "big")
-        end = at + 2 + length
-        if length < 2 or end > len(content):
-            raise ValueError(cut)
-        if marker in SOF_MARKERS and length >= 7:
-            size = (
-                int.from_bytes(content[at + 7 : at + 9]),
-                int.from_bytes(content[at + 5 : at + 7]),
-            )
-        elif marker == 0xFE:
-            comments += content[at + 4 : end]
-        at = end
-        if marker == 0xDA:  # coded data: runs to the next marker that is not 00 or a restart
-            while True:
-                at = content.find(b"\xff", at)
-                if at < 0 or at + 1 >= len(content):
-                    raise ValueError(cut)
-                if content[at + 1] not in IN_CODED_DATA:
-                    break
-                at += 1 if content[at + 1] == 0xFF else 2
-
-
-def catalog_jpeg_problem(content: bytes, path: Path) -> str:
-    """What keeps content (the file at path) from being a catalog JPEG ("" when it
-    is one): a whole JPEG, of the size its changeImage.py mark gives, or 600x400
-    without a mark, and then only with no source beside it (a supplier's own
-    001.jpeg beside 001.tiff is theirs, not the catalog's)."""
-    try:
-        size, comments = jpeg_layout(content)
-    except ValueError as error:
-        return f"not a whole JPEG: {error}"
-    mark = JPEG_MARK.search(comments)
-    sources = [] if mark else sources_beside(path)
-    if sources:
-        return f"not made by changeImage.py from {sources[0].name} (the supplier's own file?)"
-    expected = (int(mark[1]), int(mark[2])) if mark else CATALOG_SIZE
-    if size != expected:
-        shown = "no frame" if size is None else f"{size[0]}x{size[1]}"
-        whose = "its changeImage.py mark says" if mark else "a catalog JPEG is"
-        return f"{shown} pixels where {whose} {expected[0]}x{expected[1]}"
-    return ""
-
-
-def sources_beside(path: Path) -> list[Path]:
-    """The other files of path's stem in its folder (001.tiff beside 001.jpeg)."""
-    beside = path.parent.glob(glob.escape(path.stem) + ".*")
-    return sorted(p for p in beside if p.name != path.name and p.stem == path.stem)
-
-
-class Watchdog:
-    """A wall-clock deadline for one request with its retries. Timeouts count per
-    read, so a store that trickles its answer a byte at a time would never time
-    out: when the deadline passes, the request's socket is shut down."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds, self.end = seconds, time.monotonic() + seconds
-        self.sock: socket.socket | None = None
-        self.expired = False
-        self.lock = threading.Lock()
-        self.timer = threading.Timer(seconds, self.expire)
-        self.timer.daemon = True
-
-    def __enter__(self) -> Watchdog:
-        _watched.dog = self
-        self.timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.timer.cancel()
-        _watched.dog = None
-
-    def left(self) -> float:
-        return self.end - time.monotonic()
-
-    def watch(self, sock: socket.socket) -> None:
-        with self.lock:
-            if self.expired:
-                raise TimeoutError(f"no whole answer within {self.seconds:g} s")
-            self.sock = sock
-
-    def expire(self) -> None:
-        with self.lock:
-            self.expired = True
-            if self.sock is not None:
-                with contextlib.suppress(OSError):
-                    self.sock.shutdown(socket.SHUT_RDWR)
-
-
-def watch_socket(sock: socket.socket | None) -> None:
-    dog = getattr(_watched, "dog", None)
-    if dog is not None and sock is not None:
-        dog.watch(sock)
-
-
 class WatchedConnection:
     """Mixed into urllib3's connections: each socket in use is known to the
-    running request's Watchdog."""
+    running request's Deadline."""
 
     sock: socket.socket | None
 
@@ -1042,8 +1147,8 @@ class StoreRetry(Retry):
         except urllib3.exceptions.InvalidHeader:
             asked = None
         wait = asked or self.get_backoff_time()
-        dog = getattr(_watched, "dog", None)
-        if dog is not None and dog.left() < wait:
+        deadline = Deadline.current()
+        if deadline is not None and deadline.left() < wait:
             raise GaveUp(f"asked to wait {wait:g} s, past the deadline", response)
         if STOPPING.wait(wait):
             raise GaveUp("the run was interrupted", response)
@@ -1164,7 +1269,7 @@ class Store:
         if self.stopped:
             raise StoreDown(self.stopped, maybe_sent=False)
         url = self.url + path
-        with Watchdog(self.deadline) as dog:
+        with Deadline(self.deadline) as deadline:
             try:
                 answer = self.session.request(
                     method, url, timeout=self.timeout, allow_redirects=False, stream=True, **options
@@ -1173,7 +1278,7 @@ class Store:
             except GaveUp as stop:
                 self.gave_up(f"{method} {url}", stop)
             except requests.RequestException as error:
-                why = f"no whole answer within {dog.seconds:g} s" if dog.expired else ""
+                why = f"no whole answer within {deadline.seconds:g} s" if deadline.expired else ""
                 self.failed(f"{method} {url}: {why or connection_problem(error)}", error)
         with self.lock:
             self.failures = 0
@@ -1257,6 +1362,41 @@ class Store:
         return name, bool(held)
 
 
+def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with CATALOG_TOKEN checked (it has no flag: never on a command line)."""
+    args = parser.parse_args(argv)
+    args.token = store_token(parser)
+    return args
+
+
+def store_main(
+    argv: list[str] | None,
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace], int],
+) -> int:
+    """main() of both scripts that talk to the store: no credentials in any line."""
+
+    def work() -> int:
+        args = parse_args(argv)
+        configure_store_logging(args.quiet, args.verbose)
+        return run(args)
+
+    return guarded(work)
+
+
+def configure_store_logging(quiet: bool, verbose: bool) -> None:
+    """configure_logging(), with no credentials in any line and no urllib3 retry
+    warnings (ours say more)."""
+    configure_logging(quiet, verbose)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    redact_logs()
+
+
+# --- end shared block: http ---
+# --- begin shared block: journal (from blocks/journal.py; make blocks) ---
+JOURNAL_LIMIT = 64 << 20  # a journal read back: ~200,000 lines
+
+
 def open_journal(path: Path) -> int:
     """An append-only descriptor: every line is one write() then fsync. Only a
     regular file: a link, FIFO or device planted in a delivery is refused."""
@@ -1321,31 +1461,116 @@ def await_stopped_requests(sent: float, grace: float) -> bool:
     return True
 
 
-def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """The arguments, with CATALOG_TOKEN checked (it has no flag: never on a command line)."""
-    args = parser.parse_args(argv)
-    args.token = store_token(parser)
-    return args
+# --- end shared block: journal ---
+# --- begin shared block: sending (from blocks/sending.py; make blocks) ---
+FAILED, UNCERTAIN = "failed", "uncertain"  # the outcomes both scripts share
+# Problems (CONTRACT.md, the record's codes) of an item that failed or is uncertain
+# through the store or a stop, never through what the supplier sent:
+STORE_UNREACHABLE = "store_unreachable"  # not sent: the store stopped answering
+INTERRUPTED = "interrupted"  # not sent: the run was stopped
+UNCONFIRMED = "unconfirmed"  # sent, no answer, not confirmed since
+NOT_SENT = (STORE_UNREACHABLE, INTERRUPTED)
 
 
-def store_main(
-    argv: list[str] | None,
-    parse_args: Callable[[list[str] | None], argparse.Namespace],
-    run: Callable[[argparse.Namespace], int],
-) -> int:
-    """main() of both scripts that talk to the store: no credentials in any line."""
-
-    def work() -> int:
-        args = parse_args(argv)
-        configure_logging(args.quiet, args.verbose)
-        logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry warnings: ours say more
-        redact_logs()
-        return run(args)
-
-    return guarded(work)
+def under_delivery_lock(delivery: Path, wait: float, work: Callable[[], int]) -> int:
+    """work(), holding the delivery's lock; another run holding it longer than
+    `wait` seconds is a usage error that names it."""
+    try:
+        held = hold_delivery_lock(delivery, wait)
+    except DeliveryBusy as error:
+        log.error("%s", error)
+        return EXIT_USAGE
+    with held:
+        return work()
 
 
-# --- end shared block: http ---
+def fail(item: Any, error: Exception, problem: str) -> None:
+    """item failed, error saying why; one that the store's stop or a stop signal
+    kept from being sent gets that problem instead (report() says those in one line)."""
+    item.outcome, item.reason, item.problem = FAILED, str(error), problem
+    if isinstance(error, StoreDown):
+        item.problem = INTERRUPTED if STOPPING.is_set() else STORE_UNREACHABLE
+        item.reason = f"not sent: {error}"
+
+
+def post_once(item: Any, post: Callable[[], requests.Response]) -> requests.Response | None:
+    """post()'s answer; None when it was lost after the request may have reached
+    the store: item is then uncertain (settle() looks for it), never sent blindly
+    again. Journal the `sending` line before calling this."""
+    item.sent = time.monotonic()
+    try:
+        return post()
+    except Unanswered as error:
+        if not error.maybe_sent:
+            raise
+        item.outcome, item.problem = UNCERTAIN, UNCONFIRMED
+        item.reason = f"sent, but no answer came ({error}); the next run looks for it"
+        return None
+
+
+def settle(
+    items: Sequence[Any],
+    grace: float,
+    store: Any,
+    noun: str,
+    look_again: Callable[[Any, bool], None],
+    look_in_store: Callable[[], None] = lambda: None,
+) -> None:
+    """Items whose POST lost its answer: GRACE seconds after the last went out,
+    look_in_store() reads what the store holds and look_again(item, last) decides;
+    one not there is sent once more (last is False), then looked for again."""
+    for last in (False, True):
+        pending = [item for item in items if item.outcome == UNCERTAIN and item.sent]
+        if not pending or store.stopped:
+            return
+        wait = grace - (time.monotonic() - max(item.sent for item in pending))
+        log.info("%d %s lost their answer; looking in %.0f s", len(pending), noun, max(wait, 0))
+        time.sleep(max(0.0, wait))
+        try:
+            look_in_store()
+        except StoreError as error:
+            for item in pending:
+                item.reason = f"sent, but the store could not be asked again ({error})"
+            return
+        for item in pending:
+            look_again(item, last)
+
+
+def report(items: Sequence[Any], describe: Callable[[Any], str], noun: str) -> None:
+    """An error line per item that failed or is uncertain; those the store's stop
+    or a stop signal kept from being sent, in one line."""
+    unsent = [item for item in items if item.problem in NOT_SENT]
+    for item in items:
+        if item.outcome in (FAILED, UNCERTAIN) and item.problem not in NOT_SENT:
+            log.error("%s", describe(item))
+    if unsent:
+        log.error("%d %s %s", len(unsent), noun, unsent[0].reason)
+
+
+# --- end shared block: sending ---
+
+
+# -- the pictures ----------------------------------------------------------------
+
+
+class Problem(StrEnum):
+    """Why a picture failed (the sending block's problems besides): decided on by
+    name, never by a message's text."""
+
+    UNREADABLE = "not_read"  # a link out of the delivery, a FIFO, too large
+    NOT_JPEG = "not_jpeg"
+    UNUSABLE = "photo_unusable"  # cut, bytes after its end, or the wrong size
+    EARLIER_ATTEMPT = "earlier_attempt"  # earlier_attempt() says it
+    STORE_REFUSED = "store_refused"  # the store answered with an error
+    RENAMED = "renamed_by_store"  # the store keeps uploads under names of its own
+
+
+class Unfit(Exception):
+    """A file named like a catalog JPEG that is not one: its problem, and why."""
+
+    def __init__(self, problem: Problem, message: str) -> None:
+        super().__init__(message)
+        self.problem = problem
 
 
 @dataclass
@@ -1354,10 +1579,12 @@ class Image:
 
     path: Path
     content: bytes = b""
-    name: str = ""  # the name the store keeps
-    outcome: str = "failed"
+    name: str = ""  # the name the store serves it under
+    outcome: str = FAILED
     reason: str = ""
+    problem: str = ""  # a Problem, or a sending block's, when it failed or is uncertain
     sent: float = 0.0  # when its last POST went out (monotonic)
+    copies: int = 0  # copies this run left in the store under names the store chose
 
 
 def catalog_jpegs(folder: Path) -> list[Path]:
@@ -1367,10 +1594,30 @@ def catalog_jpegs(folder: Path) -> list[Path]:
     )
 
 
+def catalog_jpeg(path: Path, root: Path) -> bytes:
+    """The bytes of a catalog JPEG: read as untrusted input, and whole to its end
+    marker (nothing after it leaves the machine); RefusedFile or Unfit, else."""
+    content = read_delivery_file(path, root, IMAGE_LIMIT)
+    if not content.startswith(JPEG_MAGIC):
+        raise Unfit(Problem.NOT_JPEG, f"{path}: not a JPEG; not uploaded")
+    unusable = unusable_jpeg(content, path)
+    if unusable is None:
+        return content
+    if unusable.cause == EARLIER_ATTEMPT:
+        raise Unfit(Problem.EARLIER_ATTEMPT, unusable.text)
+    sources = sources_beside(path)
+    again = (
+        f"remove it and run ./changeImage.py to convert {sources[0].name} again"
+        if sources
+        else "no source beside it to convert again: ask the supplier for the photo"
+    )
+    raise Unfit(Problem.UNUSABLE, f"{unusable.text}; not uploaded: {again}")
+
+
 def same_store_name(images: list[Image]) -> list[list[Image]]:
-    """Images grouped by the stem the store would keep: `a b.jpeg` and `a_b.jpeg`
-    holding the same bytes get one name, so they go one after the other (the
-    second finds the first's upload), never racing to leave a copy."""
+    """Images grouped by the name the store would keep: `a b.jpeg` and `a_b.jpeg`
+    go one after the other (the second finds the first's upload and takes its
+    content name), never racing to leave a copy."""
     groups: dict[str, list[Image]] = {}
     for image in images:
         groups.setdefault(store_name(image.path.name), []).append(image)
@@ -1385,29 +1632,67 @@ def interrupted(entries: list[dict]) -> dict[str, float]:
     return {f: journal_time(e) for f, e in last.items() if e.get("state") == "sending"}
 
 
-def report(images: list[Image]) -> None:
-    """A line per image that failed; those not sent because the store stopped, in one."""
-    unsent = [i for i in images if i.reason.startswith("not sent: ")]
-    for image in images:
-        if image.outcome in ("failed", "uncertain") and not image.reason.startswith("not sent: "):
-            log.error("%s: %s", image.path.name, image.reason)
-    if unsent:
-        log.error("%d images %s", len(unsent), unsent[0].reason)
+def renamed_before(entries: list[dict], store: str) -> str:
+    """The time an earlier run found this store keeping an upload under a name of
+    its own (its journal's last `renamed` line for the store), "" when none did."""
+    found = [e for e in entries if e.get("store") == store and e.get("state") == "renamed"]
+    return str(found[-1].get("time", "")) if found else ""
+
+
+def uploaded_names(entries: list[dict], store: str) -> dict[str, str]:
+    """sha256 -> the name an earlier run got that picture into this store under."""
+    return {
+        e["sha256"]: e["name"]
+        for e in entries
+        if e.get("store") == store and e.get("state") == "uploaded"
+        if type(e.get("sha256")) is str and type(e.get("name")) is str
+    }
+
+
+def said(image: Image) -> str:
+    """An image's error line: its file's name, then why (earlier_attempt() names it)."""
+    if image.problem == Problem.EARLIER_ATTEMPT:
+        return image.reason
+    return f"{image.path.name}: {image.reason}"
+
+
+def copy_left(image: Image) -> str:
+    stem, _, ext = store_name(image.path.name).rpartition(".")
+    return (
+        f"{image.path.name}: another importer sent a picture as {stem}.{ext} at the same"
+        f" moment; the store kept this one also as {stem}_XXXXXXX.{ext} (a name it chose and"
+        f" does not say, shown by no product; remove it in the store's media/images/ if"
+        f" space matters), then got it as {image.name}"
+    )
 
 
 def summary(images: list[Image]) -> str:
     count = {kind: sum(i.outcome == kind for i in images) for kind in OUTCOMES}
-    text = f"uploaded {count['uploaded']}, already in store {count['already in store']}"
-    if count["uncertain"]:
-        text += f", uncertain {count['uncertain']}"
-    return text + f", failed {count['failed']}"
+    text = f"uploaded {count[UPLOADED]}, already in store {count[ALREADY]}"
+    if count[UNCERTAIN]:
+        text += f", uncertain {count[UNCERTAIN]}"
+    text += f", failed {count[FAILED]}"
+    copies = sum(i.copies for i in images)
+    return text + (f", copies left in the store {copies}" if copies else "")
+
+
+def report_copies(images: list[Image]) -> None:
+    """A copy this run left is a duplicate it made: an error line, even with -q."""
+    for image in images:
+        if image.copies:
+            log.error("%s", copy_left(image))
 
 
 class Uploader:
-    """Puts images into the store, journaling each upload before and after."""
+    """The lab's step 2 for each picture (send): put it into the store under the
+    lab's name, or its content name where that is taken, journaling each upload
+    before and after and reading each back from the store."""
 
-    def __init__(self, store: Store, journal: int, root: Path, grace: float) -> None:
-        self.store, self.journal, self.root, self.grace = store, journal, root, grace
+    def __init__(self, store: Store, journal: int, args: argparse.Namespace, entries: list[dict]):
+        self.store, self.journal, self.root = store, journal, args.images
+        self.content_names = args.content_names
+        self.renamed = "" if args.resend else renamed_before(entries, store.url)
+        self.earlier = uploaded_names(entries, store.url)
 
     def note(self, image: Image, state: str) -> None:
         append_line(
@@ -1425,75 +1710,117 @@ class Uploader:
 
     def upload(self, image: Image) -> None:
         try:
-            image.content = read_delivery_file(image.path, self.root, IMAGE_LIMIT)
-            if not image.content.startswith(JPEG_MAGIC):
-                raise RefusedFile(f"{image.path}: not a JPEG; not uploaded")
-            problem = catalog_jpeg_problem(image.content, image.path)
-            if problem:
-                raise RefusedFile(f"{problem}; not uploaded: convert it again (changeImage.py)")
-            image.name, held = self.store.image_name(image.path.name, image.content)
-            if held:
-                image.outcome = "already in store"
-            else:
-                self.send(image)
-        except (RefusedFile, StoreError) as error:
-            image.outcome, image.reason = "failed", str(error)
-            if isinstance(error, StoreDown):
-                image.reason = f"not sent: {error}"
+            image.content = catalog_jpeg(image.path, self.root)
+            self.place(image)
+        except Unfit as error:
+            fail(image, error, error.problem)
+        except RefusedFile as error:
+            fail(image, error, Problem.UNREADABLE)
+        except StoreError as error:
+            fail(image, error, Problem.STORE_REFUSED)
 
-    def send(self, image: Image) -> None:
-        """POST it; a lost answer leaves it uncertain until settle() looks."""
+    def names(self, image: Image) -> list[str]:
+        """The names it may take, in order: the lab's (its own file name, as the
+        store keeps it), then its content name; only the content name with
+        --content-names."""
+        content_name = catalog_name(image.path.name, image.content)
+        return [content_name] if self.content_names else [self.lab_name(image), content_name]
+
+    def lab_name(self, image: Image) -> str:
+        return store_name(image.path.name)
+
+    def place(self, image: Image, names: list[str] | None = None) -> None:
+        """Found in the store under one of its names, it is there; else it is sent
+        under the first name the store does not hold (a name serving other bytes is
+        another picture's). The name an earlier run got it in under is asked first:
+        a re-run then finds a picture that took its content name in one request."""
+        names = names or self.names(image)
+        earlier = self.earlier.get(hashlib.sha256(image.content).hexdigest())
+        if earlier in names[1:] and self.store.holds(earlier, image.content):
+            image.name, image.outcome = earlier, ALREADY
+            return
+        for name in names:
+            held = self.store.holds(name, image.content)
+            if held:
+                image.name, image.outcome = name, ALREADY
+                return
+            if held is None:
+                self.send(image, name)
+                return
+        raise StoreError(f"the store serves other bytes as {name}")
+
+    def send(self, image: Image, name: str) -> None:
+        """POST it as name, once; read back what the store serves (a lost answer
+        leaves it uncertain until settle() looks)."""
+        image.name = name
+        if self.renamed:
+            raise Unfit(Problem.RENAMED, self.renaming_store())
         self.note(image, "sending")
-        image.sent = time.monotonic()
         files = {"file": (image.name, image.content, "image/jpeg")}
-        try:
-            answer = self.store.post("upload/", files=files)
-        except Unanswered as error:
-            if not error.maybe_sent:
-                raise
-            image.outcome = "uncertain"
-            image.reason = f"sent, but no answer came ({error}); the next run looks for it"
+        answer = post_once(image, lambda: self.store.post("upload/", files=files))
+        if answer is None:
             return
         if answer.status_code != 201:
             raise StoreError(rejection(answer))
-        image.outcome = "uploaded"
-        self.note(image, "uploaded")
+        self.read_back(image)
 
-    def settle(self, images: list[Image]) -> None:
-        """Uploads whose answer was lost: GRACE seconds after the last was sent,
-        look in the store; one not there is sent once more, then looked for again."""
-        for last in (False, True):
-            pending = [i for i in images if i.outcome == "uncertain"]
-            if not pending or self.store.stopped:
-                return
-            wait = self.grace - (time.monotonic() - max(i.sent for i in pending))
-            log.info("%d uploads lost their answer; looking in %.0f s", len(pending), max(wait, 0))
-            time.sleep(max(0.0, wait))
-            for image in pending:
-                self.look_again(image, last)
+    def read_back(self, image: Image) -> None:
+        """The store said 201 but never says the name it kept. Serving these bytes
+        under the name sent, it kept that name. Serving other bytes under the lab's
+        name, another importer took it at the same moment: the store kept this one
+        under a name it chose (a copy, counted), and the content name is used. Not
+        serving it at all, the store renames uploads its own way: no product could
+        name the picture, so nothing more is sent to it."""
+        held = self.store.holds(image.name, image.content)
+        if held:
+            image.outcome, image.reason, image.problem = UPLOADED, "", ""
+            self.note(image, "uploaded")
+        elif held is False and image.name == self.lab_name(image) and not self.content_names:
+            image.copies += 1
+            self.note(image, "copy left")
+            self.place(image, [catalog_name(image.path.name, image.content)])
+        else:
+            self.renamed = self.renamed or now()
+            self.note(image, "renamed")
+            raise Unfit(
+                Problem.RENAMED,
+                f"sent, and the store answered 201, but it serves nothing as {image.name}: it"
+                " keeps uploads under names of its own, which no product can show; nothing"
+                " more is sent to it: once it keeps the names it is sent, run"
+                " supplier_image_upload.py --resend",
+            )
+
+    def renaming_store(self) -> str:
+        return (
+            f"not sent: the store keeps uploads under names of its own (seen {self.renamed});"
+            " once it keeps the names it is sent, run supplier_image_upload.py --resend"
+        )
 
     def look_again(self, image: Image, last: bool) -> None:
+        """An upload whose answer was lost, GRACE seconds on: served as sent, it
+        landed; under the lab's name another picture, it takes its content name;
+        not there, it is sent once more (warned: the first may still land)."""
         try:
             held = self.store.holds(image.name, image.content)
             if held:
-                image.outcome, image.reason = "uploaded", ""
+                image.outcome, image.reason, image.problem = UPLOADED, "", ""
                 self.note(image, "uploaded")
+            elif held is False and image.name == self.lab_name(image) and not self.content_names:
+                self.place(image, [catalog_name(image.path.name, image.content)])
             elif held is False:
-                image.outcome = "failed"
-                image.reason = f"the store now holds other bytes as {image.name}; run again"
+                other = StoreError(f"the store serves other bytes as {image.name}")
+                fail(image, other, Problem.STORE_REFUSED)
             elif not last:
-                self.send(image)
-                if image.outcome == "uploaded":
-                    stem, dot, ext = image.name.rpartition(".")
+                self.send(image, image.name)
+                if image.outcome == UPLOADED:
                     log.warning(
                         "%s: sent again after its answer was lost; if the first lands late"
-                        " the store keeps the same bytes also as %s_XXXXXXX%s%s (a name it"
-                        " does not say), which no product shows",
+                        " the store keeps the same picture also under a name it chooses,"
+                        " which no product shows",
                         image.path.name,
-                        stem,
-                        dot,
-                        ext,
                     )
+        except Unfit as error:
+            fail(image, error, error.problem)
         except StoreError as error:
             image.reason = f"sent, but the store could not be asked again ({error})"
 
@@ -1501,15 +1828,15 @@ class Uploader:
 # -- the run ------------------------------------------------------------------
 
 
-def upload_all(args: argparse.Namespace, store: Store, journal: int) -> list[Image]:
+def upload_all(args: argparse.Namespace, uploader: Uploader) -> list[Image]:
+    """Every picture through uploader.upload, in parallel, then the lost answers settled."""
     images = [Image(path) for path in catalog_jpegs(args.images)]
-    uploader = Uploader(store, journal, args.images, args.grace)
     progress = Progress(len(images), "uploaded", enabled=not args.quiet)
 
     def upload_group(group: list[Image]) -> None:
         for image in group:
             uploader.upload(image)
-            if image.outcome != "uncertain":
+            if image.outcome != UNCERTAIN:
                 image.content = b""  # settled: only uncertain ones are looked at again
             progress.advance()
 
@@ -1518,11 +1845,12 @@ def upload_all(args: argparse.Namespace, store: Store, journal: int) -> list[Ima
             list(pool.map(upload_group, same_store_name(images)))
     finally:
         progress.close()  # a stop's line starts on a line of its own
-    uploader.settle(images)
+    settle(images, args.grace, uploader.store, "uploads", uploader.look_again)
     return images
 
 
-def run(args: argparse.Namespace) -> int:
+def upload_delivery(args: argparse.Namespace) -> int:
+    """The lab's step 2: each catalog JPEG of the images folder to the store."""
     if not catalog_jpegs(args.images):
         log.error(
             "%s: no catalog JPEGs (<name>.jpeg, as changeImage.py writes them);"
@@ -1532,26 +1860,26 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.dry_run:
         return dry_run(args)
-    try:
-        held = hold_delivery_lock(args.images.parent, args.wait)
-    except DeliveryBusy as error:
-        log.error("%s", error)
-        return EXIT_USAGE
-    with held:
-        return upload_to_store(args)
+    return under_delivery_lock(args.images.parent, args.wait, lambda: upload_to_store(args))
 
 
 def dry_run(args: argparse.Namespace) -> int:
+    """What would be sent, under the first name tried; the store is not asked."""
     status = EXIT_OK
     for path in catalog_jpegs(args.images):
         try:
-            content = read_delivery_file(path, args.images, IMAGE_LIMIT)
-        except RefusedFile as error:
-            log.error("%s: %s", path.name, error)
+            content = catalog_jpeg(path, args.images)
+        except (RefusedFile, Unfit) as error:
+            log.error("%s", said(Image(path, reason=str(error), problem=problem_of(error))))
             status = EXIT_FAILED
             continue
-        print(f"POST {canonical_url(args.url)}upload/ file={catalog_name(path.name, content)}")
+        name = catalog_name(path.name, content) if args.content_names else store_name(path.name)
+        print(f"POST {canonical_url(args.url)}upload/ file={name}")
     return status
+
+
+def problem_of(error: Exception) -> str:
+    return error.problem if isinstance(error, Unfit) else Problem.UNREADABLE
 
 
 def upload_to_store(args: argparse.Namespace) -> int:
@@ -1573,20 +1901,23 @@ def upload_with_journal(args: argparse.Namespace, journal: int) -> int:
     except StoreError as error:
         log.error("cannot use the store at %s: %s (set --url or CATALOG_URL)", store.url, error)
         return EXIT_USAGE
-    in_flight = interrupted(read_journal(args.journal))
+    entries = read_journal(args.journal)
+    in_flight = interrupted(entries)
     if in_flight:
         log.info(
             "%d uploads were in flight when a run stopped; the store says which landed",
             len(in_flight),
         )
         await_stopped_requests(max(in_flight.values()), args.grace)
-    images = upload_all(args, store, journal)
-    report(images)
+    images = upload_all(args, Uploader(store, journal, args, entries))
+    report(images, said, "images")
+    report_copies(images)
     log.info("%s", summary(images))
     if store.stopped:
         log.error("stopped: %s; run again when it answers", store.stopped)
         return EXIT_USAGE
-    return EXIT_FAILED if any(i.outcome in ("failed", "uncertain") for i in images) else EXIT_OK
+    unsettled = any(i.outcome in (FAILED, UNCERTAIN) or i.copies for i in images)
+    return EXIT_FAILED if unsettled else EXIT_OK
 
 
 # -- the command line -----------------------------------------------------------
@@ -1612,6 +1943,12 @@ OPTIONS = [
         "FILE",
         shown="uploaded.jsonl beside the images folder",
     ),
+    content_names_option(),
+    Option(
+        "--resend",
+        "send again to a store an earlier run found renaming uploads (once it keeps names)",
+        action="store_true",
+    ),
     Option("--dry-run", "list what would be uploaded; contact no store", action="store_true"),
 ]
 
@@ -1626,7 +1963,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return store_main(argv, parse_args, run)
+    """Read the options, log to stderr without credentials, upload the delivery's
+    pictures; one guard owns the exit status (a stop is 130, never a traceback)."""
+
+    def upload() -> int:
+        args = parse_args(argv)
+        configure_store_logging(args.quiet, args.verbose)
+        return upload_delivery(args)
+
+    return guarded(upload)
 
 
 if __name__ == "__main__":

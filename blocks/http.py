@@ -1,4 +1,5 @@
-"""Shared block `http`: the store's client: deadlines, one retry policy, journals.
+"""Shared block `http`: the store's client: URLs, options, deadlines, one retry
+policy, and the Store that asks it carefully.
 
 Every script that needs it carries a copy of the part below the marker, between
 its fences. Edit it here, then run `make blocks` (python tools/sync_blocks.py);
@@ -9,30 +10,24 @@ copies find in their script.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
 import errno
 import functools
-import glob
-import hashlib
 import http.client
-import json
 import logging
 import os
 import re
 import socket
-import stat
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 import requests
 import urllib3
 from cli import STOPPING, Option, configure_logging, guarded, number
-from delivery_files import RefusedFile, read_delivery_file
+from deadline import Deadline, watch_socket
 from requests.adapters import HTTPAdapter
+from store_names import catalog_name
 from urllib3.util import Retry
 
 log = logging.getLogger("store")
@@ -43,23 +38,11 @@ CONNECT_TIMEOUT = 5.0
 RETRY_STATUSES = (502, 503, 504)
 BACKOFF_BASE, BACKOFF_MAX = 0.5, 10.0
 DEAD_AFTER = 3  # connection-level failures in a row, across workers: the store is down
-NAME_ROOM = 100 - len("images/")  # the store's FileField keeps images/<name> in 100 characters
-NAME_BYTES = 255  # and writes it as a file: 255 bytes of UTF-8 on Linux
 BODY_LIMIT = 1 << 20  # an answer to a POST, or an error page: a few lines
 LIST_LIMIT = 64 << 20  # GET /fruits/: ~250,000 products
-JOURNAL_LIMIT = 64 << 20  # a journal read back: ~200,000 lines
 URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 WRITING_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 0.0)  # a picture served half written: ask again
 ENDPOINTS = ("fruits/", "upload/")  # given for the store's root, they mean it
-CATALOG_SIZE = (600, 400)  # the lab's: a JPEG without changeImage.py's mark must have it
-JPEG_MARK = re.compile(  # changeImage.py's MARK
-    rb"fruit-catalog changeImage\.py made-from-sha256=[0-9a-f]{64} options=[0-9a-f]{16}"
-    rb" size=([0-9]+)x([0-9]+)"
-)
-SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
-STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
-IN_CODED_DATA = STANDALONE_MARKERS | {0x00, 0xFF}  # after FF in coded data: not its end
-_watched = threading.local()
 
 
 class StoreError(Exception):
@@ -197,6 +180,30 @@ def store_options(sending: str) -> list[Option]:
     ]
 
 
+def env_flag(name: str) -> bool:
+    """A yes/no environment variable: 1, yes, true or on; 0, no, false, off or
+    unset; anything else is a ValueError naming what it takes."""
+    text = os.environ.get(name, "").strip().lower()
+    if text in ("", "0", "no", "false", "off"):
+        return False
+    if text in ("1", "yes", "true", "on"):
+        return True
+    raise ValueError(f"{text[:20]!r} is not 1 or 0 (yes or no)")
+
+
+def content_names_option() -> Option:
+    """The one row of --content-names, the same in both scripts (CONTRACT.md 3)."""
+    return Option(
+        "--content-names",
+        "name every picture by its content (<stem>-<12 hex of SHA-256>.jpeg), never the"
+        " lab's plain name: for stores where several importers send pictures at once",
+        "CATALOG_CONTENT_NAMES",
+        lambda: env_flag("CATALOG_CONTENT_NAMES"),
+        action="store_true",
+        shown="",
+    )
+
+
 def store_token(parser: argparse.ArgumentParser) -> str:
     """CATALOG_TOKEN, stripped; one that cannot go in an HTTP header (a line break,
     a character outside ASCII) is a usage error that shows nothing of it."""
@@ -218,156 +225,9 @@ def url_credentials(url: str) -> tuple[bytes, bytes] | None:
     return unquote(parts.username).encode(), unquote(parts.password or "").encode()
 
 
-def valid_filename(name: str) -> str:
-    """django.utils.text.get_valid_filename without Django: spaces become _, and
-    everything but Unicode letters, digits, -, _ and . is dropped."""
-    return re.sub(r"(?u)[^-\w.]", "", str(name).strip().replace(" ", "_"))
-
-
-def store_name(filename: str, tag: str = "") -> str:
-    """The name the store keeps for an upload named filename: Django's valid file
-    name, shortened here so that images/<name> fits the store's 100 characters
-    (Django would add a random suffix). tag (a content digest) is appended to
-    the stem, never cut off."""
-    stem, dot, ext = valid_filename(filename).rpartition(".")
-    stem, ext = (stem, dot + ext) if dot else (ext, "")
-    stem = stem.strip(".") or "image"
-    tail = f"-{tag}" if tag else ""
-    stem = stem[: NAME_ROOM - len(ext) - len(tail)]
-    while len(f"{stem}{tail}{ext}".encode()) > NAME_BYTES:  # the store's file system
-        stem = stem[:-1]
-    return stem + tail + ext
-
-
-def content_tag(content: bytes) -> str:
-    """The digest both scripts put in every catalog image's name."""
-    return hashlib.sha256(content).hexdigest()[:12]
-
-
-def catalog_name(filename: str, content: bytes) -> str:
-    """The name a catalog JPEG is uploaded and posted under: <stem>-<first 12 hex
-    of its SHA-256>.jpeg. Two different pictures never share a name, so importers
-    racing on one store (the store never says under which name it kept an upload)
-    cannot take each other's; the same picture twice is the same bytes."""
-    return store_name(filename, content_tag(content))
-
-
-def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes]:
-    """A whole JPEG's (width, height) and its comments, walked segment by segment
-    and through its coded data to the end marker, without decoding (these scripts
-    need no Pillow); ValueError saying what is wrong."""
-    cut = f"cut short (no end marker after {len(content)} bytes)"
-    if not content.startswith(b"\xff\xd8"):
-        raise ValueError("not a JPEG")
-    size, comments, at = None, b"", 2
-    while True:
-        if at + 2 > len(content):
-            raise ValueError(cut)
-        if content[at] != 0xFF:
-            raise ValueError(f"broken at byte {at} (no segment starts there)")
-        marker = content[at + 1]
-        if marker == 0xD9:
-            return size, comments
-        if marker == 0xFF or marker in STANDALONE_MARKERS:
-            at += 1 if marker == 0xFF else 2
-            continue
-        length = int.from_bytes(content[at + 2 : at + 4], "big")
-        end = at + 2 + length
-        if length < 2 or end > len(content):
-            raise ValueError(cut)
-        if marker in SOF_MARKERS and length >= 7:
-            size = (
-                int.from_bytes(content[at + 7 : at + 9]),
-                int.from_bytes(content[at + 5 : at + 7]),
-            )
-        elif marker == 0xFE:
-            comments += content[at + 4 : end]
-        at = end
-        if marker == 0xDA:  # coded data: runs to the next marker that is not 00 or a restart
-            while True:
-                at = content.find(b"\xff", at)
-                if at < 0 or at + 1 >= len(content):
-                    raise ValueError(cut)
-                if content[at + 1] not in IN_CODED_DATA:
-                    break
-                at += 1 if content[at + 1] == 0xFF else 2
-
-
-def catalog_jpeg_problem(content: bytes, path: Path) -> str:
-    """What keeps content (the file at path) from being a catalog JPEG ("" when it
-    is one): a whole JPEG, of the size its changeImage.py mark gives, or 600x400
-    without a mark, and then only with no source beside it (a supplier's own
-    001.jpeg beside 001.tiff is theirs, not the catalog's)."""
-    try:
-        size, comments = jpeg_layout(content)
-    except ValueError as error:
-        return f"not a whole JPEG: {error}"
-    mark = JPEG_MARK.search(comments)
-    sources = [] if mark else sources_beside(path)
-    if sources:
-        return f"not made by changeImage.py from {sources[0].name} (the supplier's own file?)"
-    expected = (int(mark[1]), int(mark[2])) if mark else CATALOG_SIZE
-    if size != expected:
-        shown = "no frame" if size is None else f"{size[0]}x{size[1]}"
-        whose = "its changeImage.py mark says" if mark else "a catalog JPEG is"
-        return f"{shown} pixels where {whose} {expected[0]}x{expected[1]}"
-    return ""
-
-
-def sources_beside(path: Path) -> list[Path]:
-    """The other files of path's stem in its folder (001.tiff beside 001.jpeg)."""
-    beside = path.parent.glob(glob.escape(path.stem) + ".*")
-    return sorted(p for p in beside if p.name != path.name and p.stem == path.stem)
-
-
-class Watchdog:
-    """A wall-clock deadline for one request with its retries. Timeouts count per
-    read, so a store that trickles its answer a byte at a time would never time
-    out: when the deadline passes, the request's socket is shut down."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds, self.end = seconds, time.monotonic() + seconds
-        self.sock: socket.socket | None = None
-        self.expired = False
-        self.lock = threading.Lock()
-        self.timer = threading.Timer(seconds, self.expire)
-        self.timer.daemon = True
-
-    def __enter__(self) -> Watchdog:
-        _watched.dog = self
-        self.timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.timer.cancel()
-        _watched.dog = None
-
-    def left(self) -> float:
-        return self.end - time.monotonic()
-
-    def watch(self, sock: socket.socket) -> None:
-        with self.lock:
-            if self.expired:
-                raise TimeoutError(f"no whole answer within {self.seconds:g} s")
-            self.sock = sock
-
-    def expire(self) -> None:
-        with self.lock:
-            self.expired = True
-            if self.sock is not None:
-                with contextlib.suppress(OSError):
-                    self.sock.shutdown(socket.SHUT_RDWR)
-
-
-def watch_socket(sock: socket.socket | None) -> None:
-    dog = getattr(_watched, "dog", None)
-    if dog is not None and sock is not None:
-        dog.watch(sock)
-
-
 class WatchedConnection:
     """Mixed into urllib3's connections: each socket in use is known to the
-    running request's Watchdog."""
+    running request's Deadline."""
 
     sock: socket.socket | None
 
@@ -431,8 +291,8 @@ class StoreRetry(Retry):
         except urllib3.exceptions.InvalidHeader:
             asked = None
         wait = asked or self.get_backoff_time()
-        dog = getattr(_watched, "dog", None)
-        if dog is not None and dog.left() < wait:
+        deadline = Deadline.current()
+        if deadline is not None and deadline.left() < wait:
             raise GaveUp(f"asked to wait {wait:g} s, past the deadline", response)
         if STOPPING.wait(wait):
             raise GaveUp("the run was interrupted", response)
@@ -553,7 +413,7 @@ class Store:
         if self.stopped:
             raise StoreDown(self.stopped, maybe_sent=False)
         url = self.url + path
-        with Watchdog(self.deadline) as dog:
+        with Deadline(self.deadline) as deadline:
             try:
                 answer = self.session.request(
                     method, url, timeout=self.timeout, allow_redirects=False, stream=True, **options
@@ -562,7 +422,7 @@ class Store:
             except GaveUp as stop:
                 self.gave_up(f"{method} {url}", stop)
             except requests.RequestException as error:
-                why = f"no whole answer within {dog.seconds:g} s" if dog.expired else ""
+                why = f"no whole answer within {deadline.seconds:g} s" if deadline.expired else ""
                 self.failed(f"{method} {url}: {why or connection_problem(error)}", error)
         with self.lock:
             self.failures = 0
@@ -646,70 +506,6 @@ class Store:
         return name, bool(held)
 
 
-def open_journal(path: Path) -> int:
-    """An append-only descriptor: every line is one write() then fsync. Only a
-    regular file: a link, FIFO or device planted in a delivery is refused."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-    fd = os.open(path, flags, 0o644)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file", str(path))
-    return fd
-
-
-def append_line(fd: int, entry: dict) -> None:
-    os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
-    os.fsync(fd)
-
-
-def read_journal(path: Path) -> list[dict]:
-    """The journal's JSON objects; a line cut by a kill, not UTF-8 or not an
-    object is ignored with a warning (it cannot decide anything anyway)."""
-    try:
-        raw = read_delivery_file(path, path.parent, JOURNAL_LIMIT)
-    except RefusedFile as error:
-        if path.exists() or path.is_symlink():
-            log.warning("%s; ignored (the store is asked anyway)", error)
-        return []
-    entries = []
-    for count, line in enumerate(raw.splitlines(), 1):
-        try:
-            entry = json.loads(line.decode("utf-8"))
-        except ValueError as error:
-            why = "not UTF-8" if isinstance(error, UnicodeDecodeError) else "not JSON"
-            log.warning("%s line %d: %s; ignored", path, count, why)
-            continue
-        if isinstance(entry, dict):
-            entries.append(entry)
-        else:
-            log.warning("%s line %d: not a JSON object; ignored", path, count)
-    return entries
-
-
-def now() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def journal_time(entry: dict) -> float:
-    """A journal line's time in seconds since the epoch (0 when unreadable)."""
-    try:
-        return datetime.datetime.fromisoformat(entry["time"]).timestamp()
-    except (KeyError, TypeError, ValueError):
-        return 0.0
-
-
-def await_stopped_requests(sent: float, grace: float) -> bool:
-    """A run killed during a request (sent at `sent`, epoch seconds) may see it land
-    later: wait until grace seconds after it before asking the store what it holds,
-    as for a lost answer. True when it waited."""
-    left = min(sent + 1 + grace - time.time(), grace + 1)  # journal times are whole seconds
-    if left <= 0:
-        return False
-    log.info("a stopped run's request may still land; looking in %.0f s (--grace)", left)
-    time.sleep(left)
-    return True
-
-
 def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """The arguments, with CATALOG_TOKEN checked (it has no flag: never on a command line)."""
     args = parser.parse_args(argv)
@@ -726,9 +522,15 @@ def store_main(
 
     def work() -> int:
         args = parse_args(argv)
-        configure_logging(args.quiet, args.verbose)
-        logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry warnings: ours say more
-        redact_logs()
+        configure_store_logging(args.quiet, args.verbose)
         return run(args)
 
     return guarded(work)
+
+
+def configure_store_logging(quiet: bool, verbose: bool) -> None:
+    """configure_logging(), with no credentials in any line and no urllib3 retry
+    warnings (ours say more)."""
+    configure_logging(quiet, verbose)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    redact_logs()

@@ -25,6 +25,9 @@ counted over POST requests that reach a view:
                          connection without answering
     --slow-every N       do the work of every Nth POST, then answer only
                          after --slow seconds
+    --rename-every N     keep every Nth POST's upload under a name of the
+                         store's own (`<8 hex>-<name>`), as a store that
+                         rewrites upload names does; answer 201 as usual
     --delay S            delay every response (any method) by S seconds
 
 StoreProcess starts one as a child process (tests, benchmarks, the demo):
@@ -60,6 +63,7 @@ class Faults:
     delay: float = 0.0
     stall_every: int = 0
     stall: float = 0.0
+    rename_every: int = 0
 
     def argv(self) -> list[str]:
         """The command-line flags that set these faults."""

@@ -1,5 +1,6 @@
 """supplier_image_upload.py puts every catalog JPEG into the stand-in store once,
-under the name the store keeps. (What it shares with run.py: test_pipeline.py.)"""
+under the lab's name where it is free, else its content name, and says what the
+store serves. (What it shares with run.py: test_pipeline.py.)"""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import logging
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,18 +41,97 @@ def stored(store) -> dict[str, bytes]:
 
 
 def kept(images: Path, *names: str) -> list[str]:
-    """The names the store keeps these files under: <stem>-<12 hex of SHA-256>.jpeg."""
+    """The content names of these files: <stem>-<12 hex of SHA-256>.jpeg."""
     tags = [hashlib.sha256((images / name).read_bytes()).hexdigest()[:12] for name in names]
     return [f"{Path(name).stem}-{tag}.jpeg" for name, tag in zip(names, tags, strict=True)]
 
 
-def test_every_catalog_jpeg_is_uploaded_with_its_content(store, tmp_path, catalog):
+def served(store, name: str) -> bytes | None:
+    """What the store serves as media/images/<name> over HTTP (None: 404)."""
+    answer = requests.get(f"{store.url}media/images/{name}", timeout=5)
+    return answer.content if answer.status_code == 200 else None
+
+
+def shows_own_picture(store, images: Path, name: str) -> bool:
+    """run.py's rule: the lab's name serving these bytes, else the content name."""
+    content = (images / name).read_bytes()
+    return content in (served(store, name), served(store, kept(images, name)[0]))
+
+
+def test_every_catalog_jpeg_is_uploaded_under_its_own_name_as_the_lab_does(
+    store, tmp_path, catalog
+):
     images = catalog(tmp_path / "supplier-data", ["001", "002"]) / "images"
     assert upload(store, images) == 0
-    names = ("001.jpeg", "002.jpeg")
-    for name, kept_as in zip(names, kept(images, *names), strict=True):
-        served = requests.get(f"{store.url}media/images/{kept_as}", timeout=5)
-        assert (served.status_code, served.content) == (200, (images / name).read_bytes())
+    assert stored(store) == {n: (images / n).read_bytes() for n in ("001.jpeg", "002.jpeg")}
+
+
+@pytest.mark.parametrize("how", ["flag", "variable"])
+def test_content_names_always_name_pictures_by_content(store, tmp_path, catalog, how, monkeypatch):
+    images = catalog(tmp_path / "supplier-data", ["001", "002"]) / "images"
+    if how == "variable":
+        monkeypatch.setenv("CATALOG_CONTENT_NAMES", "1")
+    assert upload(store, images, *(["--content-names"] if how == "flag" else [])) == 0
+    assert list(stored(store)) == kept(images, "001.jpeg", "002.jpeg")
+    assert upload(store, images) == 0 and store.post_count == 2  # found, whatever the option
+
+
+def test_a_name_held_with_other_bytes_falls_back_to_the_content_name(
+    store, tmp_path, catalog, caplog
+):
+    images = catalog(tmp_path / "supplier-data", ["001", "002"]) / "images"
+    requests.post(store.url + "upload/", files={"file": ("001.jpeg", b"other")}, timeout=5)
+    assert upload(store, images) == 0
+    assert served(store, "001.jpeg") == b"other"  # the other picture keeps its name
+    assert served(store, kept(images, "001.jpeg")[0]) == (images / "001.jpeg").read_bytes()
+    assert served(store, "002.jpeg") == (images / "002.jpeg").read_bytes()
+    posts = store.post_count
+    assert upload(store, images) == 0
+    assert store.post_count == posts  # a re-run finds both, sending nothing
+    assert caplog.records[-1].getMessage() == "uploaded 0, already in store 2, failed 0"
+
+
+def race(store, first: Path, second: Path) -> list[subprocess.CompletedProcess]:
+    """Both uploaders started at once, each against its own delivery, with -q."""
+    argv = [sys.executable, str(Path(uploader.__file__)), "--url", store.url, "-q"]
+    started = [
+        subprocess.Popen(
+            [*argv, "--images", str(images)], stderr=subprocess.PIPE, text=True, env=os.environ
+        )
+        for images in (first, second)
+    ]
+    for process in started:
+        process.wait(timeout=120)
+        process.stderr_text = process.stderr.read()  # type: ignore[attr-defined]
+        process.stderr.close()
+    return started
+
+
+def test_two_uploaders_racing_for_the_same_free_names_each_keep_their_own_pictures(
+    store, tmp_path, catalog
+):
+    """Two deliveries numbered alike, uploaded at the same moment: where both found a
+    name free, the store gives it to one and renames the other's upload without
+    saying so. The loser reads that back, takes its content name, and counts the copy
+    it left as an error, even with -q. Repeated until the race shows."""
+    stems = [f"{n:03d}" for n in range(1, 25)]
+    for attempt in range(20):
+        first = catalog(tmp_path / f"a{attempt}", stems, shade=1) / "images"
+        second = catalog(tmp_path / f"b{attempt}", stems, shade=2) / "images"
+        done = race(store.reset(), first, second)
+        if any(process.returncode for process in done):
+            break
+    else:
+        pytest.skip("no race in 20 attempts on this machine")
+    for images in (first, second):
+        assert all(shows_own_picture(store, images, f"{stem}.jpeg") for stem in stems)
+    lost = [process for process in done if process.returncode]
+    for process in lost:
+        assert process.returncode == 1
+        lines = process.stderr_text.splitlines()
+        assert lines and all("the same moment; the store kept this one also as" in x for x in lines)
+    copies = sum(len(p.stderr_text.splitlines()) for p in lost)
+    assert len(stored(store)) == 2 * len(stems) + copies  # each copy said, none hidden
 
 
 def test_only_catalog_images_are_uploaded_never_originals_or_hidden_files(store, tmp_path, catalog):
@@ -60,7 +142,7 @@ def test_only_catalog_images_are_uploaded_never_originals_or_hidden_files(store,
     Image.new("RGB", (60, 40)).save(images / "016.tiff")
     (images / "LICENSE").write_text("licence")
     assert upload(store, images) == 0
-    assert list(stored(store)) == kept(images, "001.jpeg")
+    assert list(stored(store)) == ["001.jpeg"]
 
 
 def test_a_jpeg_name_without_jpeg_content_fails_by_name(store, tmp_path, catalog, logged_errors):
@@ -68,10 +150,10 @@ def test_a_jpeg_name_without_jpeg_content_fails_by_name(store, tmp_path, catalog
     (images / "002.jpeg").write_text("not a jpeg")
     assert upload(store, images) == 1
     assert logged_errors() == [f"002.jpeg: {images / '002.jpeg'}: not a JPEG; not uploaded"]
-    assert list(stored(store)) == kept(images, "001.jpeg")
+    assert list(stored(store)) == ["001.jpeg"]
 
 
-def test_rerun_uploads_nothing_new(store, tmp_path, catalog, caplog):
+def test_rerun_uploads_nothing_again(store, tmp_path, catalog, caplog):
     images = catalog(tmp_path / "supplier-data", ["001", "002", "003"]) / "images"
     assert upload(store, images) == 0
     posts = store.post_count
@@ -80,13 +162,16 @@ def test_rerun_uploads_nothing_new(store, tmp_path, catalog, caplog):
     assert caplog.records[-1].getMessage() == "uploaded 0, already in store 3, failed 0"
 
 
-def test_images_someone_else_uploaded_are_found_in_the_store(store, tmp_path, catalog):
+@pytest.mark.parametrize("content_names", [False, True], ids=["lab-names", "content-names"])
+def test_images_someone_else_uploaded_are_found_in_the_store(
+    store, tmp_path, catalog, content_names
+):
     images = catalog(tmp_path / "supplier-data", ["001", "002"]) / "images"
     names = ("001.jpeg", "002.jpeg")
-    for name, kept_as in zip(names, kept(images, *names), strict=True):
+    for name, kept_as in zip(names, kept(images, *names) if content_names else names, strict=True):
         files = {"file": (kept_as, (images / name).read_bytes(), "image/jpeg")}
         requests.post(store.url + "upload/", files=files, timeout=5)
-    assert upload(store, images) == 0
+    assert upload(store, images, *(["--content-names"] if content_names else [])) == 0
     assert len(stored(store)) == 2 and store.post_count == 2
 
 
@@ -96,7 +181,7 @@ def test_a_wiped_store_gets_its_images_again_whatever_the_journal_says(store, tm
     for path in store.catalog.images.iterdir():
         path.unlink()
     assert upload(store, images) == 0
-    assert list(stored(store)) == kept(images, "001.jpeg", "002.jpeg")
+    assert list(stored(store)) == ["001.jpeg", "002.jpeg"]
 
 
 def test_two_deliveries_numbered_alike_keep_their_pictures_apart(store, tmp_path, catalog):
@@ -105,10 +190,11 @@ def test_two_deliveries_numbered_alike_keep_their_pictures_apart(store, tmp_path
     assert upload(store, first) == 0
     assert upload(store, second) == 0
     assert stored(store) == {
-        kept(first, "001.jpeg")[0]: (first / "001.jpeg").read_bytes(),
+        "001.jpeg": (first / "001.jpeg").read_bytes(),
         kept(second, "001.jpeg")[0]: (second / "001.jpeg").read_bytes(),
     }
-    assert upload(store, second) == 0 and len(stored(store)) == 2
+    assert upload(store, second) == 0 and upload(store, first) == 0
+    assert len(stored(store)) == 2
 
 
 def test_journal_records_sending_then_uploaded_for_the_canonical_store(store, tmp_path, catalog):
@@ -116,10 +202,9 @@ def test_journal_records_sending_then_uploaded_for_the_canonical_store(store, tm
     host, port = store.server_address
     assert uploader.main(["--url", f"HTTP://{host}:{port}", "--images", str(images)]) == 0
     lines = [json.loads(line) for line in (images.parent / "uploaded.jsonl").open()]
-    name = kept(images, "001.jpeg")[0]
     assert [(e["file"], e["name"], e["state"]) for e in lines] == [
-        ("001.jpeg", name, "sending"),
-        ("001.jpeg", name, "uploaded"),
+        ("001.jpeg", "001.jpeg", "sending"),
+        ("001.jpeg", "001.jpeg", "uploaded"),
     ]
     assert {e["store"] for e in lines} == {store.url}
 
@@ -147,8 +232,12 @@ def test_no_catalog_jpegs_is_exit_2_naming_the_folder(store, tmp_path, logged_er
 def test_dry_run_lists_store_names_and_sends_nothing(store, tmp_path, catalog, capsys):
     images = catalog(tmp_path / "supplier-data", ["fresh kiwi"]) / "images"
     assert upload(store, images, "--dry-run") == 0
+    assert upload(store, images, "--dry-run", "--content-names") == 0
     tag = hashlib.sha256((images / "fresh kiwi.jpeg").read_bytes()).hexdigest()[:12]
-    assert capsys.readouterr().out == f"POST {store.url}upload/ file=fresh_kiwi-{tag}.jpeg\n"
+    assert capsys.readouterr().out == (
+        f"POST {store.url}upload/ file=fresh_kiwi.jpeg\n"
+        f"POST {store.url}upload/ file=fresh_kiwi-{tag}.jpeg\n"
+    )
     assert store.post_count == 0
 
 
@@ -158,7 +247,7 @@ def test_a_link_out_of_the_delivery_is_never_uploaded(store, tmp_path, catalog, 
     private.write_bytes((images / "001.jpeg").read_bytes() + b"private")
     (images / "002.jpeg").symlink_to(private)
     assert upload(store, images) == 1
-    assert list(stored(store)) == kept(images, "001.jpeg")
+    assert list(stored(store)) == ["001.jpeg"]
     assert logged_errors() == [f"002.jpeg: {images / '002.jpeg'}: links outside {images}; not read"]
 
 
@@ -193,7 +282,7 @@ def test_uploads_in_flight_when_a_run_stopped_are_said_and_the_store_decides(
     messages = [r.getMessage() for r in caplog.records]
     assert "1 uploads were in flight when a run stopped; the store says which landed" in messages
     assert f"{journal} line 3: not UTF-8; ignored" in messages
-    assert list(stored(store)) == kept(images, "001.jpeg")
+    assert list(stored(store)) == ["001.jpeg"]
 
 
 # -- only whole catalog JPEGs of the expected size leave the machine ---------------------
@@ -212,18 +301,48 @@ def marked_600x400_but_640x480(path: Path) -> None:
     Image.new("RGB", (640, 480), "red").save(path, comment=mark)
 
 
+def cut_beside_its_tiff(path: Path) -> None:
+    cut_to_3000(path)
+    Image.new("RGB", (60, 40)).save(path.with_suffix(".tiff"))
+
+
+def junk_after_its_end(path: Path) -> None:
+    path.write_bytes(path.read_bytes() + bytes(range(256)) * 400)
+
+
 def marked_300x200(path: Path) -> None:
     mark = MARK.format(digest="0" * 64, options="1" * 16, size="300x200")
     Image.new("RGB", (300, 200), "red").save(path, comment=mark)
 
 
+NO_SOURCE = "no source beside it to convert again: ask the supplier for the photo"
 NOT_CATALOG_JPEGS = [
-    ("truncated", cut_to_3000, "not a whole JPEG: cut short (no end marker after 3000 bytes)"),
-    ("unmarked-640x480", suppliers_640x480, "640x480 pixels where a catalog JPEG is 600x400"),
+    (
+        "truncated",
+        cut_to_3000,
+        "not a whole JPEG: cut short (no end marker after 3000 bytes); not uploaded: " + NO_SOURCE,
+    ),
+    (
+        "truncated-beside-its-tiff",
+        cut_beside_its_tiff,
+        "not a whole JPEG: cut short (no end marker after 3000 bytes); not uploaded:"
+        " remove it and run ./changeImage.py to convert 007.tiff again",
+    ),
+    (
+        "100-KB-after-its-end-marker",
+        junk_after_its_end,
+        "102400 bytes after the JPEG's end marker (not changeImage.py's); not uploaded: "
+        + NO_SOURCE,
+    ),
+    (
+        "unmarked-640x480",
+        suppliers_640x480,
+        "640x480 pixels where a catalog JPEG is 600x400; not uploaded: " + NO_SOURCE,
+    ),
     (
         "mark-disagrees",
         marked_600x400_but_640x480,
-        "640x480 pixels where its changeImage.py mark says 600x400",
+        "640x480 pixels where its changeImage.py mark says 600x400; not uploaded: " + NO_SOURCE,
     ),
     ("marked-300x200", marked_300x200, ""),
 ]
@@ -239,22 +358,27 @@ def test_only_whole_catalog_jpegs_are_uploaded(
     change(images / "007.jpeg")
     assert upload(store, images) == (1 if problem else 0)
     if problem:
-        assert logged_errors() == [
-            f"007.jpeg: {problem}; not uploaded: convert it again (changeImage.py)"
-        ]
+        assert logged_errors() == [f"007.jpeg: {problem}"]
     names = [f"{n:03d}.jpeg" for n in range(1, 13) if n != 7 or not problem]
-    assert list(stored(store)) == kept(images, *names)
+    assert list(stored(store)) == names
 
 
-def test_a_suppliers_own_jpeg_beside_its_source_is_not_uploaded(store, tmp_path, catalog, caplog):
+def test_an_earlier_attempts_jpeg_beside_its_source_gets_the_one_message(
+    store, tmp_path, catalog, logged_errors
+):
     """A 600x400 JPEG without changeImage.py's mark, beside the TIFF it shares its
-    stem with, is the supplier's file (changeImage.py refused to replace it): it
-    stays on the machine; the others go."""
+    stem with, is an earlier attempt's (changeImage.py refused to replace it): it
+    stays on the machine with the one message all scripts give, naming the one
+    command that resolves it (never "convert it again", which would loop); the
+    others go."""
     delivery = catalog(tmp_path, ["001", "002"])
     Image.new("RGB", (60, 40), "red").save(delivery / "images" / "001.tiff")
     assert upload(store, delivery / "images") == 1
-    assert "001.jpeg: not made by changeImage.py from 001.tiff" in caplog.text
-    assert [name.split("-")[0] for name in stored(store)] == ["002"]
+    assert logged_errors() == [
+        "001.jpeg was not made by changeImage.py from 001.tiff (an earlier attempt's?):"
+        " run ./changeImage.py --replace-unmarked to convert over it"
+    ]
+    assert list(stored(store)) == ["002.jpeg"]
     folders = [
         "--descriptions",
         str(delivery / "descriptions"),
@@ -263,3 +387,33 @@ def test_a_suppliers_own_jpeg_beside_its_source_is_not_uploaded(store, tmp_path,
     ]
     assert run.main(["--url", store.url, *folders]) == 1
     assert [f["name"] for f in store.catalog.fruits()] == ["Fruit 2 of delivery 0"]
+
+
+# -- what the uploader says is what the store serves ----------------------------
+
+
+def test_a_store_that_renames_uploads_is_said_by_name_and_gets_each_picture_once(
+    store_factory, tmp_path, catalog, logged_errors, caplog
+):
+    """The store answers 201 but keeps the upload under a name of its own: no product
+    could show it. Said by name and cause with the way out, exit 1; nothing more is
+    sent to that store, in this run or the next, until --resend."""
+    store = store_factory(rename_every=1)
+    images = catalog(tmp_path / "supplier-data", ["001", "002", "003"]) / "images"
+    assert upload(store, images, "--jobs", "1") == 1
+    way_out = "once it keeps the names it is sent, run supplier_image_upload.py --resend"
+    first, *others = logged_errors()
+    assert first == (
+        "001.jpeg: sent, and the store answered 201, but it serves nothing as 001.jpeg: it"
+        " keeps uploads under names of its own, which no product can show; nothing more is"
+        f" sent to it: {way_out}"
+    )
+    assert [line.split(":")[0] for line in others] == ["002.jpeg", "003.jpeg"]
+    assert all(re.search(f"not sent: the store keeps uploads .*; {way_out}$", x) for x in others)
+    assert caplog.records[-1].getMessage() == "uploaded 0, already in store 0, failed 3"
+    assert store.post_count == 1 and len(stored(store)) == 1
+    caplog.clear()
+    assert upload(store, images) == 1  # the next run: no extra copy
+    assert store.post_count == 1 and len(logged_errors()) == 3
+    assert upload(store, images, "--resend", "--jobs", "1") == 1  # asked for: sent again
+    assert store.post_count == 2

@@ -25,6 +25,7 @@ STORE_FAULTS = {
         "stall_every",
         "stall",
         "delay",
+        "rename_every",
     )
 }
 POST_COUNT_FILE = DATA_DIR / "post_count"

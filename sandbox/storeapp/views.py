@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from django.http import HttpResponse
 from django.utils.html import format_html, format_html_join
@@ -14,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from storeapp.middleware import every
 from storeapp.models import Fruit, Upload
 from storeapp.serializers import FruitSerializer
 
@@ -34,6 +37,9 @@ class UploadView(APIView):
         upload = request.FILES.get("file")
         if upload is None:
             raise ParseError("Empty content")
+        number = getattr(request._request, "store_post_number", 0)
+        if every(settings.STORE_FAULTS["rename_every"], number):
+            upload.name = f"{secrets.token_hex(4)}-{upload.name}"  # the rename fault
         # FileField + FileSystemStorage clean, de-duplicate and truncate the name.
         Upload.objects.create(file=upload)
         return Response(status=201)

@@ -1,0 +1,119 @@
+"""Shared block `catalog jpeg`: whether a file is a catalog JPEG as changeImage.py
+writes it (whole, ending at its end marker, of the size its mark gives), read
+without Pillow.
+
+Every script that needs it carries a copy of the part below the marker, between
+its fences. Edit it here, then run `make blocks` (python tools/sync_blocks.py);
+tests/test_scripts.py fails while a copy differs. Above the marker: what the
+copies find in their script.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+from delivery_files import earlier_attempt
+
+# --- block ---
+CATALOG_SIZE = (600, 400)  # the lab's: a JPEG without changeImage.py's mark must have it
+JPEG_MARK = re.compile(  # changeImage.py's MARK
+    rb"fruit-catalog changeImage\.py made-from-sha256=[0-9a-f]{64} options=[0-9a-f]{16}"
+    rb" size=([0-9]+)x([0-9]+)"
+)
+SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
+STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
+IN_CODED_DATA = STANDALONE_MARKERS | {0x00, 0xFF}  # after FF in coded data: not its end
+# What makes a file named like a catalog JPEG unusable (the record's photo causes):
+CUT, NOT_OURS, WRONG_SIZE = "cut", "not ours", "wrong size"
+EARLIER_ATTEMPT = "earlier attempt"  # unmarked beside its source: earlier_attempt() says it
+
+
+def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes, int]:
+    """A whole JPEG's (width, height), its comments and where its end marker ends,
+    walked segment by segment and through its coded data to that marker, without
+    decoding (these scripts need no Pillow); ValueError saying what is wrong."""
+    cut = f"cut short (no end marker after {len(content)} bytes)"
+    if not content.startswith(b"\xff\xd8"):
+        raise ValueError("not a JPEG")
+    size, comments, at = None, b"", 2
+    while True:
+        if at + 2 > len(content):
+            raise ValueError(cut)
+        if content[at] != 0xFF:
+            raise ValueError(f"broken at byte {at} (no segment starts there)")
+        marker = content[at + 1]
+        if marker == 0xD9:
+            return size, comments, at + 2
+        if marker == 0xFF or marker in STANDALONE_MARKERS:
+            at += 1 if marker == 0xFF else 2
+            continue
+        length = int.from_bytes(content[at + 2 : at + 4], "big")
+        end = at + 2 + length
+        if length < 2 or end > len(content):
+            raise ValueError(cut)
+        if marker in SOF_MARKERS and length >= 7:
+            size = (
+                int.from_bytes(content[at + 7 : at + 9]),
+                int.from_bytes(content[at + 5 : at + 7]),
+            )
+        elif marker == 0xFE:
+            comments += content[at + 4 : end]
+        at = end
+        if marker == 0xDA:  # coded data: runs to the next marker that is not 00 or a restart
+            while True:
+                at = content.find(b"\xff", at)
+                if at < 0 or at + 1 >= len(content):
+                    raise ValueError(cut)
+                if content[at + 1] not in IN_CODED_DATA:
+                    break
+                at += 1 if content[at + 1] == 0xFF else 2
+
+
+class Unusable(NamedTuple):
+    """Why a file named like a catalog JPEG is not one: cause (CUT, NOT_OURS,
+    WRONG_SIZE, EARLIER_ATTEMPT: decide by it) and what to say."""
+
+    cause: str
+    text: str
+
+
+def unusable_jpeg(content: bytes, path: Path) -> Unusable | None:
+    """What keeps content (the file at path) from being a catalog JPEG (None when
+    it is one): a whole JPEG ending at its end marker, of the size its
+    changeImage.py mark gives, or 600x400 without a mark, and then only with no
+    source beside it (001.jpeg beside 001.tiff without the mark is an earlier
+    attempt's, the one message of earlier_attempt())."""
+    try:
+        size, comments, end = jpeg_layout(content)
+    except ValueError as error:
+        return Unusable(CUT, f"not a whole JPEG: {error}")
+    if end < len(content):
+        extra = len(content) - end
+        return Unusable(
+            NOT_OURS, f"{extra} bytes after the JPEG's end marker (not changeImage.py's)"
+        )
+    mark = JPEG_MARK.search(comments)
+    sources = [] if mark else sources_beside(path)
+    if sources:
+        return Unusable(EARLIER_ATTEMPT, earlier_attempt(path, sources[0]))
+    expected = (int(mark[1]), int(mark[2])) if mark else CATALOG_SIZE
+    if size != expected:
+        shown = "no frame" if size is None else f"{size[0]}x{size[1]}"
+        whose = "its changeImage.py mark says" if mark else "a catalog JPEG is"
+        return Unusable(WRONG_SIZE, f"{shown} pixels where {whose} {expected[0]}x{expected[1]}")
+    return None
+
+
+def catalog_jpeg_problem(content: bytes, path: Path) -> str:
+    """unusable_jpeg()'s text, "" for a catalog JPEG."""
+    problem = unusable_jpeg(content, path)
+    return problem.text if problem else ""
+
+
+def sources_beside(path: Path) -> list[Path]:
+    """The other files of path's stem in its folder (001.tiff beside 001.jpeg)."""
+    beside = path.parent.glob(glob.escape(path.stem) + ".*")
+    return sorted(p for p in beside if p.name != path.name and p.stem == path.stem)
