@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Build and send email (helper module for report_email.py and health_check.py).
 
+The lab's step 4 mails its PDF with generate_email and send_email, as the
+lab's emails.py does; step 5's alerts go the same way.
+
   generate_email(sender, recipient, subject, body, attachment_path=None)
       an email.message.EmailMessage; recipient may be a list. Every address
       must be one address, plain (alice@example.com) or with a display name
@@ -109,6 +112,7 @@ if __name__ == "__main__":
 import argparse
 import base64
 import contextlib
+import errno
 import getpass
 import ipaddress
 import logging
@@ -459,6 +463,149 @@ def guarded(
 # --- end shared block: cli ---
 
 
+# --- begin shared block: files (from blocks/files.py; make blocks) ---
+def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
+    """path holds data, whole, or keeps what it held: a temporary file beside it,
+    written, flushed, fsynced, given `mode`, then renamed over it; the temporary is
+    removed on any failure. OSError when path is a folder, FIFO or device, which the
+    rename would replace (as root, a path of /dev/null would replace the machine's).
+    The folder must exist: a missing one is a typo to report, not one to create."""
+    path = Path(path)
+    try:
+        kind = os.lstat(path).st_mode
+    except FileNotFoundError:
+        kind = stat.S_IFREG
+    if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
+        raise OSError(errno.EEXIST, "not a regular file, which it would replace", str(path))
+    content = data.encode("utf-8") if isinstance(data, str) else data
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_capped(path: Path, limit: int) -> bytes:
+    """The bytes of path, a regular file of at most `limit` bytes; OSError for
+    anything else. Opened without blocking and checked on the descriptor: a FIFO
+    would wait for a writer forever, /dev/zero would fill the memory; a file that
+    grows past the limit while read is refused too."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise OSError(errno.EISDIR, "a folder, not a regular file", str(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if info.st_size > limit:
+            raise OSError(
+                errno.EFBIG, f"{info.st_size} bytes, over the limit of {limit}", str(path)
+            )
+        with os.fdopen(os.dup(fd), "rb") as file:
+            content = file.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(content) > limit:
+        raise OSError(errno.EFBIG, f"grew over the limit of {limit} bytes while read", str(path))
+    return content
+
+
+# --- end shared block: files ---
+
+
+# --- begin shared block: deadline (from blocks/deadline.py; make blocks) ---
+class Deadline:
+    """`with Deadline(seconds) as deadline:` cuts the conversation when it has taken
+    `seconds` in all. Socket timeouts bound each wait, not their sum: a server that
+    trickles a byte per wait never trips them. A timer shuts the watched socket down,
+    so the blocked call returns at once (an OSError in the caller; `expired` says
+    why). It shuts down by descriptor, which survives a TLS wrap of the socket, and
+    only while that descriptor is still the watched socket (a closed socket's
+    number may already be another file's).
+
+    The deadline entered last in a thread is that thread's `Deadline.current()`:
+    code that opens sockets deep inside a library (a connection class) watches
+    them with `watch_socket(sock)`."""
+
+    _current = threading.local()
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.end = seconds, time.monotonic() + seconds
+        self.expired = False
+        self.fd, self.identity = -1, (0, 0)
+        self.lock = threading.Lock()
+        self.timer = threading.Timer(seconds, self.expire)
+        self.timer.daemon = True
+
+    @classmethod
+    def current(cls) -> Deadline | None:
+        return getattr(cls._current, "deadline", None)
+
+    def __enter__(self) -> Deadline:
+        self.outer, Deadline._current.deadline = Deadline.current(), self
+        self.end = time.monotonic() + self.seconds
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+        Deadline._current.deadline = self.outer
+
+    def left(self) -> float:
+        """Seconds until the deadline (negative once passed)."""
+        return self.end - time.monotonic()
+
+    def stop(self) -> None:
+        with self.lock:
+            self.fd = -1
+        self.timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        """Cut sock when the deadline passes; TimeoutError when it already has."""
+        with self.lock:
+            if self.expired:
+                raise TimeoutError(f"no whole answer within {self.seconds:g} s")
+            self.fd = sock.fileno()
+            info = os.fstat(self.fd)
+            self.identity = (info.st_dev, info.st_ino)
+
+    def expire(self) -> None:
+        with self.lock:
+            self.expired = True
+            if self.fd < 0 or not self.still_watched():
+                return
+            view = socket.socket(fileno=self.fd)
+            try:
+                view.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the other side: the blocked call returns anyway
+            finally:
+                view.detach()
+
+    def still_watched(self) -> bool:
+        try:
+            info = os.fstat(self.fd)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == self.identity
+
+
+def watch_socket(sock: socket.socket | None) -> None:
+    """Let this thread's current Deadline, if any, cut sock."""
+    deadline = Deadline.current()
+    if deadline is not None and sock is not None:
+        deadline.watch(sock)
+
+
+# --- end shared block: deadline ---
+
+
 class EmailError(Exception):
     """Mail could not be sent; the message says why and what to set. permanent:
     the server refused it for good (a 5xx answer), so the same mail sent again
@@ -658,23 +805,12 @@ def read_password(name: str) -> str:
     """The password in file `name`, read without following it into a FIFO (which would
     wait for a writer forever) or a device such as /dev/zero (which never ends)."""
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        data = read_capped(Path(name), PASSWORD_FILE_LIMIT)
+        return data.decode("utf-8").strip()
     except OSError as error:
-        raise ValueError(f"cannot read SMTP_PASSWORD_FILE {name}: {error.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        regular = stat.S_ISREG(info.st_mode) and info.st_size <= PASSWORD_FILE_LIMIT
-        data = os.read(fd, PASSWORD_FILE_LIMIT + 1) if regular else b""
-    finally:
-        os.close(fd)
-    why = "not a regular file" if not stat.S_ISREG(info.st_mode) else ""
-    if not why and len(data) > PASSWORD_FILE_LIMIT:
-        why = f"over {PASSWORD_FILE_LIMIT} bytes, not a password file"
-    if not why:
-        try:
-            return data.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            why = "not UTF-8 text"
+        why = error.strerror or error
+    except UnicodeDecodeError:
+        why = "not UTF-8 text"
     raise ValueError(f"cannot read SMTP_PASSWORD_FILE {name}: {why}")
 
 
@@ -704,51 +840,6 @@ def checked_host(host: str) -> str:
 
 
 # -- sending --------------------------------------------------------------------
-
-
-class Deadline:
-    """Cuts the connection when the whole send has taken `seconds`.
-
-    Socket timeouts bound each wait, not their sum: a server trickling one
-    byte per wait never trips them. A timer shuts the socket down (by its
-    descriptor, which survives the TLS wrap), so the blocked call returns."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.expired = False
-        self.fd = -1
-        self.lock = threading.Lock()
-        self.timer = threading.Timer(seconds, self.expire)
-        self.timer.daemon = True
-
-    def __enter__(self) -> Deadline:
-        self.timer.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        with self.lock:
-            self.fd = -1
-        self.timer.cancel()
-
-    def watch(self, sock: socket.socket) -> None:
-        with self.lock:
-            self.fd = sock.fileno()
-
-    def expire(self) -> None:
-        with self.lock:
-            self.expired = True
-            if self.fd < 0:
-                return
-            view = socket.socket(fileno=self.fd)
-            try:
-                view.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by the server: the blocked call returns anyway
-            finally:
-                view.detach()
 
 
 class DeadlineSMTP(smtplib.SMTP):
@@ -915,15 +1006,11 @@ def explain(error: Exception, settings: SmtpSettings, expired: bool = False) -> 
 
 
 def save_eml(message: EmailMessage, folder: str) -> Path:
-    """Write the message as <time>-<id>.eml, atomically."""
+    """Write the message as <time>-<id>.eml, whole or not at all."""
     directory = Path(folder)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.eml"
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")
-    with os.fdopen(fd, "wb") as stream:
-        stream.write(message.as_bytes())
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, target)
+    write_atomically(target, message.as_bytes())
     return target
 
 

@@ -1,22 +1,28 @@
 #!/usr/bin/env python3
 """Email the supplier a PDF of what run.py imported, truthfully, once.
 
-Reads run.py's record (version 1 or 2; never the descriptions again) and
-builds a table with a row per product: a small thumbnail, the lab's
-`name: X` / `weight: N lbs` lines for an imported product, and the outcome.
-Products that need the supplier's attention come first, marked in red (not
-imported, not confirmed, or differing from the store's copy), each saying
-what is wrong with what they sent and what to do ("fix line 2 of 003.txt
-and send 003.txt again"), or that the fault is ours; the record's reasons,
-with our folders and commands, go to the log only. It names the delivery,
-the date and the store's public name (--store-name), and mails the PDF
-through emails.py. With nothing imported, no mail is sent.
+The lab's step 4: `report()` reads run.py's record (version 1 to 3; never the
+descriptions again), reports.generate_supplier_report (the lab's
+generate_report, with a table) writes /tmp/processed.pdf, and
+emails.generate_email and emails.send_email mail it. The table has a row per
+product: a small thumbnail, the lab's `name: X` / `weight: N lbs` lines for an
+imported product, and the outcome. Products that need the supplier's
+attention come first, marked in red (not imported, not confirmed, or
+differing from the store's copy), each saying what is wrong with what they
+sent and what to do ("fix line 2 of 003.txt and send 003.txt again"), or that
+the fault is ours: the words come from ADVICE, keyed by the record's problem
+code; the record's reasons, with our folders and commands, go to the log
+only. It names the import's date and the store's public name (--store-name),
+never our folders. A delivery where nothing was imported is still reported
+when the supplier has something to fix; when only our side failed (the store
+down), nobody is mailed, an ERROR says so and the status is 1.
 
 Each state of the delivery is mailed once: imported.mailed.jsonl beside the
-record remembers which report (a digest of the products) reached whom. A
-re-run with nothing new says when it was sent and sends nothing (--resend
-sends it again); after run.py changed the record, the new report is sent
-and its body says it replaces the earlier one. Recipients who already got
+record remembers which report (a digest of what the supplier sees of each
+product) reached whom. A re-run that changes nothing for the supplier says
+when it was sent and sends nothing (--resend sends it again); after run.py
+changed what the supplier sees, the new report is sent and its body says it
+replaces the earlier one. Recipients who already got
 this report are never mailed it again, so after a partial refusal a re-run
 reaches only those who did not get it.
 
@@ -45,12 +51,13 @@ Example:
     ERROR cannot reach SMTP server localhost:2525: connection refused (set
       SMTP_HOST); not sent, the PDF is at /tmp/processed.pdf: run again to send it
 
-Exit status: 0 mailed (or already mailed, or nothing imported to report),
-1 not sent, or sent to some recipients only (run again: only the others are
-mailed), 2 usage or configuration error: no record, an empty or malformed
-record, a bad option or SMTP_* value, the PDF or the mailed log cannot be
-written, the report too large to mail, another report_email.py mailing the
-same record. 130 interrupted.
+Exit status: 0 mailed (or already mailed, or nothing new to report), 1 not
+sent, or sent to some recipients only (run again: only the others are
+mailed), or nothing imported only through our side's fault, 2 usage or
+configuration error: no record, an empty or malformed record, a bad option
+or SMTP_* value, the PDF or the mailed log cannot be written, the report too
+large to mail, another report_email.py mailing the same record. 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -119,6 +126,7 @@ if __name__ == "__main__":
 import argparse
 import contextlib
 import datetime
+import errno
 import fcntl
 import getpass
 import hashlib
@@ -179,8 +187,8 @@ MONTHS = [
     "December",
 ]
 OUTCOMES = {1: ("imported", "already in store", "failed")}
-OUTCOMES[2] = (*OUTCOMES[1], "uncertain")
-# Field -> accepted types; the first four must be present (RECORD.md, versions 1 and 2).
+OUTCOMES[2] = OUTCOMES[3] = (*OUTCOMES[1], "uncertain")
+# Field -> accepted types; the first four must be present (README: Records, versions 1 to 3).
 REQUIRED = {"file": (str,), "name": (str,), "weight": (int, type(None)), "outcome": (str,)}
 OPTIONAL = {
     "reason": (str,),
@@ -189,8 +197,12 @@ OPTIONAL = {
     "id": (int, type(None)),
     "description": (str,),
     "store_values": (dict,),
+    "problem": (str,),
+    "details": (dict,),
 }
-# The fields store_values may hold (RECORD.md), in the order shown, with their labels.
+# What the supplier sees of a product: a report is mailed again only when one changes.
+SEEN = ("file", "name", "weight", "outcome", "problem", "details", "store_values")
+# The fields store_values may hold (README: Records), in the order shown, with their labels.
 STORE_FIELDS = {"weight": "weight", "description": "description", "image_name": "picture"}
 # Mail size: base64 with its line ends makes 100 bytes about 137; headers and body a little.
 BASE64_GROWTH = 1.37
@@ -590,11 +602,16 @@ class BadRecord(Exception):
     """The record is missing or unusable; the message names it and says what to do."""
 
 
+def canonical_digest(document: object) -> str:
+    """sha256 of document as canonical JSON (sorted keys, no spaces, UTF-8)."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 @dataclass
 class Record:
     path: Path
     version: int
-    delivery: str
     images: Path | None
     finished: str
     complete: bool
@@ -602,11 +619,17 @@ class Record:
 
     @property
     def digest(self) -> str:
-        """sha256 of the canonical JSON of the products (RECORD.md): the delivery's state."""
-        canonical = json.dumps(
-            self.products, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        """The state of the delivery as the supplier sees it (README: Records): the
+        products' SEEN fields and whether the import ended, never this_run, the
+        reasons, times or run ids, so a re-run that changes nothing mails nobody."""
+        seen = [{key: product.get(key) for key in SEEN} for product in self.products]
+        return canonical_digest({"complete": self.complete, "products": seen})
+
+    @property
+    def digests(self) -> set[str]:
+        """This state's digest and the one mailed logs written before it name (the
+        whole products list): a report sent then is not sent again."""
+        return {self.digest, canonical_digest(self.products)}
 
 
 @dataclass
@@ -653,7 +676,7 @@ def parse_record(path: Path, document: object) -> Record:
     version = document.get("version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version not in OUTCOMES:
         raise BadRecord(
-            f"import record {path} has version {version!r}; this report_email.py reads 1 and 2"
+            f"import record {path} has version {version!r}; this report_email.py reads 1 to 3"
         )
     products = document.get("products")
     if not isinstance(products, list):
@@ -665,12 +688,9 @@ def parse_record(path: Path, document: object) -> Record:
         if problem:
             raise BadRecord(f"import record {path}: {problem}; run run.py again")
     images = document.get("images")
-    folder = document.get("descriptions") or images or str(path)
-    delivery = document.get("delivery")
     return Record(
         path=path,
         version=version,
-        delivery=public(Path(delivery).name) if given_name(delivery) else delivery_name(folder),
         images=Path(images) if isinstance(images, str) and images else None,
         finished=str(document.get("finished") or ""),
         complete=document.get("complete", True) is not False,
@@ -678,35 +698,21 @@ def parse_record(path: Path, document: object) -> Record:
     )
 
 
-def given_name(delivery: object) -> bool:
-    """The record names its delivery; only the last part of a path is shown."""
-    return isinstance(delivery, str) and bool(Path(delivery).name)
-
-
-def delivery_name(folder: object) -> str:
-    """A version 1 record names no delivery: the folder holding its descriptions."""
-    return expand_home(str(folder)).absolute().parent.name or "the delivery"
-
-
 def read_record(path: Path) -> bytes:
-    """The record's bytes. Opened without blocking and checked on the descriptor: a
+    """The record's bytes, read as the block `files` reads (emails.py carries it): a
     FIFO would wait for a writer forever, /dev/zero would fill the memory."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise BadRecord(f"import record {path} is a folder; name the record file")
-        if not stat.S_ISREG(info.st_mode):
-            raise BadRecord(f"import record {path} is not a regular file: run run.py again")
-        if info.st_size > RECORD_LIMIT:
+        return emails.read_capped(path, RECORD_LIMIT)
+    except OSError as error:
+        if error.errno == errno.EISDIR:
+            raise BadRecord(f"import record {path} is a folder; name the record file") from None
+        if error.errno == errno.EFBIG:
+            raise BadRecord(f"import record {path} is {error.strerror}: run run.py again") from None
+        if error.errno == errno.EINVAL:
             raise BadRecord(
-                f"import record {path} is {info.st_size:,} bytes, over the limit of"
-                f" {RECORD_LIMIT:,}: run run.py again"
-            )
-        with os.fdopen(os.dup(fd), "rb") as file:
-            return file.read(RECORD_LIMIT)
-    finally:
-        os.close(fd)
+                f"import record {path} is not a regular file: run run.py again"
+            ) from None
+        raise  # missing or unreadable: load_record says so
 
 
 def load_record(path: Path) -> Record:
@@ -816,111 +822,227 @@ class Advice:
 
 
 OURS = "nothing on your side: we import it again"
-# run.py's reasons (operator text, with our paths and commands) -> the supplier's
-# problem and what to do, in order: the first pattern found in the reason wins.
-# {file} is their description file, {stem} its product number, {0}... the groups.
-SUPPLIER_TEXTS: list[tuple[re.Pattern, str, str]] = [
-    (
-        re.compile(r"line (\d+): weight ('.*'|\".*\") is not whole pounds.*, at most (\d+)"),
-        "line {0} of {file}: the weight {1} is over the {2} lbs the store takes",
-        "fix line {0} of {file} and send {file} again",
+SUPPLIER, OUR_SIDE = "supplier", "ours"  # whose the problem is (README: Records)
+
+
+@dataclass(frozen=True)
+class Texts:
+    """A problem code's row: whose the problem is, the outcome it comes with, and
+    what the supplier reads. {file} is their description file, {stem} its product
+    number, {differences} what the store holds instead; the other gaps are the
+    record's `details`, shown by detail_text."""
+
+    whose: str
+    outcome: str
+    problem: str
+    todo: str
+
+
+SEND_AGAIN_AS_TEXT = "send {file} again as plain text: the name, the weight and the description"
+FIX_THE_LINE = "fix line {line} of {file} and send {file} again"
+# run.py's problem codes (README: Records) -> what the supplier reads. A test
+# (tests/test_record_contract.py) holds this table and run.py's codes together.
+ADVICE: dict[str, Texts] = {
+    "not_text": Texts(
+        SUPPLIER, "failed", "{file} could not be read as a text file: {cause}", SEND_AGAIN_AS_TEXT
     ),
-    (
-        re.compile(r"line (\d+): weight ('.*'|\".*\") is not whole pounds"),
-        "line {0} of {file}: the weight {1} is not whole pounds (like 500 lbs)",
-        "fix line {0} of {file} and send {file} again",
-    ),
-    (
-        re.compile(r"empty file"),
+    "empty": Texts(
+        SUPPLIER,
+        "failed",
         "{file} is empty",
         "send {file} again with the name, the weight and the description, each on its own line",
     ),
-    (
-        re.compile(r"no weight line after the name"),
+    "no_weight": Texts(
+        SUPPLIER,
+        "failed",
         "{file} has the name but no weight line after it",
         "add the weight (like 500 lbs) on the line after the name and send {file} again",
     ),
-    (
-        re.compile(r"no description after the weight"),
-        "{file} has no description after the weight",
-        "add the description after the weight line and send {file} again",
+    "bad_weight": Texts(
+        SUPPLIER,
+        "failed",
+        "line {line} of {file}: the weight {value} is not whole pounds (like 500 lbs)",
+        FIX_THE_LINE,
     ),
-    (
-        re.compile(r"(name|description) is (\d+) characters; the store accepts at most (\d+)"),
-        "the {0} in {file} is {1} characters long; the store takes at most {2}",
-        "shorten the {0} and send {file} again",
+    "weight_too_large": Texts(
+        SUPPLIER,
+        "failed",
+        "line {line} of {file}: the weight {value} is over the {limit} lbs the store takes",
+        FIX_THE_LINE,
     ),
-    (
-        re.compile(r"the same product name as ([^;\s]+)"),
-        "{file} names the same product as {0}",
+    "too_long": Texts(
+        SUPPLIER,
+        "failed",
+        "the {field} in {file} is {length} characters long; the store takes at most {limit}",
+        "shorten the {field} and send {file} again",
+    ),
+    "same_name": Texts(
+        SUPPLIER,
+        "failed",
+        "{file} names the same product as {other}",
         "give one of them another name and send it again",
     ),
-    (
-        # The JPEG under the catalog's name is no catalog picture (cut, garbage, the
-        # wrong size, the supplier's own beside their TIFF): a re-run fails the same
-        # way until a photo comes again.
-        re.compile(
-            r"(\S+\.jpe?g): (?:not a whole JPEG|not made by changeImage|(?:\d+x\d+|no frame)"
-            r" pixels where)"
-        ),
-        "we could not use its photo {0}",
-        "send its photo again, as one file named {stem} (JPEG, PNG or TIFF)",
-    ),
-    (
-        re.compile(r"no catalog image|\.jpe?g\b.*(?:not read|cannot open)"),
+    "no_photo": Texts(
+        SUPPLIER,
+        "failed",
         "we have no usable photo for it",
         "send its photo again, named {stem} (JPEG, PNG or TIFF)",
     ),
-    (
-        re.compile(r"NUL characters|not a regular file|not read|cannot open"),
-        "{file} could not be read as a text file",
-        "send {file} again as plain text: the name, the weight and the description",
+    "photo_unusable": Texts(
+        SUPPLIER,
+        "failed",
+        "we could not use its photo {image}: {cause}",
+        "send its photo again, as one file named {stem} (JPEG, PNG or TIFF)",
     ),
-    (re.compile(r"interrupted"), "the import stopped before this product was sent", OURS),
-    (re.compile(r"^not sent"), "our store could not be reached during the import", OURS),
-    (re.compile(r"image not in the store"), "its photo had not reached our store yet", OURS),
-    (
-        re.compile(r"the store rejected"),
-        "our store refused its values",
+    "earlier_attempt": Texts(
+        OUR_SIDE, "failed", "a file of an earlier attempt of ours was in the way of its photo", OURS
+    ),
+    "photo_not_in_store": Texts(
+        OUR_SIDE, "failed", "its photo had not reached our store yet", OURS
+    ),
+    "store_refused": Texts(
+        SUPPLIER,
+        "failed",
+        "our store refused its values ({fields})",
         "check the name, the weight and the description in {file} and send it again",
     ),
-]
+    "store_unreachable": Texts(
+        OUR_SIDE, "failed", "our store could not be reached during the import", OURS
+    ),
+    "interrupted": Texts(
+        OUR_SIDE, "failed", "the import stopped before this product was sent", OURS
+    ),
+    "unconfirmed": Texts(
+        OUR_SIDE,
+        "uncertain",
+        "it was sent to our store, but we could not confirm that the store has it",
+        "nothing on your side: we check it",
+    ),
+    "differs_from_store": Texts(
+        SUPPLIER,
+        "already in store",
+        "the store already has it, with other values ({differences})",
+        "the store keeps its earlier values; if those of this delivery are right, tell"
+        " us: the store cannot change a product, so we add it anew",
+    ),
+}
+# A failure without a code (a version 2 record) or whose details do not fit its code:
+# the reason is the operator's text and is never parsed.
+UNKNOWN_FAILURE = Texts(
+    SUPPLIER, "failed", "we could not import it", "check {file} and send it again"
+)
+MARKERS = {"failed": "Not imported", "uncertain": "Not confirmed"}
+MARKERS["already in store"] = "Differs from the store"
+# The `cause` details, as the supplier reads them.
+CAUSES = {
+    "NUL characters": "it holds NUL characters",
+    "not a regular file": "it is not a regular file",
+    "too large": "it is too large for a description",
+    "unreadable": "it could not be read",
+    "cut": "the file is cut short",
+    "not ours": "two files came for it",
+    "wrong size": "it is not the size we expect",
+}
+NAMES = ("name", "description")  # the fields too_long may name
+DETAIL_TEXT_LIMIT = 60  # characters of a value quoted from the supplier's file or the store
+
+
+def texts_for(product: dict) -> Texts | None:
+    """The row for a product needing attention (None for the others): its code's when
+    the code goes with its outcome, else what its outcome alone says."""
+    outcome = product["outcome"]
+    row = ADVICE.get(product.get("problem", ""))
+    if row is not None and row.outcome == outcome:
+        return row
+    if outcome == "failed":
+        return UNKNOWN_FAILURE
+    if outcome == "uncertain":
+        return ADVICE["unconfirmed"]
+    if outcome == "already in store" and product.get("store_values"):
+        return ADVICE["differs_from_store"]
+    return None
+
+
+def quoted(value: object) -> str:
+    text = " ".join(str(value).split())
+    text = text if len(text) <= DETAIL_TEXT_LIMIT else text[:DETAIL_TEXT_LIMIT] + "…"
+    return repr(text)
+
+
+def whole(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} is not a whole number")
+    return str(value)
+
+
+def field_errors(value: object) -> str:
+    """'weight: A valid integer is required.' for the store's 400 field errors."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{value!r} is not the store's field errors")
+    said = "; ".join(
+        f"{key}: {' '.join(map(str, errors if isinstance(errors, list) else [errors]))}"
+        for key, errors in value.items()
+    )
+    return public(said[:150] + ("…" if len(said) > 150 else ""))
+
+
+def named(value: object) -> str:
+    """A file name of theirs, never a folder of ours."""
+    if not isinstance(value, str) or not Path(value).name:
+        raise ValueError(f"{value!r} is not a file name")
+    return Path(value).name
+
+
+def one_of(known: dict | tuple) -> Callable[[object], str]:
+    def pick(value: object) -> str:
+        if not isinstance(value, str) or value not in known:
+            raise ValueError(f"{value!r} is not one of {', '.join(known)}")
+        return known[value] if isinstance(known, dict) else value
+
+    return pick
+
+
+# The details' fields, each turned into the supplier's words (ValueError when it
+# does not hold what its code says).
+DETAIL_TEXTS: dict[str, Callable[[object], str]] = {
+    "line": whole,
+    "limit": whole,
+    "length": whole,
+    "value": quoted,
+    "field": one_of(NAMES),
+    "other": named,
+    "image": named,
+    "cause": one_of(CAUSES),
+    "fields": field_errors,
+}
+
+
+def filled(row: Texts, product: dict) -> tuple[str, str]:
+    """(problem, what to do) with the product's own details in the gaps."""
+    file = Path(product["file"]).name
+    details = product.get("details") or {}
+    gaps = {"file": file, "stem": Path(file).stem, "differences": differences(product)}
+    gaps |= {key: DETAIL_TEXTS[key](details[key]) for key in details if key in DETAIL_TEXTS}
+    return row.problem.format_map(gaps), row.todo.format_map(gaps)
 
 
 def advice(product: dict) -> Advice | None:
     """What the supplier reads for a product needing attention; None for the others."""
-    outcome = product["outcome"]
-    if outcome == "uncertain":
-        return Advice(
-            "Not confirmed",
-            "it was sent to our store, but we could not confirm that the store has it",
-            "nothing on your side: we check it",
-        )
-    if outcome == "already in store" and product.get("store_values"):
-        return Advice(
-            "Differs from the store",
-            f"the store already has it, with other values ({differences(product)})",
-            "the store keeps its earlier values; if those of this delivery are right, tell"
-            " us: the store cannot change a product, so we add it anew",
-        )
-    if outcome != "failed":
+    row = texts_for(product)
+    if row is None:
         return None
-    return Advice("Not imported", *failure_texts(product))
+    try:
+        problem, todo = filled(row, product)
+    except (KeyError, ValueError):  # details that do not fit the code: say no more than we know
+        row = UNKNOWN_FAILURE if row.outcome == "failed" else row
+        problem, todo = filled(row, {**product, "details": {}})
+    return Advice(MARKERS[row.outcome], problem, todo)
 
 
-def failure_texts(product: dict) -> tuple[str, str]:
-    """(problem, what to do) for a failed product, from its reason."""
-    file = Path(product["file"]).name
-    names = {"file": file, "stem": Path(file).stem}
-    reason = product.get("reason", "")
-    for pattern, problem, todo in SUPPLIER_TEXTS:
-        match = pattern.search(reason)
-        if match:
-            groups = match.groups()
-            return problem.format(*groups, **names), todo.format(*groups, **names)
-    if not product["name"].strip():
-        return (f"we could not read a product name from {file}", f"check {file} and send it again")
-    return "it could not be imported because of a problem on our side", OURS
+def needs_the_supplier(product: dict) -> bool:
+    """True when the supplier can set right what kept the product from the store."""
+    row = texts_for(product)
+    return row is not None and row.whose == SUPPLIER
 
 
 def summary_line(products: list[dict]) -> str:
@@ -982,10 +1104,11 @@ def notes(record: Record, pictures: Pictures, earlier: dict | None, limit_mb: fl
 
 
 def intro_lines(record: Record, store_name: str, extra: list[str]) -> list[str]:
+    """The lines under the title. The delivery's folder is ours and never named."""
     day = long_date(record.finished)
-    where = f"Delivery {record.delivery}" + (f", imported {day}" if day else "")
+    when = [f"Delivery imported {day}"] if day else []
     store = [f"Store: {store_name}"] if store_name else []
-    return [where, *store, summary_line(record.products), *extra]
+    return [*when, *store, summary_line(record.products), *extra]
 
 
 def default_recipient() -> str:
@@ -1059,6 +1182,14 @@ def log_reasons(products: list[dict]) -> None:
     """The record's reasons, with our paths and commands, for the operator: the
     supplier reads advice() instead."""
     for product in products:
+        code = product.get("problem", "")
+        if code and code not in ADVICE:
+            log.warning(
+                "%s: problem %s is unknown to this report_email.py; the supplier reads a"
+                " general text",
+                printable(product["file"]),
+                printable(repr(code)),
+            )
         said = advice(product)
         if said:
             reason = printable(product.get("reason") or said.problem)
@@ -1142,16 +1273,16 @@ class MailedLog:
             self.path.unlink()  # nothing was sent: leave no trace (still under the lock)
         self.file.close()
 
-    def reached(self, digest: str) -> set[str]:
+    def reached(self, digests: set[str]) -> set[str]:
         """Everyone who got the report of this state."""
-        return {a for e in self.entries if e["record_digest"] == digest for a in e["delivered"]}
+        return {a for e in self.entries if e["record_digest"] in digests for a in e["delivered"]}
 
-    def last_time(self, digest: str) -> str:
-        return next(e["time"] for e in reversed(self.entries) if e["record_digest"] == digest)
+    def last_time(self, digests: set[str]) -> str:
+        return next(e["time"] for e in reversed(self.entries) if e["record_digest"] in digests)
 
-    def earlier(self, digest: str) -> dict | None:
+    def earlier(self, digests: set[str]) -> dict | None:
         """The last report of another state of the delivery, which this one replaces."""
-        return next((e for e in reversed(self.entries) if e["record_digest"] != digest), None)
+        return next((e for e in reversed(self.entries) if e["record_digest"] not in digests), None)
 
     def append(self, digest: str, delivered: list[str], refused: dict, pages: int) -> None:
         line = {
@@ -1270,17 +1401,17 @@ def remember(mailed: MailedLog, digest: str, delivered: list, refused: dict, pag
 
 
 def mail(args: argparse.Namespace, record: Record, mailed: MailedLog) -> int:
-    digest = record.digest
-    reached = mailed.reached(digest)
+    digest, digests = record.digest, record.digests
+    reached = mailed.reached(digests)
     targets = [r for r in args.recipient if args.resend or plain(r) not in reached]
     if not targets:
         log.info(
             "this report was sent to %s on %s; nothing sent (--resend sends it again)",
             ", ".join(args.recipient),
-            mailed.last_time(digest),
+            mailed.last_time(digests),
         )
         return EXIT_OK
-    pages, said = make_pdf(args, record, mailed.earlier(digest))
+    pages, said = make_pdf(args, record, mailed.earlier(digests))
     message = message_for(args, record, targets, said)
     environ = {k: v for k, v in os.environ.items() if k != "SMTP_SAVE_DIR"}
     try:
@@ -1311,19 +1442,40 @@ def mail(args: argparse.Namespace, record: Record, mailed: MailedLog) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
+    """The lab's step 4: the record's report as a PDF (generate_report), mailed
+    (generate_email, send_email) to the supplier once per state, or saved."""
     record = load_record(args.record)
-    products = record.products
-    log.debug("%s: version %d, %s", args.record, record.version, summary_line(products))
-    if not count(products, "imported"):
-        failed, in_store = count(products, "failed"), count(products, "already in store")
-        log.info(
-            "nothing was imported (%d failed, %d already in store); no mail sent", failed, in_store
-        )
-        return EXIT_OK
+    log.debug("%s: version %d, %s", args.record, record.version, summary_line(record.products))
+    unsent = why_unsent(record.products)
+    if unsent is not None:
+        return unsent
     if args.save_dir:
         return save(args, record)
     with MailedLog(mailed_log_path(args.record)) as mailed:
         return mail(args, record, mailed)
+
+
+def why_unsent(products: list[dict]) -> int | None:
+    """None when the supplier gets a report: something was imported, or something
+    they sent needs fixing. Else the status after saying why nobody is mailed: 0
+    for nothing new, 1 when only our side failed (the job is not done; the run after
+    the fix mails the report)."""
+    if count(products, "imported") or any(needs_the_supplier(p) for p in products):
+        return None
+    counts = ", ".join(
+        f"{count(products, o):,} {o}" for o in ("failed", "uncertain", "already in store")
+    )
+    ours = Counter(p.get("problem") or p["outcome"] for p in products if advice(p))
+    if not ours:
+        log.info("nothing was imported (%s); no mail sent", counts)
+        return EXIT_OK
+    log.error(
+        "nothing was imported (%s), through no fault of the supplier's (%s): set our side"
+        " right and run run.py again, then report_email.py mails the report; no mail sent",
+        counts,
+        ", ".join(f"{n:,} {code.replace('_', ' ')}" for code, n in sorted(ours.items())),
+    )
+    return EXIT_NOT_SENT
 
 
 # -- command line ---------------------------------------------------------------
@@ -1389,7 +1541,7 @@ send) and SMTP_CA_FILE: see ./emails.py --help."""
 OPTIONS = [
     Option(
         "--record",
-        "run.py's record (version 1 or 2)",
+        "run.py's record (version 1 to 3)",
         "IMPORT_RECORD",
         default_record,
         Path,
@@ -1504,6 +1656,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The lab's step 4 under the script's one guard: the options, then report()."""
+
     def work() -> int:
         args = parse_args(argv)
         configure_logging(args.quiet, args.verbose)

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """PDF reports of what was imported into the store (helper module).
 
-Two ways in:
+The lab's step 4 builds its PDF here: report_email.py calls
+generate_supplier_report, the lab's generate_report with a table. Two ways in:
   generate_report(attachment, title, paragraph)
       the lab's signature: `title` as the heading and `paragraph` (reportlab
       Paragraph markup, <br/> line breaks) as the body.
   generate_supplier_report(attachment, title, rows, intro=(), chart=None)
-      the heading, a few intro lines (delivery, store, summary), the chart,
+      the heading, a few intro lines (date, store, summary), the chart,
       then a table with a row per product: its thumbnail, its lines (the
       lab's `name: X` / `weight: N lbs` for an imported product) and its
       outcome. Rows with an `attention` marker come first, under a red
@@ -528,6 +529,62 @@ def guarded(
 # --- end shared block: cli ---
 
 
+# --- begin shared block: files (from blocks/files.py; make blocks) ---
+def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
+    """path holds data, whole, or keeps what it held: a temporary file beside it,
+    written, flushed, fsynced, given `mode`, then renamed over it; the temporary is
+    removed on any failure. OSError when path is a folder, FIFO or device, which the
+    rename would replace (as root, a path of /dev/null would replace the machine's).
+    The folder must exist: a missing one is a typo to report, not one to create."""
+    path = Path(path)
+    try:
+        kind = os.lstat(path).st_mode
+    except FileNotFoundError:
+        kind = stat.S_IFREG
+    if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
+        raise OSError(errno.EEXIST, "not a regular file, which it would replace", str(path))
+    content = data.encode("utf-8") if isinstance(data, str) else data
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_capped(path: Path, limit: int) -> bytes:
+    """The bytes of path, a regular file of at most `limit` bytes; OSError for
+    anything else. Opened without blocking and checked on the descriptor: a FIFO
+    would wait for a writer forever, /dev/zero would fill the memory; a file that
+    grows past the limit while read is refused too."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise OSError(errno.EISDIR, "a folder, not a regular file", str(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if info.st_size > limit:
+            raise OSError(
+                errno.EFBIG, f"{info.st_size} bytes, over the limit of {limit}", str(path)
+            )
+        with os.fdopen(os.dup(fd), "rb") as file:
+            content = file.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(content) > limit:
+        raise OSError(errno.EFBIG, f"grew over the limit of {limit} bytes while read", str(path))
+    return content
+
+
+# --- end shared block: files ---
+
+
 # -- pure functions -----------------------------------------------------------
 
 
@@ -866,22 +923,17 @@ def refuse_special(target: Path) -> None:
         raise OSError(errno.EEXIST, f"{target} is {kind}; name the PDF file to write")
 
 
-def build(attachment: str | Path, render: Callable[[str], None]) -> None:
-    """Render the PDF to a temporary file beside `attachment`, then rename it into place."""
+def build(attachment: str | Path, render: Callable[[BinaryIO], None]) -> None:
+    """Render the PDF in memory (a mailed PDF is at most a few MB), then write it
+    whole at `attachment` or leave what was there."""
     target = Path(attachment)
-    refuse_special(target)
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        render(temporary)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    refuse_special(target)  # before the rendering, which may take seconds
+    rendered = io.BytesIO()
+    render(rendered)
+    write_atomically(target, rendered.getvalue())
 
 
-def document(path: str, title: str, subject: str, header: Callable | None) -> BaseDocTemplate:
+def document(path: BinaryIO, title: str, subject: str, header: Callable | None) -> BaseDocTemplate:
     """A4 with compressed pages; a first page and later pages (with the header, if any)."""
     width, height = A4[0] - 2 * MARGIN, A4[1] - 2 * MARGIN
     below = HEADER_HEIGHT if header else 0
@@ -902,7 +954,7 @@ def document(path: str, title: str, subject: str, header: Callable | None) -> Ba
     )
 
 
-def write(path: str, title: str, subject: str, story: Iterable[Flowable], header=None) -> int:
+def write(path: BinaryIO, title: str, subject: str, story: Iterable[Flowable], header=None) -> int:
     """Build the document; the number of pages."""
     doc = document(path, title, subject, header)
     heading = Paragraph(markup(title), styles()["title"])

@@ -2,7 +2,7 @@
 """Benchmark the supplier report: time, PDF size and mail size by product count.
 
 End to end, as users run it: for each count, a delivery with distinct
-photo-like catalog JPEGs and a version 2 record is written, then
+photo-like catalog JPEGs and a version 3 record is written, then
 `report_email.py --save-dir` builds the PDF and the mail (an .eml holds
 exactly what SMTP would carry, base64 included). Reported per count: wall
 time, pages, PDF size, mail size, thumbnails shown. The goals: 200 products
@@ -86,10 +86,12 @@ def delivery(folder: Path, count: int) -> Path:
                 "outcome": "imported",
                 "reason": "",
                 "store_values": {},
+                "problem": "",
+                "details": {},
             }
         )
     record = folder / "imported.json"
-    document = {"version": 2, "delivery": "supplier-data", "images": str(images), "complete": True}
+    document = {"version": 3, "delivery": "supplier-data", "images": str(images), "complete": True}
     record.write_text(json.dumps({**document, "products": products}))
     return record
 

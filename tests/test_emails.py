@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import os
+import resource
+import signal
 import socket
 import subprocess
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -215,6 +218,35 @@ def test_save_dir_writes_a_parseable_eml_instead_of_sending(tmp_path):
     message = message_from_bytes(path.read_bytes(), policy=policy.default)
     assert message["Subject"] == "Hello"
     assert [p.name for p in (tmp_path / "out").iterdir()] == [path.name]
+
+
+def limited_file_size(size: int) -> Callable[[], None]:
+    """For subprocess: files may grow to `size` bytes; a write past it fails with
+    EFBIG (SIGXFSZ ignored), as on a full disk."""
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return limit
+
+
+def test_a_mail_that_cannot_be_saved_whole_leaves_nothing(tmp_path):
+    """A write cut short (the file size limit, as a full disk) leaves no part of the
+    .eml and no temporary file, and says why."""
+    outbox = tmp_path / "out"
+    outbox.mkdir()
+    done = subprocess.run(
+        [ROOT / "emails.py", "ops@example.com"],
+        env={**os.environ, "SMTP_SAVE_DIR": str(outbox)},
+        preexec_fn=limited_file_size(100),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == f"ERROR cannot save the mail in {outbox}: File too large\n"
+    assert list(outbox.iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -179,7 +179,6 @@ def test_one_mail_with_the_lab_sender_subject_body_and_pdf(lab):
     assert attachment.get_content() == LAB_PDF.read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 25: not yet the lab's contract")
 def test_a_second_run_changes_nothing_and_mails_nobody(lab):
     before = store_state(lab.store)
     again = lab.run_steps()

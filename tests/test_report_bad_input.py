@@ -71,6 +71,16 @@ def link_to(name: str, target: str) -> Callable[[Path], None]:
     return lambda folder: (folder / name).symlink_to(target)
 
 
+def sized(name: str, size: int) -> Callable[[Path], None]:
+    """A file of `size` bytes, sparse: no disk spent on a huge one."""
+
+    def make(folder: Path) -> None:
+        with open(folder / name, "wb") as file:
+            file.truncate(size)
+
+    return make
+
+
 SETUPS = {
     "mailed-log-folder": mailed_log_is_a_folder,
     "pdf-folder": pdf_is_a_folder,
@@ -79,6 +89,8 @@ SETUPS = {
     "mailed-log-fifo": fifo("imported.mailed.jsonl"),
     "mailed-log-devzero": link_to("imported.mailed.jsonl", "/dev/zero"),
     "password-fifo": fifo("password"),
+    "password-large": sized("password", 65_537),
+    "record-huge": sized("imported.json", (256 << 20) + 1),
     "pdf-fifo": fifo("out.pdf"),
 }
 DEEP = '{"version": 1, "products": ' + "[" * 100_000 + "]" * 100_000 + "}"
@@ -91,7 +103,7 @@ CASES = [
     Case("record-is-a-list", record="[]", message="is not a JSON object: run run.py again"),
     Case("products-not-a-list", record=record("none"), message="has no product list"),
     Case("no-products", record=record([]), message="holds no products: nothing to report"),
-    Case("version-3", record=record(version=3), message="has version 3; this report_email.py"),
+    Case("version-4", record=record(version=4), message="has version 4; this report_email.py"),
     Case("version-text", record=record(version="2"), message="has version '2'"),
     Case("version-list", record=record(version=[2]), message="has version [2]"),
     Case("product-not-object", record=record(["Apple"]), message="product 1 is str"),
@@ -102,6 +114,8 @@ CASES = [
     Case("weight-bool", record=record(apple(weight=True)), message="'weight' is bool"),
     Case("image-path-number", record=record(apple(image_path=3)), message="'image_path' is int"),
     Case("store-values-list", record=record(apple(store_values=[])), message="'store_values'"),
+    Case("problem-number", record=record(apple(problem=3), version=3), message="'problem' is int"),
+    Case("details-list", record=record(apple(details=[]), version=3), message="'details' is list"),
     Case("unknown-outcome", record=record(apple(outcome="done")), message="unknown outcome 'done'"),
     Case(
         "uncertain-in-version-1",
@@ -225,6 +239,11 @@ CASES = [
         record=record(apple(file="a\x1b[31m\nERROR fake.txt", name=None)),
         message="product 1 (a\\x1b[31m\\nERROR fake.txt): 'name' is null",
     ),
+    Case(
+        "record-too-large",
+        setup="record-huge",
+        message="imported.json is 268435457 bytes, over the limit of 268435456: run run.py again",
+    ),
     Case("record-fifo", setup="record-fifo", message="imported.json is not a regular file"),
     Case("record-devzero", setup="record-devzero", message="imported.json is not a regular file"),
     Case("record-nested-deep", record=DEEP, message="is unreadable (nested too deeply)"),
@@ -259,6 +278,13 @@ CASES = [
         message="cannot read SMTP_PASSWORD_FILE {dir}/password: not a regular file",
     ),
     Case(
+        "password-file-too-large",
+        env={"SMTP_PASSWORD_FILE": "{dir}/password"},
+        record=record(),
+        setup="password-large",
+        message="SMTP_PASSWORD_FILE {dir}/password: 65537 bytes, over the limit of 65536",
+    ),
+    Case(
         "password-file-devzero",
         env={"SMTP_PASSWORD_FILE": "/dev/zero"},
         record=record(),
@@ -268,7 +294,7 @@ CASES = [
         "password-file-folder",
         env={"SMTP_PASSWORD_FILE": "{dir}"},
         record=record(),
-        message="cannot read SMTP_PASSWORD_FILE {dir}: not a regular file",
+        message="cannot read SMTP_PASSWORD_FILE {dir}: a folder, not a regular file",
     ),
     Case(
         "pdf-fifo",

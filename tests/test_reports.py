@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
+import resource
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -262,13 +264,32 @@ def test_the_pdf_appears_whole_or_not_at_all(tmp_path, monkeypatch):
     pdf = tmp_path / "r.pdf"
     pdf.write_bytes(b"previous report")
 
-    def crash_half_way(path, *args):
-        Path(path).write_bytes(b"%PDF-1.4 half")
+    def crash_half_way(stream, *args):
+        stream.write(b"%PDF-1.4 half")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(reports, "write", crash_half_way)
     with pytest.raises(KeyboardInterrupt):
         reports.generate_report(pdf, "R", "x")
+    assert pdf.read_bytes() == b"previous report"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.pdf"]
+
+
+def test_a_pdf_cut_short_by_a_full_disk_leaves_the_previous_one(tmp_path):
+    """The write fails part-way (the file size limit stands in for a full disk): the
+    previous report stays as it was, and no temporary file is left."""
+    pdf = tmp_path / "r.pdf"
+    pdf.write_bytes(b"previous report")
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    done = subprocess.run(
+        [ROOT / "reports.py", str(pdf)], preexec_fn=limit, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert done.stderr == f"ERROR cannot write {pdf}: File too large\n"
     assert pdf.read_bytes() == b"previous report"
     assert [p.name for p in tmp_path.iterdir()] == ["r.pdf"]
 
