@@ -163,7 +163,7 @@ except ImportError as error:  # --help and -V still work; anything else says the
 __version__ = "2.0.0"
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-RECORD_VERSION = 2  # 3 once report_email.py reads it (CONTRACT.md 1)
+RECORD_VERSION = 3
 RECORD_LIMIT = 64 << 20  # an earlier record read back: 64 MiB is ~100,000 products
 # The store's own limits; checked before sending.
 MAX_LENGTHS = {"name": 100, "description": 5000}
@@ -184,8 +184,6 @@ RECORD_FIELDS = [
     "store_values",
     "this_run",
 ]
-FLAG_WORDS = {"1": True, "yes": True, "true": True, "on": True}
-FLAG_WORDS |= {"0": False, "no": False, "false": False, "off": False}
 
 
 class Outcome(StrEnum):
@@ -222,7 +220,6 @@ class Problem(StrEnum):
 
 
 NO_PROBLEM = ""
-NOT_SENT = (Problem.STORE_UNREACHABLE, Problem.INTERRUPTED)  # said in one line for all
 
 log = logging.getLogger("run")
 
@@ -1527,6 +1524,146 @@ def await_stopped_requests(sent: float, grace: float) -> bool:
 
 
 # --- end shared block: journal ---
+# --- begin shared block: sending (from blocks/sending.py; make blocks) ---
+FAILED, UNCERTAIN = "failed", "uncertain"  # the outcomes both scripts share
+# Problems (CONTRACT.md, the record's codes) of an item that failed or is uncertain
+# through the store or a stop, never through what the supplier sent:
+STORE_UNREACHABLE = "store_unreachable"  # not sent: the store stopped answering
+INTERRUPTED = "interrupted"  # not sent: the run was stopped
+UNCONFIRMED = "unconfirmed"  # sent, no answer, not confirmed since
+NOT_SENT = (STORE_UNREACHABLE, INTERRUPTED)
+
+
+def under_delivery_lock(delivery: Path, wait: float, work: Callable[[], int]) -> int:
+    """work(), holding the delivery's lock; another run holding it longer than
+    `wait` seconds is a usage error that names it."""
+    try:
+        held = hold_delivery_lock(delivery, wait)
+    except DeliveryBusy as error:
+        log.error("%s", error)
+        return EXIT_USAGE
+    with held:
+        return work()
+
+
+def fail(item: Any, error: Exception, problem: str) -> None:
+    """item failed, error saying why; one that the store's stop or a stop signal
+    kept from being sent gets that problem instead (report() says those in one line)."""
+    item.outcome, item.reason, item.problem = FAILED, str(error), problem
+    if isinstance(error, StoreDown):
+        item.problem = INTERRUPTED if STOPPING.is_set() else STORE_UNREACHABLE
+        item.reason = f"not sent: {error}"
+
+
+def post_once(item: Any, post: Callable[[], requests.Response]) -> requests.Response | None:
+    """post()'s answer; None when it was lost after the request may have reached
+    the store: item is then uncertain (settle() looks for it), never sent blindly
+    again. Journal the `sending` line before calling this."""
+    item.sent = time.monotonic()
+    try:
+        return post()
+    except Unanswered as error:
+        if not error.maybe_sent:
+            raise
+        item.outcome, item.problem = UNCERTAIN, UNCONFIRMED
+        item.reason = f"sent, but no answer came ({error}); the next run looks for it"
+        return None
+
+
+def settle(
+    items: Sequence[Any],
+    grace: float,
+    store: Any,
+    noun: str,
+    look_again: Callable[[Any, bool], None],
+    look_in_store: Callable[[], None] = lambda: None,
+) -> None:
+    """Items whose POST lost its answer: GRACE seconds after the last went out,
+    look_in_store() reads what the store holds and look_again(item, last) decides;
+    one not there is sent once more (last is False), then looked for again."""
+    for last in (False, True):
+        pending = [item for item in items if item.outcome == UNCERTAIN and item.sent]
+        if not pending or store.stopped:
+            return
+        wait = grace - (time.monotonic() - max(item.sent for item in pending))
+        log.info("%d %s lost their answer; looking in %.0f s", len(pending), noun, max(wait, 0))
+        time.sleep(max(0.0, wait))
+        try:
+            look_in_store()
+        except StoreError as error:
+            for item in pending:
+                item.reason = f"sent, but the store could not be asked again ({error})"
+            return
+        for item in pending:
+            look_again(item, last)
+
+
+def report(items: Sequence[Any], describe: Callable[[Any], str], noun: str) -> None:
+    """An error line per item that failed or is uncertain; those the store's stop
+    or a stop signal kept from being sent, in one line."""
+    unsent = [item for item in items if item.problem in NOT_SENT]
+    for item in items:
+        if item.outcome in (FAILED, UNCERTAIN) and item.problem not in NOT_SENT:
+            log.error("%s", describe(item))
+    if unsent:
+        log.error("%d %s %s", len(unsent), noun, unsent[0].reason)
+
+
+# --- end shared block: sending ---
+# --- begin shared block: files (from blocks/files.py; make blocks) ---
+def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
+    """path holds data, whole, or keeps what it held: a temporary file beside it,
+    written, flushed, fsynced, given `mode`, then renamed over it; the temporary is
+    removed on any failure. OSError when path is a folder, FIFO or device, which the
+    rename would replace (as root, a path of /dev/null would replace the machine's).
+    The folder must exist: a missing one is a typo to report, not one to create."""
+    path = Path(path)
+    try:
+        kind = os.lstat(path).st_mode
+    except FileNotFoundError:
+        kind = stat.S_IFREG
+    if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
+        raise OSError(errno.EEXIST, "not a regular file, which it would replace", str(path))
+    content = data.encode("utf-8") if isinstance(data, str) else data
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_capped(path: Path, limit: int) -> bytes:
+    """The bytes of path, a regular file of at most `limit` bytes; OSError for
+    anything else. Opened without blocking and checked on the descriptor: a FIFO
+    would wait for a writer forever, /dev/zero would fill the memory; a file that
+    grows past the limit while read is refused too."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise OSError(errno.EISDIR, "a folder, not a regular file", str(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if info.st_size > limit:
+            raise OSError(
+                errno.EFBIG, f"{info.st_size} bytes, over the limit of {limit}", str(path)
+            )
+        with os.fdopen(os.dup(fd), "rb") as file:
+            content = file.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(content) > limit:
+        raise OSError(errno.EFBIG, f"grew over the limit of {limit} bytes while read", str(path))
+    return content
+
+
+# --- end shared block: files ---
 
 
 @dataclass
@@ -1755,34 +1892,17 @@ def differing(product: Product) -> str:
 
 
 def photo_failure(content: bytes, path: Path) -> Failure | None:
-    """Why content, the catalog JPEG at path, cannot be posted (None: it can):
-    catalog_jpeg_problem's verdict, with the record's code for it."""
-    problem = catalog_jpeg_problem(content, path)
-    if not problem:
+    """Why content, the catalog JPEG at path, cannot be posted (None: it can),
+    with the record's code for it."""
+    unusable = unusable_jpeg(content, path)
+    if unusable is None:
         return None
-    image, reason = path.name, f"{path.name}: {problem}; not posted: convert it again and upload it"
-    try:
-        _, comments = jpeg_layout(content)
-    except ValueError:
-        cause = "cut" if content.startswith(b"\xff\xd8") else "not ours"
-        return Failure(Problem.PHOTO_UNUSABLE, reason, image=image, cause=cause)
-    sources = [] if JPEG_MARK.search(comments) else sources_beside(path)
-    if sources:
-        source = sources[0]
-        return Failure(
-            Problem.EARLIER_ATTEMPT, earlier_attempt(path, source), image=image, source=source.name
-        )
-    return Failure(Problem.PHOTO_UNUSABLE, reason, image=image, cause="wrong size")
-
-
-def failure_of(error: StoreError) -> Failure:
-    """A product the store could not take, as the record says it: never sent (the
-    store is down, the run stopped) or refused with its field errors."""
-    if isinstance(error, StoreDown) and STOPPING.is_set():
-        return Failure(Problem.INTERRUPTED, "not sent: the run was interrupted; run again")
-    if isinstance(error, StoreDown):
-        return Failure(Problem.STORE_UNREACHABLE, f"not sent: {error}")
-    return Failure(Problem.STORE_UNREACHABLE, str(error))
+    image = path.name
+    if unusable.cause == EARLIER_ATTEMPT:
+        source = sources_beside(path)[0].name
+        return Failure(Problem.EARLIER_ATTEMPT, unusable.text, image=image, source=source)
+    reason = f"{image}: {unusable.text}; not posted: convert it again and upload it"
+    return Failure(Problem.PHOTO_UNUSABLE, reason, image=image, cause=unusable.cause)
 
 
 def refusal(answer: requests.Response) -> Failure:
@@ -1963,7 +2083,7 @@ class Importer:
         except Failure as failure:
             product.fail(failure)
         except StoreError as error:
-            product.fail(failure_of(error))
+            fail(product, error, Problem.STORE_UNREACHABLE)
         return product
 
     def post_in_order(self, checked: Iterator[Product], progress: Progress) -> None:
@@ -1972,7 +2092,7 @@ class Importer:
                 return
             if product.outcome == Outcome.PENDING:
                 self.send(product)
-            if product.outcome != Outcome.UNCERTAIN or not product.sent:
+            if product.problem != Problem.UNCONFIRMED:  # noted once settled
                 self.note(product)
             progress.advance()
 
@@ -2073,22 +2193,16 @@ class Importer:
         except Failure as failure:
             product.fail(failure)
         except StoreError as error:
-            product.fail(failure_of(error))
+            fail(product, error, Problem.STORE_UNREACHABLE)
 
     def post(self, product: Product) -> None:
         """The lab's POST of one product to <store>/fruits/ (Product.payload)."""
         with self.lock:
             product.since_id = self.max_id()
         self.note(product, "sending")
-        product.sent = time.monotonic()
-        try:
-            answer = self.store.post("fruits/", json=product.payload())
-        except Unanswered as error:
-            if not error.maybe_sent:
-                raise
-            reason = f"sent, but no answer came ({error}); the next run looks for it"
-            product.fail(Failure(Problem.UNCONFIRMED, reason), Outcome.UNCERTAIN)
-            return
+        answer = post_once(product, lambda: self.store.post("fruits/", json=product.payload()))
+        if answer is None:
+            return  # uncertain: settle() looks for it
         if answer.status_code != 201:
             raise refusal(answer)
         try:
@@ -2101,23 +2215,9 @@ class Importer:
     def settle(self, products: list[Product]) -> None:
         """POSTs whose answer was lost: GRACE seconds after the last was sent,
         re-read the store; one not there is sent once more, then looked for again."""
-        for last in (False, True):
-            pending = [p for p in products if p.outcome == Outcome.UNCERTAIN and p.sent]
-            if not pending or self.store.stopped:
-                break
-            wait = self.grace - (time.monotonic() - max(p.sent for p in pending))
-            log.info("%d products lost their answer; looking in %.0f s", len(pending), max(wait, 0))
-            time.sleep(max(0.0, wait))
-            try:
-                self.list_store()
-            except StoreError as error:
-                for product in pending:
-                    product.reason = f"sent, but the store could not be asked again ({error})"
-                break
-            for product in pending:
-                self.look_again(product, last)
+        settle(products, self.grace, self.store, "products", self.look_again, self.list_store)
         for product in products:
-            if product.outcome == Outcome.UNCERTAIN and product.sent:
+            if product.problem == Problem.UNCONFIRMED:
                 self.note(product)
 
     def look_again(self, product: Product, last: bool) -> None:
@@ -2163,23 +2263,16 @@ class Importer:
                 self.held_twice(product, found, why)
 
 
-def report(products: list[Product]) -> None:
-    """An ERROR line per product that failed, is uncertain or held twice, a WARNING
-    per product that differs from the store's copy; those not sent for one
-    reason (the store stopped answering), in one line."""
-    unsent: dict[str, list[Product]] = {}
+def say_outcomes(products: list[Product]) -> None:
+    """A WARNING per product that differs from the store's copy, an ERROR per
+    product held twice, failed or uncertain; those not sent for one reason (the
+    store stopped answering), in one line."""
     for product in products:
-        if product.problem in NOT_SENT:
-            unsent.setdefault(product.reason, []).append(product)
-        elif product.outcome in (Outcome.FAILED, Outcome.UNCERTAIN) or product.copies:
+        if product.copies:
             log.error("%s", product.line())
         elif product.store_values:
             log.warning("%s", product.line())
-    for reason, group in unsent.items():
-        if len(group) == 1:
-            log.error("%s", group[0].line())
-        else:
-            log.error("%d products %s", len(group), reason)
+    report(products, Product.line, "products")
 
 
 # -- the record ----------------------------------------------------------------
@@ -2192,21 +2285,6 @@ def check_writable(record: Path) -> None:
     fd, temporary = tempfile.mkstemp(dir=record.parent, prefix=f".{record.name}.", suffix=".tmp")
     os.close(fd)
     os.unlink(temporary)
-
-
-def write_json_atomically(path: Path, document: object) -> None:
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=2, ensure_ascii=False)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -2249,13 +2327,14 @@ class Run:
                 if product.outcome == Outcome.PENDING:
                     product.fail(interrupted)
         else:
-            report(self.products)
+            say_outcomes(self.products)
         text = stop + summary(self.products)
         importer = self.importer
         entry = {"event": "finished", "run": importer.run_id, "time": now(), "summary": text}
         append_line(importer.journal, entry)
         complete = not (importer.store.stopped or stop)
-        write_json_atomically(self.record, self.document(text, complete))
+        document = json.dumps(self.document(text, complete), indent=2, ensure_ascii=False)
+        write_atomically(self.record, document + "\n")
         return text
 
 
@@ -2299,24 +2378,20 @@ def dry_run(descriptions: Path, images: Path, url: str, content_names: bool) -> 
 
 def import_delivery(args: argparse.Namespace) -> int:
     """The delivery's lock held, its record writable: every product to the store."""
+    return under_delivery_lock(args.descriptions.parent, args.wait, lambda: import_locked(args))
+
+
+def import_locked(args: argparse.Namespace) -> int:
     try:
-        held = hold_delivery_lock(args.descriptions.parent, args.wait)
-    except DeliveryBusy as error:
-        log.error("%s", error)
+        check_writable(args.record)
+        journal = open_journal(args.journal)
+    except OSError as error:
+        log.error("cannot write the record %s: %s; nothing sent", error.filename, error.strerror)
         return EXIT_USAGE
-    with held:
-        try:
-            check_writable(args.record)
-            journal = open_journal(args.journal)
-        except OSError as error:
-            log.error(
-                "cannot write the record %s: %s; nothing sent", error.filename, error.strerror
-            )
-            return EXIT_USAGE
-        try:
-            return import_with_journal(args, journal)
-        finally:
-            os.close(journal)
+    try:
+        return import_with_journal(args, journal)
+    finally:
+        os.close(journal)
 
 
 def import_with_journal(args: argparse.Namespace, journal: int) -> int:
@@ -2378,20 +2453,6 @@ def exit_status(products: list[Product], store: Store) -> int:
 # -- the command line -----------------------------------------------------------
 
 
-def flag(text: str) -> bool:
-    """'1', 'yes', 'true', 'on' (any case): True; '0', 'no', 'false', 'off': False."""
-    try:
-        return FLAG_WORDS[text.strip().lower()]
-    except KeyError:
-        raise ValueError(
-            f"{text.strip()[:20]!r} is not 1 or 0 (yes/no, true/false, on/off)"
-        ) from None
-
-
-def content_names_from_env() -> bool:
-    return flag(os.environ.get("CATALOG_CONTENT_NAMES", "") or "0")
-
-
 OPTIONS = [
     *store_options("a POST"),
     Option(
@@ -2421,15 +2482,7 @@ OPTIONS = [
         "FILE",
         shown="imported.json beside the descriptions folder",
     ),
-    Option(
-        "--content-names",
-        "post each picture's content name (<stem>-<12 hex>.jpeg), never the lab's"
-        " (001.jpeg): for a store that several importers share",
-        "CATALOG_CONTENT_NAMES",
-        content_names_from_env,
-        action="store_true",
-        shown="off",
-    ),
+    content_names_option(),
     Option("--check", "validate every file; contact no store", action="store_true"),
     Option("--dry-run", "print what would be sent; contact no store", action="store_true"),
     Option(
@@ -2460,9 +2513,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    configure_logging(args.quiet, args.verbose)
-    logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry warnings: ours say more
-    redact_logs()  # no credentials in any line
+    configure_store_logging(args.quiet, args.verbose)  # no credentials in any line
     if not description_files(args.descriptions):
         log.error("%s: no descriptions (*.txt); nothing done, no record written", args.descriptions)
         return EXIT_USAGE

@@ -141,7 +141,6 @@ def test_the_store_holds_each_picture_under_its_own_name_once(lab):
         assert served.content == (lab.data / "images" / f"{stem}.jpeg").read_bytes(), stem
 
 
-@pytest.mark.xfail(strict=True, reason="issue 25: not yet the lab's contract")
 def test_products_carry_the_lab_fields_in_the_delivery_order(lab):
     fruits = lab.store.catalog.fruits()
     expected = [
@@ -152,7 +151,6 @@ def test_products_carry_the_lab_fields_in_the_delivery_order(lab):
     assert [f["name"] for f in fruits] == [name for name, _ in FRUITS[:COUNT]]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 25: not yet the lab's contract")
 def test_the_api_lists_the_products_in_the_delivery_order(lab):
     listed = requests.get(f"{lab.store.url}fruits/", timeout=10).json()
     assert [fruit["name"] for fruit in listed] == [name for name, _, _ in descriptions(lab)]

@@ -666,8 +666,8 @@ def test_two_files_of_one_name_say_which_other_file(tmp_path):
             {"image": "001.jpeg", "cause": "cut"},
         ),
         (
-            "not a jpeg",
-            lambda jpeg: jpeg.write_bytes(b"GIF89a not ours"),
+            "bytes after its end",
+            lambda jpeg: jpeg.write_bytes(jpeg.read_bytes() + b"junk" * 25_000),
             "photo_unusable",
             {"image": "001.jpeg", "cause": "not ours"},
         ),
