@@ -2288,7 +2288,7 @@ def check_writable(record: Path) -> None:
 
 
 @dataclass
-class Run:
+class ImportRun:
     """One import of a delivery: where its record goes, and what it started with."""
 
     descriptions: Path
@@ -2407,9 +2407,11 @@ def import_with_journal(args: argparse.Namespace, journal: int) -> int:
         grace=args.grace,
         content_names=args.content_names,
     )
-    products = read_products(args.descriptions, args.images)
-    this = Run(args.descriptions, args.images, args.record, importer, products)
+    # Until they are read, a stop records each description file as not sent.
+    products = [Product(path.name) for path in description_files(args.descriptions)]
+    this = ImportRun(args.descriptions, args.images, args.record, importer, products)
     try:
+        products[:] = read_products(args.descriptions, args.images)
         if not ask_store(importer, args.journal, args.record, args.grace, this.started):
             return EXIT_USAGE
         progress = Progress(len(products), "imported", enabled=not args.quiet)
