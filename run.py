@@ -2296,7 +2296,7 @@ class ImportRun:
     record: Path
     importer: Importer
     products: list[Product]
-    started: str = field(default_factory=lambda: now())
+    started: str = field(default_factory=now)
 
     def document(self, summary_text: str, complete: bool) -> dict:
         return {
