@@ -1990,7 +1990,7 @@ def gather_evidence(journal: Path, record: Path, store: str) -> Evidence:
 
 
 def earlier_record(path: Path, store: str) -> list[tuple[dict, bool]]:
-    """The imported products of an earlier record (version 1 or 2), each with
+    """The imported products of an earlier record (version 1 to 3), each with
     whether it names this store. It is read like a delivery file: a link out,
     FIFO or /dev/zero is not read."""
     try:
