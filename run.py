@@ -1,29 +1,38 @@
 #!/usr/bin/env python3
 """Post every product description of a delivery to the store, exactly once.
 
+The lab's step 3: each description becomes a product of the store.
+`parse_description` reads a `.txt` into a `Product`, `Product.payload` is the
+JSON the store takes, and `Importer.post` sends it to <store>/fruits/; `main`
+below reads the whole run top-down.
+
 Each `.txt` (or `.TXT`) in the descriptions folder is a product: line 1 the
 name, line 2 the weight (`500 lbs`: whole pounds, 0 to 2147483647, as the
 store keeps them), the rest the description, which may be empty (the store
 then gets none). Files are UTF-8, UTF-16 with its BOM, else read as
-Windows-1252; a file with NUL characters is refused. Its picture is
-the catalog JPEG `<stem>.jpeg` in the images folder. A product is posted to
-<store>/fruits/ only when the store serves exactly that JPEG under the
-image_name posted (`<stem>-<first 12 hex of its SHA-256>.jpeg`, the name
-supplier_image_upload.py gives it); else it fails with "image not in the
-store: run supplier_image_upload.py". A product's
-identity is its name: one the store already has is not posted
-again (when the store's copy differs, both values are recorded, a warning
-names it and the run exits 1; the store cannot change a product, --force
-posts a new one). Each outcome is appended to a journal as it happens, a
-`sending` line before each POST; a POST whose answer was lost is looked for
-GRACE seconds later, sent once more only when not there, and recorded as
-uncertain when still unknown. The record (imported.json, for
-report_email.py) is written at the end of every run.
+Windows-1252; a file with NUL characters is refused. Its picture is the
+catalog JPEG `<stem>.jpeg` in the images folder. A product is posted only
+when the store serves exactly that JPEG: as the lab names it (`"image_name":
+"001.jpeg"`), else under its content name (`<stem>-<first 12 hex of its
+SHA-256>.jpeg`, where supplier_image_upload.py puts a picture whose lab name
+the store holds with other bytes); with --content-names (CATALOG_CONTENT_NAMES)
+only the content name. Else it fails with "image not in the store: run
+supplier_image_upload.py". Products reach the store in the delivery's order
+(by file name) whatever --jobs says: the reading, checking and looking for
+pictures go on in parallel, the POSTs one after another. A product's identity
+is its name: one the store already has is not posted again (when the store's
+copy differs, both values are recorded, a warning names it and the run exits
+1; the store cannot change a product, --force posts a new one). Each outcome
+is appended to a journal as it happens, a `sending` line before each POST; a
+POST whose answer was lost is looked for GRACE seconds later, sent once more
+only when not there, and recorded as uncertain when still unknown. The record
+(imported.json, for report_email.py: each product with its `problem` code) is
+written at the end of every run, and on every stop.
 
 Usage:
     ./run.py [--url URL] [--descriptions DIR] [--images DIR] [--record FILE]
              [--jobs N] [--timeout SECONDS] [--retries N] [--grace SECONDS]
-             [--wait SECONDS] [--check] [--dry-run] [--force]
+             [--wait SECONDS] [--content-names] [--check] [--dry-run] [--force]
 
 Example:
     $ ./run.py --check
@@ -38,14 +47,15 @@ seconds, even against a store that trickles its answer; three requests in a
 row without an answer (across all jobs) stop the run at once.
 
 Exit status:
-    0  every product is in the store (imported now or before, or already there)
-    1  some products failed or are uncertain (the others are in), or the store's
-       copy of some differs from the file (the store keeps its own); fix, run again
+    0  every product is in the store once (imported now or before, or already there)
+    1  some products failed or are uncertain (the others are in), the store's
+       copy of some differs from the file (the store keeps its own), or the
+       store holds some twice (another run posted them too); fix, run again
     2  usage or configuration error: no descriptions, another run holds the
        delivery, the record cannot be written, the store cannot be reached,
        refuses the credentials or stopped answering mid-run (the record says
        what was done), or an unexpected error (named in one line)
-    130 interrupted
+    130 interrupted (the record says what was done)
 """
 
 from __future__ import annotations
@@ -143,6 +153,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, BinaryIO, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
@@ -158,13 +169,12 @@ except ImportError as error:  # --help and -V still work; anything else says the
 __version__ = "2.0.0"
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 RECORD_LIMIT = 64 << 20  # an earlier record read back: 64 MiB is ~100,000 products
 # The store's own limits; checked before sending.
 MAX_LENGTHS = {"name": 100, "description": 5000}
 WEIGHT = re.compile(r"(\d+)\s*(?:lbs?)?", re.IGNORECASE)
 WEIGHT_MAX = 2**31 - 1  # the store's IntegerField (32 bits on its database)
-OUTCOMES = ("imported", "already in store", "uncertain", "failed")
 RECORD_FIELDS = [
     "file",
     "name",
@@ -174,10 +184,48 @@ RECORD_FIELDS = [
     "image_path",
     "id",
     "outcome",
+    "problem",
+    "details",
     "reason",
     "store_values",
     "this_run",
 ]
+
+
+class Outcome(StrEnum):
+    """What became of a product: the record's `outcome` (README: Records)."""
+
+    PENDING = "pending"  # not decided yet: never in a record
+    IMPORTED = "imported"
+    ALREADY = "already in store"
+    UNCERTAIN = "uncertain"
+    FAILED = "failed"
+
+
+class Problem(StrEnum):
+    """Why a product is not simply in the store: the record's `problem`, with the
+    `details` named beside each (README: Records). report_email.py keys its advice
+    by these codes; "" (NO_PROBLEM) is a product without one."""
+
+    NOT_TEXT = "not_text"  # cause
+    EMPTY = "empty"
+    NO_WEIGHT = "no_weight"
+    BAD_WEIGHT = "bad_weight"  # line, value
+    WEIGHT_TOO_LARGE = "weight_too_large"  # line, value, limit
+    TOO_LONG = "too_long"  # field, length, limit
+    SAME_NAME = "same_name"  # other
+    NO_PHOTO = "no_photo"  # image
+    PHOTO_UNUSABLE = "photo_unusable"  # image, cause
+    EARLIER_ATTEMPT = "earlier_attempt"  # image, source
+    PHOTO_NOT_IN_STORE = "photo_not_in_store"  # image
+    STORE_REFUSED = "store_refused"  # fields
+    STORE_UNREACHABLE = "store_unreachable"
+    INTERRUPTED = "interrupted"
+    UNCONFIRMED = "unconfirmed"
+    DIFFERS_FROM_STORE = "differs_from_store"
+
+
+NO_PROBLEM = ""
 
 log = logging.getLogger("run")
 
@@ -873,12 +921,6 @@ def unusable_jpeg(content: bytes, path: Path) -> Unusable | None:
     return None
 
 
-def catalog_jpeg_problem(content: bytes, path: Path) -> str:
-    """unusable_jpeg()'s text, "" for a catalog JPEG."""
-    problem = unusable_jpeg(content, path)
-    return problem.text if problem else ""
-
-
 def sources_beside(path: Path) -> list[Path]:
     """The other files of path's stem in its folder (001.tiff beside 001.jpeg)."""
     beside = path.parent.glob(glob.escape(path.stem) + ".*")
@@ -1032,6 +1074,30 @@ def store_options(sending: str) -> list[Option]:
             "SECONDS",
         ),
     ]
+
+
+def env_flag(name: str) -> bool:
+    """A yes/no environment variable: 1, yes, true or on; 0, no, false, off or
+    unset; anything else is a ValueError naming what it takes."""
+    text = os.environ.get(name, "").strip().lower()
+    if text in ("", "0", "no", "false", "off"):
+        return False
+    if text in ("1", "yes", "true", "on"):
+        return True
+    raise ValueError(f"{text[:20]!r} is not 1 or 0 (yes or no)")
+
+
+def content_names_option() -> Option:
+    """The one row of --content-names, the same in both scripts (CONTRACT.md 3)."""
+    return Option(
+        "--content-names",
+        "name every picture by its content (<stem>-<12 hex of SHA-256>.jpeg), never the"
+        " lab's plain name: for stores where several importers send pictures at once",
+        "CATALOG_CONTENT_NAMES",
+        lambda: env_flag("CATALOG_CONTENT_NAMES"),
+        action="store_true",
+        shown="",
+    )
 
 
 def store_token(parser: argparse.ArgumentParser) -> str:
@@ -1343,21 +1409,6 @@ def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
     return args
 
 
-def store_main(
-    argv: list[str] | None,
-    parse_args: Callable[[list[str] | None], argparse.Namespace],
-    run: Callable[[argparse.Namespace], int],
-) -> int:
-    """main() of both scripts that talk to the store: no credentials in any line."""
-
-    def work() -> int:
-        args = parse_args(argv)
-        configure_store_logging(args.quiet, args.verbose)
-        return run(args)
-
-    return guarded(work)
-
-
 def configure_store_logging(quiet: bool, verbose: bool) -> None:
     """configure_logging(), with no credentials in any line and no urllib3 retry
     warnings (ours say more)."""
@@ -1436,6 +1487,121 @@ def await_stopped_requests(sent: float, grace: float) -> bool:
 
 
 # --- end shared block: journal ---
+# --- begin shared block: sending (from blocks/sending.py; make blocks) ---
+FAILED, UNCERTAIN = "failed", "uncertain"  # the outcomes both scripts share
+# Problems (CONTRACT.md, the record's codes) of an item that failed or is uncertain
+# through the store or a stop, never through what the supplier sent:
+STORE_UNREACHABLE = "store_unreachable"  # not sent: the store stopped answering
+INTERRUPTED = "interrupted"  # not sent: the run was stopped
+UNCONFIRMED = "unconfirmed"  # sent, no answer, not confirmed since
+NOT_SENT = (STORE_UNREACHABLE, INTERRUPTED)
+
+
+def under_delivery_lock(delivery: Path, wait: float, work: Callable[[], int]) -> int:
+    """work(), holding the delivery's lock; another run holding it longer than
+    `wait` seconds is a usage error that names it."""
+    try:
+        held = hold_delivery_lock(delivery, wait)
+    except DeliveryBusy as error:
+        log.error("%s", error)
+        return EXIT_USAGE
+    with held:
+        return work()
+
+
+def fail(item: Any, error: Exception, problem: str) -> None:
+    """item failed, error saying why; one that the store's stop or a stop signal
+    kept from being sent gets that problem instead (report() says those in one line)."""
+    item.outcome, item.reason, item.problem = FAILED, str(error), problem
+    if isinstance(error, StoreDown):
+        item.problem = INTERRUPTED if STOPPING.is_set() else STORE_UNREACHABLE
+        item.reason = f"not sent: {error}"
+
+
+def post_once(item: Any, post: Callable[[], requests.Response]) -> requests.Response | None:
+    """post()'s answer; None when it was lost after the request may have reached
+    the store: item is then uncertain (settle() looks for it), never sent blindly
+    again. Journal the `sending` line before calling this."""
+    item.sent = time.monotonic()
+    try:
+        return post()
+    except Unanswered as error:
+        if not error.maybe_sent:
+            raise
+        item.outcome, item.problem = UNCERTAIN, UNCONFIRMED
+        item.reason = f"sent, but no answer came ({error}); the next run looks for it"
+        return None
+
+
+def settle(
+    items: Sequence[Any],
+    grace: float,
+    store: Any,
+    noun: str,
+    look_again: Callable[[Any, bool], None],
+    look_in_store: Callable[[], None] = lambda: None,
+) -> None:
+    """Items whose POST lost its answer: GRACE seconds after the last went out,
+    look_in_store() reads what the store holds and look_again(item, last) decides;
+    one not there is sent once more (last is False), then looked for again."""
+    for last in (False, True):
+        pending = [item for item in items if item.outcome == UNCERTAIN and item.sent]
+        if not pending or store.stopped:
+            return
+        wait = grace - (time.monotonic() - max(item.sent for item in pending))
+        log.info("%d %s lost their answer; looking in %.0f s", len(pending), noun, max(wait, 0))
+        time.sleep(max(0.0, wait))
+        try:
+            look_in_store()
+        except StoreError as error:
+            for item in pending:
+                item.reason = f"sent, but the store could not be asked again ({error})"
+            return
+        for item in pending:
+            look_again(item, last)
+
+
+def report(items: Sequence[Any], describe: Callable[[Any], str], noun: str) -> None:
+    """An error line per item that failed or is uncertain; those the store's stop
+    or a stop signal kept from being sent, in one line."""
+    unsent = [item for item in items if item.problem in NOT_SENT]
+    for item in items:
+        if item.outcome in (FAILED, UNCERTAIN) and item.problem not in NOT_SENT:
+            log.error("%s", describe(item))
+    if unsent:
+        log.error("%d %s %s", len(unsent), noun, unsent[0].reason)
+
+
+# --- end shared block: sending ---
+# --- begin shared block: files (from blocks/files.py; make blocks) ---
+def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
+    """path holds data, whole, or keeps what it held: a temporary file beside it,
+    written, flushed, fsynced, given `mode`, then renamed over it; the temporary is
+    removed on any failure. OSError when path is a folder, FIFO or device, which the
+    rename would replace (as root, a path of /dev/null would replace the machine's).
+    The folder must exist: a missing one is a typo to report, not one to create."""
+    path = Path(path)
+    try:
+        kind = os.lstat(path).st_mode
+    except FileNotFoundError:
+        kind = stat.S_IFREG
+    if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
+        raise OSError(errno.EEXIST, "not a regular file, which it would replace", str(path))
+    content = data.encode("utf-8") if isinstance(data, str) else data
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+# --- end shared block: files ---
 
 
 @dataclass
@@ -1450,10 +1616,13 @@ class Product:
     image_name: str = ""
     image_path: str | None = None
     id: int | None = None
-    outcome: str = "failed"
+    outcome: Outcome = Outcome.PENDING
+    problem: str = NO_PROBLEM
+    details: dict = field(default_factory=dict)
     reason: str = ""
     store_values: dict = field(default_factory=dict)
     this_run: bool = False  # imported by this run's POST (not found from an earlier one)
+    copies: list[int] = field(default_factory=list)  # the store's ids when it holds it twice
     since_id: int = 0  # the highest store id before its last POST
     sent: float = 0.0  # when its last POST went out (monotonic)
 
@@ -1468,15 +1637,27 @@ class Product:
             del sent["description"]
         return sent | {"image_name": self.image_name}
 
-    def problem(self) -> str:
+    def fail(self, failure: Failure, outcome: Outcome = Outcome.FAILED) -> None:
+        self.outcome, self.problem = outcome, failure.problem
+        self.details, self.reason = failure.details, str(failure)
+
+    def settled(self, outcome: Outcome) -> None:
+        self.outcome, self.problem, self.details, self.reason = outcome, NO_PROBLEM, {}, ""
+
+    def line(self) -> str:
         """'Durian (016.txt): no weight line after the name': named when it can be."""
         if not self.name:
             return self.reason
         return f"{self.name} ({self.file}): {self.reason.removeprefix(self.file).lstrip(': ')}"
 
 
-class InvalidDescription(Exception):
-    """A description file that cannot become a product; the message says why."""
+class Failure(Exception):
+    """Why a product cannot be in the store: its problem code, the details the code
+    needs (the record's), and str(): the operator's sentence."""
+
+    def __init__(self, problem: Problem, reason: str, **details: object) -> None:
+        super().__init__(reason)
+        self.problem, self.details = problem, details
 
 
 # -- descriptions -------------------------------------------------------------
@@ -1505,32 +1686,56 @@ def parse_weight(text: str) -> int | None:
 
 
 def parse_description(product: Product, text: str) -> None:
-    """Fill product from a description's text; InvalidDescription when it cannot
-    be one (product.name is set first, so a failure is named)."""
+    """Fill product from a description's text; Failure when it cannot be one
+    (product.name is set first, so a failure is named)."""
+    file = product.file
     if "\0" in text:
-        raise InvalidDescription(f"{product.file}: has NUL characters; not a text file")
+        raise Failure(
+            Problem.NOT_TEXT, f"{file}: has NUL characters; not a text file", cause="NUL characters"
+        )
     lines = [line.strip() for line in text.splitlines()]
     numbered = [(number, line) for number, line in enumerate(lines, 1) if line]
     if not numbered:
-        raise InvalidDescription(f"{product.file}: empty file, expected name, weight, description")
+        raise Failure(Problem.EMPTY, f"{file}: empty file, expected name, weight, description")
     (_, product.name), rest = numbered[0], numbered[1:]
     if not rest:
-        raise InvalidDescription(f"{product.file}: no weight line after the name")
+        raise Failure(Problem.NO_WEIGHT, f"{file}: no weight line after the name")
     weight_line, weight_text = rest[0]
     product.weight = parse_weight(weight_text)
     if product.weight is None:
-        raise InvalidDescription(
-            f"{product.file} line {weight_line}: weight {weight_text[:40]!r} is not whole pounds"
-            " (like '500 lbs')"
-            + (f", at most {WEIGHT_MAX}" if WEIGHT.fullmatch(weight_text) else "")
-        )
+        raise weight_failure(file, weight_line, weight_text)
     product.description = "\n".join(lines[weight_line:]).strip()
     for key, limit in MAX_LENGTHS.items():
-        if len(getattr(product, key)) > limit:
-            raise InvalidDescription(
-                f"{product.file}: {key} is {len(getattr(product, key))} characters;"
-                f" the store accepts at most {limit}"
+        length = len(getattr(product, key))
+        if length > limit:
+            raise Failure(
+                Problem.TOO_LONG,
+                f"{file}: {key} is {length} characters; the store accepts at most {limit}",
+                field=key,
+                length=length,
+                limit=limit,
             )
+
+
+def weight_failure(file: str, line: int, text: str) -> Failure:
+    value = text[:40]
+    reason = f"{file} line {line}: weight {value!r} is not whole pounds (like '500 lbs')"
+    if WEIGHT.fullmatch(text):
+        reason += f", at most {WEIGHT_MAX}"
+        return Failure(Problem.WEIGHT_TOO_LARGE, reason, line=line, value=value, limit=WEIGHT_MAX)
+    return Failure(Problem.BAD_WEIGHT, reason, line=line, value=value)
+
+
+def refusal_cause(path: Path, root: Path, limit: int) -> str:
+    """Why read_delivery_file refused path, in the record's words, from what the
+    file is (never from the message's text)."""
+    try:
+        info, real = path.stat(), path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return "unreadable"
+    if not stat.S_ISREG(info.st_mode) or not real.is_relative_to(root.resolve()):
+        return "not a regular file"
+    return "too large" if info.st_size > limit else "unreadable"
 
 
 def description_files(folder: Path) -> list[Path]:
@@ -1540,24 +1745,36 @@ def description_files(folder: Path) -> list[Path]:
     )
 
 
-def read_products(folder: Path, images: Path) -> list[Product]:
-    """A product per description file; a bad one is already failed, with a reason."""
-    products = []
-    for path in description_files(folder):
-        product = Product(path.name, image_name=store_name(path.stem + ".jpeg"))
-        jpeg = images / (path.stem + ".jpeg")
-        product.image_path = str(jpeg) if jpeg.is_file() else None
+def read_product(path: Path, images: Path) -> Product:
+    """The product of one description file; a bad one already failed, saying why."""
+    product = Product(path.name, image_name=lab_name(path))
+    jpeg = images / (path.stem + ".jpeg")
+    product.image_path = str(jpeg) if jpeg.is_file() else None
+    try:
         try:
-            text, utf8 = decode(read_delivery_file(path, folder, DESCRIPTION_LIMIT))
-            if not utf8:
-                log.warning("%s: not UTF-8; read as Windows-1252 (cp1252)", path.name)
-            parse_description(product, text)
-            product.outcome = ""
-        except (InvalidDescription, RefusedFile) as error:
-            product.reason = str(error)
-        products.append(product)
+            raw = read_delivery_file(path, path.parent, DESCRIPTION_LIMIT)
+        except RefusedFile as error:
+            cause = refusal_cause(path, path.parent, DESCRIPTION_LIMIT)
+            raise Failure(Problem.NOT_TEXT, str(error), cause=cause) from None
+        text, utf8 = decode(raw)
+        if not utf8:
+            log.warning("%s: not UTF-8; read as Windows-1252 (cp1252)", path.name)
+        parse_description(product, text)
+    except Failure as failure:
+        product.fail(failure)
+    return product
+
+
+def read_products(folder: Path, images: Path) -> list[Product]:
+    """A product per description file, in the delivery's order (by file name)."""
+    products = [read_product(path, images) for path in description_files(folder)]
     refuse_same_names(products)
     return products
+
+
+def lab_name(description: Path) -> str:
+    """The lab's image_name: the description's stem as a JPEG (001.txt: 001.jpeg)."""
+    return store_name(description.stem + ".jpeg")
 
 
 def refuse_same_names(products: list[Product]) -> None:
@@ -1565,31 +1782,37 @@ def refuse_same_names(products: list[Product]) -> None:
     seen in this delivery would be a second copy (or look like one), so it fails."""
     first: dict[str, str] = {}
     for product in products:
-        if product.outcome == "failed":
+        if product.outcome == Outcome.FAILED:
             continue
         if product.name in first:
-            product.outcome = "failed"
-            product.reason = (
-                f"{product.file}: the same product name as {first[product.name]};"
+            other = first[product.name]
+            reason = (
+                f"{product.file}: the same product name as {other};"
                 " the store tells products apart by name: rename one"
             )
+            product.fail(Failure(Problem.SAME_NAME, reason, other=other))
         first.setdefault(product.name, product.file)
 
 
 def summary(products: list[Product]) -> str:
-    """What this run did: 'imported 0, already imported 10 (earlier runs), ...'."""
-    count = {kind: sum(p.outcome == kind for p in products) for kind in OUTCOMES}
-    now = sum(p.outcome == "imported" and p.this_run for p in products)
+    """What this run did, every product in one count: 'imported 0, already
+    imported 10 (earlier runs), already in store 0, failed 0'."""
+    count = {kind: sum(p.outcome == kind for p in products) for kind in Outcome}
+    now = sum(p.outcome == Outcome.IMPORTED and p.this_run for p in products)
     text = f"imported {now}"
-    if count["imported"] > now:
-        text += f", already imported {count['imported'] - now} (earlier runs)"
-    text += f", already in store {count['already in store']}"
+    if count[Outcome.IMPORTED] > now:
+        text += f", already imported {count[Outcome.IMPORTED] - now} (earlier runs)"
+    text += f", already in store {count[Outcome.ALREADY]}"
     differing = sum(bool(p.store_values) for p in products)
     if differing:
         text += f" ({differing} differing from the store)"
-    if count["uncertain"]:
-        text += f", uncertain {count['uncertain']}"
-    return text + f", failed {count['failed']}"
+    if count[Outcome.UNCERTAIN]:
+        text += f", uncertain {count[Outcome.UNCERTAIN]}"
+    if count[Outcome.PENDING]:
+        text += f", not done {count[Outcome.PENDING]}"
+    text += f", failed {count[Outcome.FAILED]}"
+    twice = sum(bool(p.copies) for p in products)
+    return text + (f"; {twice} held more than once in the store" if twice else "")
 
 
 def differing(product: Product) -> str:
@@ -1604,6 +1827,32 @@ def differing(product: Product) -> str:
             else:
                 said.append("picture" if key == "image_name" else key)
     return "; ".join(said)
+
+
+def photo_failure(content: bytes, path: Path) -> Failure | None:
+    """Why content, the catalog JPEG at path, cannot be posted (None: it can),
+    with the record's code for it."""
+    unusable = unusable_jpeg(content, path)
+    if unusable is None:
+        return None
+    image = path.name
+    if unusable.cause == EARLIER_ATTEMPT:
+        source = sources_beside(path)[0].name
+        return Failure(Problem.EARLIER_ATTEMPT, unusable.text, image=image, source=source)
+    reason = f"{image}: {unusable.text}; not posted: convert it again and upload it"
+    return Failure(Problem.PHOTO_UNUSABLE, reason, image=image, cause=unusable.cause)
+
+
+def refusal(answer: requests.Response) -> Failure:
+    """The store's answer to a POST it did not take: a 400's field errors are the
+    supplier's to fix; any other status is ours (the store, its address)."""
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    if answer.status_code == 400 and isinstance(body, dict):
+        return Failure(Problem.STORE_REFUSED, rejection(answer), fields=body)
+    return Failure(Problem.STORE_UNREACHABLE, rejection(answer))
 
 
 # -- what this delivery created before ---------------------------------------
@@ -1679,7 +1928,7 @@ def gather_evidence(journal: Path, record: Path, store: str) -> Evidence:
 
 
 def earlier_record(path: Path, store: str) -> list[tuple[dict, bool]]:
-    """The imported products of an earlier record (version 1 or 2), each with
+    """The imported products of an earlier record (version 1 to 3), each with
     whether it names this store. It is read like a delivery file: a link out,
     FIFO or /dev/zero is not read."""
     try:
@@ -1702,10 +1951,24 @@ def earlier_record(path: Path, store: str) -> list[tuple[dict, bool]]:
 
 
 class Importer:
-    """Decides and posts each product, journaling every outcome as it happens."""
+    """Decides each product (in parallel: its file, its picture, what the store
+    holds) and posts it (in the delivery's order), journaling every outcome as it
+    happens."""
 
-    def __init__(self, store: Store, journal: int, run_id: str, args: argparse.Namespace):
-        self.store, self.journal, self.run_id, self.args = store, journal, run_id, args
+    def __init__(
+        self,
+        store: Store,
+        journal: int,
+        run_id: str,
+        images: Path,
+        *,
+        force: bool = False,
+        grace: float = 10.0,
+        content_names: bool = False,
+    ) -> None:
+        self.store, self.journal, self.run_id = store, journal, run_id
+        self.images, self.force, self.grace = images, force, grace
+        self.content_names = content_names
         self.fruits: list[dict] = []
         self.evidence = Evidence()
         self.lock = threading.Lock()
@@ -1730,49 +1993,85 @@ class Importer:
         same = [f for f in self.fruits if f.get("name") == product.name]
         return sorted(same, key=lambda f: (not self.evidence.ours(f), f["id"]))
 
-    def handle(self, product: Product) -> None:
-        if self.stopping:
-            return
-        if product.outcome != "failed":
-            try:
-                self.decide(product)
-            except (StoreError, RefusedFile) as error:
-                product.outcome, product.reason = "failed", str(error)
-                if isinstance(error, StoreDown):
-                    product.reason = f"not sent: {error}"
-        if product.outcome != "uncertain" or not product.sent:
-            self.note(product)
+    def import_all(self, products: list[Product], jobs: int, progress: Progress) -> None:
+        """Every product checked by `jobs` threads at once and posted by one, in
+        the delivery's order, as the lab's store lists them. Stopped (Ctrl-C,
+        SIGTERM), no new product starts and the request under way finishes
+        (within its deadline), so the journal and the record tell the truth."""
+        checkers = ThreadPoolExecutor(max_workers=jobs)
+        poster = ThreadPoolExecutor(max_workers=1)
+        try:
+            checked = checkers.map(self.prepare, products)
+            poster.submit(self.post_in_order, checked, progress).result()
+        except KeyboardInterrupt:
+            self.stopping = True
+            checkers.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            poster.shutdown(wait=True)
+            checkers.shutdown(wait=True)
+
+    def prepare(self, product: Product) -> Product:
+        """What can be known before the POST: whether the store has it, which
+        name serves its picture (a product ready to post stays PENDING)."""
+        if self.stopping or product.outcome != Outcome.PENDING:
+            return product
+        try:
+            self.decide(product)
+        except Failure as failure:
+            product.fail(failure)
+        except StoreError as error:
+            fail(product, error, Problem.STORE_UNREACHABLE)
+        return product
+
+    def post_in_order(self, checked: Iterator[Product], progress: Progress) -> None:
+        for product in checked:
+            if self.stopping:
+                return
+            if product.outcome == Outcome.PENDING:
+                self.send(product)
+            if product.problem != Problem.UNCONFIRMED:  # noted once settled
+                self.note(product)
+            progress.advance()
 
     def decide(self, product: Product) -> None:
         found = self.in_store(product)
         ours = [f for f in found if self.evidence.ours(f)]
         if ours:
-            self.take(product, ours, "imported")
-        elif found and not self.args.force:
-            self.take(product, found, "already in store")
+            self.take(product, ours, Outcome.IMPORTED)
+        elif found and not self.force:
+            self.take(product, found, Outcome.ALREADY)
         else:
             product.image_name = self.served_name(product, self.local_jpeg(product))
-            self.post(product)
 
     def served_name(self, product: Product, content: bytes) -> str:
-        """The name the store serves this picture under: its catalog_name (as the
-        uploader names it), or the lab's plain name for a picture an earlier version
-        uploaded. Only a name serving exactly these bytes is ever posted."""
+        """The name the store serves this picture under: the lab's (001.jpeg), else
+        its content name (catalog_name, the uploader's fallback); with
+        --content-names only the content name. Only a name serving exactly these
+        bytes is ever posted."""
         jpeg = Path(product.file).stem + ".jpeg"
-        name, held = self.store.image_name(jpeg, content)
-        if held:
-            return name
-        plain = store_name(jpeg)
-        if self.store.holds(plain, content):
-            return plain
-        raise StoreError(
-            f"image not in the store: run supplier_image_upload.py ({jpeg}, looked for as {name})"
+        names = [catalog_name(jpeg, content)]
+        if not self.content_names:
+            names.insert(0, store_name(jpeg))
+        for name in names:
+            held = self.store.holds(name, content)
+            if held:
+                return name
+        if held is False:  # other bytes under a content name: the store's doing, not ours
+            reason = f"{jpeg}: the store serves other bytes as {names[-1]}; not posted"
+            raise Failure(Problem.PHOTO_NOT_IN_STORE, reason, image=jpeg)
+        raise Failure(
+            Problem.PHOTO_NOT_IN_STORE,
+            "image not in the store: run supplier_image_upload.py"
+            f" ({jpeg}, looked for as {' and '.join(names)})",
+            image=jpeg,
         )
 
-    def take(self, product: Product, found: list[dict], outcome: str) -> None:
+    def take(self, product: Product, found: list[dict], outcome: Outcome) -> None:
         """A product the store has: record the store's id, and its values that differ."""
         fruit = found[0]
-        product.outcome, product.id = outcome, fruit.get("id")
+        product.settled(outcome)
+        product.id = fruit.get("id")
         if fruit.get("weight") != product.weight:
             product.store_values["weight"] = fruit.get("weight")
         if fruit.get("description") != product.description:
@@ -1781,25 +2080,27 @@ class Importer:
         if product.store_values:
             # Not "imported", even when this delivery posted it: the store keeps the
             # earlier values, and the record must not say it holds the file's.
-            product.outcome = "already in store"
-            product.reason = (
+            reason = (
                 f"the store's copy differs ({differing(product)})"
                 " and the store cannot change a product; run.py --force posts it as a new product"
             )
+            product.fail(Failure(Problem.DIFFERS_FROM_STORE, reason), Outcome.ALREADY)
         if len(found) > 1:
-            ids = ", ".join(str(f.get("id")) for f in found)
-            product.reason = (
-                f"the store holds {len(found)} products named {product.name!r} (ids {ids}):"
-                " a request that landed late left a copy; remove it in the store. " + product.reason
-            ).strip()
-            if not product.store_values:  # report() names it with what differs
-                log.warning("%s", product.problem())
+            self.held_twice(product, found, "a request that landed late left a copy")
+
+    def held_twice(self, product: Product, found: list[dict], why: str) -> None:
+        product.copies = [f["id"] for f in found]
+        ids = ", ".join(str(f["id"]) for f in found)
+        product.reason = (
+            f"the store holds {len(found)} products named {product.name!r} (ids {ids}):"
+            f" {why}; remove the copy in the store. {product.reason}"
+        ).strip()
 
     def compare_image(self, product: Product, stored: str) -> None:
         try:
             content = self.local_jpeg(product)
             same = self.store.holds(stored, content) if stored else False
-        except RefusedFile:
+        except Failure:
             same = True  # no local picture to compare with: say nothing about it
         if same:
             product.image_name = stored
@@ -1807,57 +2108,54 @@ class Importer:
             product.store_values["image_name"] = stored
 
     def local_jpeg(self, product: Product) -> bytes:
-        images = self.args.images
-        path = images / (Path(product.file).stem + ".jpeg")
+        """The product's catalog JPEG, checked; Failure saying why it cannot be."""
+        path = self.images / (Path(product.file).stem + ".jpeg")
+        image = path.name
         if not path.exists():
-            raise RefusedFile(f"no catalog image {path.name} in {images}: run changeImage.py")
-        content = read_delivery_file(path, images, IMAGE_LIMIT)
-        problem = catalog_jpeg_problem(content, path)
-        if problem:
-            raise RefusedFile(f"{path.name}: {problem}; not posted: convert it again and upload it")
+            reason = f"no catalog image {image} in {self.images}: run changeImage.py"
+            raise Failure(Problem.NO_PHOTO, reason, image=image)
+        try:
+            content = read_delivery_file(path, self.images, IMAGE_LIMIT)
+        except RefusedFile as error:
+            reason = f"{error}; not posted: convert it again and upload it"
+            raise Failure(Problem.PHOTO_UNUSABLE, reason, image=image, cause="not ours") from None
+        failure = photo_failure(content, path)
+        if failure:
+            raise failure
         return content
 
+    def send(self, product: Product) -> None:
+        """Importer.post, its failure recorded on the product."""
+        try:
+            self.post(product)
+        except Failure as failure:
+            product.fail(failure)
+        except StoreError as error:
+            fail(product, error, Problem.STORE_UNREACHABLE)
+
     def post(self, product: Product) -> None:
+        """The lab's POST of one product to <store>/fruits/ (Product.payload)."""
         with self.lock:
             product.since_id = self.max_id()
         self.note(product, "sending")
-        product.sent = time.monotonic()
-        try:
-            answer = self.store.post("fruits/", json=product.payload())
-        except Unanswered as error:
-            if not error.maybe_sent:
-                raise
-            product.outcome = "uncertain"
-            product.reason = f"sent, but no answer came ({error}); the next run looks for it"
-            return
+        answer = post_once(product, lambda: self.store.post("fruits/", json=product.payload()))
+        if answer is None:
+            return  # uncertain: settle() looks for it
         if answer.status_code != 201:
-            raise StoreError(rejection(answer))
+            raise refusal(answer)
         try:
             product.id = int(answer.json()["id"])
         except (ValueError, KeyError, TypeError):
             product.id = None
-        product.outcome, product.reason, product.this_run = "imported", "", True
+        product.settled(Outcome.IMPORTED)
+        product.this_run = True
 
     def settle(self, products: list[Product]) -> None:
         """POSTs whose answer was lost: GRACE seconds after the last was sent,
         re-read the store; one not there is sent once more, then looked for again."""
-        for last in (False, True):
-            pending = [p for p in products if p.outcome == "uncertain" and p.sent]
-            if not pending or self.store.stopped:
-                break
-            wait = self.args.grace - (time.monotonic() - max(p.sent for p in pending))
-            log.info("%d products lost their answer; looking in %.0f s", len(pending), max(wait, 0))
-            time.sleep(max(0.0, wait))
-            try:
-                self.list_store()
-            except StoreError as error:
-                for product in pending:
-                    product.reason = f"sent, but the store could not be asked again ({error})"
-                break
-            for product in pending:
-                self.look_again(product, last)
+        settle(products, self.grace, self.store, "products", self.look_again, self.list_store)
         for product in products:
-            if product.outcome == "uncertain" and product.sent:
+            if product.problem == Problem.UNCONFIRMED:
                 self.note(product)
 
     def look_again(self, product: Product, last: bool) -> None:
@@ -1866,30 +2164,31 @@ class Importer:
         ]
         if landed:
             self.evidence.ids.add(landed[0]["id"])
-            self.take(product, landed, "imported")
+            self.take(product, landed, Outcome.IMPORTED)
             product.this_run, product.sent = True, 0.0
             self.note(product)
         elif not last:
             try:
                 self.post(product)
-            except StoreError as error:
+            except (Failure, StoreError) as error:
                 product.reason = f"sent, but no answer came; then: {error}"
-            if product.outcome == "imported":
+            if product.outcome == Outcome.IMPORTED:
                 product.sent = 0.0
                 self.note(product)
 
     def name_copies(self, products: list[Product]) -> None:
-        """No lock reaches another machine: a run of the same delivery there may have
-        posted the same products at the same moment. The store's list, read once
-        more after this run's POSTs, names every copy that landed since ours went
-        out (an older product of that name, posted with --force, is no copy)."""
+        """No lock reaches another machine or another copy of the delivery: a run
+        there may have posted the same products at the same moment. The store's
+        list, read once more after this run's POSTs, names every copy that landed
+        since ours went out (an older product of that name, posted with --force,
+        is no copy)."""
         posted = [p for p in products if p.this_run]
         if not posted or self.store.stopped:
             return
         try:
             self.list_store()
         except StoreError as error:
-            log.warning("could not look for copies posted elsewhere at the same time: %s", error)
+            log.error("could not look for copies posted elsewhere at the same time: %s", error)
             return
         for product in posted:
             found = [
@@ -1898,28 +2197,20 @@ class Importer:
                 if f.get("name") == product.name and f["id"] > product.since_id
             ]
             if len(found) > 1:  # posted since this run's POST went out: not an older one
-                ids = ", ".join(str(f["id"]) for f in found)
-                product.reason = (
-                    f"the store holds {len(found)} products named {product.name!r} (ids {ids}):"
-                    " another run posted it at the same moment (the same delivery imported"
-                    " elsewhere?); remove the copy in the store"
-                )
-                log.warning("%s", product.problem())
+                why = "another run posted it at the same moment (the delivery imported elsewhere?)"
+                self.held_twice(product, found, why)
 
 
-def report(products: list[Product]) -> None:
-    """A line per product that failed or differs from the store's copy; those not
-    sent because the store stopped, in one."""
-    unsent = [p for p in products if p.reason.startswith("not sent: ")]
+def say_outcomes(products: list[Product]) -> None:
+    """A WARNING per product that differs from the store's copy, an ERROR per
+    product held twice, failed or uncertain; those not sent for one reason (the
+    store stopped answering), in one line."""
     for product in products:
-        if product.store_values:
-            log.warning("%s", product.problem())
-        if product.outcome in ("failed", "uncertain") and not product.reason.startswith(
-            "not sent: "
-        ):
-            log.error("%s", product.problem())
-    if unsent:
-        log.error("%d products %s", len(unsent), unsent[0].reason)
+        if product.copies:
+            log.error("%s", product.line())
+        elif product.store_values:
+            log.warning("%s", product.line())
+    report(products, Product.line, "products")
 
 
 # -- the record ----------------------------------------------------------------
@@ -1934,75 +2225,101 @@ def check_writable(record: Path) -> None:
     os.unlink(temporary)
 
 
-def write_json_atomically(path: Path, document: object) -> None:
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=2, ensure_ascii=False)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+@dataclass
+class ImportRun:
+    """One import of a delivery: where its record goes, and what it started with."""
 
+    descriptions: Path
+    images: Path
+    record: Path
+    importer: Importer
+    products: list[Product]
+    started: str = field(default_factory=now)
 
-def record_document(
-    args: argparse.Namespace, store: str, started: str, products: list[Product], complete: bool
-) -> dict:
-    return {
-        "version": RECORD_VERSION,
-        "store": store,
-        "delivery": args.descriptions.resolve().parent.name,
-        "descriptions": str(args.descriptions),
-        "images": str(args.images),
-        "started": started,
-        "finished": now(),
-        "complete": complete,
-        "summary": summary(products),
-        "products": [p.record() for p in sorted(products, key=lambda p: p.file)],
-    }
+    def document(self, summary_text: str, complete: bool) -> dict:
+        return {
+            "version": RECORD_VERSION,
+            "store": self.importer.store.url,
+            "delivery": self.descriptions.resolve().parent.name,
+            "descriptions": str(self.descriptions),
+            "images": str(self.images),
+            "started": self.started,
+            "finished": now(),
+            "complete": complete,
+            "summary": summary_text,
+            "products": [p.record() for p in sorted(self.products, key=lambda p: p.file)],
+        }
+
+    def finish(self, stop: str = "") -> str:
+        """The journal's last line and the record, written whole (a stop signal
+        waits for them); the summary. Stopped, the products not sent say so."""
+        with signals_held():
+            return self.write_record(stop)
+
+    def write_record(self, stop: str) -> str:
+        if stop:
+            interrupted = Failure(
+                Problem.INTERRUPTED, "not sent: the run was interrupted; run again"
+            )
+            for product in self.products:
+                if product.outcome == Outcome.PENDING:
+                    product.fail(interrupted)
+        else:
+            say_outcomes(self.products)
+        text = stop + summary(self.products)
+        importer = self.importer
+        entry = {"event": "finished", "run": importer.run_id, "time": now(), "summary": text}
+        append_line(importer.journal, entry)
+        complete = not (importer.store.stopped or stop)
+        document = json.dumps(self.document(text, complete), indent=2, ensure_ascii=False)
+        write_atomically(self.record, document + "\n")
+        return text
 
 
 # -- the run ------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace) -> int:
-    if not description_files(args.descriptions):
-        log.error("%s: no descriptions (*.txt); nothing done, no record written", args.descriptions)
-        return EXIT_USAGE
-    if args.check or args.dry_run:
-        return check(args)
-    try:
-        held = hold_delivery_lock(args.descriptions.parent, args.wait)
-    except DeliveryBusy as error:
-        log.error("%s", error)
-        return EXIT_USAGE
-    with held:
-        return import_delivery(args)
-
-
-def check(args: argparse.Namespace) -> int:
-    products = read_products(args.descriptions, args.images)
+def check(descriptions: Path, images: Path) -> int:
+    """--check: every description read as a run reads it, and catalog images there."""
+    products = read_products(descriptions, images)
     for product in products:
-        if product.outcome == "failed":
-            log.error("%s", product.problem())
-        elif args.dry_run:
-            url = canonical_url(args.url)
-            with contextlib.suppress(RefusedFile):
-                jpeg = Path(product.file).stem + ".jpeg"
-                content = read_delivery_file(args.images / jpeg, args.images, IMAGE_LIMIT)
-                product.image_name = catalog_name(jpeg, content)
-            print(f"POST {url}fruits/ {json.dumps(product.payload(), ensure_ascii=False)}")
-    if args.check:
-        bad = sum(p.outcome == "failed" for p in products)
-        log.info("checked %d descriptions: %d with problems", len(products), bad)
-    return EXIT_FAILED if any(p.outcome == "failed" for p in products) else EXIT_OK
+        if product.outcome == Outcome.FAILED:
+            log.error("%s", product.line())
+    bad = sum(p.outcome == Outcome.FAILED for p in products)
+    pictures = any(p.image_path for p in products)
+    if not pictures:
+        log.error("no catalog images (<stem>.jpeg) in %s: run changeImage.py first", images)
+    log.info("checked %d descriptions: %d with problems", len(products), bad)
+    return EXIT_FAILED if bad or not pictures else EXIT_OK
+
+
+def dry_run(descriptions: Path, images: Path, url: str, content_names: bool) -> int:
+    """--dry-run: each POST a run would make, with the image_name it would post
+    (the lab's name, the same before and after changeImage.py runs)."""
+    products = read_products(descriptions, images)
+    for product in products:
+        if product.outcome == Outcome.PENDING and content_names:
+            try:
+                jpeg = images / (Path(product.file).stem + ".jpeg")
+                content = read_delivery_file(jpeg, images, IMAGE_LIMIT)
+                product.image_name = catalog_name(jpeg.name, content)
+            except RefusedFile:
+                reason = f"no catalog image {product.image_name} in {images}: run changeImage.py"
+                product.fail(Failure(Problem.NO_PHOTO, reason, image=product.image_name))
+        if product.outcome == Outcome.FAILED:
+            log.error("%s", product.line())
+        else:
+            payload = json.dumps(product.payload(), ensure_ascii=False)
+            print(f"POST {canonical_url(url)}fruits/ {payload}")
+    return EXIT_FAILED if any(p.outcome == Outcome.FAILED for p in products) else EXIT_OK
 
 
 def import_delivery(args: argparse.Namespace) -> int:
+    """The delivery's lock held, its record writable: every product to the store."""
+    return under_delivery_lock(args.descriptions.parent, args.wait, lambda: import_locked(args))
+
+
+def import_locked(args: argparse.Namespace) -> int:
     try:
         check_writable(args.record)
         journal = open_journal(args.journal)
@@ -2015,76 +2332,61 @@ def import_delivery(args: argparse.Namespace) -> int:
         os.close(journal)
 
 
-def import_all(importer: Importer, products: list[Product], args: argparse.Namespace) -> None:
-    """Every product through importer.handle, in parallel. Stopped (Ctrl-C, SIGTERM),
-    no new product starts and those under way finish (each within its deadline),
-    so the journal and the record tell the truth."""
-    progress = Progress(len(products), "imported", enabled=not args.quiet)
-    pool = ThreadPoolExecutor(max_workers=args.jobs)
-    try:
-        for _ in pool.map(importer.handle, products):
-            progress.advance()
-    except KeyboardInterrupt:
-        importer.stopping = True
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    finally:
-        pool.shutdown(wait=True)
-        progress.close()
-
-
-def finish(importer: Importer, products: list[Product], started: str, stop: str = "") -> str:
-    """The journal's last line and the record, written whole (a stop signal waits
-    for them); the summary. Stopped, the products not sent say so."""
-    with signals_held():
-        return write_record(importer, products, started, stop)
-
-
-def write_record(importer: Importer, products: list[Product], started: str, stop: str) -> str:
-    args, store = importer.args, importer.store
-    for product in products:
-        if stop and not product.outcome:
-            product.outcome = "failed"
-            product.reason = "not sent: the run was interrupted; run again"
-    if not stop:
-        report(products)
-    text = stop + summary(products)
-    entry = {"event": "finished", "run": importer.run_id, "time": now(), "summary": text}
-    append_line(importer.journal, entry)
-    document = record_document(args, store.url, started, products, not (store.stopped or stop))
-    write_json_atomically(args.record, document | {"summary": text})
-    return text
-
-
 def import_with_journal(args: argparse.Namespace, journal: int) -> int:
-    started, run_id = now(), uuid.uuid4().hex
+    """Read the descriptions, ask the store what it holds, post what it lacks, in
+    order; the record is written however it ends (a stop included)."""
     store = Store(args.url, args.token, args.timeout, args.retries, args.jobs)
-    importer = Importer(store, journal, run_id, args)
-    importer.evidence = gather_evidence(args.journal, args.record, store.url)
-    await_stopped_requests(importer.evidence.in_flight, args.grace)
+    importer = Importer(
+        store,
+        journal,
+        uuid.uuid4().hex,
+        args.images,
+        force=args.force,
+        grace=args.grace,
+        content_names=args.content_names,
+    )
+    # Until they are read, a stop records each description file as not sent.
+    products = [Product(path.name) for path in description_files(args.descriptions)]
+    this = ImportRun(args.descriptions, args.images, args.record, importer, products)
+    try:
+        products[:] = read_products(args.descriptions, args.images)
+        if not ask_store(importer, args.journal, args.record, args.grace, this.started):
+            return EXIT_USAGE
+        progress = Progress(len(products), "imported", enabled=not args.quiet)
+        try:
+            importer.import_all(products, args.jobs, progress)
+        finally:
+            progress.close()
+        importer.settle(products)
+        importer.name_copies(products)
+    except KeyboardInterrupt:
+        this.finish("interrupted: ")
+        raise
+    log.info("%s", this.finish())
+    return exit_status(products, store)
+
+
+def ask_store(importer: Importer, journal: Path, record: Path, grace: float, started: str) -> bool:
+    """What earlier runs left and what the store holds (False: it cannot be used)."""
+    store = importer.store
+    importer.evidence = gather_evidence(journal, record, store.url)
+    await_stopped_requests(importer.evidence.in_flight, grace)
     try:
         importer.list_store()
     except StoreError as error:
         log.error("cannot use the store at %s: %s (set --url or CATALOG_URL)", store.url, error)
-        return EXIT_USAGE
-    append_line(
-        journal,
-        {"event": "run", "run": run_id, "time": started, "store": store.url, "script": "run.py"},
-    )
-    products = read_products(args.descriptions, args.images)
-    try:
-        import_all(importer, products, args)
-        importer.settle(products)
-        importer.name_copies(products)
-    except KeyboardInterrupt:
-        finish(importer, products, started, "interrupted: ")
-        raise
-    text = finish(importer, products, started)
-    log.info("%s", text)
+        return False
+    run_line = {"run": importer.run_id, "time": started, "store": store.url, "script": "run.py"}
+    append_line(importer.journal, {"event": "run"} | run_line)
+    return True
+
+
+def exit_status(products: list[Product], store: Store) -> int:
     if store.stopped:
         log.error("stopped: %s; the record says what was done; run again", store.stopped)
         return EXIT_USAGE
-    unsettled = any(p.outcome in ("failed", "uncertain") or p.store_values for p in products)
+    done = (Outcome.IMPORTED, Outcome.ALREADY)
+    unsettled = any(p.outcome not in done or p.store_values or p.copies for p in products)
     return EXIT_FAILED if unsettled else EXIT_OK
 
 
@@ -2120,6 +2422,7 @@ OPTIONS = [
         "FILE",
         shown="imported.json beside the descriptions folder",
     ),
+    content_names_option(),
     Option("--check", "validate every file; contact no store", action="store_true"),
     Option("--dry-run", "print what would be sent; contact no store", action="store_true"),
     Option(
@@ -2145,7 +2448,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return store_main(argv, parse_args, run)
+    """The lab's step 3, under the one guard that owns the exit status."""
+    return guarded(lambda: run(parse_args(argv)))
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_store_logging(args.quiet, args.verbose)  # no credentials in any line
+    if not description_files(args.descriptions):
+        log.error("%s: no descriptions (*.txt); nothing done, no record written", args.descriptions)
+        return EXIT_USAGE
+    if args.check:
+        return check(args.descriptions, args.images)
+    if args.dry_run:
+        return dry_run(args.descriptions, args.images, args.url, args.content_names)
+    return import_delivery(args)
 
 
 if __name__ == "__main__":

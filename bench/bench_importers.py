@@ -7,19 +7,27 @@ users run them. Each measurement gets a fresh stand-in store answering after
 --delay seconds (a store across a network), rounds interleaved; best and
 median wall times are printed.
 
-  concurrent:  four deliveries, each imported by its own processes at once
-  sequential:  the same four deliveries, one after another
-  one, this:   one delivery with this checkout's scripts
+  concurrent:  four deliveries, each imported by its own processes at once,
+               with CATALOG_CONTENT_NAMES=1 (README: many importers on one store)
+  sequential:  the same four deliveries, one after another (content names too)
+  one, this:   one delivery with this checkout's scripts, no options (the lab's
+               names, products posted in the delivery's order)
   one, base:   the same delivery with the scripts of --base (the previous code)
+
+With --posts-only, run.py alone, this checkout's against --base's, on a store
+that already holds the delivery's pictures (each code's uploader put them
+there once; the products are removed between rounds): what the lab's order,
+one POST at a time, costs against POSTs sent --jobs at a time.
 
 Usage:
     python bench/bench_importers.py [--count 100] [--delay 0.02] [--rounds 3]
-                                    [--base /work/wt-base]
+                                    [--base /work/wt-base] [--posts-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sqlite3
 import statistics
@@ -63,9 +71,10 @@ def clean(delivery: Path) -> None:
         (delivery / leftover).unlink(missing_ok=True)
 
 
-def importer(code: Path) -> Callable[[Path, str], None]:
+def importer(code: Path, content_names: bool = False) -> Callable[[Path, str], None]:
     def run(delivery: Path, url: str) -> None:
         env = {**os.environ, "SUPPLIER_DATA": str(delivery), "CATALOG_URL": url}
+        env["CATALOG_CONTENT_NAMES"] = "1" if content_names else "0"
         for script in ("supplier_image_upload.py", "run.py"):
             subprocess.run([sys.executable, str(code / script), "-q"], env=env, check=True)
 
@@ -96,19 +105,22 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=0.02, help="the store's answer delay, s")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--base", type=Path, default=Path("/work/wt-base"))
+    parser.add_argument("--posts-only", action="store_true", help="run.py alone, this and base")
     args = parser.parse_args()
-    this = importer(ROOT)
+    if args.posts_only:
+        return posts_only(args.count, args.delay, args.rounds, args.base)
+    this, many = importer(ROOT), importer(ROOT, content_names=True)
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)
         deliveries = [make_delivery(scratch / f"d{n}", args.count, n) for n in range(DELIVERIES)]
 
         def concurrent(url: str) -> None:
             with ThreadPoolExecutor(DELIVERIES) as pool:
-                list(pool.map(this, deliveries, [url] * DELIVERIES))
+                list(pool.map(many, deliveries, [url] * DELIVERIES))
 
         def sequential(url: str) -> None:
             for delivery in deliveries:
-                this(delivery, url)
+                many(delivery, url)
 
         sides: dict[str, tuple[Callable[[str], None], int]] = {
             "4 importers at once": (concurrent, DELIVERIES * args.count),
@@ -134,6 +146,48 @@ def main() -> int:
     print(f"at once vs one after another: {ratio:.2f}x faster")
     print(f"this code vs previous code: {slower:+.1%} time")
     return 0
+
+
+def posts_only(count: int, delay: float, rounds: int, base: Path) -> int:
+    codes = {"run.py, this code": ROOT, "run.py, previous code": base}
+    times: dict[str, list[float]] = {name: [] for name in codes}
+    with tempfile.TemporaryDirectory() as folder:
+        scratch, stores = Path(folder), {}
+        try:
+            for number, (name, code) in enumerate(codes.items()):
+                delivery = make_delivery(scratch / f"d{number}", count, 1)
+                process, url = start_store(scratch / f"store{number}", delay)
+                stores[name] = (process, url, delivery, code)
+                env = {**os.environ, "SUPPLIER_DATA": str(delivery), "CATALOG_URL": url}
+                upload = [sys.executable, str(code / "supplier_image_upload.py"), "-q"]
+                subprocess.run(upload, env=env, check=True)
+            for _ in range(rounds):
+                for name, (_, url, delivery, code) in stores.items():
+                    times[name].append(timed_run(code, delivery, url, count))
+        finally:
+            for process, *_ in stores.values():
+                process.terminate()
+                process.wait(timeout=10)
+    print(f"{count} products, store answering after {delay * 1000:g} ms, {rounds} rounds")
+    for name, seconds in times.items():
+        print(f"  {name:24} {min(seconds):6.2f} ({statistics.median(seconds):.2f})")
+    ratio = min(times["run.py, this code"]) / min(times["run.py, previous code"])
+    print(f"this code vs previous code: {ratio:.2f}x the time")
+    return 0
+
+
+def timed_run(code: Path, delivery: Path, url: str, count: int) -> float:
+    """Seconds for run.py on delivery, after removing every product from the store."""
+    with sqlite3.connect(delivery.parent / f"store{delivery.name[1:]}" / "store.sqlite3") as db:
+        db.execute("DELETE FROM storeapp_fruit")
+    clean(delivery)
+    env = {**os.environ, "SUPPLIER_DATA": str(delivery), "CATALOG_URL": url}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, str(code / "run.py"), "-q"], env=env, check=True)
+    elapsed = time.perf_counter() - start
+    if len(json.loads((delivery / "imported.json").read_text())["products"]) != count:
+        raise SystemExit(f"{delivery}: not every product recorded")
+    return elapsed
 
 
 if __name__ == "__main__":

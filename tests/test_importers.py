@@ -94,16 +94,19 @@ def test_two_machines_importing_the_same_delivery_show_the_right_photos_and_name
     store_factory, tmp_path, round_
 ):
     """No lock reaches another machine: what README promises then. Every product
-    shows its photo; a copy the race left is either a product that a run names,
-    or a picture of the same bytes that no product shows."""
+    shows its photo; a copy the race left is either a product that a run names
+    in an ERROR line, even under -q, with status 1, or a picture of the same
+    bytes that no product shows."""
     store = store_factory()
     copies = [tiff_delivery(tmp_path / f"machine{n}" / "supplier-data", 5) for n in range(2)]
     converted = threading.Barrier(len(copies))
     with ThreadPoolExecutor(len(copies)) as pool:
-        runs = [pool.submit(import_delivery, d, store.url, converted, "-v") for d in copies]
+        runs = [pool.submit(import_delivery, d, store.url, converted, "-q") for d in copies]
         results = [run.result() for run in runs]
     for steps in results:
-        assert [(step, status) for step, status, _ in steps] == [(s, 0) for s in STEPS], steps
+        assert [(step, status) for step, status, _ in steps[:-1]] == [(s, 0) for s in STEPS[:-1]]
+        _, status, said_here = steps[-1]
+        assert status == (1 if "products named" in said_here else 0), said_here
     said = "".join(steps[-1][2] for steps in results)
     jpegs = {stem: (copies[0] / "images" / f"{stem}.jpeg").read_bytes() for stem in STEMS}
     assert jpegs == {s: (copies[1] / "images" / f"{s}.jpeg").read_bytes() for s in STEMS}
@@ -119,4 +122,36 @@ def test_two_machines_importing_the_same_delivery_show_the_right_photos_and_name
             assert path.read_bytes() == (store.catalog.images / original).read_bytes()
     twice = {f["name"] for f in fruits if [g["name"] for g in fruits].count(f["name"]) > 1}
     for name in twice:
-        assert f"the store holds 2 products named {name!r}" in said
+        assert f"ERROR {name} (" in said and f"the store holds 2 products named {name!r}" in said
+
+
+def test_two_deliveries_racing_for_the_lab_names_each_show_their_own_photos(
+    store_factory, tmp_path
+):
+    """The default (the lab's names) with two deliveries numbered alike, imported
+    at the same moment: whichever takes 001.jpeg first keeps it, the other's
+    picture falls back to its content name, read back before its product is
+    posted, so every product shows its own photo in the first run and run.py
+    exits 0. Repeated until an upload race shows (the uploader that lost one
+    says so and exits 1)."""
+    store = store_factory()
+    for attempt in range(4):
+        deliveries = [tiff_delivery(tmp_path / f"{attempt}-{n}", 20 + n) for n in range(2)]
+        converted = threading.Barrier(len(deliveries))
+        with ThreadPoolExecutor(len(deliveries)) as pool:
+            runs = [pool.submit(import_delivery, d, store.url, converted) for d in deliveries]
+            results = [run.result() for run in runs]
+        for steps in results:
+            assert steps[-1][1] == 0, steps  # run.py: every product, with its own photo
+        fruits = store.catalog.fruits()
+        assert len(fruits) == len(deliveries) * len(STEMS)
+        for fruit in fruits:
+            shade = int(fruit["name"].rsplit(" ", 1)[1])
+            stem = fruit["description"].removeprefix("From ").removesuffix(".")
+            jpeg = (tmp_path / f"{attempt}-{shade - 20}" / "images" / f"{stem}.jpeg").read_bytes()
+            assert (store.catalog.images / fruit["image_name"]).read_bytes() == jpeg, fruit
+        assert {f["image_name"] for f in fruits} >= {f"{stem}.jpeg" for stem in STEMS}
+        if any(steps[1][1] == 1 for steps in results):
+            return  # an upload race showed, and nothing was lost
+        store = store.reset()
+    pytest.skip("no upload race in 4 attempts on this machine (the fallback was still checked)")

@@ -66,11 +66,6 @@ def ours(tmp_path_factory) -> dict:
     return {"status": status, "steps": steps, "output": output}
 
 
-def test_our_scripts_pass_the_steps_that_do_not_depend_on_names(ours):
-    assert [ours["steps"][n][0] for n in (1, 4, 5)] == ["PASS"] * 3, ours["output"]
-
-
-@pytest.mark.xfail(strict=False, reason="until the lab's names land (issue 25)")
 def test_our_scripts_pass_every_step(ours):
     assert [ours["steps"][n][0] for n in range(1, 6)] == ["PASS"] * 5, ours["output"]
     assert ours["status"] == 0

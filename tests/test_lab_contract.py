@@ -170,7 +170,6 @@ def assert_one_mail_with_the_lab_sender_subject_body_and_pdf(lab: Lab) -> None:
     assert attachment.get_content() == LAB_PDF.read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 25: the lab's names and order land with run.py")
 def test_the_lab_with_no_options_shows_what_the_lab_shows_and_a_second_run_changes_nothing(lab):
     """One test, as the lab is one sequence: each step's result is what the next reads."""
     assert_every_step_succeeded(lab.run_steps())

@@ -3,8 +3,17 @@ and records what happened. (What it shares with the uploader: test_pipeline.py.)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -12,6 +21,8 @@ import requests
 
 import run
 import supplier_image_upload
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -74,18 +85,20 @@ def test_every_description_becomes_a_product_with_its_picture(store, ready, cata
     )
 
 
-def test_the_record_is_version_2_with_every_field(store, ready):
+def test_the_record_has_every_field_and_a_problem_code(store, ready):
     write(ready / "descriptions", "004.txt", "Durian\nheavy\nSmelly.")
     assert import_(store, ready) == 1
     document = record(ready)
-    assert document["version"] == 2 and document["store"] == store.url
+    assert document["version"] == run.RECORD_VERSION and document["store"] == store.url
     assert document["delivery"] == "supplier-data" and document["complete"] is True
     assert document["summary"] == "imported 3, already in store 0, failed 1"
     first, failed = by_file(ready)["001.txt"], by_file(ready)["004.txt"]
     assert set(first) == set(run.RECORD_FIELDS)
     assert first["image_path"] == str(ready / "images" / "001.jpeg")
-    assert (first["outcome"], first["reason"], first["store_values"]) == ("imported", "", {})
+    assert (first["outcome"], first["problem"], first["details"]) == ("imported", "", {})
+    assert (first["reason"], first["store_values"]) == ("", {})
     assert (failed["name"], failed["outcome"], failed["id"]) == ("Durian", "failed", None)
+    assert (failed["problem"], failed["details"]) == ("bad_weight", {"line": 2, "value": "heavy"})
     assert failed["reason"].startswith("004.txt line 2: weight 'heavy'")
     assert [p.name for p in ready.iterdir() if p.name.startswith(".")] == [".fruit-catalog.lock"]
 
@@ -160,8 +173,10 @@ def test_a_picture_missing_from_the_store_fails_that_product_only(
     name = run.catalog_name("002.jpeg", (data / "images" / "002.jpeg").read_bytes())
     assert logged_errors() == [
         "Fruit 2 of delivery 0 (002.txt): image not in the store: run supplier_image_upload.py"
-        f" (002.jpeg, looked for as {name})"
+        f" (002.jpeg, looked for as 002.jpeg and {name})"
     ]
+    failed = by_file(data)["002.txt"]
+    assert (failed["problem"], failed["details"]) == ("photo_not_in_store", {"image": "002.jpeg"})
 
 
 def test_a_picture_an_earlier_version_uploaded_under_the_lab_name_is_used(store, tmp_path, catalog):
@@ -335,8 +350,15 @@ def test_check_reports_every_problem_without_the_store(tmp_path, caplog, logged_
     write(tmp_path / "descriptions", "001.txt", "Apple\n500 lbs\nOk")
     write(tmp_path / "descriptions", "002.txt", "Pear\n1.5 lbs\nNo")
     write(tmp_path / "descriptions", "003.txt", "x" * 101 + "\n5\nNo")
+    write(tmp_path / "images", "001.jpeg", b"a catalog image")
     url = f"http://127.0.0.1:{dead_port}/"
-    result = run.main(["--url", url, "--descriptions", str(tmp_path / "descriptions"), "--check"])
+    folders = [
+        "--descriptions",
+        str(tmp_path / "descriptions"),
+        "--images",
+        str(tmp_path / "images"),
+    ]
+    result = run.main(["--url", url, *folders, "--check"])
     assert result == 1
     assert len(logged_errors()) == 2
     assert "name is 101 characters; the store accepts at most 100" in logged_errors()[1]
@@ -344,15 +366,49 @@ def test_check_reports_every_problem_without_the_store(tmp_path, caplog, logged_
     assert not (tmp_path / "imported.json").exists()
 
 
-def test_dry_run_prints_payloads_and_sends_nothing(store, tmp_path, catalog, capsys):
-    data = catalog(tmp_path / "supplier-data", ["fresh kiwi", "002"])
+def posted_names(output: str) -> list[str]:
+    """The image_name of each POST line --dry-run printed."""
+    return [json.loads(line.split(" ", 2)[2])["image_name"] for line in output.splitlines()]
+
+
+def test_dry_run_prints_the_lab_names_before_and_after_conversion(store, tmp_path, catalog, capsys):
+    data = tmp_path / "supplier-data"
+    write(data / "descriptions", "002.txt", "Fruit 1 of delivery 0\n101 lbs\nFrom 002.")
+    write(data / "descriptions", "fresh kiwi.txt", "Fruit 2 of delivery 0\n102 lbs\nFrom.")
+    (data / "images").mkdir()
     assert import_(store, data, "--dry-run") == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and lines[0].startswith(f"POST {store.url}fruits/ {{")
+    before = capsys.readouterr().out
+    assert before.splitlines()[0].startswith(f"POST {store.url}fruits/ {{")
+    catalog(data, ["002", "fresh kiwi"])
+    assert import_(store, data, "--dry-run") == 0
+    assert posted_names(capsys.readouterr().out) == posted_names(before)
+    assert posted_names(before) == ["002.jpeg", "fresh_kiwi.jpeg"]
+    assert store.post_count == 0
+
+
+def test_dry_run_with_content_names_prints_them(store, tmp_path, catalog, capsys):
+    data = catalog(tmp_path / "supplier-data", ["fresh kiwi", "002"])
+    assert import_(store, data, "--dry-run", "--content-names") == 0
     jpeg = (data / "images" / "fresh kiwi.jpeg").read_bytes()
     expected = f"fresh_kiwi-{run.content_tag(jpeg)}.jpeg"
-    assert json.loads(lines[1].split(" ", 2)[2])["image_name"] == expected
+    assert posted_names(capsys.readouterr().out)[1] == expected
     assert store.post_count == 0
+
+
+def test_check_fails_naming_it_when_there_are_no_catalog_images(tmp_path, logged_errors):
+    write(tmp_path / "descriptions", "001.txt", "Apple\n500 lbs\nOk")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "001.tiff").write_bytes(b"II*\0 not converted yet")
+    folders = [
+        "--descriptions",
+        str(tmp_path / "descriptions"),
+        "--images",
+        str(tmp_path / "images"),
+    ]
+    assert run.main([*folders, "--check"]) == 1
+    assert logged_errors() == [
+        f"no catalog images (<stem>.jpeg) in {tmp_path / 'images'}: run changeImage.py first"
+    ]
 
 
 def test_upper_case_txt_is_read_and_macos_files_are_not(store, tmp_path, catalog):
@@ -415,3 +471,333 @@ def test_a_product_whose_picture_is_not_a_whole_jpeg_is_refused(
         "Fruit 2 of delivery 0 (007.txt): 007.jpeg: not a whole JPEG: cut short (no end marker"
         " after 3000 bytes); not posted: convert it again and upload it"
     ]
+
+
+# -- the lab's names and order -----------------------------------------------------------
+
+
+def upload_as(store, name: str, content: bytes) -> None:
+    """A picture put in the store under a name of our choosing, as an uploader does."""
+    answer = requests.post(store.url + "upload/", files={"file": (name, content)}, timeout=10)
+    assert answer.status_code == 201, answer.text
+
+
+def jpeg_of(data: Path, stem: str) -> bytes:
+    return (data / "images" / f"{stem}.jpeg").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "id_, held, flags, posted",
+    [
+        ("lab name", {"001.jpeg": "own"}, [], "001.jpeg"),
+        ("lab name held with other bytes", {"001.jpeg": "other", "content": "own"}, [], "content"),
+        ("content name only", {"content": "own"}, [], "content"),
+        ("--content-names", {"001.jpeg": "own", "content": "own"}, ["--content-names"], "content"),
+        ("--content-names, lab name only", {"001.jpeg": "own"}, ["--content-names"], None),
+        ("lab name held with other bytes only", {"001.jpeg": "other"}, [], None),
+    ],
+)
+def test_the_name_posted_is_one_the_store_serves_the_picture_under(
+    store, tmp_path, catalog, id_, held, flags, posted
+):
+    data = catalog(tmp_path / "supplier-data", ["001", "002"])
+    content = run.catalog_name("001.jpeg", jpeg_of(data, "001"))
+    for name, whose in held.items():
+        upload_as(
+            store,
+            content if name == "content" else name,
+            jpeg_of(data, "002" if whose == "other" else "001"),
+        )
+    (data / "descriptions" / "002.txt").unlink()
+    assert import_(store, data, *flags) == (0 if posted else 1)
+    entry = by_file(data)["001.txt"]
+    if posted:
+        expected = content if posted == "content" else posted
+        assert [f["image_name"] for f in store.catalog.fruits()] == [expected]
+        assert entry["image_name"] == expected
+    else:
+        assert store.catalog.fruits() == []
+        assert (entry["problem"], entry["details"]) == ("photo_not_in_store", {"image": "001.jpeg"})
+
+
+def test_catalog_content_names_in_the_environment_is_the_flag(
+    store, tmp_path, catalog, monkeypatch
+):
+    data = catalog(tmp_path / "supplier-data", ["001"])
+    upload_as(store, "001.jpeg", jpeg_of(data, "001"))
+    monkeypatch.setenv("CATALOG_CONTENT_NAMES", "1")
+    assert import_(store, data) == 1
+    assert by_file(data)["001.txt"]["problem"] == "photo_not_in_store"
+    monkeypatch.setenv("CATALOG_CONTENT_NAMES", "0")
+    assert import_(store, data) == 0
+    assert by_file(data)["001.txt"]["image_name"] == "001.jpeg"
+
+
+def test_a_bad_catalog_content_names_is_a_usage_error_naming_it(tmp_path, monkeypatch, capsys):
+    write(tmp_path / "descriptions", "001.txt", "Apple\n500 lbs\nOk")
+    monkeypatch.setenv("CATALOG_CONTENT_NAMES", "maybe")
+    with pytest.raises(SystemExit) as stop:
+        run.main(["--descriptions", str(tmp_path / "descriptions"), "--check"])
+    assert stop.value.code == 2
+    assert (
+        "environment variable CATALOG_CONTENT_NAMES: 'maybe' is not 1 or 0"
+        in capsys.readouterr().err
+    )
+
+
+def test_products_reach_the_store_in_the_delivery_order_whatever_the_jobs(store, tmp_path, catalog):
+    stems = [f"{n:03d}" for n in range(12, 0, -1)]  # written last to first
+    data = catalog(tmp_path / "supplier-data", stems)
+    for stem in stems:
+        upload_as(store, f"{stem}.jpeg", jpeg_of(data, stem))
+    assert import_(store, data, "--jobs", "8") == 0
+    listed = requests.get(store.url + "fruits/", timeout=10).json()
+    assert [f["image_name"] for f in listed] == [f"{n:03d}.jpeg" for n in range(1, 13)]
+    assert [f["id"] for f in listed] == sorted(f["id"] for f in listed)
+
+
+def test_an_earlier_attempts_jpeg_beside_its_tiff_names_the_one_way_out(
+    store, tmp_path, catalog, logged_errors
+):
+    from PIL import Image
+
+    data = catalog(tmp_path / "supplier-data", ["001"])
+    jpeg = data / "images" / "001.jpeg"
+    Image.new("RGB", (600, 400), "green").save(jpeg)  # a learner's own script: no mark
+    Image.new("RGB", (60, 40), "green").save(data / "images" / "001.tiff")
+    upload_as(store, "001.jpeg", jpeg.read_bytes())
+    assert import_(store, data) == 1
+    assert store.catalog.fruits() == []
+    message = run.earlier_attempt(jpeg, data / "images" / "001.tiff")
+    assert message == (
+        "001.jpeg was not made by changeImage.py from 001.tiff (an earlier attempt's?):"
+        " run ./changeImage.py --replace-unmarked to convert over it"
+    )
+    assert logged_errors() == [f"Fruit 1 of delivery 0 (001.txt): {message}"]
+    entry = by_file(data)["001.txt"]
+    assert (entry["problem"], entry["details"]) == (
+        "earlier_attempt",
+        {"image": "001.jpeg", "source": "001.tiff"},
+    )
+
+
+# -- the record as data: a code per problem -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "id_, content, problem, details",
+    [
+        ("nul", b"Apple\x00\n5 lbs\n", "not_text", {"cause": "NUL characters"}),
+        ("empty", b"\n \n", "empty", {}),
+        ("name only", b"Apple\n", "no_weight", {}),
+        ("bad weight", b"Apple\n1.5 lbs\nRed.", "bad_weight", {"line": 2, "value": "1.5 lbs"}),
+        (
+            "weight too large",
+            b"Apple\n\n9999999999 lbs\n",
+            "weight_too_large",
+            {"line": 3, "value": "9999999999 lbs", "limit": 2**31 - 1},
+        ),
+        (
+            "name too long",
+            b"x" * 130 + b"\n5 lbs\n",
+            "too_long",
+            {"field": "name", "length": 130, "limit": 100},
+        ),
+        (
+            "description too long",
+            b"Apple\n5 lbs\n" + b"y" * 5001,
+            "too_long",
+            {"field": "description", "length": 5001, "limit": 5000},
+        ),
+        ("good", b"Apple\n5 lbs\nRed.", "", {}),
+    ],
+)
+def test_each_bad_description_has_its_code_and_details(tmp_path, id_, content, problem, details):
+    path = write(tmp_path / "descriptions", "001.txt", content)
+    product = run.read_product(path, tmp_path / "images")
+    assert (product.problem, product.details) == (problem, details)
+    assert product.outcome == ("failed" if problem else "pending")
+    assert product.reason or not problem
+
+
+@pytest.mark.parametrize(
+    "id_, make, cause",
+    [
+        ("a FIFO", lambda path: os.mkfifo(path), "not a regular file"),
+        ("a folder", lambda path: path.mkdir(), "not a regular file"),
+        ("a link out", lambda path: path.symlink_to("/etc/hostname"), "not a regular file"),
+        (
+            "too large",
+            lambda path: path.write_bytes(b"x" * (run.DESCRIPTION_LIMIT + 1)),
+            "too large",
+        ),
+    ],
+)
+def test_a_description_that_is_not_read_says_why_as_data(tmp_path, id_, make, cause):
+    (tmp_path / "descriptions").mkdir()
+    path = tmp_path / "descriptions" / "001.txt"
+    make(path)
+    product = run.read_product(path, tmp_path / "images")
+    assert (product.outcome, product.problem, product.details) == (
+        "failed",
+        "not_text",
+        {"cause": cause},
+    )
+
+
+def test_two_files_of_one_name_say_which_other_file(tmp_path):
+    write(tmp_path / "descriptions", "001.txt", "Apple\n5 lbs\n")
+    write(tmp_path / "descriptions", "002.txt", "Apple\n6 lbs\n")
+    products = run.read_products(tmp_path / "descriptions", tmp_path / "images")
+    assert [(p.problem, p.details) for p in products] == [
+        ("", {}),
+        ("same_name", {"other": "001.txt"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    "id_, spoil, problem, details",
+    [
+        ("no jpeg", lambda jpeg: jpeg.unlink(), "no_photo", {"image": "001.jpeg"}),
+        (
+            "cut",
+            lambda jpeg: jpeg.write_bytes(jpeg.read_bytes()[:2000]),
+            "photo_unusable",
+            {"image": "001.jpeg", "cause": "cut"},
+        ),
+        (
+            "bytes after its end",
+            lambda jpeg: jpeg.write_bytes(jpeg.read_bytes() + b"junk" * 25_000),
+            "photo_unusable",
+            {"image": "001.jpeg", "cause": "not ours"},
+        ),
+        (
+            "wrong size",
+            lambda jpeg: __import__("PIL.Image").Image.new("RGB", (60, 40)).save(jpeg, "JPEG"),
+            "photo_unusable",
+            {"image": "001.jpeg", "cause": "wrong size"},
+        ),
+    ],
+)
+def test_a_photo_that_cannot_be_posted_has_its_code(
+    store, tmp_path, catalog, id_, spoil, problem, details
+):
+    data = uploaded(store, catalog(tmp_path / "supplier-data", ["001"]))
+    spoil(data / "images" / "001.jpeg")
+    assert import_(store, data) == 1
+    entry = by_file(data)["001.txt"]
+    assert (entry["outcome"], entry["problem"], entry["details"]) == ("failed", problem, details)
+    assert store.catalog.fruits() == []
+
+
+class StricterStore(BaseHTTPRequestHandler):
+    """A store with a rule ours does not know: lists nothing, serves the server's
+    `picture` under any name, refuses every product with a field error."""
+
+    def answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self.answer(200, self.server.picture if "/media/" in self.path else b"[]")
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.answer(400, json.dumps({"weight": ["Ensure this value is at most 100."]}).encode())
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_field_the_store_refuses_is_recorded_with_its_errors(tmp_path, catalog):
+    data = catalog(tmp_path / "supplier-data", ["001"])
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StricterStore)
+    server.picture = jpeg_of(data, "001")
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        assert (
+            run.main(
+                [
+                    "--url",
+                    url,
+                    "--descriptions",
+                    str(data / "descriptions"),
+                    "--images",
+                    str(data / "images"),
+                ]
+            )
+            == 1
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    entry = by_file(data)["001.txt"]
+    assert (entry["outcome"], entry["problem"]) == ("failed", "store_refused")
+    assert entry["details"] == {"fields": {"weight": ["Ensure this value is at most 100."]}}
+
+
+@pytest.mark.parametrize(
+    "outcomes",
+    [
+        ["uncertain"] * 4,
+        ["imported", "already in store", "uncertain", "failed", "pending"],
+        ["failed", "imported"],
+    ],
+)
+def test_every_product_is_in_some_count_of_the_summary(outcomes):
+    products = [run.Product(f"{n}.txt", outcome=run.Outcome(o)) for n, o in enumerate(outcomes)]
+    products[0].this_run = True
+    counted = sum(int(n) for n in re.findall(r"\b(\d+)\b(?! held)", run.summary(products)))
+    assert counted == len(products), run.summary(products)
+
+
+# -- every stop leaves a record -------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_store() -> Iterator[tuple[str, threading.Event]]:
+    """(url, asked): a store that accepts connections and never answers; asked is
+    set once the first connection came."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    asked, held = threading.Event(), []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(listener.accept()[0])
+                asked.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/", asked
+    listener.close()
+    for connection in held:
+        connection.close()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_stop_while_first_asking_the_store_writes_the_record(
+    tmp_path, catalog, silent_store, stop
+):
+    url, asked = silent_store
+    data = catalog(tmp_path / "supplier-data", ["001", "002"])
+    write(data / "descriptions", "003.txt", "Durian\n")
+    argv = [str(ROOT / "run.py"), "--url", url, "--timeout", "60"]
+    argv += ["--descriptions", str(data / "descriptions"), "--images", str(data / "images")]
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    assert asked.wait(60), "run.py never asked the store"
+    process.send_signal(stop)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    document = record(data)
+    assert document["complete"] is False
+    assert document["summary"].startswith("interrupted: ")
+    outcomes = {p["file"]: (p["outcome"], p["problem"]) for p in document["products"]}
+    assert outcomes == {
+        "001.txt": ("failed", "interrupted"),
+        "002.txt": ("failed", "interrupted"),
+        "003.txt": ("failed", "no_weight"),
+    }

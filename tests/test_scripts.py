@@ -52,8 +52,8 @@ BLOCKS = {
     "store names": {"supplier_image_upload.py", "run.py"},
     "catalog jpeg": {"supplier_image_upload.py", "run.py"},
     "journal": {"supplier_image_upload.py", "run.py"},
-    "sending": {"supplier_image_upload.py"},
-    "files": {"changeImage.py", "reports.py", "emails.py", "health_check.py"},
+    "sending": {"supplier_image_upload.py", "run.py"},
+    "files": {"changeImage.py", "reports.py", "emails.py", "health_check.py", "run.py"},
     "deadline": {"emails.py", "supplier_image_upload.py", "run.py"},
 }
 FENCE = re.compile(

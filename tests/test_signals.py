@@ -240,7 +240,7 @@ def test_a_stop_inside_signals_held_waits_for_the_block(monkeypatch, caplog) -> 
     [
         ("run.py", ["--help"], {"CATALOG_JOBS": "0"}),
         ("changeImage.py", ["--version"], {"IMAGE_SIZE": "big"}),
-        ("run.py", ["--jobs", "2", "--check"], {"CATALOG_JOBS": "0"}),
+        ("run.py", ["--jobs", "2", "--dry-run"], {"CATALOG_JOBS": "0"}),  # --check needs images
     ],
 )
 def test_the_flag_wins_over_a_bad_variable(tmp_path: Path, script, args, env) -> None:
