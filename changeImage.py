@@ -263,510 +263,6 @@ UPRIGHT = {
 log = logging.getLogger("changeImage")
 
 
-# --- begin shared block: cli (from blocks/cli.py; make blocks) ---
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-UNSET = object()  # the default of an option not given on the command line
-# One stop state per process, whichever copy of this block guards the run:
-STOPPING = shared("STOPPING", threading.Event())  # the first stop signal: no new request, no retry
-
-
-def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number from low to high (nan, inf and 1e309 are
-    refused). The same check serves a flag and its environment variable."""
-
-    def parse(text: str) -> float:
-        try:
-            value = int(text) if whole else float(text)
-        except ValueError:
-            kind = "a whole number" if whole else "a number"
-            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
-        if not (math.isfinite(value) and low <= value <= high):
-            raise argparse.ArgumentTypeError(f"{text!r} is not from {low:g} to {high:g}")
-        return value
-
-    parse.__name__ = "whole number" if whole else "number"
-    return parse
-
-
-def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, default: object):
-    """The environment variable NAME checked by parse, or default when unset or
-    empty. A bad value is a usage error that names the variable, not a flag."""
-    text = os.environ.get(name, "")
-    if not text.strip():
-        return default
-    try:
-        return parse(text)
-    except (argparse.ArgumentTypeError, ValueError) as error:
-        parser.error(f"environment variable {name}: {error}")
-
-
-@dataclass(frozen=True)
-class Option:
-    """One option, declared once (flags or a positional's name, variable, default,
-    type with its bounds, help): --help shows its default and variable; a test holds
-    the rows to the README. A callable default reads its own variables (env is then
-    only shown); a set env is parsed by type, a bad one a usage error naming it; an
-    "append" option's env holds several values, split on whitespace or `split`."""
-
-    flags: str
-    help: str
-    env: str = ""
-    default: Any = None
-    type: Callable[[str], Any] | None = None
-    metavar: str | None = None
-    action: str | None = None
-    shown: str | None = None
-    nargs: str | None = None
-    split: str | None = None
-
-    def default_text(self) -> str:
-        if self.shown is not None:
-            return self.shown
-        if self.default is None or self.action == "store_true" or callable(self.default):
-            return ""
-        return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
-
-    def add_to(self, parser: argparse.ArgumentParser) -> argparse.Action:
-        shown, names = self.default_text(), self.flags.split()
-        extra = [f"default {shown}"] if shown else []
-        help = " ".join([self.help, *(f"({text})" for text in extra)])
-        help += f" [{self.env}]" if self.env else ""
-        keywords: dict[str, Any] = {"help": help.replace("%", "%%")}
-        for name in ("type", "metavar", "action", "nargs"):
-            if getattr(self, name) is not None:
-                keywords[name] = getattr(self, name)
-        if self.action == "version":
-            keywords["version"] = f"%(prog)s {__version__}"
-        else:
-            # An "append" option starts from None: argparse appends to its default.
-            keywords["default"] = None if self.action == "append" else UNSET
-        action = parser.add_argument(*names, **keywords)
-        action.option = self  # type: ignore[attr-defined]
-        return action
-
-    def initial(self, parser: argparse.ArgumentParser) -> Any:
-        """The value of an option not given: its variable's, else its default (a
-        text default goes through type, as argparse does with one)."""
-        value = self.from_variable_or_default(parser)
-        if isinstance(value, str) and self.type is not None and value is self.default:
-            return self.type(value)
-        return value
-
-    def from_variable_or_default(self, parser: argparse.ArgumentParser) -> Any:
-        if callable(self.default):
-            try:
-                return self.default()
-            except (argparse.ArgumentTypeError, ValueError) as error:
-                parser.error(f"environment variable {self.env}: {error}")
-        if not self.env or self.action in ("store_true", "version"):
-            return self.default
-        if self.action == "append":
-            parse = self.type or str
-
-            def several(text: str) -> list:
-                return [parse(item) for item in text.split(self.split) if item.strip()]
-
-            return from_env(parser, self.env, several, self.default)
-        return from_env(parser, self.env, self.type or str, self.default)
-
-
-def standard_options() -> list[Option]:
-    """-q, -v and -V/--version, meaning the same in every script."""
-    return [
-        Option("-q --quiet", "print only errors", action="store_true"),
-        Option("-v --verbose", "print each step (never library internals)", action="store_true"),
-        Option("-V --version", "show the version and exit", action="version"),
-    ]
-
-
-def build_parser(
-    doc: str | None,
-    options: Sequence[Option],
-    parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
-    epilog: str | None = None,
-) -> argparse.ArgumentParser:
-    """The script's parser: its docstring (usage, examples, exit statuses) as the
-    description, then one argument per row, then -q, -v and -V."""
-
-    class OptionParser(parser_class):  # type: ignore[valid-type, misc]
-        def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
-            """Then the defaults of the options not given: a variable is read only
-            when its flag is absent (the flag wins), never for --help or -V."""
-            known, rest = super().parse_known_args(args, namespace)
-            if missing_packages():  # only now: --help and -V work without the packages
-                self.exit(2, f"{missing_packages()[0]}\n")
-            self.not_given = set()
-            for action in self._actions:
-                option, value = getattr(action, "option", None), getattr(known, action.dest, None)
-                if value is UNSET or (value is None and option and option.action == "append"):
-                    self.not_given.add(action.dest)
-                    setattr(known, action.dest, option.initial(self))
-            return known, rest
-
-    parser = OptionParser(
-        description=doc, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for option in [*options, *standard_options()]:
-        option.add_to(parser)
-    return parser
-
-
-WORKING_ON = threading.local()  # the file this thread works on, named in its warnings
-
-
-class WorkingOn:
-    """`with WorkingOn(path):` names path in the warnings this thread raises meanwhile
-    (Pillow's 'Corrupt EXIF data' then says which image). Thread-local: images convert
-    in threads, and warnings.catch_warnings would change every thread's filters."""
-
-    def __init__(self, about: object) -> None:
-        self.about = str(about)
-
-    def __enter__(self) -> None:
-        self.outer, WORKING_ON.about = getattr(WORKING_ON, "about", ""), self.about
-
-    def __exit__(self, *exc_info: object) -> None:
-        WORKING_ON.about = self.outer
-
-
-class WarningsToLog:
-    """Python's warnings as our own log lines, once per file and message, naming the
-    file (WorkingOn) and never the library's path and source line: WARNING, or DEBUG
-    for a deprecation (a note for developers). So -q silences them."""
-
-    def __init__(self) -> None:
-        self.seen: set[tuple[str, str]] = set()
-
-    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
-        about, text = getattr(WORKING_ON, "about", ""), " ".join(str(message).split())
-        if (about, text) in self.seen:
-            return
-        self.seen.add((about, text))
-        developers = issubclass(category, (DeprecationWarning, PendingDeprecationWarning))
-        level = logging.DEBUG if developers else logging.WARNING
-        logging.getLogger("py.warnings").log(level, "%s", f"{about}: {text}" if about else text)
-
-
-def configure_logging(quiet: bool, verbose: bool) -> None:
-    """Log to stderr; third-party libraries never go below WARNING, so -v shows this
-    script's steps and not, for example, Pillow's TIFF tag dump; their warnings
-    become our log lines, so -q silences them."""
-    import warnings  # here: only this function of the block needs it
-
-    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
-    for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
-        logging.getLogger(library).setLevel(max(level, logging.WARNING))
-    # Every Pillow warning reaches WarningsToLog, one per file and message (Python's
-    # one per source line leaves the 2nd image's unnamed); -W/PYTHONWARNINGS still win.
-    warnings.filterwarnings("always", module=r"PIL\.", append=True)
-    warnings.showwarning = WarningsToLog()
-
-
-def expand_home(text: str) -> Path:
-    """text with ~ expanded; as it is when this user has no home (no HOME, no passwd
-    entry, as under some cron jobs), so what follows names the missing folder."""
-    try:
-        return Path(text).expanduser()
-    except RuntimeError:
-        return Path(text)
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT, SIGTERM or SIGHUP as KeyboardInterrupt: what finishes outputs after
-    Ctrl-C runs for them too."""
-
-
-Interrupted = shared("Interrupted", Interrupted)  # type: ignore[misc]
-HELD = shared("HELD", {"depth": 0, "pending": ""})
-
-
-def raise_interrupted(signum: int, frame: object) -> None:
-    """The first stop signal: later ones are ignored (a second SIGTERM must not cut
-    the clean-up), threads see STOPPING, and inside signals_held() it waits."""
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    STOPPING.set()
-    name = signal.Signals(signum).name
-    if HELD["depth"]:
-        HELD["pending"] = name
-        return
-    raise Interrupted(name)
-
-
-def say_error(text: str) -> None:
-    """An error line; before logging is configured (arguments being parsed) the
-    same line as after."""
-    if logging.getLogger().handlers:
-        logging.getLogger().error("%s", text)
-    else:
-        print(f"ERROR {text}", file=sys.stderr)
-
-
-def guarded(
-    work: Callable[[], int],
-    say: Callable[[str], object] = say_error,
-    failed: int = 2,
-    interrupted: int = 130,
-) -> int:
-    """The script's one way out (nagiosplugin's guard): work()'s status; SIGINT,
-    SIGTERM or SIGHUP as one line and `interrupted`; any other exception as one
-    line and `failed`. Never a traceback. A signal ignored when the script started
-    (nohup, `trap '' HUP`) stays ignored."""
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if in_main else {}
-    STOPPING.clear()
-    for sig, handler in previous.items():
-        if handler is not signal.SIG_IGN:
-            signal.signal(sig, raise_interrupted)
-    try:
-        return work()
-    except KeyboardInterrupt as stop:
-        say(f"interrupted by {stop}" if str(stop) not in ("", "SIGINT") else "interrupted")
-        return interrupted
-    except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        say(f"unexpected {type(error).__name__}" + (f": {first}" if first else ""))
-        return failed
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-# --- end shared block: cli ---
-
-
-# --- begin shared block: lock (from blocks/lock.py; make blocks) ---
-LOCK_NAME = ".fruit-catalog.lock"
-
-
-class DeliveryBusy(Exception):
-    """Another run holds the delivery's lock: str() names it."""
-
-
-def lock_path(delivery: Path) -> Path:
-    """Where the delivery's lock lives: inside the delivery when it is writable, else
-    in the temporary folder under a name derived from the delivery's real path, so
-    every script run against the same delivery picks the same file."""
-    real = delivery.resolve()
-    if os.access(real, os.W_OK):
-        return real / LOCK_NAME
-    digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"fruit-catalog-{os.getuid()}-{digest}.lock"
-
-
-def describe_holder(lock_file: IO[str]) -> str:
-    lock_file.seek(0)
-    try:
-        holder = json.loads(lock_file.read(4096))
-        return f"{holder['script']} (pid {holder['pid']}, since {holder['since']})"
-    except (ValueError, KeyError, TypeError):
-        return "another run"
-
-
-def open_lock_file(path: Path) -> IO[str]:
-    """The lock file, never through a link and only when it is a regular file: a
-    delivery is untrusted, and the lock file is rewritten with the holder's name, so
-    a planted link could otherwise truncate any file of the user."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o644)
-    except OSError as error:
-        raise DeliveryBusy(f"cannot use {path} as the lock: {error.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise DeliveryBusy(f"cannot use {path} as the lock: not a regular file")
-    return os.fdopen(fd, "r+", encoding="utf-8")
-
-
-def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
-    """Take the delivery's exclusive lock, waiting up to `wait` seconds, and write who
-    holds it. The kernel drops the lock when the process ends, even on kill -9, so a
-    lock is never stale. Keep the returned file open while working."""
-    path = lock_path(delivery)
-    lock_file = open_lock_file(path)
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                holder = describe_holder(lock_file)
-                lock_file.close()
-                raise DeliveryBusy(
-                    f"{delivery} is in use by {holder}; wait for it to finish,"
-                    f" or give --wait SECONDS (lock {path})"
-                ) from None
-            time.sleep(0.1)
-    lock_file.seek(0)
-    lock_file.truncate()
-    since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    script = Path(sys.argv[0]).name
-    lock_file.write(json.dumps({"script": script, "pid": os.getpid(), "since": since}))
-    lock_file.flush()
-    return lock_file
-
-
-# --- end shared block: lock ---
-
-
-# --- begin shared block: progress (from blocks/progress.py; make blocks) ---
-class Progress:
-    """One updating line on a terminal: `converted 12/40, 6.1/s, 5 s left`. Shown only
-    when stderr is a terminal, not quiet, and the work has taken over 2 seconds
-    (PROGRESS_AFTER seconds when set: tests see the line without seconds of work);
-    under cron or a pipe nothing is printed. Thread-safe."""
-
-    SHOW_AFTER = 2.0
-    EVERY = 0.2
-
-    def __init__(self, total: int, verb: str, enabled: bool = True) -> None:
-        try:
-            after = float(os.environ.get("PROGRESS_AFTER", self.SHOW_AFTER))
-        except ValueError:
-            after = self.SHOW_AFTER
-        self.after = after if 0 <= after <= 3600 else self.SHOW_AFTER
-        self.total, self.verb, self.done = total, verb, 0
-        self.enabled = enabled and sys.stderr.isatty()
-        self.started = self.last = time.monotonic()
-        self.shown = False
-        self.lock = threading.Lock()
-
-    def advance(self, count: int = 1) -> None:
-        with self.lock:
-            self.done += count
-            now = time.monotonic()
-            if not self.enabled or now - self.started < self.after:
-                return
-            if now - self.last >= self.EVERY or self.done == self.total:
-                self.last = now
-                self.show(now)
-
-    def show(self, now: float) -> None:
-        rate = self.done / max(now - self.started, 1e-9)
-        left = (self.total - self.done) / rate if rate else 0.0
-        line = f"{self.verb} {self.done}/{self.total}, {rate:.1f}/s, {left:.0f} s left"
-        sys.stderr.write(f"\r{line}\x1b[K")
-        sys.stderr.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        """Clear the line so the summary that follows starts on a clean one."""
-        with self.lock:
-            if self.shown:
-                sys.stderr.write("\r\x1b[K")
-                sys.stderr.flush()
-                self.shown = False
-
-
-# --- end shared block: progress ---
-
-
-# --- begin shared block: delivery files (from blocks/delivery_files.py; make blocks) ---
-IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
-
-
-def supplier_data() -> Path:
-    """The delivery: $SUPPLIER_DATA, else the lab's ~/supplier-data."""
-    return expand_home(os.environ.get("SUPPLIER_DATA", "").strip() or "~/supplier-data")
-
-
-class RefusedFile(Exception):
-    """A file of the delivery that is not read: str() names it and says why."""
-
-
-def file_kind(mode: int) -> str:
-    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
-    kinds |= {stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
-    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
-
-
-def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
-    """Open path for reading only when it is a regular file of at most `limit` bytes
-    really inside root (root itself may be a link; a link inside root that stays
-    inside is fine). A delivery is untrusted: a link out of it could publish a
-    private file, a FIFO or /dev/zero would hang or exhaust memory. The checks are
-    made on the opened descriptor, so a file swapped after the check is not read."""
-    real_root = root.resolve()
-    try:
-        real = path.resolve(strict=True)
-    except (OSError, RuntimeError) as error:
-        raise RefusedFile(f"{path}: cannot open: {getattr(error, 'strerror', error)}") from None
-    if not real.is_relative_to(real_root):
-        raise RefusedFile(f"{path}: links outside {root}; not read")
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fd = os.open(real, flags)
-    except OSError as error:
-        raise RefusedFile(f"{path}: cannot open: {error.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        proc = Path(f"/proc/self/fd/{fd}")
-        opened = proc.readlink() if proc.is_symlink() else real
-        if not opened.is_relative_to(real_root):
-            raise RefusedFile(f"{path}: moved outside {root} while being opened; not read")
-        if not stat.S_ISREG(info.st_mode):
-            raise RefusedFile(f"{path}: {file_kind(info.st_mode)}, not a regular file; not read")
-        if info.st_size > limit:
-            raise RefusedFile(f"{path}: {info.st_size} bytes, over the limit of {limit}; not read")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def earlier_attempt(jpeg: Path, source: Path) -> str:
-    """The one message, in every script, for a JPEG beside its source that
-    changeImage.py did not write (no mark: an earlier attempt's, most likely),
-    with the one command that resolves it. The names alone when the JPEG is
-    beside its source (the lab's layout); its folder is named otherwise."""
-    if jpeg.parent == source.parent:
-        return (
-            f"{jpeg.name} was not made by changeImage.py from {source.name} (an earlier"
-            " attempt's?): run ./changeImage.py --replace-unmarked to convert over it"
-        )
-    return (
-        f"{jpeg} was not made by changeImage.py from {source} (an earlier attempt's?):"
-        f" run ./changeImage.py --replace-unmarked --output-dir {jpeg.parent} to convert over it"
-    )
-
-
-# --- end shared block: delivery files ---
-
-
-# --- begin shared block: files (from blocks/files.py; make blocks) ---
-def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
-    """path holds data, whole, or keeps what it held: a temporary file beside it,
-    written, flushed, fsynced, given `mode`, then renamed over it; the temporary is
-    removed on any failure. OSError when path is a folder, FIFO or device, which the
-    rename would replace (as root, a path of /dev/null would replace the machine's).
-    The folder must exist: a missing one is a typo to report, not one to create."""
-    path = Path(path)
-    try:
-        kind = os.lstat(path).st_mode
-    except FileNotFoundError:
-        kind = stat.S_IFREG
-    if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
-        raise OSError(errno.EEXIST, "not a regular file, which it would replace", str(path))
-    content = data.encode("utf-8") if isinstance(data, str) else data
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(content)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-# --- end shared block: files ---
-
-
 @dataclass(frozen=True, kw_only=True)
 class Options:
     """How outputs are made: built by keyword; its mark (options_tag) is by name."""
@@ -1704,6 +1200,504 @@ def suffix_from_env() -> str | None:
 EPILOG = """Environment: SUPPLIER_DATA (default ~/supplier-data; images in its
 images/), and the variable in [brackets] after each option. An IMAGE_SUFFIX
 that is set but empty means no extension, as --suffix ''."""
+
+
+# --- begin shared block: cli (from blocks/cli.py; make blocks) ---
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+UNSET = object()  # the default of an option not given on the command line
+# One stop state per process, whichever copy of this block guards the run:
+STOPPING = shared("STOPPING", threading.Event())  # the first stop signal: no new request, no retry
+
+
+def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number from low to high (nan, inf and 1e309 are
+    refused). The same check serves a flag and its environment variable."""
+
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            kind = "a whole number" if whole else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not from {low:g} to {high:g}")
+        return value
+
+    parse.__name__ = "whole number" if whole else "number"
+    return parse
+
+
+def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, default: object):
+    """The environment variable NAME checked by parse, or default when unset or
+    empty. A bad value is a usage error that names the variable, not a flag."""
+    text = os.environ.get(name, "")
+    if not text.strip():
+        return default
+    try:
+        return parse(text)
+    except (argparse.ArgumentTypeError, ValueError) as error:
+        parser.error(f"environment variable {name}: {error}")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option, declared once (flags or a positional's name, variable, default,
+    type with its bounds, help): --help shows its default and variable; a test holds
+    the rows to the README. A callable default reads its own variables (env is then
+    only shown); a set env is parsed by type, a bad one a usage error naming it; an
+    "append" option's env holds several values, split on whitespace or `split`."""
+
+    flags: str
+    help: str
+    env: str = ""
+    default: Any = None
+    type: Callable[[str], Any] | None = None
+    metavar: str | None = None
+    action: str | None = None
+    shown: str | None = None
+    nargs: str | None = None
+    split: str | None = None
+
+    def default_text(self) -> str:
+        if self.shown is not None:
+            return self.shown
+        if self.default is None or self.action == "store_true" or callable(self.default):
+            return ""
+        return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
+
+    def add_to(self, parser: argparse.ArgumentParser) -> argparse.Action:
+        shown, names = self.default_text(), self.flags.split()
+        extra = [f"default {shown}"] if shown else []
+        help = " ".join([self.help, *(f"({text})" for text in extra)])
+        help += f" [{self.env}]" if self.env else ""
+        keywords: dict[str, Any] = {"help": help.replace("%", "%%")}
+        for name in ("type", "metavar", "action", "nargs"):
+            if getattr(self, name) is not None:
+                keywords[name] = getattr(self, name)
+        if self.action == "version":
+            keywords["version"] = f"%(prog)s {__version__}"
+        else:
+            # An "append" option starts from None: argparse appends to its default.
+            keywords["default"] = None if self.action == "append" else UNSET
+        action = parser.add_argument(*names, **keywords)
+        action.option = self  # type: ignore[attr-defined]
+        return action
+
+    def initial(self, parser: argparse.ArgumentParser) -> Any:
+        """The value of an option not given: its variable's, else its default (a
+        text default goes through type, as argparse does with one)."""
+        value = self.from_variable_or_default(parser)
+        if isinstance(value, str) and self.type is not None and value is self.default:
+            return self.type(value)
+        return value
+
+    def from_variable_or_default(self, parser: argparse.ArgumentParser) -> Any:
+        if callable(self.default):
+            try:
+                return self.default()
+            except (argparse.ArgumentTypeError, ValueError) as error:
+                parser.error(f"environment variable {self.env}: {error}")
+        if not self.env or self.action in ("store_true", "version"):
+            return self.default
+        if self.action == "append":
+            parse = self.type or str
+
+            def several(text: str) -> list:
+                return [parse(item) for item in text.split(self.split) if item.strip()]
+
+            return from_env(parser, self.env, several, self.default)
+        return from_env(parser, self.env, self.type or str, self.default)
+
+
+def standard_options() -> list[Option]:
+    """-q, -v and -V/--version, meaning the same in every script."""
+    return [
+        Option("-q --quiet", "print only errors", action="store_true"),
+        Option("-v --verbose", "print each step (never library internals)", action="store_true"),
+        Option("-V --version", "show the version and exit", action="version"),
+    ]
+
+
+def build_parser(
+    doc: str | None,
+    options: Sequence[Option],
+    parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    """The script's parser: its docstring (usage, examples, exit statuses) as the
+    description, then one argument per row, then -q, -v and -V."""
+
+    class OptionParser(parser_class):  # type: ignore[valid-type, misc]
+        def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+            """Then the defaults of the options not given: a variable is read only
+            when its flag is absent (the flag wins), never for --help or -V."""
+            known, rest = super().parse_known_args(args, namespace)
+            if missing_packages():  # only now: --help and -V work without the packages
+                self.exit(2, f"{missing_packages()[0]}\n")
+            self.not_given = set()
+            for action in self._actions:
+                option, value = getattr(action, "option", None), getattr(known, action.dest, None)
+                if value is UNSET or (value is None and option and option.action == "append"):
+                    self.not_given.add(action.dest)
+                    setattr(known, action.dest, option.initial(self))
+            return known, rest
+
+    parser = OptionParser(
+        description=doc, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for option in [*options, *standard_options()]:
+        option.add_to(parser)
+    return parser
+
+
+WORKING_ON = threading.local()  # the file this thread works on, named in its warnings
+
+
+class WorkingOn:
+    """`with WorkingOn(path):` names path in the warnings this thread raises meanwhile
+    (Pillow's 'Corrupt EXIF data' then says which image). Thread-local: images convert
+    in threads, and warnings.catch_warnings would change every thread's filters."""
+
+    def __init__(self, about: object) -> None:
+        self.about = str(about)
+
+    def __enter__(self) -> None:
+        self.outer, WORKING_ON.about = getattr(WORKING_ON, "about", ""), self.about
+
+    def __exit__(self, *exc_info: object) -> None:
+        WORKING_ON.about = self.outer
+
+
+class WarningsToLog:
+    """Python's warnings as our own log lines, once per file and message, naming the
+    file (WorkingOn) and never the library's path and source line: WARNING, or DEBUG
+    for a deprecation (a note for developers). So -q silences them."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, str]] = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        about, text = getattr(WORKING_ON, "about", ""), " ".join(str(message).split())
+        if (about, text) in self.seen:
+            return
+        self.seen.add((about, text))
+        developers = issubclass(category, (DeprecationWarning, PendingDeprecationWarning))
+        level = logging.DEBUG if developers else logging.WARNING
+        logging.getLogger("py.warnings").log(level, "%s", f"{about}: {text}" if about else text)
+
+
+def configure_logging(quiet: bool, verbose: bool) -> None:
+    """Log to stderr; third-party libraries never go below WARNING, so -v shows this
+    script's steps and not, for example, Pillow's TIFF tag dump; their warnings
+    become our log lines, so -q silences them."""
+    import warnings  # here: only this function of the block needs it
+
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+    for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
+        logging.getLogger(library).setLevel(max(level, logging.WARNING))
+    # Every Pillow warning reaches WarningsToLog, one per file and message (Python's
+    # one per source line leaves the 2nd image's unnamed); -W/PYTHONWARNINGS still win.
+    warnings.filterwarnings("always", module=r"PIL\.", append=True)
+    warnings.showwarning = WarningsToLog()
+
+
+def expand_home(text: str) -> Path:
+    """text with ~ expanded; as it is when this user has no home (no HOME, no passwd
+    entry, as under some cron jobs), so what follows names the missing folder."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP as KeyboardInterrupt: what finishes outputs after
+    Ctrl-C runs for them too."""
+
+
+Interrupted = shared("Interrupted", Interrupted)  # type: ignore[misc]
+HELD = shared("HELD", {"depth": 0, "pending": ""})
+
+
+def raise_interrupted(signum: int, frame: object) -> None:
+    """The first stop signal: later ones are ignored (a second SIGTERM must not cut
+    the clean-up), threads see STOPPING, and inside signals_held() it waits."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    STOPPING.set()
+    name = signal.Signals(signum).name
+    if HELD["depth"]:
+        HELD["pending"] = name
+        return
+    raise Interrupted(name)
+
+
+def say_error(text: str) -> None:
+    """An error line; before logging is configured (arguments being parsed) the
+    same line as after."""
+    if logging.getLogger().handlers:
+        logging.getLogger().error("%s", text)
+    else:
+        print(f"ERROR {text}", file=sys.stderr)
+
+
+def guarded(
+    work: Callable[[], int],
+    say: Callable[[str], object] = say_error,
+    failed: int = 2,
+    interrupted: int = 130,
+) -> int:
+    """The script's one way out (nagiosplugin's guard): work()'s status; SIGINT,
+    SIGTERM or SIGHUP as one line and `interrupted`; any other exception as one
+    line and `failed`. Never a traceback. A signal ignored when the script started
+    (nohup, `trap '' HUP`) stays ignored."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if in_main else {}
+    STOPPING.clear()
+    for sig, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(sig, raise_interrupted)
+    try:
+        return work()
+    except KeyboardInterrupt as stop:
+        say(f"interrupted by {stop}" if str(stop) not in ("", "SIGINT") else "interrupted")
+        return interrupted
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        say(f"unexpected {type(error).__name__}" + (f": {first}" if first else ""))
+        return failed
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# --- end shared block: cli ---
+# --- begin shared block: lock (from blocks/lock.py; make blocks) ---
+LOCK_NAME = ".fruit-catalog.lock"
+
+
+class DeliveryBusy(Exception):
+    """Another run holds the delivery's lock: str() names it."""
+
+
+def lock_path(delivery: Path) -> Path:
+    """Where the delivery's lock lives: inside the delivery when it is writable, else
+    in the temporary folder under a name derived from the delivery's real path, so
+    every script run against the same delivery picks the same file."""
+    real = delivery.resolve()
+    if os.access(real, os.W_OK):
+        return real / LOCK_NAME
+    digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"fruit-catalog-{os.getuid()}-{digest}.lock"
+
+
+def describe_holder(lock_file: IO[str]) -> str:
+    lock_file.seek(0)
+    try:
+        holder = json.loads(lock_file.read(4096))
+        return f"{holder['script']} (pid {holder['pid']}, since {holder['since']})"
+    except (ValueError, KeyError, TypeError):
+        return "another run"
+
+
+def open_lock_file(path: Path) -> IO[str]:
+    """The lock file, never through a link and only when it is a regular file: a
+    delivery is untrusted, and the lock file is rewritten with the holder's name, so
+    a planted link could otherwise truncate any file of the user."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as error:
+        raise DeliveryBusy(f"cannot use {path} as the lock: {error.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DeliveryBusy(f"cannot use {path} as the lock: not a regular file")
+    return os.fdopen(fd, "r+", encoding="utf-8")
+
+
+def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
+    """Take the delivery's exclusive lock, waiting up to `wait` seconds, and write who
+    holds it. The kernel drops the lock when the process ends, even on kill -9, so a
+    lock is never stale. Keep the returned file open while working."""
+    path = lock_path(delivery)
+    lock_file = open_lock_file(path)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = describe_holder(lock_file)
+                lock_file.close()
+                raise DeliveryBusy(
+                    f"{delivery} is in use by {holder}; wait for it to finish,"
+                    f" or give --wait SECONDS (lock {path})"
+                ) from None
+            time.sleep(0.1)
+    lock_file.seek(0)
+    lock_file.truncate()
+    since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    script = Path(sys.argv[0]).name
+    lock_file.write(json.dumps({"script": script, "pid": os.getpid(), "since": since}))
+    lock_file.flush()
+    return lock_file
+
+
+# --- end shared block: lock ---
+# --- begin shared block: progress (from blocks/progress.py; make blocks) ---
+class Progress:
+    """One updating line on a terminal: `converted 12/40, 6.1/s, 5 s left`. Shown only
+    when stderr is a terminal, not quiet, and the work has taken over 2 seconds
+    (PROGRESS_AFTER seconds when set: tests see the line without seconds of work);
+    under cron or a pipe nothing is printed. Thread-safe."""
+
+    SHOW_AFTER = 2.0
+    EVERY = 0.2
+
+    def __init__(self, total: int, verb: str, enabled: bool = True) -> None:
+        try:
+            after = float(os.environ.get("PROGRESS_AFTER", self.SHOW_AFTER))
+        except ValueError:
+            after = self.SHOW_AFTER
+        self.after = after if 0 <= after <= 3600 else self.SHOW_AFTER
+        self.total, self.verb, self.done = total, verb, 0
+        self.enabled = enabled and sys.stderr.isatty()
+        self.started = self.last = time.monotonic()
+        self.shown = False
+        self.lock = threading.Lock()
+
+    def advance(self, count: int = 1) -> None:
+        with self.lock:
+            self.done += count
+            now = time.monotonic()
+            if not self.enabled or now - self.started < self.after:
+                return
+            if now - self.last >= self.EVERY or self.done == self.total:
+                self.last = now
+                self.show(now)
+
+    def show(self, now: float) -> None:
+        rate = self.done / max(now - self.started, 1e-9)
+        left = (self.total - self.done) / rate if rate else 0.0
+        line = f"{self.verb} {self.done}/{self.total}, {rate:.1f}/s, {left:.0f} s left"
+        sys.stderr.write(f"\r{line}\x1b[K")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        """Clear the line so the summary that follows starts on a clean one."""
+        with self.lock:
+            if self.shown:
+                sys.stderr.write("\r\x1b[K")
+                sys.stderr.flush()
+                self.shown = False
+
+
+# --- end shared block: progress ---
+# --- begin shared block: delivery files (from blocks/delivery_files.py; make blocks) ---
+IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
+
+
+def supplier_data() -> Path:
+    """The delivery: $SUPPLIER_DATA, else the lab's ~/supplier-data."""
+    return expand_home(os.environ.get("SUPPLIER_DATA", "").strip() or "~/supplier-data")
+
+
+class RefusedFile(Exception):
+    """A file of the delivery that is not read: str() names it and says why."""
+
+
+def file_kind(mode: int) -> str:
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
+    kinds |= {stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+
+
+def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
+    """Open path for reading only when it is a regular file of at most `limit` bytes
+    really inside root (root itself may be a link; a link inside root that stays
+    inside is fine). A delivery is untrusted: a link out of it could publish a
+    private file, a FIFO or /dev/zero would hang or exhaust memory. The checks are
+    made on the opened descriptor, so a file swapped after the check is not read."""
+    real_root = root.resolve()
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError) as error:
+        raise RefusedFile(f"{path}: cannot open: {getattr(error, 'strerror', error)}") from None
+    if not real.is_relative_to(real_root):
+        raise RefusedFile(f"{path}: links outside {root}; not read")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(real, flags)
+    except OSError as error:
+        raise RefusedFile(f"{path}: cannot open: {error.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        proc = Path(f"/proc/self/fd/{fd}")
+        opened = proc.readlink() if proc.is_symlink() else real
+        if not opened.is_relative_to(real_root):
+            raise RefusedFile(f"{path}: moved outside {root} while being opened; not read")
+        if not stat.S_ISREG(info.st_mode):
+            raise RefusedFile(f"{path}: {file_kind(info.st_mode)}, not a regular file; not read")
+        if info.st_size > limit:
+            raise RefusedFile(f"{path}: {info.st_size} bytes, over the limit of {limit}; not read")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def earlier_attempt(jpeg: Path, source: Path) -> str:
+    """The one message, in every script, for a JPEG beside its source that
+    changeImage.py did not write (no mark: an earlier attempt's, most likely),
+    with the one command that resolves it. The names alone when the JPEG is
+    beside its source (the lab's layout); its folder is named otherwise."""
+    if jpeg.parent == source.parent:
+        return (
+            f"{jpeg.name} was not made by changeImage.py from {source.name} (an earlier"
+            " attempt's?): run ./changeImage.py --replace-unmarked to convert over it"
+        )
+    return (
+        f"{jpeg} was not made by changeImage.py from {source} (an earlier attempt's?):"
+        f" run ./changeImage.py --replace-unmarked --output-dir {jpeg.parent} to convert over it"
+    )
+
+
+# --- end shared block: delivery files ---
+# --- begin shared block: files (from blocks/files.py; make blocks) ---
+def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
+    """path holds data, whole, or keeps what it held: a temporary file beside it,
+    written, flushed, fsynced, given `mode`, then renamed over it; the temporary is
+    removed on any failure. OSError when path is a folder, FIFO or device, which the
+    rename would replace (as root, a path of /dev/null would replace the machine's).
+    The folder must exist: a missing one is a typo to report, not one to create."""
+    path = Path(path)
+    try:
+        kind = os.lstat(path).st_mode
+    except FileNotFoundError:
+        kind = stat.S_IFREG
+    if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
+        raise OSError(errno.EEXIST, "not a regular file, which it would replace", str(path))
+    content = data.encode("utf-8") if isinstance(data, str) else data
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+# --- end shared block: files ---
+
+
 OPTIONS = [
     Option(
         "paths",

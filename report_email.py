@@ -180,63 +180,6 @@ INTERNAL_ADDRESS = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"()<>]+|host='
 log = logging.getLogger("report_email")
 
 
-# --- begin shared block: delivery files (from blocks/delivery_files.py; make blocks) ---
-IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
-
-
-def supplier_data() -> Path:
-    """The delivery: $SUPPLIER_DATA, else the lab's ~/supplier-data."""
-    return expand_home(os.environ.get("SUPPLIER_DATA", "").strip() or "~/supplier-data")
-
-
-class RefusedFile(Exception):
-    """A file of the delivery that is not read: str() names it and says why."""
-
-
-def file_kind(mode: int) -> str:
-    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
-    kinds |= {stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
-    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
-
-
-def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
-    """Open path for reading only when it is a regular file of at most `limit` bytes
-    really inside root (root itself may be a link; a link inside root that stays
-    inside is fine). A delivery is untrusted: a link out of it could publish a
-    private file, a FIFO or /dev/zero would hang or exhaust memory. The checks are
-    made on the opened descriptor, so a file swapped after the check is not read."""
-    real_root = root.resolve()
-    try:
-        real = path.resolve(strict=True)
-    except (OSError, RuntimeError) as error:
-        raise RefusedFile(f"{path}: cannot open: {getattr(error, 'strerror', error)}") from None
-    if not real.is_relative_to(real_root):
-        raise RefusedFile(f"{path}: links outside {root}; not read")
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fd = os.open(real, flags)
-    except OSError as error:
-        raise RefusedFile(f"{path}: cannot open: {error.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        proc = Path(f"/proc/self/fd/{fd}")
-        opened = proc.readlink() if proc.is_symlink() else real
-        if not opened.is_relative_to(real_root):
-            raise RefusedFile(f"{path}: moved outside {root} while being opened; not read")
-        if not stat.S_ISREG(info.st_mode):
-            raise RefusedFile(f"{path}: {file_kind(info.st_mode)}, not a regular file; not read")
-        if info.st_size > limit:
-            raise RefusedFile(f"{path}: {info.st_size} bytes, over the limit of {limit}; not read")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-# --- end shared block: delivery files ---
-
-
 class BadRecord(Exception):
     """The record is missing or unusable; the message names it and says what to do."""
 
@@ -1300,6 +1243,63 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
 
     return guarded(work, failed=EXIT_NOT_SENT)
+
+
+# --- begin shared block: delivery files (from blocks/delivery_files.py; make blocks) ---
+IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
+
+
+def supplier_data() -> Path:
+    """The delivery: $SUPPLIER_DATA, else the lab's ~/supplier-data."""
+    return expand_home(os.environ.get("SUPPLIER_DATA", "").strip() or "~/supplier-data")
+
+
+class RefusedFile(Exception):
+    """A file of the delivery that is not read: str() names it and says why."""
+
+
+def file_kind(mode: int) -> str:
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
+    kinds |= {stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+
+
+def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
+    """Open path for reading only when it is a regular file of at most `limit` bytes
+    really inside root (root itself may be a link; a link inside root that stays
+    inside is fine). A delivery is untrusted: a link out of it could publish a
+    private file, a FIFO or /dev/zero would hang or exhaust memory. The checks are
+    made on the opened descriptor, so a file swapped after the check is not read."""
+    real_root = root.resolve()
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError) as error:
+        raise RefusedFile(f"{path}: cannot open: {getattr(error, 'strerror', error)}") from None
+    if not real.is_relative_to(real_root):
+        raise RefusedFile(f"{path}: links outside {root}; not read")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(real, flags)
+    except OSError as error:
+        raise RefusedFile(f"{path}: cannot open: {error.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        proc = Path(f"/proc/self/fd/{fd}")
+        opened = proc.readlink() if proc.is_symlink() else real
+        if not opened.is_relative_to(real_root):
+            raise RefusedFile(f"{path}: moved outside {root} while being opened; not read")
+        if not stat.S_ISREG(info.st_mode):
+            raise RefusedFile(f"{path}: {file_kind(info.st_mode)}, not a regular file; not read")
+        if info.st_size > limit:
+            raise RefusedFile(f"{path}: {info.st_size} bytes, over the limit of {limit}; not read")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+# --- end shared block: delivery files ---
 
 
 if __name__ == "__main__":

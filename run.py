@@ -230,6 +230,627 @@ NO_PROBLEM = ""
 log = logging.getLogger("run")
 
 
+@dataclass
+class Product:
+    """One description file and what became of it (the record's fields), plus
+    what this run needs to settle a POST whose answer was lost."""
+
+    file: str
+    name: str = ""
+    weight: int | None = None
+    description: str = ""
+    image_name: str = ""
+    image_path: str | None = None
+    id: int | None = None
+    outcome: Outcome = Outcome.PENDING
+    problem: str = NO_PROBLEM
+    details: dict = field(default_factory=dict)
+    reason: str = ""
+    store_values: dict = field(default_factory=dict)
+    this_run: bool = False  # imported by this run's POST (not found from an earlier one)
+    copies: list[int] = field(default_factory=list)  # the store's ids when it holds it twice
+    since_id: int = 0  # the highest store id before its last POST
+    sent: float = 0.0  # when its last POST went out (monotonic)
+
+    def record(self) -> dict:
+        return {key: getattr(self, key) for key in RECORD_FIELDS}
+
+    def payload(self) -> dict:
+        """The product as the store takes it: a description it refuses blank but
+        takes left out (it keeps "" then), so an empty one is left out."""
+        sent = {"name": self.name, "weight": self.weight, "description": self.description}
+        if not self.description:
+            del sent["description"]
+        return sent | {"image_name": self.image_name}
+
+    def fail(self, failure: Failure, outcome: Outcome = Outcome.FAILED) -> None:
+        self.outcome, self.problem = outcome, failure.problem
+        self.details, self.reason = failure.details, str(failure)
+
+    def settled(self, outcome: Outcome) -> None:
+        self.outcome, self.problem, self.details, self.reason = outcome, NO_PROBLEM, {}, ""
+
+    def line(self) -> str:
+        """'Durian (016.txt): no weight line after the name': named when it can be."""
+        if not self.name:
+            return self.reason
+        return f"{self.name} ({self.file}): {self.reason.removeprefix(self.file).lstrip(': ')}"
+
+
+class Failure(Exception):
+    """Why a product cannot be in the store: its problem code, the details the code
+    needs (the record's), and str(): the operator's sentence."""
+
+    def __init__(self, problem: Problem, reason: str, **details: object) -> None:
+        super().__init__(reason)
+        self.problem, self.details = problem, details
+
+
+# -- descriptions -------------------------------------------------------------
+
+
+def decode(raw: bytes) -> tuple[str, bool]:
+    """(text, was_utf8): UTF-8 with or without BOM, UTF-16 with its BOM (Windows
+    Notepad's "Unicode"), else cp1252."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        with contextlib.suppress(UnicodeDecodeError):
+            return raw.decode("utf-16"), True
+    try:
+        return raw.decode("utf-8-sig"), True
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace"), False
+
+
+def parse_weight(text: str) -> int | None:
+    """'500 lbs', '500lbs', '500 LBS', '500' -> 500 (Unicode digits as the store's
+    int() reads them); anything else, or more than the store keeps, None."""
+    match = WEIGHT.fullmatch(text.strip())
+    if not match or len(match.group(1)) > len(str(WEIGHT_MAX)):
+        return None  # also keeps int() off a 5000-digit line (Python refuses those)
+    weight = int(match.group(1))
+    return weight if weight <= WEIGHT_MAX else None
+
+
+def parse_description(product: Product, text: str) -> None:
+    """Fill product from a description's text; Failure when it cannot be one
+    (product.name is set first, so a failure is named)."""
+    file = product.file
+    if "\0" in text:
+        raise Failure(
+            Problem.NOT_TEXT, f"{file}: has NUL characters; not a text file", cause="NUL characters"
+        )
+    lines = [line.strip() for line in text.splitlines()]
+    numbered = [(number, line) for number, line in enumerate(lines, 1) if line]
+    if not numbered:
+        raise Failure(Problem.EMPTY, f"{file}: empty file, expected name, weight, description")
+    (_, product.name), rest = numbered[0], numbered[1:]
+    if not rest:
+        raise Failure(Problem.NO_WEIGHT, f"{file}: no weight line after the name")
+    weight_line, weight_text = rest[0]
+    product.weight = parse_weight(weight_text)
+    if product.weight is None:
+        raise weight_failure(file, weight_line, weight_text)
+    product.description = "\n".join(lines[weight_line:]).strip()
+    for key, limit in MAX_LENGTHS.items():
+        length = len(getattr(product, key))
+        if length > limit:
+            raise Failure(
+                Problem.TOO_LONG,
+                f"{file}: {key} is {length} characters; the store accepts at most {limit}",
+                field=key,
+                length=length,
+                limit=limit,
+            )
+
+
+def weight_failure(file: str, line: int, text: str) -> Failure:
+    value = text[:40]
+    reason = f"{file} line {line}: weight {value!r} is not whole pounds (like '500 lbs')"
+    if WEIGHT.fullmatch(text):
+        reason += f", at most {WEIGHT_MAX}"
+        return Failure(Problem.WEIGHT_TOO_LARGE, reason, line=line, value=value, limit=WEIGHT_MAX)
+    return Failure(Problem.BAD_WEIGHT, reason, line=line, value=value)
+
+
+def refusal_cause(path: Path, root: Path, limit: int) -> str:
+    """Why read_delivery_file refused path, in the record's words, from what the
+    file is (never from the message's text)."""
+    try:
+        info, real = path.stat(), path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return "unreadable"
+    if not stat.S_ISREG(info.st_mode) or not real.is_relative_to(root.resolve()):
+        return "not a regular file"
+    return "too large" if info.st_size > limit else "unreadable"
+
+
+def description_files(folder: Path) -> list[Path]:
+    """`.txt` files in any case (`D25.TXT`); hidden and macOS `._*` files never."""
+    return sorted(
+        p for p in folder.iterdir() if p.suffix.lower() == ".txt" and not p.name.startswith(".")
+    )
+
+
+def read_product(path: Path, images: Path) -> Product:
+    """The product of one description file; a bad one already failed, saying why."""
+    product = Product(path.name, image_name=lab_name(path))
+    jpeg = images / (path.stem + ".jpeg")
+    product.image_path = str(jpeg) if jpeg.is_file() else None
+    try:
+        try:
+            raw = read_delivery_file(path, path.parent, DESCRIPTION_LIMIT)
+        except RefusedFile as error:
+            cause = refusal_cause(path, path.parent, DESCRIPTION_LIMIT)
+            raise Failure(Problem.NOT_TEXT, str(error), cause=cause) from None
+        text, utf8 = decode(raw)
+        if not utf8:
+            log.warning("%s: not UTF-8; read as Windows-1252 (cp1252)", path.name)
+        parse_description(product, text)
+    except Failure as failure:
+        product.fail(failure)
+    return product
+
+
+def read_products(folder: Path, images: Path) -> list[Product]:
+    """A product per description file, in the delivery's order (by file name)."""
+    products = [read_product(path, images) for path in description_files(folder)]
+    refuse_same_names(products)
+    return products
+
+
+def lab_name(description: Path) -> str:
+    """The lab's image_name: the description's stem as a JPEG (001.txt: 001.jpeg)."""
+    return store_name(description.stem + ".jpeg")
+
+
+def refuse_same_names(products: list[Product]) -> None:
+    """The store tells products apart by name: a second file with a name already
+    seen in this delivery would be a second copy (or look like one), so it fails."""
+    first: dict[str, str] = {}
+    for product in products:
+        if product.outcome == Outcome.FAILED:
+            continue
+        if product.name in first:
+            other = first[product.name]
+            reason = (
+                f"{product.file}: the same product name as {other};"
+                " the store tells products apart by name: rename one"
+            )
+            product.fail(Failure(Problem.SAME_NAME, reason, other=other))
+        first.setdefault(product.name, product.file)
+
+
+def summary(products: list[Product]) -> str:
+    """What this run did, every product in one count: 'imported 0, already
+    imported 10 (earlier runs), already in store 0, failed 0'."""
+    count = {kind: sum(p.outcome == kind for p in products) for kind in Outcome}
+    now = sum(p.outcome == Outcome.IMPORTED and p.this_run for p in products)
+    text = f"imported {now}"
+    if count[Outcome.IMPORTED] > now:
+        text += f", already imported {count[Outcome.IMPORTED] - now} (earlier runs)"
+    text += f", already in store {count[Outcome.ALREADY]}"
+    differing = sum(bool(p.store_values) for p in products)
+    if differing:
+        text += f" ({differing} differing from the store)"
+    if count[Outcome.UNCERTAIN]:
+        text += f", uncertain {count[Outcome.UNCERTAIN]}"
+    if count[Outcome.PENDING]:
+        text += f", not done {count[Outcome.PENDING]}"
+    text += f", failed {count[Outcome.FAILED]}"
+    twice = sum(bool(p.copies) for p in products)
+    return text + (f"; {twice} held more than once in the store" if twice else "")
+
+
+def differing(product: Product) -> str:
+    """'weight: the store has 174 lbs, the file 999 lbs; description': what the
+    store keeps that is not the file's."""
+    said = []
+    for key in ("weight", "description", "image_name"):
+        if key in product.store_values:
+            if key == "weight":
+                kept = product.store_values[key]
+                said.append(f"weight: the store has {kept} lbs, the file {product.weight} lbs")
+            else:
+                said.append("picture" if key == "image_name" else key)
+    return "; ".join(said)
+
+
+def photo_failure(content: bytes, path: Path) -> Failure | None:
+    """Why content, the catalog JPEG at path, cannot be posted (None: it can),
+    with the record's code for it."""
+    unusable = unusable_jpeg(content, path)
+    if unusable is None:
+        return None
+    image = path.name
+    if unusable.cause == EARLIER_ATTEMPT:
+        source = sources_beside(path)[0].name
+        return Failure(Problem.EARLIER_ATTEMPT, unusable.text, image=image, source=source)
+    reason = f"{image}: {unusable.text}; not posted: convert it again and upload it"
+    return Failure(Problem.PHOTO_UNUSABLE, reason, image=image, cause=unusable.cause)
+
+
+def refusal(answer: requests.Response) -> Failure:
+    """The store's answer to a POST it did not take: a 400's field errors are the
+    supplier's to fix; any other status is ours (the store, its address)."""
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    if answer.status_code == 400 and isinstance(body, dict):
+        return Failure(Problem.STORE_REFUSED, rejection(answer), fields=body)
+    return Failure(Problem.STORE_UNREACHABLE, rejection(answer))
+
+
+# -- what this delivery created before ---------------------------------------
+
+
+def identity(entry: dict) -> tuple | None:
+    """A product's every field the store keeps (None when one is wrongly typed)."""
+    key = tuple(entry.get(k) for k in ("name", "weight", "description", "image_name"))
+    return (
+        key if all(type(v) is t for v, t in zip(key, (str, int, str, str), strict=True)) else None
+    )
+
+
+@dataclass
+class Evidence:
+    """What earlier runs of this delivery sent and created, from the journal (and
+    an older record): the store decides, this says whose. Runs that named the
+    store by another URL (127.0.0.1 for localhost) count only for a product equal
+    in every field to the one they sent."""
+
+    ids: set[int] = field(default_factory=set)  # products this delivery created
+    sent: dict[str, int] = field(default_factory=dict)  # name -> store's max id before
+    other_ids: set[tuple] = field(default_factory=set)  # (id, identity) under another URL
+    other_sent: dict[tuple, int] = field(default_factory=dict)  # identity -> max id before
+    in_flight: float = 0.0  # when the last POST a stopped run left without answer went out
+
+    def ours(self, fruit: dict) -> bool:
+        since = self.sent.get(fruit.get("name"))
+        if fruit["id"] in self.ids or (since is not None and fruit["id"] > since):
+            return True
+        key = identity(fruit)
+        since = self.other_sent.get(key) if key else None
+        return (fruit["id"], key) in self.other_ids or (since is not None and fruit["id"] > since)
+
+    def add(self, entry: dict, same_store: bool) -> bool:
+        """Takes an imported or sending line; False when its fields are wrongly typed."""
+        name, id_, since, key = entry.get("name"), entry.get("id"), entry.get("since_id"), None
+        if not same_store:
+            key = identity(entry)
+            if key is None:
+                return False
+        if entry.get("outcome") == "imported" and type(id_) is int:
+            if same_store:
+                self.ids.add(id_)
+            else:
+                self.other_ids.add((id_, key))
+        elif entry.get("outcome") == "sending" and type(since) is int and type(name) is str:
+            sent: dict = self.sent if same_store else self.other_sent
+            index = name if same_store else key
+            sent[index] = min(since, sent.get(index, since))
+        else:
+            return False
+        return True
+
+
+def gather_evidence(journal: Path, record: Path, store: str) -> Evidence:
+    evidence = Evidence()
+    entries = read_journal(journal)
+    stores = {e.get("run"): e.get("store") for e in entries if e.get("event") == "run"}
+    for entry in entries:
+        if entry.get("event") != "product" or entry.get("run") not in stores:
+            continue
+        if entry.get("outcome") not in ("imported", "sending"):
+            continue
+        if not evidence.add(entry, stores[entry.get("run")] == store):
+            log.warning("%s: a product line with a wrongly typed field; ignored", journal)
+    for entry, same_store in earlier_record(record, store):
+        evidence.add(entry, same_store)
+    last = {(e.get("run"), e.get("file")): e for e in entries if e.get("event") == "product"}
+    sending = [journal_time(e) for e in last.values() if e.get("outcome") == "sending"]
+    evidence.in_flight = max(sending, default=0.0)
+    return evidence
+
+
+def earlier_record(path: Path, store: str) -> list[tuple[dict, bool]]:
+    """The imported products of an earlier record (version 1 to 3), each with
+    whether it names this store. It is read like a delivery file: a link out,
+    FIFO or /dev/zero is not read."""
+    try:
+        document = json.loads(read_delivery_file(path, path.parent, RECORD_LIMIT))
+        same_store = canonical_url(document["store"]) == store
+        return [
+            (p, same_store)
+            for p in document["products"]
+            if p.get("outcome") == "imported" and type(p.get("id")) is int
+        ]
+    except RefusedFile as error:
+        if path.exists() or path.is_symlink():
+            log.warning("%s; ignored", error)
+        return []
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
+# -- the store ----------------------------------------------------------------
+
+
+class Importer:
+    """Decides each product (in parallel: its file, its picture, what the store
+    holds) and posts it (in the delivery's order), journaling every outcome as it
+    happens."""
+
+    def __init__(
+        self,
+        store: Store,
+        journal: int,
+        run_id: str,
+        images: Path,
+        *,
+        force: bool = False,
+        grace: float = 10.0,
+        content_names: bool = False,
+    ) -> None:
+        self.store, self.journal, self.run_id = store, journal, run_id
+        self.images, self.force, self.grace = images, force, grace
+        self.content_names = content_names
+        self.fruits: list[dict] = []
+        self.evidence = Evidence()
+        self.lock = threading.Lock()
+        self.stopping = False
+
+    def note(self, product: Product, outcome: str = "") -> None:
+        entry = {"event": "product", "run": self.run_id, "time": now(), **product.record()}
+        if outcome:
+            entry |= {"outcome": outcome, "since_id": product.since_id}
+        with self.lock:
+            append_line(self.journal, entry)
+
+    def list_store(self) -> None:
+        """The store's products (those with a whole-number id: nothing else is one)."""
+        self.fruits = [f for f in self.store.fruits() if type(f.get("id")) is int]
+
+    def max_id(self) -> int:
+        return max((f["id"] for f in self.fruits), default=0)
+
+    def in_store(self, product: Product) -> list[dict]:
+        """The store's products with this name, this delivery's first."""
+        same = [f for f in self.fruits if f.get("name") == product.name]
+        return sorted(same, key=lambda f: (not self.evidence.ours(f), f["id"]))
+
+    def import_all(self, products: list[Product], jobs: int, progress: Progress) -> None:
+        """Every product checked by `jobs` threads at once and posted by one, in
+        the delivery's order, as the lab's store lists them. Stopped (Ctrl-C,
+        SIGTERM), no new product starts and the request under way finishes
+        (within its deadline), so the journal and the record tell the truth."""
+        checkers = ThreadPoolExecutor(max_workers=jobs)
+        poster = ThreadPoolExecutor(max_workers=1)
+        try:
+            checked = checkers.map(self.prepare, products)
+            poster.submit(self.post_in_order, checked, progress).result()
+        except KeyboardInterrupt:
+            self.stopping = True
+            checkers.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            poster.shutdown(wait=True)
+            checkers.shutdown(wait=True)
+
+    def prepare(self, product: Product) -> Product:
+        """What can be known before the POST: whether the store has it, which
+        name serves its picture (a product ready to post stays PENDING)."""
+        if self.stopping or product.outcome != Outcome.PENDING:
+            return product
+        try:
+            self.decide(product)
+        except Failure as failure:
+            product.fail(failure)
+        except StoreError as error:
+            fail(product, error, Problem.STORE_UNREACHABLE)
+        return product
+
+    def post_in_order(self, checked: Iterator[Product], progress: Progress) -> None:
+        for product in checked:
+            if self.stopping:
+                return
+            if product.outcome == Outcome.PENDING:
+                self.send(product)
+            if product.problem != Problem.UNCONFIRMED:  # noted once settled
+                self.note(product)
+            progress.advance()
+
+    def decide(self, product: Product) -> None:
+        found = self.in_store(product)
+        ours = [f for f in found if self.evidence.ours(f)]
+        if ours:
+            self.take(product, ours, Outcome.IMPORTED)
+        elif found and not self.force:
+            self.take(product, found, Outcome.ALREADY)
+        else:
+            product.image_name = self.served_name(product, self.local_jpeg(product))
+
+    def served_name(self, product: Product, content: bytes) -> str:
+        """The name the store serves this picture under: the lab's (001.jpeg), else
+        its content name (catalog_name, the uploader's fallback); with
+        --content-names only the content name. Only a name serving exactly these
+        bytes is ever posted."""
+        jpeg = Path(product.file).stem + ".jpeg"
+        names = [catalog_name(jpeg, content)]
+        if not self.content_names:
+            names.insert(0, store_name(jpeg))
+        for name in names:
+            held = self.store.holds(name, content)
+            if held:
+                return name
+        if held is False:  # other bytes under a content name: the store's doing, not ours
+            reason = f"{jpeg}: the store serves other bytes as {names[-1]}; not posted"
+            raise Failure(Problem.PHOTO_NOT_IN_STORE, reason, image=jpeg)
+        raise Failure(
+            Problem.PHOTO_NOT_IN_STORE,
+            "image not in the store: run supplier_image_upload.py"
+            f" ({jpeg}, looked for as {' and '.join(names)})",
+            image=jpeg,
+        )
+
+    def take(self, product: Product, found: list[dict], outcome: Outcome) -> None:
+        """A product the store has: record the store's id, and its values that differ."""
+        fruit = found[0]
+        product.settled(outcome)
+        product.id = fruit.get("id")
+        if fruit.get("weight") != product.weight:
+            product.store_values["weight"] = fruit.get("weight")
+        if fruit.get("description") != product.description:
+            product.store_values["description"] = fruit.get("description")
+        self.compare_image(product, str(fruit.get("image_name", "")))
+        if product.store_values:
+            # Not "imported", even when this delivery posted it: the store keeps the
+            # earlier values, and the record must not say it holds the file's.
+            reason = (
+                f"the store's copy differs ({differing(product)})"
+                " and the store cannot change a product; run.py --force posts it as a new product"
+            )
+            product.fail(Failure(Problem.DIFFERS_FROM_STORE, reason), Outcome.ALREADY)
+        if len(found) > 1:
+            self.held_twice(product, found, "a request that landed late left a copy")
+
+    def held_twice(self, product: Product, found: list[dict], why: str) -> None:
+        product.copies = [f["id"] for f in found]
+        ids = ", ".join(str(f["id"]) for f in found)
+        product.reason = (
+            f"the store holds {len(found)} products named {product.name!r} (ids {ids}):"
+            f" {why}; remove the copy in the store. {product.reason}"
+        ).strip()
+
+    def compare_image(self, product: Product, stored: str) -> None:
+        try:
+            content = self.local_jpeg(product)
+            same = self.store.holds(stored, content) if stored else False
+        except Failure:
+            same = True  # no local picture to compare with: say nothing about it
+        if same:
+            product.image_name = stored
+        else:
+            product.store_values["image_name"] = stored
+
+    def local_jpeg(self, product: Product) -> bytes:
+        """The product's catalog JPEG, checked; Failure saying why it cannot be."""
+        path = self.images / (Path(product.file).stem + ".jpeg")
+        image = path.name
+        if not path.exists():
+            reason = f"no catalog image {image} in {self.images}: run changeImage.py"
+            raise Failure(Problem.NO_PHOTO, reason, image=image)
+        try:
+            content = read_delivery_file(path, self.images, IMAGE_LIMIT)
+        except RefusedFile as error:
+            reason = f"{error}; not posted: convert it again and upload it"
+            raise Failure(Problem.PHOTO_UNUSABLE, reason, image=image, cause="not ours") from None
+        failure = photo_failure(content, path)
+        if failure:
+            raise failure
+        return content
+
+    def send(self, product: Product) -> None:
+        """Importer.post, its failure recorded on the product."""
+        try:
+            self.post(product)
+        except Failure as failure:
+            product.fail(failure)
+        except StoreError as error:
+            fail(product, error, Problem.STORE_UNREACHABLE)
+
+    def post(self, product: Product) -> None:
+        """The lab's POST of one product to <store>/fruits/ (Product.payload)."""
+        with self.lock:
+            product.since_id = self.max_id()
+        self.note(product, "sending")
+        answer = post_once(product, lambda: self.store.post("fruits/", json=product.payload()))
+        if answer is None:
+            return  # uncertain: settle() looks for it
+        if answer.status_code != 201:
+            raise refusal(answer)
+        try:
+            product.id = int(answer.json()["id"])
+        except (ValueError, KeyError, TypeError):
+            product.id = None
+        product.settled(Outcome.IMPORTED)
+        product.this_run = True
+
+    def settle(self, products: list[Product]) -> None:
+        """POSTs whose answer was lost: GRACE seconds after the last was sent,
+        re-read the store; one not there is sent once more, then looked for again."""
+        settle(products, self.grace, self.store, "products", self.look_again, self.list_store)
+        for product in products:
+            if product.problem == Problem.UNCONFIRMED:
+                self.note(product)
+
+    def look_again(self, product: Product, last: bool) -> None:
+        landed = [
+            f for f in self.fruits if f.get("name") == product.name and f["id"] > product.since_id
+        ]
+        if landed:
+            self.evidence.ids.add(landed[0]["id"])
+            self.take(product, landed, Outcome.IMPORTED)
+            product.this_run, product.sent = True, 0.0
+            self.note(product)
+        elif not last:
+            try:
+                self.post(product)
+            except (Failure, StoreError) as error:
+                product.reason = f"sent, but no answer came; then: {error}"
+            if product.outcome == Outcome.IMPORTED:
+                product.sent = 0.0
+                self.note(product)
+
+    def name_copies(self, products: list[Product]) -> None:
+        """No lock reaches another machine or another copy of the delivery: a run
+        there may have posted the same products at the same moment. The store's
+        list, read once more after this run's POSTs, names every copy that landed
+        since ours went out (an older product of that name, posted with --force,
+        is no copy)."""
+        posted = [p for p in products if p.this_run]
+        if not posted or self.store.stopped:
+            return
+        try:
+            self.list_store()
+        except StoreError as error:
+            log.error("could not look for copies posted elsewhere at the same time: %s", error)
+            return
+        for product in posted:
+            found = [
+                f
+                for f in self.fruits
+                if f.get("name") == product.name and f["id"] > product.since_id
+            ]
+            if len(found) > 1:  # posted since this run's POST went out: not an older one
+                why = "another run posted it at the same moment (the delivery imported elsewhere?)"
+                self.held_twice(product, found, why)
+
+
+def say_outcomes(products: list[Product]) -> None:
+    """A WARNING per product that differs from the store's copy, an ERROR per
+    product held twice, failed or uncertain; those not sent for one reason (the
+    store stopped answering), in one line."""
+    for product in products:
+        if product.copies:
+            log.error("%s", product.line())
+        elif product.store_values:
+            log.warning("%s", product.line())
+    report(products, Product.line, "products")
+
+
+# -- the record ----------------------------------------------------------------
+
+
+def check_writable(record: Path) -> None:
+    """OSError unless a record can be written there (a temporary file is tried)."""
+    if record.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "a folder, not a file", str(record))
+    fd, temporary = tempfile.mkstemp(dir=record.parent, prefix=f".{record.name}.", suffix=".tmp")
+    os.close(fd)
+    os.unlink(temporary)
+
+
 # --- begin shared block: cli (from blocks/cli.py; make blocks) ---
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 UNSET = object()  # the default of an option not given on the command line
@@ -1602,627 +2223,6 @@ def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> Non
 
 
 # --- end shared block: files ---
-
-
-@dataclass
-class Product:
-    """One description file and what became of it (the record's fields), plus
-    what this run needs to settle a POST whose answer was lost."""
-
-    file: str
-    name: str = ""
-    weight: int | None = None
-    description: str = ""
-    image_name: str = ""
-    image_path: str | None = None
-    id: int | None = None
-    outcome: Outcome = Outcome.PENDING
-    problem: str = NO_PROBLEM
-    details: dict = field(default_factory=dict)
-    reason: str = ""
-    store_values: dict = field(default_factory=dict)
-    this_run: bool = False  # imported by this run's POST (not found from an earlier one)
-    copies: list[int] = field(default_factory=list)  # the store's ids when it holds it twice
-    since_id: int = 0  # the highest store id before its last POST
-    sent: float = 0.0  # when its last POST went out (monotonic)
-
-    def record(self) -> dict:
-        return {key: getattr(self, key) for key in RECORD_FIELDS}
-
-    def payload(self) -> dict:
-        """The product as the store takes it: a description it refuses blank but
-        takes left out (it keeps "" then), so an empty one is left out."""
-        sent = {"name": self.name, "weight": self.weight, "description": self.description}
-        if not self.description:
-            del sent["description"]
-        return sent | {"image_name": self.image_name}
-
-    def fail(self, failure: Failure, outcome: Outcome = Outcome.FAILED) -> None:
-        self.outcome, self.problem = outcome, failure.problem
-        self.details, self.reason = failure.details, str(failure)
-
-    def settled(self, outcome: Outcome) -> None:
-        self.outcome, self.problem, self.details, self.reason = outcome, NO_PROBLEM, {}, ""
-
-    def line(self) -> str:
-        """'Durian (016.txt): no weight line after the name': named when it can be."""
-        if not self.name:
-            return self.reason
-        return f"{self.name} ({self.file}): {self.reason.removeprefix(self.file).lstrip(': ')}"
-
-
-class Failure(Exception):
-    """Why a product cannot be in the store: its problem code, the details the code
-    needs (the record's), and str(): the operator's sentence."""
-
-    def __init__(self, problem: Problem, reason: str, **details: object) -> None:
-        super().__init__(reason)
-        self.problem, self.details = problem, details
-
-
-# -- descriptions -------------------------------------------------------------
-
-
-def decode(raw: bytes) -> tuple[str, bool]:
-    """(text, was_utf8): UTF-8 with or without BOM, UTF-16 with its BOM (Windows
-    Notepad's "Unicode"), else cp1252."""
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        with contextlib.suppress(UnicodeDecodeError):
-            return raw.decode("utf-16"), True
-    try:
-        return raw.decode("utf-8-sig"), True
-    except UnicodeDecodeError:
-        return raw.decode("cp1252", errors="replace"), False
-
-
-def parse_weight(text: str) -> int | None:
-    """'500 lbs', '500lbs', '500 LBS', '500' -> 500 (Unicode digits as the store's
-    int() reads them); anything else, or more than the store keeps, None."""
-    match = WEIGHT.fullmatch(text.strip())
-    if not match or len(match.group(1)) > len(str(WEIGHT_MAX)):
-        return None  # also keeps int() off a 5000-digit line (Python refuses those)
-    weight = int(match.group(1))
-    return weight if weight <= WEIGHT_MAX else None
-
-
-def parse_description(product: Product, text: str) -> None:
-    """Fill product from a description's text; Failure when it cannot be one
-    (product.name is set first, so a failure is named)."""
-    file = product.file
-    if "\0" in text:
-        raise Failure(
-            Problem.NOT_TEXT, f"{file}: has NUL characters; not a text file", cause="NUL characters"
-        )
-    lines = [line.strip() for line in text.splitlines()]
-    numbered = [(number, line) for number, line in enumerate(lines, 1) if line]
-    if not numbered:
-        raise Failure(Problem.EMPTY, f"{file}: empty file, expected name, weight, description")
-    (_, product.name), rest = numbered[0], numbered[1:]
-    if not rest:
-        raise Failure(Problem.NO_WEIGHT, f"{file}: no weight line after the name")
-    weight_line, weight_text = rest[0]
-    product.weight = parse_weight(weight_text)
-    if product.weight is None:
-        raise weight_failure(file, weight_line, weight_text)
-    product.description = "\n".join(lines[weight_line:]).strip()
-    for key, limit in MAX_LENGTHS.items():
-        length = len(getattr(product, key))
-        if length > limit:
-            raise Failure(
-                Problem.TOO_LONG,
-                f"{file}: {key} is {length} characters; the store accepts at most {limit}",
-                field=key,
-                length=length,
-                limit=limit,
-            )
-
-
-def weight_failure(file: str, line: int, text: str) -> Failure:
-    value = text[:40]
-    reason = f"{file} line {line}: weight {value!r} is not whole pounds (like '500 lbs')"
-    if WEIGHT.fullmatch(text):
-        reason += f", at most {WEIGHT_MAX}"
-        return Failure(Problem.WEIGHT_TOO_LARGE, reason, line=line, value=value, limit=WEIGHT_MAX)
-    return Failure(Problem.BAD_WEIGHT, reason, line=line, value=value)
-
-
-def refusal_cause(path: Path, root: Path, limit: int) -> str:
-    """Why read_delivery_file refused path, in the record's words, from what the
-    file is (never from the message's text)."""
-    try:
-        info, real = path.stat(), path.resolve(strict=True)
-    except (OSError, RuntimeError):
-        return "unreadable"
-    if not stat.S_ISREG(info.st_mode) or not real.is_relative_to(root.resolve()):
-        return "not a regular file"
-    return "too large" if info.st_size > limit else "unreadable"
-
-
-def description_files(folder: Path) -> list[Path]:
-    """`.txt` files in any case (`D25.TXT`); hidden and macOS `._*` files never."""
-    return sorted(
-        p for p in folder.iterdir() if p.suffix.lower() == ".txt" and not p.name.startswith(".")
-    )
-
-
-def read_product(path: Path, images: Path) -> Product:
-    """The product of one description file; a bad one already failed, saying why."""
-    product = Product(path.name, image_name=lab_name(path))
-    jpeg = images / (path.stem + ".jpeg")
-    product.image_path = str(jpeg) if jpeg.is_file() else None
-    try:
-        try:
-            raw = read_delivery_file(path, path.parent, DESCRIPTION_LIMIT)
-        except RefusedFile as error:
-            cause = refusal_cause(path, path.parent, DESCRIPTION_LIMIT)
-            raise Failure(Problem.NOT_TEXT, str(error), cause=cause) from None
-        text, utf8 = decode(raw)
-        if not utf8:
-            log.warning("%s: not UTF-8; read as Windows-1252 (cp1252)", path.name)
-        parse_description(product, text)
-    except Failure as failure:
-        product.fail(failure)
-    return product
-
-
-def read_products(folder: Path, images: Path) -> list[Product]:
-    """A product per description file, in the delivery's order (by file name)."""
-    products = [read_product(path, images) for path in description_files(folder)]
-    refuse_same_names(products)
-    return products
-
-
-def lab_name(description: Path) -> str:
-    """The lab's image_name: the description's stem as a JPEG (001.txt: 001.jpeg)."""
-    return store_name(description.stem + ".jpeg")
-
-
-def refuse_same_names(products: list[Product]) -> None:
-    """The store tells products apart by name: a second file with a name already
-    seen in this delivery would be a second copy (or look like one), so it fails."""
-    first: dict[str, str] = {}
-    for product in products:
-        if product.outcome == Outcome.FAILED:
-            continue
-        if product.name in first:
-            other = first[product.name]
-            reason = (
-                f"{product.file}: the same product name as {other};"
-                " the store tells products apart by name: rename one"
-            )
-            product.fail(Failure(Problem.SAME_NAME, reason, other=other))
-        first.setdefault(product.name, product.file)
-
-
-def summary(products: list[Product]) -> str:
-    """What this run did, every product in one count: 'imported 0, already
-    imported 10 (earlier runs), already in store 0, failed 0'."""
-    count = {kind: sum(p.outcome == kind for p in products) for kind in Outcome}
-    now = sum(p.outcome == Outcome.IMPORTED and p.this_run for p in products)
-    text = f"imported {now}"
-    if count[Outcome.IMPORTED] > now:
-        text += f", already imported {count[Outcome.IMPORTED] - now} (earlier runs)"
-    text += f", already in store {count[Outcome.ALREADY]}"
-    differing = sum(bool(p.store_values) for p in products)
-    if differing:
-        text += f" ({differing} differing from the store)"
-    if count[Outcome.UNCERTAIN]:
-        text += f", uncertain {count[Outcome.UNCERTAIN]}"
-    if count[Outcome.PENDING]:
-        text += f", not done {count[Outcome.PENDING]}"
-    text += f", failed {count[Outcome.FAILED]}"
-    twice = sum(bool(p.copies) for p in products)
-    return text + (f"; {twice} held more than once in the store" if twice else "")
-
-
-def differing(product: Product) -> str:
-    """'weight: the store has 174 lbs, the file 999 lbs; description': what the
-    store keeps that is not the file's."""
-    said = []
-    for key in ("weight", "description", "image_name"):
-        if key in product.store_values:
-            if key == "weight":
-                kept = product.store_values[key]
-                said.append(f"weight: the store has {kept} lbs, the file {product.weight} lbs")
-            else:
-                said.append("picture" if key == "image_name" else key)
-    return "; ".join(said)
-
-
-def photo_failure(content: bytes, path: Path) -> Failure | None:
-    """Why content, the catalog JPEG at path, cannot be posted (None: it can),
-    with the record's code for it."""
-    unusable = unusable_jpeg(content, path)
-    if unusable is None:
-        return None
-    image = path.name
-    if unusable.cause == EARLIER_ATTEMPT:
-        source = sources_beside(path)[0].name
-        return Failure(Problem.EARLIER_ATTEMPT, unusable.text, image=image, source=source)
-    reason = f"{image}: {unusable.text}; not posted: convert it again and upload it"
-    return Failure(Problem.PHOTO_UNUSABLE, reason, image=image, cause=unusable.cause)
-
-
-def refusal(answer: requests.Response) -> Failure:
-    """The store's answer to a POST it did not take: a 400's field errors are the
-    supplier's to fix; any other status is ours (the store, its address)."""
-    try:
-        body = answer.json()
-    except ValueError:
-        body = None
-    if answer.status_code == 400 and isinstance(body, dict):
-        return Failure(Problem.STORE_REFUSED, rejection(answer), fields=body)
-    return Failure(Problem.STORE_UNREACHABLE, rejection(answer))
-
-
-# -- what this delivery created before ---------------------------------------
-
-
-def identity(entry: dict) -> tuple | None:
-    """A product's every field the store keeps (None when one is wrongly typed)."""
-    key = tuple(entry.get(k) for k in ("name", "weight", "description", "image_name"))
-    return (
-        key if all(type(v) is t for v, t in zip(key, (str, int, str, str), strict=True)) else None
-    )
-
-
-@dataclass
-class Evidence:
-    """What earlier runs of this delivery sent and created, from the journal (and
-    an older record): the store decides, this says whose. Runs that named the
-    store by another URL (127.0.0.1 for localhost) count only for a product equal
-    in every field to the one they sent."""
-
-    ids: set[int] = field(default_factory=set)  # products this delivery created
-    sent: dict[str, int] = field(default_factory=dict)  # name -> store's max id before
-    other_ids: set[tuple] = field(default_factory=set)  # (id, identity) under another URL
-    other_sent: dict[tuple, int] = field(default_factory=dict)  # identity -> max id before
-    in_flight: float = 0.0  # when the last POST a stopped run left without answer went out
-
-    def ours(self, fruit: dict) -> bool:
-        since = self.sent.get(fruit.get("name"))
-        if fruit["id"] in self.ids or (since is not None and fruit["id"] > since):
-            return True
-        key = identity(fruit)
-        since = self.other_sent.get(key) if key else None
-        return (fruit["id"], key) in self.other_ids or (since is not None and fruit["id"] > since)
-
-    def add(self, entry: dict, same_store: bool) -> bool:
-        """Takes an imported or sending line; False when its fields are wrongly typed."""
-        name, id_, since, key = entry.get("name"), entry.get("id"), entry.get("since_id"), None
-        if not same_store:
-            key = identity(entry)
-            if key is None:
-                return False
-        if entry.get("outcome") == "imported" and type(id_) is int:
-            if same_store:
-                self.ids.add(id_)
-            else:
-                self.other_ids.add((id_, key))
-        elif entry.get("outcome") == "sending" and type(since) is int and type(name) is str:
-            sent: dict = self.sent if same_store else self.other_sent
-            index = name if same_store else key
-            sent[index] = min(since, sent.get(index, since))
-        else:
-            return False
-        return True
-
-
-def gather_evidence(journal: Path, record: Path, store: str) -> Evidence:
-    evidence = Evidence()
-    entries = read_journal(journal)
-    stores = {e.get("run"): e.get("store") for e in entries if e.get("event") == "run"}
-    for entry in entries:
-        if entry.get("event") != "product" or entry.get("run") not in stores:
-            continue
-        if entry.get("outcome") not in ("imported", "sending"):
-            continue
-        if not evidence.add(entry, stores[entry.get("run")] == store):
-            log.warning("%s: a product line with a wrongly typed field; ignored", journal)
-    for entry, same_store in earlier_record(record, store):
-        evidence.add(entry, same_store)
-    last = {(e.get("run"), e.get("file")): e for e in entries if e.get("event") == "product"}
-    sending = [journal_time(e) for e in last.values() if e.get("outcome") == "sending"]
-    evidence.in_flight = max(sending, default=0.0)
-    return evidence
-
-
-def earlier_record(path: Path, store: str) -> list[tuple[dict, bool]]:
-    """The imported products of an earlier record (version 1 to 3), each with
-    whether it names this store. It is read like a delivery file: a link out,
-    FIFO or /dev/zero is not read."""
-    try:
-        document = json.loads(read_delivery_file(path, path.parent, RECORD_LIMIT))
-        same_store = canonical_url(document["store"]) == store
-        return [
-            (p, same_store)
-            for p in document["products"]
-            if p.get("outcome") == "imported" and type(p.get("id")) is int
-        ]
-    except RefusedFile as error:
-        if path.exists() or path.is_symlink():
-            log.warning("%s; ignored", error)
-        return []
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return []
-
-
-# -- the store ----------------------------------------------------------------
-
-
-class Importer:
-    """Decides each product (in parallel: its file, its picture, what the store
-    holds) and posts it (in the delivery's order), journaling every outcome as it
-    happens."""
-
-    def __init__(
-        self,
-        store: Store,
-        journal: int,
-        run_id: str,
-        images: Path,
-        *,
-        force: bool = False,
-        grace: float = 10.0,
-        content_names: bool = False,
-    ) -> None:
-        self.store, self.journal, self.run_id = store, journal, run_id
-        self.images, self.force, self.grace = images, force, grace
-        self.content_names = content_names
-        self.fruits: list[dict] = []
-        self.evidence = Evidence()
-        self.lock = threading.Lock()
-        self.stopping = False
-
-    def note(self, product: Product, outcome: str = "") -> None:
-        entry = {"event": "product", "run": self.run_id, "time": now(), **product.record()}
-        if outcome:
-            entry |= {"outcome": outcome, "since_id": product.since_id}
-        with self.lock:
-            append_line(self.journal, entry)
-
-    def list_store(self) -> None:
-        """The store's products (those with a whole-number id: nothing else is one)."""
-        self.fruits = [f for f in self.store.fruits() if type(f.get("id")) is int]
-
-    def max_id(self) -> int:
-        return max((f["id"] for f in self.fruits), default=0)
-
-    def in_store(self, product: Product) -> list[dict]:
-        """The store's products with this name, this delivery's first."""
-        same = [f for f in self.fruits if f.get("name") == product.name]
-        return sorted(same, key=lambda f: (not self.evidence.ours(f), f["id"]))
-
-    def import_all(self, products: list[Product], jobs: int, progress: Progress) -> None:
-        """Every product checked by `jobs` threads at once and posted by one, in
-        the delivery's order, as the lab's store lists them. Stopped (Ctrl-C,
-        SIGTERM), no new product starts and the request under way finishes
-        (within its deadline), so the journal and the record tell the truth."""
-        checkers = ThreadPoolExecutor(max_workers=jobs)
-        poster = ThreadPoolExecutor(max_workers=1)
-        try:
-            checked = checkers.map(self.prepare, products)
-            poster.submit(self.post_in_order, checked, progress).result()
-        except KeyboardInterrupt:
-            self.stopping = True
-            checkers.shutdown(wait=True, cancel_futures=True)
-            raise
-        finally:
-            poster.shutdown(wait=True)
-            checkers.shutdown(wait=True)
-
-    def prepare(self, product: Product) -> Product:
-        """What can be known before the POST: whether the store has it, which
-        name serves its picture (a product ready to post stays PENDING)."""
-        if self.stopping or product.outcome != Outcome.PENDING:
-            return product
-        try:
-            self.decide(product)
-        except Failure as failure:
-            product.fail(failure)
-        except StoreError as error:
-            fail(product, error, Problem.STORE_UNREACHABLE)
-        return product
-
-    def post_in_order(self, checked: Iterator[Product], progress: Progress) -> None:
-        for product in checked:
-            if self.stopping:
-                return
-            if product.outcome == Outcome.PENDING:
-                self.send(product)
-            if product.problem != Problem.UNCONFIRMED:  # noted once settled
-                self.note(product)
-            progress.advance()
-
-    def decide(self, product: Product) -> None:
-        found = self.in_store(product)
-        ours = [f for f in found if self.evidence.ours(f)]
-        if ours:
-            self.take(product, ours, Outcome.IMPORTED)
-        elif found and not self.force:
-            self.take(product, found, Outcome.ALREADY)
-        else:
-            product.image_name = self.served_name(product, self.local_jpeg(product))
-
-    def served_name(self, product: Product, content: bytes) -> str:
-        """The name the store serves this picture under: the lab's (001.jpeg), else
-        its content name (catalog_name, the uploader's fallback); with
-        --content-names only the content name. Only a name serving exactly these
-        bytes is ever posted."""
-        jpeg = Path(product.file).stem + ".jpeg"
-        names = [catalog_name(jpeg, content)]
-        if not self.content_names:
-            names.insert(0, store_name(jpeg))
-        for name in names:
-            held = self.store.holds(name, content)
-            if held:
-                return name
-        if held is False:  # other bytes under a content name: the store's doing, not ours
-            reason = f"{jpeg}: the store serves other bytes as {names[-1]}; not posted"
-            raise Failure(Problem.PHOTO_NOT_IN_STORE, reason, image=jpeg)
-        raise Failure(
-            Problem.PHOTO_NOT_IN_STORE,
-            "image not in the store: run supplier_image_upload.py"
-            f" ({jpeg}, looked for as {' and '.join(names)})",
-            image=jpeg,
-        )
-
-    def take(self, product: Product, found: list[dict], outcome: Outcome) -> None:
-        """A product the store has: record the store's id, and its values that differ."""
-        fruit = found[0]
-        product.settled(outcome)
-        product.id = fruit.get("id")
-        if fruit.get("weight") != product.weight:
-            product.store_values["weight"] = fruit.get("weight")
-        if fruit.get("description") != product.description:
-            product.store_values["description"] = fruit.get("description")
-        self.compare_image(product, str(fruit.get("image_name", "")))
-        if product.store_values:
-            # Not "imported", even when this delivery posted it: the store keeps the
-            # earlier values, and the record must not say it holds the file's.
-            reason = (
-                f"the store's copy differs ({differing(product)})"
-                " and the store cannot change a product; run.py --force posts it as a new product"
-            )
-            product.fail(Failure(Problem.DIFFERS_FROM_STORE, reason), Outcome.ALREADY)
-        if len(found) > 1:
-            self.held_twice(product, found, "a request that landed late left a copy")
-
-    def held_twice(self, product: Product, found: list[dict], why: str) -> None:
-        product.copies = [f["id"] for f in found]
-        ids = ", ".join(str(f["id"]) for f in found)
-        product.reason = (
-            f"the store holds {len(found)} products named {product.name!r} (ids {ids}):"
-            f" {why}; remove the copy in the store. {product.reason}"
-        ).strip()
-
-    def compare_image(self, product: Product, stored: str) -> None:
-        try:
-            content = self.local_jpeg(product)
-            same = self.store.holds(stored, content) if stored else False
-        except Failure:
-            same = True  # no local picture to compare with: say nothing about it
-        if same:
-            product.image_name = stored
-        else:
-            product.store_values["image_name"] = stored
-
-    def local_jpeg(self, product: Product) -> bytes:
-        """The product's catalog JPEG, checked; Failure saying why it cannot be."""
-        path = self.images / (Path(product.file).stem + ".jpeg")
-        image = path.name
-        if not path.exists():
-            reason = f"no catalog image {image} in {self.images}: run changeImage.py"
-            raise Failure(Problem.NO_PHOTO, reason, image=image)
-        try:
-            content = read_delivery_file(path, self.images, IMAGE_LIMIT)
-        except RefusedFile as error:
-            reason = f"{error}; not posted: convert it again and upload it"
-            raise Failure(Problem.PHOTO_UNUSABLE, reason, image=image, cause="not ours") from None
-        failure = photo_failure(content, path)
-        if failure:
-            raise failure
-        return content
-
-    def send(self, product: Product) -> None:
-        """Importer.post, its failure recorded on the product."""
-        try:
-            self.post(product)
-        except Failure as failure:
-            product.fail(failure)
-        except StoreError as error:
-            fail(product, error, Problem.STORE_UNREACHABLE)
-
-    def post(self, product: Product) -> None:
-        """The lab's POST of one product to <store>/fruits/ (Product.payload)."""
-        with self.lock:
-            product.since_id = self.max_id()
-        self.note(product, "sending")
-        answer = post_once(product, lambda: self.store.post("fruits/", json=product.payload()))
-        if answer is None:
-            return  # uncertain: settle() looks for it
-        if answer.status_code != 201:
-            raise refusal(answer)
-        try:
-            product.id = int(answer.json()["id"])
-        except (ValueError, KeyError, TypeError):
-            product.id = None
-        product.settled(Outcome.IMPORTED)
-        product.this_run = True
-
-    def settle(self, products: list[Product]) -> None:
-        """POSTs whose answer was lost: GRACE seconds after the last was sent,
-        re-read the store; one not there is sent once more, then looked for again."""
-        settle(products, self.grace, self.store, "products", self.look_again, self.list_store)
-        for product in products:
-            if product.problem == Problem.UNCONFIRMED:
-                self.note(product)
-
-    def look_again(self, product: Product, last: bool) -> None:
-        landed = [
-            f for f in self.fruits if f.get("name") == product.name and f["id"] > product.since_id
-        ]
-        if landed:
-            self.evidence.ids.add(landed[0]["id"])
-            self.take(product, landed, Outcome.IMPORTED)
-            product.this_run, product.sent = True, 0.0
-            self.note(product)
-        elif not last:
-            try:
-                self.post(product)
-            except (Failure, StoreError) as error:
-                product.reason = f"sent, but no answer came; then: {error}"
-            if product.outcome == Outcome.IMPORTED:
-                product.sent = 0.0
-                self.note(product)
-
-    def name_copies(self, products: list[Product]) -> None:
-        """No lock reaches another machine or another copy of the delivery: a run
-        there may have posted the same products at the same moment. The store's
-        list, read once more after this run's POSTs, names every copy that landed
-        since ours went out (an older product of that name, posted with --force,
-        is no copy)."""
-        posted = [p for p in products if p.this_run]
-        if not posted or self.store.stopped:
-            return
-        try:
-            self.list_store()
-        except StoreError as error:
-            log.error("could not look for copies posted elsewhere at the same time: %s", error)
-            return
-        for product in posted:
-            found = [
-                f
-                for f in self.fruits
-                if f.get("name") == product.name and f["id"] > product.since_id
-            ]
-            if len(found) > 1:  # posted since this run's POST went out: not an older one
-                why = "another run posted it at the same moment (the delivery imported elsewhere?)"
-                self.held_twice(product, found, why)
-
-
-def say_outcomes(products: list[Product]) -> None:
-    """A WARNING per product that differs from the store's copy, an ERROR per
-    product held twice, failed or uncertain; those not sent for one reason (the
-    store stopped answering), in one line."""
-    for product in products:
-        if product.copies:
-            log.error("%s", product.line())
-        elif product.store_values:
-            log.warning("%s", product.line())
-    report(products, Product.line, "products")
-
-
-# -- the record ----------------------------------------------------------------
-
-
-def check_writable(record: Path) -> None:
-    """OSError unless a record can be written there (a temporary file is tried)."""
-    if record.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "a folder, not a file", str(record))
-    fd, temporary = tempfile.mkstemp(dir=record.parent, prefix=f".{record.name}.", suffix=".tmp")
-    os.close(fd)
-    os.unlink(temporary)
 
 
 @dataclass

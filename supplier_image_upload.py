@@ -574,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
 # Generated from blocks/NAME.py (make blocks): edit the home, never these copies.
 # They come last so that this script's own code is what a reader meets first.
 
+
 # --- begin shared block: cli (from blocks/cli.py; make blocks) ---
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 UNSET = object()  # the default of an option not given on the command line

@@ -509,9 +509,9 @@ def test_health_check_without_psutil_says_the_pip_line(bare_python: Path) -> Non
 
 # -- what a reader meets: the script's own code first, copies a minor share -----------
 
-# Measured on branch core; the lead tightens them after merging.
+# Ratchets at what main reaches (issue 26 asks 25%): they may only go down.
 COPIES_SHARE_AT_MOST = 0.374
-OWN_CODE_STARTS_BY_LINE = 1450  # --relocate brings it to 228
+OWN_CODE_STARTS_BY_LINE = 266
 
 
 def copied_lines(script: str) -> int:

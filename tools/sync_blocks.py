@@ -80,6 +80,11 @@ def names_used(node: ast.AST) -> set[str]:
     return {child.id for child in ast.walk(node) if isinstance(child, ast.Name)}
 
 
+def names_loaded(node: ast.AST) -> set[str]:
+    """The names node reads (an enum member's `FAILED = "failed"` reads no FAILED)."""
+    return {c.id for c in ast.walk(node) if isinstance(c, ast.Name) and isinstance(c.ctx, ast.Load)}
+
+
 def names_defined(node: ast.stmt) -> set[str]:
     if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
         return {node.name}
@@ -192,13 +197,13 @@ def loaded_names(node: ast.stmt) -> set[str]:
     inside function bodies): values, base classes, decorators, defaults."""
     if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
         evaluated = [*node.decorator_list, *node.args.defaults, *node.args.kw_defaults]
-        return set().union(*(names_used(e) for e in evaluated if e is not None))
+        return set().union(*(names_loaded(e) for e in evaluated if e is not None))
     if isinstance(node, ast.ClassDef):
-        found = set().union(set(), *(names_used(e) for e in [*node.bases, *node.decorator_list]))
+        found = set().union(set(), *(names_loaded(e) for e in [*node.bases, *node.decorator_list]))
         return found.union(*(loaded_names(statement) for statement in node.body))
     if isinstance(node, ast.Import | ast.ImportFrom):
         return set()
-    return names_used(node)
+    return names_loaded(node)
 
 
 def relocated(text: str) -> str:
