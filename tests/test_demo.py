@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -64,3 +65,20 @@ def test_demo_replaces_its_own_folder_and_lists_every_output(tmp_path):
         assert re.search(rf"{label}\s+/", summary), label
     assert "KEEP=1" in summary
     assert "http://" not in summary
+
+
+def test_demo_says_an_alert_was_mailed_only_when_one_was(tmp_path):
+    """An unhealthy machine (a free-disk limit no disk meets): the first health check
+    mails, the --no-email run mails nothing, and the summary says each as it was."""
+    argv = ["--count", "1", "--size", "60x40", "--out", str(tmp_path / "demo")]
+    result = subprocess.run(
+        [sys.executable, ROOT / "sandbox" / "demo.py", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HEALTH_DISK": "100"},
+    )
+    summary = result.stdout.split("demo summary", 1)[1]
+    mailing, silent = re.findall(r"health_check\.py:\s+(.*)", summary)
+    assert re.fullmatch(r"unhealthy \(\d+ alerts? mailed\)", mailing), mailing
+    assert silent == "unhealthy (nothing mailed)"
