@@ -19,12 +19,11 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable
 from urllib.parse import quote, unquote, urlsplit
 
 import requests
 import urllib3
-from cli import STOPPING, Option, configure_logging, guarded, number
+from cli import STOPPING, Option, configure_logging, number
 from deadline import Deadline, watch_socket
 from requests.adapters import HTTPAdapter
 from store_names import catalog_name
@@ -511,21 +510,6 @@ def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
     args = parser.parse_args(argv)
     args.token = store_token(parser)
     return args
-
-
-def store_main(
-    argv: list[str] | None,
-    parse_args: Callable[[list[str] | None], argparse.Namespace],
-    run: Callable[[argparse.Namespace], int],
-) -> int:
-    """main() of both scripts that talk to the store: no credentials in any line."""
-
-    def work() -> int:
-        args = parse_args(argv)
-        configure_store_logging(args.quiet, args.verbose)
-        return run(args)
-
-    return guarded(work)
 
 
 def configure_store_logging(quiet: bool, verbose: bool) -> None:
