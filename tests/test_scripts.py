@@ -488,6 +488,15 @@ def test_help_and_version_need_no_package(bare_python: Path, script: str) -> Non
     assert helped.stderr == ""
 
 
+def test_help_shows_the_pixel_limit_as_a_number_without_pillow(bare_python: Path) -> None:
+    from PIL import Image
+
+    helped = run_bare(bare_python, "changeImage.py", "--help")
+    flat = " ".join(helped.stdout.split())
+    assert f"(default Pillow's {Image.MAX_IMAGE_PIXELS})" in flat, helped.stdout
+    assert "object at 0x" not in helped.stdout
+
+
 @pytest.mark.parametrize("script", sorted(NEEDS))
 def test_a_missing_package_says_the_pip_line(bare_python: Path, script: str) -> None:
     module, packages = NEEDS[script]
