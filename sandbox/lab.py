@@ -16,7 +16,9 @@ LAB_DIR/cron.log), and sandbox/lab_check.py grades it. All servers listen
 on 127.0.0.1 only; nothing outside LAB_DIR is written (not your home, not
 your crontab). Started again on the same folder it resumes (the store's
 products, the mails and the delivery are kept, and so are the ports);
---fresh starts over. A port in use stops it with the port's name and number.
+--fresh starts over. A box already running on the folder (LAB_DIR/lab.lock
+is locked while one runs) stops it before it touches anything; a port in use
+stops it with the port's name and number.
 
 Usage:
     python sandbox/lab.py [--dir lab] [--fresh] [--store-port 8000]
@@ -32,13 +34,15 @@ Example (make lab in a fresh checkout):
     lab: ready; Ctrl-C stops it
     ^Clab: stopped; make lab resumes, make lab FRESH=1 starts over
 
-Exit status: 0 after Ctrl-C (or SIGTERM), 2 when it cannot start (a port in
-use, a folder it did not make), with one line saying why.
+Exit status: 0 after Ctrl-C (or SIGTERM), 2 when it cannot start (a box
+already running on the folder, a port in use, a folder it did not make), with
+one line saying why.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -58,6 +62,7 @@ from mailcatcher import MailCatcher
 from make_delivery import make_delivery, parse_size
 
 SANDBOX = Path(__file__).resolve().parent
+CHECKOUT = SANDBOX.parent
 MARKER = ".fruit-catalog-lab"
 DEFAULT_PORTS = {"store": 8000, "smtp": 1025, "inbox": 8025}
 LAB_PDF = "/tmp/processed.pdf"  # the lab's path; the box keeps its own in LAB_DIR/tmp
@@ -66,10 +71,14 @@ CRONTAB_TEMPLATE = """\
 # runs every minute (* * * * * COMMAND) runs each minute as cron runs it (sh -c, in the
 # box's HOME, with env.sh's variables and the NAME=value lines here; its output goes to
 # cron.log beside this file). make lab-check reads it too (and, read-only, `crontab -l`).
-# Add the health check, every minute, as in the lab:
-# * * * * * python3 ~/health_check.py
+# Add the health check, every minute, as in the lab, with full paths: here ~ is the box's
+# home ({home}) and the system python3 has no psutil.
+# For this checkout's health_check.py:
+# * * * * * {python} {script}
+# For a script of your own: the same python (or another with psutil) and its own full path.
 """
 EVERY_MINUTE = {"*", "*/1", "0-59", "0-59/1"}
+REAP_EVERY = 1.0  # seconds: a finished cron job is reaped within this, not at the next minute
 CRON_LINE = re.compile(r"^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(.+)$")
 CRON_VARIABLE = re.compile(r"^([A-Za-z_]\w*)\s*=\s*(.*)$")
 
@@ -92,6 +101,7 @@ class Box:
     tmp = property(lambda self: self.root / "tmp")
     pdf = property(lambda self: self.tmp / Path(LAB_PDF).name)
     crontab = property(lambda self: self.root / "crontab")
+    lock = property(lambda self: self.root / "lab.lock")
     env_file = property(lambda self: self.root / "env.sh")
     settings = property(lambda self: self.root / "lab.json")
     log = property(lambda self: self.root / "store.log")
@@ -101,21 +111,60 @@ class Box:
 # -- the folder -------------------------------------------------------------
 
 
-def prepare(box: Box, fresh: bool) -> None:
-    """Make the box's folder, or keep it to resume; empty it only when the lab made it."""
+def prepare(box: Box, fresh: bool) -> int:
+    """Make the box's folder, or keep it to resume; empty it only when the lab made it.
+
+    Returns the descriptor holding the folder's lock: keep it open while the box runs.
+    """
     ours = (box.root / MARKER).is_file()
-    if fresh and ours:
-        shutil.rmtree(box.root)
-    elif not ours and box.root.exists() and (not box.root.is_dir() or any(box.root.iterdir())):
+    if not ours and box.root.exists() and (not box.root.is_dir() or any(box.root.iterdir())):
         raise LabError(
             f"{box.root} exists and was not made by the lab; not touching it."
             " Choose another folder: make lab LAB_DIR=..."
         )
-    for folder in (box.root, box.home, box.store, box.maildir, box.tmp):
+    box.root.mkdir(parents=True, exist_ok=True)
+    lock = take_lock(box)
+    if fresh and ours:
+        for path in box.root.iterdir():
+            if path == box.lock:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    for folder in (box.home, box.store, box.maildir, box.tmp):
         folder.mkdir(parents=True, exist_ok=True)
     (box.root / MARKER).write_text("made by sandbox/lab.py; make lab FRESH=1 deletes this folder\n")
     if not box.crontab.exists():
-        box.crontab.write_text(CRONTAB_TEMPLATE)
+        box.crontab.write_text(crontab_template(box))
+    return lock
+
+
+def take_lock(box: Box) -> int:
+    """Lock LAB_DIR/lab.lock for this process (the kernel lets go when it ends), or a
+    LabError naming the box that holds it; a box already running is left as it is."""
+    lock = os.open(box.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(lock, 32).decode(errors="replace").strip() or "?"
+        os.close(lock)
+        raise LabError(
+            f"a lab box already runs on {box.root} (pid {holder}): its addresses are in"
+            f" {box.env_file}; stop it with Ctrl-C there, or use another LAB_DIR"
+        ) from None
+    os.ftruncate(lock, 0)
+    os.write(lock, f"{os.getpid()}\n".encode())
+    return lock
+
+
+def crontab_template(box: Box) -> str:
+    """The box's first crontab: comments only, with this checkout's real paths as the example."""
+    return CRONTAB_TEMPLATE.format(
+        home=box.home,
+        python=shlex.quote(str(CHECKOUT / ".venv" / "bin" / "python")),
+        script=shlex.quote(str(CHECKOUT / "health_check.py")),
+    )
 
 
 def choose_ports(box: Box, asked: dict[str, int | None]) -> dict[str, int]:
@@ -224,11 +273,27 @@ class Cron(threading.Thread):
         self.jobs: dict[str, subprocess.Popen] = {}
 
     def run(self) -> None:
-        while not self.stopped.wait(self.period - time.time() % self.period):
-            variables, commands, _ = parse_crontab(self.box.crontab.read_text().splitlines())
-            for command in commands:
-                if command not in self.jobs or self.jobs[command].poll() is not None:
-                    self.jobs[command] = self.start_job(command, cron_env(self.box, variables))
+        tick = self.next_tick()
+        while not self.stopped.wait(min(REAP_EVERY, max(0.0, tick - time.time()))):
+            self.reap()
+            if time.time() >= tick:
+                self.start_due()
+                tick = self.next_tick()
+
+    def next_tick(self) -> float:
+        return time.time() + self.period - time.time() % self.period
+
+    def reap(self) -> None:
+        """Wait for the jobs that ended, so none lingers as a zombie until the next minute."""
+        for command, job in list(self.jobs.items()):
+            if job.poll() is not None:
+                del self.jobs[command]
+
+    def start_due(self) -> None:
+        variables, commands, _ = parse_crontab(self.box.crontab.read_text().splitlines())
+        for command in commands:
+            if command not in self.jobs:
+                self.jobs[command] = self.start_job(command, cron_env(self.box, variables))
 
     def start_job(self, command: str, env: dict[str, str]) -> subprocess.Popen:
         with self.box.cron_log.open("a") as log:
@@ -324,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--dir", type=Path, default=SANDBOX.parent / "lab", help="LAB_DIR")
+    parser.add_argument("--dir", type=Path, default=CHECKOUT / "lab", help="LAB_DIR")
     parser.add_argument("--fresh", action="store_true", help="start over: a new delivery, no data")
     for name, port in DEFAULT_PORTS.items():
         parser.add_argument(f"--{name}-port", type=int, help=f"default {port}; 0 picks a free one")
@@ -337,13 +402,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
     try:
-        prepare(box, args.fresh)
-        ports = choose_ports(box, {name: getattr(args, f"{name}_port") for name in DEFAULT_PORTS})
-        if not box.delivery.is_dir():
-            say(f"making the lab's delivery in {box.delivery} ({args.count} products)")
-            make_delivery(box.home, args.count, args.size)
-        if not stopped.is_set():
-            serve(box, ports, stopped, args.cron_period)
+        lock = prepare(box, args.fresh)
+        try:
+            ports = choose_ports(
+                box, {name: getattr(args, f"{name}_port") for name in DEFAULT_PORTS}
+            )
+            if not box.delivery.is_dir():
+                say(f"making the lab's delivery in {box.delivery} ({args.count} products)")
+                make_delivery(box.home, args.count, args.size)
+            if not stopped.is_set():
+                serve(box, ports, stopped, args.cron_period)
+        finally:
+            os.close(lock)
     except LabError as error:
         print(f"lab: {error}", file=sys.stderr)
         return 2

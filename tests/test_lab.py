@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +23,8 @@ import pytest
 from helper import wait_for
 from labbox import FREE_PORTS, LAB, ROOT, SMALL, LabBox
 from pypdf import PdfReader
+
+from lab import Box, crontab_template
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -284,3 +288,56 @@ def test_the_box_runs_its_every_minute_lines_as_cron_does_and_stops_them(tmp_pat
     assert not psutil.pid_exists(sleeper) or psutil.Process(sleeper).status() == "zombie"
     # Still running a "minute" later, so started once.
     assert (lab / "cron.log").read_text().count("exec sleep 120") == 1
+
+
+def test_a_second_box_on_the_same_folder_stops_and_touches_nothing(tmp_path):
+    lab = tmp_path / "lab"
+    argv = [sys.executable, str(LAB), "--dir", str(lab), *FREE_PORTS, *SMALL]
+    with LabBox(lab, argv) as first:
+        before = snapshot(lab)
+        for extra in ([], ["--fresh"]):
+            second = subprocess.run(
+                [*argv, *extra], capture_output=True, text=True, timeout=60, check=False
+            )
+            assert (second.returncode, second.stdout) == (2, "")
+            assert second.stderr == (
+                f"lab: a lab box already runs on {lab} (pid {first.process.pid}): its addresses"
+                f" are in {lab}/env.sh; stop it with Ctrl-C there, or use another LAB_DIR\n"
+            )
+            assert snapshot(lab) == before
+        assert get(first.variables["CATALOG_URL"] + "fruits/")[0] == 200
+        # Killed outright, the box holds nothing: the kernel drops its lock.
+        os.killpg(first.process.pid, signal.SIGKILL)
+        first.process.wait()
+    with LabBox(lab, argv) as again:
+        assert (lab / "lab.lock").read_text() == f"{again.process.pid}\n"
+
+
+def test_a_cron_job_that_ended_is_reaped_before_the_next_minute(tmp_path):
+    lab = tmp_path / "lab"
+    # A "minute" of 10 s: an unreaped job would stay a zombie for seconds, not a moment.
+    argv = [sys.executable, str(LAB), "--dir", str(lab), *FREE_PORTS, *SMALL, "--cron-period", "10"]
+    with LabBox(lab, argv) as box:
+        (lab / "crontab").write_text("* * * * * echo $$ > job.pid\n")
+        job = box.home / "job.pid"
+        wait_for(lambda: job.is_file() and job.read_text().strip(), seconds=30)
+        pid = int(job.read_text())
+        wait_for(lambda: not psutil.pid_exists(pid), seconds=3)
+
+
+def test_the_crontab_template_shows_a_line_that_runs_our_health_check():
+    box_root = Path("/nowhere/lab")
+    text = crontab_template(Box(box_root))
+    example = next(line for line in text.splitlines() if line.startswith("# * * * * * "))
+    python, script = shlex.split(example.removeprefix("# * * * * * "))
+    assert (python, script) == (str(ROOT / ".venv/bin/python"), str(ROOT / "health_check.py"))
+    done = subprocess.run(
+        [python, script, "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert subprocess.run([python, "-c", "import psutil"], timeout=60, check=False).returncode == 0
+    assert f"~ is the box's home ({box_root}/home)" in " ".join(
+        line.lstrip("# ") for line in text.splitlines()
+    )
+    assert "python3 ~/health_check.py" not in text
+    assert "For a script of your own: the same python (or another with psutil) and its own" in text

@@ -9,7 +9,7 @@ import sys
 import pytest
 from labbox import ROOT, LabBox
 
-from lab import CRONTAB_TEMPLATE, Box
+from lab import Box, crontab_template
 from lab_check import Failed, Product, check_sent, crontab_lines, scheduled_command
 
 HEALTH = f"{sys.executable} {ROOT / 'tests' / 'lab_impls' / 'lab_impl.py'} health"
@@ -86,7 +86,11 @@ SCHEDULES = [
     ("after comments", "# mine\n\nMAILTO=''\n* * * * * a b\n", "a b"),
     ("every five minutes", "*/5 * * * * ./health_check.py\n", "found only '*/5 * * * *"),
     ("at reboot", "@reboot ./health_check.py\n", "found only '@reboot ./health_check.py'"),
-    ("template only", CRONTAB_TEMPLATE, "no line runs every minute (* * * * * COMMAND)"),
+    (
+        "template only",
+        crontab_template(Box(ROOT / "lab")),
+        "no line runs every minute (* * * * * COMMAND)",
+    ),
 ]
 
 
