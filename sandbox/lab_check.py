@@ -16,7 +16,9 @@ expected, what was found). Exit 0 when every step passes, 1 when one fails,
                          the inbox has the lab's mail (sender, subject, body) with a PDF attached
     5 health check       an every-minute line in LAB_DIR/crontab (or `crontab -l`); its command,
                          run as cron would while this checker keeps every CPU busy, mails
-                         "Error - CPU usage is over 80%" (or another of the lab's alerts)
+                         "Error - CPU usage is over 80%" (or another of the lab's alerts);
+                         an alert from before counts while the command still runs (exit 0-3,
+                         no "can't open file", "not found" or Traceback)
 
 Usage:
     python sandbox/lab_check.py [--dir lab] [--no-system-crontab] [--load-seconds 30]
@@ -52,6 +54,7 @@ from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 from pypdf import PdfReader
@@ -74,6 +77,10 @@ ALERTS = (
     "Error - Available memory is less than 500MB",
     "Error - localhost cannot be resolved to 127.0.0.1",
 )
+# What a command that never ran the health check says (python, sh), whatever its exit.
+BROKEN = ("can't open file", "No such file", "not found", "Traceback")
+HEALTH_EXITS = range(4)  # OK, WARNING, CRITICAL, UNKNOWN
+START_OVER = "make lab FRESH=1 starts over with an empty store (and a new delivery)"
 
 
 @dataclass
@@ -165,7 +172,9 @@ def check_uploads(box: Box) -> str:
         # Django renames a taken name to NNN_AbCdEfG.jpeg; some tools add -hash.
         mine = [s for s in stored if s == name or re.match(rf"{stem}[_-]", s)]
         if not mine:
-            raise Failed(f"{name} was never uploaded (POST /upload/ with the file as 'file')")
+            raise Failed(
+                f"the store holds no {name}: upload it (POST /upload/ with the file as 'file')"
+            )
         if name not in mine:
             raise Failed(
                 f"{name} is stored as {say_list(mine)}: upload each picture under its own name"
@@ -173,7 +182,7 @@ def check_uploads(box: Box) -> str:
         if len(mine) > 1:
             raise Failed(
                 f"{name} was uploaded {len(mine)} times (the store holds {say_list(mine)});"
-                " upload each picture once"
+                f" upload each picture once; {START_OVER}"
             )
         local = box.delivery / "images" / name
         held = Catalog(box.store).images / name
@@ -222,9 +231,13 @@ def check_descriptions(box: Box) -> str:
         found = [f for f in fruits if f["name"] == product.name]
         label = f"{product.name} ({product.file})"
         if not found:
-            raise Failed(f"{label} is not in the store (GET /fruits/ has no name {product.name!r})")
+            raise Failed(
+                f"{label} is not in the store (it holds no product named {product.name!r})"
+            )
         if len(found) > 1:
-            raise Failed(f"{label} is in the store {len(found)} times: post each product once")
+            raise Failed(
+                f"{label} is in the store {len(found)} times: post each product once; {START_OVER}"
+            )
         fruit = found[0]
         if fruit["weight"] != product.weight:
             raise Failed(f"{label}: weight is {fruit['weight']}, expected {product.weight}")
@@ -368,8 +381,33 @@ def busy_cpus(seconds: float) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]
 
 
-def run_under_load(command: str, env: dict[str, str], cwd: Path, seconds: float) -> str:
-    """Run the command as cron would (sh -c, in HOME) while the CPUs are busy; its output."""
+class Ran(NamedTuple):
+    """How the scheduled command ended: its exit status (None: still running) and output."""
+
+    status: int | None
+    output: str
+
+    def said(self) -> str:
+        """The line that tells most: a known failure's, else the last one."""
+        lines = [line.strip() for line in self.output.splitlines() if line.strip()]
+        if any(line.startswith("Traceback") for line in lines):
+            return lines[-1]
+        named = [line for line in lines if any(mark in line for mark in BROKEN)]
+        return (named or lines or ["nothing"])[-1]
+
+    def outcome(self, seconds: float) -> str:
+        if self.status is None:
+            return f"still running after {seconds:g} s"
+        ended = f"exit {self.status}" if self.status >= 0 else f"killed by signal {-self.status}"
+        return f"{ended}, said {self.said()!r}" if self.output.strip() else ended
+
+    def runs(self) -> bool:
+        """It ended as a health check does: 0-3, and not python's or sh's "cannot run this"."""
+        return self.status in HEALTH_EXITS and not any(m in self.output for m in BROKEN)
+
+
+def run_under_load(command: str, env: dict[str, str], cwd: Path, seconds: float) -> Ran:
+    """Run the command as cron would (sh -c, in HOME) while the CPUs are busy."""
     spinners = busy_cpus(seconds)
     try:
         time.sleep(1)  # let the load show in a sampling over the next second
@@ -377,16 +415,17 @@ def run_under_load(command: str, env: dict[str, str], cwd: Path, seconds: float)
             ["/bin/sh", "-c", command],
             env=env,
             cwd=cwd,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
+            errors="replace",
             timeout=seconds,
             check=False,
         )
-        return f"exit {result.returncode}" + (
-            f", said {result.stderr.strip().splitlines()[-1]!r}" if result.stderr.strip() else ""
-        )
-    except subprocess.TimeoutExpired:
-        return f"still running after {seconds:g} s"
+        return Ran(result.returncode, result.stdout)
+    except subprocess.TimeoutExpired as timeout:
+        output = timeout.stdout or b""
+        return Ran(None, output.decode(errors="replace") if isinstance(output, bytes) else output)
     finally:
         for spinner in spinners:
             spinner.kill()
@@ -397,6 +436,12 @@ def alerts(box: Box) -> dict[Path, EmailMessage]:
     return {path: m for path, m in mails(box) if str(m["Subject"]) in ALERTS}
 
 
+def which_mail(path: Path, mail: EmailMessage) -> str:
+    """The alert's subject, when the inbox got it, and its file."""
+    when = datetime.datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{str(mail['Subject'])!r} (arrived {when}, mail/{path.name})"
+
+
 def check_health(box: Box, system_crontab: bool, load_seconds: float) -> str:
     command, variables = scheduled_command(crontab_lines(box, system_crontab))
     env = cron_env(box, variables)
@@ -404,15 +449,22 @@ def check_health(box: Box, system_crontab: bool, load_seconds: float) -> str:
     if not listening(env.get("SMTP_HOST", "127.0.0.1"), port):
         raise Failed(f"nothing listens on SMTP port {port}: start the box (make lab), then check")
     before = alerts(box)
-    outcome = run_under_load(command, env, Path(env["HOME"]), load_seconds)
-    new = [m for path, m in alerts(box).items() if path not in before]
+    ran = run_under_load(command, env, Path(env["HOME"]), load_seconds)
+    new = [(path, m) for path, m in alerts(box).items() if path not in before]
     if new:
-        return f"`{command}` ran while the CPUs were busy and mailed {str(new[-1]['Subject'])!r}"
-    if before:
-        earlier = list(before.values())[-1]
+        return f"`{command}` ran while the CPUs were busy and mailed {which_mail(*new[-1])}"
+    outcome = ran.outcome(load_seconds)
+    if before and ran.runs():
+        # A health check holds back an alert it sent a moment ago (ours for an hour).
         return (
-            f"`{command}` is scheduled every minute; it mailed {str(earlier['Subject'])!r}"
-            " before (nothing new this time)"
+            f"`{command}` runs ({outcome}); no new alert this time, and it mailed"
+            f" {which_mail(*list(before.items())[-1])} before"
+        )
+    if before:
+        raise Failed(
+            f"ran `{command}` as cron would and it does not run ({outcome}): an alert mailed"
+            f" before counts only while the scheduled command works; fix the line in {box.crontab}"
+            " (full paths, as the comment there shows)"
         )
     raise Failed(
         f"ran `{command}` while the CPUs were busy ({outcome}):"

@@ -193,6 +193,15 @@ def test_make_lab_resumes_its_folder_and_writes_nothing_outside_it(tmp_path):
         "FAIL",
         "images/001.jpeg is missing: each images/001.tiff needs its JPEG beside it",
     )
+    # Read from the store's files while the box is stopped: no HTTP call is claimed.
+    assert steps[2] == (
+        "FAIL",
+        "the store holds no 001.jpeg: upload it (POST /upload/ with the file as 'file')",
+    )
+    assert steps[3] == (
+        "FAIL",
+        "Apple (001.txt) is not in the store (it holds no product named 'Apple')",
+    )
     assert steps[5][1].startswith("nothing listens on SMTP port")
     assert steps[5][1].endswith("start the box (make lab), then check")
 

@@ -4,23 +4,44 @@ was found; a right one passes all five. Each case runs in its own lab box."""
 
 from __future__ import annotations
 
+import datetime
+import socket
 import sys
+from collections.abc import Iterator
+from email.message import EmailMessage
 
 import pytest
 from labbox import ROOT, LabBox
 
-from lab import Box, crontab_template
-from lab_check import Failed, Product, check_sent, crontab_lines, scheduled_command
+from lab import Box, crontab_template, env_lines
+from lab_check import (
+    Failed,
+    Product,
+    check_health,
+    check_sent,
+    crontab_lines,
+    scheduled_command,
+)
 
 HEALTH = f"{sys.executable} {ROOT / 'tests' / 'lab_impls' / 'lab_impl.py'} health"
 
-# id (LAB_FAULT), the step that must fail, what its reason must say
+# id (LAB_FAULT), the step that must fail, what its reason must say (" … ": anything between)
 CASES = [
     ("not_resized", 1, "images/001.jpeg is 900x600, expected 600x400"),
     ("rgba_png", 1, "images/001.jpeg is a PNG file, not a JPEG"),
-    ("upload_twice", 2, "001.jpeg was uploaded 2 times (the store holds 001.jpeg, 001_"),
+    (
+        "upload_twice",
+        2,
+        "001.jpeg was uploaded 2 times (the store holds 001.jpeg, 001_ … upload each picture"
+        " once; make lab FRESH=1 starts over with an empty store (and a new delivery)",
+    ),
     ("weight_string", 3, 'Apple (001.txt): weight was sent as "137" (str), expected the number'),
-    ("description_twice", 3, "Apple (001.txt) is in the store 2 times: post each product once"),
+    (
+        "description_twice",
+        3,
+        "Apple (001.txt) is in the store 2 times: post each product once;"
+        " make lab FRESH=1 starts over with an empty store (and a new delivery)",
+    ),
     ("pdf_no_date", 4, "processed.pdf has no title 'Processed Update on "),
     ("mail_no_attachment", 4, "the report mail has no PDF attached (attachments: none)"),
     ("no_schedule", 5, "no line runs every minute (* * * * * COMMAND)"),
@@ -38,7 +59,7 @@ def graded(tmp_path, fault: str) -> tuple[int, dict, str]:
 def test_a_right_lab_passes_every_step(tmp_path):
     status, steps, output = graded(tmp_path, "")
     assert [steps[n][0] for n in range(1, 6)] == ["PASS"] * 5, output
-    assert "mailed 'Error - CPU usage is over 80%'" in steps[5][1]
+    assert "mailed 'Error - CPU usage is over 80%' (arrived " in steps[5][1]
     assert status == 0
 
 
@@ -46,7 +67,7 @@ def test_a_right_lab_passes_every_step(tmp_path):
 def test_a_lab_wrong_in_one_way_fails_that_step_only(tmp_path, fault, step, reason):
     status, steps, output = graded(tmp_path, fault)
     assert steps[step][0] == "FAIL", output
-    assert reason in steps[step][1], output
+    assert all(part in steps[step][1] for part in reason.split(" … ")), output
     assert [n for n in range(1, 6) if steps[n][0] == "FAIL"] == [step], output
     assert status == 1
 
@@ -137,3 +158,68 @@ def test_the_weight_is_graded_as_it_was_sent(sent, reason):
         check_sent(APPLE, sent)
     assert str(failure.value).startswith("Apple (001.txt)")
     assert reason in str(failure.value)
+
+
+# id, the scheduled command (an alert arrived before each), PASS or FAIL, what the line says
+EARLIER_ALERT = [
+    (
+        "script missing",
+        f"{sys.executable} /nonexistent/health_check.py",
+        "FAIL",
+        "can't open file '/nonexistent/health_check.py'",
+    ),
+    ("command not found", "no-such-health-check", "FAIL", "no-such-health-check: not found"),
+    (
+        "traceback",
+        f"{sys.executable} -c 'import no_such_module'",
+        "FAIL",
+        "(exit 1, said \"ModuleNotFoundError: No module named 'no_such_module'\")",
+    ),
+    ("killed", "kill -9 $$", "FAIL", "(killed by signal 9)"),
+    ("exit 5", "exit 5", "FAIL", "(exit 5)"),
+    ("healthy, quiet", "true", "PASS", "`true` runs (exit 0); no new alert this time"),
+    ("warning", "echo HEALTH WARNING; exit 1", "PASS", "runs (exit 1, said 'HEALTH WARNING')"),
+]
+
+
+@pytest.fixture
+def alerted_box(tmp_path) -> Iterator[Box]:
+    """A box whose inbox got an alert a while ago, its SMTP port listening (nothing else)."""
+    box = Box(tmp_path)
+    for folder in (box.home, box.maildir):
+        folder.mkdir()
+    alert = EmailMessage()
+    alert["Subject"] = "Error - CPU usage is over 80%"
+    (box.maildir / "0001.eml").write_bytes(bytes(alert))
+    with socket.socket() as smtp:
+        smtp.bind(("127.0.0.1", 0))
+        smtp.listen()
+        ports = {"store": 0, "smtp": smtp.getsockname()[1], "inbox": 0}
+        box.env_file.write_text(env_lines(box, ports))
+        yield box
+
+
+@pytest.mark.parametrize(
+    ("command", "verdict", "said"),
+    [row[1:] for row in EARLIER_ALERT],
+    ids=[row[0] for row in EARLIER_ALERT],
+)
+def test_an_earlier_alert_counts_only_while_the_scheduled_command_runs(
+    alerted_box, command, verdict, said
+):
+    alerted_box.crontab.write_text(f"* * * * * {command}\n")
+    try:
+        line = ("PASS", check_health(alerted_box, system_crontab=False, load_seconds=10))
+    except Failed as failure:
+        line = ("FAIL", str(failure))
+    assert line[0] == verdict, line
+    assert said in line[1]
+    mailed = (alerted_box.maildir / "0001.eml").stat().st_mtime
+    when = datetime.datetime.fromtimestamp(mailed).strftime("%Y-%m-%d %H:%M:%S")
+    if verdict == "PASS":
+        assert line[1].endswith(
+            f"it mailed 'Error - CPU usage is over 80%' (arrived {when}, mail/0001.eml) before"
+        )
+    else:
+        assert line[1].startswith(f"ran `{command}` as cron would and it does not run (")
+        assert "an alert mailed before counts only while the scheduled command works" in line[1]
