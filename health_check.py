@@ -120,18 +120,18 @@ def shared(name: str, value: object) -> object:
 def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
     """Until the guard takes over, a stop signal is one line on fd and `status`, however
     early; a signal ignored at start (nohup, `trap '' HUP`) stays ignored."""
+    import _signal  # loaded with Python; `import signal` takes 10+ ms, a stop there a traceback
     import os
-    import signal
 
     def stop(signum: int, frame: object) -> None:
-        name = signal.Signals(signum).name
-        said = "interrupted" if signum == signal.SIGINT else f"interrupted by {name}"
+        name = {_signal.SIGTERM: "SIGTERM", _signal.SIGHUP: "SIGHUP"}.get(signum, "SIGINT")
+        said = "interrupted" if signum == _signal.SIGINT else f"interrupted by {name}"
         os.write(fd, f"{line.format(said)}\n".encode())
         os._exit(status)  # nothing written yet: the guard finishes what the work started
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, stop)
+    for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+        if _signal.getsignal(sig) != _signal.SIG_IGN:
+            _signal.signal(sig, stop)
 
 
 def missing_packages() -> list[str]:

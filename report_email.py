@@ -67,18 +67,18 @@ from __future__ import annotations
 def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
     """Until the guard takes over, a stop signal is one line on fd and `status`, however
     early; a signal ignored at start (nohup, `trap '' HUP`) stays ignored."""
+    import _signal  # loaded with Python; `import signal` takes 10+ ms, a stop there a traceback
     import os
-    import signal
 
     def stop(signum: int, frame: object) -> None:
-        name = signal.Signals(signum).name
-        said = "interrupted" if signum == signal.SIGINT else f"interrupted by {name}"
+        name = {_signal.SIGTERM: "SIGTERM", _signal.SIGHUP: "SIGHUP"}.get(signum, "SIGINT")
+        said = "interrupted" if signum == _signal.SIGINT else f"interrupted by {name}"
         os.write(fd, f"{line.format(said)}\n".encode())
         os._exit(status)  # nothing written yet: the guard finishes what the work started
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, stop)
+    for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+        if _signal.getsignal(sig) != _signal.SIG_IGN:
+            _signal.signal(sig, stop)
 
 
 if __name__ == "__main__":
@@ -161,8 +161,10 @@ OPTIONAL = {
     "problem": (str,),
     "details": (dict,),
 }
-# What the supplier sees of a product: a report is mailed again only when one changes.
-SEEN = ("file", "name", "weight", "outcome", "problem", "details", "store_values")
+# What the supplier sees of a product: a report is mailed again only when one changes. A field
+# an older record lacks is its empty value: a version 3 re-run of a version 2 record mails nobody.
+SEEN = {"file": None, "name": None, "weight": None, "outcome": None}
+SEEN |= {"problem": "", "details": {}, "store_values": {}}
 # The fields store_values may hold (README: Records), in the order shown, with their labels.
 STORE_FIELDS = {"weight": "weight", "description": "description", "image_name": "picture"}
 # Mail size: base64 with its line ends makes 100 bytes about 137; headers and body a little.
@@ -204,14 +206,24 @@ class Record:
         """The state of the delivery as the supplier sees it (README: Records): the
         products' SEEN fields and whether the import ended, never this_run, the
         reasons, times or run ids, so a re-run that changes nothing mails nobody."""
-        seen = [{key: product.get(key) for key in SEEN} for product in self.products]
+        seen = [
+            {key: product.get(key, empty) for key, empty in SEEN.items()}
+            for product in self.products
+        ]
         return canonical_digest({"complete": self.complete, "products": seen})
 
     @property
     def digests(self) -> set[str]:
-        """This state's digest and the one mailed logs written before it name (the
-        whole products list): a report sent then is not sent again."""
-        return {self.digest, canonical_digest(self.products)}
+        """This state's digest and those mailed logs written before it name (the whole
+        products list, and the SEEN fields as a version 2 record held them): a report
+        sent then is not sent again."""
+        plain = {"problem": None, "details": None}  # a version 2 product had neither
+        older = [
+            {key: p.get(key) for key in SEEN} | ({} if p.get("problem") else plain)
+            for p in self.products
+        ]
+        older_digest = canonical_digest({"complete": self.complete, "products": older})
+        return {self.digest, older_digest, canonical_digest(self.products)}
 
 
 @dataclass

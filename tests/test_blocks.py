@@ -1,10 +1,11 @@
-"""The homes of the shared blocks `files` and `deadline`, tested where people edit
+"""The homes of the shared blocks `files`, `deadline` and `early stop`, tested where people edit
 them (blocks/): the scripts carry generated copies, which tests/test_scripts.py
 keeps identical."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -127,6 +128,31 @@ def test_read_capped_refuses_at_once(tmp_path, kind, message):
 def test_read_capped_of_a_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_capped(tmp_path / "missing", 10)
+
+
+# A fresh interpreter runs the block as a script's first code does, then stops itself.
+EARLY_STOP_RUN = """from __future__ import annotations
+import os, sys
+before = set(sys.modules)
+exec(open(sys.argv[1], encoding="utf-8").read().split("# --- block ---")[1])
+print(sorted(set(sys.modules) - before), flush=True)
+os.kill(os.getpid(), 15)
+"""
+
+
+def test_the_early_stop_imports_nothing_before_it_is_in_place():
+    """A stop while the prologue still imports (`signal` imports enum: 10 ms and more on
+    a busy machine) was a traceback or a silent death: it uses only what the
+    interpreter loaded at start."""
+    done = subprocess.run(
+        [sys.executable, "-c", EARLY_STOP_RUN, str(BLOCKS / "early_stop.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+    )
+    assert done.stdout == "[]\n", done.stdout
+    assert (done.returncode, done.stderr) == (130, "ERROR interrupted by SIGTERM\n")
 
 
 @pytest.fixture

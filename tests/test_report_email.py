@@ -737,6 +737,36 @@ def test_a_rerun_that_changes_nothing_for_the_supplier_mails_nobody(
     )
 
 
+@pytest.mark.parametrize("mailed_by", ["this report_email.py", "an earlier report_email.py"])
+def test_a_version_2_record_rewritten_as_version_3_mails_nobody(
+    smtp_env, tmp_path, product, write_record, write_v3, mailed_by
+):
+    """run.py moving to version 3 adds problem "" and details {} to every product of a
+    re-run: nothing the supplier sees changes, so nothing is mailed again (also after
+    a mail whose log line holds the digest that earlier report_email.py wrote)."""
+    path = tmp_path / "imported.json"
+    write_record(path, [product("001.txt", "Apple", 1), product("002.txt", "Fig", 2)], version=2)
+    if mailed_by == "this report_email.py":
+        assert report(path, tmp_path / "r.pdf") == 0
+    else:
+        fields = ("file", "name", "weight", "outcome", "problem", "details", "store_values")
+        seen = [
+            {key: p.get(key) for key in fields} for p in json.loads(path.read_text())["products"]
+        ]
+        digest = report_email.canonical_digest({"complete": True, "products": seen})
+        line = {
+            "time": "2026-11-25T21:05:00+00:00",
+            "record_digest": digest,
+            "delivered": ["alice@example.com"],
+        }
+        (tmp_path / "imported.mailed.jsonl").write_text(json.dumps(line) + "\n")
+    mailed = len(mails(smtp_env))
+    rerun = [product("001.txt", "Apple", 1, this_run=False), product("002.txt", "Fig", 2)]
+    write_v3(path, rerun)
+    assert report(path, tmp_path / "r.pdf") == 0
+    assert len(mails(smtp_env)) == mailed
+
+
 def test_a_report_mailed_before_the_digest_changed_is_not_mailed_again(
     smtp_env, tmp_path, product, write_record
 ):
