@@ -537,7 +537,7 @@ CAUSES = {
     "too large": "it is too large for a description",
     "unreadable": "it could not be read",
     "cut": "the file is cut short",
-    "not ours": "two files came for it",
+    "not ours": "it is not the picture we made from your photo",
     "wrong size": "it is not the size we expect",
 }
 NAMES = ("name", "description")  # the fields too_long may name

@@ -255,7 +255,7 @@ SUPPLIER_CASES = [
         )
         for cause, said in [
             ("cut", "the file is cut short"),
-            ("not ours", "two files came for it"),
+            ("not ours", "it is not the picture we made from your photo"),
             ("wrong size", "it is not the size we expect"),
         ]
     ],
