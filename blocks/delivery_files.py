@@ -9,6 +9,7 @@ copies find in their script.
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 from pathlib import Path
 from typing import BinaryIO
@@ -83,14 +84,16 @@ def read_delivery_file(path: Path, root: Path, limit: int) -> bytes:
 def earlier_attempt(jpeg: Path, source: Path) -> str:
     """The one message, in every script, for a JPEG beside its source that
     changeImage.py did not write (no mark: an earlier attempt's, most likely),
-    with the one command that resolves it. The names alone when the JPEG is
-    beside its source (the lab's layout); its folder is named otherwise."""
-    if jpeg.parent == source.parent:
-        return (
-            f"{jpeg.name} was not made by changeImage.py from {source.name} (an earlier"
-            " attempt's?): run ./changeImage.py --replace-unmarked to convert over it"
-        )
+    with the one command that resolves it, as it can be typed: the names alone
+    when the JPEG is beside its source (the lab's layout), the folders it needs
+    otherwise (the images folder unless it is $SUPPLIER_DATA/images)."""
+    command = "./changeImage.py --replace-unmarked"
+    if jpeg.parent != source.parent:
+        command += f" --output-dir {shlex.quote(str(jpeg.parent))}"
+    if source.parent.resolve() != (supplier_data() / "images").resolve():
+        command += f" {shlex.quote(str(source.parent))}"
+    shown = (jpeg.name, source.name) if jpeg.parent == source.parent else (jpeg, source)
     return (
-        f"{jpeg} was not made by changeImage.py from {source} (an earlier attempt's?):"
-        f" run ./changeImage.py --replace-unmarked --output-dir {jpeg.parent} to convert over it"
+        f"{shown[0]} was not made by changeImage.py from {shown[1]} (an earlier"
+        f" attempt's?): run {command} to convert over it"
     )

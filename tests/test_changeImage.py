@@ -394,10 +394,11 @@ def test_the_mark_holds_the_xxh3_128_of_the_sources_bytes(tmp_path, params):
 @pytest.mark.parametrize("age", [-3600, 3600], ids=["older", "newer"])
 @pytest.mark.parametrize("force", [[], ["--force"]], ids=["", "force"])
 def test_a_suppliers_own_jpeg_beside_its_tiff_is_never_replaced_nor_taken(
-    tmp_path, caplog, age, force
+    tmp_path, caplog, monkeypatch, age, force
 ):
     images = tmp_path / "supplier-data" / "images"
     images.mkdir(parents=True)
+    monkeypatch.setenv("SUPPLIER_DATA", str(images.parent))  # the lab's layout
     marked(corner=GREEN).save(images / "001.tiff")
     marked().save(images / "002.tiff")
     Image.new("RGB", (640, 480), RED).save(images / "001.jpeg")
@@ -529,10 +530,20 @@ def test_a_copy_without_xxhash_writes_sha256_marks_and_remakes_xxh3_ones(tmp_pat
             " attempt's?): run ./changeImage.py --replace-unmarked --output-dir out to convert"
             " over it",
         ),
+        (
+            "my photos/001.jpeg",
+            "my photos/001.tiff",
+            "001.jpeg was not made by changeImage.py from 001.tiff (an earlier attempt's?):"
+            " run ./changeImage.py --replace-unmarked 'my photos' to convert over it",
+        ),
     ],
-    ids=["beside", "output-dir"],
+    ids=["beside", "output-dir", "another-folder"],
 )
-def test_the_earlier_attempt_message_is_the_contracts(jpeg, source, expected):
+def test_the_earlier_attempt_message_is_the_contracts(jpeg, source, expected, monkeypatch):
+    """The command as it can be typed: the images folder is named (quoted for the
+    shell) unless it is $SUPPLIER_DATA/images, the lab's."""
+    monkeypatch.chdir(Path(__file__).parent)
+    monkeypatch.setenv("SUPPLIER_DATA", ".")
     assert changeImage.earlier_attempt(Path(jpeg), Path(source)) == expected
 
 

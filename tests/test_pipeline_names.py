@@ -187,7 +187,7 @@ def test_an_unmarked_jpeg_beside_its_source_is_an_earlier_attempts(script, tmp_p
     assert found == (
         "earlier attempt",
         "001.jpeg was not made by changeImage.py from 001.tiff (an earlier attempt's?):"
-        " run ./changeImage.py --replace-unmarked to convert over it",
+        f" run ./changeImage.py --replace-unmarked {tmp_path} to convert over it",
     )
 
 

@@ -557,11 +557,12 @@ def test_products_reach_the_store_in_the_delivery_order_whatever_the_jobs(store,
 
 
 def test_an_earlier_attempts_jpeg_beside_its_tiff_names_the_one_way_out(
-    store, tmp_path, catalog, logged_errors
+    store, tmp_path, catalog, logged_errors, monkeypatch
 ):
     from PIL import Image
 
     data = catalog(tmp_path / "supplier-data", ["001"])
+    monkeypatch.setenv("SUPPLIER_DATA", str(data))  # the lab's layout: the short command
     jpeg = data / "images" / "001.jpeg"
     Image.new("RGB", (600, 400), "green").save(jpeg)  # a learner's own script: no mark
     Image.new("RGB", (60, 40), "green").save(data / "images" / "001.tiff")

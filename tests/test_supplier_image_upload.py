@@ -364,7 +364,7 @@ def test_only_whole_catalog_jpegs_are_uploaded(
 
 
 def test_an_earlier_attempts_jpeg_beside_its_source_gets_the_one_message(
-    store, tmp_path, catalog, logged_errors
+    store, tmp_path, catalog, logged_errors, monkeypatch
 ):
     """A 600x400 JPEG without changeImage.py's mark, beside the TIFF it shares its
     stem with, is an earlier attempt's (changeImage.py refused to replace it): it
@@ -372,6 +372,7 @@ def test_an_earlier_attempts_jpeg_beside_its_source_gets_the_one_message(
     command that resolves it (never "convert it again", which would loop); the
     others go."""
     delivery = catalog(tmp_path, ["001", "002"])
+    monkeypatch.setenv("SUPPLIER_DATA", str(delivery))  # the lab's layout: the short command
     Image.new("RGB", (60, 40), "red").save(delivery / "images" / "001.tiff")
     assert upload(store, delivery / "images") == 1
     assert logged_errors() == [
