@@ -121,6 +121,7 @@ if __name__ == "__main__":
 # --- end shared block: early stop ---
 
 import argparse
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -140,7 +141,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -163,6 +164,7 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 CATALOG_SUFFIX = ".jpeg"  # what changeImage.py writes; supplier originals are .jpg, .tiff...
 UPLOADED, ALREADY = "uploaded", "already in store"  # with the sending block's FAILED, UNCERTAIN
 OUTCOMES = (UPLOADED, ALREADY, "uncertain", "failed")
+SAME_PICTURE_WAIT = 3  # requests' time (ask, send, read back) another run here gets per picture
 
 log = logging.getLogger("supplier_image_upload")
 
@@ -179,6 +181,7 @@ class Problem(StrEnum):
     EARLIER_ATTEMPT = "earlier_attempt"  # earlier_attempt() says it
     STORE_REFUSED = "store_refused"  # the store answered with an error
     RENAMED = "renamed_by_store"  # the store keeps uploads under names of its own
+    BUSY = "sent_by_another_run"  # another run on this machine kept sending it past the wait
 
 
 class Unfit(Exception):
@@ -308,6 +311,8 @@ class Uploader:
 
     def __init__(self, store: Store, journal: int, args: argparse.Namespace, entries: list[dict]):
         self.store, self.journal, self.root = store, journal, args.images
+        self.locks = args.locks
+        self.lock_wait = max(args.wait, SAME_PICTURE_WAIT * store.deadline)
         self.content_names = args.content_names
         self.renamed = "" if args.resend else renamed_before(entries, store.url)
         self.earlier = uploaded_names(entries, store.url)
@@ -329,13 +334,38 @@ class Uploader:
     def upload(self, image: Image) -> None:
         try:
             image.content = catalog_jpeg(image.path, self.root)
-            self.place(image)
+            with self.alone(image, "not sent"):
+                self.place(image)
         except Unfit as error:
             fail(image, error, error.problem)
         except RefusedFile as error:
             fail(image, error, Problem.UNREADABLE)
         except StoreError as error:
             fail(image, error, Problem.STORE_REFUSED)
+
+    @contextlib.contextmanager
+    def alone(self, image: Image, unless: str) -> Iterator[None]:
+        """No other run on this machine asks the store for, sends or reads back the
+        same bytes meanwhile (the same delivery from two copies of its folder): the
+        second waits, then finds the picture there instead of leaving a copy. Past
+        the wait, Unfit (BUSY) says `unless`, then who holds it."""
+        digest = hashlib.sha256(image.content).hexdigest()
+        key = hashlib.sha256(f"{self.store.url}\n{digest}".encode()).hexdigest()[:32]
+        path = self.locks / f"upload-{key}.lock"
+        try:
+            held = hold_machine_lock(path, self.lock_wait)
+        except DeliveryBusy as busy:
+            if STOPPING.is_set():
+                raise StoreDown("the run was interrupted", maybe_sent=False) from None
+            raise Unfit(
+                Problem.BUSY,
+                f"{unless}: another run on this machine, {busy}, was still sending the same"
+                f" picture to this store after {self.lock_wait:g} s; run again once it is done",
+            ) from None
+        try:
+            yield
+        finally:
+            release_machine_lock(held, path)
 
     def names(self, image: Image) -> list[str]:
         """The names it may take, in order: the lab's (its own file name, as the
@@ -421,34 +451,41 @@ class Uploader:
         landed; under the lab's name another picture, it takes its content name;
         not there, it is sent once more (warned: the first may still land)."""
         try:
-            held = self.store.holds(image.name, image.content)
-            if held:
-                image.outcome, image.reason, image.problem = UPLOADED, "", ""
-                self.note(image, "uploaded")
-            elif held is False and image.name == self.lab_name(image) and not self.content_names:
-                log.warning(
-                    "%s: another picture took %s while the answer was lost; if this one"
-                    " landed, the store keeps it under a name it chose, which no product shows",
-                    image.path.name,
-                    image.name,
-                )
-                self.place(image, [catalog_name(image.path.name, image.content)])
-            elif held is False:
-                other = StoreError(f"the store serves other bytes as {image.name}")
-                fail(image, other, Problem.STORE_REFUSED)
-            elif not last:
-                self.send(image, image.name)
-                if image.outcome == UPLOADED:
-                    log.warning(
-                        "%s: sent again after its answer was lost; if the first lands late"
-                        " the store keeps the same picture also under a name it chooses,"
-                        " which no product shows",
-                        image.path.name,
-                    )
+            with self.alone(image, "sent, but not looked for again"):
+                self.look_in_store(image, last)
         except Unfit as error:
-            fail(image, error, error.problem)
+            if error.problem == Problem.BUSY:
+                image.reason = str(error)  # still uncertain: the next run looks
+            else:
+                fail(image, error, error.problem)
         except StoreError as error:
             image.reason = f"sent, but the store could not be asked again ({error})"
+
+    def look_in_store(self, image: Image, last: bool) -> None:
+        held = self.store.holds(image.name, image.content)
+        if held:
+            image.outcome, image.reason, image.problem = UPLOADED, "", ""
+            self.note(image, "uploaded")
+        elif held is False and image.name == self.lab_name(image) and not self.content_names:
+            log.warning(
+                "%s: another picture took %s while the answer was lost; if this one"
+                " landed, the store keeps it under a name it chose, which no product shows",
+                image.path.name,
+                image.name,
+            )
+            self.place(image, [catalog_name(image.path.name, image.content)])
+        elif held is False:
+            other = StoreError(f"the store serves other bytes as {image.name}")
+            fail(image, other, Problem.STORE_REFUSED)
+        elif not last:
+            self.send(image, image.name)
+            if image.outcome == UPLOADED:
+                log.warning(
+                    "%s: sent again after its answer was lost; if the first lands late"
+                    " the store keeps the same picture also under a name it chooses,"
+                    " which no product shows",
+                    image.path.name,
+                )
 
 
 # -- the run ------------------------------------------------------------------
@@ -521,6 +558,16 @@ def upload_to_store(args: argparse.Namespace) -> int:
 
 
 def upload_with_journal(args: argparse.Namespace, journal: int) -> int:
+    try:
+        args.locks = private_folder()
+    except OSError as error:
+        log.error(
+            "%s: %s, where runs on this machine lock each picture they send; nothing sent:"
+            " remove it, or set XDG_RUNTIME_DIR to a folder of yours",
+            error.filename,
+            error.strerror,
+        )
+        return EXIT_USAGE
     store = Store(args.url, args.token, args.timeout, args.retries, args.jobs)
     try:
         store.fruits()
@@ -833,6 +880,8 @@ def guarded(
 # --- end shared block: cli ---
 # --- begin shared block: lock (from blocks/lock.py; make blocks) ---
 LOCK_NAME = ".fruit-catalog.lock"
+MACHINE_LOCKS = "fruit-catalog"  # this user's folder of the locks every run on the machine shares
+LOCK_POLL = 0.05  # seconds between tries of a machine lock: a holder's work takes milliseconds
 
 
 class DeliveryBusy(Exception):
@@ -894,13 +943,87 @@ def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
                     f" or give --wait SECONDS (lock {path})"
                 ) from None
             time.sleep(0.1)
+    write_holder(lock_file)
+    return lock_file
+
+
+def write_holder(lock_file: IO[str]) -> None:
+    """Say in the lock's file who holds it, for the message of a run that waits."""
     lock_file.seek(0)
     lock_file.truncate()
     since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     script = Path(sys.argv[0]).name
     lock_file.write(json.dumps({"script": script, "pid": os.getpid(), "since": since}))
     lock_file.flush()
-    return lock_file
+
+
+def private_folder() -> Path:
+    """This user's folder of machine locks: $XDG_RUNTIME_DIR/fruit-catalog, else
+    <temp>/fruit-catalog-<uid>, created 0700. OSError naming it when it is a link,
+    not a folder, not ours, or writable by others: another user could then plant
+    or remove the locks."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if os.path.isabs(runtime) and os.path.isdir(runtime):
+        folder = Path(runtime) / MACHINE_LOCKS
+    else:
+        folder = Path(tempfile.gettempdir()) / f"{MACHINE_LOCKS}-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    found = os.lstat(folder)
+    if stat.S_ISLNK(found.st_mode) or not stat.S_ISDIR(found.st_mode):
+        why = "a link" if stat.S_ISLNK(found.st_mode) else "not a folder"
+    elif found.st_uid != os.getuid():
+        why = f"owned by uid {found.st_uid}, not by this user"
+    elif found.st_mode & 0o022:
+        why = f"writable by other users (mode {found.st_mode & 0o777:o})"
+    else:
+        return folder
+    raise OSError(errno.EPERM, why, str(folder))
+
+
+def hold_machine_lock(path: Path, wait: float) -> IO[str]:
+    """Take the exclusive lock at path (in private_folder()), which every run of this
+    user on the machine takes for the same thing, waiting up to `wait` seconds, less
+    after a stop signal (DeliveryBusy names the holder). Give it back with
+    release_machine_lock, which removes the file: a waiter that got the lock of a
+    file removed meanwhile tries again on the one now at path."""
+    deadline = time.monotonic() + wait
+    while True:
+        lock_file = open_lock_file(path)
+        while not try_lock(lock_file):
+            if time.monotonic() >= deadline or STOPPING.wait(LOCK_POLL):
+                holder = describe_holder(lock_file)
+                lock_file.close()
+                raise DeliveryBusy(f"{holder} (lock {path})")
+        if same_file(lock_file, path):
+            write_holder(lock_file)
+            return lock_file
+        lock_file.close()
+
+
+def try_lock(lock_file: IO[str]) -> bool:
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def same_file(lock_file: IO[str], path: Path) -> bool:
+    """Whether path still names the file lock_file has open (release removes it)."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(lock_file.fileno())
+    return (found.st_dev, found.st_ino) == (held.st_dev, held.st_ino)
+
+
+def release_machine_lock(lock_file: IO[str], path: Path) -> None:
+    """Remove the lock's file while still holding it, then let go: the folder keeps
+    no file per thing ever locked."""
+    with lock_file:
+        os.unlink(path)
 
 
 # --- end shared block: lock ---

@@ -1,4 +1,6 @@
-"""Shared block `lock`: one exclusive lock per delivery, never stale.
+"""Shared block `lock`: one exclusive lock per delivery, never stale; and locks that
+every run of the user on the machine shares, in a private folder (one per picture
+sent to a store, say), whose files go when they are given back.
 
 Every script that needs it carries a copy of the part below the marker, between
 its fences. Edit it here, then run `make blocks` (python tools/sync_blocks.py);
@@ -8,7 +10,9 @@ copies find in their script.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
 import fcntl
 import hashlib
 import json
@@ -20,8 +24,12 @@ import time
 from pathlib import Path
 from typing import IO
 
+from cli import STOPPING
+
 # --- block ---
 LOCK_NAME = ".fruit-catalog.lock"
+MACHINE_LOCKS = "fruit-catalog"  # this user's folder of the locks every run on the machine shares
+LOCK_POLL = 0.05  # seconds between tries of a machine lock: a holder's work takes milliseconds
 
 
 class DeliveryBusy(Exception):
@@ -83,10 +91,84 @@ def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
                     f" or give --wait SECONDS (lock {path})"
                 ) from None
             time.sleep(0.1)
+    write_holder(lock_file)
+    return lock_file
+
+
+def write_holder(lock_file: IO[str]) -> None:
+    """Say in the lock's file who holds it, for the message of a run that waits."""
     lock_file.seek(0)
     lock_file.truncate()
     since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     script = Path(sys.argv[0]).name
     lock_file.write(json.dumps({"script": script, "pid": os.getpid(), "since": since}))
     lock_file.flush()
-    return lock_file
+
+
+def private_folder() -> Path:
+    """This user's folder of machine locks: $XDG_RUNTIME_DIR/fruit-catalog, else
+    <temp>/fruit-catalog-<uid>, created 0700. OSError naming it when it is a link,
+    not a folder, not ours, or writable by others: another user could then plant
+    or remove the locks."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if os.path.isabs(runtime) and os.path.isdir(runtime):
+        folder = Path(runtime) / MACHINE_LOCKS
+    else:
+        folder = Path(tempfile.gettempdir()) / f"{MACHINE_LOCKS}-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    found = os.lstat(folder)
+    if stat.S_ISLNK(found.st_mode) or not stat.S_ISDIR(found.st_mode):
+        why = "a link" if stat.S_ISLNK(found.st_mode) else "not a folder"
+    elif found.st_uid != os.getuid():
+        why = f"owned by uid {found.st_uid}, not by this user"
+    elif found.st_mode & 0o022:
+        why = f"writable by other users (mode {found.st_mode & 0o777:o})"
+    else:
+        return folder
+    raise OSError(errno.EPERM, why, str(folder))
+
+
+def hold_machine_lock(path: Path, wait: float) -> IO[str]:
+    """Take the exclusive lock at path (in private_folder()), which every run of this
+    user on the machine takes for the same thing, waiting up to `wait` seconds, less
+    after a stop signal (DeliveryBusy names the holder). Give it back with
+    release_machine_lock, which removes the file: a waiter that got the lock of a
+    file removed meanwhile tries again on the one now at path."""
+    deadline = time.monotonic() + wait
+    while True:
+        lock_file = open_lock_file(path)
+        while not try_lock(lock_file):
+            if time.monotonic() >= deadline or STOPPING.wait(LOCK_POLL):
+                holder = describe_holder(lock_file)
+                lock_file.close()
+                raise DeliveryBusy(f"{holder} (lock {path})")
+        if same_file(lock_file, path):
+            write_holder(lock_file)
+            return lock_file
+        lock_file.close()
+
+
+def try_lock(lock_file: IO[str]) -> bool:
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def same_file(lock_file: IO[str], path: Path) -> bool:
+    """Whether path still names the file lock_file has open (release removes it)."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(lock_file.fileno())
+    return (found.st_dev, found.st_ino) == (held.st_dev, held.st_ino)
+
+
+def release_machine_lock(lock_file: IO[str], path: Path) -> None:
+    """Remove the lock's file while still holding it, then let go: the folder keeps
+    no file per thing ever locked."""
+    with lock_file:
+        os.unlink(path)
