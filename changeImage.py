@@ -1536,18 +1536,13 @@ def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
                     f" or give --wait SECONDS (lock {path})"
                 ) from None
             time.sleep(0.1)
-    write_holder(lock_file)
-    return lock_file
-
-
-def write_holder(lock_file: IO[str]) -> None:
-    """Say in the lock's file who holds it, for the message of a run that waits."""
     lock_file.seek(0)
     lock_file.truncate()
     since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     script = Path(sys.argv[0]).name
     lock_file.write(json.dumps({"script": script, "pid": os.getpid(), "since": since}))
     lock_file.flush()
+    return lock_file
 
 
 # --- end shared block: lock ---

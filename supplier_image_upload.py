@@ -359,8 +359,8 @@ class Uploader:
                 raise StoreDown("the run was interrupted", maybe_sent=False) from None
             raise Unfit(
                 Problem.BUSY,
-                f"{unless}: another run on this machine, {busy}, was still sending the same"
-                f" picture to this store after {self.lock_wait:g} s; run again once it is done",
+                f"{unless}: {busy}, still sending the same picture to this store after"
+                f" {self.lock_wait:g} s; run again once it is done",
             ) from None
         try:
             yield
@@ -943,18 +943,13 @@ def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
                     f" or give --wait SECONDS (lock {path})"
                 ) from None
             time.sleep(0.1)
-    write_holder(lock_file)
-    return lock_file
-
-
-def write_holder(lock_file: IO[str]) -> None:
-    """Say in the lock's file who holds it, for the message of a run that waits."""
     lock_file.seek(0)
     lock_file.truncate()
     since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     script = Path(sys.argv[0]).name
     lock_file.write(json.dumps({"script": script, "pid": os.getpid(), "since": since}))
     lock_file.flush()
+    return lock_file
 
 
 def private_folder() -> Path:
@@ -984,19 +979,18 @@ def private_folder() -> Path:
 def hold_machine_lock(path: Path, wait: float) -> IO[str]:
     """Take the exclusive lock at path (in private_folder()), which every run of this
     user on the machine takes for the same thing, waiting up to `wait` seconds, less
-    after a stop signal (DeliveryBusy names the holder). Give it back with
-    release_machine_lock, which removes the file: a waiter that got the lock of a
-    file removed meanwhile tries again on the one now at path."""
+    after a stop signal (DeliveryBusy names the lock; `fuser` names its holder: the
+    file stays empty, as writing a name into it would cost more than the lock).
+    Give it back with release_machine_lock, which removes the file: a waiter that
+    got the lock of a file removed meanwhile tries again on the one now at path."""
     deadline = time.monotonic() + wait
     while True:
         lock_file = open_lock_file(path)
         while not try_lock(lock_file):
             if time.monotonic() >= deadline or STOPPING.wait(LOCK_POLL):
-                holder = describe_holder(lock_file)
                 lock_file.close()
-                raise DeliveryBusy(f"{holder} (lock {path})")
+                raise DeliveryBusy(f"another run on this machine holds {path}")
         if same_file(lock_file, path):
-            write_holder(lock_file)
             return lock_file
         lock_file.close()
 
