@@ -165,6 +165,7 @@ CATALOG_SUFFIX = ".jpeg"  # what changeImage.py writes; supplier originals are .
 UPLOADED, ALREADY = "uploaded", "already in store"  # with the sending block's FAILED, UNCERTAIN
 OUTCOMES = (UPLOADED, ALREADY, "uncertain", "failed")
 SAME_PICTURE_WAIT = 3  # requests' time (ask, send, read back) another run here gets per picture
+PICTURE_LOCKS = 256  # lock files per user and machine: a (store, picture) takes one by its digest
 
 log = logging.getLogger("supplier_image_upload")
 
@@ -348,10 +349,12 @@ class Uploader:
         """No other run on this machine asks the store for, sends or reads back the
         same bytes meanwhile (the same delivery from two copies of its folder): the
         second waits, then finds the picture there instead of leaving a copy. Past
-        the wait, Unfit (BUSY) says `unless`, then who holds it."""
+        the wait, Unfit (BUSY) says `unless`, then the lock. PICTURE_LOCKS files
+        serve every picture (created once, never one per picture): two pictures
+        sharing one wait for each other only while one is sent."""
         digest = hashlib.sha256(image.content).hexdigest()
-        key = hashlib.sha256(f"{self.store.url}\n{digest}".encode()).hexdigest()[:32]
-        path = self.locks / f"upload-{key}.lock"
+        key = hashlib.sha256(f"{self.store.url}\n{digest}".encode()).digest()
+        path = self.locks / f"upload-{int.from_bytes(key[:4]) % PICTURE_LOCKS:03d}.lock"
         try:
             held = hold_machine_lock(path, self.lock_wait)
         except DeliveryBusy as busy:
@@ -359,13 +362,11 @@ class Uploader:
                 raise StoreDown("the run was interrupted", maybe_sent=False) from None
             raise Unfit(
                 Problem.BUSY,
-                f"{unless}: {busy}, still sending the same picture to this store after"
-                f" {self.lock_wait:g} s; run again once it is done",
+                f"{unless}: {busy} (taken to send a picture) for over {self.lock_wait:g} s;"
+                " run again once it is done",
             ) from None
-        try:
+        with held:
             yield
-        finally:
-            release_machine_lock(held, path)
 
     def names(self, image: Image) -> list[str]:
         """The names it may take, in order: the lab's (its own file name, as the
@@ -980,44 +981,18 @@ def hold_machine_lock(path: Path, wait: float) -> IO[str]:
     """Take the exclusive lock at path (in private_folder()), which every run of this
     user on the machine takes for the same thing, waiting up to `wait` seconds, less
     after a stop signal (DeliveryBusy names the lock; `fuser` names its holder: the
-    file stays empty, as writing a name into it would cost more than the lock).
-    Give it back with release_machine_lock, which removes the file: a waiter that
-    got the lock of a file removed meanwhile tries again on the one now at path."""
+    file stays empty, and stays, as creating or writing a file costs more than the
+    lock). Close the returned file to give it back."""
     deadline = time.monotonic() + wait
+    lock_file = open_lock_file(path)
     while True:
-        lock_file = open_lock_file(path)
-        while not try_lock(lock_file):
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock_file
+        except BlockingIOError:
             if time.monotonic() >= deadline or STOPPING.wait(LOCK_POLL):
                 lock_file.close()
-                raise DeliveryBusy(f"another run on this machine holds {path}")
-        if same_file(lock_file, path):
-            return lock_file
-        lock_file.close()
-
-
-def try_lock(lock_file: IO[str]) -> bool:
-    try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def same_file(lock_file: IO[str], path: Path) -> bool:
-    """Whether path still names the file lock_file has open (release removes it)."""
-    try:
-        found = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    held = os.fstat(lock_file.fileno())
-    return (found.st_dev, found.st_ino) == (held.st_dev, held.st_ino)
-
-
-def release_machine_lock(lock_file: IO[str], path: Path) -> None:
-    """Remove the lock's file while still holding it, then let go: the folder keeps
-    no file per thing ever locked."""
-    with lock_file:
-        os.unlink(path)
+                raise DeliveryBusy(f"another run on this machine holds {path}") from None
 
 
 # --- end shared block: lock ---

@@ -128,41 +128,15 @@ def hold_machine_lock(path: Path, wait: float) -> IO[str]:
     """Take the exclusive lock at path (in private_folder()), which every run of this
     user on the machine takes for the same thing, waiting up to `wait` seconds, less
     after a stop signal (DeliveryBusy names the lock; `fuser` names its holder: the
-    file stays empty, as writing a name into it would cost more than the lock).
-    Give it back with release_machine_lock, which removes the file: a waiter that
-    got the lock of a file removed meanwhile tries again on the one now at path."""
+    file stays empty, and stays, as creating or writing a file costs more than the
+    lock). Close the returned file to give it back."""
     deadline = time.monotonic() + wait
+    lock_file = open_lock_file(path)
     while True:
-        lock_file = open_lock_file(path)
-        while not try_lock(lock_file):
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock_file
+        except BlockingIOError:
             if time.monotonic() >= deadline or STOPPING.wait(LOCK_POLL):
                 lock_file.close()
-                raise DeliveryBusy(f"another run on this machine holds {path}")
-        if same_file(lock_file, path):
-            return lock_file
-        lock_file.close()
-
-
-def try_lock(lock_file: IO[str]) -> bool:
-    try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def same_file(lock_file: IO[str], path: Path) -> bool:
-    """Whether path still names the file lock_file has open (release removes it)."""
-    try:
-        found = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    held = os.fstat(lock_file.fileno())
-    return (found.st_dev, found.st_ino) == (held.st_dev, held.st_ino)
-
-
-def release_machine_lock(lock_file: IO[str], path: Path) -> None:
-    """Remove the lock's file while still holding it, then let go: the folder keeps
-    no file per thing ever locked."""
-    with lock_file:
-        os.unlink(path)
+                raise DeliveryBusy(f"another run on this machine holds {path}") from None
