@@ -10,6 +10,9 @@ bytes, or that another importer takes at the same moment, is left to that
 picture: this one takes its content name, `<stem>-<first 12 hex of its
 SHA-256>.jpeg`, which cannot collide (--content-names: always). run.py posts the
 name the store serves these bytes under: the lab's, else the content name.
+Runs on one machine never send the same bytes to a store at the same moment
+(one delivery from two copies of its folder): a lock per store and picture in
+a private folder makes the second wait, then find it there.
 
 Catalog JPEGs are what changeImage.py writes: files named `<stem>.jpeg`, whole
 (walked to their end marker, nothing after it), of the size in changeImage.py's
@@ -955,9 +958,8 @@ def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
 
 def private_folder() -> Path:
     """This user's folder of machine locks: $XDG_RUNTIME_DIR/fruit-catalog, else
-    <temp>/fruit-catalog-<uid>, created 0700. OSError naming it when it is a link,
-    not a folder, not ours, or writable by others: another user could then plant
-    or remove the locks."""
+    <temp>/fruit-catalog-<uid>, made 0700; OSError naming it when it is a link, not a
+    folder, not ours or writable by others (who could then plant or remove locks)."""
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
     if os.path.isabs(runtime) and os.path.isdir(runtime):
         folder = Path(runtime) / MACHINE_LOCKS
@@ -978,11 +980,10 @@ def private_folder() -> Path:
 
 
 def hold_machine_lock(path: Path, wait: float) -> IO[str]:
-    """Take the exclusive lock at path (in private_folder()), which every run of this
-    user on the machine takes for the same thing, waiting up to `wait` seconds, less
-    after a stop signal (DeliveryBusy names the lock; `fuser` names its holder: the
-    file stays empty, and stays, as creating or writing a file costs more than the
-    lock). Close the returned file to give it back."""
+    """The exclusive lock at path (in private_folder()) that every run of this user on
+    the machine takes for the same thing, waited for up to `wait` seconds or until a
+    stop signal (DeliveryBusy names it; `fuser` its holder). Close it to give it back;
+    the file stays, empty: making or writing one costs more than the lock."""
     deadline = time.monotonic() + wait
     lock_file = open_lock_file(path)
     while True:
