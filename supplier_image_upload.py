@@ -957,11 +957,12 @@ def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
 
 
 def private_folder() -> Path:
-    """This user's folder of machine locks: $XDG_RUNTIME_DIR/fruit-catalog, else
-    <temp>/fruit-catalog-<uid>, made 0700; OSError naming it when it is a link, not a
-    folder, not ours or writable by others (who could then plant or remove locks)."""
+    """This user's folder of machine locks: $XDG_RUNTIME_DIR/fruit-catalog (when ours:
+    `su` keeps another's), else <temp>/fruit-catalog-<uid>, made 0700; OSError naming
+    it when it is a link, not a folder, not ours or writable by others."""
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    if os.path.isabs(runtime) and os.path.isdir(runtime):
+    writable = os.path.isabs(runtime) and os.access(runtime, os.W_OK)
+    if writable and os.stat(runtime).st_uid == os.getuid():
         folder = Path(runtime) / MACHINE_LOCKS
     else:
         folder = Path(tempfile.gettempdir()) / f"{MACHINE_LOCKS}-{os.getuid()}"

@@ -303,6 +303,11 @@ def test_the_lock_folder_is_made_private_in_the_runtime_folder_else_the_temporar
     assert folder == tmp_path / f"fruit-catalog-{os.getuid()}"
     assert folder.stat().st_mode & 0o777 == 0o700
     assert private_folder() == folder  # found the second time
+    if os.getuid() == 0:  # `su` keeps the XDG_RUNTIME_DIR of the user it came from
+        (tmp_path / "theirs").mkdir(0o700)
+        os.chown(tmp_path / "theirs", 65534, 65534)
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "theirs"))
+        assert private_folder() == folder
 
 
 HOLDER = """import sys, time
