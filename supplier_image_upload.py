@@ -10,6 +10,9 @@ bytes, or that another importer takes at the same moment, is left to that
 picture: this one takes its content name, `<stem>-<first 12 hex of its
 SHA-256>.jpeg`, which cannot collide (--content-names: always). run.py posts the
 name the store serves these bytes under: the lab's, else the content name.
+Runs on one machine never send the same bytes to a store at the same moment
+(one delivery from two copies of its folder): a lock per store and picture in
+a private folder makes the second wait, then find it there.
 
 Catalog JPEGs are what changeImage.py writes: files named `<stem>.jpeg`, whole
 (walked to their end marker, nothing after it), of the size in changeImage.py's
@@ -121,6 +124,7 @@ if __name__ == "__main__":
 # --- end shared block: early stop ---
 
 import argparse
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -141,7 +145,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -164,6 +168,8 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 CATALOG_SUFFIX = ".jpeg"  # what changeImage.py writes; supplier originals are .jpg, .tiff...
 UPLOADED, ALREADY = "uploaded", "already in store"  # with the sending block's FAILED, UNCERTAIN
 OUTCOMES = (UPLOADED, ALREADY, "uncertain", "failed")
+SAME_PICTURE_WAIT = 3  # requests' time (ask, send, read back) another run here gets per picture
+PICTURE_LOCKS = 256  # lock files per user and machine: a (store, picture) takes one by its digest
 
 log = logging.getLogger("supplier_image_upload")
 
@@ -180,6 +186,7 @@ class Problem(StrEnum):
     EARLIER_ATTEMPT = "earlier_attempt"  # earlier_attempt() says it
     STORE_REFUSED = "store_refused"  # the store answered with an error
     RENAMED = "renamed_by_store"  # the store keeps uploads under names of its own
+    BUSY = "sent_by_another_run"  # another run on this machine kept sending it past the wait
 
 
 class Unfit(Exception):
@@ -309,6 +316,8 @@ class Uploader:
 
     def __init__(self, store: Store, journal: int, args: argparse.Namespace, entries: list[dict]):
         self.store, self.journal, self.root = store, journal, args.images
+        self.locks = args.locks
+        self.lock_wait = max(args.wait, SAME_PICTURE_WAIT * store.deadline)
         self.content_names = args.content_names
         self.renamed = "" if args.resend else renamed_before(entries, store.url)
         self.earlier = uploaded_names(entries, store.url)
@@ -330,13 +339,38 @@ class Uploader:
     def upload(self, image: Image) -> None:
         try:
             image.content = catalog_jpeg(image.path, self.root)
-            self.place(image)
+            with self.alone(image, "not sent"):
+                self.place(image)
         except Unfit as error:
             fail(image, error, error.problem)
         except RefusedFile as error:
             fail(image, error, Problem.UNREADABLE)
         except StoreError as error:
             fail(image, error, Problem.STORE_REFUSED)
+
+    @contextlib.contextmanager
+    def alone(self, image: Image, unless: str) -> Iterator[None]:
+        """No other run on this machine asks the store for, sends or reads back the
+        same bytes meanwhile (the same delivery from two copies of its folder): the
+        second waits, then finds the picture there instead of leaving a copy. Past
+        the wait, Unfit (BUSY) says `unless`, then the lock. PICTURE_LOCKS files
+        serve every picture (created once, never one per picture): two pictures
+        sharing one wait for each other only while one is sent."""
+        digest = hashlib.sha256(image.content).hexdigest()
+        key = hashlib.sha256(f"{self.store.url}\n{digest}".encode()).digest()
+        path = self.locks / f"upload-{int.from_bytes(key[:4]) % PICTURE_LOCKS:03d}.lock"
+        try:
+            held = hold_machine_lock(path, self.lock_wait)
+        except DeliveryBusy as busy:
+            if STOPPING.is_set():
+                raise StoreDown("the run was interrupted", maybe_sent=False) from None
+            raise Unfit(
+                Problem.BUSY,
+                f"{unless}: {busy} (taken to send a picture) for over {self.lock_wait:g} s;"
+                " run again once it is done",
+            ) from None
+        with held:
+            yield
 
     def names(self, image: Image) -> list[str]:
         """The names it may take, in order: the lab's (its own file name, as the
@@ -422,34 +456,41 @@ class Uploader:
         landed; under the lab's name another picture, it takes its content name;
         not there, it is sent once more (warned: the first may still land)."""
         try:
-            held = self.store.holds(image.name, image.content)
-            if held:
-                image.outcome, image.reason, image.problem = UPLOADED, "", ""
-                self.note(image, "uploaded")
-            elif held is False and image.name == self.lab_name(image) and not self.content_names:
-                log.warning(
-                    "%s: another picture took %s while the answer was lost; if this one"
-                    " landed, the store keeps it under a name it chose, which no product shows",
-                    image.path.name,
-                    image.name,
-                )
-                self.place(image, [catalog_name(image.path.name, image.content)])
-            elif held is False:
-                other = StoreError(f"the store serves other bytes as {image.name}")
-                fail(image, other, Problem.STORE_REFUSED)
-            elif not last:
-                self.send(image, image.name)
-                if image.outcome == UPLOADED:
-                    log.warning(
-                        "%s: sent again after its answer was lost; if the first lands late"
-                        " the store keeps the same picture also under a name it chooses,"
-                        " which no product shows",
-                        image.path.name,
-                    )
+            with self.alone(image, "sent, but not looked for again"):
+                self.look_in_store(image, last)
         except Unfit as error:
-            fail(image, error, error.problem)
+            if error.problem == Problem.BUSY:
+                image.reason = str(error)  # still uncertain: the next run looks
+            else:
+                fail(image, error, error.problem)
         except StoreError as error:
             image.reason = f"sent, but the store could not be asked again ({error})"
+
+    def look_in_store(self, image: Image, last: bool) -> None:
+        held = self.store.holds(image.name, image.content)
+        if held:
+            image.outcome, image.reason, image.problem = UPLOADED, "", ""
+            self.note(image, "uploaded")
+        elif held is False and image.name == self.lab_name(image) and not self.content_names:
+            log.warning(
+                "%s: another picture took %s while the answer was lost; if this one"
+                " landed, the store keeps it under a name it chose, which no product shows",
+                image.path.name,
+                image.name,
+            )
+            self.place(image, [catalog_name(image.path.name, image.content)])
+        elif held is False:
+            other = StoreError(f"the store serves other bytes as {image.name}")
+            fail(image, other, Problem.STORE_REFUSED)
+        elif not last:
+            self.send(image, image.name)
+            if image.outcome == UPLOADED:
+                log.warning(
+                    "%s: sent again after its answer was lost; if the first lands late"
+                    " the store keeps the same picture also under a name it chooses,"
+                    " which no product shows",
+                    image.path.name,
+                )
 
 
 # -- the run ------------------------------------------------------------------
@@ -522,6 +563,16 @@ def upload_to_store(args: argparse.Namespace) -> int:
 
 
 def upload_with_journal(args: argparse.Namespace, journal: int) -> int:
+    try:
+        args.locks = private_folder()
+    except OSError as error:
+        log.error(
+            "%s: %s, where runs on this machine lock each picture they send; nothing sent:"
+            " remove it, or set XDG_RUNTIME_DIR to a folder of yours",
+            error.filename,
+            error.strerror,
+        )
+        return EXIT_USAGE
     store = Store(args.url, args.token, args.timeout, args.retries, args.jobs)
     try:
         store.fruits()
@@ -834,6 +885,8 @@ def guarded(
 # --- end shared block: cli ---
 # --- begin shared block: lock (from blocks/lock.py; make blocks) ---
 LOCK_NAME = ".fruit-catalog.lock"
+MACHINE_LOCKS = "fruit-catalog"  # this user's folder of the locks every run on the machine shares
+LOCK_POLL = 0.05  # seconds between tries of a machine lock: a holder's work takes milliseconds
 
 
 class DeliveryBusy(Exception):
@@ -902,6 +955,47 @@ def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
     lock_file.write(json.dumps({"script": script, "pid": os.getpid(), "since": since}))
     lock_file.flush()
     return lock_file
+
+
+def private_folder() -> Path:
+    """This user's folder of machine locks: $XDG_RUNTIME_DIR/fruit-catalog (when ours:
+    `su` keeps another's), else <temp>/fruit-catalog-<uid>, made 0700; OSError naming
+    it when it is a link, not a folder, not ours or writable by others."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    writable = os.path.isabs(runtime) and os.access(runtime, os.W_OK)
+    if writable and os.stat(runtime).st_uid == os.getuid():
+        folder = Path(runtime) / MACHINE_LOCKS
+    else:
+        folder = Path(tempfile.gettempdir()) / f"{MACHINE_LOCKS}-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    found = os.lstat(folder)
+    if stat.S_ISLNK(found.st_mode) or not stat.S_ISDIR(found.st_mode):
+        why = "a link" if stat.S_ISLNK(found.st_mode) else "not a folder"
+    elif found.st_uid != os.getuid():
+        why = f"owned by uid {found.st_uid}, not by this user"
+    elif found.st_mode & 0o022:
+        why = f"writable by other users (mode {found.st_mode & 0o777:o})"
+    else:
+        return folder
+    raise OSError(errno.EPERM, why, str(folder))
+
+
+def hold_machine_lock(path: Path, wait: float) -> IO[str]:
+    """The exclusive lock at path (in private_folder()) that every run of this user on
+    the machine takes for the same thing, waited for up to `wait` seconds or until a
+    stop signal (DeliveryBusy names it; `fuser` its holder). Close it to give it back;
+    the file stays, empty: making or writing one costs more than the lock."""
+    deadline = time.monotonic() + wait
+    lock_file = open_lock_file(path)
+    while True:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock_file
+        except BlockingIOError:
+            if time.monotonic() >= deadline or STOPPING.wait(LOCK_POLL):
+                lock_file.close()
+                raise DeliveryBusy(f"another run on this machine holds {path}") from None
 
 
 # --- end shared block: lock ---

@@ -1,4 +1,6 @@
-"""Shared block `lock`: one exclusive lock per delivery, never stale.
+"""Shared block `lock`: one exclusive lock per delivery, never stale; and locks that
+every run of the user on the machine shares, in a private folder (one per picture
+sent to a store, say), whose files go when they are given back.
 
 Every script that needs it carries a copy of the part below the marker, between
 its fences. Edit it here, then run `make blocks` (python tools/sync_blocks.py);
@@ -8,7 +10,9 @@ copies find in their script.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
 import fcntl
 import hashlib
 import json
@@ -20,8 +24,12 @@ import time
 from pathlib import Path
 from typing import IO
 
+from cli import STOPPING
+
 # --- block ---
 LOCK_NAME = ".fruit-catalog.lock"
+MACHINE_LOCKS = "fruit-catalog"  # this user's folder of the locks every run on the machine shares
+LOCK_POLL = 0.05  # seconds between tries of a machine lock: a holder's work takes milliseconds
 
 
 class DeliveryBusy(Exception):
@@ -90,3 +98,44 @@ def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
     lock_file.write(json.dumps({"script": script, "pid": os.getpid(), "since": since}))
     lock_file.flush()
     return lock_file
+
+
+def private_folder() -> Path:
+    """This user's folder of machine locks: $XDG_RUNTIME_DIR/fruit-catalog (when ours:
+    `su` keeps another's), else <temp>/fruit-catalog-<uid>, made 0700; OSError naming
+    it when it is a link, not a folder, not ours or writable by others."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    writable = os.path.isabs(runtime) and os.access(runtime, os.W_OK)
+    if writable and os.stat(runtime).st_uid == os.getuid():
+        folder = Path(runtime) / MACHINE_LOCKS
+    else:
+        folder = Path(tempfile.gettempdir()) / f"{MACHINE_LOCKS}-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    found = os.lstat(folder)
+    if stat.S_ISLNK(found.st_mode) or not stat.S_ISDIR(found.st_mode):
+        why = "a link" if stat.S_ISLNK(found.st_mode) else "not a folder"
+    elif found.st_uid != os.getuid():
+        why = f"owned by uid {found.st_uid}, not by this user"
+    elif found.st_mode & 0o022:
+        why = f"writable by other users (mode {found.st_mode & 0o777:o})"
+    else:
+        return folder
+    raise OSError(errno.EPERM, why, str(folder))
+
+
+def hold_machine_lock(path: Path, wait: float) -> IO[str]:
+    """The exclusive lock at path (in private_folder()) that every run of this user on
+    the machine takes for the same thing, waited for up to `wait` seconds or until a
+    stop signal (DeliveryBusy names it; `fuser` its holder). Close it to give it back;
+    the file stays, empty: making or writing one costs more than the lock."""
+    deadline = time.monotonic() + wait
+    lock_file = open_lock_file(path)
+    while True:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock_file
+        except BlockingIOError:
+            if time.monotonic() >= deadline or STOPPING.wait(LOCK_POLL):
+                lock_file.close()
+                raise DeliveryBusy(f"another run on this machine holds {path}") from None

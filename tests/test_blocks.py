@@ -1,4 +1,5 @@
-"""The homes of the shared blocks `files`, `deadline` and `early stop`, tested where people edit
+"""The homes of the shared blocks `files`, `deadline`, `early stop` and `lock`'s machine
+locks, tested where people edit
 them (blocks/): the scripts carry generated copies, which tests/test_scripts.py
 keeps identical."""
 
@@ -11,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,12 @@ sys.path.insert(0, str(BLOCKS))
 
 from deadline import Deadline, watch_socket  # noqa: E402
 from files import read_capped, write_atomically  # noqa: E402
+from lock import (  # noqa: E402
+    STOPPING,
+    DeliveryBusy,
+    hold_machine_lock,
+    private_folder,
+)
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -243,3 +251,99 @@ def test_watch_socket_reaches_the_deadline_entered_last_in_this_thread():
     assert 0 < outer.left() <= 60
     left.close()
     right.close()
+
+
+# -- lock: the machine locks of every run of this user ---------------------------------
+
+
+def plant(kind: str, folder: Path) -> None:
+    """What another user (or an accident) left where the lock folder goes."""
+    if kind == "link":
+        (folder.parent / "elsewhere").mkdir()
+        folder.symlink_to(folder.parent / "elsewhere")
+    elif kind == "file":
+        folder.write_text("x")
+    elif kind == "open to others":
+        folder.mkdir()
+        folder.chmod(0o777)
+    elif kind == "another user's":
+        if os.getuid() != 0:
+            pytest.skip("giving a folder to another user needs root")
+        folder.mkdir(0o700)
+        os.chown(folder, 65534, 65534)
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("link", "a link"),
+        ("file", "not a folder"),
+        ("open to others", r"writable by other users \(mode 777\)"),
+        ("another user's", "owned by uid 65534, not by this user"),
+    ],
+)
+def test_a_lock_folder_others_could_touch_is_refused(tmp_path, monkeypatch, kind, message):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    plant(kind, tmp_path / "fruit-catalog")
+    with pytest.raises(OSError, match=message) as refused:
+        private_folder()
+    assert refused.value.filename == str(tmp_path / "fruit-catalog")
+
+
+def test_the_lock_folder_is_made_private_in_the_runtime_folder_else_the_temporary_one(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    (tmp_path / "run").mkdir()
+    assert private_folder() == tmp_path / "run" / "fruit-catalog"
+    assert (tmp_path / "run" / "fruit-catalog").stat().st_mode & 0o777 == 0o700
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    folder = private_folder()
+    assert folder == tmp_path / f"fruit-catalog-{os.getuid()}"
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert private_folder() == folder  # found the second time
+    if os.getuid() == 0:  # `su` keeps the XDG_RUNTIME_DIR of the user it came from
+        (tmp_path / "theirs").mkdir(0o700)
+        os.chown(tmp_path / "theirs", 65534, 65534)
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "theirs"))
+        assert private_folder() == folder
+
+
+HOLDER = """import sys, time
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from lock import hold_machine_lock
+held = hold_machine_lock(Path(sys.argv[2]), 0)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_machine_lock_held_by_another_process_is_waited_for_then_named(tmp_path):
+    path = tmp_path / "picture.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(BLOCKS), str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(DeliveryBusy, match=f"^another run on this machine holds {path}$"):
+            hold_machine_lock(path, 0.3)
+    finally:
+        holder.kill()
+        holder.wait()
+    hold_machine_lock(path, 0).close()  # the kernel let go of it with its process
+
+
+def test_a_stop_signal_ends_the_wait_for_a_machine_lock_at_once(tmp_path):
+    path = tmp_path / "picture.lock"
+    held = hold_machine_lock(path, 0)
+    STOPPING.set()
+    try:
+        started = time.monotonic()
+        with pytest.raises(DeliveryBusy):
+            hold_machine_lock(path, 60)
+        assert time.monotonic() - started < 5
+    finally:
+        STOPPING.clear()
+        held.close()

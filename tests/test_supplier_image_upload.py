@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -132,6 +133,88 @@ def test_two_uploaders_racing_for_the_same_free_names_each_keep_their_own_pictur
         assert lines and all("the same moment; the store kept this one also as" in x for x in lines)
     copies = sum(len(p.stderr_text.splitlines()) for p in lost)
     assert len(stored(store)) == 2 * len(stems) + copies  # each copy said, none hidden
+
+
+def uploaded_by(images: Path) -> list[str]:
+    """The names this delivery's journal says its run got into the store by sending."""
+    lines = (images.parent / "uploaded.jsonl").read_text().splitlines()
+    return [entry["name"] for entry in map(json.loads, lines) if entry["state"] == "uploaded"]
+
+
+def test_one_delivery_uploaded_from_two_copies_at_once_is_sent_once(store, tmp_path, catalog):
+    """Two copies of one delivery's folder, uploaded at the same moment on this
+    machine: every picture is sent by one run only (a lock per store and picture
+    makes the other wait, then find it there), so the store keeps no copy
+    (`001_XXXXXXX.jpeg`, bytes identical to 001.jpeg, that neither run could see).
+    Without the lock 2 of 4 rounds of 8 pictures left copies, both runs exiting 0."""
+    stems = [f"{n:03d}" for n in range(1, 17)]
+    names = [f"{stem}.jpeg" for stem in stems]
+    for attempt in range(4):
+        first = catalog(tmp_path / f"a{attempt}", stems, shade=attempt) / "images"
+        shutil.copytree(first.parent, tmp_path / f"b{attempt}")
+        second = tmp_path / f"b{attempt}" / "images"
+        done = race(store.reset(), first, second)
+        assert [(p.returncode, p.stderr_text) for p in done] == [(0, ""), (0, "")]
+        assert sorted(store.catalog.uploads()) == names  # one upload each, no copy
+        assert sorted(uploaded_by(first) + uploaded_by(second)) == names
+        assert stored(store) == {name: (first / name).read_bytes() for name in names}
+
+
+def test_a_lock_folder_another_user_could_touch_stops_before_anything_is_sent(
+    store, tmp_path, catalog, logged_errors, monkeypatch
+):
+    images = catalog(tmp_path / "supplier-data", ["001"]) / "images"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    (tmp_path / "fruit-catalog").symlink_to(tmp_path)
+    assert upload(store, images) == 2
+    assert logged_errors() == [
+        f"{tmp_path / 'fruit-catalog'}: a link, where runs on this machine lock each picture"
+        " they send; nothing sent: remove it, or set XDG_RUNTIME_DIR to a folder of yours"
+    ]
+    assert store.post_count == 0
+
+
+def test_a_picture_another_run_keeps_sending_past_the_wait_fails_by_name(store, tmp_path, catalog):
+    """The other run holds the picture's lock (here a process that only holds it):
+    the wait is bounded, then the picture fails naming the lock, and nothing is sent."""
+    images = catalog(tmp_path / "supplier-data", ["001"]) / "images"
+    args = uploader.parse_args(["--url", store.url, "--images", str(images)])
+    args.locks = uploader.private_folder()
+    journal = uploader.open_journal(args.journal)
+    sender = uploader.Uploader(uploader.Store(store.url, "", 5, 0, 1), journal, args, [])
+    sender.lock_wait = 0.3
+    image = uploader.Image(images / "001.jpeg", (images / "001.jpeg").read_bytes())
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_PICTURE, store.url, str(images / "001.jpeg")],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(uploader.__file__).parent,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        sender.upload(image)
+    finally:
+        holder.kill()
+        holder.wait()
+        os.close(journal)
+    assert (image.outcome, image.problem) == ("failed", "sent_by_another_run")
+    lock = f"{uploader.private_folder()}/upload-[0-9]{{3}}.lock"
+    said = r"\(taken to send a picture\) for over 0\.3 s; run again once it is done"
+    assert re.fullmatch(f"not sent: another run on this machine holds {lock} {said}", image.reason)
+    assert store.post_count == 0
+
+
+HOLD_PICTURE = """import sys, time
+from pathlib import Path
+import supplier_image_upload as uploader
+image = uploader.Image(Path(sys.argv[2]), Path(sys.argv[2]).read_bytes())
+store = uploader.Store(sys.argv[1], "", 5, 0, 1)
+args = uploader.parse_args(["--url", sys.argv[1], "--images", str(image.path.parent)])
+args.locks, args.wait = uploader.private_folder(), 0
+with uploader.Uploader(store, -1, args, []).alone(image, "held"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
 
 
 def test_only_catalog_images_are_uploaded_never_originals_or_hidden_files(store, tmp_path, catalog):
