@@ -151,14 +151,23 @@ def test_the_scripts_need_only_requests_not_django():
     assert shown.stdout.strip() == "[]", shown.stderr
 
 
-def whole_jpeg() -> bytes:
+def whole_jpeg(mark: str = "") -> bytes:
     from io import BytesIO
 
     from PIL import Image
 
     buffer = BytesIO()
-    Image.new("RGB", (600, 400), "green").save(buffer, "JPEG")
+    Image.new("RGB", (600, 400), "green").save(buffer, "JPEG", comment=mark)
     return buffer.getvalue()
+
+
+OURS = (  # changeImage.py's mark of a 600x400 output
+    "fruit-catalog changeImage.py made-from-sha256="
+    + "0" * 64
+    + " options="
+    + "1" * 16
+    + " size=600x400"
+)
 
 
 @pytest.mark.parametrize(
@@ -169,6 +178,8 @@ def whole_jpeg() -> bytes:
         ("one byte after its end", lambda jpeg: jpeg + b"\0", "not ours"),
         ("100 KB after its end", lambda jpeg: jpeg + b"junk" * 25600, "not ours"),
         ("a second picture after it", lambda jpeg: jpeg + jpeg, "not ours"),
+        # without a mark and without a source beside it: the supplier's own photo
+        ("the supplier's, bytes after its end", lambda _: whole_jpeg() + b"\0", "photo"),
     ],
 )
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.__name__)
@@ -176,7 +187,7 @@ def test_only_a_jpeg_that_ends_at_its_end_marker_is_a_catalog_jpeg(
     script, tmp_path, case, change, cause
 ):
     path = tmp_path / "007.jpeg"
-    found = script.unusable_jpeg(change(whole_jpeg()), path)
+    found = script.unusable_jpeg(change(whole_jpeg(OURS)), path)
     assert (found.cause if found else None) == cause, case
 
 
