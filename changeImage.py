@@ -17,10 +17,10 @@ source's bytes (xxh3-128; SHA-256 without the xxhash package) and of the
 options: a re-run skips an output made from the same bytes with the same
 options, whatever the files' dates, and never replaces a file it did not
 write (001.jpeg beside 001.tiff from an earlier attempt is an error naming
-both and the command that converts over it, --replace-unmarked; the rest goes
-on). Only regular files really inside the images folder are read (no links
-out of it, FIFOs, devices or files over 200 MB). One run at a time per
-delivery (the folder holding images/).
+both and the command that converts over it, --replace-unmarked; the supplier's
+photo alone under an output's name, a 640x480 009.jpeg, is an error: rename it
+009.jpg; the rest goes on). Only regular files inside images/ are read (no links
+out, FIFOs, devices, files over 200 MB). One run at a time per delivery.
 
 Usage:
     ./changeImage.py [PATH ...] [--size WxH] [--fit] [--rotate DEG]

@@ -14,7 +14,9 @@ name the store serves these bytes under: the lab's, else the content name.
 Catalog JPEGs are what changeImage.py writes: files named `<stem>.jpeg`, whole
 (walked to their end marker, nothing after it), of the size in changeImage.py's
 mark (600x400 without one); any other fails by name, and an unmarked one beside
-its source is an earlier attempt's (the one command that resolves it is said).
+its source is an earlier attempt's (the one command that resolves it is said);
+the supplier's own photo alone under that name (009.jpeg, 640x480) is told to
+be renamed 009.jpg and converted, as changeImage.py says.
 Supplier originals (`014.jpg`, TIFFs, ...), hidden and macOS `._*` files are
 never uploaded. A picture the store already serves is not sent again. An
 upload whose answer was lost is never sent again blindly: GRACE seconds later
