@@ -1177,7 +1177,9 @@ JPEG_MARK = re.compile(  # changeImage.py's MARK (its first marks: SHA-256)
 )
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
 STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
-IN_CODED_DATA = STANDALONE_MARKERS | {0x00, 0xFF}  # after FF in coded data: not its end
+# Where coded data ends: FF, then neither a stuffed 00, a restart, TEM nor fill FF.
+# Searched in C: a walk reads marker headers only, however long the coded data.
+CODED_DATA_END = re.compile(rb"\xff[^\x00\x01\xd0-\xd7\xff]")
 # What makes a file named like a catalog JPEG unusable (the record's photo causes):
 CUT, NOT_OURS, WRONG_SIZE = "cut", "not ours", "wrong size"
 EARLIER_ATTEMPT = "earlier attempt"  # unmarked beside its source: earlier_attempt() says it
@@ -1225,13 +1227,10 @@ def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes, int]:
             comments += content[at + 4 : end]
         at = end
         if marker == 0xDA:  # coded data: runs to the next marker that is not 00 or a restart
-            while True:
-                at = content.find(b"\xff", at)
-                if at < 0 or at + 1 >= len(content):
-                    raise ValueError(cut)
-                if content[at + 1] not in IN_CODED_DATA:
-                    break
-                at += 1 if content[at + 1] == 0xFF else 2
+            end_of_data = CODED_DATA_END.search(content, at)
+            if end_of_data is None:
+                raise ValueError(cut)
+            at = end_of_data.start()
 
 
 class Unusable(NamedTuple):

@@ -13,6 +13,7 @@ import pytest
 from django.core.exceptions import SuspiciousFileOperation
 from django.utils.text import get_valid_filename
 
+import changeImage
 import run
 import supplier_image_upload
 
@@ -189,6 +190,35 @@ def test_only_a_jpeg_that_ends_at_its_end_marker_is_a_catalog_jpeg(
     path = tmp_path / "007.jpeg"
     found = script.unusable_jpeg(change(whole_jpeg(OURS)), path)
     assert (found.cause if found else None) == cause, case
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"progressive": True},
+        {"restart_marker_blocks": 1},
+        {"progressive": True, "restart_marker_rows": 2},
+    ],
+    ids=["baseline", "progressive", "a restart every block", "progressive with restarts"],
+)
+@pytest.mark.parametrize("script", [*SCRIPTS, changeImage], ids=lambda s: s.__name__)
+def test_the_walk_finds_the_end_of_noisy_coded_data(script, tmp_path, params):
+    """Noise puts stuffed FF 00 bytes all through the coded data, restarts put FF Dn
+    in it, a progressive JPEG has a scan after a scan: the walk ends at the end
+    marker all the same, and only there."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    noise = Image.frombytes("RGB", (600, 400), random.Random(7).randbytes(600 * 400 * 3))
+    buffer = BytesIO()
+    noise.save(buffer, "JPEG", comment=OURS, **params)
+    jpeg = buffer.getvalue()
+    assert script.jpeg_layout(jpeg)[::2] == ((600, 400), len(jpeg))
+    assert script.unusable_jpeg(jpeg, tmp_path / "007.jpeg") is None
+    assert script.unusable_jpeg(jpeg[:-2], tmp_path / "007.jpeg").cause == "cut"
+    assert script.unusable_jpeg(jpeg + b"\xff", tmp_path / "007.jpeg").cause == "not ours"
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.__name__)

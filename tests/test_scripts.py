@@ -521,7 +521,7 @@ def test_health_check_without_psutil_says_the_pip_line(bare_python: Path) -> Non
 # Ratchets at what main reaches (issue 26 asks 25%): they may only go down. Raised
 # once from 0.374: changeImage.py carries the catalog jpeg block's walk (it judges
 # its outputs as the uploader does) and the block says the supplier's photo's way out.
-COPIES_SHARE_AT_MOST = 0.384
+COPIES_SHARE_AT_MOST = 0.383
 OWN_CODE_STARTS_BY_LINE = 266
 
 
