@@ -17,10 +17,10 @@ source's bytes (xxh3-128; SHA-256 without the xxhash package) and of the
 options: a re-run skips an output made from the same bytes with the same
 options, whatever the files' dates, and never replaces a file it did not
 write (001.jpeg beside 001.tiff from an earlier attempt is an error naming
-both and the command that converts over it, --replace-unmarked; the rest goes
-on). Only regular files really inside the images folder are read (no links
-out of it, FIFOs, devices or files over 200 MB). One run at a time per
-delivery (the folder holding images/).
+both and the command that converts over it, --replace-unmarked; the supplier's
+photo alone under an output's name, a 640x480 009.jpeg, is an error: rename it
+009.jpg; the rest goes on). Only regular files inside images/ are read (no links
+out, FIFOs, devices, files over 200 MB). One run at a time per delivery.
 
 Usage:
     ./changeImage.py [PATH ...] [--size WxH] [--fit] [--rotate DEG]
@@ -134,6 +134,7 @@ import datetime
 import errno
 import fcntl
 import functools
+import glob
 import hashlib
 import io
 import json
@@ -237,7 +238,6 @@ FIRST_TAG_FIELDS = (
 # no unpacking or copy keeps a ctime): an untouched source is not hashed again.
 SOURCE_ATTRIBUTE = "user.fruit-catalog.source"
 MARK_KEY = "fruit-catalog"  # the PNG text chunk's keyword
-JPEG_END = b"\xff\xd9"
 # Bytes per pixel of the uncompressed TIFF layouts whose strips can be merged.
 RAW_BYTES = {"RGBA": 4, "RGB": 3, "L": 1}
 # Decoding a compressed image takes about 7 times as long as reading an
@@ -813,9 +813,13 @@ def source_attribute(target: Path, digest: str) -> str:
 
 
 def whole_jpeg(path: Path) -> bool:
+    """Whether the JPEG output at path is one the uploader takes: walked with the
+    uploader's own walk (marker headers only) to its end marker, nothing after
+    it, of the size its mark gives. A mere FF D9 at the end is not enough: an
+    output with bytes appended (even a second copy of itself) ends so too."""
     with path.open("rb") as file:
-        file.seek(max(0, path.stat().st_size - len(JPEG_END)))
-        return file.read() == JPEG_END
+        size = os.fstat(file.fileno()).st_size
+        return size <= IMAGE_LIMIT and unusable_jpeg(file.read(size + 1), path) is None
 
 
 def encoded(image: Image.Image, options: Options, source: Path, made: Made) -> bytes:
@@ -1010,14 +1014,14 @@ def plan(
     tasks, and every target this run owns (done or to do)."""
     claimed: dict[Path, Path] = {}
     tasks: list[Task] = []
-    own_outputs: list[Path] = []  # files whose output would be themselves
+    own_outputs: list[tuple[Path, Path]] = []  # files whose output would be themselves
     for source, root in sources:
         work = identify(source, root, counts)
         if work is None:
             continue
         target = target_path(source, output_dir, options.suffix)
         if target.resolve() == source.resolve():
-            own_outputs.append(source)
+            own_outputs.append((source, root))
             continue
         if target in claimed:
             log.error("%s: same output %s as %s; not converted", source, target, claimed[target])
@@ -1030,8 +1034,8 @@ def plan(
             counts[Done.FAILED] += 1
             continue
         tasks.append(Task(source, root, target, work, Made() if force else made))
-    for path in own_outputs:
-        counts[own_output_kind(path, claimed, replace_unmarked)] += 1
+    for path, root in own_outputs:
+        counts[own_output_kind(path, root, claimed, replace_unmarked)] += 1
     return tasks, list(claimed)
 
 
@@ -1053,16 +1057,36 @@ def output_there(source: Path, target: Path, replace_unmarked: bool) -> Made | s
     return Made() if replace_unmarked else earlier_attempt(target, source)
 
 
-def own_output_kind(path: Path, claimed: dict[Path, Path], replace_unmarked: bool) -> Skip:
+def own_output_kind(
+    path: Path, root: Path, claimed: dict[Path, Path], replace_unmarked: bool
+) -> Skip | Done:
     """Why a file whose output would be itself (001.jpeg) is skipped: it is an
-    output (of ours, or one --replace-unmarked converts over), else not ours."""
+    output (of ours, or one --replace-unmarked converts over), else not ours;
+    failed when it is the supplier's own photo under the catalog's name with no
+    source beside it (the uploader would refuse it: the error says the way out)."""
     source = claimed.get(path)
     if output_made(path) is not None or (source and replace_unmarked):
         log.debug("skipped %s: it is already the output", path)
         return Skip.OUTPUTS
-    if source is None:  # else the error about its source names it already
-        log.info("skipped %s: not made by changeImage.py; left as it is", path)
+    if source is not None:  # the error about its source names it already
+        return Skip.NOT_OURS
+    photo = supplier_photo(path, root)
+    if photo:
+        log.error("%s", photo)
+        return Done.FAILED
+    log.info("skipped %s: not made by changeImage.py; left as it is", path)
     return Skip.NOT_OURS
+
+
+def supplier_photo(path: Path, root: Path) -> str:
+    """The catalog jpeg block's message for a supplier's photo named like a
+    catalog JPEG (009.jpeg, 640x480, no 009.tiff beside it), else ""."""
+    try:
+        content = read_delivery_file(path, root, IMAGE_LIMIT)
+    except RefusedFile:
+        return ""  # identify() read it a moment ago: gone or changed, left to the next run
+    unusable = unusable_jpeg(content, path)
+    return unusable.text if unusable and unusable.cause == PHOTO else ""
 
 
 def is_current(task: Task, options: Options) -> bool:
@@ -1651,6 +1675,16 @@ def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
         raise
 
 
+def read_delivery_file(path: Path, root: Path, limit: int) -> bytes:
+    """The bytes of a delivery file, checked as open_delivery_file does; a file that
+    grows past the limit while being read is refused too."""
+    with open_delivery_file(path, root, limit) as file:
+        content = file.read(limit + 1)
+    if len(content) > limit:
+        raise RefusedFile(f"{path}: grew over the limit of {limit} while read; not read")
+    return content
+
+
 def earlier_attempt(jpeg: Path, source: Path) -> str:
     """The one message, in every script, for a JPEG beside its source that
     changeImage.py did not write (no mark: an earlier attempt's, most likely),
@@ -1670,6 +1704,138 @@ def earlier_attempt(jpeg: Path, source: Path) -> str:
 
 
 # --- end shared block: delivery files ---
+# --- begin shared block: catalog jpeg (from blocks/catalog_jpeg.py; make blocks) ---
+CATALOG_SIZE = (600, 400)  # the lab's: a JPEG without changeImage.py's mark must have it
+JPEG_MARK = re.compile(  # changeImage.py's MARK (its first marks: SHA-256)
+    rb"fruit-catalog changeImage\.py made-from-(?:xxh3-128=[0-9a-f]{32}|sha256=[0-9a-f]{64})"
+    rb" options=[0-9a-f]{16} size=([0-9]+)x([0-9]+)"
+)
+SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
+STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
+# Where coded data ends: FF, then neither a stuffed 00, a restart, TEM nor fill FF.
+# Searched in C: a walk reads marker headers only, however long the coded data.
+CODED_DATA_END = re.compile(rb"\xff[^\x00\x01\xd0-\xd7\xff]")
+# What makes a file named like a catalog JPEG unusable (the record's photo causes):
+CUT, NOT_OURS, WRONG_SIZE = "cut", "not ours", "wrong size"
+EARLIER_ATTEMPT = "earlier attempt"  # unmarked beside its source: earlier_attempt() says it
+PHOTO = "photo"  # the supplier's own photo under the catalog's name: photo_to_convert() says it
+# The photos changeImage.py converts, by their first bytes: the name to give one.
+PHOTO_SUFFIXES = {
+    b"\xff\xd8\xff": ".jpg",
+    b"II*\x00": ".tiff",
+    b"MM\x00*": ".tiff",
+    b"\x89PNG\r\n\x1a\n": ".png",
+    b"GIF87a": ".gif",
+    b"GIF89a": ".gif",
+}
+
+
+def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes, int]:
+    """A whole JPEG's (width, height), its comments and where its end marker ends,
+    walked segment by segment and through its coded data to that marker, without
+    decoding (these scripts need no Pillow); ValueError saying what is wrong."""
+    cut = f"cut short (no end marker after {len(content)} bytes)"
+    if not content.startswith(b"\xff\xd8"):
+        raise ValueError("not a JPEG")
+    size, comments, at = None, b"", 2
+    while True:
+        if at + 2 > len(content):
+            raise ValueError(cut)
+        if content[at] != 0xFF:
+            raise ValueError(f"broken at byte {at} (no segment starts there)")
+        marker = content[at + 1]
+        if marker == 0xD9:
+            return size, comments, at + 2
+        if marker == 0xFF or marker in STANDALONE_MARKERS:
+            at += 1 if marker == 0xFF else 2
+            continue
+        length = int.from_bytes(content[at + 2 : at + 4], "big")
+        end = at + 2 + length
+        if length < 2 or end > len(content):
+            raise ValueError(cut)
+        if marker in SOF_MARKERS and length >= 7:
+            size = (
+                int.from_bytes(content[at + 7 : at + 9]),
+                int.from_bytes(content[at + 5 : at + 7]),
+            )
+        elif marker == 0xFE:
+            comments += content[at + 4 : end]
+        at = end
+        if marker == 0xDA:  # coded data: runs to the next marker that is not 00 or a restart
+            end_of_data = CODED_DATA_END.search(content, at)
+            if end_of_data is None:
+                raise ValueError(cut)
+            at = end_of_data.start()
+
+
+class Unusable(NamedTuple):
+    """Why a file named like a catalog JPEG is not one: cause (CUT, NOT_OURS,
+    WRONG_SIZE, EARLIER_ATTEMPT: decide by it) and what to say."""
+
+    cause: str
+    text: str
+
+
+def unusable_jpeg(content: bytes, path: Path) -> Unusable | None:
+    """What keeps content (the file at path) from being a catalog JPEG (None when
+    it is one): a whole JPEG ending at its end marker, of the size its
+    changeImage.py mark gives, or 600x400 without a mark, and then only with no
+    source beside it (001.jpeg beside 001.tiff without the mark is an earlier
+    attempt's, the one message of earlier_attempt()). Any other photo without a
+    mark and without a source beside it is the supplier's own, named like an
+    output (009.jpeg, 640x480): photo_to_convert() says the way out."""
+    try:
+        size, comments, end = jpeg_layout(content)
+    except ValueError as error:
+        is_other_photo = not content.startswith(b"\xff\xd8") and photo_suffix(content)
+        if is_other_photo and not sources_beside(path):  # a TIFF named 005.jpeg
+            return Unusable(PHOTO, photo_to_convert(content, path))
+        return Unusable(CUT, f"not a whole JPEG: {error}")
+    mark = JPEG_MARK.search(comments)
+    sources = [] if mark else sources_beside(path)
+    if end < len(content):
+        if not (mark or sources):
+            return Unusable(PHOTO, photo_to_convert(content, path))
+        extra = len(content) - end
+        return Unusable(
+            NOT_OURS, f"{extra} bytes after the JPEG's end marker (not changeImage.py's)"
+        )
+    if sources:
+        return Unusable(EARLIER_ATTEMPT, earlier_attempt(path, sources[0]))
+    expected = (int(mark[1]), int(mark[2])) if mark else CATALOG_SIZE
+    if size != expected:
+        if not mark and size is not None:
+            return Unusable(PHOTO, photo_to_convert(content, path))
+        shown = "no frame" if size is None else f"{size[0]}x{size[1]}"
+        whose = "its changeImage.py mark says" if mark else "a catalog JPEG is"
+        return Unusable(WRONG_SIZE, f"{shown} pixels where {whose} {expected[0]}x{expected[1]}")
+    return None
+
+
+def photo_suffix(content: bytes) -> str:
+    """The extension of a photo changeImage.py converts (".jpg" for a JPEG), by
+    its first bytes; "" for anything else."""
+    return next((s for magic, s in PHOTO_SUFFIXES.items() if content.startswith(magic)), "")
+
+
+def photo_to_convert(content: bytes, path: Path) -> str:
+    """The one message, in every script, for the supplier's own photo named like a
+    catalog JPEG with no source beside it, with the way out: changeImage.py names
+    its outputs by stem, so renamed as what it is the photo converts to path."""
+    renamed = path.stem + (photo_suffix(content) or ".jpg")
+    return (
+        f"{path.name} is a photo under the catalog's name, not made by changeImage.py:"
+        f" rename it {renamed} and run ./changeImage.py to convert it"
+    )
+
+
+def sources_beside(path: Path) -> list[Path]:
+    """The other files of path's stem in its folder (001.tiff beside 001.jpeg)."""
+    beside = path.parent.glob(glob.escape(path.stem) + ".*")
+    return sorted(p for p in beside if p.name != path.name and p.stem == path.stem)
+
+
+# --- end shared block: catalog jpeg ---
 # --- begin shared block: files (from blocks/files.py; make blocks) ---
 def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
     """path holds data, whole, or keeps what it held: a temporary file beside it,

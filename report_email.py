@@ -491,6 +491,9 @@ ADVICE: dict[str, Texts] = {
     "earlier_attempt": Texts(
         OUR_SIDE, "failed", "a file of an earlier attempt of ours was in the way of its photo", OURS
     ),
+    "photo_to_convert": Texts(
+        OUR_SIDE, "failed", "its photo {image} had not been converted for our catalog yet", OURS
+    ),
     "photo_not_in_store": Texts(
         OUR_SIDE, "failed", "its photo had not reached our store yet", OURS
     ),

@@ -17,7 +17,9 @@ a private folder makes the second wait, then find it there.
 Catalog JPEGs are what changeImage.py writes: files named `<stem>.jpeg`, whole
 (walked to their end marker, nothing after it), of the size in changeImage.py's
 mark (600x400 without one); any other fails by name, and an unmarked one beside
-its source is an earlier attempt's (the one command that resolves it is said).
+its source is an earlier attempt's (the one command that resolves it is said);
+the supplier's own photo alone under that name (009.jpeg, 640x480) is told to
+be renamed 009.jpg and converted, as changeImage.py says.
 Supplier originals (`014.jpg`, TIFFs, ...), hidden and macOS `._*` files are
 never uploaded. A picture the store already serves is not sent again. An
 upload whose answer was lost is never sent again blindly: GRACE seconds later
@@ -184,9 +186,13 @@ class Problem(StrEnum):
     NOT_JPEG = "not_jpeg"
     UNUSABLE = "photo_unusable"  # cut, bytes after its end, or the wrong size
     EARLIER_ATTEMPT = "earlier_attempt"  # earlier_attempt() says it
+    PHOTO_TO_CONVERT = "photo_to_convert"  # the supplier's photo: photo_to_convert() says it
     STORE_REFUSED = "store_refused"  # the store answered with an error
     RENAMED = "renamed_by_store"  # the store keeps uploads under names of its own
     BUSY = "sent_by_another_run"  # another run on this machine kept sending it past the wait
+
+
+SAID_BY_BLOCK = (Problem.EARLIER_ATTEMPT, Problem.PHOTO_TO_CONVERT)  # its text names the file
 
 
 class Unfit(Exception):
@@ -222,13 +228,15 @@ def catalog_jpeg(path: Path, root: Path) -> bytes:
     """The bytes of a catalog JPEG: read as untrusted input, and whole to its end
     marker (nothing after it leaves the machine); RefusedFile or Unfit, else."""
     content = read_delivery_file(path, root, IMAGE_LIMIT)
-    if not content.startswith(JPEG_MAGIC):
-        raise Unfit(Problem.NOT_JPEG, f"{path}: not a JPEG; not uploaded")
     unusable = unusable_jpeg(content, path)
     if unusable is None:
         return content
     if unusable.cause == EARLIER_ATTEMPT:
         raise Unfit(Problem.EARLIER_ATTEMPT, unusable.text)
+    if unusable.cause == PHOTO:
+        raise Unfit(Problem.PHOTO_TO_CONVERT, unusable.text)
+    if not content.startswith(JPEG_MAGIC):
+        raise Unfit(Problem.NOT_JPEG, f"{path}: not a JPEG; not uploaded")
     sources = sources_beside(path)
     again = (
         f"remove it and run ./changeImage.py to convert {sources[0].name} again"
@@ -276,8 +284,9 @@ def uploaded_names(entries: list[dict], store: str) -> dict[str, str]:
 
 
 def said(image: Image) -> str:
-    """An image's error line: its file's name, then why (earlier_attempt() names it)."""
-    if image.problem == Problem.EARLIER_ATTEMPT:
+    """An image's error line: its file's name, then why (the catalog jpeg block's
+    messages name it)."""
+    if image.problem in SAID_BY_BLOCK:
         return image.reason
     return f"{image.path.name}: {image.reason}"
 
@@ -1265,10 +1274,22 @@ JPEG_MARK = re.compile(  # changeImage.py's MARK (its first marks: SHA-256)
 )
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
 STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
-IN_CODED_DATA = STANDALONE_MARKERS | {0x00, 0xFF}  # after FF in coded data: not its end
+# Where coded data ends: FF, then neither a stuffed 00, a restart, TEM nor fill FF.
+# Searched in C: a walk reads marker headers only, however long the coded data.
+CODED_DATA_END = re.compile(rb"\xff[^\x00\x01\xd0-\xd7\xff]")
 # What makes a file named like a catalog JPEG unusable (the record's photo causes):
 CUT, NOT_OURS, WRONG_SIZE = "cut", "not ours", "wrong size"
 EARLIER_ATTEMPT = "earlier attempt"  # unmarked beside its source: earlier_attempt() says it
+PHOTO = "photo"  # the supplier's own photo under the catalog's name: photo_to_convert() says it
+# The photos changeImage.py converts, by their first bytes: the name to give one.
+PHOTO_SUFFIXES = {
+    b"\xff\xd8\xff": ".jpg",
+    b"II*\x00": ".tiff",
+    b"MM\x00*": ".tiff",
+    b"\x89PNG\r\n\x1a\n": ".png",
+    b"GIF87a": ".gif",
+    b"GIF89a": ".gif",
+}
 
 
 def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes, int]:
@@ -1303,13 +1324,10 @@ def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes, int]:
             comments += content[at + 4 : end]
         at = end
         if marker == 0xDA:  # coded data: runs to the next marker that is not 00 or a restart
-            while True:
-                at = content.find(b"\xff", at)
-                if at < 0 or at + 1 >= len(content):
-                    raise ValueError(cut)
-                if content[at + 1] not in IN_CODED_DATA:
-                    break
-                at += 1 if content[at + 1] == 0xFF else 2
+            end_of_data = CODED_DATA_END.search(content, at)
+            if end_of_data is None:
+                raise ValueError(cut)
+            at = end_of_data.start()
 
 
 class Unusable(NamedTuple):
@@ -1325,26 +1343,52 @@ def unusable_jpeg(content: bytes, path: Path) -> Unusable | None:
     it is one): a whole JPEG ending at its end marker, of the size its
     changeImage.py mark gives, or 600x400 without a mark, and then only with no
     source beside it (001.jpeg beside 001.tiff without the mark is an earlier
-    attempt's, the one message of earlier_attempt())."""
+    attempt's, the one message of earlier_attempt()). Any other photo without a
+    mark and without a source beside it is the supplier's own, named like an
+    output (009.jpeg, 640x480): photo_to_convert() says the way out."""
     try:
         size, comments, end = jpeg_layout(content)
     except ValueError as error:
+        is_other_photo = not content.startswith(b"\xff\xd8") and photo_suffix(content)
+        if is_other_photo and not sources_beside(path):  # a TIFF named 005.jpeg
+            return Unusable(PHOTO, photo_to_convert(content, path))
         return Unusable(CUT, f"not a whole JPEG: {error}")
+    mark = JPEG_MARK.search(comments)
+    sources = [] if mark else sources_beside(path)
     if end < len(content):
+        if not (mark or sources):
+            return Unusable(PHOTO, photo_to_convert(content, path))
         extra = len(content) - end
         return Unusable(
             NOT_OURS, f"{extra} bytes after the JPEG's end marker (not changeImage.py's)"
         )
-    mark = JPEG_MARK.search(comments)
-    sources = [] if mark else sources_beside(path)
     if sources:
         return Unusable(EARLIER_ATTEMPT, earlier_attempt(path, sources[0]))
     expected = (int(mark[1]), int(mark[2])) if mark else CATALOG_SIZE
     if size != expected:
+        if not mark and size is not None:
+            return Unusable(PHOTO, photo_to_convert(content, path))
         shown = "no frame" if size is None else f"{size[0]}x{size[1]}"
         whose = "its changeImage.py mark says" if mark else "a catalog JPEG is"
         return Unusable(WRONG_SIZE, f"{shown} pixels where {whose} {expected[0]}x{expected[1]}")
     return None
+
+
+def photo_suffix(content: bytes) -> str:
+    """The extension of a photo changeImage.py converts (".jpg" for a JPEG), by
+    its first bytes; "" for anything else."""
+    return next((s for magic, s in PHOTO_SUFFIXES.items() if content.startswith(magic)), "")
+
+
+def photo_to_convert(content: bytes, path: Path) -> str:
+    """The one message, in every script, for the supplier's own photo named like a
+    catalog JPEG with no source beside it, with the way out: changeImage.py names
+    its outputs by stem, so renamed as what it is the photo converts to path."""
+    renamed = path.stem + (photo_suffix(content) or ".jpg")
+    return (
+        f"{path.name} is a photo under the catalog's name, not made by changeImage.py:"
+        f" rename it {renamed} and run ./changeImage.py to convert it"
+    )
 
 
 def sources_beside(path: Path) -> list[Path]:

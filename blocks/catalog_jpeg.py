@@ -25,10 +25,22 @@ JPEG_MARK = re.compile(  # changeImage.py's MARK (its first marks: SHA-256)
 )
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
 STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
-IN_CODED_DATA = STANDALONE_MARKERS | {0x00, 0xFF}  # after FF in coded data: not its end
+# Where coded data ends: FF, then neither a stuffed 00, a restart, TEM nor fill FF.
+# Searched in C: a walk reads marker headers only, however long the coded data.
+CODED_DATA_END = re.compile(rb"\xff[^\x00\x01\xd0-\xd7\xff]")
 # What makes a file named like a catalog JPEG unusable (the record's photo causes):
 CUT, NOT_OURS, WRONG_SIZE = "cut", "not ours", "wrong size"
 EARLIER_ATTEMPT = "earlier attempt"  # unmarked beside its source: earlier_attempt() says it
+PHOTO = "photo"  # the supplier's own photo under the catalog's name: photo_to_convert() says it
+# The photos changeImage.py converts, by their first bytes: the name to give one.
+PHOTO_SUFFIXES = {
+    b"\xff\xd8\xff": ".jpg",
+    b"II*\x00": ".tiff",
+    b"MM\x00*": ".tiff",
+    b"\x89PNG\r\n\x1a\n": ".png",
+    b"GIF87a": ".gif",
+    b"GIF89a": ".gif",
+}
 
 
 def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes, int]:
@@ -63,13 +75,10 @@ def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes, int]:
             comments += content[at + 4 : end]
         at = end
         if marker == 0xDA:  # coded data: runs to the next marker that is not 00 or a restart
-            while True:
-                at = content.find(b"\xff", at)
-                if at < 0 or at + 1 >= len(content):
-                    raise ValueError(cut)
-                if content[at + 1] not in IN_CODED_DATA:
-                    break
-                at += 1 if content[at + 1] == 0xFF else 2
+            end_of_data = CODED_DATA_END.search(content, at)
+            if end_of_data is None:
+                raise ValueError(cut)
+            at = end_of_data.start()
 
 
 class Unusable(NamedTuple):
@@ -85,26 +94,52 @@ def unusable_jpeg(content: bytes, path: Path) -> Unusable | None:
     it is one): a whole JPEG ending at its end marker, of the size its
     changeImage.py mark gives, or 600x400 without a mark, and then only with no
     source beside it (001.jpeg beside 001.tiff without the mark is an earlier
-    attempt's, the one message of earlier_attempt())."""
+    attempt's, the one message of earlier_attempt()). Any other photo without a
+    mark and without a source beside it is the supplier's own, named like an
+    output (009.jpeg, 640x480): photo_to_convert() says the way out."""
     try:
         size, comments, end = jpeg_layout(content)
     except ValueError as error:
+        is_other_photo = not content.startswith(b"\xff\xd8") and photo_suffix(content)
+        if is_other_photo and not sources_beside(path):  # a TIFF named 005.jpeg
+            return Unusable(PHOTO, photo_to_convert(content, path))
         return Unusable(CUT, f"not a whole JPEG: {error}")
+    mark = JPEG_MARK.search(comments)
+    sources = [] if mark else sources_beside(path)
     if end < len(content):
+        if not (mark or sources):
+            return Unusable(PHOTO, photo_to_convert(content, path))
         extra = len(content) - end
         return Unusable(
             NOT_OURS, f"{extra} bytes after the JPEG's end marker (not changeImage.py's)"
         )
-    mark = JPEG_MARK.search(comments)
-    sources = [] if mark else sources_beside(path)
     if sources:
         return Unusable(EARLIER_ATTEMPT, earlier_attempt(path, sources[0]))
     expected = (int(mark[1]), int(mark[2])) if mark else CATALOG_SIZE
     if size != expected:
+        if not mark and size is not None:
+            return Unusable(PHOTO, photo_to_convert(content, path))
         shown = "no frame" if size is None else f"{size[0]}x{size[1]}"
         whose = "its changeImage.py mark says" if mark else "a catalog JPEG is"
         return Unusable(WRONG_SIZE, f"{shown} pixels where {whose} {expected[0]}x{expected[1]}")
     return None
+
+
+def photo_suffix(content: bytes) -> str:
+    """The extension of a photo changeImage.py converts (".jpg" for a JPEG), by
+    its first bytes; "" for anything else."""
+    return next((s for magic, s in PHOTO_SUFFIXES.items() if content.startswith(magic)), "")
+
+
+def photo_to_convert(content: bytes, path: Path) -> str:
+    """The one message, in every script, for the supplier's own photo named like a
+    catalog JPEG with no source beside it, with the way out: changeImage.py names
+    its outputs by stem, so renamed as what it is the photo converts to path."""
+    renamed = path.stem + (photo_suffix(content) or ".jpg")
+    return (
+        f"{path.name} is a photo under the catalog's name, not made by changeImage.py:"
+        f" rename it {renamed} and run ./changeImage.py to convert it"
+    )
 
 
 def catalog_jpeg_problem(content: bytes, path: Path) -> str:

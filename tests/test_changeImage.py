@@ -354,13 +354,27 @@ def test_an_output_made_with_other_options_is_made_again(tmp_path, caplog):
     assert "1 up to date" in caplog.records[-1].getMessage()
 
 
-def test_an_output_of_ours_cut_short_is_made_again(tmp_path):
+SPOILED_OUTPUTS = [  # id, what becomes of an output of ours: each the uploader refuses
+    ("cut short", lambda whole: whole[:3000]),
+    ("an end marker appended", lambda whole: whole + b"\xff\xd9"),
+    ("twice itself", lambda whole: whole + whole),
+    ("junk after its end", lambda whole: whole + bytes(range(256)) * 400),
+]
+
+
+@pytest.mark.parametrize("spoil", [pytest.param(spoil, id=id_) for id_, spoil in SPOILED_OUTPUTS])
+def test_an_output_of_ours_the_uploader_would_refuse_is_made_again(tmp_path, caplog, spoil):
+    """Judged whole by the uploader's own walk (the catalog jpeg block), not by its
+    last two bytes."""
     marked().save(tmp_path / "a.tiff")
     assert convert(tmp_path) == 0
     whole = (tmp_path / "a.jpeg").read_bytes()
-    (tmp_path / "a.jpeg").write_bytes(whole[:3000])
+    (tmp_path / "a.jpeg").write_bytes(spoil(whole))
+    assert changeImage.unusable_jpeg((tmp_path / "a.jpeg").read_bytes(), tmp_path / "a.jpeg")
     assert convert(tmp_path) == 0
+    assert caplog.records[-1].getMessage().startswith("converted 1, ")
     assert (tmp_path / "a.jpeg").read_bytes() == whole
+    assert changeImage.unusable_jpeg(whole, tmp_path / "a.jpeg") is None
 
 
 @pytest.mark.parametrize("image_format", ["JPEG", "PNG", "WEBP", "TIFF"])
@@ -438,6 +452,49 @@ def test_replace_unmarked_never_replaces_a_folder(tmp_path, caplog):
     assert convert(tmp_path, "--replace-unmarked") == 1
     assert f"{tmp_path / '001.jpeg'} is a folder; not replaced" in caplog.text
     assert (tmp_path / "001.jpeg").is_dir()
+
+
+def suppliers_jpeg_with_junk(path: Path) -> None:
+    Image.new("RGB", (600, 400), RED).save(path, "JPEG")
+    path.write_bytes(path.read_bytes() + b"motion photo" * 100)
+
+
+SUPPLIERS_OWN_PHOTOS = [  # id, how 009.jpeg is made (no 009.* beside it), the name it needs
+    ("jpeg-640x480", lambda path: Image.new("RGB", (640, 480), RED).save(path, "JPEG"), "009.jpg"),
+    ("tiff-data", lambda path: Image.new("RGB", (640, 480), RED).save(path, "TIFF"), "009.tiff"),
+    ("png-data", lambda path: Image.new("RGB", (640, 480), RED).save(path, "PNG"), "009.png"),
+    ("jpeg-with-junk-after-its-end", suppliers_jpeg_with_junk, "009.jpg"),
+]
+
+
+@pytest.mark.parametrize(
+    "make, renamed", [pytest.param(*row[1:], id=row[0]) for row in SUPPLIERS_OWN_PHOTOS]
+)
+def test_the_suppliers_own_photo_under_the_catalogs_name_says_a_way_out_that_works(
+    tmp_path, caplog, make, renamed
+):
+    """The uploader refuses it, so it is one error naming it and the way out (exit
+    1; the others convert); taken, the way out makes it a catalog JPEG."""
+    make(tmp_path / "009.jpeg")
+    marked().save(tmp_path / "001.tiff")
+    theirs = (tmp_path / "009.jpeg").read_bytes()
+    assert convert(tmp_path) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [
+        "009.jpeg is a photo under the catalog's name, not made by changeImage.py:"
+        f" rename it {renamed} and run ./changeImage.py to convert it"
+    ]
+    assert errors[0] == changeImage.unusable_jpeg(theirs, tmp_path / "009.jpeg").text
+    assert (tmp_path / "009.jpeg").read_bytes() == theirs
+    assert_catalog_jpeg(tmp_path / "001.jpeg")
+    assert caplog.records[-1].getMessage() == "converted 1, skipped 0, failed 1"
+    (tmp_path / "009.jpeg").rename(tmp_path / renamed)
+    assert convert(tmp_path) == 0
+    assert_catalog_jpeg(tmp_path / "009.jpeg")
+    assert (
+        changeImage.unusable_jpeg((tmp_path / "009.jpeg").read_bytes(), tmp_path / "009.jpeg")
+        is None
+    )
 
 
 def test_a_jpeg_of_the_suppliers_alone_is_left_as_it_is(tmp_path, caplog):

@@ -13,6 +13,7 @@ import pytest
 from django.core.exceptions import SuspiciousFileOperation
 from django.utils.text import get_valid_filename
 
+import changeImage
 import run
 import supplier_image_upload
 
@@ -151,14 +152,23 @@ def test_the_scripts_need_only_requests_not_django():
     assert shown.stdout.strip() == "[]", shown.stderr
 
 
-def whole_jpeg() -> bytes:
+def whole_jpeg(mark: str = "") -> bytes:
     from io import BytesIO
 
     from PIL import Image
 
     buffer = BytesIO()
-    Image.new("RGB", (600, 400), "green").save(buffer, "JPEG")
+    Image.new("RGB", (600, 400), "green").save(buffer, "JPEG", comment=mark)
     return buffer.getvalue()
+
+
+OURS = (  # changeImage.py's mark of a 600x400 output
+    "fruit-catalog changeImage.py made-from-sha256="
+    + "0" * 64
+    + " options="
+    + "1" * 16
+    + " size=600x400"
+)
 
 
 @pytest.mark.parametrize(
@@ -169,6 +179,8 @@ def whole_jpeg() -> bytes:
         ("one byte after its end", lambda jpeg: jpeg + b"\0", "not ours"),
         ("100 KB after its end", lambda jpeg: jpeg + b"junk" * 25600, "not ours"),
         ("a second picture after it", lambda jpeg: jpeg + jpeg, "not ours"),
+        # without a mark and without a source beside it: the supplier's own photo
+        ("the supplier's, bytes after its end", lambda _: whole_jpeg() + b"\0", "photo"),
     ],
 )
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.__name__)
@@ -176,8 +188,37 @@ def test_only_a_jpeg_that_ends_at_its_end_marker_is_a_catalog_jpeg(
     script, tmp_path, case, change, cause
 ):
     path = tmp_path / "007.jpeg"
-    found = script.unusable_jpeg(change(whole_jpeg()), path)
+    found = script.unusable_jpeg(change(whole_jpeg(OURS)), path)
     assert (found.cause if found else None) == cause, case
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"progressive": True},
+        {"restart_marker_blocks": 1},
+        {"progressive": True, "restart_marker_rows": 2},
+    ],
+    ids=["baseline", "progressive", "a restart every block", "progressive with restarts"],
+)
+@pytest.mark.parametrize("script", [*SCRIPTS, changeImage], ids=lambda s: s.__name__)
+def test_the_walk_finds_the_end_of_noisy_coded_data(script, tmp_path, params):
+    """Noise puts stuffed FF 00 bytes all through the coded data, restarts put FF Dn
+    in it, a progressive JPEG has a scan after a scan: the walk ends at the end
+    marker all the same, and only there."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    noise = Image.frombytes("RGB", (600, 400), random.Random(7).randbytes(600 * 400 * 3))
+    buffer = BytesIO()
+    noise.save(buffer, "JPEG", comment=OURS, **params)
+    jpeg = buffer.getvalue()
+    assert script.jpeg_layout(jpeg)[::2] == ((600, 400), len(jpeg))
+    assert script.unusable_jpeg(jpeg, tmp_path / "007.jpeg") is None
+    assert script.unusable_jpeg(jpeg[:-2], tmp_path / "007.jpeg").cause == "cut"
+    assert script.unusable_jpeg(jpeg + b"\xff", tmp_path / "007.jpeg").cause == "not ours"
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.__name__)

@@ -332,6 +332,16 @@ SUPPLIER_CASES = [
         "nothing on your side: we import it again",
     ),
     (
+        "photo-to-convert",
+        "failed",
+        "photo_to_convert",
+        {"image": "003.jpeg"},
+        "003.jpeg is a photo under the catalog's name, not made by changeImage.py: rename it"
+        " 003.jpg and run ./changeImage.py to convert it",
+        "its photo 003.jpeg had not been converted for our catalog yet",
+        "nothing on your side: we import it again",
+    ),
+    (
         "photo-not-in-store",
         "failed",
         "photo_not_in_store",

@@ -582,6 +582,20 @@ def test_an_earlier_attempts_jpeg_beside_its_tiff_names_the_one_way_out(
     )
 
 
+def test_the_suppliers_own_photo_under_the_catalogs_name_says_the_way_out(
+    store, tmp_path, catalog, logged_errors
+):
+    """The line changeImage.py and the uploader give (the catalog jpeg block's)."""
+    data = catalog(tmp_path / "supplier-data", ["001"])
+    new_image((640, 480)).save(data / "images" / "001.jpeg", "PNG")
+    assert import_(store, data) == 1
+    assert logged_errors() == [
+        "Fruit 1 of delivery 0 (001.txt): 001.jpeg is a photo under the catalog's name,"
+        " not made by changeImage.py: rename it 001.png and run ./changeImage.py to convert it"
+    ]
+    assert store.catalog.fruits() == []
+
+
 # -- the record as data: a code per problem -----------------------------------------------
 
 
@@ -656,6 +670,28 @@ def test_two_files_of_one_name_say_which_other_file(tmp_path):
     ]
 
 
+def new_image(size: tuple[int, int]):
+    from PIL import Image
+
+    return Image.new("RGB", size, "green")
+
+
+# changeImage.py's mark for a 600x400 output (a JPEG comment)
+MARK_600X400 = (
+    "fruit-catalog changeImage.py made-from-sha256="
+    + "0" * 64
+    + " options="
+    + "1" * 16
+    + " size=600x400"
+)
+
+
+def marked_with_junk_after_its_end(jpeg: Path) -> None:
+    """An output of ours (the mark) with bytes appended: the supplier's photo is not."""
+    new_image((600, 400)).save(jpeg, "JPEG", comment=MARK_600X400)
+    jpeg.write_bytes(jpeg.read_bytes() + b"junk" * 25_000)
+
+
 @pytest.mark.parametrize(
     "id_, spoil, problem, details",
     [
@@ -668,15 +704,27 @@ def test_two_files_of_one_name_say_which_other_file(tmp_path):
         ),
         (
             "bytes after its end",
-            lambda jpeg: jpeg.write_bytes(jpeg.read_bytes() + b"junk" * 25_000),
+            marked_with_junk_after_its_end,
             "photo_unusable",
             {"image": "001.jpeg", "cause": "not ours"},
         ),
         (
             "wrong size",
-            lambda jpeg: __import__("PIL.Image").Image.new("RGB", (60, 40)).save(jpeg, "JPEG"),
+            lambda jpeg: new_image((60, 40)).save(jpeg, "JPEG", comment=MARK_600X400),
             "photo_unusable",
             {"image": "001.jpeg", "cause": "wrong size"},
+        ),
+        (
+            "the supplier's own jpeg",
+            lambda jpeg: new_image((640, 480)).save(jpeg, "JPEG"),
+            "photo_to_convert",
+            {"image": "001.jpeg"},
+        ),
+        (
+            "the supplier's own tiff",
+            lambda jpeg: new_image((640, 480)).save(jpeg, "TIFF"),
+            "photo_to_convert",
+            {"image": "001.jpeg"},
         ),
     ],
 )

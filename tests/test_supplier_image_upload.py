@@ -398,51 +398,80 @@ def marked_300x200(path: Path) -> None:
     Image.new("RGB", (300, 200), "red").save(path, comment=mark)
 
 
+def marked_with_junk_after_its_end(path: Path) -> None:
+    mark = MARK.format(digest="0" * 64, options="1" * 16, size="600x400")
+    Image.new("RGB", (600, 400), "red").save(path, comment=mark)
+    junk_after_its_end(path)
+
+
+def suppliers_tiff(path: Path) -> None:
+    Image.new("RGB", (640, 480), "red").save(path, "TIFF")
+
+
+def suppliers_png(path: Path) -> None:
+    Image.new("RGB", (640, 480), "red").save(path, "PNG")
+
+
+def unmarked_with_junk_after_its_end(path: Path) -> None:
+    Image.new("RGB", (600, 400), "red").save(path)
+    junk_after_its_end(path)
+
+
 NO_SOURCE = "no source beside it to convert again: ask the supplier for the photo"
-NOT_CATALOG_JPEGS = [
+
+
+def photo_to_rename(renamed: str) -> str:
+    """The catalog jpeg block's line, in every script, for the supplier's own photo."""
+    return (
+        "007.jpeg is a photo under the catalog's name, not made by changeImage.py:"
+        f" rename it {renamed} and run ./changeImage.py to convert it"
+    )
+
+
+NOT_CATALOG_JPEGS = [  # id, change to 007.jpeg, the error line ("": uploaded)
     (
         "truncated",
         cut_to_3000,
-        "not a whole JPEG: cut short (no end marker after 3000 bytes); not uploaded: " + NO_SOURCE,
+        "007.jpeg: not a whole JPEG: cut short (no end marker after 3000 bytes); not uploaded: "
+        + NO_SOURCE,
     ),
     (
         "truncated-beside-its-tiff",
         cut_beside_its_tiff,
-        "not a whole JPEG: cut short (no end marker after 3000 bytes); not uploaded:"
+        "007.jpeg: not a whole JPEG: cut short (no end marker after 3000 bytes); not uploaded:"
         " remove it and run ./changeImage.py to convert 007.tiff again",
     ),
     (
         "100-KB-after-its-end-marker",
-        junk_after_its_end,
-        "102400 bytes after the JPEG's end marker (not changeImage.py's); not uploaded: "
+        marked_with_junk_after_its_end,
+        "007.jpeg: 102400 bytes after the JPEG's end marker (not changeImage.py's); not uploaded: "
         + NO_SOURCE,
     ),
-    (
-        "unmarked-640x480",
-        suppliers_640x480,
-        "640x480 pixels where a catalog JPEG is 600x400; not uploaded: " + NO_SOURCE,
-    ),
+    ("suppliers-640x480-jpeg", suppliers_640x480, photo_to_rename("007.jpg")),
+    ("suppliers-tiff-data", suppliers_tiff, photo_to_rename("007.tiff")),
+    ("suppliers-png-data", suppliers_png, photo_to_rename("007.png")),
+    ("suppliers-jpeg-with-junk", unmarked_with_junk_after_its_end, photo_to_rename("007.jpg")),
     (
         "mark-disagrees",
         marked_600x400_but_640x480,
-        "640x480 pixels where its changeImage.py mark says 600x400; not uploaded: " + NO_SOURCE,
+        "007.jpeg: 640x480 pixels where its changeImage.py mark says 600x400; not uploaded: "
+        + NO_SOURCE,
     ),
     ("marked-300x200", marked_300x200, ""),
 ]
 
 
 @pytest.mark.parametrize(
-    "change, problem", [pytest.param(*case[1:], id=case[0]) for case in NOT_CATALOG_JPEGS]
+    "change, error", [pytest.param(*case[1:], id=case[0]) for case in NOT_CATALOG_JPEGS]
 )
 def test_only_whole_catalog_jpegs_are_uploaded(
-    store, tmp_path, catalog, logged_errors, change, problem
+    store, tmp_path, catalog, logged_errors, change, error
 ):
     images = catalog(tmp_path / "supplier-data", [f"{n:03d}" for n in range(1, 13)]) / "images"
     change(images / "007.jpeg")
-    assert upload(store, images) == (1 if problem else 0)
-    if problem:
-        assert logged_errors() == [f"007.jpeg: {problem}"]
-    names = [f"{n:03d}.jpeg" for n in range(1, 13) if n != 7 or not problem]
+    assert upload(store, images) == (1 if error else 0)
+    assert logged_errors() == ([error] if error else [])
+    names = [f"{n:03d}.jpeg" for n in range(1, 13) if n != 7 or not error]
     assert list(stored(store)) == names
 
 
