@@ -598,13 +598,6 @@ class BadImage(Exception):
 
 
 @contextlib.contextmanager
-def opened_source(path: Path, root: Path) -> Iterator[Image.Image]:
-    """The image in a delivery file, read through the descriptor that was checked."""
-    with open_delivery_file(path, root, IMAGE_LIMIT) as file, image_in(file) as image:
-        yield image
-
-
-@contextlib.contextmanager
 def image_in(file: BinaryIO) -> Iterator[Image.Image]:
     """The image in a checked delivery file. Pillow memory-maps an uncompressed
     image only when it is given a file name, so it gets /proc/self/fd/N: a name

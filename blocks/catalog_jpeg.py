@@ -142,12 +142,6 @@ def photo_to_convert(content: bytes, path: Path) -> str:
     )
 
 
-def catalog_jpeg_problem(content: bytes, path: Path) -> str:
-    """unusable_jpeg()'s text, "" for a catalog JPEG."""
-    problem = unusable_jpeg(content, path)
-    return problem.text if problem else ""
-
-
 def sources_beside(path: Path) -> list[Path]:
     """The other files of path's stem in its folder (001.tiff beside 001.jpeg)."""
     beside = path.parent.glob(glob.escape(path.stem) + ".*")

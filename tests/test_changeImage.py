@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -809,9 +810,20 @@ def test_transparent_band_over_red_stays_white_in_a_large_tiff(tmp_path, compres
     assert_colour_near(out.getpixel((300, 2)), WHITE, 8)
 
 
+@contextlib.contextmanager
+def opened_source(path: Path, root: Path):
+    """The source as a conversion opens it: through the checked descriptor."""
+    limit = changeImage.IMAGE_LIMIT
+    with (
+        changeImage.open_delivery_file(path, root, limit) as file,
+        changeImage.image_in(file) as image,
+    ):
+        yield image
+
+
 def test_single_strip_tiff_is_memory_mapped_through_the_checked_descriptor(tmp_path):
     textured((300, 200)).save(tmp_path / "a.tiff")
-    with changeImage.opened_source(tmp_path / "a.tiff", tmp_path) as image:
+    with opened_source(tmp_path / "a.tiff", tmp_path) as image:
         image.load()
         assert image.filename.startswith("/proc/self/fd/")
         assert image.map is not None
@@ -820,7 +832,7 @@ def test_single_strip_tiff_is_memory_mapped_through_the_checked_descriptor(tmp_p
 def test_the_checked_file_is_the_one_read_even_if_swapped(tmp_path):
     Image.new("RGBA", (300, 200), (*RED, 255)).save(tmp_path / "a.tiff")
     Image.new("RGBA", (300, 200), (*GREEN, 255)).save(tmp_path / "swap.tiff")
-    with changeImage.opened_source(tmp_path / "a.tiff", tmp_path) as image:
+    with opened_source(tmp_path / "a.tiff", tmp_path) as image:
         os.replace(tmp_path / "swap.tiff", tmp_path / "a.tiff")  # after the checks
         image.load()
         assert image.getpixel((5, 5)) == (*RED, 255)
@@ -830,7 +842,7 @@ def test_the_checked_file_is_the_one_read_even_if_swapped(tmp_path):
 def test_strips_stored_back_to_back_are_read_as_one_mapped_block(tmp_path, mode):
     image = textured((301, 203), mode)
     image.save(tmp_path / "a.tiff", tiffinfo={278: 5})
-    with changeImage.opened_source(tmp_path / "a.tiff", tmp_path) as opened_image:
+    with opened_source(tmp_path / "a.tiff", tmp_path) as opened_image:
         assert len(opened_image.tile) == 1
         opened_image.load()
         assert ImageChops.difference(opened_image.convert(mode), image).getbbox() is None
