@@ -66,9 +66,9 @@ def shared(name: str, value: object) -> object:
     """The process's one `name`, set by the first copy of the blocks to ask: a script
     and the helpers it imports share the stop state and the missing packages."""
     import sys
-    import types
 
-    state = sys.modules.setdefault("fruit_catalog_shared", types.ModuleType("shared"))
+    # type(sys) is the module type: `import types` would be an import in the prologue.
+    state = sys.modules.setdefault("fruit_catalog_shared", type(sys)("shared"))
     return vars(state).setdefault(name, value)
 
 
@@ -87,6 +87,7 @@ def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
     for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
         if _signal.getsignal(sig) != _signal.SIG_IGN:
             _signal.signal(sig, stop)
+    shared("early stop", stop)  # after: guarded() knows the script's own run by it
 
 
 def missing_packages() -> list[str]:
@@ -1486,8 +1487,11 @@ def guarded(
         say(f"unexpected {type(error).__name__}" + (f": {first}" if first else ""))
         return failed
     finally:
+        # A script's run is over: a stop while Python shuts down is ignored (SIG_IGN
+        # outlives finalization; the default would kill the finished run, -15).
+        early = shared("early stop", None)
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if early and handler is early else handler)
 
 
 # --- end shared block: cli ---

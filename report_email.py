@@ -64,6 +64,16 @@ from __future__ import annotations
 
 
 # --- begin shared block: early stop (from blocks/early_stop.py; make blocks) ---
+def shared(name: str, value: object) -> object:
+    """The process's one `name`, set by the first copy of the blocks to ask: a script
+    and the helpers it imports share the stop state and the missing packages."""
+    import sys
+
+    # type(sys) is the module type: `import types` would be an import in the prologue.
+    state = sys.modules.setdefault("fruit_catalog_shared", type(sys)("shared"))
+    return vars(state).setdefault(name, value)
+
+
 def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
     """Until the guard takes over, a stop signal is one line on fd and `status`, however
     early; a signal ignored at start (nohup, `trap '' HUP`) stays ignored."""
@@ -79,6 +89,7 @@ def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
     for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
         if _signal.getsignal(sig) != _signal.SIG_IGN:
             _signal.signal(sig, stop)
+    shared("early stop", stop)  # after: guarded() knows the script's own run by it
 
 
 if __name__ == "__main__":

@@ -306,5 +306,8 @@ def guarded(
         say(f"unexpected {type(error).__name__}" + (f": {first}" if first else ""))
         return failed
     finally:
+        # A script's run is over: a stop while Python shuts down is ignored (SIG_IGN
+        # outlives finalization; the default would kill the finished run, -15).
+        early = shared("early stop", None)
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if early and handler is early else handler)

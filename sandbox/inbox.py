@@ -84,7 +84,8 @@ def list_page(maildir: Path, messages: list[tuple[str, EmailMessage]]) -> bytes:
     )
     return page(
         "Inbox",
-        f"<h1>Inbox</h1><p>{len(messages)} messages in {html.escape(str(maildir))}"
+        f"<h1>Inbox</h1><p>{len(messages)} message{'s' * (len(messages) != 1)} in"
+        f" {html.escape(str(maildir))}"
         " (reload to see new ones)</p><table><tr><th>Date</th><th>From</th><th>To</th>"
         f"<th>Subject</th><th>Attachments</th></tr>{rows}</table>",
     )

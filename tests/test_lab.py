@@ -94,6 +94,8 @@ def test_the_inbox_serves_each_message_and_its_attachment_as_sent(box):
     status, kind, page = get(inbox)
     assert (status, kind) == (200, "text/html; charset=utf-8")
     assert SUBJECT in page.decode()
+    count = len(list((box.root / "mail").glob("*.eml")))
+    assert f"{count} message{'s' * (count != 1)} in" in page.decode()
     name = next((box.root / "mail").glob("*.eml")).name
     status, _, page = get(f"{inbox}m/{name}")
     assert "All fruits are uploaded to our website successfully." in page.decode()

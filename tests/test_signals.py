@@ -447,3 +447,35 @@ def test_a_stop_while_emails_code_waits_is_seen_by_the_same_state(trickling_serv
 
     assert reports.guarded(work, say=seen.append) == 130
     assert seen == [True, "interrupted by SIGTERM"]
+
+
+# -- a stop while Python shuts down, after the script's run is over ----------------------
+
+SHUT_DOWN_WITH_A_STOP = """
+import atexit, os, runpy, signal, sys, time
+# Runs while the interpreter shuts down, after main() returned its status.
+atexit.register(lambda: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(0.2)))
+sys.argv = [sys.argv[1], "--help"]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        *("changeImage.py", "supplier_image_upload.py", "run.py", "report_email.py"),
+        *("health_check.py", "reports.py", "emails.py"),
+    ],
+)
+def test_a_stop_after_the_run_is_over_leaves_its_status_and_says_nothing(script):
+    """The work is done and its status decided: a SIGTERM while Python joins threads and
+    runs atexit is ignored, never -15 (killed) nor "interrupted" after the summary."""
+    done = subprocess.run(
+        [sys.executable, "-c", SHUT_DOWN_WITH_A_STOP, str(ROOT / script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "usage:" in done.stdout
