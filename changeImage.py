@@ -63,18 +63,13 @@ from __future__ import annotations
 
 # --- begin shared block: early stop (from blocks/early_stop.py; make blocks) ---
 def shared(name: str, value: object) -> object:
-    """The process's one `name`, set by the first copy of the blocks to ask: a script
-    and the helpers it imports share the stop state and the missing packages."""
     import sys
 
-    # type(sys) is the module type: `import types` would be an import in the prologue.
     state = sys.modules.setdefault("fruit_catalog_shared", type(sys)("shared"))
     return vars(state).setdefault(name, value)
 
 
 def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
-    """Until the guard takes over, a stop signal is one line on fd and `status`, however
-    early; a signal ignored at start (nohup, `trap '' HUP`) stays ignored."""
     import _signal  # loaded with Python; `import signal` takes 10+ ms, a stop there a traceback
     import os
 
@@ -91,15 +86,10 @@ def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
 
 
 def missing_packages() -> list[str]:
-    """One line per package this process could not import: what to pip install."""
     return shared("missing", [])  # type: ignore[return-value]
 
 
 class Missing:
-    """Stands in for a package that is not installed: module-level code using its names
-    still runs, so --help and -V work; the parser then says the pip line, and any call
-    (a helper imported by another program) raises ModuleNotFoundError saying it."""
-
     def __init__(self, error: ImportError, pins: str) -> None:
         import os
         import sys
@@ -1224,14 +1214,10 @@ that is set but empty means no extension, as --suffix ''."""
 # --- begin shared block: cli (from blocks/cli.py; make blocks) ---
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 UNSET = object()  # the default of an option not given on the command line
-# One stop state per process, whichever copy of this block guards the run:
 STOPPING = shared("STOPPING", threading.Event())  # the first stop signal: no new request, no retry
 
 
 def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number from low to high (nan, inf and 1e309 are
-    refused). The same check serves a flag and its environment variable."""
-
     def parse(text: str) -> float:
         try:
             value = int(text) if whole else float(text)
@@ -1247,8 +1233,6 @@ def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], f
 
 
 def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, default: object):
-    """The environment variable NAME checked by parse, or default when unset or
-    empty. A bad value is a usage error that names the variable, not a flag."""
     text = os.environ.get(name, "")
     if not text.strip():
         return default
@@ -1260,12 +1244,6 @@ def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, defaul
 
 @dataclass(frozen=True)
 class Option:
-    """One option, declared once (flags or a positional's name, variable, default,
-    type with its bounds, help): --help shows its default and variable; a test holds
-    the rows to the README. A callable default reads its own variables (env is then
-    only shown); a set env is parsed by type, a bad one a usage error naming it; an
-    "append" option's env holds several values, split on whitespace or `split`."""
-
     flags: str
     help: str
     env: str = ""
@@ -1296,15 +1274,12 @@ class Option:
         if self.action == "version":
             keywords["version"] = f"%(prog)s {__version__}"
         else:
-            # An "append" option starts from None: argparse appends to its default.
             keywords["default"] = None if self.action == "append" else UNSET
         action = parser.add_argument(*names, **keywords)
         action.option = self  # type: ignore[attr-defined]
         return action
 
     def initial(self, parser: argparse.ArgumentParser) -> Any:
-        """The value of an option not given: its variable's, else its default (a
-        text default goes through type, as argparse does with one)."""
         value = self.from_variable_or_default(parser)
         if isinstance(value, str) and self.type is not None and value is self.default:
             return self.type(value)
@@ -1329,7 +1304,6 @@ class Option:
 
 
 def standard_options() -> list[Option]:
-    """-q, -v and -V/--version, meaning the same in every script."""
     return [
         Option("-q --quiet", "print only errors", action="store_true"),
         Option("-v --verbose", "print each step (never library internals)", action="store_true"),
@@ -1343,13 +1317,8 @@ def build_parser(
     parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
     epilog: str | None = None,
 ) -> argparse.ArgumentParser:
-    """The script's parser: its docstring (usage, examples, exit statuses) as the
-    description, then one argument per row, then -q, -v and -V."""
-
     class OptionParser(parser_class):  # type: ignore[valid-type, misc]
         def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
-            """Then the defaults of the options not given: a variable is read only
-            when its flag is absent (the flag wins), never for --help or -V."""
             known, rest = super().parse_known_args(args, namespace)
             if missing_packages():  # only now: --help and -V work without the packages
                 self.exit(2, f"{missing_packages()[0]}\n")
@@ -1373,10 +1342,6 @@ WORKING_ON = threading.local()  # the file this thread works on, named in its wa
 
 
 class WorkingOn:
-    """`with WorkingOn(path):` names path in the warnings this thread raises meanwhile
-    (Pillow's 'Corrupt EXIF data' then says which image). Thread-local: images convert
-    in threads, and warnings.catch_warnings would change every thread's filters."""
-
     def __init__(self, about: object) -> None:
         self.about = str(about)
 
@@ -1388,10 +1353,6 @@ class WorkingOn:
 
 
 class WarningsToLog:
-    """Python's warnings as our own log lines, once per file and message, naming the
-    file (WorkingOn) and never the library's path and source line: WARNING, or DEBUG
-    for a deprecation (a note for developers). So -q silences them."""
-
     def __init__(self) -> None:
         self.seen: set[tuple[str, str]] = set()
 
@@ -1406,24 +1367,17 @@ class WarningsToLog:
 
 
 def configure_logging(quiet: bool, verbose: bool) -> None:
-    """Log to stderr; third-party libraries never go below WARNING, so -v shows this
-    script's steps and not, for example, Pillow's TIFF tag dump; their warnings
-    become our log lines, so -q silences them."""
     import warnings  # here: only this function of the block needs it
 
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
-    # Every Pillow warning reaches WarningsToLog, one per file and message (Python's
-    # one per source line leaves the 2nd image's unnamed); -W/PYTHONWARNINGS still win.
     warnings.filterwarnings("always", module=r"PIL\.", append=True)
     warnings.showwarning = WarningsToLog()
 
 
 def expand_home(text: str) -> Path:
-    """text with ~ expanded; as it is when this user has no home (no HOME, no passwd
-    entry, as under some cron jobs), so what follows names the missing folder."""
     try:
         return Path(text).expanduser()
     except RuntimeError:
@@ -1440,8 +1394,6 @@ HELD = shared("HELD", {"depth": 0, "pending": ""})
 
 
 def raise_interrupted(signum: int, frame: object) -> None:
-    """The first stop signal: later ones are ignored (a second SIGTERM must not cut
-    the clean-up), threads see STOPPING, and inside signals_held() it waits."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     STOPPING.set()
@@ -1453,8 +1405,6 @@ def raise_interrupted(signum: int, frame: object) -> None:
 
 
 def say_error(text: str) -> None:
-    """An error line; before logging is configured (arguments being parsed) the
-    same line as after."""
     if logging.getLogger().handlers:
         logging.getLogger().error("%s", text)
     else:
@@ -1467,10 +1417,6 @@ def guarded(
     failed: int = 2,
     interrupted: int = 130,
 ) -> int:
-    """The script's one way out (nagiosplugin's guard): work()'s status; SIGINT,
-    SIGTERM or SIGHUP as one line and `interrupted`; any other exception as one
-    line and `failed`. Never a traceback. A signal ignored when the script started
-    (nohup, `trap '' HUP`) stays ignored."""
     in_main = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if in_main else {}
     STOPPING.clear()
@@ -1487,8 +1433,6 @@ def guarded(
         say(f"unexpected {type(error).__name__}" + (f": {first}" if first else ""))
         return failed
     finally:
-        # A script's run is over: a stop while Python shuts down is ignored (SIG_IGN
-        # outlives finalization; the default would kill the finished run, -15).
         early = shared("early stop", None)
         for sig, handler in previous.items():
             signal.signal(sig, signal.SIG_IGN if early and handler is early else handler)
@@ -1504,9 +1448,6 @@ class DeliveryBusy(Exception):
 
 
 def lock_path(delivery: Path) -> Path:
-    """Where the delivery's lock lives: inside the delivery when it is writable, else
-    in the temporary folder under a name derived from the delivery's real path, so
-    every script run against the same delivery picks the same file."""
     real = delivery.resolve()
     if os.access(real, os.W_OK):
         return real / LOCK_NAME
@@ -1524,9 +1465,6 @@ def describe_holder(lock_file: IO[str]) -> str:
 
 
 def open_lock_file(path: Path) -> IO[str]:
-    """The lock file, never through a link and only when it is a regular file: a
-    delivery is untrusted, and the lock file is rewritten with the holder's name, so
-    a planted link could otherwise truncate any file of the user."""
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         fd = os.open(path, flags, 0o644)
@@ -1539,9 +1477,6 @@ def open_lock_file(path: Path) -> IO[str]:
 
 
 def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
-    """Take the delivery's exclusive lock, waiting up to `wait` seconds, and write who
-    holds it. The kernel drops the lock when the process ends, even on kill -9, so a
-    lock is never stale. Keep the returned file open while working."""
     path = lock_path(delivery)
     lock_file = open_lock_file(path)
     deadline = time.monotonic() + wait
@@ -1570,11 +1505,6 @@ def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
 # --- end shared block: lock ---
 # --- begin shared block: progress (from blocks/progress.py; make blocks) ---
 class Progress:
-    """One updating line on a terminal: `converted 12/40, 6.1/s, 5 s left`. Shown only
-    when stderr is a terminal, not quiet, and the work has taken over 2 seconds
-    (PROGRESS_AFTER seconds when set: tests see the line without seconds of work);
-    under cron or a pipe nothing is printed. Thread-safe."""
-
     SHOW_AFTER = 2.0
     EVERY = 0.2
 
@@ -1609,7 +1539,6 @@ class Progress:
         self.shown = True
 
     def close(self) -> None:
-        """Clear the line so the summary that follows starts on a clean one."""
         with self.lock:
             if self.shown:
                 sys.stderr.write("\r\x1b[K")
@@ -1623,7 +1552,6 @@ IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
 
 
 def supplier_data() -> Path:
-    """The delivery: $SUPPLIER_DATA, else the lab's ~/supplier-data."""
     return expand_home(os.environ.get("SUPPLIER_DATA", "").strip() or "~/supplier-data")
 
 
@@ -1638,11 +1566,6 @@ def file_kind(mode: int) -> str:
 
 
 def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
-    """Open path for reading only when it is a regular file of at most `limit` bytes
-    really inside root (root itself may be a link; a link inside root that stays
-    inside is fine). A delivery is untrusted: a link out of it could publish a
-    private file, a FIFO or /dev/zero would hang or exhaust memory. The checks are
-    made on the opened descriptor, so a file swapped after the check is not read."""
     real_root = root.resolve()
     try:
         real = path.resolve(strict=True)
@@ -1673,8 +1596,6 @@ def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
 
 
 def read_delivery_file(path: Path, root: Path, limit: int) -> bytes:
-    """The bytes of a delivery file, checked as open_delivery_file does; a file that
-    grows past the limit while being read is refused too."""
     with open_delivery_file(path, root, limit) as file:
         content = file.read(limit + 1)
     if len(content) > limit:
@@ -1683,11 +1604,6 @@ def read_delivery_file(path: Path, root: Path, limit: int) -> bytes:
 
 
 def earlier_attempt(jpeg: Path, source: Path) -> str:
-    """The one message, in every script, for a JPEG beside its source that
-    changeImage.py did not write (no mark: an earlier attempt's, most likely),
-    with the one command that resolves it, as it can be typed: the names alone
-    when the JPEG is beside its source (the lab's layout), the folders it needs
-    otherwise (the images folder unless it is $SUPPLIER_DATA/images)."""
     command = "./changeImage.py --replace-unmarked"
     if jpeg.parent != source.parent:
         command += f" --output-dir {shlex.quote(str(jpeg.parent))}"
@@ -1709,14 +1625,10 @@ JPEG_MARK = re.compile(  # changeImage.py's MARK (its first marks: SHA-256)
 )
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
 STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
-# Where coded data ends: FF, then neither a stuffed 00, a restart, TEM nor fill FF.
-# Searched in C: a walk reads marker headers only, however long the coded data.
 CODED_DATA_END = re.compile(rb"\xff[^\x00\x01\xd0-\xd7\xff]")
-# What makes a file named like a catalog JPEG unusable (the record's photo causes):
 CUT, NOT_OURS, WRONG_SIZE = "cut", "not ours", "wrong size"
 EARLIER_ATTEMPT = "earlier attempt"  # unmarked beside its source: earlier_attempt() says it
 PHOTO = "photo"  # the supplier's own photo under the catalog's name: photo_to_convert() says it
-# The photos changeImage.py converts, by their first bytes: the name to give one.
 PHOTO_SUFFIXES = {
     b"\xff\xd8\xff": ".jpg",
     b"II*\x00": ".tiff",
@@ -1728,9 +1640,6 @@ PHOTO_SUFFIXES = {
 
 
 def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes, int]:
-    """A whole JPEG's (width, height), its comments and where its end marker ends,
-    walked segment by segment and through its coded data to that marker, without
-    decoding (these scripts need no Pillow); ValueError saying what is wrong."""
     cut = f"cut short (no end marker after {len(content)} bytes)"
     if not content.startswith(b"\xff\xd8"):
         raise ValueError("not a JPEG")
@@ -1766,21 +1675,11 @@ def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes, int]:
 
 
 class Unusable(NamedTuple):
-    """Why a file named like a catalog JPEG is not one: cause (CUT, NOT_OURS,
-    WRONG_SIZE, EARLIER_ATTEMPT: decide by it) and what to say."""
-
     cause: str
     text: str
 
 
 def unusable_jpeg(content: bytes, path: Path) -> Unusable | None:
-    """What keeps content (the file at path) from being a catalog JPEG (None when
-    it is one): a whole JPEG ending at its end marker, of the size its
-    changeImage.py mark gives, or 600x400 without a mark, and then only with no
-    source beside it (001.jpeg beside 001.tiff without the mark is an earlier
-    attempt's, the one message of earlier_attempt()). Any other photo without a
-    mark and without a source beside it is the supplier's own, named like an
-    output (009.jpeg, 640x480): photo_to_convert() says the way out."""
     try:
         size, comments, end = jpeg_layout(content)
     except ValueError as error:
@@ -1810,15 +1709,10 @@ def unusable_jpeg(content: bytes, path: Path) -> Unusable | None:
 
 
 def photo_suffix(content: bytes) -> str:
-    """The extension of a photo changeImage.py converts (".jpg" for a JPEG), by
-    its first bytes; "" for anything else."""
     return next((s for magic, s in PHOTO_SUFFIXES.items() if content.startswith(magic)), "")
 
 
 def photo_to_convert(content: bytes, path: Path) -> str:
-    """The one message, in every script, for the supplier's own photo named like a
-    catalog JPEG with no source beside it, with the way out: changeImage.py names
-    its outputs by stem, so renamed as what it is the photo converts to path."""
     renamed = path.stem + (photo_suffix(content) or ".jpg")
     return (
         f"{path.name} is a photo under the catalog's name, not made by changeImage.py:"
@@ -1827,7 +1721,6 @@ def photo_to_convert(content: bytes, path: Path) -> str:
 
 
 def sources_beside(path: Path) -> list[Path]:
-    """The other files of path's stem in its folder (001.tiff beside 001.jpeg)."""
     beside = path.parent.glob(glob.escape(path.stem) + ".*")
     return sorted(p for p in beside if p.name != path.name and p.stem == path.stem)
 
@@ -1835,11 +1728,6 @@ def sources_beside(path: Path) -> list[Path]:
 # --- end shared block: catalog jpeg ---
 # --- begin shared block: files (from blocks/files.py; make blocks) ---
 def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
-    """path holds data, whole, or keeps what it held: a temporary file beside it,
-    written, flushed, fsynced, given `mode`, then renamed over it; the temporary is
-    removed on any failure. OSError when path is a folder, FIFO or device, which the
-    rename would replace (as root, a path of /dev/null would replace the machine's).
-    The folder must exist: a missing one is a typo to report, not one to create."""
     path = Path(path)
     try:
         kind = os.lstat(path).st_mode

@@ -51,18 +51,13 @@ from __future__ import annotations
 
 # --- begin shared block: early stop (from blocks/early_stop.py; make blocks) ---
 def shared(name: str, value: object) -> object:
-    """The process's one `name`, set by the first copy of the blocks to ask: a script
-    and the helpers it imports share the stop state and the missing packages."""
     import sys
 
-    # type(sys) is the module type: `import types` would be an import in the prologue.
     state = sys.modules.setdefault("fruit_catalog_shared", type(sys)("shared"))
     return vars(state).setdefault(name, value)
 
 
 def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
-    """Until the guard takes over, a stop signal is one line on fd and `status`, however
-    early; a signal ignored at start (nohup, `trap '' HUP`) stays ignored."""
     import _signal  # loaded with Python; `import signal` takes 10+ ms, a stop there a traceback
     import os
 
@@ -79,7 +74,6 @@ def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
 
 
 def missing_packages() -> list[str]:
-    """One line per package this process could not import: what to pip install."""
     return shared("missing", [])  # type: ignore[return-value]
 
 
@@ -579,14 +573,10 @@ def send_email(message: EmailMessage, environ: Mapping[str, str] | None = None) 
 # --- begin shared block: cli (from blocks/cli.py; make blocks) ---
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 UNSET = object()  # the default of an option not given on the command line
-# One stop state per process, whichever copy of this block guards the run:
 STOPPING = shared("STOPPING", threading.Event())  # the first stop signal: no new request, no retry
 
 
 def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number from low to high (nan, inf and 1e309 are
-    refused). The same check serves a flag and its environment variable."""
-
     def parse(text: str) -> float:
         try:
             value = int(text) if whole else float(text)
@@ -602,8 +592,6 @@ def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], f
 
 
 def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, default: object):
-    """The environment variable NAME checked by parse, or default when unset or
-    empty. A bad value is a usage error that names the variable, not a flag."""
     text = os.environ.get(name, "")
     if not text.strip():
         return default
@@ -615,12 +603,6 @@ def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, defaul
 
 @dataclass(frozen=True)
 class Option:
-    """One option, declared once (flags or a positional's name, variable, default,
-    type with its bounds, help): --help shows its default and variable; a test holds
-    the rows to the README. A callable default reads its own variables (env is then
-    only shown); a set env is parsed by type, a bad one a usage error naming it; an
-    "append" option's env holds several values, split on whitespace or `split`."""
-
     flags: str
     help: str
     env: str = ""
@@ -651,15 +633,12 @@ class Option:
         if self.action == "version":
             keywords["version"] = f"%(prog)s {__version__}"
         else:
-            # An "append" option starts from None: argparse appends to its default.
             keywords["default"] = None if self.action == "append" else UNSET
         action = parser.add_argument(*names, **keywords)
         action.option = self  # type: ignore[attr-defined]
         return action
 
     def initial(self, parser: argparse.ArgumentParser) -> Any:
-        """The value of an option not given: its variable's, else its default (a
-        text default goes through type, as argparse does with one)."""
         value = self.from_variable_or_default(parser)
         if isinstance(value, str) and self.type is not None and value is self.default:
             return self.type(value)
@@ -684,7 +663,6 @@ class Option:
 
 
 def standard_options() -> list[Option]:
-    """-q, -v and -V/--version, meaning the same in every script."""
     return [
         Option("-q --quiet", "print only errors", action="store_true"),
         Option("-v --verbose", "print each step (never library internals)", action="store_true"),
@@ -698,13 +676,8 @@ def build_parser(
     parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
     epilog: str | None = None,
 ) -> argparse.ArgumentParser:
-    """The script's parser: its docstring (usage, examples, exit statuses) as the
-    description, then one argument per row, then -q, -v and -V."""
-
     class OptionParser(parser_class):  # type: ignore[valid-type, misc]
         def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
-            """Then the defaults of the options not given: a variable is read only
-            when its flag is absent (the flag wins), never for --help or -V."""
             known, rest = super().parse_known_args(args, namespace)
             if missing_packages():  # only now: --help and -V work without the packages
                 self.exit(2, f"{missing_packages()[0]}\n")
@@ -728,10 +701,6 @@ WORKING_ON = threading.local()  # the file this thread works on, named in its wa
 
 
 class WarningsToLog:
-    """Python's warnings as our own log lines, once per file and message, naming the
-    file (WorkingOn) and never the library's path and source line: WARNING, or DEBUG
-    for a deprecation (a note for developers). So -q silences them."""
-
     def __init__(self) -> None:
         self.seen: set[tuple[str, str]] = set()
 
@@ -746,24 +715,17 @@ class WarningsToLog:
 
 
 def configure_logging(quiet: bool, verbose: bool) -> None:
-    """Log to stderr; third-party libraries never go below WARNING, so -v shows this
-    script's steps and not, for example, Pillow's TIFF tag dump; their warnings
-    become our log lines, so -q silences them."""
     import warnings  # here: only this function of the block needs it
 
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
-    # Every Pillow warning reaches WarningsToLog, one per file and message (Python's
-    # one per source line leaves the 2nd image's unnamed); -W/PYTHONWARNINGS still win.
     warnings.filterwarnings("always", module=r"PIL\.", append=True)
     warnings.showwarning = WarningsToLog()
 
 
 def expand_home(text: str) -> Path:
-    """text with ~ expanded; as it is when this user has no home (no HOME, no passwd
-    entry, as under some cron jobs), so what follows names the missing folder."""
     try:
         return Path(text).expanduser()
     except RuntimeError:
@@ -780,8 +742,6 @@ HELD = shared("HELD", {"depth": 0, "pending": ""})
 
 
 def raise_interrupted(signum: int, frame: object) -> None:
-    """The first stop signal: later ones are ignored (a second SIGTERM must not cut
-    the clean-up), threads see STOPPING, and inside signals_held() it waits."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     STOPPING.set()
@@ -793,8 +753,6 @@ def raise_interrupted(signum: int, frame: object) -> None:
 
 
 def say_error(text: str) -> None:
-    """An error line; before logging is configured (arguments being parsed) the
-    same line as after."""
     if logging.getLogger().handlers:
         logging.getLogger().error("%s", text)
     else:
@@ -807,10 +765,6 @@ def guarded(
     failed: int = 2,
     interrupted: int = 130,
 ) -> int:
-    """The script's one way out (nagiosplugin's guard): work()'s status; SIGINT,
-    SIGTERM or SIGHUP as one line and `interrupted`; any other exception as one
-    line and `failed`. Never a traceback. A signal ignored when the script started
-    (nohup, `trap '' HUP`) stays ignored."""
     in_main = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if in_main else {}
     STOPPING.clear()
@@ -827,8 +781,6 @@ def guarded(
         say(f"unexpected {type(error).__name__}" + (f": {first}" if first else ""))
         return failed
     finally:
-        # A script's run is over: a stop while Python shuts down is ignored (SIG_IGN
-        # outlives finalization; the default would kill the finished run, -15).
         early = shared("early stop", None)
         for sig, handler in previous.items():
             signal.signal(sig, signal.SIG_IGN if early and handler is early else handler)
@@ -837,11 +789,6 @@ def guarded(
 # --- end shared block: cli ---
 # --- begin shared block: files (from blocks/files.py; make blocks) ---
 def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
-    """path holds data, whole, or keeps what it held: a temporary file beside it,
-    written, flushed, fsynced, given `mode`, then renamed over it; the temporary is
-    removed on any failure. OSError when path is a folder, FIFO or device, which the
-    rename would replace (as root, a path of /dev/null would replace the machine's).
-    The folder must exist: a missing one is a typo to report, not one to create."""
     path = Path(path)
     try:
         kind = os.lstat(path).st_mode
@@ -864,10 +811,6 @@ def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> Non
 
 
 def read_capped(path: Path, limit: int) -> bytes:
-    """The bytes of path, a regular file of at most `limit` bytes; OSError for
-    anything else. Opened without blocking and checked on the descriptor: a FIFO
-    would wait for a writer forever, /dev/zero would fill the memory; a file that
-    grows past the limit while read is refused too."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         info = os.fstat(fd)
@@ -891,18 +834,6 @@ def read_capped(path: Path, limit: int) -> bytes:
 # --- end shared block: files ---
 # --- begin shared block: deadline (from blocks/deadline.py; make blocks) ---
 class Deadline:
-    """`with Deadline(seconds) as deadline:` cuts the conversation when it has taken
-    `seconds` in all. Socket timeouts bound each wait, not their sum: a server that
-    trickles a byte per wait never trips them. A timer shuts the watched socket down,
-    so the blocked call returns at once (an OSError in the caller; `expired` says
-    why). It shuts down by descriptor, which survives a TLS wrap of the socket, and
-    only while that descriptor is still the watched socket (a closed socket's
-    number may already be another file's).
-
-    The deadline entered last in a thread is that thread's `Deadline.current()`:
-    code that opens sockets deep inside a library (a connection class) watches
-    them with `watch_socket(sock)`."""
-
     _current = threading.local()
 
     def __init__(self, seconds: float) -> None:
@@ -928,7 +859,6 @@ class Deadline:
         Deadline._current.deadline = self.outer
 
     def left(self) -> float:
-        """Seconds until the deadline (negative once passed)."""
         return self.end - time.monotonic()
 
     def stop(self) -> None:
@@ -937,7 +867,6 @@ class Deadline:
         self.timer.cancel()
 
     def watch(self, sock: socket.socket) -> None:
-        """Cut sock when the deadline passes; TimeoutError when it already has."""
         with self.lock:
             if self.expired:
                 raise TimeoutError(f"no whole answer within {self.seconds:g} s")

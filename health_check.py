@@ -108,18 +108,13 @@ EARLY_STOP = ("HEALTH UNKNOWN - {}", 3, 1)  # a stop before the guard: its one l
 
 # --- begin shared block: early stop (from blocks/early_stop.py; make blocks) ---
 def shared(name: str, value: object) -> object:
-    """The process's one `name`, set by the first copy of the blocks to ask: a script
-    and the helpers it imports share the stop state and the missing packages."""
     import sys
 
-    # type(sys) is the module type: `import types` would be an import in the prologue.
     state = sys.modules.setdefault("fruit_catalog_shared", type(sys)("shared"))
     return vars(state).setdefault(name, value)
 
 
 def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
-    """Until the guard takes over, a stop signal is one line on fd and `status`, however
-    early; a signal ignored at start (nohup, `trap '' HUP`) stays ignored."""
     import _signal  # loaded with Python; `import signal` takes 10+ ms, a stop there a traceback
     import os
 
@@ -136,7 +131,6 @@ def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
 
 
 def missing_packages() -> list[str]:
-    """One line per package this process could not import: what to pip install."""
     return shared("missing", [])  # type: ignore[return-value]
 
 
@@ -1811,14 +1805,10 @@ SIZE_RANGE = range_type(size_value, plain_is_minimum=True)
 # --- begin shared block: cli (from blocks/cli.py; make blocks) ---
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 UNSET = object()  # the default of an option not given on the command line
-# One stop state per process, whichever copy of this block guards the run:
 STOPPING = shared("STOPPING", threading.Event())  # the first stop signal: no new request, no retry
 
 
 def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number from low to high (nan, inf and 1e309 are
-    refused). The same check serves a flag and its environment variable."""
-
     def parse(text: str) -> float:
         try:
             value = int(text) if whole else float(text)
@@ -1834,8 +1824,6 @@ def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], f
 
 
 def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, default: object):
-    """The environment variable NAME checked by parse, or default when unset or
-    empty. A bad value is a usage error that names the variable, not a flag."""
     text = os.environ.get(name, "")
     if not text.strip():
         return default
@@ -1847,12 +1835,6 @@ def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, defaul
 
 @dataclass(frozen=True)
 class Option:
-    """One option, declared once (flags or a positional's name, variable, default,
-    type with its bounds, help): --help shows its default and variable; a test holds
-    the rows to the README. A callable default reads its own variables (env is then
-    only shown); a set env is parsed by type, a bad one a usage error naming it; an
-    "append" option's env holds several values, split on whitespace or `split`."""
-
     flags: str
     help: str
     env: str = ""
@@ -1883,15 +1865,12 @@ class Option:
         if self.action == "version":
             keywords["version"] = f"%(prog)s {__version__}"
         else:
-            # An "append" option starts from None: argparse appends to its default.
             keywords["default"] = None if self.action == "append" else UNSET
         action = parser.add_argument(*names, **keywords)
         action.option = self  # type: ignore[attr-defined]
         return action
 
     def initial(self, parser: argparse.ArgumentParser) -> Any:
-        """The value of an option not given: its variable's, else its default (a
-        text default goes through type, as argparse does with one)."""
         value = self.from_variable_or_default(parser)
         if isinstance(value, str) and self.type is not None and value is self.default:
             return self.type(value)
@@ -1916,7 +1895,6 @@ class Option:
 
 
 def standard_options() -> list[Option]:
-    """-q, -v and -V/--version, meaning the same in every script."""
     return [
         Option("-q --quiet", "print only errors", action="store_true"),
         Option("-v --verbose", "print each step (never library internals)", action="store_true"),
@@ -1930,13 +1908,8 @@ def build_parser(
     parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
     epilog: str | None = None,
 ) -> argparse.ArgumentParser:
-    """The script's parser: its docstring (usage, examples, exit statuses) as the
-    description, then one argument per row, then -q, -v and -V."""
-
     class OptionParser(parser_class):  # type: ignore[valid-type, misc]
         def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
-            """Then the defaults of the options not given: a variable is read only
-            when its flag is absent (the flag wins), never for --help or -V."""
             known, rest = super().parse_known_args(args, namespace)
             if missing_packages():  # only now: --help and -V work without the packages
                 self.exit(2, f"{missing_packages()[0]}\n")
@@ -1960,10 +1933,6 @@ WORKING_ON = threading.local()  # the file this thread works on, named in its wa
 
 
 class WarningsToLog:
-    """Python's warnings as our own log lines, once per file and message, naming the
-    file (WorkingOn) and never the library's path and source line: WARNING, or DEBUG
-    for a deprecation (a note for developers). So -q silences them."""
-
     def __init__(self) -> None:
         self.seen: set[tuple[str, str]] = set()
 
@@ -1978,17 +1947,12 @@ class WarningsToLog:
 
 
 def configure_logging(quiet: bool, verbose: bool) -> None:
-    """Log to stderr; third-party libraries never go below WARNING, so -v shows this
-    script's steps and not, for example, Pillow's TIFF tag dump; their warnings
-    become our log lines, so -q silences them."""
     import warnings  # here: only this function of the block needs it
 
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
-    # Every Pillow warning reaches WarningsToLog, one per file and message (Python's
-    # one per source line leaves the 2nd image's unnamed); -W/PYTHONWARNINGS still win.
     warnings.filterwarnings("always", module=r"PIL\.", append=True)
     warnings.showwarning = WarningsToLog()
 
@@ -2003,8 +1967,6 @@ HELD = shared("HELD", {"depth": 0, "pending": ""})
 
 
 def raise_interrupted(signum: int, frame: object) -> None:
-    """The first stop signal: later ones are ignored (a second SIGTERM must not cut
-    the clean-up), threads see STOPPING, and inside signals_held() it waits."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     STOPPING.set()
@@ -2016,8 +1978,6 @@ def raise_interrupted(signum: int, frame: object) -> None:
 
 
 def say_error(text: str) -> None:
-    """An error line; before logging is configured (arguments being parsed) the
-    same line as after."""
     if logging.getLogger().handlers:
         logging.getLogger().error("%s", text)
     else:
@@ -2030,10 +1990,6 @@ def guarded(
     failed: int = 2,
     interrupted: int = 130,
 ) -> int:
-    """The script's one way out (nagiosplugin's guard): work()'s status; SIGINT,
-    SIGTERM or SIGHUP as one line and `interrupted`; any other exception as one
-    line and `failed`. Never a traceback. A signal ignored when the script started
-    (nohup, `trap '' HUP`) stays ignored."""
     in_main = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if in_main else {}
     STOPPING.clear()
@@ -2050,8 +2006,6 @@ def guarded(
         say(f"unexpected {type(error).__name__}" + (f": {first}" if first else ""))
         return failed
     finally:
-        # A script's run is over: a stop while Python shuts down is ignored (SIG_IGN
-        # outlives finalization; the default would kill the finished run, -15).
         early = shared("early stop", None)
         for sig, handler in previous.items():
             signal.signal(sig, signal.SIG_IGN if early and handler is early else handler)
@@ -2060,11 +2014,6 @@ def guarded(
 # --- end shared block: cli ---
 # --- begin shared block: files (from blocks/files.py; make blocks) ---
 def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
-    """path holds data, whole, or keeps what it held: a temporary file beside it,
-    written, flushed, fsynced, given `mode`, then renamed over it; the temporary is
-    removed on any failure. OSError when path is a folder, FIFO or device, which the
-    rename would replace (as root, a path of /dev/null would replace the machine's).
-    The folder must exist: a missing one is a typo to report, not one to create."""
     path = Path(path)
     try:
         kind = os.lstat(path).st_mode
@@ -2087,10 +2036,6 @@ def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> Non
 
 
 def read_capped(path: Path, limit: int) -> bytes:
-    """The bytes of path, a regular file of at most `limit` bytes; OSError for
-    anything else. Opened without blocking and checked on the descriptor: a FIFO
-    would wait for a writer forever, /dev/zero would fill the memory; a file that
-    grows past the limit while read is refused too."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         info = os.fstat(fd)

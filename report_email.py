@@ -65,18 +65,13 @@ from __future__ import annotations
 
 # --- begin shared block: early stop (from blocks/early_stop.py; make blocks) ---
 def shared(name: str, value: object) -> object:
-    """The process's one `name`, set by the first copy of the blocks to ask: a script
-    and the helpers it imports share the stop state and the missing packages."""
     import sys
 
-    # type(sys) is the module type: `import types` would be an import in the prologue.
     state = sys.modules.setdefault("fruit_catalog_shared", type(sys)("shared"))
     return vars(state).setdefault(name, value)
 
 
 def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
-    """Until the guard takes over, a stop signal is one line on fd and `status`, however
-    early; a signal ignored at start (nohup, `trap '' HUP`) stays ignored."""
     import _signal  # loaded with Python; `import signal` takes 10+ ms, a stop there a traceback
     import os
 
@@ -1276,7 +1271,6 @@ IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
 
 
 def supplier_data() -> Path:
-    """The delivery: $SUPPLIER_DATA, else the lab's ~/supplier-data."""
     return expand_home(os.environ.get("SUPPLIER_DATA", "").strip() or "~/supplier-data")
 
 
@@ -1291,11 +1285,6 @@ def file_kind(mode: int) -> str:
 
 
 def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
-    """Open path for reading only when it is a regular file of at most `limit` bytes
-    really inside root (root itself may be a link; a link inside root that stays
-    inside is fine). A delivery is untrusted: a link out of it could publish a
-    private file, a FIFO or /dev/zero would hang or exhaust memory. The checks are
-    made on the opened descriptor, so a file swapped after the check is not read."""
     real_root = root.resolve()
     try:
         real = path.resolve(strict=True)

@@ -30,6 +30,9 @@ Without DejaVu the standard Helvetica is used, with one warning. Pages are
 compressed and numbered once the report runs over a page. The cost grows
 linearly with the number of products (bench/bench_report.py).
 
+It takes its command line, its guard and its file writer from emails.py, the
+other helper, which must stand beside it.
+
 Usage:
     import reports
     reports.generate_report("/tmp/processed.pdf", "Processed Update", "name: Apple<br/>...")
@@ -48,18 +51,13 @@ from __future__ import annotations
 
 # --- begin shared block: early stop (from blocks/early_stop.py; make blocks) ---
 def shared(name: str, value: object) -> object:
-    """The process's one `name`, set by the first copy of the blocks to ask: a script
-    and the helpers it imports share the stop state and the missing packages."""
     import sys
 
-    # type(sys) is the module type: `import types` would be an import in the prologue.
     state = sys.modules.setdefault("fruit_catalog_shared", type(sys)("shared"))
     return vars(state).setdefault(name, value)
 
 
 def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
-    """Until the guard takes over, a stop signal is one line on fd and `status`, however
-    early; a signal ignored at start (nohup, `trap '' HUP`) stays ignored."""
     import _signal  # loaded with Python; `import signal` takes 10+ ms, a stop there a traceback
     import os
 
@@ -76,15 +74,10 @@ def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
 
 
 def missing_packages() -> list[str]:
-    """One line per package this process could not import: what to pip install."""
     return shared("missing", [])  # type: ignore[return-value]
 
 
 class Missing:
-    """Stands in for a package that is not installed: module-level code using its names
-    still runs, so --help and -V work; the parser then says the pip line, and any call
-    (a helper imported by another program) raises ModuleNotFoundError saying it."""
-
     def __init__(self, error: ImportError, pins: str) -> None:
         import os
         import sys
@@ -113,7 +106,6 @@ if __name__ == "__main__":
 
 # --- end shared block: early stop ---
 
-import argparse
 import errno
 import functools
 import io
@@ -121,17 +113,23 @@ import logging
 import math
 import os
 import re
-import signal
 import stat
 import sys
-import tempfile
-import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 from xml.sax.saxutils import escape
+
+try:
+    from emails import Option, build_parser, configure_logging, guarded, write_atomically
+except ImportError as missing:  # copied alone: say what it needs, in one line
+    SAID = f"{Path(__file__).name}: {missing.name}.py is missing: copy it beside"
+    if __name__ != "__main__":
+        raise ModuleNotFoundError(SAID) from None
+    print(SAID, file=sys.stderr)
+    raise SystemExit(2) from None
 
 try:
     from PIL import Image as PILImage
@@ -695,287 +693,6 @@ def sample_rows() -> list[Row]:
             todo="fix line 2 of 003.txt and send it again",
         ),
     ]
-
-
-# --- begin shared block: cli (from blocks/cli.py; make blocks) ---
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-UNSET = object()  # the default of an option not given on the command line
-# One stop state per process, whichever copy of this block guards the run:
-STOPPING = shared("STOPPING", threading.Event())  # the first stop signal: no new request, no retry
-
-
-def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number from low to high (nan, inf and 1e309 are
-    refused). The same check serves a flag and its environment variable."""
-
-    def parse(text: str) -> float:
-        try:
-            value = int(text) if whole else float(text)
-        except ValueError:
-            kind = "a whole number" if whole else "a number"
-            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
-        if not (math.isfinite(value) and low <= value <= high):
-            raise argparse.ArgumentTypeError(f"{text!r} is not from {low:g} to {high:g}")
-        return value
-
-    parse.__name__ = "whole number" if whole else "number"
-    return parse
-
-
-def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, default: object):
-    """The environment variable NAME checked by parse, or default when unset or
-    empty. A bad value is a usage error that names the variable, not a flag."""
-    text = os.environ.get(name, "")
-    if not text.strip():
-        return default
-    try:
-        return parse(text)
-    except (argparse.ArgumentTypeError, ValueError) as error:
-        parser.error(f"environment variable {name}: {error}")
-
-
-@dataclass(frozen=True)
-class Option:
-    """One option, declared once (flags or a positional's name, variable, default,
-    type with its bounds, help): --help shows its default and variable; a test holds
-    the rows to the README. A callable default reads its own variables (env is then
-    only shown); a set env is parsed by type, a bad one a usage error naming it; an
-    "append" option's env holds several values, split on whitespace or `split`."""
-
-    flags: str
-    help: str
-    env: str = ""
-    default: Any = None
-    type: Callable[[str], Any] | None = None
-    metavar: str | None = None
-    action: str | None = None
-    shown: str | None = None
-    nargs: str | None = None
-    split: str | None = None
-
-    def default_text(self) -> str:
-        if self.shown is not None:
-            return self.shown
-        if self.default is None or self.action == "store_true" or callable(self.default):
-            return ""
-        return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
-
-    def add_to(self, parser: argparse.ArgumentParser) -> argparse.Action:
-        shown, names = self.default_text(), self.flags.split()
-        extra = [f"default {shown}"] if shown else []
-        help = " ".join([self.help, *(f"({text})" for text in extra)])
-        help += f" [{self.env}]" if self.env else ""
-        keywords: dict[str, Any] = {"help": help.replace("%", "%%")}
-        for name in ("type", "metavar", "action", "nargs"):
-            if getattr(self, name) is not None:
-                keywords[name] = getattr(self, name)
-        if self.action == "version":
-            keywords["version"] = f"%(prog)s {__version__}"
-        else:
-            # An "append" option starts from None: argparse appends to its default.
-            keywords["default"] = None if self.action == "append" else UNSET
-        action = parser.add_argument(*names, **keywords)
-        action.option = self  # type: ignore[attr-defined]
-        return action
-
-    def initial(self, parser: argparse.ArgumentParser) -> Any:
-        """The value of an option not given: its variable's, else its default (a
-        text default goes through type, as argparse does with one)."""
-        value = self.from_variable_or_default(parser)
-        if isinstance(value, str) and self.type is not None and value is self.default:
-            return self.type(value)
-        return value
-
-    def from_variable_or_default(self, parser: argparse.ArgumentParser) -> Any:
-        if callable(self.default):
-            try:
-                return self.default()
-            except (argparse.ArgumentTypeError, ValueError) as error:
-                parser.error(f"environment variable {self.env}: {error}")
-        if not self.env or self.action in ("store_true", "version"):
-            return self.default
-        if self.action == "append":
-            parse = self.type or str
-
-            def several(text: str) -> list:
-                return [parse(item) for item in text.split(self.split) if item.strip()]
-
-            return from_env(parser, self.env, several, self.default)
-        return from_env(parser, self.env, self.type or str, self.default)
-
-
-def standard_options() -> list[Option]:
-    """-q, -v and -V/--version, meaning the same in every script."""
-    return [
-        Option("-q --quiet", "print only errors", action="store_true"),
-        Option("-v --verbose", "print each step (never library internals)", action="store_true"),
-        Option("-V --version", "show the version and exit", action="version"),
-    ]
-
-
-def build_parser(
-    doc: str | None,
-    options: Sequence[Option],
-    parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
-    epilog: str | None = None,
-) -> argparse.ArgumentParser:
-    """The script's parser: its docstring (usage, examples, exit statuses) as the
-    description, then one argument per row, then -q, -v and -V."""
-
-    class OptionParser(parser_class):  # type: ignore[valid-type, misc]
-        def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
-            """Then the defaults of the options not given: a variable is read only
-            when its flag is absent (the flag wins), never for --help or -V."""
-            known, rest = super().parse_known_args(args, namespace)
-            if missing_packages():  # only now: --help and -V work without the packages
-                self.exit(2, f"{missing_packages()[0]}\n")
-            self.not_given = set()
-            for action in self._actions:
-                option, value = getattr(action, "option", None), getattr(known, action.dest, None)
-                if value is UNSET or (value is None and option and option.action == "append"):
-                    self.not_given.add(action.dest)
-                    setattr(known, action.dest, option.initial(self))
-            return known, rest
-
-    parser = OptionParser(
-        description=doc, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for option in [*options, *standard_options()]:
-        option.add_to(parser)
-    return parser
-
-
-WORKING_ON = threading.local()  # the file this thread works on, named in its warnings
-
-
-class WarningsToLog:
-    """Python's warnings as our own log lines, once per file and message, naming the
-    file (WorkingOn) and never the library's path and source line: WARNING, or DEBUG
-    for a deprecation (a note for developers). So -q silences them."""
-
-    def __init__(self) -> None:
-        self.seen: set[tuple[str, str]] = set()
-
-    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
-        about, text = getattr(WORKING_ON, "about", ""), " ".join(str(message).split())
-        if (about, text) in self.seen:
-            return
-        self.seen.add((about, text))
-        developers = issubclass(category, (DeprecationWarning, PendingDeprecationWarning))
-        level = logging.DEBUG if developers else logging.WARNING
-        logging.getLogger("py.warnings").log(level, "%s", f"{about}: {text}" if about else text)
-
-
-def configure_logging(quiet: bool, verbose: bool) -> None:
-    """Log to stderr; third-party libraries never go below WARNING, so -v shows this
-    script's steps and not, for example, Pillow's TIFF tag dump; their warnings
-    become our log lines, so -q silences them."""
-    import warnings  # here: only this function of the block needs it
-
-    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
-    for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
-        logging.getLogger(library).setLevel(max(level, logging.WARNING))
-    # Every Pillow warning reaches WarningsToLog, one per file and message (Python's
-    # one per source line leaves the 2nd image's unnamed); -W/PYTHONWARNINGS still win.
-    warnings.filterwarnings("always", module=r"PIL\.", append=True)
-    warnings.showwarning = WarningsToLog()
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT, SIGTERM or SIGHUP as KeyboardInterrupt: what finishes outputs after
-    Ctrl-C runs for them too."""
-
-
-Interrupted = shared("Interrupted", Interrupted)  # type: ignore[misc]
-HELD = shared("HELD", {"depth": 0, "pending": ""})
-
-
-def raise_interrupted(signum: int, frame: object) -> None:
-    """The first stop signal: later ones are ignored (a second SIGTERM must not cut
-    the clean-up), threads see STOPPING, and inside signals_held() it waits."""
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    STOPPING.set()
-    name = signal.Signals(signum).name
-    if HELD["depth"]:
-        HELD["pending"] = name
-        return
-    raise Interrupted(name)
-
-
-def say_error(text: str) -> None:
-    """An error line; before logging is configured (arguments being parsed) the
-    same line as after."""
-    if logging.getLogger().handlers:
-        logging.getLogger().error("%s", text)
-    else:
-        print(f"ERROR {text}", file=sys.stderr)
-
-
-def guarded(
-    work: Callable[[], int],
-    say: Callable[[str], object] = say_error,
-    failed: int = 2,
-    interrupted: int = 130,
-) -> int:
-    """The script's one way out (nagiosplugin's guard): work()'s status; SIGINT,
-    SIGTERM or SIGHUP as one line and `interrupted`; any other exception as one
-    line and `failed`. Never a traceback. A signal ignored when the script started
-    (nohup, `trap '' HUP`) stays ignored."""
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if in_main else {}
-    STOPPING.clear()
-    for sig, handler in previous.items():
-        if handler is not signal.SIG_IGN:
-            signal.signal(sig, raise_interrupted)
-    try:
-        return work()
-    except KeyboardInterrupt as stop:
-        say(f"interrupted by {stop}" if str(stop) not in ("", "SIGINT") else "interrupted")
-        return interrupted
-    except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        say(f"unexpected {type(error).__name__}" + (f": {first}" if first else ""))
-        return failed
-    finally:
-        # A script's run is over: a stop while Python shuts down is ignored (SIG_IGN
-        # outlives finalization; the default would kill the finished run, -15).
-        early = shared("early stop", None)
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_IGN if early and handler is early else handler)
-
-
-# --- end shared block: cli ---
-# --- begin shared block: files (from blocks/files.py; make blocks) ---
-def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
-    """path holds data, whole, or keeps what it held: a temporary file beside it,
-    written, flushed, fsynced, given `mode`, then renamed over it; the temporary is
-    removed on any failure. OSError when path is a folder, FIFO or device, which the
-    rename would replace (as root, a path of /dev/null would replace the machine's).
-    The folder must exist: a missing one is a typo to report, not one to create."""
-    path = Path(path)
-    try:
-        kind = os.lstat(path).st_mode
-    except FileNotFoundError:
-        kind = stat.S_IFREG
-    if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
-        raise OSError(errno.EEXIST, "not a regular file, which it would replace", str(path))
-    content = data.encode("utf-8") if isinstance(data, str) else data
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(content)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-# --- end shared block: files ---
 
 
 OPTIONS = [

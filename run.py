@@ -63,18 +63,13 @@ from __future__ import annotations
 
 # --- begin shared block: early stop (from blocks/early_stop.py; make blocks) ---
 def shared(name: str, value: object) -> object:
-    """The process's one `name`, set by the first copy of the blocks to ask: a script
-    and the helpers it imports share the stop state and the missing packages."""
     import sys
 
-    # type(sys) is the module type: `import types` would be an import in the prologue.
     state = sys.modules.setdefault("fruit_catalog_shared", type(sys)("shared"))
     return vars(state).setdefault(name, value)
 
 
 def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
-    """Until the guard takes over, a stop signal is one line on fd and `status`, however
-    early; a signal ignored at start (nohup, `trap '' HUP`) stays ignored."""
     import _signal  # loaded with Python; `import signal` takes 10+ ms, a stop there a traceback
     import os
 
@@ -91,15 +86,10 @@ def stop_early(line: str = "ERROR {}", status: int = 130, fd: int = 2) -> None:
 
 
 def missing_packages() -> list[str]:
-    """One line per package this process could not import: what to pip install."""
     return shared("missing", [])  # type: ignore[return-value]
 
 
 class Missing:
-    """Stands in for a package that is not installed: module-level code using its names
-    still runs, so --help and -V work; the parser then says the pip line, and any call
-    (a helper imported by another program) raises ModuleNotFoundError saying it."""
-
     def __init__(self, error: ImportError, pins: str) -> None:
         import os
         import sys
@@ -859,14 +849,10 @@ def check_writable(record: Path) -> None:
 # --- begin shared block: cli (from blocks/cli.py; make blocks) ---
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 UNSET = object()  # the default of an option not given on the command line
-# One stop state per process, whichever copy of this block guards the run:
 STOPPING = shared("STOPPING", threading.Event())  # the first stop signal: no new request, no retry
 
 
 def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number from low to high (nan, inf and 1e309 are
-    refused). The same check serves a flag and its environment variable."""
-
     def parse(text: str) -> float:
         try:
             value = int(text) if whole else float(text)
@@ -882,8 +868,6 @@ def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], f
 
 
 def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, default: object):
-    """The environment variable NAME checked by parse, or default when unset or
-    empty. A bad value is a usage error that names the variable, not a flag."""
     text = os.environ.get(name, "")
     if not text.strip():
         return default
@@ -895,12 +879,6 @@ def from_env(parser: argparse.ArgumentParser, name: str, parse: Callable, defaul
 
 @dataclass(frozen=True)
 class Option:
-    """One option, declared once (flags or a positional's name, variable, default,
-    type with its bounds, help): --help shows its default and variable; a test holds
-    the rows to the README. A callable default reads its own variables (env is then
-    only shown); a set env is parsed by type, a bad one a usage error naming it; an
-    "append" option's env holds several values, split on whitespace or `split`."""
-
     flags: str
     help: str
     env: str = ""
@@ -931,15 +909,12 @@ class Option:
         if self.action == "version":
             keywords["version"] = f"%(prog)s {__version__}"
         else:
-            # An "append" option starts from None: argparse appends to its default.
             keywords["default"] = None if self.action == "append" else UNSET
         action = parser.add_argument(*names, **keywords)
         action.option = self  # type: ignore[attr-defined]
         return action
 
     def initial(self, parser: argparse.ArgumentParser) -> Any:
-        """The value of an option not given: its variable's, else its default (a
-        text default goes through type, as argparse does with one)."""
         value = self.from_variable_or_default(parser)
         if isinstance(value, str) and self.type is not None and value is self.default:
             return self.type(value)
@@ -964,7 +939,6 @@ class Option:
 
 
 def standard_options() -> list[Option]:
-    """-q, -v and -V/--version, meaning the same in every script."""
     return [
         Option("-q --quiet", "print only errors", action="store_true"),
         Option("-v --verbose", "print each step (never library internals)", action="store_true"),
@@ -978,13 +952,8 @@ def build_parser(
     parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
     epilog: str | None = None,
 ) -> argparse.ArgumentParser:
-    """The script's parser: its docstring (usage, examples, exit statuses) as the
-    description, then one argument per row, then -q, -v and -V."""
-
     class OptionParser(parser_class):  # type: ignore[valid-type, misc]
         def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
-            """Then the defaults of the options not given: a variable is read only
-            when its flag is absent (the flag wins), never for --help or -V."""
             known, rest = super().parse_known_args(args, namespace)
             if missing_packages():  # only now: --help and -V work without the packages
                 self.exit(2, f"{missing_packages()[0]}\n")
@@ -1008,10 +977,6 @@ WORKING_ON = threading.local()  # the file this thread works on, named in its wa
 
 
 class WarningsToLog:
-    """Python's warnings as our own log lines, once per file and message, naming the
-    file (WorkingOn) and never the library's path and source line: WARNING, or DEBUG
-    for a deprecation (a note for developers). So -q silences them."""
-
     def __init__(self) -> None:
         self.seen: set[tuple[str, str]] = set()
 
@@ -1026,24 +991,17 @@ class WarningsToLog:
 
 
 def configure_logging(quiet: bool, verbose: bool) -> None:
-    """Log to stderr; third-party libraries never go below WARNING, so -v shows this
-    script's steps and not, for example, Pillow's TIFF tag dump; their warnings
-    become our log lines, so -q silences them."""
     import warnings  # here: only this function of the block needs it
 
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
-    # Every Pillow warning reaches WarningsToLog, one per file and message (Python's
-    # one per source line leaves the 2nd image's unnamed); -W/PYTHONWARNINGS still win.
     warnings.filterwarnings("always", module=r"PIL\.", append=True)
     warnings.showwarning = WarningsToLog()
 
 
 def expand_home(text: str) -> Path:
-    """text with ~ expanded; as it is when this user has no home (no HOME, no passwd
-    entry, as under some cron jobs), so what follows names the missing folder."""
     try:
         return Path(text).expanduser()
     except RuntimeError:
@@ -1060,8 +1018,6 @@ HELD = shared("HELD", {"depth": 0, "pending": ""})
 
 
 def raise_interrupted(signum: int, frame: object) -> None:
-    """The first stop signal: later ones are ignored (a second SIGTERM must not cut
-    the clean-up), threads see STOPPING, and inside signals_held() it waits."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     STOPPING.set()
@@ -1074,8 +1030,6 @@ def raise_interrupted(signum: int, frame: object) -> None:
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """A stop signal arriving inside waits until the block is done (a record
-    being written), then interrupts as usual."""
     HELD["depth"] += 1
     try:
         yield
@@ -1088,8 +1042,6 @@ def signals_held() -> Iterator[None]:
 
 
 def say_error(text: str) -> None:
-    """An error line; before logging is configured (arguments being parsed) the
-    same line as after."""
     if logging.getLogger().handlers:
         logging.getLogger().error("%s", text)
     else:
@@ -1102,10 +1054,6 @@ def guarded(
     failed: int = 2,
     interrupted: int = 130,
 ) -> int:
-    """The script's one way out (nagiosplugin's guard): work()'s status; SIGINT,
-    SIGTERM or SIGHUP as one line and `interrupted`; any other exception as one
-    line and `failed`. Never a traceback. A signal ignored when the script started
-    (nohup, `trap '' HUP`) stays ignored."""
     in_main = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if in_main else {}
     STOPPING.clear()
@@ -1122,8 +1070,6 @@ def guarded(
         say(f"unexpected {type(error).__name__}" + (f": {first}" if first else ""))
         return failed
     finally:
-        # A script's run is over: a stop while Python shuts down is ignored (SIG_IGN
-        # outlives finalization; the default would kill the finished run, -15).
         early = shared("early stop", None)
         for sig, handler in previous.items():
             signal.signal(sig, signal.SIG_IGN if early and handler is early else handler)
@@ -1139,9 +1085,6 @@ class DeliveryBusy(Exception):
 
 
 def lock_path(delivery: Path) -> Path:
-    """Where the delivery's lock lives: inside the delivery when it is writable, else
-    in the temporary folder under a name derived from the delivery's real path, so
-    every script run against the same delivery picks the same file."""
     real = delivery.resolve()
     if os.access(real, os.W_OK):
         return real / LOCK_NAME
@@ -1159,9 +1102,6 @@ def describe_holder(lock_file: IO[str]) -> str:
 
 
 def open_lock_file(path: Path) -> IO[str]:
-    """The lock file, never through a link and only when it is a regular file: a
-    delivery is untrusted, and the lock file is rewritten with the holder's name, so
-    a planted link could otherwise truncate any file of the user."""
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         fd = os.open(path, flags, 0o644)
@@ -1174,9 +1114,6 @@ def open_lock_file(path: Path) -> IO[str]:
 
 
 def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
-    """Take the delivery's exclusive lock, waiting up to `wait` seconds, and write who
-    holds it. The kernel drops the lock when the process ends, even on kill -9, so a
-    lock is never stale. Keep the returned file open while working."""
     path = lock_path(delivery)
     lock_file = open_lock_file(path)
     deadline = time.monotonic() + wait
@@ -1205,11 +1142,6 @@ def hold_delivery_lock(delivery: Path, wait: float) -> IO[str]:
 # --- end shared block: lock ---
 # --- begin shared block: progress (from blocks/progress.py; make blocks) ---
 class Progress:
-    """One updating line on a terminal: `converted 12/40, 6.1/s, 5 s left`. Shown only
-    when stderr is a terminal, not quiet, and the work has taken over 2 seconds
-    (PROGRESS_AFTER seconds when set: tests see the line without seconds of work);
-    under cron or a pipe nothing is printed. Thread-safe."""
-
     SHOW_AFTER = 2.0
     EVERY = 0.2
 
@@ -1244,7 +1176,6 @@ class Progress:
         self.shown = True
 
     def close(self) -> None:
-        """Clear the line so the summary that follows starts on a clean one."""
         with self.lock:
             if self.shown:
                 sys.stderr.write("\r\x1b[K")
@@ -1259,7 +1190,6 @@ IMAGE_LIMIT = 200 << 20  # 200 MiB: a large uncompressed TIFF
 
 
 def supplier_data() -> Path:
-    """The delivery: $SUPPLIER_DATA, else the lab's ~/supplier-data."""
     return expand_home(os.environ.get("SUPPLIER_DATA", "").strip() or "~/supplier-data")
 
 
@@ -1274,11 +1204,6 @@ def file_kind(mode: int) -> str:
 
 
 def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
-    """Open path for reading only when it is a regular file of at most `limit` bytes
-    really inside root (root itself may be a link; a link inside root that stays
-    inside is fine). A delivery is untrusted: a link out of it could publish a
-    private file, a FIFO or /dev/zero would hang or exhaust memory. The checks are
-    made on the opened descriptor, so a file swapped after the check is not read."""
     real_root = root.resolve()
     try:
         real = path.resolve(strict=True)
@@ -1309,8 +1234,6 @@ def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
 
 
 def read_delivery_file(path: Path, root: Path, limit: int) -> bytes:
-    """The bytes of a delivery file, checked as open_delivery_file does; a file that
-    grows past the limit while being read is refused too."""
     with open_delivery_file(path, root, limit) as file:
         content = file.read(limit + 1)
     if len(content) > limit:
@@ -1319,11 +1242,6 @@ def read_delivery_file(path: Path, root: Path, limit: int) -> bytes:
 
 
 def earlier_attempt(jpeg: Path, source: Path) -> str:
-    """The one message, in every script, for a JPEG beside its source that
-    changeImage.py did not write (no mark: an earlier attempt's, most likely),
-    with the one command that resolves it, as it can be typed: the names alone
-    when the JPEG is beside its source (the lab's layout), the folders it needs
-    otherwise (the images folder unless it is $SUPPLIER_DATA/images)."""
     command = "./changeImage.py --replace-unmarked"
     if jpeg.parent != source.parent:
         command += f" --output-dir {shlex.quote(str(jpeg.parent))}"
@@ -1339,18 +1257,6 @@ def earlier_attempt(jpeg: Path, source: Path) -> str:
 # --- end shared block: delivery files ---
 # --- begin shared block: deadline (from blocks/deadline.py; make blocks) ---
 class Deadline:
-    """`with Deadline(seconds) as deadline:` cuts the conversation when it has taken
-    `seconds` in all. Socket timeouts bound each wait, not their sum: a server that
-    trickles a byte per wait never trips them. A timer shuts the watched socket down,
-    so the blocked call returns at once (an OSError in the caller; `expired` says
-    why). It shuts down by descriptor, which survives a TLS wrap of the socket, and
-    only while that descriptor is still the watched socket (a closed socket's
-    number may already be another file's).
-
-    The deadline entered last in a thread is that thread's `Deadline.current()`:
-    code that opens sockets deep inside a library (a connection class) watches
-    them with `watch_socket(sock)`."""
-
     _current = threading.local()
 
     def __init__(self, seconds: float) -> None:
@@ -1376,7 +1282,6 @@ class Deadline:
         Deadline._current.deadline = self.outer
 
     def left(self) -> float:
-        """Seconds until the deadline (negative once passed)."""
         return self.end - time.monotonic()
 
     def stop(self) -> None:
@@ -1385,7 +1290,6 @@ class Deadline:
         self.timer.cancel()
 
     def watch(self, sock: socket.socket) -> None:
-        """Cut sock when the deadline passes; TimeoutError when it already has."""
         with self.lock:
             if self.expired:
                 raise TimeoutError(f"no whole answer within {self.seconds:g} s")
@@ -1415,7 +1319,6 @@ class Deadline:
 
 
 def watch_socket(sock: socket.socket | None) -> None:
-    """Let this thread's current Deadline, if any, cut sock."""
     deadline = Deadline.current()
     if deadline is not None and sock is not None:
         deadline.watch(sock)
@@ -1428,16 +1331,10 @@ NAME_BYTES = 255  # and writes it as a file: 255 bytes of UTF-8 on Linux
 
 
 def valid_filename(name: str) -> str:
-    """django.utils.text.get_valid_filename without Django: spaces become _, and
-    everything but Unicode letters, digits, -, _ and . is dropped."""
     return re.sub(r"(?u)[^-\w.]", "", str(name).strip().replace(" ", "_"))
 
 
 def store_name(filename: str, tag: str = "") -> str:
-    """The name the store keeps for an upload named filename: Django's valid file
-    name, shortened here so that images/<name> fits the store's 100 characters
-    (Django would add a random suffix). tag (a content digest) is appended to
-    the stem, never cut off."""
     stem, dot, ext = valid_filename(filename).rpartition(".")
     stem, ext = (stem, dot + ext) if dot else (ext, "")
     stem = stem.strip(".") or "image"
@@ -1449,15 +1346,10 @@ def store_name(filename: str, tag: str = "") -> str:
 
 
 def content_tag(content: bytes) -> str:
-    """The digest both scripts put in every catalog image's name."""
     return hashlib.sha256(content).hexdigest()[:12]
 
 
 def catalog_name(filename: str, content: bytes) -> str:
-    """The name a catalog JPEG is uploaded and posted under: <stem>-<first 12 hex
-    of its SHA-256>.jpeg. Two different pictures never share a name, so importers
-    racing on one store (the store never says under which name it kept an upload)
-    cannot take each other's; the same picture twice is the same bytes."""
     return store_name(filename, content_tag(content))
 
 
@@ -1470,14 +1362,10 @@ JPEG_MARK = re.compile(  # changeImage.py's MARK (its first marks: SHA-256)
 )
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers: the size
 STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # markers without a length
-# Where coded data ends: FF, then neither a stuffed 00, a restart, TEM nor fill FF.
-# Searched in C: a walk reads marker headers only, however long the coded data.
 CODED_DATA_END = re.compile(rb"\xff[^\x00\x01\xd0-\xd7\xff]")
-# What makes a file named like a catalog JPEG unusable (the record's photo causes):
 CUT, NOT_OURS, WRONG_SIZE = "cut", "not ours", "wrong size"
 EARLIER_ATTEMPT = "earlier attempt"  # unmarked beside its source: earlier_attempt() says it
 PHOTO = "photo"  # the supplier's own photo under the catalog's name: photo_to_convert() says it
-# The photos changeImage.py converts, by their first bytes: the name to give one.
 PHOTO_SUFFIXES = {
     b"\xff\xd8\xff": ".jpg",
     b"II*\x00": ".tiff",
@@ -1489,9 +1377,6 @@ PHOTO_SUFFIXES = {
 
 
 def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes, int]:
-    """A whole JPEG's (width, height), its comments and where its end marker ends,
-    walked segment by segment and through its coded data to that marker, without
-    decoding (these scripts need no Pillow); ValueError saying what is wrong."""
     cut = f"cut short (no end marker after {len(content)} bytes)"
     if not content.startswith(b"\xff\xd8"):
         raise ValueError("not a JPEG")
@@ -1527,21 +1412,11 @@ def jpeg_layout(content: bytes) -> tuple[tuple[int, int] | None, bytes, int]:
 
 
 class Unusable(NamedTuple):
-    """Why a file named like a catalog JPEG is not one: cause (CUT, NOT_OURS,
-    WRONG_SIZE, EARLIER_ATTEMPT: decide by it) and what to say."""
-
     cause: str
     text: str
 
 
 def unusable_jpeg(content: bytes, path: Path) -> Unusable | None:
-    """What keeps content (the file at path) from being a catalog JPEG (None when
-    it is one): a whole JPEG ending at its end marker, of the size its
-    changeImage.py mark gives, or 600x400 without a mark, and then only with no
-    source beside it (001.jpeg beside 001.tiff without the mark is an earlier
-    attempt's, the one message of earlier_attempt()). Any other photo without a
-    mark and without a source beside it is the supplier's own, named like an
-    output (009.jpeg, 640x480): photo_to_convert() says the way out."""
     try:
         size, comments, end = jpeg_layout(content)
     except ValueError as error:
@@ -1571,15 +1446,10 @@ def unusable_jpeg(content: bytes, path: Path) -> Unusable | None:
 
 
 def photo_suffix(content: bytes) -> str:
-    """The extension of a photo changeImage.py converts (".jpg" for a JPEG), by
-    its first bytes; "" for anything else."""
     return next((s for magic, s in PHOTO_SUFFIXES.items() if content.startswith(magic)), "")
 
 
 def photo_to_convert(content: bytes, path: Path) -> str:
-    """The one message, in every script, for the supplier's own photo named like a
-    catalog JPEG with no source beside it, with the way out: changeImage.py names
-    its outputs by stem, so renamed as what it is the photo converts to path."""
     renamed = path.stem + (photo_suffix(content) or ".jpg")
     return (
         f"{path.name} is a photo under the catalog's name, not made by changeImage.py:"
@@ -1588,7 +1458,6 @@ def photo_to_convert(content: bytes, path: Path) -> str:
 
 
 def sources_beside(path: Path) -> list[Path]:
-    """The other files of path's stem in its folder (001.tiff beside 001.jpeg)."""
     beside = path.parent.glob(glob.escape(path.stem) + ".*")
     return sorted(p for p in beside if p.name != path.name and p.stem == path.stem)
 
@@ -1612,8 +1481,6 @@ class StoreError(Exception):
 
 
 class Unanswered(StoreError):
-    """No answer came; maybe_sent when the request may have reached the store."""
-
     def __init__(self, message: str, maybe_sent: bool) -> None:
         super().__init__(message)
         self.maybe_sent = maybe_sent
@@ -1624,13 +1491,10 @@ class StoreDown(Unanswered):
 
 
 def redact(text: str) -> str:
-    """text with the user:password@ of every URL in it removed."""
     return URL_CREDENTIALS.sub(r"\1", text)
 
 
 class RedactingFilter(logging.Filter):
-    """Keeps credentials in URLs out of every log line, whoever wrote it."""
-
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = redact(record.getMessage()), None
         return True
@@ -1642,18 +1506,11 @@ def redact_logs() -> None:
 
 
 def hidden(url: str) -> str:
-    """url as an error shows it: nothing before its last @ (a password may hold
-    / ? or #), no query or fragment (a token may be there)."""
     text = re.sub(r"(?i)^([a-z][a-z0-9+.-]*://)[^@]*@", r"\1", redact(url).strip())
     return re.sub(r"[?#].*", "?...", text)
 
 
 def canonical_url(url: str) -> str:
-    """The store's identity: scheme://host[:port]/path/, lower-case host, no default
-    port, trailing slash, never credentials. http://Host, http://host/ and
-    http://HOST:80/ are the same store, and so are its endpoints' URLs given
-    for it (http://host/fruits/, http://host/upload/). ValueError when it is
-    not a store URL."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     try:
@@ -1675,7 +1532,6 @@ def canonical_url(url: str) -> str:
 
 
 def sent_path(path: str) -> str:
-    """The path as requests sends it: /a/./b/../ is /a/, %66ruits is fruits."""
     try:
         sent = urlsplit(requests.Request("GET", "http://host" + (path or "/")).prepare().url)
     except requests.RequestException:
@@ -1684,7 +1540,6 @@ def sent_path(path: str) -> str:
 
 
 def store_url(text: str) -> str:
-    """An argparse type: a store URL (--url or CATALOG_URL), as given."""
     try:
         canonical_url(text)
     except ValueError as error:
@@ -1693,8 +1548,6 @@ def store_url(text: str) -> str:
 
 
 def store_options(sending: str) -> list[Option]:
-    """The store's options, the same in both scripts that talk to it; `sending`
-    names what a lost answer belonged to ("a POST", "an upload")."""
     seconds, whole = number(0, 86400), functools.partial(number, whole=True)
     return [
         Option(
@@ -1743,8 +1596,6 @@ def store_options(sending: str) -> list[Option]:
 
 
 def env_flag(name: str) -> bool:
-    """A yes/no environment variable: 1, yes, true or on; 0, no, false, off or
-    unset; anything else is a ValueError naming what it takes."""
     text = os.environ.get(name, "").strip().lower()
     if text in ("", "0", "no", "false", "off"):
         return False
@@ -1754,7 +1605,6 @@ def env_flag(name: str) -> bool:
 
 
 def content_names_option() -> Option:
-    """The one row of --content-names, the same in both scripts (CONTRACT.md 3)."""
     return Option(
         "--content-names",
         "name every picture by its content (<stem>-<12 hex of SHA-256>.jpeg), never the"
@@ -1767,8 +1617,6 @@ def content_names_option() -> Option:
 
 
 def store_token(parser: argparse.ArgumentParser) -> str:
-    """CATALOG_TOKEN, stripped; one that cannot go in an HTTP header (a line break,
-    a character outside ASCII) is a usage error that shows nothing of it."""
     token = os.environ.get("CATALOG_TOKEN", "").strip()
     if not all("!" <= char <= "~" for char in token):
         parser.error(
@@ -1779,8 +1627,6 @@ def store_token(parser: argparse.ArgumentParser) -> str:
 
 
 def url_credentials(url: str) -> tuple[bytes, bytes] | None:
-    """user and password given in the URL, sent as HTTP basic authentication in
-    UTF-8 (requests would encode them as Latin-1, failing on other characters)."""
     parts = urlsplit(url.strip())
     if not parts.username:
         return None
@@ -1788,9 +1634,6 @@ def url_credentials(url: str) -> tuple[bytes, bytes] | None:
 
 
 class WatchedConnection:
-    """Mixed into urllib3's connections: each socket in use is known to the
-    running request's Deadline."""
-
     sock: socket.socket | None
 
     def connect(self) -> None:
@@ -1825,23 +1668,12 @@ class WatchedAdapter(HTTPAdapter):
 
 
 class GaveUp(Exception):
-    """StoreRetry stopped retrying rather than wait past the request's deadline, or
-    because the run is stopping. A retried request was never taken by the store
-    (a refused connection, or 503), so it was not sent; .response is the last
-    answer, if one came (its __context__ the last error, else)."""
-
     def __init__(self, why: str, response: urllib3.BaseHTTPResponse | None) -> None:
         super().__init__(why)
         self.response = response
 
 
 class StoreRetry(Retry):
-    """The one retry policy of every request: urllib3 retries GET and HEAD after
-    a refused connection, a lost answer or 502/503/504, and a POST only when the
-    store surely did not take it (a connection never opened, or 503), with
-    backoff and Retry-After (an unreadable one is ignored); it gives up rather
-    than sleep past the deadline or on after a stop signal."""
-
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if method == "POST":
             return status_code == 503
@@ -1861,8 +1693,6 @@ class StoreRetry(Retry):
 
 
 def read_body(answer: requests.Response, limit: int) -> None:
-    """Reads answer's body up to limit bytes into answer.content; answer.cut is
-    True when there was more (that connection is then closed, not reused)."""
     chunks, size = [], 0
     for chunk in answer.iter_content(64 << 10):
         chunks.append(chunk)
@@ -1875,7 +1705,6 @@ def read_body(answer: requests.Response, limit: int) -> None:
 
 
 def make_session(url: str, token: str, retries: int, jobs: int) -> requests.Session:
-    """One pooled session, every request retried by StoreRetry."""
     retry = StoreRetry(
         total=retries,
         connect=retries,
@@ -1900,7 +1729,6 @@ def make_session(url: str, token: str, retries: int, jobs: int) -> requests.Sess
 
 
 def connection_problem(error: BaseException) -> str:
-    """A short cause for a failed connection: 'connection refused', ..."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, ConnectionRefusedError):
@@ -1919,7 +1747,6 @@ def connection_problem(error: BaseException) -> str:
 
 
 def never_sent(error: requests.RequestException) -> bool:
-    """True when the request certainly did not reach the store."""
     return isinstance(error, requests.ConnectTimeout) or connection_problem(error) in {
         "connection refused",
         "host name not found",
@@ -1928,7 +1755,6 @@ def never_sent(error: requests.RequestException) -> bool:
 
 
 def store_errors(body: object) -> str:
-    """'weight: A valid integer is required.' from a DRF error body."""
     if isinstance(body, dict):
         parts = []
         for field, messages in body.items():
@@ -1939,7 +1765,6 @@ def store_errors(body: object) -> str:
 
 
 def rejection(answer: requests.Response) -> str:
-    """Why the store said no, in its own words."""
     if answer.is_redirect:
         where = redact(answer.headers.get("Location", "?"))
         return f"the store answered {answer.status_code} redirect to {where}; check --url"
@@ -1953,10 +1778,6 @@ def rejection(answer: requests.Response) -> str:
 
 
 class Store:
-    """The store's REST service, asked carefully: every request bounded by a
-    deadline, DEAD_AFTER connection-level failures in a row (across threads)
-    stop every further request, and POSTs are never repeated blindly."""
-
     def __init__(self, url: str, token: str, timeout: float, retries: int, jobs: int) -> None:
         self.url = canonical_url(url)
         self.session = make_session(url, token, retries, jobs)
@@ -1968,8 +1789,6 @@ class Store:
     def request(
         self, method: str, path: str, limit: int = BODY_LIMIT, **options: object
     ) -> requests.Response:
-        """The answer, its body read within the deadline and cut after limit bytes
-        (answer.cut tells): a store serving an endless body is not read into memory."""
         if STOPPING.is_set():
             raise StoreDown("the run was interrupted", maybe_sent=False)
         if self.stopped:
@@ -1994,7 +1813,6 @@ class Store:
         return answer
 
     def gave_up(self, request: str, stop: GaveUp) -> None:
-        """What a request that StoreRetry stopped retrying was: never sent."""
         if STOPPING.is_set():
             raise StoreDown("the run was interrupted", maybe_sent=False)
         if stop.response is not None:
@@ -2016,9 +1834,6 @@ class Store:
         raise kind(self.stopped or message, maybe_sent=not never_sent(error))
 
     def post(self, path: str, **options: object) -> requests.Response:
-        """POST, repeated by StoreRetry only when the store surely did not take it.
-        A lost answer (or 502/504) raises Unanswered(maybe_sent=True): the caller
-        re-reads the store after a grace period instead of sending it again."""
         answer = self.request("POST", path, **options)
         if answer.status_code in (502, 504):
             message = f"POST {self.url}{path}: the store answered {answer.status_code}"
@@ -2026,7 +1841,6 @@ class Store:
         return answer
 
     def fruits(self) -> list[dict]:
-        """Every product the store has; also proves it answers."""
         answer = self.request("GET", "fruits/", limit=LIST_LIMIT)
         if answer.status_code != 200:
             raise StoreError(f"GET {self.url}fruits/: {rejection(answer)}")
@@ -2041,9 +1855,6 @@ class Store:
         return fruits
 
     def holds(self, name: str, content: bytes) -> bool | None:
-        """Whether the store serves exactly content as images/<name> (None: no such
-        image). Served a beginning of content, another importer's upload of the same
-        picture is still being written there: asked again for a few seconds."""
         for pause in WRITING_PAUSES:
             answer = self.request("GET", "media/images/" + quote(name), limit=len(content))
             if answer.status_code == 404:
@@ -2058,9 +1869,6 @@ class Store:
         return False
 
     def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
-        """The name this JPEG gets in the store (catalog_name, which both scripts
-        derive alike without talking to each other), and whether the store already
-        serves it there."""
         name = catalog_name(filename, content)
         held = self.holds(name, content)
         if held is False:
@@ -2069,15 +1877,12 @@ class Store:
 
 
 def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """The arguments, with CATALOG_TOKEN checked (it has no flag: never on a command line)."""
     args = parser.parse_args(argv)
     args.token = store_token(parser)
     return args
 
 
 def configure_store_logging(quiet: bool, verbose: bool) -> None:
-    """configure_logging(), with no credentials in any line and no urllib3 retry
-    warnings (ours say more)."""
     configure_logging(quiet, verbose)
     logging.getLogger("urllib3").setLevel(logging.ERROR)
     redact_logs()
@@ -2089,8 +1894,6 @@ JOURNAL_LIMIT = 64 << 20  # a journal read back: ~200,000 lines
 
 
 def open_journal(path: Path) -> int:
-    """An append-only descriptor: every line is one write() then fsync. Only a
-    regular file: a link, FIFO or device planted in a delivery is refused."""
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
     fd = os.open(path, flags, 0o644)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -2105,8 +1908,6 @@ def append_line(fd: int, entry: dict) -> None:
 
 
 def read_journal(path: Path) -> list[dict]:
-    """The journal's JSON objects; a line cut by a kill, not UTF-8 or not an
-    object is ignored with a warning (it cannot decide anything anyway)."""
     try:
         raw = read_delivery_file(path, path.parent, JOURNAL_LIMIT)
     except RefusedFile as error:
@@ -2133,7 +1934,6 @@ def now() -> str:
 
 
 def journal_time(entry: dict) -> float:
-    """A journal line's time in seconds since the epoch (0 when unreadable)."""
     try:
         return datetime.datetime.fromisoformat(entry["time"]).timestamp()
     except (KeyError, TypeError, ValueError):
@@ -2141,9 +1941,6 @@ def journal_time(entry: dict) -> float:
 
 
 def await_stopped_requests(sent: float, grace: float) -> bool:
-    """A run killed during a request (sent at `sent`, epoch seconds) may see it land
-    later: wait until grace seconds after it before asking the store what it holds,
-    as for a lost answer. True when it waited."""
     left = min(sent + 1 + grace - time.time(), grace + 1)  # journal times are whole seconds
     if left <= 0:
         return False
@@ -2155,8 +1952,6 @@ def await_stopped_requests(sent: float, grace: float) -> bool:
 # --- end shared block: journal ---
 # --- begin shared block: sending (from blocks/sending.py; make blocks) ---
 FAILED, UNCERTAIN = "failed", "uncertain"  # the outcomes both scripts share
-# Problems (CONTRACT.md, the record's codes) of an item that failed or is uncertain
-# through the store or a stop, never through what the supplier sent:
 STORE_UNREACHABLE = "store_unreachable"  # not sent: the store stopped answering
 INTERRUPTED = "interrupted"  # not sent: the run was stopped
 UNCONFIRMED = "unconfirmed"  # sent, no answer, not confirmed since
@@ -2164,8 +1959,6 @@ NOT_SENT = (STORE_UNREACHABLE, INTERRUPTED)
 
 
 def under_delivery_lock(delivery: Path, wait: float, work: Callable[[], int]) -> int:
-    """work(), holding the delivery's lock; another run holding it longer than
-    `wait` seconds is a usage error that names it."""
     try:
         held = hold_delivery_lock(delivery, wait)
     except DeliveryBusy as error:
@@ -2176,8 +1969,6 @@ def under_delivery_lock(delivery: Path, wait: float, work: Callable[[], int]) ->
 
 
 def fail(item: Any, error: Exception, problem: str) -> None:
-    """item failed, error saying why; one that the store's stop or a stop signal
-    kept from being sent gets that problem instead (report() says those in one line)."""
     item.outcome, item.reason, item.problem = FAILED, str(error), problem
     if isinstance(error, StoreDown):
         item.problem = INTERRUPTED if STOPPING.is_set() else STORE_UNREACHABLE
@@ -2185,9 +1976,6 @@ def fail(item: Any, error: Exception, problem: str) -> None:
 
 
 def post_once(item: Any, post: Callable[[], requests.Response]) -> requests.Response | None:
-    """post()'s answer; None when it was lost after the request may have reached
-    the store: item is then uncertain (settle() looks for it), never sent blindly
-    again. Journal the `sending` line before calling this."""
     item.sent = time.monotonic()
     try:
         return post()
@@ -2207,9 +1995,6 @@ def settle(
     look_again: Callable[[Any, bool], None],
     look_in_store: Callable[[], None] = lambda: None,
 ) -> None:
-    """Items whose POST lost its answer: GRACE seconds after the last went out,
-    look_in_store() reads what the store holds and look_again(item, last) decides;
-    one not there is sent once more (last is False), then looked for again."""
     for last in (False, True):
         pending = [item for item in items if item.outcome == UNCERTAIN and item.sent]
         if not pending or store.stopped:
@@ -2228,8 +2013,6 @@ def settle(
 
 
 def report(items: Sequence[Any], describe: Callable[[Any], str], noun: str) -> None:
-    """An error line per item that failed or is uncertain; those the store's stop
-    or a stop signal kept from being sent, in one line."""
     unsent = [item for item in items if item.problem in NOT_SENT]
     for item in items:
         if item.outcome in (FAILED, UNCERTAIN) and item.problem not in NOT_SENT:
@@ -2241,11 +2024,6 @@ def report(items: Sequence[Any], describe: Callable[[Any], str], noun: str) -> N
 # --- end shared block: sending ---
 # --- begin shared block: files (from blocks/files.py; make blocks) ---
 def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
-    """path holds data, whole, or keeps what it held: a temporary file beside it,
-    written, flushed, fsynced, given `mode`, then renamed over it; the temporary is
-    removed on any failure. OSError when path is a folder, FIFO or device, which the
-    rename would replace (as root, a path of /dev/null would replace the machine's).
-    The folder must exist: a missing one is a typo to report, not one to create."""
     path = Path(path)
     try:
         kind = os.lstat(path).st_mode

@@ -44,7 +44,7 @@ THIRD_PARTY = {
 # Which scripts carry which shared block (fenced by "begin/end shared block: NAME").
 BLOCKS = {
     "early stop": set(SCRIPTS),
-    "cli": set(SCRIPTS) - {"report_email.py"},  # it takes emails.py's
+    "cli": set(SCRIPTS) - {"report_email.py", "reports.py"},  # they take emails.py's
     "lock": {"changeImage.py", "supplier_image_upload.py", "run.py"},
     "progress": {"changeImage.py", "supplier_image_upload.py", "run.py"},
     "delivery files": {"changeImage.py", "supplier_image_upload.py", "run.py", "report_email.py"},
@@ -53,7 +53,7 @@ BLOCKS = {
     "catalog jpeg": {"changeImage.py", "supplier_image_upload.py", "run.py"},
     "journal": {"supplier_image_upload.py", "run.py"},
     "sending": {"supplier_image_upload.py", "run.py"},
-    "files": {"changeImage.py", "reports.py", "emails.py", "health_check.py", "run.py"},
+    "files": {"changeImage.py", "emails.py", "health_check.py", "run.py"},
     "deadline": {"emails.py", "supplier_image_upload.py", "run.py"},
 }
 FENCE = re.compile(
@@ -203,6 +203,67 @@ def test_relocate_puts_the_copies_after_the_scripts_own_code(tmp_path: Path) -> 
     text = (tmp_path / "plain" / "run.py").read_text(encoding="utf-8")
     assert text.index("DOUBLE = double") < text.index("# --- begin shared block: cli")
     assert text.index("# --- end shared block: cli ---") < text.index('if __name__ == "__main__"')
+
+
+# id, a statement of a home, what its copies carry
+COMPACTED = [
+    (
+        "docstring and comments go",
+        'def f():\n    """Why."""\n\n    # why\n    x = 1  # noted\n\n    return x',
+        "def f():\n    x = 1  # noted\n\n    return x",
+    ),
+    (
+        "a class that is only a docstring keeps it",
+        'class Stop(KeyboardInterrupt):\n    """Why."""',
+        'class Stop(KeyboardInterrupt):\n    """Why."""',
+    ),
+    (
+        "comments above a statement go, a tool's stay",
+        "# why\n# fmt: off\nX = {\n    1: 2,\n}\n# fmt: on",
+        "# fmt: off\nX = {\n    1: 2,\n}\n# fmt: on",
+    ),
+    (
+        "a string's blank lines and hashes stay",
+        'HELP = """a\n\n# not a comment\n"""',
+        'HELP = """a\n\n# not a comment\n"""',
+    ),
+    (
+        "a note after a constant goes",
+        'class C:\n    X = 1\n    """What X is."""\n\n    def f(self):\n        pass',
+        "class C:\n    X = 1\n\n    def f(self):\n        pass",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "home, copy", [pytest.param(case[1], case[2], id=case[0]) for case in COMPACTED]
+)
+def test_a_copy_carries_the_code_of_its_home_without_its_prose(tmp_path, home, copy):
+    assert sync_blocks_on(tmp_path, TOY).compact(home) == copy
+
+
+def test_every_copy_runs_the_code_of_its_home() -> None:
+    """Prose aside, each copied statement is its home's, to the token."""
+    for script in SCRIPTS:
+        for name, body in shared_blocks_of(source(script)).items():
+            home = (ROOT / "blocks" / (name.replace(" ", "_") + ".py")).read_text(encoding="utf-8")
+            assert code_of(body) <= code_of(home.partition("# --- block ---\n")[2]), (script, name)
+
+
+def code_of(text: str) -> set[str]:
+    """Each top-level statement of text, dumped without docstrings (ast.dump ignores
+    comments and layout)."""
+    tree = ast.parse(text)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and not isinstance(node, ast.Module):
+            strings = [
+                s for s in body if isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
+            ]
+            strings = [s for s in strings if isinstance(s.value.value, str)]
+            if len(strings) < len(body):
+                node.body = [s for s in body if s not in strings]
+    return {ast.dump(node) for node in tree.body}
 
 
 def shared_blocks_of(text: str) -> dict[str, str]:

@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
 import re
 import sys
+import tokenize
 from pathlib import Path
 from typing import NamedTuple
 
@@ -46,6 +48,8 @@ HOMES = ROOT / "blocks"
 MARKER = "# --- block ---\n"
 COMMAND = "make blocks"
 PINNED = {"early stop"}  # the prologue: stays where it is, before the imports
+# Comments a tool reads: a copy keeps them where every other comment goes.
+TOOL_COMMENTS = ("# fmt:", "# noqa", "# type:", "# pragma")
 FENCE = re.compile(
     r"^# --- begin shared block: (?P<name>[a-z ]+) \(.*?\) ---\n(?P<body>.*?)"
     r"^# --- end shared block: (?P=name) ---$",
@@ -92,6 +96,46 @@ def names_defined(node: ast.stmt) -> set[str]:
     return {name for target in targets if target for name in names_used(target)}
 
 
+def docstrings(tree: ast.AST) -> set[int]:
+    """The lines of every string statement in a body that has other statements too
+    (a function's or class's docstring, a constant's note); a body that is only a
+    docstring keeps it, as Python needs a statement there."""
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, ast.Module) or not isinstance(body, list):
+            continue
+        strings = [s for s in body if isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)]
+        strings = [s for s in strings if isinstance(s.value.value, str)]
+        if len(strings) < len(body):
+            lines.update(n for s in strings for n in range(s.lineno, s.end_lineno + 1))
+    return lines
+
+
+def opens(line: str) -> bool:
+    return line.rstrip().endswith(":")
+
+
+def compact(text: str) -> str:
+    """text, one statement of a home, as its copies carry it: without docstrings and
+    comment lines (the home, which the fence names, keeps them for its reader) and the
+    blank lines their going leaves. A copy is generated to be run, not edited."""
+    dropped, in_strings = docstrings(ast.parse(text)), set()
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type == tokenize.STRING:
+            in_strings.update(range(token.start[0] + 1, token.end[0] + 1))
+        alone = not token.line[: token.start[1]].strip()
+        if token.type == tokenize.COMMENT and alone and not token.string.startswith(TOOL_COMMENTS):
+            dropped.add(token.start[0])
+    kept: list[str] = []
+    for number, line in enumerate(text.split("\n"), 1):
+        blank = not line.strip() and number not in in_strings
+        if number in dropped or (blank and (not kept or not kept[-1].strip() or opens(kept[-1]))):
+            continue
+        kept.append(line)
+    return "\n".join(kept)
+
+
 def parts_of(name: str) -> list[Part]:
     body = body_of(name)
     lines = body.split("\n")
@@ -109,6 +153,7 @@ def parts_of(name: str) -> list[Part]:
         text = chunk.rstrip("\n")
         definition = isinstance(node, ast.FunctionDef | ast.ClassDef)
         blanks = chunk.count("\n") - text.count("\n")
+        text = compact(text)
         parts.append(
             Part(
                 text,
