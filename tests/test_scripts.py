@@ -579,12 +579,10 @@ def test_health_check_without_psutil_says_the_pip_line(bare_python: Path) -> Non
 
 # -- what a reader meets: the script's own code first, copies a minor share -----------
 
-# Ratchets at what main reaches (issue 26 asks 25%): they may only go down. Raised
-# from 0.375: changeImage.py carries the catalog jpeg block's walk (it judges
-# its outputs as the uploader does) and the block says the supplier's photo's way out;
-# then 0.386 and line 268: the guard ignores a stop once the run is over.
-COPIES_SHARE_AT_MOST = 0.386
-OWN_CODE_STARTS_BY_LINE = 268
+# Ratchets at what main reaches (issue 26 asks 25%): they may only go down. From 0.386
+# to 0.334: copies carry no prose, reports.py takes emails.py's command line.
+COPIES_SHARE_AT_MOST = 0.334
+OWN_CODE_STARTS_BY_LINE = 258
 
 
 def copied_lines(script: str) -> int:
