@@ -413,21 +413,23 @@ def test_a_hangup_ignored_at_start_stays_ignored_before_the_guard(waiting_run) -
 
 
 def test_one_stop_state_for_a_script_and_its_helpers() -> None:
-    """report_email.py takes its guard from emails.py; reports.py carries its own copy of
-    the block: in one process they share one stop state all the same."""
+    """report_email.py and reports.py take their guard from emails.py; health_check.py,
+    which can run without emails.py, carries its own copy of the block: in one process
+    they share one stop state all the same."""
     import emails
+    import health_check
     import report_email
 
-    assert report_email.guarded is emails.guarded
-    assert reports.guarded is not emails.guarded
-    assert emails.STOPPING is reports.STOPPING
-    assert emails.HELD is reports.HELD
-    assert emails.Interrupted is reports.Interrupted
+    assert report_email.guarded is emails.guarded is reports.guarded
+    assert health_check.guarded is not emails.guarded
+    assert emails.STOPPING is health_check.STOPPING
+    assert emails.HELD is health_check.HELD
+    assert emails.Interrupted is health_check.Interrupted
 
 
 def test_a_stop_while_emails_code_waits_is_seen_by_the_same_state(trickling_server) -> None:
     """A SIGTERM that comes while emails.py's code waits on a server, handled by the guard
-    of another copy of the block (reports.py's): the stop state emails.py's code reads is
+    of another copy of the block (health_check.py's): the stop state emails.py's code reads is
     set, and the interruption is the one every copy knows."""
     import emails
 
@@ -445,7 +447,9 @@ def test_a_stop_while_emails_code_waits_is_seen_by_the_same_state(trickling_serv
             raise
         return 0
 
-    assert reports.guarded(work, say=seen.append) == 130
+    import health_check
+
+    assert health_check.guarded(work, say=seen.append) == 130
     assert seen == [True, "interrupted by SIGTERM"]
 
 
