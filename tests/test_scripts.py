@@ -612,6 +612,18 @@ def test_copies_are_a_minor_share_and_each_script_starts_with_its_own_code() -> 
     assert max(starts.values()) <= OWN_CODE_STARTS_BY_LINE, starts
 
 
+def test_reports_imported_without_emails_beside_it_names_the_file(tmp_path: Path) -> None:
+    """reports.py takes its command line and writer from emails.py: a program that
+    imports reports.py copied alone learns which file to copy, and is not ended."""
+    (tmp_path / "reports.py").write_bytes((ROOT / "reports.py").read_bytes())
+    program = "try:\n    import reports\nexcept ImportError as error:\n    print(error)"
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "reports.py: emails.py is missing: copy it beside\n"
+
+
 def test_a_helper_used_by_another_program_without_its_packages_says_the_pip_line(
     bare_python: Path, tmp_path: Path
 ) -> None:
