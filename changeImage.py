@@ -12,13 +12,11 @@ skipped; upper-case extensions are fine. Transparent areas are composited on
 white, 16-bit images are scaled to 8 bits, the EXIF orientation is applied and
 a usable RGB ICC profile is kept. Each output is written to a hidden temporary
 file, flushed to disk and renamed into place, so an interrupted or killed run
-never leaves a truncated output. Each output is marked as changeImage.py's
-(with a digest of the options) and keeps its source file's identity (inode,
-size, mtime, ctime) in an extended attribute: a re-run skips it, unread, while
-that file is untouched; any other source (a new photo with old dates, a copied
-folder, a touched file) is converted again, to the same bytes for the same
-photo (older outputs, whose marks carry the source's xxh3-128 or SHA-256, are
-current while it has those bytes). A re-run never replaces a file it did not
+never leaves a truncated output. Each output is marked as changeImage.py's and
+keeps its source file's identity (inode, size, mtime, ctime) in an extended
+attribute: a re-run skips it, unread, while that file is untouched; any other
+(a new photo with old dates, a copy, a touched file) is converted again, to
+the same bytes for the same photo. It never replaces a file it did not
 write (001.jpeg beside 001.tiff from an earlier attempt is an error naming
 both and the command that converts over it, --replace-unmarked; the supplier's
 photo alone under an output's name, a 640x480 009.jpeg, is an error: rename it
@@ -49,6 +47,10 @@ Examples:
     $ ./changeImage.py --replace-unmarked
     ...
     INFO converted 1, skipped 21 (10 already outputs, 2 not images, 9 up to date), failed 0
+
+    A copy of the delivery (cp -r) is converted again once, to the same bytes:
+    $ cp -r ~/supplier-data /srv/copy && ./changeImage.py /srv/copy/images
+    INFO converted 10, skipped 12 (10 already outputs, 2 not images), failed 0
 
     The icon job: 128x128 JPEGs turned a quarter clockwise, named like their
     source with no extension (/opt/icons/ic_edit_location_black_48dp):
@@ -204,28 +206,20 @@ COMMITTERS = 4
 TEMPORARY_SUFFIXES = (".changeImage.tmp", ".tmp")
 LIBRARY_OUTPUT_LIMIT = 64 << 10  # what libtiff may say in a run, read back for the log
 # Every output carries this mark (a JPEG comment, PNG text, WEBP XMP or TIFF
-# ImageDescription): made by changeImage.py with these options (their digest) and
-# of this size, so that a re-run never takes a file it did not write (a
-# supplier's own 001.jpeg) for one. The same source and options give the same
-# bytes, and so the same name in the store.
+# ImageDescription): made by changeImage.py, with these options (their digest), this
+# size, so a re-run never takes a file it did not write (a supplier's 001.jpeg) for
+# one. The same source and options give the same bytes: the same name in the store.
 MARK = "fruit-catalog changeImage.py made-from-{digest} options={options} size={width}x{height}"
 MARK_PATTERN = re.compile(
     r"fruit-catalog changeImage\.py"
     r" made-from-(?P<digest>sha256=[0-9a-f]{64}|xxh3-128=[0-9a-f]{32})"
     r" options=(?P<options>[0-9a-f]{16}) size=[0-9]+x[0-9]+"
 )
-# Older marks carry the digest of the source's bytes: xxh3-128 (the xxhash
-# package), or SHA-256 (the first marks, and copies without xxhash). They still
-# read: such an output is current when its source has those bytes.
+# Older marks name the source's bytes: xxh3-128 (xxhash), or SHA-256 (the first
+# marks, copies without xxhash); still read: current while the source has them.
 FAST_DIGEST, PORTABLE_DIGEST = "xxh3-128", "sha256"
-# New marks carry zeros in the digest's place: not taken. Hashing a 14-24 MB
-# source costs 3-4 ms of CPU (memory traffic, whatever the algorithm), about a
-# tenth of a conversion, which on all cores nothing hides; the source's
-# identity (SOURCE_ATTRIBUTE) tells an untouched source without it, and a
-# source whose identity is lost (a copied folder, touch) is converted again, to
-# the same bytes. The field stays, zeros, because every older copy's pattern
-# (the uploader's and run.py's catalog jpeg block too) needs one to know the
-# output for ours; reading zeros, an older changeImage.py converts again.
+# New marks carry zeros there (not taken: see converted()): every older copy's pattern,
+# the uploader's and run.py's too, needs it; an older changeImage.py converts again.
 UNHASHED = f"{FAST_DIGEST}={'0' * 32}"
 # The options' order in the first marks, which hashed a list of their values:
 # those marks still read.
@@ -747,7 +741,9 @@ def is_fresh(fd: int, options: Options, output: Made) -> bool:
     """Whether `output` (an output's mark) says it was made from this source with
     these options: the same options, and the very file it was made from untouched
     since (same identity, ctime included), or else, for an older mark naming the
-    source's digest, the same bytes (hashed, with the mark's algorithm)."""
+    source's digest, the same bytes (hashed, with the mark's algorithm). A mark of
+    this version (UNHASHED) without that identity is not: the output is made
+    again, to the same bytes when the source's are the same."""
     if output.options not in options_tags(options):
         return False
     if output.source != "" and output.source == source_identity(os.fstat(fd)):
@@ -797,8 +793,10 @@ def output_made(target: Path) -> Made | None:
 def source_attribute(target: Path, digest: str) -> str:
     """The identity of the source the output was made from, kept as an attribute
     of the output; "" unless the output is still the very file written then (same
-    size and mtime, a mark naming the same source bytes): an output overwritten in
-    place keeps its attributes, and must not pass for one of this source."""
+    size and mtime, a mark naming the same digest): an output overwritten in place
+    keeps its attributes, and must not pass for one of this source. New marks all
+    carry UNHASHED: the size and mtime (ns) alone tell another output of ours
+    copied over it."""
     try:
         kept = os.getxattr(target, SOURCE_ATTRIBUTE).decode("ascii", "replace")
         info = target.stat()
@@ -851,8 +849,9 @@ def commit(data: bytes, made: Made, target: Path) -> None:
 def keep_source_identity(target: Path, made: Made) -> None:
     """The source's identity, the mark's digest and the output's size and mtime as
     an attribute of the output, where the file system keeps one (source_attribute
-    reads it): a re-run then does not hash an untouched source again."""
-    with contextlib.suppress(OSError):  # none there: the source is hashed each run
+    reads it): a re-run then skips an untouched source without reading it. Where
+    none is kept (check_writable says so), every run converts it again."""
+    with contextlib.suppress(OSError):  # none kept: converted again next run
         written = os.stat(target, follow_symlinks=False)
         kept = f"{made.source} {made.digest} {written.st_size}:{written.st_mtime_ns}"
         os.setxattr(target, SOURCE_ATTRIBUTE, kept.encode(), follow_symlinks=False)
@@ -860,7 +859,10 @@ def keep_source_identity(target: Path, made: Made) -> None:
 
 def converted(file: BinaryIO, options: Options, source: Path, identity: str) -> tuple[bytes, Made]:
     """A conversion, and what it was made from: these options, and the source
-    file of that identity (taken before it was read). Its bytes are not hashed."""
+    file of that identity (taken before it was read, so a file changed while it
+    is read is converted again next run). Its bytes are read by the decoder
+    only: hashing them too would be a second pass over 14-24 MB of memory per
+    photo, 3-4 ms of CPU that no free core hides when all convert (UNHASHED)."""
     made = Made(UNHASHED, options_tag(options), identity)
     with image_in(file) as image:
         converted = convert_image(image, options)
@@ -876,9 +878,16 @@ def convert_file(task: Task, options: Options) -> tuple[bytes, Made] | str | Non
             identity = source_identity(os.fstat(file.fileno()))  # before it is read
             # An output of ours is there: is it current?
             if task.made.digest and is_fresh(file.fileno(), options, task.made):
-                if task.made.source != identity:  # touched, same bytes: next time no hash
+                if task.made.source != identity:  # an older mark, same bytes: next time unread
                     keep_source_identity(task.target, task.made._replace(source=identity))
                 return None
+            if task.made.digest == UNHASHED and task.made.options in options_tags(options):
+                # -v says why an output of ours with these options is made again
+                log.debug(
+                    "%s is not the file %s was made from (a copy? touched?): converted again",
+                    task.source,
+                    task.target,
+                )
             data, made = converted(file, options, task.source, identity)
     except RefusedFile as error:
         return str(error)
@@ -900,10 +909,15 @@ def sync_folders(folders: set[Path]) -> None:
 
 
 def check_writable(folder: Path) -> None:
-    """Fail before converting anything when a folder cannot take outputs."""
+    """Fail before converting anything when a folder cannot take outputs; say it
+    when its file system keeps no extended attributes (NFS without them, ramfs):
+    its outputs keep no source identity, so every run converts them again."""
     try:
-        with tempfile.TemporaryFile(dir=folder, prefix=".changeImage-probe-"):
-            pass
+        with tempfile.TemporaryFile(dir=folder, prefix=".changeImage-probe-") as probe:
+            try:
+                os.setxattr(probe.fileno(), SOURCE_ATTRIBUTE, b"")
+            except OSError:
+                log.info("%s keeps no extended attributes: every run converts again", folder)
     except OSError as error:
         raise cannot_write(folder, error) from None
 

@@ -444,6 +444,7 @@ def test_a_copied_folder_is_converted_again_once_to_the_same_bytes(tmp_path, cap
     """cp (no dates, no attributes) or cp -a (attributes kept, but they name the
     first folder's files): the copy's sources are not the files its outputs were
     made from, so they are made again, to the same bytes, then skipped."""
+    caplog.set_level(logging.DEBUG)
     first, copied = tmp_path / "first", tmp_path / "copied"
     make_delivery(first, count=3, size=(300, 200))
     images = first / "supplier-data" / "images"
@@ -453,6 +454,8 @@ def test_a_copied_folder_is_converted_again_once_to_the_same_bytes(tmp_path, cap
     before = digest(copies)
     assert convert(copies) == 0
     assert caplog.records[-1].getMessage().startswith("converted 3, ")
+    said = f"{copies}/001.tiff is not the file {copies}/001.jpeg was made from"
+    assert any(message.startswith(said) for message in caplog.messages)
     assert digest(copies) == before == {name: digest(images)[name] for name in before}
     assert convert(copies) == 0
     assert "3 up to date" in caplog.records[-1].getMessage()
@@ -497,6 +500,8 @@ def test_where_no_attributes_are_kept_every_run_converts_to_the_same_bytes(
     assert convert(tmp_path, "--output-dir", no_attributes) == 0
     assert caplog.records[-1].getMessage() == "converted 1, skipped 0, failed 0"
     assert (no_attributes / "a.jpeg").read_bytes() == before
+    said = f"{no_attributes} keeps no extended attributes: every run converts again"
+    assert caplog.messages.count(said) == 2
 
 
 def test_a_delivery_converted_again_uploads_nothing_again(tmp_path, store):
