@@ -871,8 +871,8 @@ def converted(file: BinaryIO, options: Options, source: Path, identity: str) -> 
 
 def convert_file(task: Task, options: Options) -> tuple[bytes, Made] | str | None:
     """Convert one file: the output's bytes and what they were made from; None
-    when the output there was made from these bytes with these options; the
-    reason of the failure when the source cannot be converted."""
+    when the output there is current (is_fresh); the reason of the failure when
+    the source cannot be converted."""
     try:
         with open_delivery_file(task.source, task.root, IMAGE_LIMIT) as file:
             identity = source_identity(os.fstat(file.fileno()))  # before it is read
@@ -884,7 +884,7 @@ def convert_file(task: Task, options: Options) -> tuple[bytes, Made] | str | Non
             if task.made.digest == UNHASHED and task.made.options in options_tags(options):
                 # -v says why an output of ours with these options is made again
                 log.debug(
-                    "%s is not the file %s was made from (a copy? touched?): converted again",
+                    "%s is not the file %s was made from (new, copied or touched): converted again",
                     task.source,
                     task.target,
                 )
