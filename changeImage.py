@@ -861,8 +861,8 @@ def converted(file: BinaryIO, options: Options, source: Path, identity: str) -> 
     """A conversion, and what it was made from: these options, and the source
     file of that identity (taken before it was read, so a file changed while it
     is read is converted again next run). Its bytes are read by the decoder
-    only: hashing them too would be a second pass over 14-24 MB of memory per
-    photo, 3-4 ms of CPU that no free core hides when all convert (UNHASHED)."""
+    only: hashing them too was a second pass over 14-24 MB of memory per photo,
+    which no free core hides when all convert (README: Speed; UNHASHED)."""
     made = Made(UNHASHED, options_tag(options), identity)
     with image_in(file) as image:
         converted = convert_image(image, options)
