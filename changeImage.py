@@ -12,10 +12,11 @@ skipped; upper-case extensions are fine. Transparent areas are composited on
 white, 16-bit images are scaled to 8 bits, the EXIF orientation is applied and
 a usable RGB ICC profile is kept. Each output is written to a hidden temporary
 file, flushed to disk and renamed into place, so an interrupted or killed run
-never leaves a truncated output. Each output is marked with a digest of its
-source's bytes (xxh3-128; SHA-256 without the xxhash package) and of the
-options: a re-run skips an output made from the same bytes with the same
-options, whatever the files' dates, and never replaces a file it did not
+never leaves a truncated output. Each output is marked as changeImage.py's and
+keeps its source file's identity (inode, size, mtime, ctime) in an extended
+attribute: a re-run skips it, unread, while that file is untouched; any other
+(a new photo with old dates, a copy, a touched file) is converted again, to
+the same bytes for the same photo. It never replaces a file it did not
 write (001.jpeg beside 001.tiff from an earlier attempt is an error naming
 both and the command that converts over it, --replace-unmarked; the supplier's
 photo alone under an output's name, a 640x480 009.jpeg, is an error: rename it
@@ -46,6 +47,10 @@ Examples:
     $ ./changeImage.py --replace-unmarked
     ...
     INFO converted 1, skipped 21 (10 already outputs, 2 not images, 9 up to date), failed 0
+
+    A copy of the delivery (cp -r) is converted again once, to the same bytes:
+    $ cp -r ~/supplier-data /srv/copy && ./changeImage.py /srv/copy/images
+    INFO converted 10, skipped 12 (10 already outputs, 2 not images), failed 0
 
     The icon job: 128x128 JPEGs turned a quarter clockwise, named like their
     source with no extension (/opt/icons/ic_edit_location_black_48dp):
@@ -145,7 +150,6 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as futures_wait
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -190,28 +194,23 @@ COMMITTERS = 4
 # The files block's temporary outputs end in .tmp; those of versions before it in
 # .changeImage.tmp (the longer first).
 TEMPORARY_SUFFIXES = (".changeImage.tmp", ".tmp")
-# Threads that hash sources while others decode them (hashing is memory-bound).
-HASHERS = 2
 LIBRARY_OUTPUT_LIMIT = 64 << 10  # what libtiff may say in a run, read back for the log
 # Every output carries this mark (a JPEG comment, PNG text, WEBP XMP or TIFF
-# ImageDescription): a digest of its source's bytes, named by its algorithm,
-# and a digest of the options, so that a re-run knows by content whether it is
-# current, whatever the files' dates, and never takes a file it did not write
-# (a supplier's own 001.jpeg) for one. The same source and options give the
-# same bytes, and so the same name in the store.
+# ImageDescription): made by changeImage.py, with these options (their digest), this
+# size, so a re-run never takes a file it did not write (a supplier's 001.jpeg) for
+# one. The same source and options give the same bytes: the same name in the store.
 MARK = "fruit-catalog changeImage.py made-from-{digest} options={options} size={width}x{height}"
 MARK_PATTERN = re.compile(
     r"fruit-catalog changeImage\.py"
     r" made-from-(?P<digest>sha256=[0-9a-f]{64}|xxh3-128=[0-9a-f]{32})"
     r" options=(?P<options>[0-9a-f]{16}) size=[0-9]+x[0-9]+"
 )
-# The source's digest: xxh3-128 (the xxhash package, pinned in requirements.txt)
-# takes 0.7 ms for a 24 MB TIFF where SHA-256 takes 14 ms, longer than converting
-# it. It finds a changed photo as surely; a forged collision would only keep a
-# photo that its forger could have sent anyway. A copy of this script without
-# xxhash writes SHA-256 marks; marks of both kinds are read (the first marks
-# were all SHA-256 ones).
+# Older marks name the source's bytes: xxh3-128 (xxhash), or SHA-256 (the first
+# marks, copies without xxhash); still read: current while the source has them.
 FAST_DIGEST, PORTABLE_DIGEST = "xxh3-128", "sha256"
+# New marks carry zeros there (not taken: see converted()): every older copy's pattern,
+# the uploader's and run.py's too, needs it; an older changeImage.py converts again.
+UNHASHED = f"{FAST_DIGEST}={'0' * 32}"
 # The options' order in the first marks, which hashed a list of their values:
 # those marks still read.
 FIRST_TAG_FIELDS = (
@@ -226,7 +225,8 @@ FIRST_TAG_FIELDS = (
 )
 # Beside the mark, where the file system keeps extended attributes, the source
 # file's identity when it was read (device, inode, size, mtime and ctime in ns:
-# no unpacking or copy keeps a ctime): an untouched source is not hashed again.
+# no unpacking, copy or touch keeps a ctime): an untouched source is skipped
+# unread. Without it (lost, or never kept) the output is made again.
 SOURCE_ATTRIBUTE = "user.fruit-catalog.source"
 MARK_KEY = "fruit-catalog"  # the PNG text chunk's keyword
 # Bytes per pixel of the uncompressed TIFF layouts whose strips can be merged.
@@ -272,7 +272,7 @@ class Options:
 class Made(NamedTuple):
     """What an output was made from, as its mark says (empty: never current)."""
 
-    digest: str = ""  # "<algorithm>=<hex>" of the source's bytes (file_digest())
+    digest: str = ""  # UNHASHED, or an older mark's "<algorithm>=<hex>" of the source's bytes
     options: str = ""  # options_tag()
     source: str = ""  # source_identity() of the source file when it was read, if known
 
@@ -698,8 +698,8 @@ def source_identity(info: os.stat_result) -> str:
 
 @functools.cache
 def xxh3_128() -> Callable[[Any], str] | None:
-    """xxhash's xxh3_128_hexdigest where the package is installed (it lets other
-    threads run meanwhile); imported on first use, as only hashing needs it."""
+    """xxhash's xxh3_128_hexdigest where the package is installed; imported on
+    first use, as only checking an older mark needs it."""
     try:
         from xxhash import xxh3_128_hexdigest
     except ImportError:
@@ -711,16 +711,10 @@ def sha256_hexdigest(data: Any) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def new_digest() -> str:
-    """The digest new marks carry: xxh3-128 where xxhash is installed."""
-    return FAST_DIGEST if xxh3_128() else PORTABLE_DIGEST
-
-
-def file_digest(fd: int, algorithm: str = "") -> str:
+def file_digest(fd: int, algorithm: str) -> str:
     """'<algorithm>=<hex>' of a file's bytes, read through its checked descriptor
-    (mapped: no copy); by default new_digest()'s; "" when this copy cannot take
-    that algorithm (an xxh3-128 mark where xxhash is missing)."""
-    algorithm = algorithm or new_digest()
+    (mapped: no copy); "" when this copy cannot take that algorithm (an xxh3-128
+    mark where xxhash is missing)."""
     if os.fstat(fd).st_size == 0:
         return digest_of(b"", algorithm)
     with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
@@ -736,12 +730,16 @@ def digest_of(data: Any, algorithm: str) -> str:
 def is_fresh(fd: int, options: Options, output: Made) -> bool:
     """Whether `output` (an output's mark) says it was made from this source with
     these options: the same options, and the very file it was made from untouched
-    since (same identity, ctime included), or else the same bytes (hashed again,
-    with the mark's algorithm)."""
+    since (same identity, ctime included), or else, for an older mark naming the
+    source's digest, the same bytes (hashed, with the mark's algorithm). A mark of
+    this version (UNHASHED) without that identity is not: the output is made
+    again, to the same bytes when the source's are the same."""
     if output.options not in options_tags(options):
         return False
     if output.source != "" and output.source == source_identity(os.fstat(fd)):
         return True
+    if output.digest == UNHASHED:
+        return False
     algorithm = output.digest.partition("=")[0]
     return file_digest(fd, algorithm) == output.digest
 
@@ -785,8 +783,10 @@ def output_made(target: Path) -> Made | None:
 def source_attribute(target: Path, digest: str) -> str:
     """The identity of the source the output was made from, kept as an attribute
     of the output; "" unless the output is still the very file written then (same
-    size and mtime, a mark naming the same source bytes): an output overwritten in
-    place keeps its attributes, and must not pass for one of this source."""
+    size and mtime, a mark naming the same digest): an output overwritten in place
+    keeps its attributes, and must not pass for one of this source. New marks all
+    carry UNHASHED: the size and mtime (ns) alone tell another output of ours
+    copied over it."""
     try:
         kept = os.getxattr(target, SOURCE_ATTRIBUTE).decode("ascii", "replace")
         info = target.stat()
@@ -839,66 +839,46 @@ def commit(data: bytes, made: Made, target: Path) -> None:
 def keep_source_identity(target: Path, made: Made) -> None:
     """The source's identity, the mark's digest and the output's size and mtime as
     an attribute of the output, where the file system keeps one (source_attribute
-    reads it): a re-run then does not hash an untouched source again."""
-    with contextlib.suppress(OSError):  # none there: the source is hashed each run
+    reads it): a re-run then skips an untouched source without reading it. Where
+    none is kept (check_writable says so), every run converts it again."""
+    with contextlib.suppress(OSError):  # none kept: converted again next run
         written = os.stat(target, follow_symlinks=False)
         kept = f"{made.source} {made.digest} {written.st_size}:{written.st_mtime_ns}"
         os.setxattr(target, SOURCE_ATTRIBUTE, kept.encode(), follow_symlinks=False)
 
 
-def converted_while_hashing(file: BinaryIO, options: Options, source: Path) -> tuple[bytes, Made]:
-    """A conversion: the source's digest, which only its mark needs, is taken by
-    another thread while this one decodes (xxhash and hashlib let go of the GIL),
-    so it costs no time where a core is free. An uncompressed image is hashed
-    through Pillow's own mapping of the file once it is mapped: the pages its
-    pixels are read from are read in once for both. Both end before the file
-    is closed."""
-    made = Made("", options_tag(options), source_identity(os.fstat(file.fileno())))
+def converted(file: BinaryIO, options: Options, source: Path, identity: str) -> tuple[bytes, Made]:
+    """A conversion, and what it was made from: these options, and the source
+    file of that identity (taken before it was read, so a file changed while it
+    is read is converted again next run). Its bytes are read by the decoder
+    only: hashing them too was a second pass over 14-24 MB of memory per photo,
+    which no free core hides when all convert (README: Speed; UNHASHED)."""
+    made = Made(UNHASHED, options_tag(options), identity)
     with image_in(file) as image:
-        if is_mapped(image):
-            image.load()
-        bytes_of_file = getattr(image, "map", None) or file.fileno()
-        digest = hashers().submit(source_digest, bytes_of_file, new_digest())
-        try:
-            converted = convert_image(image, options)
-            made = made._replace(digest=digest.result())
-        finally:
-            futures_wait([digest])
+        converted = convert_image(image, options)
     return encoded(converted, options, source, made), made
-
-
-def is_mapped(image: Image.Image) -> bool:
-    """Whether Pillow maps the image's file when it loads it (one uncompressed
-    tile, as merge_strips leaves an uncompressed TIFF): loading costs nothing."""
-    tiles = getattr(image, "tile", [])
-    return image.format == "TIFF" and len(tiles) == 1 and tiles[0].codec_name == "raw"
-
-
-def source_digest(bytes_of_file: mmap.mmap | int, algorithm: str) -> str:
-    """file_digest() of a descriptor, or the digest of a whole file's mapping."""
-    if isinstance(bytes_of_file, int):
-        return file_digest(bytes_of_file, algorithm)
-    return digest_of(bytes_of_file, algorithm)
-
-
-@functools.cache
-def hashers() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(HASHERS, thread_name_prefix="hash")
 
 
 def convert_file(task: Task, options: Options) -> tuple[bytes, Made] | str | None:
     """Convert one file: the output's bytes and what they were made from; None
-    when the output there was made from these bytes with these options; the
-    reason of the failure when the source cannot be converted."""
+    when the output there is current (is_fresh); the reason of the failure when
+    the source cannot be converted."""
     try:
         with open_delivery_file(task.source, task.root, IMAGE_LIMIT) as file:
-            identity = source_identity(os.fstat(file.fileno()))  # before any hashing
+            identity = source_identity(os.fstat(file.fileno()))  # before it is read
             # An output of ours is there: is it current?
             if task.made.digest and is_fresh(file.fileno(), options, task.made):
-                if task.made.source != identity:  # touched, same bytes: next time no hash
+                if task.made.source != identity:  # an older mark, same bytes: next time unread
                     keep_source_identity(task.target, task.made._replace(source=identity))
                 return None
-            data, made = converted_while_hashing(file, options, task.source)
+            if task.made.digest == UNHASHED and task.made.options in options_tags(options):
+                # -v says why an output of ours with these options is made again
+                log.debug(
+                    "%s is not the file %s was made from (new, copied or touched): converted again",
+                    task.source,
+                    task.target,
+                )
+            data, made = converted(file, options, task.source, identity)
     except RefusedFile as error:
         return str(error)
     except Exception as error:  # any decoder error fails only this file
@@ -919,10 +899,15 @@ def sync_folders(folders: set[Path]) -> None:
 
 
 def check_writable(folder: Path) -> None:
-    """Fail before converting anything when a folder cannot take outputs."""
+    """Fail before converting anything when a folder cannot take outputs; say it
+    when its file system keeps no extended attributes (NFS without them, ramfs):
+    its outputs keep no source identity, so every run converts them again."""
     try:
-        with tempfile.TemporaryFile(dir=folder, prefix=".changeImage-probe-"):
-            pass
+        with tempfile.TemporaryFile(dir=folder, prefix=".changeImage-probe-") as probe:
+            try:
+                os.setxattr(probe.fileno(), SOURCE_ATTRIBUTE, b"")
+            except OSError:
+                log.info("%s keeps no extended attributes: every run converts again", folder)
     except OSError as error:
         raise cannot_write(folder, error) from None
 

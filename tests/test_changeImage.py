@@ -323,26 +323,23 @@ def test_a_redelivery_with_old_dates_gets_the_new_photo(tmp_path, caplog):
     assert caplog.records[-1].getMessage().startswith("converted 1, ")
 
 
-def test_an_untouched_source_is_not_read_again_a_touched_one_is_by_content(
-    tmp_path, caplog, monkeypatch
+def test_an_untouched_source_is_skipped_a_touched_one_made_again_to_the_same_bytes(
+    tmp_path, caplog
 ):
     marked().save(tmp_path / "a.tiff")
     assert convert(tmp_path) == 0
     if not changeImage.output_made(tmp_path / "a.jpeg").source:
-        pytest.skip("this file system keeps no extended attributes: every run hashes")
-    before = (tmp_path / "a.jpeg").read_bytes()
-    hashed = []
-    monkeypatch.setattr(changeImage, "file_digest", lambda fd: hashed.append(fd) or "0" * 64)
-    assert convert(tmp_path) == 0
-    assert hashed == [] and (tmp_path / "a.jpeg").read_bytes() == before
-    monkeypatch.undo()
-    os.utime(tmp_path / "a.tiff", (0, 0))  # the same bytes, other dates (and ctime)
+        pytest.skip("this file system keeps no extended attributes")
+    before, written = (tmp_path / "a.jpeg").read_bytes(), (tmp_path / "a.jpeg").stat()
     assert convert(tmp_path) == 0
     assert "1 up to date" in caplog.records[-1].getMessage()
+    assert (tmp_path / "a.jpeg").stat().st_mtime_ns == written.st_mtime_ns
+    os.utime(tmp_path / "a.tiff", (0, 0))  # the same bytes, other dates (and ctime)
+    assert convert(tmp_path) == 0
+    assert caplog.records[-1].getMessage().startswith("converted 1, ")
     assert (tmp_path / "a.jpeg").read_bytes() == before
-    monkeypatch.setattr(changeImage, "file_digest", lambda fd, *_: hashed.append(fd) or "")
-    assert convert(tmp_path) == 0  # found the same by content once: not hashed again
-    assert hashed == [] and "1 up to date" in caplog.records[-1].getMessage()
+    assert convert(tmp_path) == 0
+    assert "1 up to date" in caplog.records[-1].getMessage()
 
 
 def test_an_output_made_with_other_options_is_made_again(tmp_path, caplog):
@@ -384,7 +381,7 @@ def test_every_format_carries_the_mark_and_a_rerun_skips_it(tmp_path, caplog, im
     assert convert(tmp_path, "--format", image_format) == 0
     output = tmp_path / ("a" + changeImage.FORMATS[image_format])
     made = changeImage.output_made(output)
-    assert made is not None and re.fullmatch("xxh3-128=[0-9a-f]{32}", made.digest)
+    assert made is not None and made.digest == changeImage.UNHASHED
     before = output.read_bytes()
     assert convert(tmp_path, "--format", image_format) == 0
     assert caplog.records[-1].getMessage().startswith("converted 0, ")
@@ -397,13 +394,133 @@ def test_every_format_carries_the_mark_and_a_rerun_skips_it(tmp_path, caplog, im
     [{}, {"tiffinfo": {278: 5}}, {"compression": "tiff_lzw"}],
     ids=["mapped", "strips", "lzw"],
 )
-def test_the_mark_holds_the_xxh3_128_of_the_sources_bytes(tmp_path, params):
-    """Read through Pillow's mapping of an uncompressed TIFF, or the file's own."""
-    xxhash = pytest.importorskip("xxhash")
+def test_the_mark_names_no_digest_and_the_same_photo_gives_the_same_bytes(tmp_path, params):
+    """Zeros in the digest's place, which the uploader's pattern (the catalog jpeg
+    block, in every copy so far) still reads as changeImage.py's mark."""
     photo_like((300, 200), 1).save(tmp_path / "a.tiff", **params)
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        shutil.copyfile(tmp_path / "a.tiff", tmp_path / folder / "a.tiff")
+        assert convert(tmp_path / folder) == 0
+    output = (tmp_path / "one" / "a.jpeg").read_bytes()
+    assert output == (tmp_path / "two" / "a.jpeg").read_bytes()
+    assert changeImage.output_made(tmp_path / "one" / "a.jpeg").digest == "xxh3-128=" + "0" * 32
+    assert changeImage.JPEG_MARK.search(output).groups() == (b"600", b"400")
+    assert changeImage.unusable_jpeg(output, tmp_path / "one" / "a.jpeg") is None
+
+
+def older_mark(source: Path, algorithm: str, tag: str = "") -> str:
+    """The mark changeImage.py wrote before this version: the source's digest."""
+    hexdigest = {
+        "sha256": lambda data: hashlib.sha256(data).hexdigest(),
+        "xxh3-128": lambda data: pytest.importorskip("xxhash").xxh3_128_hexdigest(data),
+    }[algorithm](source.read_bytes())
+    tag = tag or changeImage.options_tag(changeImage.Options())
+    return f"fruit-catalog changeImage.py made-from-{algorithm}={hexdigest} options={tag}"
+
+
+@pytest.mark.parametrize("algorithm", ["xxh3-128", "sha256"])
+def test_an_older_mark_naming_the_sources_digest_is_read_by_content(tmp_path, caplog, algorithm):
+    """An output of an older version, without the source's identity (a copied
+    folder): current while the source has the bytes its mark names."""
+    marked().save(tmp_path / "a.tiff")
+    mark = older_mark(tmp_path / "a.tiff", algorithm)
+    Image.new("RGB", (600, 400), RED).save(tmp_path / "a.jpeg", comment=f"{mark} size=600x400")
+    before = (tmp_path / "a.jpeg").read_bytes()
     assert convert(tmp_path) == 0
-    expected = xxhash.xxh3_128_hexdigest((tmp_path / "a.tiff").read_bytes())
-    assert changeImage.output_made(tmp_path / "a.jpeg").digest == f"xxh3-128={expected}"
+    assert "1 up to date" in caplog.records[-1].getMessage()
+    assert (tmp_path / "a.jpeg").read_bytes() == before
+    assert convert(tmp_path) == 0  # now by the identity kept beside it
+    assert (tmp_path / "a.jpeg").read_bytes() == before
+    marked(corner=GREEN).save(tmp_path / "a.tiff")
+    assert convert(tmp_path) == 0
+    assert caplog.records[-1].getMessage().startswith("converted 1, ")
+    assert_colour_near(opened(tmp_path / "a.jpeg").getpixel((10, 10)), GREEN)
+    assert changeImage.output_made(tmp_path / "a.jpeg").digest == changeImage.UNHASHED
+
+
+@pytest.mark.parametrize("copy", [shutil.copyfile, shutil.copy2], ids=["plain", "with-xattrs"])
+def test_a_copied_folder_is_converted_again_once_to_the_same_bytes(tmp_path, caplog, copy):
+    """cp (no dates, no attributes) or cp -a (attributes kept, but they name the
+    first folder's files): the copy's sources are not the files its outputs were
+    made from, so they are made again, to the same bytes, then skipped."""
+    caplog.set_level(logging.DEBUG)
+    first, copied = tmp_path / "first", tmp_path / "copied"
+    make_delivery(first, count=3, size=(300, 200))
+    images = first / "supplier-data" / "images"
+    assert convert(images) == 0
+    shutil.copytree(first, copied, copy_function=copy)
+    copies = copied / "supplier-data" / "images"
+    before = digest(copies)
+    assert convert(copies) == 0
+    assert caplog.records[-1].getMessage().startswith("converted 3, ")
+    said = f"{copies}/001.tiff is not the file {copies}/001.jpeg was made from"
+    assert any(message.startswith(said) for message in caplog.messages)
+    assert digest(copies) == before == {name: digest(images)[name] for name in before}
+    assert convert(copies) == 0
+    assert "3 up to date" in caplog.records[-1].getMessage()
+
+
+@pytest.mark.parametrize("in_place", [True, False], ids=["rewritten", "renamed-over"])
+def test_a_new_photo_of_the_same_size_and_mtime_is_converted(tmp_path, caplog, in_place):
+    """Same byte count, same mtime (the archive's): the ctime (or inode) differs."""
+    source = tmp_path / "a.tiff"
+    marked().save(source)
+    assert convert(tmp_path) == 0
+    old = source.stat()
+    new = tmp_path / ("a.tiff" if in_place else ".new.tiff")
+    marked(corner=GREEN).save(new, format="TIFF")
+    assert new.stat().st_size == old.st_size
+    os.utime(new, ns=(old.st_atime_ns, old.st_mtime_ns))
+    new.replace(source)
+    assert convert(tmp_path) == 0
+    assert caplog.records[-1].getMessage().startswith("converted 1, ")
+    assert_colour_near(opened(tmp_path / "a.jpeg").getpixel((10, 10)), GREEN)
+
+
+@pytest.fixture
+def no_attributes(tmp_path) -> Iterator[Path]:
+    """A ramfs: a file system that keeps no extended attributes (root only)."""
+    point = tmp_path / "ramfs"
+    point.mkdir()
+    if subprocess.run(["mount", "-t", "ramfs", "ramfs", point], check=False).returncode:
+        pytest.skip("cannot mount a ramfs here (needs root)")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", point], check=False)
+
+
+def test_where_no_attributes_are_kept_every_run_converts_to_the_same_bytes(
+    tmp_path, caplog, no_attributes
+):
+    marked().save(tmp_path / "a.tiff")
+    assert convert(tmp_path, "--output-dir", no_attributes) == 0
+    before = (no_attributes / "a.jpeg").read_bytes()
+    assert convert(tmp_path, "--output-dir", no_attributes) == 0
+    assert caplog.records[-1].getMessage() == "converted 1, skipped 0, failed 0"
+    assert (no_attributes / "a.jpeg").read_bytes() == before
+    said = f"{no_attributes} keeps no extended attributes: every run converts again"
+    assert caplog.messages.count(said) == 2
+
+
+def test_a_delivery_converted_again_uploads_nothing_again(tmp_path, store):
+    """A copied delivery's outputs are made again, to the same bytes: the
+    uploader finds every picture in the store already."""
+    import supplier_image_upload as uploader
+
+    first = tmp_path / "first"
+    make_delivery(first, count=3, size=(300, 200))
+    images = first / "supplier-data" / "images"
+    assert convert(images) == 0
+    assert uploader.main(["--url", store.url, "--images", str(images), "--grace", "1"]) == 0
+    posts = store.post_count
+    shutil.copytree(first, tmp_path / "copied", copy_function=shutil.copyfile)
+    copies = tmp_path / "copied" / "supplier-data" / "images"
+    assert convert(copies) == 0
+    assert uploader.main(["--url", store.url, "--images", str(copies), "--grace", "1"]) == 0
+    assert store.post_count == posts
+    assert len(list(store.catalog.images.iterdir())) == 3
 
 
 @pytest.mark.parametrize("age", [-3600, 3600], ids=["older", "newer"])
@@ -520,8 +637,7 @@ FIRST_MARKS = [
 @pytest.mark.parametrize("args, tag", FIRST_MARKS, ids=["lab", "size-quality", "fit"])
 def test_outputs_with_the_first_marks_are_still_current(tmp_path, caplog, args, tag):
     marked().save(tmp_path / "a.tiff")
-    source_sha256 = hashlib.sha256((tmp_path / "a.tiff").read_bytes()).hexdigest()
-    mark = f"fruit-catalog changeImage.py made-from-sha256={source_sha256} options={tag}"
+    mark = older_mark(tmp_path / "a.tiff", "sha256", tag)
     Image.new("RGB", (600, 400), RED).save(tmp_path / "a.jpeg", comment=f"{mark} size=600x400")
     before = (tmp_path / "a.jpeg").read_bytes()
     assert convert(tmp_path, *args) == 0
@@ -531,7 +647,7 @@ def test_outputs_with_the_first_marks_are_still_current(tmp_path, caplog, args, 
     )
     marked(corner=GREEN).save(tmp_path / "a.tiff")  # a new photo: made again, new mark
     assert convert(tmp_path, *args) == 0
-    assert changeImage.output_made(tmp_path / "a.jpeg").digest.startswith("xxh3-128=")
+    assert changeImage.output_made(tmp_path / "a.jpeg").digest == changeImage.UNHASHED
 
 
 def test_options_are_given_by_keyword_and_their_tag_by_name():
@@ -551,25 +667,31 @@ COPY_WITHOUT_XXHASH = (
 )
 
 
-def test_a_copy_without_xxhash_writes_sha256_marks_and_remakes_xxh3_ones(tmp_path):
-    marked().save(tmp_path / "a.tiff")
-    assert convert(tmp_path) == 0
-    assert changeImage.output_made(tmp_path / "a.jpeg").digest.startswith("xxh3-128=")
+def test_a_copy_without_xxhash_writes_the_same_bytes_and_remakes_xxh3_marks(tmp_path):
+    """xxhash only reads older xxh3-128 marks: without it such an output, its
+    identity lost, cannot be checked and is made again; SHA-256 ones still read."""
     code = COPY_WITHOUT_XXHASH.format(script=str(SCRIPT))
-    # Touched, so that the xxh3-128 mark must be checked against the bytes: it cannot be.
-    os.utime(tmp_path / "a.tiff")
-    without = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=False
-    )
-    assert without.returncode == 0, without.stderr
-    assert "converted 1," in without.stderr
-    made = changeImage.output_made(tmp_path / "a.jpeg")
-    source_sha256 = hashlib.sha256((tmp_path / "a.tiff").read_bytes()).hexdigest()
-    assert made.digest == f"sha256={source_sha256}"
-    os.utime(tmp_path / "a.tiff")  # its SHA-256 mark is read, by content, with xxhash there
-    before = (tmp_path / "a.jpeg").read_bytes()
-    assert convert(tmp_path) == 0
-    assert (tmp_path / "a.jpeg").read_bytes() == before
+
+    def without_xxhash(folder: Path) -> str:
+        run = [sys.executable, "-c", code, str(folder)]
+        done = subprocess.run(run, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    for folder in ("with", "without", "xxh3", "sha256"):
+        (tmp_path / folder).mkdir()
+        marked().save(tmp_path / folder / "a.tiff")
+    assert convert(tmp_path / "with") == 0
+    assert "converted 1," in without_xxhash(tmp_path / "without")
+    made = (tmp_path / "with" / "a.jpeg").read_bytes()
+    assert (tmp_path / "without" / "a.jpeg").read_bytes() == made
+    for algorithm in ("xxh3-128", "sha256"):
+        folder = tmp_path / algorithm.partition("-")[0]
+        mark = older_mark(folder / "a.tiff", algorithm)
+        Image.new("RGB", (600, 400), RED).save(folder / "a.jpeg", comment=f"{mark} size=600x400")
+    assert "converted 1," in without_xxhash(tmp_path / "xxh3")
+    assert (tmp_path / "xxh3" / "a.jpeg").read_bytes() == made
+    assert "1 up to date" in without_xxhash(tmp_path / "sha256")
 
 
 @pytest.mark.parametrize(
