@@ -182,7 +182,7 @@ def test_a_picture_missing_from_the_store_fails_that_product_only(
 def test_a_picture_an_earlier_version_uploaded_under_the_lab_name_is_used(store, tmp_path, catalog):
     data = catalog(tmp_path / "supplier-data", ["001"])
     jpeg = (data / "images" / "001.jpeg").read_bytes()
-    requests.post(store.url + "upload/", files={"file": ("001.jpeg", jpeg)}, timeout=5)
+    requests.post(store.url + "upload/", files={"file": ("001.jpeg", jpeg)}, timeout=30)
     assert import_(store, data) == 0
     assert [f["image_name"] for f in store.catalog.fruits()] == ["001.jpeg"]
 
@@ -230,7 +230,7 @@ def test_a_name_the_store_has_with_other_values_records_both(store, ready, catal
             "description": "Old.",
             "image_name": "",
         },
-        timeout=5,
+        timeout=30,
     )
     assert import_(store, ready) == 1  # the file's values are not in the store
     entry = by_file(ready)["001.txt"]
