@@ -438,7 +438,7 @@ def assert_catalog(store, *deliveries: Path) -> None:
         for text in sorted((delivery / "descriptions").glob("*.txt")):
             name = text.read_text(encoding="utf-8").splitlines()[0]
             fruit = by_name[name]
-            served = requests.get(store.url + "media/images/" + fruit["image_name"], timeout=10)
+            served = requests.get(store.url + "media/images/" + fruit["image_name"], timeout=30)
             jpeg = (delivery / "images" / f"{text.stem}.jpeg").read_bytes()
             assert served.content == jpeg, f"{name} shows another picture"
             assert outcomes[text.name]["outcome"] == "imported", outcomes[text.name]

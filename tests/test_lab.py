@@ -49,7 +49,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabBox]:
 
 def get(url: str) -> tuple[int, str, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as answer:
+        with urllib.request.urlopen(url, timeout=30) as answer:
             return answer.status, answer.headers["Content-Type"], answer.read()
     except urllib.error.HTTPError as error:
         return error.code, error.headers["Content-Type"], b""
@@ -186,7 +186,7 @@ def test_make_lab_resumes_its_folder_and_writes_nothing_outside_it(tmp_path):
             data=json.dumps({"name": "Kept", "weight": 1, "description": "d"}).encode(),
             headers={"Content-Type": "application/json"},
         )
-        urllib.request.urlopen(request, timeout=10).close()
+        urllib.request.urlopen(request, timeout=30).close()
     ports, delivery = (lab / "lab.json").read_text(), snapshot(lab / "home")
     first.schedule("true")
     status, steps, _ = first.check()

@@ -478,7 +478,7 @@ def test_a_product_whose_picture_is_not_a_whole_jpeg_is_refused(
 
 def upload_as(store, name: str, content: bytes) -> None:
     """A picture put in the store under a name of our choosing, as an uploader does."""
-    answer = requests.post(store.url + "upload/", files={"file": (name, content)}, timeout=10)
+    answer = requests.post(store.url + "upload/", files={"file": (name, content)}, timeout=30)
     assert answer.status_code == 201, answer.text
 
 
@@ -551,7 +551,7 @@ def test_products_reach_the_store_in_the_delivery_order_whatever_the_jobs(store,
     for stem in stems:
         upload_as(store, f"{stem}.jpeg", jpeg_of(data, stem))
     assert import_(store, data, "--jobs", "8") == 0
-    listed = requests.get(store.url + "fruits/", timeout=10).json()
+    listed = requests.get(store.url + "fruits/", timeout=30).json()
     assert [f["image_name"] for f in listed] == [f"{n:03d}.jpeg" for n in range(1, 13)]
     assert [f["id"] for f in listed] == sorted(f["id"] for f in listed)
 
