@@ -26,6 +26,12 @@ from mailcatcher import MailCatcher
 from make_delivery import make_delivery
 from store import Faults, StoreProcess
 
+# Each test worker imports every test module through pytest's assertion rewriting; with
+# PYTHONDONTWRITEBYTECODE set (as on the project's machine) none of it is cached and every
+# worker of every run rewrites them all again (about 2.5 s of CPU each). The test processes
+# keep their bytecode (in the gitignored __pycache__); the scripts they start are unaffected.
+sys.dont_write_bytecode = False
+
 
 @pytest.fixture(autouse=True)
 def venv_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -432,7 +438,7 @@ def assert_catalog(store, *deliveries: Path) -> None:
         for text in sorted((delivery / "descriptions").glob("*.txt")):
             name = text.read_text(encoding="utf-8").splitlines()[0]
             fruit = by_name[name]
-            served = requests.get(store.url + "media/images/" + fruit["image_name"], timeout=10)
+            served = requests.get(store.url + "media/images/" + fruit["image_name"], timeout=30)
             jpeg = (delivery / "images" / f"{text.stem}.jpeg").read_bytes()
             assert served.content == jpeg, f"{name} shows another picture"
             assert outcomes[text.name]["outcome"] == "imported", outcomes[text.name]

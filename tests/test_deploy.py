@@ -4,8 +4,11 @@ test with the reason; .ci/run installs them where it can."""
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import grp
+import hashlib
+import json
 import os
 import pwd
 import re
@@ -598,7 +601,8 @@ class Engine(NamedTuple):
 # and crun refuses a hybrid cgroup hierarchy; these limits are low enough anywhere, and
 # podman's other runtime, runc, is tried.
 LIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
-TEST_IMAGE = "localhost/fruit-catalog:test"
+TEST_IMAGE = "localhost/fruit-catalog:test"  # and -<digest of its inputs>
+KEPT_IMAGES = 5  # of earlier inputs, newest first
 
 
 def base_candidates() -> list[str]:
@@ -630,12 +634,38 @@ def find_engine() -> tuple[str, list[str], str]:
     pytest.skip("no container engine with a base image: " + "; ".join(reasons))
 
 
+def build_inputs(engine: str, options: list[str], base: str) -> str:
+    """A digest of everything the image is built from: the engine and its options, the
+    base image, the Dockerfile and the build context (.dockerignore keeps the scripts
+    and requirements.txt). An image tagged with it was built from these very inputs."""
+    digest = hashlib.sha256()
+    base_id = run(engine, "image", "inspect", "--format", "{{.Id}}", base).stdout
+    context = [*sorted(ROOT.glob("*.py")), ROOT / "requirements.txt", ROOT / ".dockerignore"]
+    for part in [engine, *options, base, base_id]:
+        digest.update(part.encode() + b"\0")
+    for path in [DOCKERFILE, *context]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 @pytest.fixture(scope="module")
 def container(tmp_path_factory) -> Iterator[Engine]:
     """The image built from the Dockerfile, its pinned wheels served from loopback to the
-    build through the pip.conf secret, as an air-gapped build would be."""
+    build through the pip.conf secret, as an air-gapped build would be. It is tagged with
+    the digest of its inputs and built only when no image has that tag: an earlier build
+    of the same Dockerfile, context and base stands (test workers and test runs share it;
+    a lock keeps two workers from building it at once)."""
     engine, options, base = find_engine()
-    folder = tmp_path_factory.mktemp("container")
+    image = f"{TEST_IMAGE}-{build_inputs(engine, options, base)}"
+    lock_path = tmp_path_factory.getbasetemp().parent / "container-build.lock"
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if run(engine, "image", "inspect", image).returncode != 0:
+            build_image(tmp_path_factory.mktemp("container"), engine, options, base, image)
+    yield Engine(engine, options, image)
+
+
+def build_image(folder: Path, engine: str, options: list[str], base: str, image: str) -> None:
     wheels = folder / "wheels"
     version = "import sys; print(*sys.version_info[:2], sep='.')"
     python = run(
@@ -657,7 +687,6 @@ def container(tmp_path_factory) -> Iterator[Engine]:
     pip_conf.write_text(
         f"[global]\nno-index = true\nfind-links = http://127.0.0.1:{server.server_port}/\n"
     )
-    previous = image_id(engine)
     try:
         # Host network: the wheels are on the host's loopback, and the final stage's
         # apt-get reaches the Debian mirror as the host does.
@@ -665,7 +694,7 @@ def container(tmp_path_factory) -> Iterator[Engine]:
             [
                 *(engine, "build", *options, "--network", "host", "--build-arg", f"BASE={base}"),
                 *("--secret", f"id=pip.conf,src={pip_conf}", "-f", str(DOCKERFILE)),
-                *("-t", TEST_IMAGE, str(ROOT)),
+                *("-t", image, str(ROOT)),
             ],
             capture_output=True,
             text=True,
@@ -675,15 +704,17 @@ def container(tmp_path_factory) -> Iterator[Engine]:
         server.shutdown()
         server.server_close()
     assert build.returncode == 0, (build.stdout + build.stderr)[-3000:]
-    # The image stays, tagged for tests only, so that the next run builds from its cache;
-    # the one it replaced would be left untagged.
-    if previous and previous != image_id(engine):
-        run(engine, "image", "rm", previous.strip())
-    yield Engine(engine, options, TEST_IMAGE)
-
-
-def image_id(engine: str) -> str:
-    return run(engine, "image", "inspect", "--format", "{{.Id}}", TEST_IMAGE).stdout
+    # The images of earlier inputs go but the newest few (other checkouts may be testing
+    # theirs); their layers stay in the engine's cache for the next build. One in use
+    # cannot be removed, and stays.
+    listed = run(engine, "images", "--format", "{{.Repository}}:{{.Tag}}", TEST_IMAGE.split(":")[0])
+    earlier = [
+        name
+        for name in listed.stdout.split()
+        if name.startswith(f"{TEST_IMAGE}-") and name != image
+    ]
+    for name in earlier[KEPT_IMAGES:]:
+        run(engine, "image", "rm", name)
 
 
 def in_container(container: Engine, *argv: str, extra=()) -> subprocess.CompletedProcess:
@@ -691,14 +722,34 @@ def in_container(container: Engine, *argv: str, extra=()) -> subprocess.Complete
     return run(container.command, "run", "--rm", *options, container.image, *argv)
 
 
-@pytest.mark.parametrize(
-    "script",
-    ["changeImage.py", "supplier_image_upload.py", "run.py", "report_email.py", "health_check.py"],
-)
-def test_container_runs_each_script(container, script):
-    result = in_container(container, script, "--version")
+CONTAINER_SCRIPTS = [
+    "changeImage.py",
+    "supplier_image_upload.py",
+    "run.py",
+    "report_email.py",
+    "health_check.py",
+]
+# Each script run by name with --version, as `podman run IMAGE SCRIPT --version` runs it
+# (found on the image's PATH, in its environment): one container for all of them.
+VERSIONS = """import json, subprocess, sys
+done = [subprocess.run([s, "--version"], capture_output=True, text=True) for s in sys.argv[1:]]
+print(json.dumps([[d.returncode, d.stdout, d.stderr] for d in done]))
+"""
+
+
+@pytest.fixture(scope="module")
+def versions(container) -> dict[str, tuple[int, str, str]]:
+    """{script: (status, stdout, stderr)} of `SCRIPT --version` in the image."""
+    result = in_container(container, "python3", "-c", VERSIONS, *CONTAINER_SCRIPTS)
     assert result.returncode == 0, result.stderr
-    assert re.fullmatch(rf"{re.escape(script)} \d+\.\d+\.\d+\n", result.stdout)
+    return dict(zip(CONTAINER_SCRIPTS, map(tuple, json.loads(result.stdout)), strict=True))
+
+
+@pytest.mark.parametrize("script", CONTAINER_SCRIPTS)
+def test_container_runs_each_script(versions, script):
+    status, stdout, stderr = versions[script]
+    assert status == 0, stderr
+    assert re.fullmatch(rf"{re.escape(script)} \d+\.\d+\.\d+\n", stdout)
 
 
 def test_container_health_check_under_its_limits(container):

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "health_check.py"
 PASSING = ["--cpu", "100", "--disk", "0", "--memory", "0"]
 DISK_FAILS = ["--cpu", "100", "--disk", "100", "--memory", "0"]
-HANG_GUARD = 30  # seconds: a subprocess still running then has hung
+HANG_GUARD = 60  # seconds: a subprocess still running then has hung
 RANGE = r"@?(?:~|-?[\d.]+)?:?(?:-?[\d.]+)?"
 PERFDATA = re.compile(
     rf"(?:'[^'=]+'|[^'= ]+)=-?[\d.]+(?:%|B|s)?(?:;{RANGE}){{0,2}}(?:;-?[\d.]*){{0,2}}"

@@ -132,7 +132,7 @@ def assert_the_store_holds_each_picture_under_its_own_name_once(lab: Lab) -> Non
     stored = sorted(p.name for p in lab.store.catalog.images.iterdir())
     assert stored == [f"{stem}.jpeg" for stem in STEMS]
     for stem in STEMS:
-        served = requests.get(f"{lab.store.url}media/images/{stem}.jpeg", timeout=10)
+        served = requests.get(f"{lab.store.url}media/images/{stem}.jpeg", timeout=30)
         assert served.status_code == 200, stem
         assert served.content == (lab.data / "images" / f"{stem}.jpeg").read_bytes(), stem
 
@@ -145,7 +145,7 @@ def assert_products_carry_the_lab_fields_in_the_delivery_order(lab: Lab) -> None
     ]
     assert [{k: f[k] for k in expected[0]} for f in fruits] == expected
     assert [f["name"] for f in fruits] == [name for name, _ in FRUITS[:COUNT]]
-    listed = requests.get(f"{lab.store.url}fruits/", timeout=10).json()
+    listed = requests.get(f"{lab.store.url}fruits/", timeout=30).json()
     assert [fruit["name"] for fruit in listed] == [name for name, _, _ in descriptions(lab)]
 
 

@@ -28,7 +28,7 @@ def trusting(catcher) -> ssl.SSLContext:
 
 
 def test_plain_smtp_message_is_written_as_eml(mail_catcher):
-    with smtplib.SMTP(mail_catcher.host, mail_catcher.port, timeout=5) as smtp:
+    with smtplib.SMTP(mail_catcher.host, mail_catcher.port, timeout=30) as smtp:
         smtp.send_message(hello("Plain"))
     [message] = mails(mail_catcher)
     assert message["Subject"] == "Plain"
@@ -37,7 +37,7 @@ def test_plain_smtp_message_is_written_as_eml(mail_catcher):
 
 def test_starttls_with_the_written_certificate(catcher_factory):
     catcher = catcher_factory(tls="starttls")
-    with smtplib.SMTP(catcher.host, catcher.port, timeout=5) as smtp:
+    with smtplib.SMTP(catcher.host, catcher.port, timeout=30) as smtp:
         smtp.starttls(context=trusting(catcher))
         smtp.send_message(hello("Secret"))
     assert [m["Subject"] for m in mails(catcher)] == ["Secret"]
@@ -46,7 +46,7 @@ def test_starttls_with_the_written_certificate(catcher_factory):
 def test_starttls_is_required_when_offered(catcher_factory):
     catcher = catcher_factory(tls="starttls")
     with (
-        smtplib.SMTP(catcher.host, catcher.port, timeout=5) as smtp,
+        smtplib.SMTP(catcher.host, catcher.port, timeout=30) as smtp,
         pytest.raises(smtplib.SMTPException),
     ):
         smtp.send_message(hello())
@@ -55,7 +55,9 @@ def test_starttls_is_required_when_offered(catcher_factory):
 
 def test_implicit_tls(catcher_factory):
     catcher = catcher_factory(tls="ssl")
-    with smtplib.SMTP_SSL(catcher.host, catcher.port, timeout=5, context=trusting(catcher)) as smtp:
+    with smtplib.SMTP_SSL(
+        catcher.host, catcher.port, timeout=30, context=trusting(catcher)
+    ) as smtp:
         smtp.send_message(hello("Wrapped"))
     assert [m["Subject"] for m in mails(catcher)] == ["Wrapped"]
 
@@ -64,13 +66,13 @@ def test_certificate_is_not_trusted_by_default(catcher_factory):
     catcher = catcher_factory(tls="ssl")
     with pytest.raises(ssl.SSLCertVerificationError):
         smtplib.SMTP_SSL(
-            catcher.host, catcher.port, timeout=5, context=ssl.create_default_context()
+            catcher.host, catcher.port, timeout=30, context=ssl.create_default_context()
         )
 
 
 def test_auth_accepted_with_the_right_password(catcher_factory):
     catcher = catcher_factory(tls="starttls", user="alice", password="pw")
-    with smtplib.SMTP(catcher.host, catcher.port, timeout=5) as smtp:
+    with smtplib.SMTP(catcher.host, catcher.port, timeout=30) as smtp:
         smtp.starttls(context=trusting(catcher))
         smtp.login("alice", "pw")
         smtp.send_message(hello("Authed"))
@@ -79,7 +81,7 @@ def test_auth_accepted_with_the_right_password(catcher_factory):
 
 def test_auth_refused_with_a_wrong_password(catcher_factory):
     catcher = catcher_factory(tls="starttls", user="alice", password="pw")
-    with smtplib.SMTP(catcher.host, catcher.port, timeout=5) as smtp:
+    with smtplib.SMTP(catcher.host, catcher.port, timeout=30) as smtp:
         smtp.starttls(context=trusting(catcher))
         with pytest.raises(smtplib.SMTPAuthenticationError):
             smtp.login("alice", "wrong")
@@ -88,7 +90,7 @@ def test_auth_refused_with_a_wrong_password(catcher_factory):
 def test_auth_required_before_mail(catcher_factory):
     catcher = catcher_factory(user="alice", password="pw")
     with (
-        smtplib.SMTP(catcher.host, catcher.port, timeout=5) as smtp,
+        smtplib.SMTP(catcher.host, catcher.port, timeout=30) as smtp,
         pytest.raises(smtplib.SMTPException),
     ):
         smtp.send_message(hello())
@@ -104,7 +106,7 @@ def test_command_line_prints_its_port_and_stops_on_sigterm(tmp_path):
     try:
         line = process.stdout.readline()
         port = int(line.split()[0].rsplit(":", 1)[1])
-        with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
             smtp.send_message(hello("Via CLI"))
     finally:
         process.terminate()
@@ -116,7 +118,7 @@ def test_a_message_over_max_size_is_refused_with_552_as_postfix_does(catcher_fac
     catcher = catcher_factory(max_size=500)
     big = hello("Big")
     big.set_content("x" * 2000)
-    with smtplib.SMTP(catcher.host, catcher.port, timeout=5) as smtp:
+    with smtplib.SMTP(catcher.host, catcher.port, timeout=30) as smtp:
         with pytest.raises(smtplib.SMTPSenderRefused) as caught:
             smtp.send_message(big)
         smtp.send_message(hello("Small"))
@@ -126,7 +128,9 @@ def test_a_message_over_max_size_is_refused_with_552_as_postfix_does(catcher_fac
 
 def test_auth_with_a_utf8_password(catcher_factory):
     catcher = catcher_factory(tls="ssl", user="zoë", password="пароль")
-    with smtplib.SMTP_SSL(catcher.host, catcher.port, timeout=5, context=trusting(catcher)) as smtp:
+    with smtplib.SMTP_SSL(
+        catcher.host, catcher.port, timeout=30, context=trusting(catcher)
+    ) as smtp:
         smtp.ehlo()
         credentials = base64.b64encode("\0zoë\0пароль".encode()).decode()
         assert smtp.docmd("AUTH", f"PLAIN {credentials}")[0] == 235

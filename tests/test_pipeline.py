@@ -378,7 +378,7 @@ def test_a_store_trickling_its_answer_cannot_hold_the_run(
     delivery = catalog(tmp_path / "supplier-data", ["001"])
     args = ["--url", url, *folders(script, delivery), "--timeout", "2", "--retries", "0"]
     # The deadline of a request is 2 x 2 + 5 = 9 s; the guard adds a margin.
-    result = run_script(script, *args, timeout=25)
+    result = run_script(script, *args, timeout=60)
     assert result.returncode == 2
     assert "no whole answer within 9 s" in result.stderr
 

@@ -182,7 +182,7 @@ def test_a_picture_missing_from_the_store_fails_that_product_only(
 def test_a_picture_an_earlier_version_uploaded_under_the_lab_name_is_used(store, tmp_path, catalog):
     data = catalog(tmp_path / "supplier-data", ["001"])
     jpeg = (data / "images" / "001.jpeg").read_bytes()
-    requests.post(store.url + "upload/", files={"file": ("001.jpeg", jpeg)}, timeout=5)
+    requests.post(store.url + "upload/", files={"file": ("001.jpeg", jpeg)}, timeout=30)
     assert import_(store, data) == 0
     assert [f["image_name"] for f in store.catalog.fruits()] == ["001.jpeg"]
 
@@ -230,7 +230,7 @@ def test_a_name_the_store_has_with_other_values_records_both(store, ready, catal
             "description": "Old.",
             "image_name": "",
         },
-        timeout=5,
+        timeout=30,
     )
     assert import_(store, ready) == 1  # the file's values are not in the store
     entry = by_file(ready)["001.txt"]
@@ -478,7 +478,7 @@ def test_a_product_whose_picture_is_not_a_whole_jpeg_is_refused(
 
 def upload_as(store, name: str, content: bytes) -> None:
     """A picture put in the store under a name of our choosing, as an uploader does."""
-    answer = requests.post(store.url + "upload/", files={"file": (name, content)}, timeout=10)
+    answer = requests.post(store.url + "upload/", files={"file": (name, content)}, timeout=30)
     assert answer.status_code == 201, answer.text
 
 
@@ -551,7 +551,7 @@ def test_products_reach_the_store_in_the_delivery_order_whatever_the_jobs(store,
     for stem in stems:
         upload_as(store, f"{stem}.jpeg", jpeg_of(data, stem))
     assert import_(store, data, "--jobs", "8") == 0
-    listed = requests.get(store.url + "fruits/", timeout=10).json()
+    listed = requests.get(store.url + "fruits/", timeout=30).json()
     assert [f["image_name"] for f in listed] == [f"{n:03d}.jpeg" for n in range(1, 13)]
     assert [f["id"] for f in listed] == sorted(f["id"] for f in listed)
 

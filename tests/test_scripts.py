@@ -6,6 +6,7 @@ blocks copied on purpose between standalone scripts are still identical."""
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import os
 import re
@@ -336,9 +337,15 @@ def test_version_is_printed(script: str) -> None:
     assert done.stdout.strip() == f"{script} {version}"
 
 
+@functools.cache
+def help_of(script: str) -> subprocess.CompletedProcess:
+    """`script --help`, run once per test process: the tests of its text share it."""
+    return run_script(script, "--help")
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_shows_examples_and_exit_statuses(script: str, tmp_path: Path) -> None:
-    done = run_script(script, "--help")
+    done = help_of(script)
     assert done.returncode == 0, done.stderr
     assert "Example" in done.stdout
     assert "Exit status" in done.stdout
@@ -490,7 +497,9 @@ def test_the_readme_lists_every_option_as_its_parser_declares_it(script: str) ->
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_shows_each_options_default_and_variable(script: str) -> None:
-    text = " ".join(run_script(script, "--help").stdout.split())
+    done = help_of(script)
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
     for option in declared(script).values():
         if option.default_text():
             assert f"(default {option.default_text()})" in text, option.flags

@@ -49,7 +49,7 @@ def kept(images: Path, *names: str) -> list[str]:
 
 def served(store, name: str) -> bytes | None:
     """What the store serves as media/images/<name> over HTTP (None: 404)."""
-    answer = requests.get(f"{store.url}media/images/{name}", timeout=5)
+    answer = requests.get(f"{store.url}media/images/{name}", timeout=30)
     return answer.content if answer.status_code == 200 else None
 
 
@@ -81,7 +81,7 @@ def test_a_name_held_with_other_bytes_falls_back_to_the_content_name(
     store, tmp_path, catalog, caplog
 ):
     images = catalog(tmp_path / "supplier-data", ["001", "002"]) / "images"
-    requests.post(store.url + "upload/", files={"file": ("001.jpeg", b"other")}, timeout=5)
+    requests.post(store.url + "upload/", files={"file": ("001.jpeg", b"other")}, timeout=30)
     assert upload(store, images) == 0
     assert served(store, "001.jpeg") == b"other"  # the other picture keeps its name
     assert served(store, kept(images, "001.jpeg")[0]) == (images / "001.jpeg").read_bytes()
@@ -253,7 +253,7 @@ def test_images_someone_else_uploaded_are_found_in_the_store(
     names = ("001.jpeg", "002.jpeg")
     for name, kept_as in zip(names, kept(images, *names) if content_names else names, strict=True):
         files = {"file": (kept_as, (images / name).read_bytes(), "image/jpeg")}
-        requests.post(store.url + "upload/", files=files, timeout=5)
+        requests.post(store.url + "upload/", files=files, timeout=30)
     assert upload(store, images, *(["--content-names"] if content_names else [])) == 0
     assert len(stored(store)) == 2 and store.post_count == 2
 
