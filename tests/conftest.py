@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +32,15 @@ from store import Faults, StoreProcess
 # worker of every run rewrites them all again (about 2.5 s of CPU each). The test processes
 # keep their bytecode (in the gitignored __pycache__); the scripts they start are unaffected.
 sys.dont_write_bytecode = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The stop signals as a terminal gives them, in this process and so in every script
+    it starts: a suite started in a script's background or under nohup inherits SIGINT
+    and SIGHUP ignored, and the scripts rightly keep an ignored signal ignored (a test
+    that wants one ignored says so)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.fixture(autouse=True)
