@@ -41,6 +41,11 @@ SHEBANG = b"#!/usr/bin/env python3\n"
 RECORD = struct.Struct("!cq")
 # Variables read when an interpreter starts, or by libraries as they are imported.
 START_VARIABLES = ("PYTHON", "LC_", "LANG", "RL_", "PILLOW_")
+# Those a run may set otherwise than this process (its zygote is then started with them:
+# a few per worker); any other difference (PYTHONPATH, PYTHONHOME...) is a real start.
+OWN_ZYGOTE = ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING", "PYTHONUTF8")
+OWN_ZYGOTE_PREFIXES = ("LC_", "LANG")
+MOST_ZYGOTES = 4
 
 
 def start_variables(env: dict[str, str]) -> dict[str, str]:
@@ -52,7 +57,6 @@ class Zygote:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = {k: v for k, v in env.items() if not k.startswith("COVERAGE_")}
-        self.variables = start_variables(self.env)
         self.lock = threading.Lock()
         self.control: socket.socket | None = None
         self.process: subprocess.Popen | None = None
@@ -61,8 +65,9 @@ class Zygote:
         with self.lock:
             if self.control is None:
                 ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                given = json.dumps(sorted(self.env))  # the rest Python sets (C.UTF-8)
                 self.process = ORIGINAL_POPEN(
-                    [sys.executable, str(ZYGOTE), str(theirs.fileno())],
+                    [sys.executable, str(ZYGOTE), str(theirs.fileno()), given],
                     pass_fds=[theirs.fileno()],
                     env=self.env,
                     cwd="/",
@@ -122,16 +127,29 @@ class Channel:
             self.sock.close()
 
 
-ZYGOTES: dict[int, Zygote] = {}
+ZYGOTES: dict[tuple, Zygote] = {}
+ZYGOTES_LOCK = threading.Lock()
 ORIGINAL_POPEN = subprocess.Popen
 ENVIRONMENT: dict[str, str] = {}
 
 
-def zygote() -> Zygote:
-    pid = os.getpid()  # a fork of this process gets its own
-    if pid not in ZYGOTES:
-        ZYGOTES[pid] = Zygote(ENVIRONMENT or dict(os.environ))
-    return ZYGOTES[pid]
+def zygote(env: dict[str, str]) -> Zygote | None:
+    """The zygote of this process for a run with env (None: it needs a real start)."""
+    base = ENVIRONMENT or dict(os.environ)
+    ours, theirs = start_variables(base), start_variables(env)
+    for name in ours.keys() | theirs.keys():
+        if ours.get(name) != theirs.get(name) and not (
+            name in OWN_ZYGOTE or name.startswith(OWN_ZYGOTE_PREFIXES)
+        ):
+            return None
+    key = os.getpid(), tuple(sorted(theirs.items()))  # a fork of this process: its own
+    with ZYGOTES_LOCK:
+        if key not in ZYGOTES:
+            if sum(k[0] == key[0] for k in ZYGOTES) >= MOST_ZYGOTES:
+                return None
+            others = {k: v for k, v in base.items() if not k.startswith(START_VARIABLES)}
+            ZYGOTES[key] = Zygote(others | theirs)
+        return ZYGOTES[key]
 
 
 def text(value: object) -> str:
@@ -172,7 +190,7 @@ def plan(args, executable, cwd, env, start_new_session, process_group) -> dict |
     path = os.path.join(cwd, script)  # as the interpreter makes __file__: not normalised
     if os.path.basename(path) not in SCRIPTS or not os.path.isfile(path):
         return None
-    if start_variables(env) != zygote().variables:
+    if zygote(env) is None:
         return None
     return {
         "script": path,
@@ -254,7 +272,7 @@ class Popen(subprocess.Popen):
                 continue  # closed here: closed in the run too
             stdio[target] = fd
         try:
-            self._channel = zygote().launch(request, stdio)
+            self._channel = zygote(request["env"]).launch(request, stdio)
             self.pid = self._channel.pid
             self._child_created = True
         finally:

@@ -152,7 +152,7 @@ def test_a_signal_reaches_the_run_as_it_would_a_real_one(probe, monkeypatch, sig
         process = subprocess.Popen([script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert process.stdout.readline() == b"ready\n"
         process.send_signal(sig)
-        out, err = process.communicate(timeout=60)
+        _, err = process.communicate(timeout=60)
         results.append((process.returncode, err.decode().splitlines()[-1:]))
     assert results[0] == results[1]
     if sig == signal.SIGINT:  # KeyboardInterrupt's traceback, then killed by SIGINT
@@ -189,15 +189,15 @@ def test_stderr_into_stdout_and_a_closed_pipe(probe, monkeypatch) -> None:
 
 @pytest.mark.parametrize(
     "how",
-    ["python option", "PYTHONPATH", "LANG", "preexec_fn", "another name", "switch", "user"],
+    ["python option", "PYTHONPATH", "PYTHONWARNINGS", "preexec_fn", "another name", "switch", "user"],
 )
 def test_what_needs_a_real_start_gets_one(probe, monkeypatch, how) -> None:
     script = probe("print('started')\n", name="lab.py" if how == "another name" else "run.py")
     args, options = [script], {}
     if how == "python option":
         args = [sys.executable, "-X", "importtime", script]
-    elif how in ("PYTHONPATH", "LANG"):
-        options["env"] = {**os.environ, how: "/elsewhere" if how == "PYTHONPATH" else "C"}
+    elif how in ("PYTHONPATH", "PYTHONWARNINGS"):
+        options["env"] = {**os.environ, how: "/elsewhere" if how == "PYTHONPATH" else "default"}
     elif how == "preexec_fn":
         options["preexec_fn"] = lambda: None
     elif how == "switch":
@@ -212,7 +212,23 @@ def test_what_needs_a_real_start_gets_one(probe, monkeypatch, how) -> None:
 
 def test_the_scripts_python_and_as_shebang_are_prestarted(probe) -> None:
     script = probe("import sys\nprint(sys.argv[0])\n")
-    for args in ([script], [sys.executable, script], [Path(sys.executable).parent / "python3", script]):
+    python3 = Path(sys.executable).parent / "python3"
+    for args in ([script], [sys.executable, script], [python3, script]):
         process = subprocess.Popen(args, stdout=subprocess.PIPE)
         assert process.prestarted, args
         assert process.communicate(timeout=60)[0] == f"{script}\n".encode()
+
+
+def test_a_bare_environment_is_started_alike(probe, monkeypatch) -> None:
+    """No LANG, no PYTHON* variables (as several tests run a script): its own zygote,
+    and the same environment, locale, flags and streams as a real start shows."""
+    code = (
+        "import json, locale, os, sys\n"
+        "print(json.dumps([dict(os.environ), list(sys.flags), locale.setlocale(locale.LC_CTYPE),\n"
+        "    [(s.encoding, s.errors, s.line_buffering, s.write_through)\n"
+        "     for s in (sys.stdin, sys.stdout, sys.stderr)]]))\n"
+    )
+    env = {"PATH": os.environ["PATH"], "HOME": "/nowhere"}
+    zygote, real = both(monkeypatch, [probe(code)], env=env)
+    assert zygote == real
+    assert zygote[0] == 0 and json.loads(zygote[1])[0]["HOME"] == "/nowhere"

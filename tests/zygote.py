@@ -15,6 +15,7 @@ and 1, then the non-daemon threads joined, atexit, the streams flushed.
 """
 
 import atexit
+import contextlib
 import gc
 import io
 import json
@@ -58,10 +59,8 @@ def preload() -> None:
     import importlib
 
     for name in PRELOAD:
-        try:
+        with contextlib.suppress(Exception):  # the run meets the same error itself
             importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the run will meet the same error itself
-            pass
 
 
 def stdio(fd: int, write: bool, model: io.TextIOWrapper | None) -> io.TextIOWrapper | None:
@@ -73,7 +72,7 @@ def stdio(fd: int, write: bool, model: io.TextIOWrapper | None) -> io.TextIOWrap
         return None
     buffered = not UNBUFFERED
     buffering = -1 if buffered or not write else 0
-    stream = io.open(fd, "wb" if write else "rb", buffering=buffering, closefd=False)  # noqa: UP020
+    stream = io.open(fd, "wb" if write else "rb", buffering=buffering, closefd=False)  # noqa: SIM115, UP020
     raw = stream.raw if buffering else stream
     raw.name = ("<stdin>", "<stdout>", "<stderr>")[fd]
     text = io.TextIOWrapper(
@@ -94,10 +93,8 @@ def exit_status(code: object) -> int:
         return 0
     if isinstance(code, int):
         return code & 0xFF
-    try:
+    with contextlib.suppress(Exception):  # as the interpreter, which says nothing more
         print(code, file=sys.stderr)
-    except Exception:  # noqa: BLE001, S110 - as the interpreter, which says nothing more
-        pass
     return 1
 
 
@@ -114,15 +111,14 @@ def run(request: dict, fds: list[int], models: tuple, filters: list, code) -> No
             if target in given:
                 os.dup2(given[target], target)
             else:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(target)
-                except OSError:
-                    pass
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         os.chdir(request["cwd"])
         os.umask(request["umask"])
         os.environ.clear()
         os.environ.update(request["env"])
+        os.environ.update(SET_AT_START)
         time.tzset()
         import tempfile
 
@@ -133,10 +129,8 @@ def run(request: dict, fds: list[int], models: tuple, filters: list, code) -> No
             if sig in (signal.SIGKILL, signal.SIGSTOP):
                 continue
             handler = signal.SIG_IGN if sig in IGNORED_AT_START else signal.SIG_DFL
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 signal.signal(sig, handler)
-            except (OSError, ValueError):
-                pass
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.set_wakeup_fd(-1)
         warnings.filters[:] = filters
@@ -164,7 +158,7 @@ def run(request: dict, fds: list[int], models: tuple, filters: list, code) -> No
 
             coverage.process_startup(slug="pth")
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
-    except BaseException as error:  # noqa: BLE001 - nothing of the script has run yet
+    except BaseException as error:  # nothing of the script has run yet
         os.write(2, f"tests/zygote.py: cannot start the run: {error!r}\n".encode())
         os._exit(127)
     interrupted = False
@@ -176,7 +170,7 @@ def run(request: dict, fds: list[int], models: tuple, filters: list, code) -> No
         status = 0
     except SystemExit as stop:
         status = exit_status(stop.code)
-    except BaseException as error:  # noqa: BLE001 - the interpreter's own handling
+    except BaseException as error:  # the interpreter's own handling
         interrupted = isinstance(error, KeyboardInterrupt)
         error.__traceback__ = error.__traceback__.tb_next  # from the script's first frame
         sys.excepthook(type(error), error, error.__traceback__)
@@ -192,7 +186,7 @@ def finalize(status: int) -> int:
     """What Py_FinalizeEx does that a script can see: threads joined, atexit, flush."""
     try:
         threading._shutdown()
-    except BaseException as error:  # noqa: BLE001 - "Exception ignored", as the interpreter
+    except BaseException as error:  # "Exception ignored", as the interpreter
         import traceback
 
         print(f"Exception ignored in: {threading!r}", file=sys.stderr)
@@ -202,7 +196,7 @@ def finalize(status: int) -> int:
         try:
             if stream is not None:
                 stream.flush()
-        except Exception:  # noqa: BLE001
+        except Exception:
             status = 120
     return status
 
@@ -234,7 +228,7 @@ def compiled(path: str, cache: dict):
         if key not in cache:
             cache[key] = compile(data, path, "exec", dont_inherit=True)
         return cache[key]
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 
@@ -260,6 +254,12 @@ def serve(control: socket.socket) -> None:
         for fd in fds:
             os.close(fd)
 
+
+# What the interpreter added to its environment as it started (LC_CTYPE=C.UTF-8 where the
+# locale was C): a run started with the same variables gets the same.
+SET_AT_START = {
+    k: v for k, v in os.environ.items() if len(sys.argv) > 2 and k not in json.loads(sys.argv[2])
+}
 
 if __name__ == "__main__":
     preload()
