@@ -40,6 +40,13 @@ print("to stderr", file=sys.stderr)
 """
 
 
+@pytest.fixture(autouse=True)
+def zygote_on(monkeypatch) -> None:
+    """These tests are of the zygote: it is on for them even where the suite runs with
+    FRUIT_TESTS_REAL_START=1 (each test turns it off where it compares)."""
+    monkeypatch.delenv(prestart.SWITCH, raising=False)
+
+
 @pytest.fixture
 def probe(tmp_path: Path):
     """probe(code, name="run.py"): a script of that name in its own folder, with an
@@ -189,7 +196,10 @@ def test_stderr_into_stdout_and_a_closed_pipe(probe, monkeypatch) -> None:
 
 @pytest.mark.parametrize(
     "how",
-    ["python option", "PYTHONPATH", "PYTHONWARNINGS", "preexec_fn", "another name", "switch", "user"],
+    [
+        *("python option", "PYTHONPATH", "PYTHONWARNINGS", "preexec_fn", "another name"),
+        *("switch", "user"),
+    ],
 )
 def test_what_needs_a_real_start_gets_one(probe, monkeypatch, how) -> None:
     script = probe("print('started')\n", name="lab.py" if how == "another name" else "run.py")
