@@ -203,7 +203,6 @@ def finalize(status: int) -> int:
 
 def lead(channel: socket.socket, request: dict, fds: list[int], models, filters, code) -> None:
     """In the leader: start the run's process, send its pid, then its wait status."""
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     pid = os.fork()
     if pid == 0:
@@ -232,15 +231,24 @@ def compiled(path: str, cache: dict):
         return None
 
 
+def reap() -> None:
+    """Wait for the leaders that have ended (so their runs' CPU time is counted up the
+    tree, as a test's own children's is)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
 def serve(control: socket.socket) -> None:
     codes: dict = {}
     models = (sys.stdin, sys.stdout, sys.stderr)
     filters = list(warnings.filters)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # leaders are reaped by the kernel
     gc.freeze()  # the preloaded objects stay shared with the runs, not copied
     while True:
+        reap()
         message, fds, _, _ = socket.recv_fds(control, 1 << 20, 8)
         if not message:
+            reap()
             return  # the test worker is gone
         request = json.loads(message)
         code = compiled(request["script"], codes)
