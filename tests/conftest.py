@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NamedTuple
 
+import prestart
 import pytest
 from PIL import Image
 
@@ -41,6 +42,13 @@ def pytest_configure(config: pytest.Config) -> None:
     that wants one ignored says so)."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    # The scripts start from a pre-warmed interpreter where a real start would show no
+    # difference (tests/prestart.py); FRUIT_TESTS_REAL_START=1 starts each for real.
+    prestart.install(dict(os.environ))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    prestart.uninstall()
 
 
 @pytest.fixture(autouse=True)

@@ -766,7 +766,8 @@ def big_batch(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def batch_copy(big_batch, tmp_path) -> Path:
-    return Path(shutil.copytree(big_batch, tmp_path / "images"))
+    """The batch in the test's own folder, its files hard-linked (only read)."""
+    return Path(shutil.copytree(big_batch, tmp_path / "images", copy_function=os.link))
 
 
 def test_killed_run_leaves_only_whole_jpegs_and_a_rerun_finishes(batch_copy):
@@ -1338,7 +1339,7 @@ def slow_batch(tmp_path_factory) -> Path:
 
 def test_progress_on_a_terminal_not_in_a_pipe(slow_batch, tmp_path, monkeypatch):
     monkeypatch.setenv("PROGRESS_AFTER", "0")  # the line at once, not after 2 s of work
-    images = Path(shutil.copytree(slow_batch, tmp_path / "tty"))
+    images = Path(shutil.copytree(slow_batch, tmp_path / "tty", copy_function=os.link))
     command = [SCRIPT, images, "--jobs", "1"]
     main_end, sub_end = pty.openpty()
     with subprocess.Popen(command, stderr=sub_end, stdout=subprocess.DEVNULL) as process:

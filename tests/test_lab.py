@@ -292,7 +292,10 @@ def test_the_box_runs_its_every_minute_lines_as_cron_does_and_stops_them(tmp_pat
         )
         ran = box.home / "ran.txt"
         wait_for(lambda: ran.is_file() and len(ran.read_text().splitlines()) >= 2, seconds=30)
-        sleeper = int((box.home / "sleeper.pid").read_text())
+        # Each minute's lines run side by side: the sleeper's may write its pid later.
+        pid_file = box.home / "sleeper.pid"
+        wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip(), seconds=30)
+        sleeper = int(pid_file.read_text())
         smtp_port = box.variables["SMTP_PORT"]
     assert ran.read_text().splitlines()[0] == f"hello {box.home} {smtp_port}"
     assert not (box.home / "every-five.txt").exists()
