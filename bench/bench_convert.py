@@ -25,13 +25,14 @@ With --lab, only the two figures the lab's contract sets (issue 25), each side
 by side with the recipe in the same run: the 16 opaque TIFFs (the lab's kind)
 with --jobs 1, goal 3.2x the recipe's one process; the 32 mixed TIFFs with all
 cores, goal 4.3x. --base REV adds changeImage.py as it was at git revision REV
-(for example 43baaa7, the last before the freshness marks) as sides of its own.
+(for example 43baaa7, the last before the freshness marks, or 57b7ccf, the last
+before them with the deflate fast path) as sides of its own; it may be repeated.
 The load average is printed before and after: on a shared machine the ratios
 are rough.
 
 Usage:
     python bench/bench_convert.py [--rounds 5] [--size 3000x2000] [--kinds]
-    python bench/bench_convert.py --lab [--rounds 7] [--base REV] [--without-deflate]
+    python bench/bench_convert.py --lab [--rounds 7] [--base REV ...] [--without-deflate]
 """
 
 from __future__ import annotations
@@ -307,7 +308,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=parse_size, default=(3000, 2000))
     parser.add_argument("--kinds", action="store_true", help="also each kind on its own")
     parser.add_argument("--lab", action="store_true", help="only the lab's two figures")
-    parser.add_argument("--base", metavar="REV", help="also changeImage.py at git revision REV")
+    parser.add_argument(
+        "--base",
+        metavar="REV",
+        action="append",
+        default=[],
+        help="also changeImage.py at git revision REV (repeatable)",
+    )
     parser.add_argument(
         "--without-deflate",
         action="store_true",
@@ -353,11 +360,11 @@ def lab_figures(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-convert-") as name:
         scratch = Path(name)
         corpus = make_corpus(scratch / "corpus", args.size)
-        base = add_base(args.base, scratch) if args.base else []
+        base = [side for revision in args.base for side in add_base(revision, scratch)]
         print(f"{CORES} cores, {args.rounds} rounds interleaved; load average {load_average()}")
         print(f"deflate TIFFs: {deflate_reader()}")
-        one_core = ["lab recipe, 1 process", "changeImage.py --jobs 1", *base[:1]]
-        every_core = ["lab recipe, 1 process", f"changeImage.py, {CORES} cores", *base[1:]]
+        one_core = ["lab recipe, 1 process", "changeImage.py --jobs 1", *base[0::2]]
+        every_core = ["lab recipe, 1 process", f"changeImage.py, {CORES} cores", *base[1::2]]
         every_core += [NO_DEFLATE_EVERY] if args.without_deflate else []
         startups = measure([], scratch, args.rounds, [*one_core, *every_core[1:]])
         opaque = corpus[MAIN_KINDS[0]] + corpus[MAIN_KINDS[1]]
