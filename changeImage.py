@@ -123,6 +123,11 @@ if __name__ == "__main__":
 
 # --- end shared block: early stop ---
 
+import gc
+
+if __name__ == "__main__":
+    gc.disable()  # until main(): what start-up builds is not garbage (see the end)
+
 import argparse
 import contextlib
 import ctypes
@@ -142,6 +147,7 @@ import re
 import shlex
 import signal
 import stat
+import struct
 import sys
 import tempfile
 import threading
@@ -229,18 +235,11 @@ FIRST_TAG_FIELDS = (
 # unread. Without it (lost, or never kept) the output is made again.
 SOURCE_ATTRIBUTE = "user.fruit-catalog.source"
 MARK_KEY = "fruit-catalog"  # the PNG text chunk's keyword
-# Bytes per pixel of the uncompressed TIFF layouts whose strips can be merged.
-RAW_BYTES = {"RGBA": 4, "RGB": 3, "L": 1}
 # Decoding a compressed image takes about 7 times as long as reading an
 # uncompressed one of the same size (3000x2000: 70-90 ms against 11 ms).
 COMPRESSED_WORK = 7
 # EXIF orientations 5-8 are a quarter turn: width and height swap.
 QUARTER_TURN_ORIENTATIONS = {5, 6, 7, 8}
-# mallopt() parameters from glibc's malloc.h, and the largest mmap threshold
-# glibc accepts on 64-bit systems.
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
-TRIM_THRESHOLD = 256 * 1024 * 1024
 # EXIF orientation -> the transpose that makes the image upright.
 UPRIGHT = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -596,30 +595,7 @@ def image_in(file: BinaryIO) -> Iterator[Image.Image]:
     name = PROC_FD / str(file.fileno())
     with Image.open(name if PROC_FD.is_dir() else file) as image:
         merge_strips(image)
-        yield image
-
-
-def merge_strips(image: Image.Image) -> None:
-    """Uncompressed strips stored back to back, top to bottom, become one tile:
-    Pillow then maps the file instead of reading the strips one by one in a
-    Python loop (400 of them for a 3000x2000 RGBA TIFF in 64 KB strips)."""
-    tiles = getattr(image, "tile", [])
-    if image.format != "TIFF" or len(tiles) < 2:
-        return
-    first = tiles[0]
-    row = image.width * RAW_BYTES.get(first.args[0], 0)
-    for tile in tiles:
-        top, bottom = tile.extents[1], tile.extents[3]
-        if (
-            row == 0
-            or (tile.codec_name, tile.args) != ("raw", first.args)
-            or tile.args[1:] != (0, 1)
-            or tile.extents != (0, top, image.width, bottom)
-            or tile.offset != first.offset + top * row
-        ):
-            return
-    if first.extents[1] == 0 and tiles[-1].extents[3] == image.height:
-        image.tile = [first._replace(extents=(0, 0, *image.size))]
+        yield inflated(image, file.fileno()) or image
 
 
 def describe_error(error: Exception) -> str:
@@ -934,6 +910,200 @@ def temporary_of(name: str) -> str:
     return ""
 
 
+# -- TIFF strips, read faster: mapped as one block, or inflated with libdeflate --
+
+# Bytes per pixel of the uncompressed TIFF layouts whose strips can be merged.
+RAW_BYTES = {"RGBA": 4, "RGB": 3, "L": 1}
+# TIFF tags read to take the deflate fast path, and its limits: the compression
+# values of deflate (Adobe's, and the old one), and the photometric value of
+# each mode Pillow reads as stored. Over MAX_STRIPS (1-row strips of a
+# 65,536-row image) libtiff's C loop beats a Python one.
+WIDTH, LENGTH, BITS_PER_SAMPLE, COMPRESSION, PHOTOMETRIC = 256, 257, 258, 259, 262
+FILL_ORDER, STRIP_OFFSETS, ORIENTATION, SAMPLES_PER_PIXEL = 266, 273, 274, 277
+ROWS_PER_STRIP, STRIP_BYTE_COUNTS, PLANAR, PREDICTOR = 278, 279, 284, 317
+EXTRA_SAMPLES, SAMPLE_FORMAT = 338, 339
+SINGLE_VALUED = (WIDTH, LENGTH, COMPRESSION, PHOTOMETRIC, FILL_ORDER, ORIENTATION)
+SINGLE_VALUED += (SAMPLES_PER_PIXEL, ROWS_PER_STRIP, PLANAR, PREDICTOR)
+DEFLATE_COMPRESSIONS = {8, 32946}
+PHOTOMETRIC_OF = {"L": 1, "LA": 1, "RGB": 2, "RGBA": 2, "CMYK": 5}
+MAX_STRIPS = 65_536
+# Bytes of the field types libtiff reads those tags from: SHORT, LONG.
+INTEGER_FIELDS = {3: 2, 4: 4}
+# Tags that only describe the image (sub-file type, names, resolution, page,
+# software, dates, artist, copyright, IPTC, Photoshop, ICC profile): the fast
+# path takes a file whose first IFD holds nothing but these and the ones it
+# reads. Any other (tiles, sample ranges, EXIF or GPS pointers, XMP, which can
+# hold an orientation Pillow applies while loading) is libtiff's and Pillow's.
+DESCRIPTIVE_TAGS = {254, 255, 269, 270, 271, 272, 282, 283, 285, 296, 297, 305, 306, 315}
+DESCRIPTIVE_TAGS |= {316, 33432, 33723, 34377, 34675}
+
+
+def merge_strips(image: Image.Image) -> None:
+    """Uncompressed strips stored back to back, top to bottom, become one tile:
+    Pillow then maps the file instead of reading the strips one by one in a
+    Python loop (400 of them for a 3000x2000 RGBA TIFF in 64 KB strips)."""
+    tiles = getattr(image, "tile", [])
+    if image.format != "TIFF" or len(tiles) < 2:
+        return
+    first = tiles[0]
+    row = image.width * RAW_BYTES.get(first.args[0], 0)
+    for tile in tiles:
+        top, bottom = tile.extents[1], tile.extents[3]
+        if (
+            row == 0
+            or (tile.codec_name, tile.args) != ("raw", first.args)
+            or tile.args[1:] != (0, 1)
+            or tile.extents != (0, top, image.width, bottom)
+            or tile.offset != first.offset + top * row
+        ):
+            return
+    if first.extents[1] == 0 and tiles[-1].extents[3] == image.height:
+        image.tile = [first._replace(extents=(0, 0, *image.size))]
+
+
+@functools.cache
+def libdeflate() -> Any:
+    """The deflate package (libdeflate), which inflates the strips of a deflate
+    TIFF faster than the zlib Pillow's libtiff calls (README: Speed); None
+    where it is not installed: Pillow reads them, to the same pixels. Imported
+    on first use: the lab's uncompressed TIFFs never need it."""
+    try:
+        import deflate
+    except ImportError:
+        return None
+    return deflate
+
+
+def tag_values(tags: TiffImagePlugin.ImageFileDirectory_v2, tag: int, default: tuple) -> tuple:
+    value = tags.get(tag, default)
+    return value if isinstance(value, tuple) else (value,)
+
+
+def deflate_strips(image: Image.Image) -> list[tuple[int, int, int]] | None:
+    """(offset, byte count, rows) of each strip of a TIFF libdeflate can inflate
+    into exactly the pixels libtiff gives: deflate, no predictor, one 8-bit
+    sample per band, stored the way Pillow reads the mode, in chunky strips,
+    upright. None for anything else: Pillow reads it."""
+    tiles = getattr(image, "tile", [])
+    if image.format != "TIFF" or len(tiles) != 1 or libdeflate() is None:
+        return None
+    tags, (width, height) = image.tag_v2, image.size
+    if (
+        tiles[0].codec_name != "libtiff"
+        or tiles[0].extents != (0, 0, width, height)
+        or tiles[0].args[:1] != (image.mode,)
+        or tags.get(PHOTOMETRIC) != PHOTOMETRIC_OF.get(image.mode)
+        or tags.get(COMPRESSION) not in DEFLATE_COMPRESSIONS
+        or tags.get(SAMPLES_PER_PIXEL, 1) != len(image.getbands())
+        or set(tag_values(tags, BITS_PER_SAMPLE, ())) != {8}
+        or set(tag_values(tags, SAMPLE_FORMAT, (1,))) != {1}
+        or any(tags.get(tag, 1) != 1 for tag in (PREDICTOR, PLANAR, FILL_ORDER, ORIENTATION))
+    ):
+        return None
+    per_strip = tags.get(ROWS_PER_STRIP, height)
+    offsets = tag_values(tags, STRIP_OFFSETS, ())
+    counts = tag_values(tags, STRIP_BYTE_COUNTS, ())
+    if not isinstance(per_strip, int) or per_strip < 1:
+        return None
+    per_strip = min(per_strip, height)
+    strips = -(-height // per_strip)
+    if not 0 < strips <= MAX_STRIPS or len(offsets) != strips or len(counts) != strips:
+        return None
+    if not all(isinstance(value, int) and value >= 0 for value in offsets + counts):
+        return None
+    rows = [min(per_strip, height - top) for top in range(0, height, per_strip)]
+    return list(zip(offsets, counts, rows, strict=True))
+
+
+def stored_fields(fd: int, size: int) -> dict[int, list[tuple[int, int, int]]] | None:
+    """(type, count, bytes past the end of the file) of each entry of the first
+    IFD of a classic TIFF, by tag, as stored: Pillow drops empty entries and
+    entries whose values are cut off, and keeps the first of two. None for
+    anything else (a BigTIFF goes to Pillow)."""
+    header = os.pread(fd, 8, 0)
+    order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(header[:4])
+    if order is None or len(header) < 8:
+        return None
+    offset = struct.unpack_from(order + "I", header, 4)[0]
+    head = os.pread(fd, 2, offset)
+    entries = struct.unpack(order + "H", head)[0] if len(head) == 2 else 0
+    table = os.pread(fd, entries * 12, offset + 2)
+    if not entries or len(table) < entries * 12:
+        return None
+    fields: dict[int, list[tuple[int, int, int]]] = {}
+    for tag, kind, count, value in struct.iter_unpack(order + "HHII", table):
+        length = count * INTEGER_FIELDS.get(kind, 0)
+        past_end = max(0, value + length - size) if length > 4 else 0
+        fields.setdefault(tag, []).append((kind, count, past_end))
+    return fields
+
+
+def stored_as_libtiff_reads(fd: int, size: int, mode: str, strips: int) -> bool:
+    """Whether the first IFD holds only the tags deflate_strips() reads, each
+    stored once, as integers, as many as libtiff needs, within the file, and
+    DESCRIPTIVE_TAGS. Pillow is more lenient (it keeps the first of too many
+    values, takes fractions, drops what it cannot read, and reads strips
+    where libtiff would take tiles): libtiff refuses or reads such a file
+    otherwise."""
+    fields = stored_fields(fd, size)
+    if fields is None:
+        return False
+    samples = len(mode)
+    wanted = dict.fromkeys(SINGLE_VALUED, 1) | {
+        BITS_PER_SAMPLE: samples,
+        SAMPLE_FORMAT: samples,
+        EXTRA_SAMPLES: 1 if mode in {"LA", "RGBA"} else 0,
+        STRIP_OFFSETS: strips,
+        STRIP_BYTE_COUNTS: strips,
+    }
+    if not fields.keys() <= wanted.keys() | DESCRIPTIVE_TAGS:
+        return False
+    for tag, count in wanted.items():
+        stored = fields.get(tag, [])
+        if len(stored) > 1:
+            return False
+        if stored and (stored[0][0] not in INTEGER_FIELDS or stored[0][1:] != (count, 0)):
+            return False
+    return True
+
+
+def inflated(image: Image.Image, fd: int) -> Image.Image | None:
+    """The pixels of a deflate TIFF inflated with libdeflate; None when
+    deflate_strips() refuses it or a strip is not exactly what its tags say
+    (then Pillow reads it, and reports what is wrong)."""
+    strips = deflate_strips(image)
+    if strips is None:
+        return None
+    size, mode = os.fstat(fd).st_size, image.mode
+    if not stored_as_libtiff_reads(fd, size, mode, len(strips)):
+        return None
+    # Strips of a real file do not overlap: what is read stays within the file once.
+    if sum(count for _, count, _ in strips) > size or any(o + c > size for o, c, _ in strips):
+        return None
+    pixels = inflated_strips(fd, strips, image.width * len(mode))
+    if pixels is None:
+        return None
+    canvas = Image.frombuffer(mode, image.size, pixels, "raw", mode, 0, 1)
+    canvas.info.update(image.info)
+    return canvas
+
+
+def inflated_strips(fd: int, strips: list[tuple[int, int, int]], row: int) -> bytearray | None:
+    """The strips inflated one after the other into one buffer; None when one is
+    not deflate data or not as many rows as its tags say."""
+    inflate, pixels, at = libdeflate(), bytearray(row * sum(s[2] for s in strips)), 0
+    for offset, count, rows in strips:
+        try:
+            strip = inflate.zlib_decompress(os.pread(fd, count, offset), row * rows)
+        except inflate.DeflateError:
+            return None
+        if len(strip) != row * rows:
+            return None
+        pixels[at : at + len(strip)] = strip
+        at += len(strip)
+    return pixels
+
+
 # -- planning -----------------------------------------------------------------
 
 
@@ -1138,6 +1308,13 @@ def count_outcomes(
             report(task, outcome, reported)
         kind = Skip.UP_TO_DATE if outcome is None else Done.CONVERTED
         counts[Done.FAILED if isinstance(outcome, str) else kind] += 1
+
+
+# mallopt() parameters from glibc's malloc.h, and the largest mmap threshold
+# glibc accepts on 64-bit systems.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
+TRIM_THRESHOLD = 256 * 1024 * 1024
 
 
 def glibc() -> bool:
@@ -2010,4 +2187,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # Start-up (the imports, this file's definitions) ran with the collector off: its
+    # objects are kept, and it would have run 35 times (40 M instructions, some 6 ms).
+    gc.freeze()  # nor will later collections scan them
+    gc.enable()
     sys.exit(main())

@@ -6,6 +6,8 @@ kinds a supplier sends: 16 opaque uncompressed RGBA TIFFs (8 in one strip,
 8 in 5-row strips as libtiff-based writers store them), 8 uncompressed RGBA
 cut-outs with transparent surroundings, 8 compressed TIFFs (4 LZW RGB,
 4 deflate RGBA); reported apart, 2 16-bit greyscale and 2 palette TIFFs.
+Deflate TIFFs are also converted without the deflate package (libdeflate), as
+on a machine where it is not installed (with --lab: --without-deflate).
 
 Each side runs as a process, as users run it, on a fresh copy of the images:
 the lab recipe (open, convert('RGB'), resize((600, 400)), save), alone and
@@ -23,13 +25,14 @@ With --lab, only the two figures the lab's contract sets (issue 25), each side
 by side with the recipe in the same run: the 16 opaque TIFFs (the lab's kind)
 with --jobs 1, goal 3.2x the recipe's one process; the 32 mixed TIFFs with all
 cores, goal 4.3x. --base REV adds changeImage.py as it was at git revision REV
-(for example 43baaa7, the last before the freshness marks) as sides of its own.
+(for example 43baaa7, the last before the freshness marks, or 57b7ccf, the last
+before them with the deflate fast path) as sides of its own; it may be repeated.
 The load average is printed before and after: on a shared machine the ratios
 are rough.
 
 Usage:
     python bench/bench_convert.py [--rounds 5] [--size 3000x2000] [--kinds]
-    python bench/bench_convert.py --lab [--rounds 7] [--base REV]
+    python bench/bench_convert.py --lab [--rounds 7] [--base REV ...] [--without-deflate]
 """
 
 from __future__ import annotations
@@ -169,6 +172,17 @@ def change_image(folder: Path, *flags: str, script: Path = ROOT / "changeImage.p
     return [[sys.executable, str(script), str(folder), "-q", *flags]]
 
 
+# changeImage.py run as on a machine without the optional deflate package.
+WITHOUT_DEFLATE = (
+    "import runpy, sys; sys.modules['deflate'] = None; sys.argv = sys.argv[1:]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+def without_deflate(folder: Path, *flags: str) -> list[list[str]]:
+    return [[sys.executable, "-c", WITHOUT_DEFLATE, *change_image(folder, *flags)[0][1:]]]
+
+
 SIDES = {
     "lab recipe, 1 process": lambda files, folder: recipe(files, 1),
     f"lab recipe, {CORES} processes": lambda files, folder: recipe(files, CORES),
@@ -176,7 +190,12 @@ SIDES = {
     f"changeImage.py, {CORES} cores": lambda files, folder: change_image(folder),
     "changeImage.py --best-quality": lambda files, folder: change_image(folder, "--best-quality"),
 }
-LAB_SIDES = ["lab recipe, 1 process", "changeImage.py --jobs 1", f"changeImage.py, {CORES} cores"]
+NO_DEFLATE_ONE = "--jobs 1, without deflate"
+NO_DEFLATE_EVERY = f"{CORES} cores, without deflate"
+EXTRA_SIDES = {
+    NO_DEFLATE_ONE: lambda files, folder: without_deflate(folder, "--jobs", "1"),
+    NO_DEFLATE_EVERY: lambda files, folder: without_deflate(folder),
+}
 
 
 def add_base(revision: str, scratch: Path) -> list[str]:
@@ -188,6 +207,14 @@ def add_base(revision: str, scratch: Path) -> list[str]:
     SIDES[one] = lambda files, folder: change_image(folder, "--jobs", "1", script=script)
     SIDES[every] = lambda files, folder: change_image(folder, script=script)
     return [one, every]
+
+
+def deflate_reader() -> str:
+    try:
+        import deflate
+    except ImportError:
+        return "Pillow's libtiff (zlib): the deflate package is not installed"
+    return f"libdeflate (deflate {deflate.__version__}); LZW TIFFs: Pillow's libtiff"
 
 
 def load_average() -> str:
@@ -203,7 +230,7 @@ def measure(sources: list[Path], scratch: Path, rounds: int, sides: list[str]) -
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
             files = [Path(shutil.copy(source, work)) for source in sources]
-            elapsed, cpu, peak = run_timed(SIDES[side](files, work))
+            elapsed, cpu, peak = run_timed((SIDES | EXTRA_SIDES)[side](files, work))
             times, cpus, old_peak, _ = results[side]
             results[side] = ([*times, elapsed], [*cpus, cpu], max(old_peak, peak), work)
     return results
@@ -281,7 +308,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=parse_size, default=(3000, 2000))
     parser.add_argument("--kinds", action="store_true", help="also each kind on its own")
     parser.add_argument("--lab", action="store_true", help="only the lab's two figures")
-    parser.add_argument("--base", metavar="REV", help="also changeImage.py at git revision REV")
+    parser.add_argument(
+        "--base",
+        metavar="REV",
+        action="append",
+        default=[],
+        help="also changeImage.py at git revision REV (repeatable)",
+    )
+    parser.add_argument(
+        "--without-deflate",
+        action="store_true",
+        help="with --lab, also all cores as without the deflate package",
+    )
     args = parser.parse_args(argv)
     if args.lab:
         return lab_figures(args)
@@ -290,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus = make_corpus(scratch / "corpus", args.size)
         size = "x".join(map(str, args.size))
         print(f"{size}, {CORES} cores, {args.rounds} rounds interleaved; times in seconds")
+        print(f"deflate TIFFs: {deflate_reader()}")
         with ProcessPoolExecutor(1) as pool:  # keeps this process's peak memory small
             premultiply = pool.submit(premultiply_cost, corpus[MAIN_KINDS[0]][0]).result()
         print(
@@ -298,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             f" {fsync_cost(scratch / 'fsync4', 4):.1f} ms with 4 at once;"
             f" full-size premultiply {premultiply:.1f} ms"
         )
-        startups = measure([], scratch, args.rounds, list(SIDES))
+        startups = measure([], scratch, args.rounds, [*SIDES, NO_DEFLATE_ONE])
         print(
             "start-up (no images, best):"
             f" lab recipe {min(startups['lab recipe, 1 process'][0]):.3f} s,"
@@ -309,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         report("whole corpus", main_corpus, results, startups)
         quick = ["lab recipe, 1 process", "changeImage.py --jobs 1"]
         for kind in (*MAIN_KINDS, *APART_KINDS) if args.kinds else APART_KINDS:
-            results = measure(corpus[kind], scratch, args.rounds, quick)
+            sides = [*quick, NO_DEFLATE_ONE] if kind == "deflate RGBA" else quick
+            results = measure(corpus[kind], scratch, args.rounds, sides)
             report(kind, corpus[kind], results, startups)
     return 0
 
@@ -320,10 +360,12 @@ def lab_figures(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-convert-") as name:
         scratch = Path(name)
         corpus = make_corpus(scratch / "corpus", args.size)
-        base = add_base(args.base, scratch) if args.base else []
+        base = [side for revision in args.base for side in add_base(revision, scratch)]
         print(f"{CORES} cores, {args.rounds} rounds interleaved; load average {load_average()}")
-        one_core = ["lab recipe, 1 process", "changeImage.py --jobs 1", *base[:1]]
-        every_core = ["lab recipe, 1 process", f"changeImage.py, {CORES} cores", *base[1:]]
+        print(f"deflate TIFFs: {deflate_reader()}")
+        one_core = ["lab recipe, 1 process", "changeImage.py --jobs 1", *base[0::2]]
+        every_core = ["lab recipe, 1 process", f"changeImage.py, {CORES} cores", *base[1::2]]
+        every_core += [NO_DEFLATE_EVERY] if args.without_deflate else []
         startups = measure([], scratch, args.rounds, [*one_core, *every_core[1:]])
         opaque = corpus[MAIN_KINDS[0]] + corpus[MAIN_KINDS[1]]
         mixed = [path for kind in MAIN_KINDS for path in corpus[kind]]

@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import hashlib
 import io
+import itertools
 import logging
 import math
 import os
@@ -16,14 +17,17 @@ import resource
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
+import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helper import wait_for
+from helper import wait_for, with_entry
 from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageFilter, ImageStat
 
 import changeImage
@@ -998,6 +1002,287 @@ def deflate_tiff(mode="RGBA", **params) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "TIFF", **{"compression": "tiff_adobe_deflate", **params})
     return buffer.getvalue()
+
+
+# -- deflate TIFFs inflated with libdeflate ------------------------------------
+
+
+def without_libdeflate(monkeypatch) -> None:
+    """As on a machine where the deflate package is not installed."""
+    monkeypatch.setattr(changeImage, "libdeflate", lambda: None)
+
+
+def with_tag(data: bytes, tag: int, value: int) -> bytes:
+    return with_entry(data, tag, 4, [value])
+
+
+def read_by_pillow(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return image
+
+
+def read_by_the_script(path: Path) -> Image.Image:
+    with opened_source(path, path.parent) as image:
+        image.load()
+        return image.copy()
+
+
+def assert_same_pixels(image: Image.Image, expected: Image.Image) -> None:
+    assert (image.mode, image.size) == (expected.mode, expected.size)
+    assert image.tobytes() == expected.tobytes()
+
+
+def inflated_by_libdeflate(data: bytes) -> bool:
+    pytest.importorskip("deflate", reason="the fast path needs the deflate package")
+    with tempfile.TemporaryFile() as file:
+        file.write(data)
+        file.flush()
+        with Image.open(file) as image:
+            return changeImage.inflated(image, file.fileno()) is not None
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "CMYK"])
+@pytest.mark.parametrize(
+    "layout",
+    [{"tiffinfo": {278: 1}}, {"tiffinfo": {278: 7}}, {"strip_size": 1 << 20}],
+    ids=["1-row strips", "7-row strips", "one strip"],
+)
+def test_deflate_strips_inflate_to_the_pixels_libtiff_gives(tmp_path, mode, layout):
+    data = deflate_tiff(mode, **layout)
+    (tmp_path / "a.tiff").write_bytes(data)
+    assert inflated_by_libdeflate(data)
+    assert_same_pixels(read_by_the_script(tmp_path / "a.tiff"), read_by_pillow(data))
+
+
+def big_endian_deflate_tiff(image: Image.Image, rows: int) -> bytes:
+    """image (RGB or RGBA) as a big-endian deflate TIFF in strips of rows."""
+    line, samples = image.width * len(image.mode), len(image.mode)
+    raw = image.tobytes()
+    strips = [
+        zlib.compress(raw[top * line : (top + rows) * line]) for top in range(0, image.height, rows)
+    ]
+    offsets = list(itertools.accumulate((len(strip) for strip in strips[:-1]), initial=8))
+    ifd, n, count = 8 + sum(map(len, strips)), len(strips), 10 + (samples == 4)
+    extra = ifd + 2 + 12 * count + 4  # values that do not fit in an entry go after the IFD
+    entries = [
+        (256, 4, 1, struct.pack(">I", image.width)),
+        (257, 4, 1, struct.pack(">I", image.height)),
+        (258, 3, samples, struct.pack(">I", extra)),
+        (259, 3, 1, struct.pack(">HH", 8, 0)),
+        (262, 3, 1, struct.pack(">HH", 2, 0)),
+        (273, 4, n, struct.pack(">I", extra + 2 * samples)),
+        (277, 3, 1, struct.pack(">HH", samples, 0)),
+        (278, 4, 1, struct.pack(">I", rows)),
+        (279, 4, n, struct.pack(">I", extra + 2 * samples + 4 * n)),
+        (284, 3, 1, struct.pack(">HH", 1, 0)),
+        (338, 3, 1, struct.pack(">HH", 2, 0)),  # unassociated alpha
+    ][:count]
+    table = b"".join(struct.pack(">HHI", *entry[:3]) + entry[3] for entry in entries)
+    values = struct.pack(f">{samples}H{n}I{n}I", *[8] * samples, *offsets, *map(len, strips))
+    head = b"MM\x00*" + struct.pack(">I", ifd)
+    return head + b"".join(strips) + struct.pack(">H", count) + table + bytes(4) + values
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_a_big_endian_deflate_tiff_is_inflated_too(tmp_path, mode):
+    data = big_endian_deflate_tiff(
+        with_alpha(textured((301, 203), "RGB"), "cut-out").convert(mode), 7
+    )
+    (tmp_path / "a.tiff").write_bytes(data)
+    assert inflated_by_libdeflate(data)
+    assert_same_pixels(read_by_the_script(tmp_path / "a.tiff"), read_by_pillow(data))
+
+
+def test_the_old_deflate_compression_value_is_inflated_too(tmp_path):
+    data = with_tag(deflate_tiff(), changeImage.COMPRESSION, 32946)
+    (tmp_path / "a.tiff").write_bytes(data)
+    assert inflated_by_libdeflate(data)
+    assert_same_pixels(read_by_the_script(tmp_path / "a.tiff"), read_by_pillow(data))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(lambda: deflate_tiff(tiffinfo={317: 2}), id="horizontal predictor"),
+        pytest.param(lambda: deflate_tiff(tiffinfo={274: 6}), id="orientation tag"),
+        pytest.param(lambda: with_tag(deflate_tiff(), 338, 1), id="associated alpha"),
+        pytest.param(lambda: with_tag(deflate_tiff("L"), 262, 0), id="white is zero"),
+        pytest.param(lambda: deflate_tiff("I;16"), id="16-bit"),
+        pytest.param(lambda: deflate_tiff("P"), id="palette"),
+        pytest.param(lambda: deflate_tiff("1"), id="1-bit"),
+        pytest.param(lambda: deflate_tiff(compression="tiff_lzw"), id="LZW"),
+        pytest.param(lambda: deflate_tiff(compression="raw"), id="uncompressed"),
+    ],
+)
+def test_other_tiffs_are_left_to_pillow(tmp_path, data):
+    data = data()
+    assert not inflated_by_libdeflate(data)
+    (tmp_path / "a.tiff").write_bytes(data)
+    assert convert(tmp_path) == 0
+    assert_catalog_jpeg(tmp_path / "a.jpeg")
+
+
+STORED_NOT_AS_LIBTIFF_READS = {
+    "rows per strip twice": (changeImage.ROWS_PER_STRIP, 4, [7, 7]),
+    "width twice": (changeImage.WIDTH, 3, [301, 301]),
+    "compression twice": (changeImage.COMPRESSION, 3, [8, 9]),
+    "bits per sample as fractions": (changeImage.BITS_PER_SAMPLE, 5, [(8, 1)] * 4),
+    "samples per pixel as a float": (changeImage.SAMPLES_PER_PIXEL, 11, [4.0]),
+    "planar configuration with no value": (changeImage.PLANAR, 3, []),
+    "sample format with no value": (changeImage.SAMPLE_FORMAT, 3, []),
+    "extra samples as a double": (changeImage.EXTRA_SAMPLES, 12, [2.0]),
+    "planar configuration twice": (changeImage.PLANAR, 3, [1], {"again": True}),
+    "sample format cut off": (changeImage.SAMPLE_FORMAT, 3, [1] * 4, {"cut_off": True}),
+}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow on the crafted tags
+@pytest.mark.parametrize("case", list(STORED_NOT_AS_LIBTIFF_READS))
+def test_tags_libtiff_would_refuse_are_left_to_it(tmp_path, caplog, monkeypatch, case):
+    # Pillow reads these (the first of two values, a fraction as a number); libtiff
+    # refuses the file, so the script must too.
+    tag, field_type, values, *how = STORED_NOT_AS_LIBTIFF_READS[case]
+    data = with_entry(deflate_tiff(tiffinfo={278: 7}), tag, field_type, values, **dict(*how))
+    assert not inflated_by_libdeflate(data)
+    fast = outcome_of(data, tmp_path / "with", caplog)
+    without_libdeflate(monkeypatch)
+    assert fast == outcome_of(data, tmp_path / "without", caplog)
+
+
+OTHER_TAGS = {
+    "tile length alone": (323, 4, [16]),
+    "tile offsets without tile sizes": (324, 4, [8]),
+    "a minimum sample value per sample": (280, 3, [0, 1, 0]),
+    "a broken EXIF pointer": (34665, 9, [-1]),
+    "a GPS pointer": (34853, 4, [8]),
+}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow on the crafted tags
+@pytest.mark.parametrize("case", list(OTHER_TAGS))
+def test_tags_the_fast_path_does_not_read_leave_the_file_to_pillow(
+    tmp_path, caplog, monkeypatch, case
+):
+    # libtiff reads tile offsets where the strip offsets are, Pillow fails on a
+    # broken EXIF pointer after decoding: what such tags mean is theirs to say.
+    data = with_entry(deflate_tiff("RGB", strip_size=1 << 20), *OTHER_TAGS[case])
+    assert not inflated_by_libdeflate(data)
+    fast = outcome_of(data, tmp_path / "with", caplog)
+    without_libdeflate(monkeypatch)
+    assert fast == outcome_of(data, tmp_path / "without", caplog)
+
+
+def test_an_xmp_orientation_leaves_the_file_to_pillow_and_is_applied_once(tmp_path):
+    xmp = b'<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    data = deflate_tiff("RGB", tiffinfo={700: xmp})
+    assert not inflated_by_libdeflate(data)
+    (tmp_path / "a.tiff").write_bytes(data)
+    assert convert(tmp_path, "--fit", "--size", "600x600") == 0
+    assert_catalog_jpeg(tmp_path / "a.jpeg", size=(405, 600))  # 301x203 turned: 203x301
+
+
+def test_descriptive_tags_keep_the_fast_path(tmp_path):
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    info = {270: "apples", 305: "scanner 2.0", 306: "2026:11:26 10:00:00", 33432: "(c) us"}
+    data = deflate_tiff("RGBA", dpi=(300, 300), icc_profile=profile, tiffinfo=info)
+    (tmp_path / "a.tiff").write_bytes(data)
+    assert inflated_by_libdeflate(data)
+    assert_same_pixels(read_by_the_script(tmp_path / "a.tiff"), read_by_pillow(data))
+
+
+def test_tags_stored_as_libtiff_reads_them_in_other_integer_types_are_inflated(tmp_path):
+    # Pillow writes these as SHORT and leaves SampleFormat out; LONG is as good.
+    data = with_entry(deflate_tiff(tiffinfo={278: 7}), changeImage.ROWS_PER_STRIP, 4, [7])
+    data = with_entry(data, changeImage.BITS_PER_SAMPLE, 4, [8] * 4)
+    data = with_entry(data, changeImage.SAMPLE_FORMAT, 4, [1] * 4)
+    (tmp_path / "a.tiff").write_bytes(data)
+    assert inflated_by_libdeflate(data)
+    assert_same_pixels(read_by_the_script(tmp_path / "a.tiff"), read_by_pillow(data))
+
+
+def test_more_strips_than_the_limit_are_left_to_pillow(monkeypatch):
+    monkeypatch.setattr(changeImage, "MAX_STRIPS", 202)
+    assert not inflated_by_libdeflate(deflate_tiff(tiffinfo={278: 1}))
+    assert inflated_by_libdeflate(deflate_tiff(tiffinfo={278: 2}))
+
+
+def test_strips_that_overlap_are_not_read_again_and_again(tmp_path):
+    (tmp_path / "a.tiff").write_bytes(deflate_tiff(tiffinfo={278: 7}))
+    with open(tmp_path / "a.tiff", "rb") as file, Image.open(file) as image:
+        assert changeImage.inflated(image, file.fileno()) is not None
+        # Each strip within the file, all of them the same half of it.
+        offsets = image.tag_v2[changeImage.STRIP_OFFSETS]
+        half = (os.fstat(file.fileno()).st_size - offsets[0]) // 2
+        image.tag_v2[changeImage.STRIP_OFFSETS] = (offsets[0],) * len(offsets)
+        image.tag_v2[changeImage.STRIP_BYTE_COUNTS] = (half,) * len(offsets)
+        assert changeImage.inflated(image, file.fileno()) is None
+
+
+def flip_a_byte(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
+
+
+BROKEN_DEFLATE_TIFFS = {
+    "a byte flipped": lambda: flip_a_byte(deflate_tiff(strip_size=1 << 20)),
+    "strip beyond the end": lambda: with_tag(deflate_tiff(strip_size=1 << 20), 273, 1 << 30),
+    "byte count cut short": lambda: with_tag(deflate_tiff(strip_size=1 << 20), 279, 100),
+    "0 rows per strip": lambda: with_tag(deflate_tiff(strip_size=1 << 20), 278, 0),
+}
+
+
+def outcome_of(data: bytes, folder: Path, caplog) -> tuple[int, bytes | None, list[str]]:
+    folder.mkdir()
+    (folder / "a.tiff").write_bytes(data)
+    caplog.clear()
+    status = convert(folder)
+    output = folder / "a.jpeg"
+    said = [record.getMessage().replace(str(folder), "") for record in caplog.records]
+    return status, output.read_bytes() if output.exists() else None, said
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow on the crafted tags
+@pytest.mark.parametrize("broken", list(BROKEN_DEFLATE_TIFFS))
+def test_a_broken_deflate_tiff_gets_what_pillow_alone_gives(tmp_path, caplog, monkeypatch, broken):
+    data = BROKEN_DEFLATE_TIFFS[broken]()
+    (tmp_path / "a.tiff").write_bytes(data)
+    with open(tmp_path / "a.tiff", "rb") as file, Image.open(file) as image:
+        assert changeImage.inflated(image, file.fileno()) is None
+    fast = outcome_of(data, tmp_path / "with", caplog)
+    without_libdeflate(monkeypatch)
+    assert fast == outcome_of(data, tmp_path / "without", caplog)
+
+
+def test_a_hidden_deflate_package_leaves_deflate_tiffs_to_pillow(tmp_path, monkeypatch):
+    data = deflate_tiff(tiffinfo={278: 7})
+    assert inflated_by_libdeflate(data)
+    (tmp_path / "a.tiff").write_bytes(data)
+    monkeypatch.setitem(sys.modules, "deflate", None)  # `import deflate` fails, as when missing
+    changeImage.libdeflate.cache_clear()
+    try:
+        assert changeImage.libdeflate() is None
+        with open(tmp_path / "a.tiff", "rb") as file, Image.open(file) as image:
+            assert changeImage.inflated(image, file.fileno()) is None
+        assert_same_pixels(read_by_the_script(tmp_path / "a.tiff"), read_by_pillow(data))
+    finally:
+        changeImage.libdeflate.cache_clear()  # imported again by the next test
+
+
+def test_without_the_deflate_package_the_output_is_the_same(tmp_path):
+    pytest.importorskip("deflate", reason="compares the fast path with Pillow's")
+    for folder in ("with", "without"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "a.tiff").write_bytes(deflate_tiff())
+    blocked = "import runpy, sys; sys.modules['deflate'] = None; sys.argv[0] = sys.argv[1]; "
+    blocked += "del sys.argv[1]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    for command in (
+        [sys.executable, SCRIPT, tmp_path / "with"],
+        [sys.executable, "-c", blocked, SCRIPT, tmp_path / "without"],
+    ):
+        assert subprocess.run(command, capture_output=True, timeout=60).returncode == 0
+    with_it, without_it = (tmp_path / name / "a.jpeg" for name in ("with", "without"))
+    assert with_it.read_bytes() == without_it.read_bytes()
 
 
 # -- order of the work ----------------------------------------------------------

@@ -34,7 +34,7 @@ PROJECT_MODULES = {Path(name).stem for name in SCRIPTS} | {
 }
 # The third-party packages each script may import (README, "What to copy").
 THIRD_PARTY = {
-    "changeImage.py": {"PIL", "xxhash"},
+    "changeImage.py": {"PIL", "deflate", "xxhash"},
     "supplier_image_upload.py": {"requests", "urllib3"},
     "run.py": {"requests", "urllib3"},
     "report_email.py": {"PIL", "reportlab"},
