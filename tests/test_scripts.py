@@ -590,7 +590,7 @@ def test_health_check_without_psutil_says_the_pip_line(bare_python: Path) -> Non
 
 # Ratchets at what main reaches (issue 26 asks 25%): they may only go down. From 0.386
 # to 0.334: copies carry no prose, reports.py takes emails.py's command line.
-COPIES_SHARE_AT_MOST = 0.334
+COPIES_SHARE_AT_MOST = 0.329
 OWN_CODE_STARTS_BY_LINE = 258
 
 
