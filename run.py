@@ -163,6 +163,7 @@ __version__ = "2.0.0"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 RECORD_VERSION = 3
 RECORD_LIMIT = 64 << 20  # an earlier record read back: 64 MiB is ~100,000 products
+PHOTO_HEAD = 16  # bytes of a photo read to know it as one changeImage.py converts
 # The store's own limits; checked before sending.
 MAX_LENGTHS = {"name": 100, "description": 5000}
 WEIGHT = re.compile(r"(\d+)\s*(?:lbs?)?", re.IGNORECASE)
@@ -446,6 +447,32 @@ def differing(product: Product) -> str:
             else:
                 said.append("picture" if key == "image_name" else key)
     return "; ".join(said)
+
+
+def missing_jpeg(jpeg: Path) -> Failure:
+    """Why a product has no catalog JPEG: its photo is there but not converted yet
+    (steps run out of order: ours to finish, nothing for the supplier to send), or
+    there is no photo of it at all."""
+    source = unconverted_photo(jpeg)
+    if source:
+        reason = f"its photo {source} is not converted yet (no {jpeg.name}): run changeImage.py"
+        return Failure(Problem.PHOTO_TO_CONVERT, reason, image=source)
+    reason = f"no catalog image {jpeg.name} in {jpeg.parent}: run changeImage.py"
+    return Failure(Problem.NO_PHOTO, reason, image=jpeg.name)
+
+
+def unconverted_photo(jpeg: Path) -> str:
+    """The name of a photo of jpeg's stem beside it (001.tiff for 001.jpeg), known by
+    its first bytes as one changeImage.py converts; "" when there is none."""
+    for source in sources_beside(jpeg):
+        try:
+            with open_delivery_file(source, jpeg.parent, IMAGE_LIMIT) as file:
+                head = file.read(PHOTO_HEAD)
+        except RefusedFile:
+            continue
+        if photo_suffix(head):
+            return source.name
+    return ""
 
 
 def photo_failure(content: bytes, path: Path) -> Failure | None:
@@ -733,8 +760,7 @@ class Importer:
         path = self.images / (Path(product.file).stem + ".jpeg")
         image = path.name
         if not path.exists():
-            reason = f"no catalog image {image} in {self.images}: run changeImage.py"
-            raise Failure(Problem.NO_PHOTO, reason, image=image)
+            raise missing_jpeg(path)
         try:
             content = read_delivery_file(path, self.images, IMAGE_LIMIT)
         except RefusedFile as error:
@@ -2127,8 +2153,7 @@ def dry_run(descriptions: Path, images: Path, url: str, content_names: bool) -> 
                 content = read_delivery_file(jpeg, images, IMAGE_LIMIT)
                 product.image_name = catalog_name(jpeg.name, content)
             except RefusedFile:
-                reason = f"no catalog image {product.image_name} in {images}: run changeImage.py"
-                product.fail(Failure(Problem.NO_PHOTO, reason, image=product.image_name))
+                product.fail(missing_jpeg(jpeg))
         if product.outcome == Outcome.FAILED:
             log.error("%s", product.line())
         else:

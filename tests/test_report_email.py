@@ -591,6 +591,15 @@ NOTHING_IMPORTED = [
         " report_email.py mails the report; no mail sent",
     ),
     (
+        "run-before-changeImage",
+        failures("photo_to_convert", 10, image="001.tiff"),
+        1,
+        0,
+        "nothing was imported (10 failed, 0 uncertain, 0 already in store), through no fault of"
+        " the supplier's (10 photo to convert): set our side right and run run.py again, then"
+        " report_email.py mails the report; no mail sent",
+    ),
+    (
         "the-store-down-and-a-bad-weight",
         [*failures("store_unreachable", 2), *failures("bad_weight", 1, line=2, value="x")[-1:]],
         0,

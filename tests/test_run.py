@@ -195,6 +195,54 @@ def test_a_product_without_a_catalog_jpeg_says_to_convert(store, ready, logged_e
     ]
 
 
+# A product whose JPEG is not there, and what is beside its place: (id, the files
+# beside 004.jpeg's place, the record's problem and details, the error's end).
+BESIDE_A_MISSING_JPEG = [
+    ("nothing", {}, "no_photo", {"image": "004.jpeg"}, "no catalog image 004.jpeg in {images}"),
+    (
+        "a-tiff-not-converted-yet",
+        {"004.tiff": b"II*\x00" + bytes(12)},
+        "photo_to_convert",
+        {"image": "004.tiff"},
+        "its photo 004.tiff is not converted yet (no 004.jpeg)",
+    ),
+    (
+        "a-jpeg-photo-not-converted-yet",
+        {"004.jpg": b"\xff\xd8\xff\xe0" + bytes(12)},
+        "photo_to_convert",
+        {"image": "004.jpg"},
+        "its photo 004.jpg is not converted yet (no 004.jpeg)",
+    ),
+    (
+        "notes-that-are-no-photo",
+        {"004.md": b"# notes on the durian"},
+        "no_photo",
+        {"image": "004.jpeg"},
+        "no catalog image 004.jpeg in {images}",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("beside", "problem", "details", "said"),
+    [row[1:] for row in BESIDE_A_MISSING_JPEG],
+    ids=[row[0] for row in BESIDE_A_MISSING_JPEG],
+)
+def test_a_product_without_its_jpeg_is_ours_while_its_photo_waits_to_be_converted(
+    store, ready, logged_errors, beside, problem, details, said
+):
+    """Steps run out of order (run.py before changeImage.py) must not tell the
+    supplier to send a photo they sent: the record's code is then one of ours."""
+    write(ready / "descriptions", "004.txt", "Durian\n5 lbs\nSmelly.")
+    for name, content in beside.items():
+        write(ready / "images", name, content)
+    assert import_(store, ready) == 1
+    expected = said.format(images=ready / "images") + ": run changeImage.py"
+    assert logged_errors() == [f"Durian (004.txt): {expected}"]
+    failed = by_file(ready)["004.txt"]
+    assert (failed["problem"], failed["details"]) == (problem, details)
+
+
 # -- identity: the name ----------------------------------------------------------------
 
 
