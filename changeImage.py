@@ -94,13 +94,25 @@ def missing_packages() -> list[str]:
     return shared("missing", [])  # type: ignore[return-value]
 
 
+def install_hint(pins: str) -> str:
+    import os
+    import sys
+
+    python = os.path.join(os.path.dirname(sys.argv[0]), ".venv", "bin", "python")
+    running = os.path.dirname(os.path.abspath(sys.executable))  # not sys.prefix: -S keeps it
+    if os.path.isfile(python) and running != os.path.dirname(os.path.abspath(python)):
+        return f"run it with {python} (the project's venv), or pip install {pins}"
+    return f"pip install {pins}"
+
+
 class Missing:
     def __init__(self, error: ImportError, pins: str) -> None:
         import os
         import sys
 
         script = os.path.basename(sys.argv[0])
-        said = f"{error.name} is missing: pip install {pins}"
+        how = install_hint(pins) if script.endswith(".py") else f"pip install {pins}"
+        said = f"{error.name} is missing: {how}"
         self.line = f"{script}: {said}" if script.endswith(".py") else said
         missing_packages().append(self.line)
 
@@ -916,8 +928,10 @@ def temporary_of(name: str) -> str:
 RAW_BYTES = {"RGBA": 4, "RGB": 3, "L": 1}
 # TIFF tags read to take the deflate fast path, and its limits: the compression
 # values of deflate (Adobe's, and the old one), and the photometric value of
-# each mode Pillow reads as stored. Over MAX_STRIPS (1-row strips of a
-# 65,536-row image) libtiff's C loop beats a Python one.
+# each mode Pillow takes the inflated bytes as without copying them (it keeps RGB
+# and LA 4 bytes a pixel: a second full-size image). Over MAX_STRIPS (1-row strips
+# of a 65,536-row image), or with strips under MIN_STRIP_BYTES, libtiff's C loop
+# beats a Python one.
 WIDTH, LENGTH, BITS_PER_SAMPLE, COMPRESSION, PHOTOMETRIC = 256, 257, 258, 259, 262
 FILL_ORDER, STRIP_OFFSETS, ORIENTATION, SAMPLES_PER_PIXEL = 266, 273, 274, 277
 ROWS_PER_STRIP, STRIP_BYTE_COUNTS, PLANAR, PREDICTOR = 278, 279, 284, 317
@@ -925,8 +939,9 @@ EXTRA_SAMPLES, SAMPLE_FORMAT = 338, 339
 SINGLE_VALUED = (WIDTH, LENGTH, COMPRESSION, PHOTOMETRIC, FILL_ORDER, ORIENTATION)
 SINGLE_VALUED += (SAMPLES_PER_PIXEL, ROWS_PER_STRIP, PLANAR, PREDICTOR)
 DEFLATE_COMPRESSIONS = {8, 32946}
-PHOTOMETRIC_OF = {"L": 1, "LA": 1, "RGB": 2, "RGBA": 2, "CMYK": 5}
+PHOTOMETRIC_OF = {"L": 1, "RGBA": 2, "CMYK": 5}
 MAX_STRIPS = 65_536
+MIN_STRIP_BYTES = 8 << 10
 # Bytes of the field types libtiff reads those tags from: SHORT, LONG.
 INTEGER_FIELDS = {3: 2, 4: 4}
 # Tags that only describe the image (sub-file type, names, resolution, page,
@@ -971,6 +986,9 @@ def libdeflate() -> Any:
         import deflate
     except ImportError:
         return None
+    # A release before 0.5, or a folder named deflate beside a copy, lacks these.
+    if not all(hasattr(deflate, name) for name in ("zlib_decompress", "DeflateError")):
+        return None
     return deflate
 
 
@@ -1006,6 +1024,8 @@ def deflate_strips(image: Image.Image) -> list[tuple[int, int, int]] | None:
     if not isinstance(per_strip, int) or per_strip < 1:
         return None
     per_strip = min(per_strip, height)
+    if per_strip < height and width * len(image.getbands()) * per_strip < MIN_STRIP_BYTES:
+        return None
     strips = -(-height // per_strip)
     if not 0 < strips <= MAX_STRIPS or len(offsets) != strips or len(counts) != strips:
         return None

@@ -134,6 +134,17 @@ def missing_packages() -> list[str]:
     return shared("missing", [])  # type: ignore[return-value]
 
 
+def install_hint(pins: str) -> str:
+    import os
+    import sys
+
+    python = os.path.join(os.path.dirname(sys.argv[0]), ".venv", "bin", "python")
+    running = os.path.dirname(os.path.abspath(sys.executable))  # not sys.prefix: -S keeps it
+    if os.path.isfile(python) and running != os.path.dirname(os.path.abspath(python)):
+        return f"run it with {python} (the project's venv), or pip install {pins}"
+    return f"pip install {pins}"
+
+
 if __name__ == "__main__":
     stop_early(*globals().get("EARLY_STOP", ()))
 
@@ -2393,7 +2404,7 @@ def check_mail_settings(args: argparse.Namespace) -> None:
 def missing_parts(args: argparse.Namespace) -> None:
     """Copied alone, say at once what is missing, not at the first alert."""
     if psutil is None:
-        raise Unknown(f"psutil is not installed for {sys.executable}: pip install {PSUTIL_PIN}")
+        raise Unknown(f"psutil is not installed for {sys.executable}: {install_hint(PSUTIL_PIN)}")
     if not (args.no_email or args.slo_report):
         try:
             import emails  # noqa: F401 - only to know it is there

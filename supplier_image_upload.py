@@ -87,13 +87,25 @@ def missing_packages() -> list[str]:
     return shared("missing", [])  # type: ignore[return-value]
 
 
+def install_hint(pins: str) -> str:
+    import os
+    import sys
+
+    python = os.path.join(os.path.dirname(sys.argv[0]), ".venv", "bin", "python")
+    running = os.path.dirname(os.path.abspath(sys.executable))  # not sys.prefix: -S keeps it
+    if os.path.isfile(python) and running != os.path.dirname(os.path.abspath(python)):
+        return f"run it with {python} (the project's venv), or pip install {pins}"
+    return f"pip install {pins}"
+
+
 class Missing:
     def __init__(self, error: ImportError, pins: str) -> None:
         import os
         import sys
 
         script = os.path.basename(sys.argv[0])
-        said = f"{error.name} is missing: pip install {pins}"
+        how = install_hint(pins) if script.endswith(".py") else f"pip install {pins}"
+        said = f"{error.name} is missing: {how}"
         self.line = f"{script}: {said}" if script.endswith(".py") else said
         missing_packages().append(self.line)
 

@@ -47,6 +47,19 @@ def missing_packages() -> list[str]:
     return shared("missing", [])  # type: ignore[return-value]
 
 
+def install_hint(pins: str) -> str:
+    """How to get what is missing: the project's venv beside the script when it has one
+    and another Python runs the script (a new shell, the system's python3), else pip."""
+    import os
+    import sys
+
+    python = os.path.join(os.path.dirname(sys.argv[0]), ".venv", "bin", "python")
+    running = os.path.dirname(os.path.abspath(sys.executable))  # not sys.prefix: -S keeps it
+    if os.path.isfile(python) and running != os.path.dirname(os.path.abspath(python)):
+        return f"run it with {python} (the project's venv), or pip install {pins}"
+    return f"pip install {pins}"
+
+
 class Missing:
     """Stands in for a package that is not installed: module-level code using its names
     still runs, so --help and -V work; the parser then says the pip line, and any call
@@ -57,7 +70,8 @@ class Missing:
         import sys
 
         script = os.path.basename(sys.argv[0])
-        said = f"{error.name} is missing: pip install {pins}"
+        how = install_hint(pins) if script.endswith(".py") else f"pip install {pins}"
+        said = f"{error.name} is missing: {how}"
         self.line = f"{script}: {said}" if script.endswith(".py") else said
         missing_packages().append(self.line)
 

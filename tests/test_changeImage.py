@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -1049,9 +1050,14 @@ def inflated_by_libdeflate(data: bytes) -> bool:
     ids=["1-row strips", "7-row strips", "one strip"],
 )
 def test_deflate_strips_inflate_to_the_pixels_libtiff_gives(tmp_path, mode, layout):
+    """libdeflate takes the modes Pillow uses the inflated bytes of in place, in strips
+    of MIN_STRIP_BYTES or more (or one strip); libtiff the rest, to the same pixels."""
     data = deflate_tiff(mode, **layout)
     (tmp_path / "a.tiff").write_bytes(data)
-    assert inflated_by_libdeflate(data)
+    rows = layout.get("tiffinfo", {}).get(278, 203)
+    strip_bytes = 301 * len(Image.new(mode, (1, 1)).getbands()) * rows
+    big_strips = rows == 203 or strip_bytes >= changeImage.MIN_STRIP_BYTES
+    assert inflated_by_libdeflate(data) == (mode in {"L", "RGBA", "CMYK"} and big_strips)
     assert_same_pixels(read_by_the_script(tmp_path / "a.tiff"), read_by_pillow(data))
 
 
@@ -1090,7 +1096,7 @@ def test_a_big_endian_deflate_tiff_is_inflated_too(tmp_path, mode):
         with_alpha(textured((301, 203), "RGB"), "cut-out").convert(mode), 7
     )
     (tmp_path / "a.tiff").write_bytes(data)
-    assert inflated_by_libdeflate(data)
+    assert inflated_by_libdeflate(data) == (mode == "RGBA")  # RGB: Pillow would copy it
     assert_same_pixels(read_by_the_script(tmp_path / "a.tiff"), read_by_pillow(data))
 
 
@@ -1202,9 +1208,22 @@ def test_tags_stored_as_libtiff_reads_them_in_other_integer_types_are_inflated(t
 
 
 def test_more_strips_than_the_limit_are_left_to_pillow(monkeypatch):
-    monkeypatch.setattr(changeImage, "MAX_STRIPS", 202)
-    assert not inflated_by_libdeflate(deflate_tiff(tiffinfo={278: 1}))
-    assert inflated_by_libdeflate(deflate_tiff(tiffinfo={278: 2}))
+    monkeypatch.setattr(changeImage, "MAX_STRIPS", 28)
+    assert not inflated_by_libdeflate(deflate_tiff(tiffinfo={278: 7}))  # 29 strips
+    assert inflated_by_libdeflate(deflate_tiff(tiffinfo={278: 8}))  # 26
+
+
+def test_a_deflate_module_without_libdeflate_s_calls_is_not_used(monkeypatch, tmp_path):
+    """deflate before 0.5, or a folder named deflate beside a copy: Pillow reads."""
+    monkeypatch.setitem(sys.modules, "deflate", types.ModuleType("deflate"))
+    changeImage.libdeflate.cache_clear()
+    try:
+        data = deflate_tiff(tiffinfo={278: 8})
+        (tmp_path / "a.tiff").write_bytes(data)
+        assert not inflated_by_libdeflate(data)
+        assert_same_pixels(read_by_the_script(tmp_path / "a.tiff"), read_by_pillow(data))
+    finally:
+        changeImage.libdeflate.cache_clear()
 
 
 def test_strips_that_overlap_are_not_read_again_and_again(tmp_path):
