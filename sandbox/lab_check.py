@@ -376,8 +376,13 @@ def listening(host: str, port: int) -> bool:
 
 
 def busy_cpus(seconds: float) -> list[subprocess.Popen]:
-    """One spinning process per CPU; each stops by itself after `seconds`."""
-    spin = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    """One spinning process per CPU; each stops by itself after `seconds`. At the lowest
+    priority: the CPUs still count as busy, but the command graded, and whatever else
+    runs on the box, go first."""
+    spin = (
+        f"import os, time\nos.nice(19)\nend = time.monotonic() + {seconds}\n"
+        "while time.monotonic() < end: pass"
+    )
     return [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]
 
 
