@@ -37,10 +37,11 @@ sys.dont_write_bytecode = False
 
 def pytest_configure(config: pytest.Config) -> None:
     """The stop signals as a terminal gives them, in this process and so in every script
-    it starts: a suite started in a script's background or under nohup inherits SIGINT
-    and SIGHUP ignored, and the scripts rightly keep an ignored signal ignored (a test
-    that wants one ignored says so)."""
+    it starts: a suite started in a script's background or under nohup inherits SIGINT,
+    SIGQUIT and SIGHUP ignored, and the scripts rightly keep an ignored signal ignored (a
+    test that wants one ignored says so; prestart gives such a run a real start)."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
     # The scripts start from a pre-warmed interpreter where a real start would show no
     # difference (tests/prestart.py); FRUIT_TESTS_REAL_START=1 starts each for real.
