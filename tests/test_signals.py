@@ -114,7 +114,9 @@ def test_change_image_stops_with_130_and_only_whole_jpegs(photos, tmp_path: Path
 
 
 def test_run_py_stopped_writes_its_record(tmp_path: Path, store_factory, catalog) -> None:
-    store = store_factory(slow_every=1, slow=1.0)
+    # 3 s a POST: the 12 products, posted in order, outlast the stop even on a loaded box
+    # (with 1 s, one run under load had posted them all before its stop arrived).
+    store = store_factory(slow_every=1, slow=3.0)
     delivery = catalog(tmp_path, [f"{n:03d}" for n in range(1, 13)])
     uploaded = start(
         "supplier_image_upload.py", "--url", store.url, "--images", str(delivery / "images")
