@@ -243,6 +243,15 @@ def test_a_product_without_its_jpeg_is_ours_while_its_photo_waits_to_be_converte
     assert (failed["problem"], failed["details"]) == (problem, details)
 
 
+def test_a_fifo_named_like_the_photo_is_not_read_and_is_no_photo(store, ready, logged_errors):
+    """The delivery is untrusted: what is beside a missing JPEG is opened as a delivery
+    file (a FIFO would hang a plain open), and a refused one is no photo."""
+    write(ready / "descriptions", "004.txt", "Durian\n5 lbs\nSmelly.")
+    os.mkfifo(ready / "images" / "004.tiff")
+    assert import_(store, ready) == 1
+    assert by_file(ready)["004.txt"]["problem"] == "no_photo"
+
+
 # -- identity: the name ----------------------------------------------------------------
 
 
