@@ -155,7 +155,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -662,7 +662,7 @@ class Importer:
         poster = ThreadPoolExecutor(max_workers=1)
         try:
             checked = checkers.map(self.prepare, products)
-            poster.submit(self.post_in_order, checked, progress).result()
+            result_of(poster.submit(self.post_in_order, checked, progress))
         except KeyboardInterrupt:
             self.stopping = True
             checkers.shutdown(wait=True, cancel_futures=True)
@@ -1077,6 +1077,15 @@ def signals_held() -> Iterator[None]:
         if pending and not HELD["depth"]:
             raise Interrupted(pending)
         HELD["pending"] = pending
+
+
+SIGNAL_CHECK = 0.2
+
+
+def result_of(future: Future) -> Any:
+    while not wait([future], timeout=SIGNAL_CHECK).done:
+        pass
+    return future.result()
 
 
 def say_error(text: str) -> None:
@@ -1905,13 +1914,6 @@ class Store:
                 return True
             time.sleep(pause)
         return False
-
-    def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
-        name = catalog_name(filename, content)
-        held = self.holds(name, content)
-        if held is False:
-            raise StoreError(f"the store serves other bytes as {name}")
-        return name, bool(held)
 
 
 def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

@@ -151,7 +151,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -522,7 +522,8 @@ def upload_all(args: argparse.Namespace, uploader: Uploader) -> list[Image]:
 
     try:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            list(pool.map(upload_group, same_store_name(images)))
+            for group in [pool.submit(upload_group, g) for g in same_store_name(images)]:
+                result_of(group)
     finally:
         progress.close()  # a stop's line starts on a line of its own
     settle(images, args.grace, uploader.store, "uploads", uploader.look_again)
@@ -819,6 +820,15 @@ def raise_interrupted(signum: int, frame: object) -> None:
         HELD["pending"] = name
         return
     raise Interrupted(name)
+
+
+SIGNAL_CHECK = 0.2
+
+
+def result_of(future: Future) -> Any:
+    while not wait([future], timeout=SIGNAL_CHECK).done:
+        pass
+    return future.result()
 
 
 def say_error(text: str) -> None:
@@ -1682,13 +1692,6 @@ class Store:
                 return True
             time.sleep(pause)
         return False
-
-    def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
-        name = catalog_name(filename, content)
-        held = self.holds(name, content)
-        if held is False:
-            raise StoreError(f"the store serves other bytes as {name}")
-        return name, bool(held)
 
 
 def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,6 +270,20 @@ def signals_held() -> Iterator[None]:
         if pending and not HELD["depth"]:
             raise Interrupted(pending)
         HELD["pending"] = pending
+
+
+# How late the main thread may act on a stop signal while it waits for its workers.
+SIGNAL_CHECK = 0.2
+
+
+def result_of(future: Future) -> Any:
+    """future.result(), the main thread waking every SIGNAL_CHECK s meanwhile. Python
+    runs a signal's handler in the main thread between bytecodes: a stop that lands on a
+    worker thread, or just before the main thread starts to wait, would otherwise wait
+    for the whole future (a run's every POST)."""
+    while not wait([future], timeout=SIGNAL_CHECK).done:
+        pass
+    return future.result()
 
 
 def say_error(text: str) -> None:

@@ -26,7 +26,6 @@ import urllib3
 from cli import STOPPING, Option, configure_logging, number
 from deadline import Deadline, watch_socket
 from requests.adapters import HTTPAdapter
-from store_names import catalog_name
 from urllib3.util import Retry
 
 log = logging.getLogger("store")
@@ -493,16 +492,6 @@ class Store:
                 return True
             time.sleep(pause)
         return False
-
-    def image_name(self, filename: str, content: bytes) -> tuple[str, bool]:
-        """The name this JPEG gets in the store (catalog_name, which both scripts
-        derive alike without talking to each other), and whether the store already
-        serves it there."""
-        name = catalog_name(filename, content)
-        held = self.holds(name, content)
-        if held is False:
-            raise StoreError(f"the store serves other bytes as {name}")
-        return name, bool(held)
 
 
 def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
