@@ -761,11 +761,11 @@ def test_outputs_get_normal_file_permissions(tmp_path):
 @pytest.fixture(scope="module")
 def big_batch(tmp_path_factory) -> Path:
     """Enough large images that a run is still busy when a signal arrives: 4 made,
-    each copied 10 times (making one costs more than converting it)."""
+    each under 10 names (hard links: making one costs more than converting it)."""
     images = make_delivery(tmp_path_factory.mktemp("batch"), count=4, size=(1500, 1000)) / "images"
     for made in sorted(images.glob("*.tiff")):
         for copy in range(1, 10):
-            shutil.copy(made, images / f"{made.stem}-{copy}.tiff")
+            os.link(made, images / f"{made.stem}-{copy}.tiff")
     return images
 
 
@@ -1637,7 +1637,7 @@ def slow_batch(tmp_path_factory) -> Path:
     folder.mkdir()
     textured((750, 500)).save(folder / "001.tiff", compression="tiff_adobe_deflate")
     for number in range(2, 21):
-        shutil.copy(folder / "001.tiff", folder / f"{number:03d}.tiff")
+        os.link(folder / "001.tiff", folder / f"{number:03d}.tiff")
     return folder
 
 
