@@ -3,7 +3,8 @@
 A Python start that imports requests or reportlab costs 0.2 to 0.5 s of CPU, and the
 suite starts the scripts hundreds of times. While installed (conftest.py does, unless
 FRUIT_TESTS_REAL_START=1), subprocess.Popen, and so subprocess.run, starts a script of
-SCRIPTS as a fork of this worker's zygote, which has the libraries imported already: a
+SCRIPTS (or the stand-in store, from a zygote of its own) as a fork of this worker's
+zygote, which has the libraries imported already: a
 real process with its own pid (signals reach it), the test's argv, environment, folder
 and standard streams, and its exit status as the interpreter would give it.
 
@@ -35,6 +36,9 @@ SCRIPTS = {
     *("reports.py", "emails.py", "health_check.py"),
 }
 ZYGOTE = Path(__file__).resolve().parent / "zygote.py"
+# The stand-in store (sandbox/store.py, started about 60 times a run) has a zygote of
+# its own, with Django's settings-free parts imported.
+STORE = ZYGOTE.parent.parent / "sandbox" / "store.py"
 PYTHON_BIN = os.path.dirname(sys.executable)
 PYTHON_NAMES = {"python", "python3", f"python3.{sys.version_info[1]}"}
 SHEBANG = b"#!/usr/bin/env python3\n"
@@ -45,7 +49,7 @@ START_VARIABLES = ("PYTHON", "LC_", "LANG", "RL_", "PILLOW_")
 # a few per worker); any other difference (PYTHONPATH, PYTHONHOME...) is a real start.
 OWN_ZYGOTE = ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING", "PYTHONUTF8")
 OWN_ZYGOTE_PREFIXES = ("LC_", "LANG")
-MOST_ZYGOTES = 4
+MOST_ZYGOTES = 5  # a few environments of the scripts, and the store
 
 
 def start_variables(env: dict[str, str]) -> dict[str, str]:
@@ -55,8 +59,9 @@ def start_variables(env: dict[str, str]) -> dict[str, str]:
 class Zygote:
     """The zygote of this process: started at its first run, ended with this process."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], kind: str) -> None:
         self.env = {k: v for k, v in env.items() if not k.startswith("COVERAGE_")}
+        self.kind = kind
         self.lock = threading.Lock()
         self.control: socket.socket | None = None
         self.process: subprocess.Popen | None = None
@@ -67,7 +72,7 @@ class Zygote:
                 ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
                 given = json.dumps(sorted(self.env))  # the rest Python sets (C.UTF-8)
                 self.process = ORIGINAL_POPEN(
-                    [sys.executable, str(ZYGOTE), str(theirs.fileno()), given],
+                    [sys.executable, str(ZYGOTE), str(theirs.fileno()), given, self.kind],
                     pass_fds=[theirs.fileno()],
                     env=self.env,
                     cwd="/",
@@ -133,8 +138,9 @@ ORIGINAL_POPEN = subprocess.Popen
 ENVIRONMENT: dict[str, str] = {}
 
 
-def zygote(env: dict[str, str]) -> Zygote | None:
-    """The zygote of this process for a run with env (None: it needs a real start)."""
+def zygote(env: dict[str, str], kind: str) -> Zygote | None:
+    """The zygote of this process for a run of kind ("scripts" or "store") with env
+    (None: it needs a real start)."""
     base = ENVIRONMENT or dict(os.environ)
     ours, theirs = start_variables(base), start_variables(env)
     for name in ours.keys() | theirs.keys():
@@ -142,13 +148,13 @@ def zygote(env: dict[str, str]) -> Zygote | None:
             name in OWN_ZYGOTE or name.startswith(OWN_ZYGOTE_PREFIXES)
         ):
             return None
-    key = os.getpid(), tuple(sorted(theirs.items()))  # a fork of this process: its own
+    key = os.getpid(), kind, tuple(sorted(theirs.items()))  # a fork of this process: its own
     with ZYGOTES_LOCK:
         if key not in ZYGOTES:
             if sum(k[0] == key[0] for k in ZYGOTES) >= MOST_ZYGOTES:
                 return None
             others = {k: v for k, v in base.items() if not k.startswith(START_VARIABLES)}
-            ZYGOTES[key] = Zygote(others | theirs)
+            ZYGOTES[key] = Zygote(others | theirs, kind)
         return ZYGOTES[key]
 
 
@@ -188,9 +194,13 @@ def plan(args, executable, cwd, env, start_new_session, process_group) -> dict |
     else:
         return None
     path = os.path.join(cwd, script)  # as the interpreter makes __file__: not normalised
-    if os.path.basename(path) not in SCRIPTS or not os.path.isfile(path):
+    if os.path.basename(path) in SCRIPTS:
+        kind = "scripts"
+    elif os.path.realpath(path) == str(STORE):
+        kind = "store"
+    else:
         return None
-    if zygote(env) is None:
+    if not os.path.isfile(path) or zygote(env, kind) is None:
         return None
     return {
         "script": path,
@@ -202,6 +212,7 @@ def plan(args, executable, cwd, env, start_new_session, process_group) -> dict |
         "umask": current_umask(),
         "new_session": bool(start_new_session),
         "process_group": process_group,
+        "kind": kind,
     }
 
 
@@ -272,7 +283,7 @@ class Popen(subprocess.Popen):
                 continue  # closed here: closed in the run too
             stdio[target] = fd
         try:
-            self._channel = zygote(request["env"]).launch(request, stdio)
+            self._channel = zygote(request["env"], request["kind"]).launch(request, stdio)
             self.pid = self._channel.pid
             self._child_created = True
         finally:

@@ -1,7 +1,8 @@
 """The suite's pre-warmed start (tests/prestart.py, tests/zygote.py): a script started
 from the zygote behaves as one started for real, in what a script or a test can see.
-Each probe is a script named like one of the project's (the zygote starts only those),
-started both ways; what it shows must be the same."""
+Each probe is a script named like one of the project's (the zygote starts only those,
+and the stand-in store from a zygote of its own), started both ways; what it shows must
+be the same."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import prestart
 import pytest
+import requests
 from helper import wait_for
 
 # What a started interpreter shows of itself: compared between the two starts.
@@ -242,3 +244,43 @@ def test_a_bare_environment_is_started_alike(probe, monkeypatch) -> None:
     zygote, real = both(monkeypatch, [probe(code)], env=env)
     assert zygote == real
     assert zygote[0] == 0 and json.loads(zygote[1])[0]["HOME"] == "/nowhere"
+
+
+def test_the_stand_in_store_answers_the_same_either_way(monkeypatch, tmp_path) -> None:
+    """The store's zygote holds Django's settings-free parts; each store still reads its
+    own settings (its folder, token, faults) as it starts."""
+    from store import Faults, StoreProcess
+
+    answers = []
+    for real in ("", "1"):
+        monkeypatch.setenv(prestart.SWITCH, real)
+        store = StoreProcess(tmp_path / f"store{real}", token="t", faults=Faults(fail_503_every=4))
+        store.start()
+        try:
+            assert store.process.prestarted is not bool(real)
+            said = []
+            for body in (
+                {"name": "Apple", "weight": 500, "description": "d", "image_name": "a"},
+                {"name": "Kiwi", "weight": "heavy"},
+                {"name": "Fig", "weight": 1},
+            ):
+                for token in ("t", "wrong"):
+                    answer = requests.post(
+                        store.url + "fruits/",
+                        json=body,
+                        timeout=30,
+                        headers={"Authorization": f"Token {token}"},
+                    )
+                    said.append((answer.status_code, answer.text))
+            listed = requests.get(
+                store.url + "fruits/", timeout=30, headers={"Authorization": "Token t"}
+            )
+            said.append((listed.status_code, listed.json()))
+            answers.append((said, store.post_count, [f["name"] for f in store.catalog.fruits()]))
+        finally:
+            store.stop()
+    assert answers[0] == answers[1]
+    statuses = [status for status, _ in answers[0][0]]
+    # Its token and its faults hold: 201, 401 for the wrong token, 400, and every 4th POST 503.
+    assert statuses == [201, 401, 400, 503, 201, 401, 200], answers[0][0]
+    assert answers[0][1:] == (6, ["Apple", "Fig"])

@@ -1,8 +1,10 @@
 """A pre-warmed start for the scripts under test (tests/prestart.py is its other half).
 
-Started once per test worker as `python tests/zygote.py FD`, it imports the libraries the
-scripts import (never the project's own modules: a script imports emails.py or reports.py
-from beside it, as a copy of it alone would), then waits on the socket FD. Each request
+Started once per test worker as `python tests/zygote.py FD VARIABLES KIND`, it imports the
+libraries the scripts import (KIND "scripts"; never the project's own modules: a script
+imports emails.py or reports.py from beside it, as a copy of it alone would), or the
+parts of Django that need no settings (KIND "store", for sandbox/store.py: its settings
+come from each store's variables), then waits on the socket FD. Each request
 (the argv, environment, folder and standard streams of one run) forks a leader, which
 forks the run's process and sends back its pid, then its wait status once it has ended.
 
@@ -30,7 +32,7 @@ import warnings
 
 # The libraries the scripts import, in about the order they do (a module missing here
 # is imported by the run itself, as usual).
-PRELOAD = [
+SCRIPTS_PRELOAD = [
     *("argparse", "codecs", "contextlib", "ctypes", "datetime", "errno", "fcntl"),
     *("functools", "glob", "hashlib", "http.client", "io", "json", "logging", "math"),
     *("mmap", "re", "shlex", "stat", "tempfile", "uuid", "collections"),
@@ -48,6 +50,19 @@ PRELOAD = [
     *("reportlab.lib.units", "reportlab.pdfbase.pdfmetrics", "reportlab.pdfbase.cidfonts"),
     *("reportlab.pdfbase.ttfonts", "reportlab.pdfgen.canvas", "reportlab.platypus"),
 ]
+# What the stand-in store imports before Django reads its settings (DRF and storeapp
+# read them as they are imported: each store imports those itself).
+STORE_PRELOAD = [
+    *("argparse", "dataclasses", "inspect", "logging.config", "shutil", "sqlite3"),
+    *("django.conf", "django.urls", "django.http", "django.utils.log", "django.apps"),
+    *("django.core.servers.basehttp", "django.core.handlers.wsgi", "django.core.wsgi"),
+    *("django.core.mail", "django.core.serializers.json", "django.core.validators"),
+    *("django.core.files.storage", "django.db.models", "django.db.migrations"),
+    *("django.db.backends.sqlite3.base", "django.db.backends.sqlite3.schema"),
+    *("django.db.backends.sqlite3.introspection", "django.middleware.common"),
+    *("django.template.defaultfilters", "django.views.generic", "django.utils.translation"),
+]
+PRELOADS = {"scripts": SCRIPTS_PRELOAD, "store": STORE_PRELOAD}
 # Signals Python itself sets to be ignored at start.
 IGNORED_AT_START = {signal.SIGPIPE, signal.SIGXFSZ}
 RECORD = struct.Struct("!cq")  # b"P" and the pid, b"S" and the wait status
@@ -55,10 +70,10 @@ RECORD = struct.Struct("!cq")  # b"P" and the pid, b"S" and the wait status
 UNBUFFERED = sys.stdout is not None and sys.stdout.write_through
 
 
-def preload() -> None:
+def preload(kind: str) -> None:
     import importlib
 
-    for name in PRELOAD:
+    for name in PRELOADS[kind]:
         with contextlib.suppress(Exception):  # the run meets the same error itself
             importlib.import_module(name)
 
@@ -270,5 +285,5 @@ SET_AT_START = {
 }
 
 if __name__ == "__main__":
-    preload()
+    preload(sys.argv[3] if len(sys.argv) > 3 else "scripts")
     serve(socket.socket(fileno=int(sys.argv[1])))
