@@ -3,7 +3,8 @@
 A Python start that imports requests or reportlab costs 0.2 to 0.5 s of CPU, and the
 suite starts the scripts hundreds of times. While installed (conftest.py does, unless
 FRUIT_TESTS_REAL_START=1), subprocess.Popen, and so subprocess.run, starts a script of
-SCRIPTS (or the stand-in store, from a zygote of its own) as a fork of this worker's
+SCRIPTS (or tests/lab_impls/lab_impl.py; or the stand-in store, from a zygote of its
+own) as a fork of this worker's
 zygote, which has the libraries imported already: a
 real process with its own pid (signals reach it), the test's argv, environment, folder
 and standard streams, and its exit status as the interpreter would give it.
@@ -39,6 +40,9 @@ ZYGOTE = Path(__file__).resolve().parent / "zygote.py"
 # The stand-in store (sandbox/store.py, started about 60 times a run) has a zygote of
 # its own, with Django's settings-free parts imported.
 STORE = ZYGOTE.parent.parent / "sandbox" / "store.py"
+# The lab's reference steps (the learner's side of the lab box's tests) import what the
+# scripts import: they start from the scripts' zygote.
+LAB_IMPL = ZYGOTE.parent / "lab_impls" / "lab_impl.py"
 PYTHON_BIN = os.path.dirname(sys.executable)
 PYTHON_NAMES = {"python", "python3", f"python3.{sys.version_info[1]}"}
 SHEBANG = b"#!/usr/bin/env python3\n"
@@ -194,7 +198,7 @@ def plan(args, executable, cwd, env, start_new_session, process_group) -> dict |
     else:
         return None
     path = os.path.join(cwd, script)  # as the interpreter makes __file__: not normalised
-    if os.path.basename(path) in SCRIPTS:
+    if os.path.basename(path) in SCRIPTS or os.path.realpath(path) == str(LAB_IMPL):
         kind = "scripts"
     elif os.path.realpath(path) == str(STORE):
         kind = "store"
