@@ -1139,6 +1139,17 @@ def list_sources(paths: list[Path]) -> list[tuple[Path, Path]]:
     return sources
 
 
+def without_files(paths: list[Path]) -> list[Path]:
+    """The folders given that hold no file but hidden ones (as our lock): an empty
+    delivery, or the wrong folder."""
+    return [
+        path
+        for path in paths
+        if path.is_dir()
+        and not any(entry.is_file() and not entry.name.startswith(".") for entry in path.iterdir())
+    ]
+
+
 def identify(source: Path, root: Path, counts: Counter) -> int | None:
     """image_work() of an image to convert; None, logged and counted, otherwise."""
     if source.name.startswith("."):
@@ -2109,6 +2120,9 @@ def convert_all(args: argparse.Namespace) -> int:
     configure_logging(args.quiet, args.verbose)
     options, counts = options_from(args), Counter()
     paths = args.paths or [default_images_dir()]
+    for empty in without_files(paths):
+        log.error("%s: no files to convert; is it the delivery's images folder?", empty)
+        return EXIT_USAGE
     with bomb_limit(args.max_pixels):
         if args.dry_run:
             return list_conversions(args, paths, options, counts)

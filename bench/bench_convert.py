@@ -230,6 +230,8 @@ def measure(sources: list[Path], scratch: Path, rounds: int, sides: list[str]) -
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
             files = [Path(shutil.copy(source, work)) for source in sources]
+            if not files:  # start-up alone: a delivery's stray file (no files is a usage error)
+                (work / "LICENSE").write_text("not an image\n")
             elapsed, cpu, peak = run_timed((SIDES | EXTRA_SIDES)[side](files, work))
             times, cpus, old_peak, _ = results[side]
             results[side] = ([*times, elapsed], [*cpus, cpu], max(old_peak, peak), work)

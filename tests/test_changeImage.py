@@ -1672,10 +1672,13 @@ def read_all(fd: int) -> str:
 
 # -- bad input: each row is a case ------------------------------------------------------
 
-# id, arguments (IMAGES = the images folder), environment, exit status, message fragment.
+# id, arguments (IMAGES = the images folder, EMPTY = a folder with only a hidden file),
+# environment, exit status, message fragment.
 # What must not change: the images folder (no output, nothing modified).
 BAD_INPUT = [
     ("no such folder", ["/no/such/dir"], {}, 2, "no such file or directory: /no/such/dir"),
+    ("no files", ["EMPTY"], {}, 2, "empty: no files to convert; is it the delivery's images"),
+    ("no files, dry run", ["EMPTY", "--dry-run"], {}, 2, "empty: no files to convert"),
     ("size words", ["IMAGES", "--size", "600by400"], {}, 2, "expected WIDTHxHEIGHT"),
     ("size zero", ["IMAGES", "--size", "0x400"], {}, 2, "each side from 1 to 10000"),
     ("size huge", ["IMAGES", "--size", "100000x100000"], {}, 2, "each side from 1 to 10000"),
@@ -1712,8 +1715,12 @@ BAD_INPUT = [
 )
 def test_bad_input_is_a_clear_error(tmp_path, args, env, status, message):
     images = images_with_one_good(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".fruit-catalog.lock").touch()  # hidden: not a file of the delivery
     before = digest(images)
-    result = run_script(*[str(images) if a == "IMAGES" else a for a in args], env=env)
+    folders = {"IMAGES": str(images), "EMPTY": str(empty)}
+    result = run_script(*[folders.get(a, a) for a in args], env=env)
     assert result.returncode == status, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
