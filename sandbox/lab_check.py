@@ -316,6 +316,11 @@ def check_mail(box: Box) -> None:
         raise Failed(
             f"no mail with subject {SUBJECT!r} in the inbox (subjects: {say_list(subjects)})"
         )
+    if len(reports) > 1:
+        raise Failed(
+            f"the inbox has {len(reports)} mails with subject {SUBJECT!r}: mail the report"
+            f" once; {START_OVER}"
+        )
     mail = reports[-1]
     if SENDER not in str(mail["From"]):
         raise Failed(f"the report mail is from {mail['From']!s}, expected {SENDER}")

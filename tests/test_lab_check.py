@@ -44,6 +44,12 @@ CASES = [
     ),
     ("pdf_no_date", 4, "processed.pdf has no title 'Processed Update on "),
     ("mail_no_attachment", 4, "the report mail has no PDF attached (attachments: none)"),
+    (
+        "mail_twice",
+        4,
+        "the inbox has 2 mails with subject 'Upload Completed - Online Fruit Store': mail the"
+        " report once; make lab FRESH=1 starts over",
+    ),
     ("no_schedule", 5, "no line runs every minute (* * * * * COMMAND)"),
 ]
 

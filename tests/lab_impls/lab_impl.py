@@ -9,6 +9,7 @@ script to. LAB_FAULT=NAME makes it wrong in one way, as learners' scripts are:
     upload_twice                     step 2
     weight_string, description_twice step 3
     pdf_no_date, mail_no_attachment  step 4
+    mail_twice                       step 4
 
 Usage:
     python tests/lab_impls/lab_impl.py convert|upload|post|report|health
@@ -109,7 +110,8 @@ def report() -> None:
         "A detailed list is attached to this email."
     )
     attached = None if FAULT == "mail_no_attachment" else Path(PDF)
-    send("Upload Completed - Online Fruit Store", body, attached)
+    for _ in range(2 if FAULT == "mail_twice" else 1):
+        send("Upload Completed - Online Fruit Store", body, attached)
 
 
 def health() -> None:
