@@ -1916,6 +1916,13 @@ class Store:
         return False
 
 
+def unusable(store: Store, error: StoreError) -> str:
+    return (
+        f"cannot use the store at {store.url}: {error} (is the store running there?"
+        " Else set --url or CATALOG_URL)"
+    )
+
+
 def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.token = store_token(parser)
@@ -2236,7 +2243,7 @@ def ask_store(importer: Importer, journal: Path, record: Path, grace: float, sta
     try:
         importer.list_store()
     except StoreError as error:
-        log.error("cannot use the store at %s: %s (set --url or CATALOG_URL)", store.url, error)
+        log.error("%s", unusable(store, error))
         return False
     run_line = {"run": importer.run_id, "time": started, "store": store.url, "script": "run.py"}
     append_line(importer.journal, {"event": "run"} | run_line)

@@ -590,7 +590,7 @@ def upload_with_journal(args: argparse.Namespace, journal: int) -> int:
     try:
         store.fruits()
     except StoreError as error:
-        log.error("cannot use the store at %s: %s (set --url or CATALOG_URL)", store.url, error)
+        log.error("%s", unusable(store, error))
         return EXIT_USAGE
     entries = read_journal(args.journal)
     in_flight = interrupted(entries)
@@ -1692,6 +1692,13 @@ class Store:
                 return True
             time.sleep(pause)
         return False
+
+
+def unusable(store: Store, error: StoreError) -> str:
+    return (
+        f"cannot use the store at {store.url}: {error} (is the store running there?"
+        " Else set --url or CATALOG_URL)"
+    )
 
 
 def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

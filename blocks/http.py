@@ -494,6 +494,14 @@ class Store:
         return False
 
 
+def unusable(store: Store, error: StoreError) -> str:
+    """Why the store cannot be used, and where to look: most often it is not started."""
+    return (
+        f"cannot use the store at {store.url}: {error} (is the store running there?"
+        " Else set --url or CATALOG_URL)"
+    )
+
+
 def store_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """The arguments, with CATALOG_TOKEN checked (it has no flag: never on a command line)."""
     args = parser.parse_args(argv)

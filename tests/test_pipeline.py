@@ -429,7 +429,7 @@ def test_a_dead_store_is_one_line_and_exit_2(tmp_path, run_script, catalog, scri
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"ERROR cannot use the store at {url}/: GET {url}/fruits/: connection refused"
-        " (set --url or CATALOG_URL)"
+        " (is the store running there? Else set --url or CATALOG_URL)"
     ]
 
 
