@@ -1157,7 +1157,8 @@ def identify(source: Path, root: Path, counts: Counter) -> int | None:
         counts[Skip.NOT_IMAGES] += 1
         return None
     try:
-        work = image_work(source, root)
+        with WorkingOn(source):  # the header's warnings name the file too
+            work = image_work(source, root)
         if work is not None:
             return work
         log.info("skipped %s: not an image", source)

@@ -141,3 +141,21 @@ def test_what_libtiff_writes_itself_is_a_warning_of_ours(tmp_path):
     assert any(line.startswith(f"ERROR {tmp_path / 'x.tiff'}: ") for line in told), told
     assert any(line.startswith("WARNING image library: ") for line in told), told
     assert all(line.split()[0] in {"ERROR", "WARNING", "INFO"} for line in told), told
+
+
+def test_a_warning_as_the_header_is_read_names_the_file_too(tmp_path):
+    """Pillow warns of a cut EXIF block as it reads the header, while the run plans its
+    work, before any conversion: every such line names its file."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 50
+    photo = io.BytesIO()
+    Image.new("RGB", (800, 600), "red").save(photo, "JPEG", exif=exif.tobytes()[:-30])
+    for name in ("a.tif", "b.png"):  # JPEG photos under other names: converted all the same
+        (folder / name).write_bytes(photo.getvalue())
+    result = change_image(str(folder))
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    named = [line.removeprefix("WARNING ").split(": ")[0] for line in warned]
+    assert sorted(set(named)) == [str(folder / "a.tif"), str(folder / "b.png")], warned
