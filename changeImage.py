@@ -1140,13 +1140,16 @@ def list_sources(paths: list[Path]) -> list[tuple[Path, Path]]:
 
 
 def without_files(paths: list[Path]) -> list[Path]:
-    """The folders given that hold no file but hidden ones (as our lock): an empty
-    delivery, or the wrong folder."""
+    """The folders given that hold nothing but folders and hidden files (as our lock):
+    an empty delivery, or the wrong folder. A FIFO or a dangling link is a file here:
+    the run then says what is wrong with it."""
     return [
         path
         for path in paths
         if path.is_dir()
-        and not any(entry.is_file() and not entry.name.startswith(".") for entry in path.iterdir())
+        and not any(
+            not entry.is_dir() and not entry.name.startswith(".") for entry in path.iterdir()
+        )
     ]
 
 
@@ -1589,7 +1592,7 @@ HELD = shared("HELD", {"depth": 0, "pending": ""})
 
 def raise_interrupted(signum: int, frame: object) -> None:
     for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(sig, lambda *_: None)
     STOPPING.set()
     name = signal.Signals(signum).name
     if HELD["depth"]:

@@ -743,7 +743,7 @@ HELD = shared("HELD", {"depth": 0, "pending": ""})
 
 def raise_interrupted(signum: int, frame: object) -> None:
     for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(sig, lambda *_: None)
     STOPPING.set()
     name = signal.Signals(signum).name
     if HELD["depth"]:

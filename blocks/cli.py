@@ -247,8 +247,10 @@ HELD = shared("HELD", {"depth": 0, "pending": ""})
 def raise_interrupted(signum: int, frame: object) -> None:
     """The first stop signal: later ones are ignored (a second SIGTERM must not cut
     the clean-up), threads see STOPPING, and inside signals_held() it waits."""
+    # Ignored by a handler that does nothing, not SIG_IGN: Python prints a traceback
+    # ("Signal 15 ignored due to race condition") for a signal that came with the first.
     for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(sig, lambda *_: None)
     STOPPING.set()
     name = signal.Signals(signum).name
     if HELD["depth"]:

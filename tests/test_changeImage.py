@@ -1727,6 +1727,19 @@ def test_bad_input_is_a_clear_error(tmp_path, args, env, status, message):
     assert digest(images) == before
 
 
+@pytest.mark.parametrize("kind", ["FIFO", "dangling link"])
+def test_a_folder_of_one_unreadable_file_names_that_file(tmp_path, kind):
+    """Not "no files to convert": the file is there, and what is wrong with it is said."""
+    photo = tmp_path / "001.tiff"
+    if kind == "FIFO":
+        os.mkfifo(photo)
+    else:
+        photo.symlink_to(tmp_path / "gone.tiff")
+    result = run_script(tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert f"ERROR {photo}" in result.stderr and "no files to convert" not in result.stderr
+
+
 @pytest.mark.parametrize(
     "spelling, extension", [("jpg", ".jpeg"), ("JPEG", ".jpeg"), ("tif", ".tiff"), ("png", ".png")]
 )

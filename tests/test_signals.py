@@ -182,6 +182,20 @@ def test_the_uploader_stopped_leaves_a_whole_journal(tmp_path: Path, store_facto
     assert all(json.loads(line) for line in journal.read_text(encoding="utf-8").splitlines())
 
 
+def test_two_stops_at_once_are_one_line(tmp_path: Path, store_factory, catalog) -> None:
+    """SIGHUP and SIGTERM, both pending when the main thread wakes (both sent to a worker
+    thread): the first stops the run, the second is ignored without a word."""
+    store = store_factory(slow_every=1, slow=3.0)
+    delivery = catalog(tmp_path, [f"{n:03d}" for n in range(1, 13)])
+    args = ["--url", store.url, "--images", str(delivery / "images"), "--jobs", "2"]
+    process = start("supplier_image_upload.py", *args)
+    wait_for(lambda: store.post_count >= 1)
+    wait_for(lambda: signalled_a_worker_thread(process, signal.SIGHUP))
+    status, _, err = stop(process, signal.SIGTERM, worker=True)
+    assert status == 130, err
+    assert_one_line(err, "ERROR interrupted by SIGHUP")
+
+
 def test_report_email_stopped_mid_send(tmp_path: Path, trickling_server, write_record, product):
     port = trickling_server(SMTP_GREETING, interval=5.0)
     record = write_record(tmp_path / "imported.json", [product("001.txt", "Apple", 500)])
