@@ -478,7 +478,13 @@ def test_a_check_that_cannot_measure_is_unknown_for_itself(case: Degraded, tmp_p
 
 def test_the_others_recover_as_usual_while_one_cannot_measure(tmp_path, smtp_env):
     def run(memory: str, at: int):
-        args = ["--nagios", "--disk-path", "{tmp}/unmounted", "-c", f"cpu=100,memory={memory}"]
+        args = [
+            "--nagios",
+            "--disk-path",
+            "{tmp}/unmounted",
+            "-c",
+            f"cpu=100,disk=0,memory={memory}",
+        ]
         return plugin(tmp_path, *args, env={"HEALTH_NOW": str(at)})
 
     assert run("1000TB", 1_000_000).returncode == 2
