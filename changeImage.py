@@ -2124,8 +2124,9 @@ def convert_all(args: argparse.Namespace) -> int:
     configure_logging(args.quiet, args.verbose)
     options, counts = options_from(args), Counter()
     paths = args.paths or [default_images_dir()]
-    for empty in without_files(paths):
-        log.error("%s: no files to convert; is it the delivery's images folder?", empty)
+    empty = without_files(paths)
+    if empty:
+        log.error("%s: no files to convert; is it the delivery's images folder?", empty[0])
         return EXIT_USAGE
     with bomb_limit(args.max_pixels):
         if args.dry_run:

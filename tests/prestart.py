@@ -4,10 +4,9 @@ A Python start that imports requests or reportlab costs 0.2 to 0.5 s of CPU, and
 suite starts the scripts hundreds of times. While installed (conftest.py does, unless
 FRUIT_TESTS_REAL_START=1), subprocess.Popen, and so subprocess.run, starts a script of
 SCRIPTS (or tests/lab_impls/lab_impl.py; or the stand-in store, from a zygote of its
-own) as a fork of this worker's
-zygote, which has the libraries imported already: a
-real process with its own pid (signals reach it), the test's argv, environment, folder
-and standard streams, and its exit status as the interpreter would give it.
+own) as a fork of this worker's zygote, which has the libraries imported already: a real
+process with its own pid (signals reach it), the test's argv, environment, folder and
+standard streams, and its exit status as the interpreter would give it.
 
 Whatever needs a real start gets one, with no change to the test: an interpreter with
 options (`-X importtime`, `-S`, `-c`), another Python (a copied script's own venv, or
@@ -198,9 +197,10 @@ def plan(args, executable, cwd, env, start_new_session, process_group) -> dict |
     else:
         return None
     path = os.path.join(cwd, script)  # as the interpreter makes __file__: not normalised
-    if os.path.basename(path) in SCRIPTS or os.path.realpath(path) == str(LAB_IMPL):
+    real = os.path.realpath(path)
+    if os.path.basename(path) in SCRIPTS or real == str(LAB_IMPL):
         kind = "scripts"
-    elif os.path.realpath(path) == str(STORE):
+    elif real == str(STORE):
         kind = "store"
     else:
         return None
