@@ -1249,9 +1249,12 @@ class Background:
             self.done.set()
 
     def result(self, timeout: float) -> object:
-        """The call's value (its exception raised here), or None when not done in time."""
-        if not self.done.wait(max(timeout, 0)):
-            return None
+        """The call's value (its exception raised here), or None when not done in time.
+        Waits in SIGNAL_CHECK steps: a stop that lands as the wait begins is acted on."""
+        end = time.monotonic() + max(timeout, 0)
+        while not self.done.wait(min(SIGNAL_CHECK, max(end - time.monotonic(), 0))):
+            if time.monotonic() >= end:
+                return None
         if self.error is not None:
             raise self.error
         return self.value
@@ -1986,6 +1989,9 @@ def raise_interrupted(signum: int, frame: object) -> None:
         HELD["pending"] = name
         return
     raise Interrupted(name)
+
+
+SIGNAL_CHECK = 0.2
 
 
 def say_error(text: str) -> None:

@@ -1088,6 +1088,12 @@ def result_of(future: Future) -> Any:
     return future.result()
 
 
+def sleep_in_steps(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, SIGNAL_CHECK))
+
+
 def say_error(text: str) -> None:
     if logging.getLogger().handlers:
         logging.getLogger().error("%s", text)
@@ -1851,7 +1857,8 @@ class Store:
                 self.gave_up(f"{method} {url}", stop)
             except requests.RequestException as error:
                 why = f"no whole answer within {deadline.seconds:g} s" if deadline.expired else ""
-                self.failed(f"{method} {url}: {why or connection_problem(error)}", error)
+                message = f"{method} {url}: {why or connection_problem(error)}"
+                self.failed(message, maybe_sent=not never_sent(error))
         with self.lock:
             self.failures = 0
         if answer.status_code in (401, 403):
@@ -1864,21 +1871,15 @@ class Store:
             raise StoreDown("the run was interrupted", maybe_sent=False)
         if stop.response is not None:
             raise StoreError(f"{request}: the store answered {stop.response.status}, {stop}")
-        error = stop.__context__ or stop
-        with self.lock:
-            self.failures += 1
-            if self.failures >= DEAD_AFTER and not self.stopped:
-                self.stopped = f"the store stopped answering ({DEAD_AFTER} in a row)"
-            kind = StoreDown if self.stopped else Unanswered
-        raise kind(self.stopped or f"{request}: {connection_problem(error)}", maybe_sent=False)
+        self.failed(f"{request}: {connection_problem(stop.__context__ or stop)}", False)
 
-    def failed(self, message: str, error: requests.RequestException) -> None:
+    def failed(self, message: str, maybe_sent: bool) -> None:
         with self.lock:
             self.failures += 1
             if self.failures >= DEAD_AFTER and not self.stopped:
                 self.stopped = f"the store stopped answering ({DEAD_AFTER} in a row; {message})"
             kind = StoreDown if self.stopped else Unanswered
-        raise kind(self.stopped or message, maybe_sent=not never_sent(error))
+        raise kind(self.stopped or message, maybe_sent=maybe_sent)
 
     def post(self, path: str, **options: object) -> requests.Response:
         answer = self.request("POST", path, **options)
@@ -1992,7 +1993,7 @@ def await_stopped_requests(sent: float, grace: float) -> bool:
     if left <= 0:
         return False
     log.info("a stopped run's request may still land; looking in %.0f s (--grace)", left)
-    time.sleep(left)
+    sleep_in_steps(left)
     return True
 
 
@@ -2048,7 +2049,7 @@ def settle(
             return
         wait = grace - (time.monotonic() - max(item.sent for item in pending))
         log.info("%d %s lost their answer; looking in %.0f s", len(pending), noun, max(wait, 0))
-        time.sleep(max(0.0, wait))
+        sleep_in_steps(max(0.0, wait))
         try:
             look_in_store()
         except StoreError as error:

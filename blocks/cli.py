@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
@@ -286,6 +287,14 @@ def result_of(future: Future) -> Any:
     while not wait([future], timeout=SIGNAL_CHECK).done:
         pass
     return future.result()
+
+
+def sleep_in_steps(seconds: float) -> None:
+    """time.sleep(seconds), waking every SIGNAL_CHECK s: a stop that lands just before a
+    long sleep begins would otherwise wait for the whole sleep (a --grace of an hour)."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, SIGNAL_CHECK))
 
 
 def say_error(text: str) -> None:

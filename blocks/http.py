@@ -421,7 +421,8 @@ class Store:
                 self.gave_up(f"{method} {url}", stop)
             except requests.RequestException as error:
                 why = f"no whole answer within {deadline.seconds:g} s" if deadline.expired else ""
-                self.failed(f"{method} {url}: {why or connection_problem(error)}", error)
+                message = f"{method} {url}: {why or connection_problem(error)}"
+                self.failed(message, maybe_sent=not never_sent(error))
         with self.lock:
             self.failures = 0
         if answer.status_code in (401, 403):
@@ -435,21 +436,16 @@ class Store:
             raise StoreDown("the run was interrupted", maybe_sent=False)
         if stop.response is not None:
             raise StoreError(f"{request}: the store answered {stop.response.status}, {stop}")
-        error = stop.__context__ or stop
-        with self.lock:
-            self.failures += 1
-            if self.failures >= DEAD_AFTER and not self.stopped:
-                self.stopped = f"the store stopped answering ({DEAD_AFTER} in a row)"
-            kind = StoreDown if self.stopped else Unanswered
-        raise kind(self.stopped or f"{request}: {connection_problem(error)}", maybe_sent=False)
+        self.failed(f"{request}: {connection_problem(stop.__context__ or stop)}", False)
 
-    def failed(self, message: str, error: requests.RequestException) -> None:
+    def failed(self, message: str, maybe_sent: bool) -> None:
+        """One more failure in a row: Unanswered, or StoreDown at the DEAD_AFTERth."""
         with self.lock:
             self.failures += 1
             if self.failures >= DEAD_AFTER and not self.stopped:
                 self.stopped = f"the store stopped answering ({DEAD_AFTER} in a row; {message})"
             kind = StoreDown if self.stopped else Unanswered
-        raise kind(self.stopped or message, maybe_sent=not never_sent(error))
+        raise kind(self.stopped or message, maybe_sent=maybe_sent)
 
     def post(self, path: str, **options: object) -> requests.Response:
         """POST, repeated by StoreRetry only when the store surely did not take it.

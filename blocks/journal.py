@@ -18,6 +18,7 @@ import stat
 import time
 from pathlib import Path
 
+from cli import sleep_in_steps
 from delivery_files import RefusedFile, read_delivery_file
 
 log = logging.getLogger("journal")
@@ -87,5 +88,5 @@ def await_stopped_requests(sent: float, grace: float) -> bool:
     if left <= 0:
         return False
     log.info("a stopped run's request may still land; looking in %.0f s (--grace)", left)
-    time.sleep(left)
+    sleep_in_steps(left)
     return True

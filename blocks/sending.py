@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from cli import STOPPING
+from cli import STOPPING, sleep_in_steps
 from lock import DeliveryBusy, hold_delivery_lock
 
 EXIT_USAGE = 2
@@ -91,7 +91,7 @@ def settle(
             return
         wait = grace - (time.monotonic() - max(item.sent for item in pending))
         log.info("%d %s lost their answer; looking in %.0f s", len(pending), noun, max(wait, 0))
-        time.sleep(max(0.0, wait))
+        sleep_in_steps(max(0.0, wait))
         try:
             look_in_store()
         except StoreError as error:

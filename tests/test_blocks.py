@@ -1,7 +1,6 @@
-"""The homes of the shared blocks `files`, `deadline`, `early stop` and `lock`'s machine
-locks, tested where people edit
-them (blocks/): the scripts carry generated copies, which tests/test_scripts.py
-keeps identical."""
+"""The homes of the shared blocks `files`, `deadline`, `early stop`, `lock`'s machine
+locks and `cli`'s sleep, tested where people edit them (blocks/): the scripts carry
+generated copies, which tests/test_scripts.py keeps identical."""
 
 from __future__ import annotations
 
@@ -357,3 +356,28 @@ def test_a_stop_signal_ends_the_wait_for_a_machine_lock_at_once(tmp_path):
     finally:
         STOPPING.clear()
         held.close()
+
+
+ASLEEP = """import signal, sys, threading
+sys.path.insert(0, sys.argv[1])
+import cli
+signal.signal(signal.SIGTERM, cli.raise_interrupted)
+stop_here = lambda: signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+threading.Timer(0.5, stop_here).start()
+try:
+    cli.sleep_in_steps(600)
+except KeyboardInterrupt as stop:
+    print("stopped by", stop)
+"""
+
+
+def test_a_stop_on_another_thread_ends_a_long_sleep():
+    # The signal's C part runs on the timer's thread and does not wake the main one: a
+    # plain time.sleep(600) would outlast the hang guard.
+    done = subprocess.run(
+        [sys.executable, "-c", ASLEEP, str(BLOCKS)],
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "stopped by SIGTERM\n", "")

@@ -219,13 +219,20 @@ def test_emails_py_stopped_mid_send(trickling_server) -> None:
     assert_one_line(err, "ERROR interrupted by SIGTERM")
 
 
-def test_health_check_stopped_mid_probe_is_one_unknown_line(tmp_path: Path, trickling_server):
+@pytest.mark.parametrize("whom", WHOM)
+def test_health_check_stopped_mid_probe_is_one_unknown_line(
+    tmp_path: Path, trickling_server, whom
+) -> None:
+    # The probe may take 200 s: a main thread asleep on it while the stop landed on the
+    # probe's thread would outlast stop()'s 60 s. The other checks' threads end first
+    # (the CPU sample in 1 s): then the main thread waits for the probe's.
     port = trickling_server(HTTP_ANSWER, interval=5.0)
     state = tmp_path / "state.json"
-    args = ["--url", f"http://127.0.0.1:{port}/", "--url-timeout", "50", "-t", "60"]
+    args = ["--url", f"http://127.0.0.1:{port}/", "--url-timeout", "200", "-t", "240"]
     process = start("health_check.py", *args, "--state", str(state), "--no-email", "--nagios")
     wait_for(connected(process, port))
-    status, out, err = stop(process, signal.SIGTERM)
+    wait_for(lambda: len(psutil.Process(process.pid).threads()) <= 2)
+    status, out, err = stop(process, signal.SIGTERM, worker=WHOM[whom])
     assert status == 3, err
     assert out == "HEALTH UNKNOWN - interrupted by SIGTERM\n"
     assert "Traceback" not in err
