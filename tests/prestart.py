@@ -3,10 +3,10 @@
 A Python start that imports requests or reportlab costs 0.2 to 0.5 s of CPU, and the
 suite starts the scripts hundreds of times. While installed (conftest.py does, unless
 FRUIT_TESTS_REAL_START=1), subprocess.Popen, and so subprocess.run, starts a script of
-SCRIPTS (or tests/lab_impls/lab_impl.py; or the stand-in store, from a zygote of its
-own) as a fork of this worker's zygote, which has the libraries imported already: a real
-process with its own pid (signals reach it), the test's argv, environment, folder and
-standard streams, and its exit status as the interpreter would give it.
+SCRIPTS (or one of LAB_TOOLS; or the stand-in store, from a zygote of its own) as a
+fork of this worker's zygote, which has the libraries imported already: a real process
+with its own pid (signals reach it), the test's argv, environment, folder and standard
+streams, and its exit status as the interpreter would give it.
 
 Whatever needs a real start gets one, with no change to the test: an interpreter with
 options (`-X importtime`, `-S`, `-c`), another Python (a copied script's own venv, or
@@ -40,8 +40,10 @@ ZYGOTE = Path(__file__).resolve().parent / "zygote.py"
 # its own, with Django's settings-free parts imported.
 STORE = ZYGOTE.parent.parent / "sandbox" / "store.py"
 # The lab's reference steps (the learner's side of the lab box's tests) import what the
-# scripts import: they start from the scripts' zygote.
+# scripts import, and the lab box and its checker little more: they start from the
+# scripts' zygote (the store a box starts is the box's own, a real start).
 LAB_IMPL = ZYGOTE.parent / "lab_impls" / "lab_impl.py"
+LAB_TOOLS = {str(LAB_IMPL), *(str(STORE.parent / name) for name in ("lab.py", "lab_check.py"))}
 PYTHON_BIN = os.path.dirname(sys.executable)
 PYTHON_NAMES = {"python", "python3", f"python3.{sys.version_info[1]}"}
 SHEBANG = b"#!/usr/bin/env python3\n"
@@ -198,7 +200,7 @@ def plan(args, executable, cwd, env, start_new_session, process_group) -> dict |
         return None
     path = os.path.join(cwd, script)  # as the interpreter makes __file__: not normalised
     real = os.path.realpath(path)
-    if os.path.basename(path) in SCRIPTS or real == str(LAB_IMPL):
+    if os.path.basename(path) in SCRIPTS or real in LAB_TOOLS:
         kind = "scripts"
     elif real == str(STORE):
         kind = "store"

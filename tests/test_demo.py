@@ -11,15 +11,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_demo_runs_every_step_and_prints_the_summary(tmp_path):
-    out = tmp_path / "demo"
-    argv = ["--count", "3", "--size", "300x200", "--out", str(out)]
-    result = subprocess.run(
+def run_demo(out: Path, count: int = 2, size: str = "60x40") -> subprocess.CompletedProcess:
+    argv = ["--count", str(count), "--size", size, "--out", str(out)]
+    return subprocess.run(
         [sys.executable, ROOT / "sandbox" / "demo.py", *argv],
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_demo_runs_every_step_then_a_second_run_replaces_its_folder(tmp_path):
+    out = tmp_path / "demo"
+    result = run_demo(out, count=3, size="300x200")
     assert result.returncode == 0, result.stdout + result.stderr
     summary = result.stdout.split("demo summary", 1)[1]
     for script in ("changeImage.py", "supplier_image_upload.py", "run.py", "report_email.py"):
@@ -31,15 +35,16 @@ def test_demo_runs_every_step_and_prints_the_summary(tmp_path):
     assert len(list((out / "supplier-data" / "images").glob("*.jpeg"))) == 3
     assert "missing" not in summary
 
-
-def run_demo(out: Path) -> subprocess.CompletedProcess:
-    argv = ["--count", "2", "--size", "60x40", "--out", str(out)]
-    return subprocess.run(
-        [sys.executable, ROOT / "sandbox" / "demo.py", *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    (out / "left-over").write_text("from the first demo")
+    result = run_demo(out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (out / "left-over").exists()
+    assert len(list((out / "supplier-data" / "images").glob("*.jpeg"))) == 2
+    summary = result.stdout.split("demo summary", 1)[1]
+    for label in ("import record:", "upload journal:", "Prometheus textfile:", "log:"):
+        assert re.search(rf"{label}\s+/", summary), label
+    assert "KEEP=1" in summary
+    assert "http://" not in summary
 
 
 def test_demo_never_deletes_a_folder_it_did_not_make(tmp_path):
@@ -51,20 +56,6 @@ def test_demo_never_deletes_a_folder_it_did_not_make(tmp_path):
     assert "was not made by the demo" in result.stderr
     assert (out / "thesis.txt").read_text() == "years of work"
     assert sorted(p.name for p in out.iterdir()) == ["thesis.txt"]
-
-
-def test_demo_replaces_its_own_folder_and_lists_every_output(tmp_path):
-    out = tmp_path / "demo"
-    assert run_demo(out).returncode == 0
-    (out / "left-over").write_text("from the first demo")
-    result = run_demo(out)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert not (out / "left-over").exists()
-    summary = result.stdout.split("demo summary", 1)[1]
-    for label in ("import record:", "upload journal:", "Prometheus textfile:", "log:"):
-        assert re.search(rf"{label}\s+/", summary), label
-    assert "KEEP=1" in summary
-    assert "http://" not in summary
 
 
 def test_demo_says_an_alert_was_mailed_only_when_one_was(tmp_path):
