@@ -1843,8 +1843,8 @@ def report(items: Sequence[Any], describe: Callable[[Any], str], noun: str) -> N
     for item in items:
         if item.outcome in (FAILED, UNCERTAIN) and item.problem not in NOT_SENT:
             log.error("%s", describe(item))
-    if unsent:
-        log.error("%d %s %s", len(unsent), noun, unsent[0].reason)
+    for reason in dict.fromkeys(item.reason for item in unsent):
+        log.error("%d %s %s", sum(item.reason == reason for item in unsent), noun, reason)
 
 
 # --- end shared block: sending ---

@@ -104,10 +104,10 @@ def settle(
 
 def report(items: Sequence[Any], describe: Callable[[Any], str], noun: str) -> None:
     """An error line per item that failed or is uncertain; those the store's stop
-    or a stop signal kept from being sent, in one line."""
+    or a stop signal kept from being sent, a line per reason."""
     unsent = [item for item in items if item.problem in NOT_SENT]
     for item in items:
         if item.outcome in (FAILED, UNCERTAIN) and item.problem not in NOT_SENT:
             log.error("%s", describe(item))
-    if unsent:
-        log.error("%d %s %s", len(unsent), noun, unsent[0].reason)
+    for reason in dict.fromkeys(item.reason for item in unsent):
+        log.error("%d %s %s", sum(item.reason == reason for item in unsent), noun, reason)

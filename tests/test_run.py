@@ -907,3 +907,19 @@ def test_a_stop_while_first_asking_the_store_writes_the_record(
         "002.txt": ("failed", "interrupted"),
         "003.txt": ("failed", "no_weight"),
     }
+
+
+def test_products_not_sent_are_one_line_per_reason(caplog) -> None:
+    """A refused POST, then the store's stop for the rest: the count of each, each
+    with its own reason (one line quoting the first reason for all misled)."""
+    from types import SimpleNamespace
+
+    refused = "POST http://127.0.0.1:1/fruits/: connection refused"
+    stopped = "not sent: the store stopped answering (3 in a row; ...)"
+    items = [
+        SimpleNamespace(outcome=run.FAILED, problem=run.Problem.STORE_UNREACHABLE, reason=why)
+        for why in (refused, stopped, stopped)
+    ]
+    with caplog.at_level(logging.ERROR):
+        run.report(items, str, "products")
+    assert caplog.messages == [f"1 products {refused}", f"2 products {stopped}"]
