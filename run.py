@@ -538,6 +538,7 @@ class Evidence:
     other_ids: set[tuple] = field(default_factory=set)  # (id, identity) under another URL
     other_sent: dict[tuple, int] = field(default_factory=dict)  # identity -> max id before
     in_flight: float = 0.0  # when the last POST a stopped run left without answer went out
+    in_flight_files: set[str] = field(default_factory=set)  # the files those POSTs were for
 
     def ours(self, fruit: dict) -> bool:
         since = self.sent.get(fruit.get("name"))
@@ -570,7 +571,9 @@ class Evidence:
 
 def gather_evidence(journal: Path, record: Path, store: str) -> Evidence:
     evidence = Evidence()
+    # Only text names a run or a file: a line with anything else there is not ours.
     entries = read_journal(journal)
+    entries = [e for e in entries if all(type(e.get(k, "")) is str for k in ("run", "file"))]
     stores = {e.get("run"): e.get("store") for e in entries if e.get("event") == "run"}
     for entry in entries:
         if entry.get("event") != "product" or entry.get("run") not in stores:
@@ -584,6 +587,8 @@ def gather_evidence(journal: Path, record: Path, store: str) -> Evidence:
     last = {(e.get("run"), e.get("file")): e for e in entries if e.get("event") == "product"}
     sending = [journal_time(e) for e in last.values() if e.get("outcome") == "sending"]
     evidence.in_flight = max(sending, default=0.0)
+    latest = {e.get("file"): e for e in entries if e.get("event") == "product"}
+    evidence.in_flight_files = {f for f, e in latest.items() if e.get("outcome") == "sending"}
     return evidence
 
 
@@ -2132,8 +2137,17 @@ class ImportRun:
             interrupted = Failure(
                 Problem.INTERRUPTED, "not sent: the run was interrupted; run again"
             )
+            # A stopped run's POST, not settled since, may still land: not "not sent".
+            in_flight = Failure(
+                Problem.UNCONFIRMED,
+                "sent by a stopped run, no answer seen since; the next run looks for it",
+            )
             for product in self.products:
-                if product.outcome == Outcome.PENDING:
+                if product.outcome != Outcome.PENDING:
+                    continue
+                if product.file in self.importer.evidence.in_flight_files:
+                    product.fail(in_flight, Outcome.UNCERTAIN)
+                else:
                     product.fail(interrupted)
         else:
             say_outcomes(self.products)

@@ -42,7 +42,14 @@ def record_folder(delivery: Path) -> None:
 
 
 def journal_with_garbage(delivery: Path) -> None:
-    (delivery / "imported.jsonl").write_bytes(b'\xff\xfe\n{"event": "run", "store": 5}\n[]\n{"cu')
+    """Not UTF-8, a store that is a number, not an object, a run and a file that are not
+    text (a list cannot even be looked up), and a line cut short."""
+    lines = [b"\xff\xfe", b'{"event": "run", "store": 5}', b"[]"]
+    lines.append(b'{"event": "run", "run": ["r"], "store": "http://localhost/"}')
+    lines.append(
+        b'{"event": "product", "run": {"r": 1}, "file": ["001.txt"], "outcome": "sending"}'
+    )
+    (delivery / "imported.jsonl").write_bytes(b"\n".join([*lines, b'{"cu']))
 
 
 def sparse(name: str, size: int) -> Callable[[Path], None]:

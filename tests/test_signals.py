@@ -239,6 +239,33 @@ def test_health_check_stopped_mid_probe_is_one_unknown_line(
     assert not state.exists() or json.loads(state.read_text(encoding="utf-8"))
 
 
+def test_run_py_stopped_while_a_killed_runs_post_may_land_records_it_uncertain(
+    tmp_path: Path, catalog
+) -> None:
+    """A killed run left 001's POST without an answer; the next run, stopped while it
+    gives that POST --grace to land, records 001 as maybe sent, not as never sent."""
+    delivery = catalog(tmp_path, ["001", "002"])
+    url, sent = "http://127.0.0.1:9/", run.now()  # the store is asked only after the wait
+    killed = [
+        {"event": "run", "run": "killed", "time": sent, "store": url, "script": "run.py"},
+        {"event": "product", "run": "killed", "time": sent, "file": "001.txt", "since_id": 0}
+        | {"outcome": "sending"},
+    ]
+    (delivery / "imported.jsonl").write_text("".join(json.dumps(e) + "\n" for e in killed))
+    args = ["--url", url, "--grace", "120", "--descriptions", str(delivery / "descriptions")]
+    process = start("run.py", *args, "--images", str(delivery / "images"))
+    while "(--grace)" not in (line := process.stderr.readline()) and line:
+        pass
+    status, _, err = stop(process, signal.SIGTERM)
+    assert status == 130, err
+    record = json.loads((delivery / "imported.json").read_text(encoding="utf-8"))
+    outcomes = {p["file"]: (p["outcome"], p["problem"]) for p in record["products"]}
+    assert outcomes == {
+        "001.txt": ("uncertain", "unconfirmed"),
+        "002.txt": ("failed", "interrupted"),
+    }
+
+
 def test_reports_py_stopped_while_writing(tmp_path: Path, monkeypatch, caplog) -> None:
     """reports.py writes its sample too fast to catch from outside: the signal is
     sent to this process from inside the writing, and the guard must turn it into
