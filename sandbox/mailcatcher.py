@@ -238,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
     extra = f" cert={catcher.cert_path}" if args.tls != "none" else ""
     print(f"smtp://{catcher.host}:{catcher.port} maildir={catcher.maildir}{extra}", flush=True)
-    stopped.wait()
+    # In steps: a stop that lands just before an endless wait begins would never end it.
+    while not stopped.wait(0.5):
+        pass
     catcher.stop()
     return 0
 
