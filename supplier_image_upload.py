@@ -1826,7 +1826,7 @@ def settle(
         if not pending or store.stopped:
             return
         wait = grace - (time.monotonic() - max(item.sent for item in pending))
-        log.info("%d %s lost their answer; looking in %.0f s", len(pending), noun, max(wait, 0))
+        log.info("%s lost their answer; looking in %.0f s", counted(pending, noun), max(wait, 0))
         sleep_in_steps(max(0.0, wait))
         try:
             look_in_store()
@@ -1844,7 +1844,11 @@ def report(items: Sequence[Any], describe: Callable[[Any], str], noun: str) -> N
         if item.outcome in (FAILED, UNCERTAIN) and item.problem not in NOT_SENT:
             log.error("%s", describe(item))
     for reason in dict.fromkeys(item.reason for item in unsent):
-        log.error("%d %s %s", sum(item.reason == reason for item in unsent), noun, reason)
+        log.error("%s %s", counted([i for i in unsent if i.reason == reason], noun), reason)
+
+
+def counted(items: Sequence[Any], noun: str) -> str:
+    return f"{len(items)} {noun if len(items) != 1 else noun.removesuffix('s')}"
 
 
 # --- end shared block: sending ---

@@ -922,4 +922,4 @@ def test_products_not_sent_are_one_line_per_reason(caplog) -> None:
     ]
     with caplog.at_level(logging.ERROR):
         run.report(items, str, "products")
-    assert caplog.messages == [f"1 products {refused}", f"2 products {stopped}"]
+    assert caplog.messages == [f"1 product {refused}", f"2 products {stopped}"]
