@@ -584,11 +584,11 @@ def gather_evidence(journal: Path, record: Path, store: str) -> Evidence:
             log.warning("%s: a product line with a wrongly typed field; ignored", journal)
     for entry, same_store in earlier_record(record, store):
         evidence.add(entry, same_store)
-    last = {(e.get("run"), e.get("file")): e for e in entries if e.get("event") == "product"}
-    sending = [journal_time(e) for e in last.values() if e.get("outcome") == "sending"]
-    evidence.in_flight = max(sending, default=0.0)
+    # A file whose latest line is `sending`: a run stopped during its POST, none settled it since.
     latest = {e.get("file"): e for e in entries if e.get("event") == "product"}
-    evidence.in_flight_files = {f for f, e in latest.items() if e.get("outcome") == "sending"}
+    sending = {file: e for file, e in latest.items() if e.get("outcome") == "sending"}
+    evidence.in_flight = max(map(journal_time, sending.values()), default=0.0)
+    evidence.in_flight_files = set(sending)
     return evidence
 
 
@@ -2052,9 +2052,9 @@ def settle(
         pending = [item for item in items if item.outcome == UNCERTAIN and item.sent]
         if not pending or store.stopped:
             return
-        wait = grace - (time.monotonic() - max(item.sent for item in pending))
-        log.info("%s lost their answer; looking in %.0f s", counted(pending, noun), max(wait, 0))
-        sleep_in_steps(max(0.0, wait))
+        wait = max(0.0, grace - (time.monotonic() - max(item.sent for item in pending)))
+        log.info("%s lost their answer; looking in %.0f s", counted(len(pending), noun), wait)
+        sleep_in_steps(wait)
         try:
             look_in_store()
         except StoreError as error:
@@ -2071,11 +2071,11 @@ def report(items: Sequence[Any], describe: Callable[[Any], str], noun: str) -> N
         if item.outcome in (FAILED, UNCERTAIN) and item.problem not in NOT_SENT:
             log.error("%s", describe(item))
     for reason in dict.fromkeys(item.reason for item in unsent):
-        log.error("%s %s", counted([i for i in unsent if i.reason == reason], noun), reason)
+        log.error("%s %s", counted(sum(i.reason == reason for i in unsent), noun), reason)
 
 
-def counted(items: Sequence[Any], noun: str) -> str:
-    return f"{len(items)} {noun if len(items) != 1 else noun.removesuffix('s')}"
+def counted(count: int, noun: str) -> str:
+    return f"{count} {noun if count != 1 else noun.removesuffix('s')}"
 
 
 # --- end shared block: sending ---

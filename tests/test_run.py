@@ -923,3 +923,21 @@ def test_products_not_sent_are_one_line_per_reason(caplog) -> None:
     with caplog.at_level(logging.ERROR):
         run.report(items, str, "products")
     assert caplog.messages == [f"1 product {refused}", f"2 products {stopped}"]
+
+
+def test_only_a_post_no_later_run_settled_is_in_flight(tmp_path: Path) -> None:
+    """Run a was killed while posting 001 and 002; run b then imported 001. Only 002's
+    POST may still land: the next run waits for it alone and records it as maybe sent."""
+    url, sent = "http://localhost/", "2026-12-07T10:00:00+00:00"
+    lines = [{"event": "run", "run": r, "time": sent, "store": url} for r in ("a", "b")]
+    lines += [  # 001's POST went out last: the wait is for 002's alone
+        {"event": "product", "run": "a", "time": t, "file": f, "outcome": "sending"}
+        for f, t in (("002.txt", sent), ("001.txt", sent.replace("10:00", "10:05")))
+    ]
+    imported = {"event": "product", "run": "b", "time": sent, "file": "001.txt", "id": 7}
+    lines.append(imported | {"outcome": "imported"})
+    journal = tmp_path / "imported.jsonl"
+    journal.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    evidence = run.gather_evidence(journal, tmp_path / "imported.json", url)
+    assert evidence.in_flight_files == {"002.txt"}
+    assert evidence.in_flight == run.journal_time(lines[2])
