@@ -19,6 +19,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(INSTALLED): requirements.txt requirements-dev.txt | $(BIN)/python
+	@echo "installing the pinned requirements into $(VENV) (once, and after they change)"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 

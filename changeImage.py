@@ -58,7 +58,7 @@ Examples:
           --output-dir /opt/icons ~/images
 
 Exit status: 0 all converted, up to date or skipped; 1 some images failed
-(others done; fix them and run again); 2 usage or configuration error,
+(others done; fix them and run again), or with --dry-run would fail; 2 usage or configuration error,
 another run holds the delivery, or an output cannot be written (disk full,
 read-only): the run stops; 130 interrupted (every output written is whole).
 """
@@ -2074,6 +2074,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     missing = [str(p) for p in args.paths or [default_images_dir()] if not p.exists()]
     if missing:
         parser.error(f"no such file or directory: {', '.join(missing)}")
+    folders = [p for p in args.paths or [default_images_dir()] if p.is_dir()]
+    unreadable = [p for p in folders if not os.access(p, os.R_OK | os.X_OK)]
+    if unreadable:
+        parser.error(f"cannot read the folder {unreadable[0]}: permission denied")
     if args.output_dir is not None and not args.output_dir.is_dir():
         parser.error(f"--output-dir {args.output_dir} is not a directory")
     if args.suffix is None:
@@ -2150,7 +2154,7 @@ def list_conversions(
     for task in tasks:
         print(f"would convert {task.source} -> {task.target}")
     log.info("dry run: would convert %d, %s", len(tasks), summary(counts))
-    return EXIT_OK
+    return EXIT_FAILED if counts[Done.FAILED] else EXIT_OK  # as the real run would end
 
 
 @contextlib.contextmanager

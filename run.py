@@ -2332,6 +2332,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         )
     if not args.descriptions.is_dir():
         parser.error(f"no descriptions folder at {args.descriptions}")
+    if not os.access(args.descriptions, os.R_OK | os.X_OK):
+        parser.error(f"cannot read the descriptions folder {args.descriptions}: permission denied")
     return args
 
 

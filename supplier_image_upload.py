@@ -620,6 +620,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.journal = args.journal or args.images.parent / "uploaded.jsonl"
     if not args.images.is_dir():
         parser.error(f"no images folder at {args.images}")
+    if not os.access(args.images, os.R_OK | os.X_OK):
+        parser.error(f"cannot read the images folder {args.images}: permission denied")
     return args
 
 

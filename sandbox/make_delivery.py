@@ -76,7 +76,9 @@ def make_delivery(dest: Path, count: int = 10, size: tuple[int, int] = (3000, 20
     for number in range(1, count + 1):
         stem = f"{number:03d}"
         photo_like(size, seed=number).save(images / f"{stem}.tiff")
-        name, line = FRUITS[(number - 1) % len(FRUITS)]
+        lap, index = divmod(number - 1, len(FRUITS))
+        name, line = FRUITS[index]
+        name += f" {lap + 1}" if lap else ""  # unique past the list: 'Apple 2'
         weight = 100 + (number * 37) % 400
         write_text(descriptions / f"{stem}.txt", f"{name}\n{weight} lbs\n{line}\n")
     return root

@@ -861,6 +861,19 @@ def test_dry_run_lists_and_writes_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README", "a.tiff"]
 
 
+def test_dry_run_exits_as_the_real_run_would_when_an_image_would_fail(tmp_path):
+    """A dry run that finds an image it cannot open says so and exits 1, as the run
+    it stands for would; it still lists the others and writes nothing."""
+    marked().save(tmp_path / "a.tiff")
+    (tmp_path / "b.tiff").symlink_to(tmp_path / "gone.tiff")  # a dangling link
+    for arguments in (["--dry-run"], []):
+        result = subprocess.run([SCRIPT, tmp_path, *arguments], capture_output=True, text=True)
+        assert result.returncode == 1, (arguments, result.stderr)
+        assert f"{tmp_path / 'b.tiff'}: cannot open: No such file or directory" in result.stderr
+    assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpeg", "a.tiff", "b.tiff"]
+
+
 def test_summary_wording():
     from collections import Counter
 

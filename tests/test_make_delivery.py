@@ -32,3 +32,10 @@ def test_descriptions_have_name_weight_and_text(tmp_path):
     assert name == "Avocado"
     assert weight.endswith(" lbs") and int(weight.split()[0]) > 0
     assert text
+
+
+def test_names_stay_unique_past_the_list_of_fruits(tmp_path):
+    root = make_delivery(tmp_path, count=12, size=(30, 20))
+    names = [p.read_text().splitlines()[0] for p in sorted((root / "descriptions").iterdir())]
+    assert len(set(names)) == 12
+    assert names[0] == "Apple" and names[10:] == ["Apple 2", "Avocado 2"]

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -412,6 +413,54 @@ def test_a_user_with_no_home_and_no_name_gets_an_error_not_a_traceback(script: s
     )
     assert done.returncode == (3 if script == "health_check.py" else 2), done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+UNREADABLE_FOLDER_CASES = [
+    ("changeImage", ["changeImage.py", "{images}"], "cannot read the folder {images}"),
+    (
+        "uploader",
+        ["supplier_image_upload.py", "--dry-run", "--images", "{images}"],
+        "cannot read the images folder {images}",
+    ),
+    (
+        "run",
+        ["run.py", "--dry-run", "--descriptions", "{descriptions}", "--images", "{images}"],
+        "cannot read the descriptions folder {descriptions}",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "command, expected",
+    [pytest.param(command, expected, id=id) for id, command, expected in UNREADABLE_FOLDER_CASES],
+)
+def test_a_delivery_folder_the_user_cannot_list_is_one_usage_line(command, expected) -> None:
+    """A delivery copied in by another user (root's umask 077, a 0711 folder): its folder
+    is there but cannot be listed. One line naming it and the cause, not 'unexpected
+    PermissionError'."""
+    if not nobody_can_run(command[0]):
+        pytest.skip("needs root, setpriv and a checkout other users can read")
+    with tempfile.TemporaryDirectory(dir="/tmp") as home:
+        delivery = Path(home) / "supplier-data"
+        folders = {"images": delivery / "images", "descriptions": delivery / "descriptions"}
+        for folder in folders.values():
+            folder.mkdir(parents=True)
+            (folder / "001.txt").write_text("Apple\n500 lbs\nRed.\n")
+            folder.chmod(0o311)  # searchable and writable, not listable
+        os.chmod(home, 0o755)
+        arguments = [part.format(**folders) for part in command]
+        done = subprocess.run(
+            [*AS_NOBODY, sys.executable, str(ROOT / arguments[0]), *arguments[1:]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin", "HOME": home},
+        )
+    said = done.stderr.strip()
+    assert done.returncode == 2, said
+    assert said.splitlines()[-1].endswith(f"error: {expected.format(**folders)}: permission denied")
+    assert "Traceback" not in said
 
 
 # -- the README's configuration table against every parser --------------------------------
