@@ -167,7 +167,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -1302,7 +1302,8 @@ def run_tasks(
         for task in sorted(tasks, key=lambda task: task.work, reverse=True):
             futures[task] = converters.submit(convert_and_commit, task)
         for task in tasks:
-            report(task, futures[task].result(), reported)
+            # Waking every SIGNAL_CHECK s: the first task's image may be converted last.
+            report(task, result_of(futures[task]), reported)
             progress.advance()
     finally:
         # On Ctrl-C or a write error, images in progress finish (and are renamed
@@ -1321,7 +1322,7 @@ def report(task: Task, outcome: Future | str | None, reported: set[Task]) -> Non
     elif isinstance(outcome, str):
         log.error("%s", outcome)
     else:
-        outcome.result()
+        result_of(outcome)
         log.debug("converted %s -> %s", task.source, task.target)
     reported.add(task)
 
@@ -1500,12 +1501,11 @@ class Option:
         return from_env(parser, self.env, self.type or str, self.default)
 
 
-def standard_options() -> list[Option]:
-    return [
-        Option("-q --quiet", "print only errors", action="store_true"),
-        Option("-v --verbose", "print each step (never library internals)", action="store_true"),
-        Option("-V --version", "show the version and exit", action="version"),
-    ]
+STANDARD_OPTIONS = (
+    Option("-q --quiet", "print only errors", action="store_true"),
+    Option("-v --verbose", "print each step (never library internals)", action="store_true"),
+    Option("-V --version", "show the version and exit", action="version"),
+)
 
 
 def build_parser(
@@ -1530,7 +1530,7 @@ def build_parser(
     parser = OptionParser(
         description=doc, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    for option in [*options, *standard_options()]:
+    for option in [*options, *STANDARD_OPTIONS]:
         option.add_to(parser)
     return parser
 
@@ -1599,6 +1599,15 @@ def raise_interrupted(signum: int, frame: object) -> None:
         HELD["pending"] = name
         return
     raise Interrupted(name)
+
+
+SIGNAL_CHECK = 0.2
+
+
+def result_of(future: Future) -> Any:
+    while not wait([future], timeout=SIGNAL_CHECK).done:
+        pass
+    return future.result()
 
 
 def say_error(text: str) -> None:

@@ -734,12 +734,11 @@ class Option:
         return from_env(parser, self.env, self.type or str, self.default)
 
 
-def standard_options() -> list[Option]:
-    return [
-        Option("-q --quiet", "print only errors", action="store_true"),
-        Option("-v --verbose", "print each step (never library internals)", action="store_true"),
-        Option("-V --version", "show the version and exit", action="version"),
-    ]
+STANDARD_OPTIONS = (
+    Option("-q --quiet", "print only errors", action="store_true"),
+    Option("-v --verbose", "print each step (never library internals)", action="store_true"),
+    Option("-V --version", "show the version and exit", action="version"),
+)
 
 
 def build_parser(
@@ -764,7 +763,7 @@ def build_parser(
     parser = OptionParser(
         description=doc, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    for option in [*options, *standard_options()]:
+    for option in [*options, *STANDARD_OPTIONS]:
         option.add_to(parser)
     return parser
 

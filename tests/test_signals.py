@@ -134,6 +134,21 @@ def test_change_image_stops_with_130_and_only_whole_jpegs(photos, tmp_path: Path
     )
 
 
+def test_change_image_acts_on_a_stop_that_lands_on_a_worker_thread(photos, tmp_path: Path):
+    """The threads convert the largest images first while the main thread awaits them
+    in file order: 001.tiff, the smallest, is converted last. A stop the kernel gives
+    to a worker thread must not wait for it (result_of wakes the main thread)."""
+    images = copy_of(photos, tmp_path)
+    (images / "001.tiff").unlink()
+    Image.effect_noise((200, 150), 64).convert("RGB").save(images / "001.tiff")
+    process = start("changeImage.py", "--jobs", "1", str(images))
+    wait_for(lambda: any(images.glob("*.jpeg")))
+    status, _, err = stop(process, signal.SIGTERM, worker=True)
+    assert status == 130, err
+    assert err.startswith("ERROR interrupted: converted ") and "Traceback" not in err, err
+    assert not (images / "001.jpeg").exists(), "the run went on to its last image"
+
+
 # Who receives the stop: the process (the kernel gives it to the main thread), or a
 # worker thread (the main thread, waiting for all the POSTs, must still act on it).
 WHOM = {"process": False, "worker": True}
