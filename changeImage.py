@@ -46,11 +46,11 @@ Examples:
     INFO converted 9, skipped 3 (2 not images, 1 not ours), failed 1
     $ ./changeImage.py --replace-unmarked
     ...
-    INFO converted 1, skipped 21 (10 already outputs, 2 not images, 9 up to date), failed 0
+    INFO converted 1, skipped 21 (10 earlier outputs, 2 not images, 9 up to date), failed 0
 
     A copy of the delivery (cp -r) is converted again once, to the same bytes:
     $ cp -r ~/supplier-data /srv/copy && ./changeImage.py /srv/copy/images
-    INFO converted 10, skipped 12 (10 already outputs, 2 not images), failed 0
+    INFO converted 10, skipped 12 (10 earlier outputs, 2 not images), failed 0
 
     The icon job: 128x128 JPEGs turned a quarter clockwise, named like their
     source with no extension (/opt/icons/ic_edit_location_black_48dp):
@@ -299,7 +299,7 @@ class Task(NamedTuple):
 class Skip(StrEnum):
     """Why a file was not converted, as the summary says it (in this order)."""
 
-    OUTPUTS = "already outputs"  # the file is an output of changeImage.py
+    OUTPUTS = "earlier outputs"  # the file is an output of changeImage.py
     NOT_IMAGES = "not images"
     NOT_OURS = "not ours"  # a file it did not write, named as its own output: left as it is
     UP_TO_DATE = "up to date"

@@ -1727,7 +1727,22 @@ def alert(
     sent, problems = send_mails(mails, args, deadline) if mails else ([], [])
     failed = [m for m in mails if m not in sent]
     store.data["checks"] = unsent(kept, old, failed) if failed else kept
+    held = [r for r in results if r.key in kept and r.key not in {m.key for m in mails}]
+    say_mailing(sent, held, args.recipient)
     return bool(sent), problems
+
+
+def say_mailing(sent: list[Mail], held: list[Result], recipients: list[str]) -> None:
+    """-v: what went out, and which alert is held back by --remind (a learner trying
+    the check by hand sees no second mail and is told why)."""
+    for mail in sent:
+        log.debug("mailed %r to %s", mail.subject, ", ".join(recipients))
+    for result in held:
+        log.debug(
+            "not mailed again: 'Error - %s' already went out; a reminder after --remind"
+            " minutes, or --every-run",
+            result.problem,
+        )
 
 
 def save(store: StateFile, now: float, mailed: bool) -> list[str]:

@@ -1081,7 +1081,7 @@ def why_unsent(products: list[dict]) -> int | None:
         "nothing was imported (%s), through no fault of the supplier's (%s): set our side"
         " right and run run.py again, then report_email.py mails the report; no mail sent",
         counts,
-        ", ".join(f"{n:,} {code.replace('_', ' ')}" for code, n in sorted(ours.items())),
+        ", ".join(f"{code}: {n:,}" for code, n in sorted(ours.items())),  # README's codes
     )
     return EXIT_NOT_SENT
 

@@ -11,8 +11,9 @@ expected, what was found). Exit 0 when every step passes, 1 when one fails,
     2 images uploaded    the store got each NNN.jpeg once, under that name, with those bytes
     3 descriptions       each descriptions/NNN.txt is one product in the store: name, weight
                          sent as a number, description, image_name NNN.jpeg that the store serves
-    4 report mailed      the PDF (REPORT_PDF of env.sh, else /tmp/processed.pdf) has the title
-                         "Processed Update on <today>" and a name:/weight: pair per product;
+    4 report mailed      the PDF (REPORT_PDF of env.sh, else /tmp/processed.pdf if it is the one
+                         the box mailed) has the title "Processed Update on <today>" and a
+                         name:/weight: pair per product;
                          the inbox has the lab's mail (sender, subject, body) with a PDF attached
     5 health check       an every-minute line in LAB_DIR/crontab (or `crontab -l`); its command,
                          run as cron would while this checker keeps every CPU busy, mails
@@ -80,6 +81,7 @@ ALERTS = (
 # What a command that never ran the health check says (python, sh), whatever its exit.
 BROKEN = ("can't open file", "No such file", "not found", "Traceback")
 HEALTH_EXITS = range(4)  # OK, WARNING, CRITICAL, UNKNOWN
+PDF_LIMIT = 50 << 20  # far over any report: a larger file is not one
 START_OVER = "make lab FRESH=1 starts over with an empty store (and a new delivery)"
 
 
@@ -267,16 +269,29 @@ def today_titles(today: datetime.date) -> list[str]:
     ]
 
 
-def report_path(box: Box) -> Path:
-    """The box's REPORT_PDF, else the lab's /tmp/processed.pdf (a learner's fixed path).
+def report_path(own: Path, lab: Path, mailed: list[bytes]) -> Path:
+    """The box's REPORT_PDF (own), else the lab's /tmp/processed.pdf (a learner's fixed
+    path) when it is the very PDF the box's report mail carries: /tmp is shared, and a
+    report another user or box wrote there says nothing of this box."""
+    if own.is_file():
+        return own
+    if not lab.is_file():
+        raise Failed(f"no report PDF: neither {own} nor {lab} exists")
+    if lab.stat().st_size > PDF_LIMIT or lab.read_bytes() not in mailed:
+        raise Failed(
+            f"no report PDF at {own}, and {lab} is not the PDF this box mailed"
+            " (another box's or user's report?)"
+        )
+    return lab
 
-    The box's first: /tmp is shared, and another user's report there says nothing of this box.
-    """
-    candidates = [Path(exported(box).get("REPORT_PDF", box.pdf)), Path(LAB_PDF)]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise Failed(f"no report PDF: neither {' nor '.join(map(str, candidates))} exists")
+
+def mailed_pdfs(box: Box) -> list[bytes]:
+    """The PDFs attached to the box's report mails."""
+    reports = [mail for _, mail in mails(box) if mail["Subject"] == SUBJECT]
+    attached = [
+        part.get_payload(decode=True) or b"" for m in reports for part in m.iter_attachments()
+    ]
+    return [content for content in attached if content.startswith(b"%PDF")]
 
 
 def pdf_text(path: Path) -> str:
@@ -341,7 +356,8 @@ def check_mail(box: Box) -> None:
 
 
 def check_report(box: Box, today: datetime.date) -> str:
-    path = report_path(box)
+    own = Path(exported(box).get("REPORT_PDF", box.pdf))
+    path = report_path(own, Path(LAB_PDF), mailed_pdfs(box))
     check_pdf(path, products(box), today)
     check_mail(box)
     return f"{path} dated today, one pair per product; mailed by {SENDER} with the PDF"

@@ -562,10 +562,10 @@ def test_replace_unmarked_converts_over_an_earlier_attempts_jpeg(tmp_path, caplo
     assert convert(images, "--replace-unmarked") == 0
     assert changeImage.output_made(images / "001.jpeg")
     assert_colour_near(opened(images / "001.jpeg").getpixel((5, 5)), GREEN)
-    assert caplog.records[-1].getMessage() == "converted 1, skipped 1 (already outputs), failed 0"
+    assert caplog.records[-1].getMessage() == "converted 1, skipped 1 (earlier outputs), failed 0"
     assert convert(images) == 0
     assert caplog.records[-1].getMessage() == (
-        "converted 0, skipped 2 (1 already outputs, 1 up to date), failed 0"
+        "converted 0, skipped 2 (1 earlier outputs, 1 up to date), failed 0"
     )
 
 
@@ -648,7 +648,7 @@ def test_outputs_with_the_first_marks_are_still_current(tmp_path, caplog, args, 
     assert convert(tmp_path, *args) == 0
     assert (tmp_path / "a.jpeg").read_bytes() == before
     assert caplog.records[-1].getMessage() == (
-        "converted 0, skipped 2 (1 already outputs, 1 up to date), failed 0"
+        "converted 0, skipped 2 (1 earlier outputs, 1 up to date), failed 0"
     )
     marked(corner=GREEN).save(tmp_path / "a.tiff")  # a new photo: made again, new mark
     assert convert(tmp_path, *args) == 0

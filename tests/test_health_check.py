@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import math
 import os
 import re
@@ -276,6 +277,18 @@ def test_a_recovery_mail_that_failed_is_sent_on_the_next_run(
         "Error - Available disk space is less than 100%",
         "Recovered - Available disk space is no longer less than 100%",  # the alert it answers
     ]
+
+
+def test_verbose_says_what_was_mailed_and_what_is_held_back(smtp_env, state, caplog):
+    caplog.set_level(logging.DEBUG, logger="health_check")
+    check(state, *DISK_FAILS, "-v", at=1000)
+    check(state, *DISK_FAILS, "-v", at=1060)
+    said = [r.getMessage() for r in caplog.records if r.name == "health_check"]
+    subject = "Error - Available disk space is less than 100%"
+    assert f"mailed {subject!r} to {mails(smtp_env)[0]['To']}" in said
+    assert f"not mailed again: '{subject}' already went out; a reminder after --remind" in (
+        " ".join(said)
+    )
 
 
 def test_every_run_mails_each_failing_run(smtp_env, state):

@@ -20,6 +20,7 @@ from lab_check import (
     check_health,
     check_sent,
     crontab_lines,
+    report_path,
     scheduled_command,
 )
 
@@ -229,3 +230,35 @@ def test_an_earlier_alert_counts_only_while_the_scheduled_command_runs(
     else:
         assert line[1].startswith(f"ran `{command}` as cron would and it does not run (")
         assert "an alert mailed before counts only while the scheduled command works" in line[1]
+
+
+# id, which files exist (the box's PDF, /tmp/processed.pdf and what it holds), what the
+# box mailed, the PDF graded or the reason it fails
+REPORT_PATHS = [
+    ("the box's own", {"own": b"%PDF-1 own", "lab": b"%PDF-1 other"}, [], "own"),
+    ("the lab's, mailed by the box", {"lab": b"%PDF-1 ours"}, [b"%PDF-1 ours"], "lab"),
+    (
+        "the lab's, another box's",
+        {"lab": b"%PDF-1 theirs"},
+        [b"%PDF-1 ours"],
+        "no report PDF at {own}, and {lab} is not the PDF this box mailed",
+    ),
+    ("the lab's, nothing mailed", {"lab": b"%PDF-1 x"}, [], "is not the PDF this box mailed"),
+    ("none", {}, [b"%PDF-1 ours"], "no report PDF: neither {own} nor {lab} exists"),
+]
+
+
+@pytest.mark.parametrize(
+    ("files", "mailed", "expected"), [c[1:] for c in REPORT_PATHS], ids=[c[0] for c in REPORT_PATHS]
+)
+def test_the_report_graded_is_the_boxs_own_or_the_one_it_mailed(tmp_path, files, mailed, expected):
+    paths = {"own": tmp_path / "box" / "processed.pdf", "lab": tmp_path / "tmp" / "processed.pdf"}
+    for name, content in files.items():
+        paths[name].parent.mkdir(exist_ok=True)
+        paths[name].write_bytes(content)
+    if expected in paths:
+        assert report_path(paths["own"], paths["lab"], mailed) == paths[expected]
+    else:
+        with pytest.raises(Failed) as failed:
+            report_path(paths["own"], paths["lab"], mailed)
+        assert expected.format(**paths) in str(failed.value)

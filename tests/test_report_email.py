@@ -578,7 +578,7 @@ NOTHING_IMPORTED = [
         1,
         0,
         "nothing was imported (10 failed, 0 uncertain, 0 already in store), through no fault of"
-        " the supplier's (10 store unreachable): set our side right and run run.py again, then"
+        " the supplier's (store_unreachable: 10): set our side right and run run.py again, then"
         " report_email.py mails the report; no mail sent",
     ),
     (
@@ -587,7 +587,7 @@ NOTHING_IMPORTED = [
         1,
         0,
         "nothing was imported (0 failed, 40 uncertain, 0 already in store), through no fault of"
-        " the supplier's (40 unconfirmed): set our side right and run run.py again, then"
+        " the supplier's (unconfirmed: 40): set our side right and run run.py again, then"
         " report_email.py mails the report; no mail sent",
     ),
     (
@@ -596,7 +596,7 @@ NOTHING_IMPORTED = [
         1,
         0,
         "nothing was imported (10 failed, 0 uncertain, 0 already in store), through no fault of"
-        " the supplier's (10 photo to convert): set our side right and run run.py again, then"
+        " the supplier's (photo_to_convert: 10): set our side right and run run.py again, then"
         " report_email.py mails the report; no mail sent",
     ),
     (
