@@ -58,9 +58,10 @@ Examples:
           --output-dir /opt/icons ~/images
 
 Exit status: 0 all converted, up to date or skipped; 1 some images failed
-(others done; fix them and run again), or with --dry-run would fail; 2 usage or configuration error,
-another run holds the delivery, or an output cannot be written (disk full,
-read-only): the run stops; 130 interrupted (every output written is whole).
+(others done; fix them and run again), or with --dry-run some cannot be opened;
+2 usage or configuration error, another run holds the delivery, or an output
+cannot be written (disk full, read-only): the run stops; 130 interrupted (every
+output written is whole).
 """
 
 from __future__ import annotations
@@ -1133,7 +1134,7 @@ def list_sources(paths: list[Path]) -> list[tuple[Path, Path]]:
     sources: list[tuple[Path, Path]] = []
     for path in paths:
         if path.is_dir():
-            sources.extend((p, path) for p in sorted(path.iterdir()) if not p.is_dir())
+            sources.extend((p, path) for p in sorted(path.iterdir()) if not os.path.isdir(p))
         else:
             sources.append((path, path.parent))
     return sources
@@ -1148,7 +1149,7 @@ def without_files(paths: list[Path]) -> list[Path]:
         for path in paths
         if path.is_dir()
         and not any(
-            not entry.is_dir() and not entry.name.startswith(".") for entry in path.iterdir()
+            not os.path.isdir(entry) and not entry.name.startswith(".") for entry in path.iterdir()
         )
     ]
 
@@ -1563,11 +1564,21 @@ class WarningsToLog:
         logging.getLogger("py.warnings").log(level, "%s", f"{about}: {text}" if about else text)
 
 
+SHOWN_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)] if c not in (9, 10)}
+
+
+class PrintableFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).translate(SHOWN_CONTROLS)
+
+
 def configure_logging(quiet: bool, verbose: bool) -> None:
     import warnings  # here: only this function of the block needs it
 
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
     warnings.filterwarnings("always", module=r"PIL\.", append=True)
@@ -1765,6 +1776,27 @@ class RefusedFile(Exception):
     """A file of the delivery that is not read: str() names it and says why."""
 
 
+ABSENT = "no such file or directory"  # what unreachable() says of a path not there
+
+
+def unreachable(path: Path, folder: bool = True) -> str:
+    try:
+        kind = path.stat().st_mode
+    except OSError as error:
+        return (error.strerror or str(error)).lower()
+    if folder and not stat.S_ISDIR(kind):
+        return "not a folder"
+    return "" if not folder or os.access(path, os.R_OK | os.X_OK) else "permission denied"
+
+
+def utf8_named(path: Path) -> bool:
+    return not any("\udc80" <= char <= "\udcff" for char in path.name)
+
+
+def shown_path(path: Path) -> str:
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def file_kind(mode: int) -> str:
     kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
     kinds |= {stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
@@ -1772,6 +1804,8 @@ def file_kind(mode: int) -> str:
 
 
 def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
+    if not utf8_named(path):
+        raise RefusedFile(f"{shown_path(path)}: its name is not UTF-8; rename it")
     real_root = root.resolve()
     try:
         real = path.resolve(strict=True)
@@ -2080,15 +2114,16 @@ OPTIONS = [
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = build_parser(__doc__, OPTIONS, epilog=EPILOG)
     args = parser.parse_args(argv)
-    missing = [str(p) for p in args.paths or [default_images_dir()] if not p.exists()]
+    paths = args.paths or [default_images_dir()]
+    missing = [str(p) for p in paths if unreachable(p, False) == ABSENT]
     if missing:
         parser.error(f"no such file or directory: {', '.join(missing)}")
-    folders = [p for p in args.paths or [default_images_dir()] if p.is_dir()]
-    unreadable = [p for p in folders if not os.access(p, os.R_OK | os.X_OK)]
-    if unreadable:
-        parser.error(f"cannot read the folder {unreadable[0]}: permission denied")
-    if args.output_dir is not None and not args.output_dir.is_dir():
-        parser.error(f"--output-dir {args.output_dir} is not a directory")
+    for path in paths:
+        if why := unreachable(path, folder=os.path.isdir(path)):
+            parser.error(f"cannot read {path}: {why}")
+    if args.output_dir is not None and unreachable(args.output_dir):
+        why = unreachable(args.output_dir).replace("not a folder", "not a directory")
+        parser.error(f"--output-dir {args.output_dir}: {why}")
     if args.suffix is None:
         args.suffix = FORMATS[args.format]
     if args.suffix == "" and replaces_sources(args):

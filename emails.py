@@ -85,6 +85,7 @@ if __name__ == "__main__":
 
 import argparse
 import base64
+import contextlib
 import errno
 import getpass
 import ipaddress
@@ -103,7 +104,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
@@ -476,7 +477,10 @@ def deliver(message: EmailMessage, settings: SmtpSettings) -> None:
             smtp = DeadlineSMTP(settings, deadline, context)
             try:
                 transfer(smtp, message, settings)
-                smtp.quit()
+                # The server took the mail: say goodbye without waiting for its answer
+                # (a server slow to answer it, or gone, changes nothing).
+                with contextlib.suppress(OSError):
+                    smtp.putcmd("quit")
             finally:
                 deadline.stop()  # before close: a watched descriptor must not be reused
                 smtp.close()
@@ -713,11 +717,21 @@ class WarningsToLog:
         logging.getLogger("py.warnings").log(level, "%s", f"{about}: {text}" if about else text)
 
 
+SHOWN_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)] if c not in (9, 10)}
+
+
+class PrintableFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).translate(SHOWN_CONTROLS)
+
+
 def configure_logging(quiet: bool, verbose: bool) -> None:
     import warnings  # here: only this function of the block needs it
 
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
     warnings.filterwarnings("always", module=r"PIL\.", append=True)
@@ -749,6 +763,19 @@ def raise_interrupted(signum: int, frame: object) -> None:
         HELD["pending"] = name
         return
     raise Interrupted(name)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    HELD["depth"] += 1
+    try:
+        yield
+    finally:
+        HELD["depth"] -= 1
+        pending, HELD["pending"] = HELD["pending"], ""
+        if pending and not HELD["depth"]:
+            raise Interrupted(pending)
+        HELD["pending"] = pending
 
 
 def say_error(text: str) -> None:

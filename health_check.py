@@ -1974,11 +1974,21 @@ class WarningsToLog:
         logging.getLogger("py.warnings").log(level, "%s", f"{about}: {text}" if about else text)
 
 
+SHOWN_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)] if c not in (9, 10)}
+
+
+class PrintableFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).translate(SHOWN_CONTROLS)
+
+
 def configure_logging(quiet: bool, verbose: bool) -> None:
     import warnings  # here: only this function of the block needs it
 
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
     warnings.filterwarnings("always", module=r"PIL\.", append=True)

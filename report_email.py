@@ -115,7 +115,15 @@ from typing import IO, BinaryIO
 try:
     import emails
     import reports
-    from emails import Option, build_parser, configure_logging, expand_home, guarded, number
+    from emails import (
+        Option,
+        build_parser,
+        configure_logging,
+        expand_home,
+        guarded,
+        number,
+        signals_held,
+    )
 except ImportError as missing:  # copied alone: say what it needs, in one line
     print(
         f"{Path(__file__).name}: {missing.name}.py is missing: copy emails.py and reports.py"
@@ -445,6 +453,12 @@ FIX_THE_LINE = "fix line {line} of {file} and send {file} again"
 ADVICE: dict[str, Texts] = {
     "not_text": Texts(
         SUPPLIER, "failed", "{file} could not be read as a text file: {cause}", SEND_AGAIN_AS_TEXT
+    ),
+    "name_not_utf8": Texts(
+        SUPPLIER,
+        "failed",
+        "{file} has a file name that is not UTF-8 text",
+        "send it again named with letters, digits, '-' and '.' only (like 011.txt)",
     ),
     "empty": Texts(
         SUPPLIER,
@@ -999,7 +1013,8 @@ def remember(mailed: MailedLog, digest: str, delivered: list, refused: dict, pag
     """Log the send; when the log cannot be written (full disk), say who got the mail,
     so nobody re-runs blindly and mails them twice."""
     try:
-        mailed.append(digest, delivered, refused, pages)
+        with signals_held():  # a stop now would lose the line: the next run would mail again
+            mailed.append(digest, delivered, refused, pages)
     except OSError as error:
         raise CannotRun(
             f"sent to {', '.join(delivered)}, but cannot write the mailed log {mailed.path}:"
@@ -1278,6 +1293,14 @@ class RefusedFile(Exception):
     """A file of the delivery that is not read: str() names it and says why."""
 
 
+def utf8_named(path: Path) -> bool:
+    return not any("\udc80" <= char <= "\udcff" for char in path.name)
+
+
+def shown_path(path: Path) -> str:
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def file_kind(mode: int) -> str:
     kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
     kinds |= {stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
@@ -1285,6 +1308,8 @@ def file_kind(mode: int) -> str:
 
 
 def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
+    if not utf8_named(path):
+        raise RefusedFile(f"{shown_path(path)}: its name is not UTF-8; rename it")
     real_root = root.resolve()
     try:
         real = path.resolve(strict=True)

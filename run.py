@@ -213,6 +213,7 @@ class Problem(StrEnum):
     by these codes; "" (NO_PROBLEM) is a product without one."""
 
     NOT_TEXT = "not_text"  # cause
+    NAME_NOT_UTF8 = "name_not_utf8"  # `file` shows each byte that is not UTF-8 as \xff
     EMPTY = "empty"
     NO_WEIGHT = "no_weight"
     BAD_WEIGHT = "bad_weight"  # line, value
@@ -379,9 +380,13 @@ def description_files(folder: Path) -> list[Path]:
 
 def read_product(path: Path, images: Path) -> Product:
     """The product of one description file; a bad one already failed, saying why."""
+    if not utf8_named(path):
+        product = Product(shown_path(Path(path.name)))
+        product.fail(Failure(Problem.NAME_NOT_UTF8, f"{product.file}: its name is not UTF-8"))
+        return product
     product = Product(path.name, image_name=lab_name(path))
     jpeg = images / (path.stem + ".jpeg")
-    product.image_path = str(jpeg) if jpeg.is_file() else None
+    product.image_path = str(jpeg) if os.path.isfile(jpeg) else None
     try:
         try:
             raw = read_delivery_file(path, path.parent, DESCRIPTION_LIMIT)
@@ -776,7 +781,7 @@ class Importer:
         """The product's catalog JPEG, checked; Failure saying why it cannot be."""
         path = self.images / (Path(product.file).stem + ".jpeg")
         image = path.name
-        if not path.exists():
+        if not os.path.exists(path):  # False, not PermissionError, for a link out of reach
             raise missing_jpeg(path)
         try:
             content = read_delivery_file(path, self.images, IMAGE_LIMIT)
@@ -878,15 +883,6 @@ def say_outcomes(products: list[Product]) -> None:
 
 
 # -- the record ----------------------------------------------------------------
-
-
-def check_writable(record: Path) -> None:
-    """OSError unless a record can be written there (a temporary file is tried)."""
-    if record.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "a folder, not a file", str(record))
-    fd, temporary = tempfile.mkstemp(dir=record.parent, prefix=f".{record.name}.", suffix=".tmp")
-    os.close(fd)
-    os.unlink(temporary)
 
 
 # --- begin shared block: cli (from blocks/cli.py; make blocks) ---
@@ -1032,11 +1028,21 @@ class WarningsToLog:
         logging.getLogger("py.warnings").log(level, "%s", f"{about}: {text}" if about else text)
 
 
+SHOWN_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)] if c not in (9, 10)}
+
+
+class PrintableFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).translate(SHOWN_CONTROLS)
+
+
 def configure_logging(quiet: bool, verbose: bool) -> None:
     import warnings  # here: only this function of the block needs it
 
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
     warnings.filterwarnings("always", module=r"PIL\.", append=True)
@@ -1254,6 +1260,27 @@ class RefusedFile(Exception):
     """A file of the delivery that is not read: str() names it and says why."""
 
 
+ABSENT = "no such file or directory"  # what unreachable() says of a path not there
+
+
+def unreachable(path: Path, folder: bool = True) -> str:
+    try:
+        kind = path.stat().st_mode
+    except OSError as error:
+        return (error.strerror or str(error)).lower()
+    if folder and not stat.S_ISDIR(kind):
+        return "not a folder"
+    return "" if not folder or os.access(path, os.R_OK | os.X_OK) else "permission denied"
+
+
+def utf8_named(path: Path) -> bool:
+    return not any("\udc80" <= char <= "\udcff" for char in path.name)
+
+
+def shown_path(path: Path) -> str:
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def file_kind(mode: int) -> str:
     kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
     kinds |= {stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
@@ -1261,6 +1288,8 @@ def file_kind(mode: int) -> str:
 
 
 def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
+    if not utf8_named(path):
+        raise RefusedFile(f"{shown_path(path)}: its name is not UTF-8; rename it")
     real_root = root.resolve()
     try:
         real = path.resolve(strict=True)
@@ -1954,9 +1983,16 @@ def open_journal(path: Path) -> int:
     return fd
 
 
+class JournalError(Exception):
+    """The journal cannot be written (a full disk): the run stops sending."""
+
+
 def append_line(fd: int, entry: dict) -> None:
-    os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
-    os.fsync(fd)
+    try:
+        os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+        os.fsync(fd)
+    except OSError as error:
+        raise JournalError(error.strerror or str(error)) from None
 
 
 def read_journal(path: Path) -> list[dict]:
@@ -2104,6 +2140,31 @@ def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> Non
 # --- end shared block: files ---
 
 
+class RecordUnwritten(Exception):
+    """The record cannot be written (a full disk) once the products were sent."""
+
+
+# A run stopped by a full disk: what it posted is in the store, not in the record.
+AFTER_FULL = "make room and run again: it finds in the store what this run sent"
+
+
+def check_writable(record: Path) -> None:
+    """OSError, naming record, unless a record can be written there (a folder or a
+    FIFO would be replaced; a temporary file beside it is tried)."""
+    with contextlib.suppress(FileNotFoundError):
+        kind = os.lstat(record).st_mode
+        if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
+            raise OSError(errno.EEXIST, f"{file_kind(kind)}, not a file", str(record))
+    try:
+        fd, temporary = tempfile.mkstemp(
+            dir=record.parent, prefix=f".{record.name}.", suffix=".tmp"
+        )
+        os.close(fd)
+        os.unlink(temporary)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(record)) from None
+
+
 @dataclass
 class ImportRun:
     """One import of a delivery: where its record goes, and what it started with."""
@@ -2160,7 +2221,10 @@ class ImportRun:
         append_line(importer.journal, entry)
         complete = not (importer.store.stopped or stop)
         document = json.dumps(self.document(text, complete), indent=2, ensure_ascii=False)
-        write_atomically(self.record, document + "\n")
+        try:
+            write_atomically(self.record, document + "\n")
+        except OSError as error:
+            raise RecordUnwritten(error.strerror or str(error)) from None
         return text
 
 
@@ -2215,6 +2279,14 @@ def import_locked(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         return import_with_journal(args, journal)
+    except (JournalError, RecordUnwritten) as error:
+        what = (
+            ("record", args.record)
+            if isinstance(error, RecordUnwritten)
+            else ("journal", args.journal)
+        )
+        log.error("cannot write the %s %s: %s; stopped: %s", *what, error, AFTER_FULL)
+        return EXIT_USAGE
     finally:
         os.close(journal)
 
@@ -2329,10 +2401,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(
             f"--record or IMPORT_RECORD: {args.record} is its own journal's name; end it in .json"
         )
-    if not args.descriptions.is_dir():
-        parser.error(f"no descriptions folder at {args.descriptions}")
-    if not os.access(args.descriptions, os.R_OK | os.X_OK):
-        parser.error(f"cannot read the descriptions folder {args.descriptions}: permission denied")
+    if why := unreachable(args.descriptions):
+        if why == ABSENT:
+            parser.error(f"no descriptions folder at {args.descriptions}")
+        parser.error(f"cannot read the descriptions folder {args.descriptions}: {why}")
+    if (why := unreachable(args.images)) not in ("", ABSENT):  # then each product says so
+        parser.error(f"cannot read the images folder {args.images}: {why}")
     return args
 
 

@@ -291,7 +291,7 @@ def said(image: Image) -> str:
     messages name it)."""
     if image.problem in SAID_BY_BLOCK:
         return image.reason
-    return f"{image.path.name}: {image.reason}"
+    return f"{shown_path(Path(image.path.name))}: {image.reason}"
 
 
 def copy_left(image: Image) -> str:
@@ -571,6 +571,14 @@ def upload_to_store(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         return upload_with_journal(args, journal)
+    except JournalError as error:
+        log.error(
+            "cannot write the journal %s: %s; stopped: make room and run again: it finds"
+            " in the store what this run sent",
+            args.journal,
+            error,
+        )
+        return EXIT_USAGE
     finally:
         os.close(journal)
 
@@ -618,10 +626,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = build_parser(__doc__, OPTIONS)
     args = store_arguments(parser, argv)
     args.journal = args.journal or args.images.parent / "uploaded.jsonl"
-    if not args.images.is_dir():
-        parser.error(f"no images folder at {args.images}")
-    if not os.access(args.images, os.R_OK | os.X_OK):
-        parser.error(f"cannot read the images folder {args.images}: permission denied")
+    if why := unreachable(args.images):
+        if why == ABSENT:
+            parser.error(f"no images folder at {args.images}")
+        parser.error(f"cannot read the images folder {args.images}: {why}")
     return args
 
 
@@ -785,11 +793,21 @@ class WarningsToLog:
         logging.getLogger("py.warnings").log(level, "%s", f"{about}: {text}" if about else text)
 
 
+SHOWN_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)] if c not in (9, 10)}
+
+
+class PrintableFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).translate(SHOWN_CONTROLS)
+
+
 def configure_logging(quiet: bool, verbose: bool) -> None:
     import warnings  # here: only this function of the block needs it
 
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     for library in ("PIL", "urllib3", "requests", "reportlab", "asyncio", "mail.log", "django"):
         logging.getLogger(library).setLevel(max(level, logging.WARNING))
     warnings.filterwarnings("always", module=r"PIL\.", append=True)
@@ -1029,6 +1047,27 @@ class RefusedFile(Exception):
     """A file of the delivery that is not read: str() names it and says why."""
 
 
+ABSENT = "no such file or directory"  # what unreachable() says of a path not there
+
+
+def unreachable(path: Path, folder: bool = True) -> str:
+    try:
+        kind = path.stat().st_mode
+    except OSError as error:
+        return (error.strerror or str(error)).lower()
+    if folder and not stat.S_ISDIR(kind):
+        return "not a folder"
+    return "" if not folder or os.access(path, os.R_OK | os.X_OK) else "permission denied"
+
+
+def utf8_named(path: Path) -> bool:
+    return not any("\udc80" <= char <= "\udcff" for char in path.name)
+
+
+def shown_path(path: Path) -> str:
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def file_kind(mode: int) -> str:
     kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
     kinds |= {stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
@@ -1036,6 +1075,8 @@ def file_kind(mode: int) -> str:
 
 
 def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
+    if not utf8_named(path):
+        raise RefusedFile(f"{shown_path(path)}: its name is not UTF-8; rename it")
     real_root = root.resolve()
     try:
         real = path.resolve(strict=True)
@@ -1729,9 +1770,16 @@ def open_journal(path: Path) -> int:
     return fd
 
 
+class JournalError(Exception):
+    """The journal cannot be written (a full disk): the run stops sending."""
+
+
 def append_line(fd: int, entry: dict) -> None:
-    os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
-    os.fsync(fd)
+    try:
+        os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+        os.fsync(fd)
+    except OSError as error:
+        raise JournalError(error.strerror or str(error)) from None
 
 
 def read_journal(path: Path) -> list[dict]:

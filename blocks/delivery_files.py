@@ -30,6 +30,33 @@ class RefusedFile(Exception):
     """A file of the delivery that is not read: str() names it and says why."""
 
 
+ABSENT = "no such file or directory"  # what unreachable() says of a path not there
+
+
+def unreachable(path: Path, folder: bool = True) -> str:
+    """Why path is not there for this user ('no such file or directory', 'permission
+    denied', 'not a folder'), else '': pathlib raises where a parent may not be entered.
+    A folder must be listable too."""
+    try:
+        kind = path.stat().st_mode
+    except OSError as error:
+        return (error.strerror or str(error)).lower()
+    if folder and not stat.S_ISDIR(kind):
+        return "not a folder"
+    return "" if not folder or os.access(path, os.R_OK | os.X_OK) else "permission denied"
+
+
+def utf8_named(path: Path) -> bool:
+    """Whether path's name is UTF-8: another one cannot be written to a record, a
+    journal or a mail, nor be a name in the store."""
+    return not any("\udc80" <= char <= "\udcff" for char in path.name)
+
+
+def shown_path(path: Path) -> str:
+    """path as text that can be written anywhere: bytes that are not UTF-8 as \\xff."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def file_kind(mode: int) -> str:
     kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
     kinds |= {stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
@@ -42,6 +69,8 @@ def open_delivery_file(path: Path, root: Path, limit: int) -> BinaryIO:
     inside is fine). A delivery is untrusted: a link out of it could publish a
     private file, a FIFO or /dev/zero would hang or exhaust memory. The checks are
     made on the opened descriptor, so a file swapped after the check is not read."""
+    if not utf8_named(path):
+        raise RefusedFile(f"{shown_path(path)}: its name is not UTF-8; rename it")
     real_root = root.resolve()
     try:
         real = path.resolve(strict=True)

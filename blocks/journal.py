@@ -39,9 +39,16 @@ def open_journal(path: Path) -> int:
     return fd
 
 
+class JournalError(Exception):
+    """The journal cannot be written (a full disk): the run stops sending."""
+
+
 def append_line(fd: int, entry: dict) -> None:
-    os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
-    os.fsync(fd)
+    try:
+        os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+        os.fsync(fd)
+    except OSError as error:
+        raise JournalError(error.strerror or str(error)) from None
 
 
 def read_journal(path: Path) -> list[dict]:

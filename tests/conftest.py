@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -665,3 +666,62 @@ def quoting_smtp() -> Iterator[int]:
     threading.Thread(target=serve, daemon=True).start()
     yield listener.getsockname()[1]
     listener.close()
+
+
+# -- hostile pass: an SMTP server slow to answer the end of the mail, or the goodbye ---------
+
+
+class SlowSMTP(NamedTuple):
+    port: int
+    taken: list[bytes]  # each mail it accepted, as it came
+    ended: threading.Event  # a mail's final "." has arrived (its answer is not sent yet)
+
+
+def slow_session(connection: socket.socket, server: SlowSMTP, data_delay: float, quit_delay: float):
+    with connection, connection.makefile("rb") as lines:
+        connection.sendall(b"220 slow ESMTP\r\n")
+        for line in lines:
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                connection.sendall(b"250 slow\r\n")
+            elif verb == b"DATA":
+                connection.sendall(b"354 go on\r\n")
+                body = b"".join(iter(lines.readline, b".\r\n"))
+                server.ended.set()
+                time.sleep(data_delay)
+                server.taken.append(body)
+                connection.sendall(b"250 queued\r\n")
+            elif verb == b"QUIT":
+                time.sleep(quit_delay)
+                connection.sendall(b"221 bye\r\n")
+                return
+            else:
+                connection.sendall(b"250 ok\r\n")
+
+
+@pytest.fixture
+def slow_smtp() -> Iterator[Callable[..., SlowSMTP]]:
+    """slow_smtp(data_delay=, quit_delay=): an SMTP server on loopback that waits that
+    long before it accepts a mail's end, or answers QUIT."""
+    listeners = []
+
+    def start(data_delay: float = 0.0, quit_delay: float = 0.0) -> SlowSMTP:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+        server = SlowSMTP(listener.getsockname()[1], [], threading.Event())
+
+        def serve() -> None:
+            while True:
+                try:
+                    connection, _ = listener.accept()
+                except OSError:
+                    return
+                session = (connection, server, data_delay, quit_delay)
+                threading.Thread(target=slow_session, args=session, daemon=True).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+        return server
+
+    yield start
+    for listener in listeners:
+        listener.close()

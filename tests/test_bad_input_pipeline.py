@@ -6,6 +6,7 @@ One row per case: id, scripts, flags, environment, files, status, message."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +36,13 @@ def emptied(folder: str) -> Callable[[Path], None]:
             path.unlink()
 
     return empty
+
+
+def named_in_bytes(source: str, name: bytes) -> Callable[[Path], None]:
+    """A copy of source under a name that is not UTF-8 (b'bad\\xff.txt')."""
+    folder = source.split("/")[0]
+    target = lambda delivery: os.path.join(os.fsencode(delivery / folder), name)  # noqa: E731
+    return lambda delivery: shutil.copyfile(delivery / source, target(delivery))
 
 
 def record_folder(delivery: Path) -> None:
@@ -205,7 +213,26 @@ CASES = [
         1,
         "004.jpeg: cannot open",
     ),
+    (
+        "description-name-not-utf-8",
+        (RUN,),
+        [],
+        {},
+        named_in_bytes("descriptions/001.txt", b"bad\xff.txt"),
+        1,
+        "bad\\xff.txt: its name is not UTF-8",
+    ),
+    (
+        "image-name-not-utf-8",
+        (UPLOAD,),
+        [],
+        {},
+        named_in_bytes("images/001.jpeg", b"b\xff.jpeg"),
+        1,
+        "b\\xff.jpeg: its name is not UTF-8; rename it",
+    ),
     ("record-is-a-folder", (RUN,), [], {}, record_folder, 2, "cannot write the record"),
+    ("record-is-a-fifo", (RUN,), [], {}, fifo("imported.json"), 2, "a FIFO, not a file; nothing"),
     (
         "record-is-its-journal",
         (RUN,),
@@ -327,6 +354,15 @@ CASES = [
     ("weight-exponent", (RUN,), [], {}, description(b"Melon\n1e3 lbs\nA."), 1, "'1e3 lbs' is not"),
     ("name-with-nul", (RUN,), [], {}, description(b"Mel\0on\n5 lbs\nA."), 1, "has NUL characters"),
     (
+        "weight-with-terminal-escapes",
+        (RUN,),
+        [],
+        {},
+        description(b"Melon\n5\x1b[2J\x1b]0;pwned\x07 lbs\nA."),
+        1,
+        "weight '5\\x1b[2J\\x1b]0;pwned\\x07 lbs' is not",
+    ),
+    (
         "utf-16-without-bom",
         (RUN,),
         [],
@@ -375,6 +411,7 @@ def test_bad_input(
     assert fragment in shown
     assert "Traceback" not in shown and SECRET not in shown
     assert "root:" not in shown  # nothing of /etc/passwd
+    assert "\x1b" not in shown and "\x07" not in shown  # shown as \x1b: no terminal control
     assert not Path("/tmp/outside-journal").exists()
     if status == 2:
         assert store.post_count == 0

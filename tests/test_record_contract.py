@@ -19,7 +19,9 @@ needs_codes = pytest.mark.skipif(
     PROBLEM is None, reason="run.py writes no problem codes yet (its Problem enum: issue 26)"
 )
 # A row of the README's problem table: | `code` | outcome | whose | details |
-README_ROW = re.compile(r"^\s*\| `(?P<code>[a-z_]+)` \| (?P<outcome>[a-z ]+) \| (?P<whose>\w+) \|")
+README_ROW = re.compile(
+    r"^\s*\| `(?P<code>[a-z0-9_]+)` \| (?P<outcome>[a-z ]+) \| (?P<whose>\w+) \|"
+)
 
 
 def defined_codes() -> set[str]:

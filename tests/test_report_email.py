@@ -313,6 +313,15 @@ SUPPLIER_CASES = [
         ]
     ],
     (
+        "name-not-utf-8",
+        "failed",
+        "name_not_utf8",
+        {},
+        "003.txt: its name is not UTF-8",
+        "003.txt has a file name that is not UTF-8 text",
+        "send it again named with letters, digits, '-' and '.' only (like 011.txt)",
+    ),
+    (
         "no-photo",
         "failed",
         "no_photo",
@@ -904,6 +913,19 @@ def test_smtp_down_exits_1_keeps_the_pdf_and_a_rerun_sends(
     monkeypatch.setenv("SMTP_PORT", str(catcher.port))
     assert report(record, pdf) == 0
     assert len(mails(catcher)) == 1
+
+
+def test_a_mail_the_server_took_is_sent_however_slow_its_goodbye(
+    slow_smtp, tmp_path, monkeypatch, product, write_record
+):
+    server = slow_smtp(quit_delay=30)
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(server.port))
+    monkeypatch.setenv("SMTP_TIMEOUT", "1")
+    record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1)])
+    assert report(record, tmp_path / "r.pdf") == 0
+    assert report(record, tmp_path / "r.pdf") == 0
+    assert len(server.taken) == 1 and len(mailed_log(record)) == 1
 
 
 def test_a_server_refusing_the_size_is_quoted(

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -941,3 +942,36 @@ def test_only_a_post_no_later_run_settled_is_in_flight(tmp_path: Path) -> None:
     evidence = run.gather_evidence(journal, tmp_path / "imported.json", url)
     assert evidence.in_flight_files == {"002.txt"}
     assert evidence.in_flight == run.journal_time(lines[2])
+
+
+# -- a full disk: RLIMIT_FSIZE stands for it ------------------------------------------
+
+
+@pytest.mark.parametrize("script", ["run.py", "supplier_image_upload.py"])
+def test_a_journal_that_fills_the_disk_stops_the_run_and_the_next_finishes(
+    store, tmp_path, catalog, script
+):
+    """The journal's lines stop fitting after a few products: one line naming the
+    journal and the cause, status 2; the run after room is made sends what is missing
+    and nothing twice."""
+    delivery = catalog(tmp_path / "supplier-data", [f"{n:03d}" for n in range(1, 9)])
+    folders = ["--images", str(delivery / "images")]
+    if script == "run.py":
+        uploaded(store, delivery)
+        folders += ["--descriptions", str(delivery / "descriptions")]
+    command = [ROOT / script, "--url", store.url, *folders, "--jobs", "1"]
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1200, 1200))
+
+    full = subprocess.run(command, capture_output=True, text=True, preexec_fn=small_files)
+    journal = delivery / ("imported.jsonl" if script == "run.py" else "uploaded.jsonl")
+    assert full.returncode == 2, full.stderr
+    assert f"ERROR cannot write the journal {journal}: File too large; stopped: make room" in (
+        full.stderr
+    )
+    assert "unexpected" not in full.stderr
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    held = store.catalog.fruits() if script == "run.py" else store.catalog.uploads()
+    assert len(held) == 8, held
