@@ -57,11 +57,10 @@ Examples:
     $ ./changeImage.py --size 128x128 --rotate 90 --format JPEG --suffix '' \\
           --output-dir /opt/icons ~/images
 
-Exit status: 0 all converted, up to date or skipped; 1 some images failed
-(others done; fix them and run again), or with --dry-run some cannot be opened;
-2 usage or configuration error, another run holds the delivery, or an output
-cannot be written (disk full, read-only): the run stops; 130 interrupted (every
-output written is whole).
+Exit status: 0 all converted, up to date or skipped; 1 some images failed (others done;
+fix them and run again), or with --dry-run some cannot be opened; 2 usage or configuration
+error, another run holds the delivery, or an output cannot be written (disk full, read-
+only): the run stops; 130 interrupted (every output written is whole).
 """
 
 from __future__ import annotations
