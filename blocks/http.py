@@ -292,6 +292,8 @@ class StoreRetry(Retry):
         deadline = Deadline.current()
         if deadline is not None and deadline.left() < wait:
             raise GaveUp(f"asked to wait {wait:g} s, past the deadline", response)
+        if response is None and wait >= 1:  # seconds of silence would look like a hang
+            logging.getLogger("store").info("no answer from the store yet; again in %.0f s", wait)
         if STOPPING.wait(wait):
             raise GaveUp("the run was interrupted", response)
 

@@ -975,3 +975,15 @@ def test_a_journal_that_fills_the_disk_stops_the_run_and_the_next_finishes(
     assert again.returncode == 0, again.stderr
     held = store.catalog.fruits() if script == "run.py" else store.catalog.uploads()
     assert len(held) == 8, held
+
+
+def test_a_store_that_does_not_answer_is_said_while_the_run_waits(
+    tmp_path, catalog, dead_port, caplog
+):
+    """Seconds of retries before 'connection refused' would look like a hang."""
+    caplog.set_level(logging.INFO)
+    data = catalog(tmp_path / "supplier-data", ["001"])
+    folders = ["--descriptions", str(data / "descriptions"), "--images", str(data / "images")]
+    assert run.main(["--url", f"http://127.0.0.1:{dead_port}/", *folders, "--retries", "2"]) == 2
+    said = [r.getMessage() for r in caplog.records if r.name == "store"]
+    assert said and all(line.startswith("no answer from the store yet; again in ") for line in said)
