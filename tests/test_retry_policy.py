@@ -78,10 +78,12 @@ def test_a_stop_during_the_grace_wait_still_writes_the_record(tmp_path, store_fa
         env=env,
     )
     said: list[str] = []
-    threading.Thread(target=lambda: said.extend(process.stderr), daemon=True).start()
+    reader = threading.Thread(target=lambda: said.extend(process.stderr), daemon=True)
+    reader.start()
     wait_for(lambda: any("lost their answer" in line or "lost its answer" in line for line in said))
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 130
+    reader.join(timeout=60)  # the last line may still be in the pipe: read to its end
     record = json.loads((delivery / "imported.json").read_text(encoding="utf-8"))
     assert record["complete"] is False
     outcomes = sorted(p["outcome"] for p in record["products"])
