@@ -718,11 +718,14 @@ class WarningsToLog:
 
 
 SHOWN_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)] if c not in (9, 10)}
+SHOWN_CONTROLS |= {c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+SHOWN_CONTROLS |= {0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 class PrintableFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).translate(SHOWN_CONTROLS)
+        text = super().format(record).encode("utf-8", "surrogateescape")
+        return text.decode("utf-8", "backslashreplace").translate(SHOWN_CONTROLS)
 
 
 def configure_logging(quiet: bool, verbose: bool) -> None:
@@ -800,8 +803,12 @@ def guarded(
     try:
         return work()
     except KeyboardInterrupt as stop:
-        say(f"interrupted by {stop}" if str(stop) not in ("", "SIGINT") else "interrupted")
+        name = (str(stop).split() or [""])[-1]
+        say(f"interrupted by {name}" if name in ("SIGTERM", "SIGHUP") else "interrupted")
         return interrupted
+    except BrokenPipeError:  # `--dry-run | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         say(f"unexpected {type(error).__name__}" + (f": {first}" if first else ""))
@@ -822,7 +829,7 @@ def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> Non
         kind = stat.S_IFREG
     if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
         raise OSError(errno.EEXIST, "not a regular file, which it would replace", str(path))
-    content = data.encode("utf-8") if isinstance(data, str) else data
+    content = data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as stream:

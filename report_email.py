@@ -1144,8 +1144,10 @@ def pdf_file(text: str) -> Path:
 
 def save_folder(text: str) -> Path:
     path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is not a folder")
+    if (why := unreachable(path)) not in ("", ABSENT):  # a missing one is made
+        raise argparse.ArgumentTypeError(
+            f"{path} is {why}" if why == "not a folder" else f"{path}: {why}"
+        )
     return path
 
 
@@ -1291,6 +1293,19 @@ def supplier_data() -> Path:
 
 class RefusedFile(Exception):
     """A file of the delivery that is not read: str() names it and says why."""
+
+
+ABSENT = "no such file or directory"  # what unreachable() says of a path not there
+
+
+def unreachable(path: Path, folder: bool = True) -> str:
+    try:
+        kind = path.stat().st_mode
+    except OSError as error:
+        return (error.strerror or str(error)).lower()
+    if folder and not stat.S_ISDIR(kind):
+        return "not a folder"
+    return "" if not folder or os.access(path, os.R_OK | os.X_OK) else "permission denied"
 
 
 def utf8_named(path: Path) -> bool:

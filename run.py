@@ -1029,11 +1029,14 @@ class WarningsToLog:
 
 
 SHOWN_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)] if c not in (9, 10)}
+SHOWN_CONTROLS |= {c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+SHOWN_CONTROLS |= {0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 class PrintableFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).translate(SHOWN_CONTROLS)
+        text = super().format(record).encode("utf-8", "surrogateescape")
+        return text.decode("utf-8", "backslashreplace").translate(SHOWN_CONTROLS)
 
 
 def configure_logging(quiet: bool, verbose: bool) -> None:
@@ -1126,8 +1129,12 @@ def guarded(
     try:
         return work()
     except KeyboardInterrupt as stop:
-        say(f"interrupted by {stop}" if str(stop) not in ("", "SIGINT") else "interrupted")
+        name = (str(stop).split() or [""])[-1]
+        say(f"interrupted by {name}" if name in ("SIGTERM", "SIGHUP") else "interrupted")
         return interrupted
+    except BrokenPipeError:  # `--dry-run | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         say(f"unexpected {type(error).__name__}" + (f": {first}" if first else ""))
@@ -1759,6 +1766,10 @@ class GaveUp(Exception):
         self.response = response
 
 
+SAID_WAITING = threading.Event()
+STORE_DOWN = threading.Event()  # this run's Store stopped answering: no retry waits on
+
+
 class StoreRetry(Retry):
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if method == "POST":
@@ -1774,10 +1785,15 @@ class StoreRetry(Retry):
         deadline = Deadline.current()
         if deadline is not None and deadline.left() < wait:
             raise GaveUp(f"asked to wait {wait:g} s, past the deadline", response)
-        if response is None and wait >= 1:  # seconds of silence would look like a hang
-            logging.getLogger("store").info("no answer from the store yet; again in %.0f s", wait)
-        if STOPPING.wait(wait):
-            raise GaveUp("the run was interrupted", response)
+        if response is None and wait >= 1 and not SAID_WAITING.is_set():
+            SAID_WAITING.set()  # once a run: seconds of silence would look like a hang
+            logging.getLogger("store").info("no answer from the store yet; trying again")
+        end = time.monotonic() + wait
+        while (left := end - time.monotonic()) > 0:
+            if STOPPING.wait(min(left, SIGNAL_CHECK)):
+                raise GaveUp("the run was interrupted", response)
+            if STORE_DOWN.is_set():
+                raise GaveUp("the store stopped answering", response)
 
 
 def read_body(answer: requests.Response, limit: int) -> None:
@@ -1873,6 +1889,8 @@ class Store:
         self.deadline = CONNECT_TIMEOUT + 2 * timeout
         self.failures, self.stopped = 0, ""
         self.lock = threading.Lock()
+        SAID_WAITING.clear()
+        STORE_DOWN.clear()
 
     def request(
         self, method: str, path: str, limit: int = BODY_LIMIT, **options: object
@@ -1913,6 +1931,7 @@ class Store:
             self.failures += 1
             if self.failures >= DEAD_AFTER and not self.stopped:
                 self.stopped = f"the store stopped answering ({DEAD_AFTER} in a row; {message})"
+                STORE_DOWN.set()
             kind = StoreDown if self.stopped else Unanswered
         raise kind(self.stopped or message, maybe_sent=maybe_sent)
 
@@ -1991,7 +2010,8 @@ class JournalError(Exception):
 
 def append_line(fd: int, entry: dict) -> None:
     try:
-        os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+        line = json.dumps(entry, ensure_ascii=False) + "\n"
+        os.write(fd, line.encode("utf-8", "backslashreplace"))
         os.fsync(fd)
     except OSError as error:
         raise JournalError(error.strerror or str(error)) from None
@@ -2125,7 +2145,7 @@ def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> Non
         kind = stat.S_IFREG
     if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
         raise OSError(errno.EEXIST, "not a regular file, which it would replace", str(path))
-    content = data.encode("utf-8") if isinstance(data, str) else data
+    content = data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as stream:

@@ -212,12 +212,16 @@ class WarningsToLog:
 
 # Control characters from a delivery or a server's answer (ESC clears a terminal, sets
 # its title) shown as \x1b: a log line is the operator's terminal or cron's mail.
+# Bidirectional overrides reorder what follows them; bytes that are not UTF-8 show as \xff.
 SHOWN_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)] if c not in (9, 10)}
+SHOWN_CONTROLS |= {c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+SHOWN_CONTROLS |= {0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 class PrintableFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).translate(SHOWN_CONTROLS)
+        text = super().format(record).encode("utf-8", "surrogateescape")
+        return text.decode("utf-8", "backslashreplace").translate(SHOWN_CONTROLS)
 
 
 def configure_logging(quiet: bool, verbose: bool) -> None:
@@ -336,8 +340,13 @@ def guarded(
     try:
         return work()
     except KeyboardInterrupt as stop:
-        say(f"interrupted by {stop}" if str(stop) not in ("", "SIGINT") else "interrupted")
+        # The signal's name is the last word: a library may prefix its own (reportlab).
+        name = (str(stop).split() or [""])[-1]
+        say(f"interrupted by {name}" if name in ("SIGTERM", "SIGHUP") else "interrupted")
         return interrupted
+    except BrokenPipeError:  # `--dry-run | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         say(f"unexpected {type(error).__name__}" + (f": {first}" if first else ""))

@@ -29,7 +29,8 @@ def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> Non
         kind = stat.S_IFREG
     if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
         raise OSError(errno.EEXIST, "not a regular file, which it would replace", str(path))
-    content = data.encode("utf-8") if isinstance(data, str) else data
+    # Surrogates (a path that is not UTF-8) as \udcff: in JSON that reads back whole.
+    content = data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as stream:

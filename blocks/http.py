@@ -23,7 +23,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import requests
 import urllib3
-from cli import STOPPING, Option, configure_logging, number
+from cli import SIGNAL_CHECK, STOPPING, Option, configure_logging, number
 from deadline import Deadline, watch_socket
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
@@ -271,6 +271,10 @@ class GaveUp(Exception):
         self.response = response
 
 
+SAID_WAITING = threading.Event()
+STORE_DOWN = threading.Event()  # this run's Store stopped answering: no retry waits on
+
+
 class StoreRetry(Retry):
     """The one retry policy of every request: urllib3 retries GET and HEAD after
     a refused connection, a lost answer or 502/503/504, and a POST only when the
@@ -292,10 +296,15 @@ class StoreRetry(Retry):
         deadline = Deadline.current()
         if deadline is not None and deadline.left() < wait:
             raise GaveUp(f"asked to wait {wait:g} s, past the deadline", response)
-        if response is None and wait >= 1:  # seconds of silence would look like a hang
-            logging.getLogger("store").info("no answer from the store yet; again in %.0f s", wait)
-        if STOPPING.wait(wait):
-            raise GaveUp("the run was interrupted", response)
+        if response is None and wait >= 1 and not SAID_WAITING.is_set():
+            SAID_WAITING.set()  # once a run: seconds of silence would look like a hang
+            logging.getLogger("store").info("no answer from the store yet; trying again")
+        end = time.monotonic() + wait
+        while (left := end - time.monotonic()) > 0:
+            if STOPPING.wait(min(left, SIGNAL_CHECK)):
+                raise GaveUp("the run was interrupted", response)
+            if STORE_DOWN.is_set():
+                raise GaveUp("the store stopped answering", response)
 
 
 def read_body(answer: requests.Response, limit: int) -> None:
@@ -402,6 +411,8 @@ class Store:
         self.deadline = CONNECT_TIMEOUT + 2 * timeout
         self.failures, self.stopped = 0, ""
         self.lock = threading.Lock()
+        SAID_WAITING.clear()
+        STORE_DOWN.clear()
 
     def request(
         self, method: str, path: str, limit: int = BODY_LIMIT, **options: object
@@ -446,6 +457,7 @@ class Store:
             self.failures += 1
             if self.failures >= DEAD_AFTER and not self.stopped:
                 self.stopped = f"the store stopped answering ({DEAD_AFTER} in a row; {message})"
+                STORE_DOWN.set()
             kind = StoreDown if self.stopped else Unanswered
         raise kind(self.stopped or message, maybe_sent=maybe_sent)
 

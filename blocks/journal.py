@@ -45,7 +45,9 @@ class JournalError(Exception):
 
 def append_line(fd: int, entry: dict) -> None:
     try:
-        os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+        # A path that is not UTF-8 (surrogates) goes in as JSON's \udcff: read back whole.
+        line = json.dumps(entry, ensure_ascii=False) + "\n"
+        os.write(fd, line.encode("utf-8", "backslashreplace"))
         os.fsync(fd)
     except OSError as error:
         raise JournalError(error.strerror or str(error)) from None

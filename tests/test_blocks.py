@@ -4,6 +4,7 @@ generated copies, which tests/test_scripts.py keeps identical."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ BLOCKS = Path(__file__).resolve().parent.parent / "blocks"
 HANG_GUARD = 60  # seconds: how long a test waits for what should come at once
 sys.path.insert(0, str(BLOCKS))
 
+from cli import PrintableFormatter, guarded  # noqa: E402
 from deadline import Deadline, watch_socket  # noqa: E402
 from files import read_capped, write_atomically  # noqa: E402
 from lock import (  # noqa: E402
@@ -381,3 +383,58 @@ def test_a_stop_on_another_thread_ends_a_long_sleep():
         timeout=HANG_GUARD,
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "stopped by SIGTERM\n", "")
+
+
+# id, what the work raises, the line said, the status
+GUARD_CASES = [
+    ("SIGTERM", KeyboardInterrupt("SIGTERM"), "interrupted by SIGTERM", 130),
+    ("Ctrl-C", KeyboardInterrupt(), "interrupted", 130),
+    (
+        "SIGHUP-annotated-by-a-library",
+        KeyboardInterrupt("identity=[ImageReader@0x7f0f] SIGHUP"),
+        "interrupted by SIGHUP",
+        130,
+    ),
+    ("unexpected", ValueError("bad\nsecond line"), "unexpected ValueError: bad", 2),
+]
+
+
+@pytest.mark.parametrize(
+    "raised, line, status", [pytest.param(*c[1:], id=c[0]) for c in GUARD_CASES]
+)
+def test_the_guard_says_one_line_and_the_status(raised, line, status):
+    said = []
+
+    def work() -> int:
+        raise raised
+
+    assert guarded(work, said.append) == status
+    assert said == [line]
+
+
+def test_a_closed_pipe_ends_the_run_quietly_as_sigpipe_would(tmp_path):
+    """`--dry-run | head -1`: no 'unexpected BrokenPipeError', the status of SIGPIPE."""
+    program = tmp_path / "lister.py"
+    program.write_text(
+        f"import sys\nsys.path.insert(0, {str(BLOCKS)!r})\nfrom cli import guarded\n\n"
+        "def work():\n    for n in range(100000):\n        print('POST', n)\n    return 0\n\n"
+        "sys.exit(guarded(work))\n"
+    )
+    shell = f"{sys.executable} {program} | head -1"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (141, "POST 0\n", "")
+
+
+@pytest.mark.parametrize(
+    "message, shown",
+    [
+        ("ESC \x1b[2J and BEL \x07", "ESC \\x1b[2J and BEL \\x07"),
+        ("C1 \x9b and DEL \x7f", "C1 \\x9b and DEL \\x7f"),
+        ("a bidi override \u202e here", "a bidi override \\u202e here"),
+        ("a path not UTF-8 /tmp/u\udcfe/x", "a path not UTF-8 /tmp/u\\xfe/x"),
+        ("tab\tand line\nstay", "tab\tand line\nstay"),
+    ],
+)
+def test_log_lines_show_what_would_drive_a_terminal(message, shown):
+    record = logging.LogRecord("run", logging.ERROR, __file__, 1, "%s", (message,), None)
+    assert PrintableFormatter("%(message)s").format(record) == shown

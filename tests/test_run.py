@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import urllib3
 
 import run
 import supplier_image_upload
@@ -986,4 +987,38 @@ def test_a_store_that_does_not_answer_is_said_while_the_run_waits(
     folders = ["--descriptions", str(data / "descriptions"), "--images", str(data / "images")]
     assert run.main(["--url", f"http://127.0.0.1:{dead_port}/", *folders, "--retries", "2"]) == 2
     said = [r.getMessage() for r in caplog.records if r.name == "store"]
-    assert said and all(line.startswith("no answer from the store yet; again in ") for line in said)
+    assert said == ["no answer from the store yet; trying again"]  # once, however many waits
+
+
+def test_a_delivery_whose_folder_is_not_utf_8_is_imported_and_read_back(store, tmp_path, catalog):
+    """The journal and the record hold the folder's path (as JSON's \\udcfe): written, and
+    read back by the next run."""
+    data = catalog(tmp_path / "u2\udcfe" / "supplier-data", ["001", "002"])
+    uploaded(store, data)
+    assert import_(store, data) == 0
+    assert import_(store, data) == 0
+    assert len(store.catalog.fruits()) == 2
+    journal = (data / "imported.jsonl").read_bytes()
+    assert b"u2\\udcfe" in journal and json.loads(journal.splitlines()[-1])
+
+
+def test_a_store_declared_down_ends_the_other_requests_retry_waits():
+    """Once a run's store stopped answering, a request waiting to retry (a Retry-After
+    of minutes here) gives up at once instead of sleeping out its backoff."""
+    asked = urllib3.HTTPResponse(status=503, headers={"Retry-After": "300"})
+    retry = run.StoreRetry(total=3, respect_retry_after_header=True)
+    ended = []
+
+    def wait() -> None:
+        with contextlib.suppress(run.GaveUp):
+            retry.sleep(asked)
+        ended.append(True)
+
+    run.STORE_DOWN.set()
+    try:
+        waiting = threading.Thread(target=wait, daemon=True)
+        waiting.start()
+        waiting.join(timeout=60)
+    finally:
+        run.STORE_DOWN.clear()
+    assert ended, "the retry slept out its Retry-After"

@@ -444,6 +444,12 @@ UNREACHABLE_CASES = [
         "cannot read the descriptions folder {descriptions}",
     ),
     (
+        "report_email-locked-save-dir",
+        ["report_email.py", "--save-dir", "{delivery}/out/sub"],
+        {"delivery": 0o711, "out": 0o700},
+        "argument --save-dir: {delivery}/out/sub",
+    ),
+    (
         "changeImage-locked-output",
         [*CHANGE, "--output-dir", "{delivery}/out"],
         {"delivery": 0o711, "out": 0o700},
@@ -727,10 +733,11 @@ def test_health_check_without_psutil_says_the_pip_line(bare_python: Path) -> Non
 
 # Ratchets at what main reaches (issue 26 asks 25%): they go up only with the reason
 # written here. From 0.386 to 0.332: copies carry no prose, reports.py takes emails.py's
-# command line. Up to 0.339 (2026-12-07): the hostile pass's fixes are shared code in
-# four or five scripts each (a folder out of reach, a name not UTF-8, a full journal,
-# terminal escapes in log lines).
-COPIES_SHARE_AT_MOST = 0.339
+# command line. Up to 0.343 (2026-12-07): two hostile passes' fixes are shared code in
+# four or five scripts each (a folder out of reach, a name or path not UTF-8, a full
+# journal, terminal escapes in log lines, a closed pipe, retries said once and cut
+# short when the store is down).
+COPIES_SHARE_AT_MOST = 0.343
 OWN_CODE_STARTS_BY_LINE = 269
 
 
