@@ -885,6 +885,31 @@ def say_outcomes(products: list[Product]) -> None:
 # -- the record ----------------------------------------------------------------
 
 
+class RecordUnwritten(Exception):
+    """The record cannot be written (a full disk) once the products were sent."""
+
+
+# A run stopped by a full disk: what it posted is in the store, not in the record.
+AFTER_FULL = "make room and run again: it finds in the store what this run sent"
+
+
+def check_writable(record: Path) -> None:
+    """OSError, naming record, unless a record can be written there (a folder or a
+    FIFO would be replaced; a temporary file beside it is tried)."""
+    with contextlib.suppress(FileNotFoundError):
+        kind = os.lstat(record).st_mode
+        if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
+            raise OSError(errno.EEXIST, f"{file_kind(kind)}, not a file", str(record))
+    try:
+        fd, temporary = tempfile.mkstemp(
+            dir=record.parent, prefix=f".{record.name}.", suffix=".tmp"
+        )
+        os.close(fd)
+        os.unlink(temporary)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(record)) from None
+
+
 # --- begin shared block: cli (from blocks/cli.py; make blocks) ---
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 UNSET = object()  # the default of an option not given on the command line
@@ -2160,31 +2185,6 @@ def write_atomically(path: Path, data: bytes | str, *, mode: int = 0o644) -> Non
 
 
 # --- end shared block: files ---
-
-
-class RecordUnwritten(Exception):
-    """The record cannot be written (a full disk) once the products were sent."""
-
-
-# A run stopped by a full disk: what it posted is in the store, not in the record.
-AFTER_FULL = "make room and run again: it finds in the store what this run sent"
-
-
-def check_writable(record: Path) -> None:
-    """OSError, naming record, unless a record can be written there (a folder or a
-    FIFO would be replaced; a temporary file beside it is tried)."""
-    with contextlib.suppress(FileNotFoundError):
-        kind = os.lstat(record).st_mode
-        if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
-            raise OSError(errno.EEXIST, f"{file_kind(kind)}, not a file", str(record))
-    try:
-        fd, temporary = tempfile.mkstemp(
-            dir=record.parent, prefix=f".{record.name}.", suffix=".tmp"
-        )
-        os.close(fd)
-        os.unlink(temporary)
-    except OSError as error:
-        raise OSError(error.errno, error.strerror, str(record)) from None
 
 
 @dataclass

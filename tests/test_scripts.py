@@ -205,6 +205,14 @@ def test_relocate_puts_the_copies_after_the_scripts_own_code(tmp_path: Path) -> 
     text = (tmp_path / "plain" / "run.py").read_text(encoding="utf-8")
     assert text.index("DOUBLE = double") < text.index("# --- begin shared block: cli")
     assert text.index("# --- end shared block: cli ---") < text.index('if __name__ == "__main__"')
+    # A start-up guard before the imports (changeImage's gc.disable()) is not the entry point.
+    early = TOY.replace(
+        "import argparse\n", 'if __name__ == "__main__":\n    pass\n\nimport argparse\n'
+    )
+    blocks = sync_blocks_on(tmp_path / "early", early)
+    assert blocks.main(["--relocate"]) == 0
+    text = (tmp_path / "early" / "run.py").read_text(encoding="utf-8")
+    assert text.index("DOUBLE = double") < text.index("# --- begin shared block: cli")
 
 
 # id, a statement of a home, what its copies carry

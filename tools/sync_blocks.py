@@ -265,10 +265,13 @@ def relocated(text: str) -> str:
     lines = rest.split("\n")
     pinned = [range(rest.count("\n", 0, m.start()), rest.count("\n", 0, m.end()) + 1)
               for m in FENCE.finditer(rest)]  # fmt: skip
-    for node in ast.parse(rest).body:
+    body = ast.parse(rest).body
+    for node in body:
         if any(node.lineno in span for span in pinned):
             continue
-        main = isinstance(node, ast.If) and "__name__" in names_used(node.test)
+        # The entry point is the last statement: an earlier `if __name__` (changeImage's
+        # gc.disable() before its imports) is start-up, not the place for the copies.
+        main = node is body[-1] and isinstance(node, ast.If) and "__name__" in names_used(node.test)
         if main or loaded_names(node) & defined:
             first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
             while first > 1 and lines[first - 2].startswith("#"):
