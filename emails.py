@@ -24,7 +24,7 @@ Environment (defaults: the lab's local mail server, no login):
   SMTP_HOST (localhost), SMTP_PORT (25, 587 or 465 by SMTP_SECURITY),
   SMTP_SECURITY (none | starttls | ssl), SMTP_USER, SMTP_PASSWORD or
   SMTP_PASSWORD_FILE (UTF-8; any characters), SMTP_TIMEOUT (10 seconds: the
-  longest wait for any one answer), SMTP_DEADLINE (120 seconds: the whole
+  longest wait for any one answer but the mail's end's), SMTP_DEADLINE (120 seconds: the whole
   send, from connecting to the last answer, however slowly the server
   trickles), SMTP_CA_FILE (a private CA for TLS), SMTP_SAVE_DIR (write .eml
   files there instead of sending).
@@ -384,6 +384,12 @@ class DeadlineSMTP(smtplib.SMTP):
     def __init__(self, settings: SmtpSettings, deadline: Deadline, context: ssl.SSLContext | None):
         self.deadline, self.implicit_tls = deadline, context
         super().__init__(settings.host, settings.port, timeout=settings.timeout)
+
+    def data(self, msg):  # type: ignore[no-untyped-def]
+        # The answer to a mail's end may take a server minutes (RFC 5321 allows it 10):
+        # given up on at SMTP_TIMEOUT, a mail the server then took would go out again.
+        self.sock.settimeout(max(self.timeout, self.deadline.left()))
+        return super().data(msg)
 
     def _get_socket(self, host, port, timeout):
         sock = super()._get_socket(host, port, timeout)

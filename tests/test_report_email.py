@@ -928,6 +928,21 @@ def test_a_mail_the_server_took_is_sent_however_slow_its_goodbye(
     assert len(server.taken) == 1 and len(mailed_log(record)) == 1
 
 
+def test_a_server_slow_to_take_the_mail_is_waited_for_within_the_deadline(
+    slow_smtp, tmp_path, monkeypatch, product, write_record
+):
+    """The answer to the mail's end came after SMTP_TIMEOUT: waited for (SMTP_DEADLINE
+    bounds it), or the mail the server took would be 'not sent' and go out again."""
+    server = slow_smtp(data_delay=3)
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(server.port))
+    monkeypatch.setenv("SMTP_TIMEOUT", "1")
+    record = write_record(tmp_path / "r.json", [product("001.txt", "Apple", 1)])
+    assert report(record, tmp_path / "r.pdf") == 0
+    assert report(record, tmp_path / "r.pdf") == 0
+    assert len(server.taken) == 1 and len(mailed_log(record)) == 1
+
+
 def test_a_server_refusing_the_size_is_quoted(
     catcher_factory, tmp_path, caplog, monkeypatch, product, write_record
 ):
