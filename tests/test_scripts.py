@@ -515,10 +515,11 @@ def test_a_delivery_folder_the_user_cannot_reach_is_one_usage_line(command, lock
 
 
 # id, command, the link's name, the message of its one failure
+RUN_REAL = [*RUN[:1], "--url", "{url}", *RUN[2:]]
 LINK_CASES = [
     ("changeImage", ["changeImage.py", "{images}"], "002.tiff", "002.tiff: cannot open"),
     ("run-check", [*RUN[:1], "--check", *RUN[2:]], "002.jpeg", "no catalog images"),
-    ("run", [*RUN[:1], "--url", "{url}", *RUN[2:]], "002.jpeg", "no catalog image 002.jpeg"),
+    ("run", RUN_REAL, "002.jpeg", "no catalog image 002.jpeg"),
 ]
 
 
@@ -538,6 +539,21 @@ def test_a_link_into_a_folder_the_user_cannot_enter_fails_that_file_only(
         done = as_nobody([part.format(**folders, url=store.url) for part in command], home)
     assert done.returncode == 1, done.stderr
     assert expected in done.stderr and "unexpected" not in done.stderr, done.stderr
+
+
+def test_a_record_that_cannot_be_written_is_named_not_its_temporary(store):
+    if not nobody_can_run("run.py"):
+        pytest.skip("needs root, setpriv and a checkout other users can read")
+    with tempfile.TemporaryDirectory(dir="/tmp") as home:
+        folders = delivery_in(home)
+        folders["delivery"].chmod(0o555)  # the record's folder: read-only for this user
+        done = as_nobody([part.format(**folders, url=store.url) for part in RUN_REAL], home)
+    record = folders["delivery"] / "imported.json"
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().endswith(
+        f"cannot write the record {record}: Permission denied; nothing sent"
+    )
+    assert store.post_count == 0
 
 
 # -- the README's configuration table against every parser --------------------------------
