@@ -2127,8 +2127,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for path in paths:
         if why := unreachable(path, folder=os.path.isdir(path)):
             parser.error(f"cannot read {path}: {why}")
-    if args.output_dir is not None and unreachable(args.output_dir):
-        why = unreachable(args.output_dir).replace("not a folder", "not a directory")
+    if args.output_dir is not None and (why := unreachable(args.output_dir)):
         parser.error(f"--output-dir {args.output_dir}: {why}")
     if args.suffix is None:
         args.suffix = FORMATS[args.format]

@@ -1145,9 +1145,7 @@ def pdf_file(text: str) -> Path:
 def save_folder(text: str) -> Path:
     path = Path(text)
     if (why := unreachable(path)) not in ("", ABSENT):  # a missing one is made
-        raise argparse.ArgumentTypeError(
-            f"{path} is {why}" if why == "not a folder" else f"{path}: {why}"
-        )
+        raise argparse.ArgumentTypeError(f"{path}: {why}")
     return path
 
 

@@ -889,10 +889,6 @@ class RecordUnwritten(Exception):
     """The record cannot be written (a full disk) once the products were sent."""
 
 
-# A run stopped by a full disk: what it posted is in the store, not in the record.
-AFTER_FULL = "make room and run again: it finds in the store what this run sent"
-
-
 def check_writable(record: Path) -> None:
     """OSError, naming record, unless a record can be written there (a folder or a
     FIFO would be replaced; a temporary file beside it is tried)."""
@@ -2031,6 +2027,9 @@ def open_journal(path: Path) -> int:
 
 class JournalError(Exception):
     """The journal cannot be written (a full disk): the run stops sending."""
+
+
+AFTER_FULL = "make room and run again: it finds in the store what this run sent"
 
 
 def append_line(fd: int, entry: dict) -> None:

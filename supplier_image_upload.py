@@ -572,12 +572,7 @@ def upload_to_store(args: argparse.Namespace) -> int:
     try:
         return upload_with_journal(args, journal)
     except JournalError as error:
-        log.error(
-            "cannot write the journal %s: %s; stopped: make room and run again: it finds"
-            " in the store what this run sent",
-            args.journal,
-            error,
-        )
+        log.error("cannot write the journal %s: %s; stopped: %s", args.journal, error, AFTER_FULL)
         return EXIT_USAGE
     finally:
         os.close(journal)
@@ -1793,6 +1788,9 @@ def open_journal(path: Path) -> int:
 
 class JournalError(Exception):
     """The journal cannot be written (a full disk): the run stops sending."""
+
+
+AFTER_FULL = "make room and run again: it finds in the store what this run sent"
 
 
 def append_line(fd: int, entry: dict) -> None:

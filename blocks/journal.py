@@ -43,6 +43,10 @@ class JournalError(Exception):
     """The journal cannot be written (a full disk): the run stops sending."""
 
 
+# What a run stopped by a full disk says to do: what it sent is in the store, not in its files.
+AFTER_FULL = "make room and run again: it finds in the store what this run sent"
+
+
 def append_line(fd: int, entry: dict) -> None:
     try:
         # A path that is not UTF-8 (surrogates) goes in as JSON's \udcff: read back whole.

@@ -1711,7 +1711,7 @@ BAD_INPUT = [
     ("colour", ["IMAGES", "--background", "not-a-colour"], {}, 2, "not a colour"),
     ("suffix path", ["IMAGES", "--suffix", "../x"], {}, 2, "is not '' or an extension"),
     ("suffix none in place", ["IMAGES", "--suffix", ""], {}, 2, "--suffix '' needs an"),
-    ("output not a folder", ["IMAGES", "--output-dir", "/etc/hostname"], {}, 2, "not a directory"),
+    ("output not a folder", ["IMAGES", "--output-dir", "/etc/hostname"], {}, 2, ": not a folder"),
     ("env format", ["IMAGES"], {"IMAGE_FORMAT": "gif"}, 2, "environment variable IMAGE_FORMAT"),
     ("env rotate", ["IMAGES"], {"IMAGE_ROTATE": "nan"}, 2, "environment variable IMAGE_ROTATE"),
     ("env size", ["IMAGES"], {"IMAGE_SIZE": "1e9x1"}, 2, "environment variable IMAGE_SIZE"),

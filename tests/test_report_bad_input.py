@@ -421,7 +421,7 @@ CASES = [
         "save-dir-is-a-file",
         args=("--save-dir", "{dir}/imported.json"),
         record=record(),
-        message="argument --save-dir: {dir}/imported.json is not a folder",
+        message="argument --save-dir: {dir}/imported.json: not a folder",
     ),
     # -- the helper modules' command lines
     Case("reports-pdf-is-a-folder", script="reports.py", args=("{dir}",), message="is a folder"),
